@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the system packages layerlab needs, once. As root it uses apt-get; otherwise it
+# prints the one command to run. A second run finds everything present and does nothing.
+set -euo pipefail
+
+# fuse3 brings fusermount3 and mount.fuse; libfuse3 is what mfusepy loads.
+# The rest are peers and real components used by the tests, the labs and bench/.
+packages=(fuse3 libfuse3-3 fuse-overlayfs unionfs-fuse docker-registry skopeo umoci
+          tree attr graphviz apache2-utils python3-venv)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "layerlab: please install these packages with your package manager: ${missing[*]}" >&2
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "layerlab: missing system packages; run: sudo apt-get install -y ${missing[*]}" >&2
+    exit 0
+fi
+echo "layerlab: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts the registry as a service on :5000; the tests run their own on a free port.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
