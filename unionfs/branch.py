@@ -1,0 +1,178 @@
+"""One layer directory, and the marks that live in it: whiteouts, opaque dirs, redirects.
+
+Both encodings are always read, so that OCI-extracted layers (``.wh.`` files) and kernel
+OverlayFS upper dirs (char device 0/0, ``overlay.*`` xattrs) both work as layers. What is
+written depends on the union's encoding.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+
+from .options import Role
+
+WH_PREFIX = ".wh."
+WH_META_PREFIX = ".wh..wh."
+WH_OPAQUE = ".wh..wh..opq"
+
+OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
+REDIRECT_XATTRS = ("trusted.overlay.redirect", "user.overlay.redirect")
+# Private xattrs never shown through the union nor copied up.
+PRIVATE_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "user.layerfs.", "user.fuseoverlayfs.")
+
+
+def is_private_xattr(name: str) -> bool:
+    return name.startswith(PRIVATE_XATTR_PREFIXES)
+
+
+def is_reserved_name(name: str) -> bool:
+    """Names that no user may create or see: the aufs/OCI whiteout namespace."""
+    return name.startswith(WH_PREFIX)
+
+
+def is_whiteout_stat(st: os.stat_result) -> bool:
+    """The kernel's whiteout: a character device with device number 0/0."""
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _getxattr(path: str, name: str) -> bytes | None:
+    try:
+        return os.getxattr(path, name, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.EPERM, errno.ENOENT, errno.EACCES):
+            return None
+        raise
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A layer directory in the stack. `index` 0 is the top."""
+
+    path: str
+    role: Role
+    label: str
+    index: int
+    whiteouts: bool = True  # does lookup honour whiteouts found here?
+
+    @property
+    def writable(self) -> bool:
+        return self.role is Role.UPPER
+
+    def real(self, upath: str) -> str:
+        """The real path of union path `upath` ("/a/b") in this branch."""
+        return self.path if upath == "/" else self.path + upath
+
+    def describe(self) -> str:
+        return f"{self.label} ({self.role.value})"
+
+
+def lstat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return None
+
+
+def aufs_whiteout_exists(real_dir: str, name: str) -> bool:
+    """Is there an aufs/OCI whiteout ``.wh.NAME`` (a regular file) for `name` in `real_dir`?"""
+    st = lstat_or_none(os.path.join(real_dir, WH_PREFIX + name))
+    return st is not None and stat.S_ISREG(st.st_mode)
+
+
+def is_opaque_dir(real_dir: str) -> bool:
+    """Opaque by ``.wh..wh..opq`` or by ``overlay.opaque=y`` (trusted or user)."""
+    for attr in OPAQUE_XATTRS:
+        if _getxattr(real_dir, attr) == b"y":
+            return True
+    return lstat_or_none(os.path.join(real_dir, WH_OPAQUE)) is not None
+
+
+def read_redirect(real_dir: str) -> str | None:
+    """The ``overlay.redirect`` of a renamed directory, if any."""
+    for attr in REDIRECT_XATTRS:
+        value = _getxattr(real_dir, attr)
+        if value:
+            return value.decode("utf-8", "surrogateescape")
+    return None
+
+
+@dataclass
+class MarkWriter:
+    """Writes whiteouts, opaque marks and redirects in the union's encoding.
+
+    The overlay encoding needs mknod and `trusted.*` xattrs, which only root has: like
+    fuse-overlayfs, it falls back to ``.wh.NAME`` files and `user.*` xattrs without them.
+    """
+
+    aufs_encoding: bool
+    can_mknod: bool
+    xattr_prefix: str  # "trusted." or "user."
+
+    @classmethod
+    def probe(cls, workdir: str, aufs_encoding: bool) -> "MarkWriter":
+        """Find out in the work directory what this process may write."""
+        probe = os.path.join(workdir, "#probe")
+        can_mknod = False
+        try:
+            os.mknod(probe, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+            can_mknod = True
+            os.unlink(probe)
+        except OSError:
+            pass
+        prefix = "user."
+        try:
+            os.mkdir(probe)
+            try:
+                os.setxattr(probe, "trusted.overlay.probe", b"y")
+                prefix = "trusted."
+            except OSError:
+                pass
+            finally:
+                os.rmdir(probe)
+        except OSError:
+            pass
+        return cls(aufs_encoding, can_mknod, prefix)
+
+    @property
+    def writes_char_whiteouts(self) -> bool:
+        return not self.aufs_encoding and self.can_mknod
+
+    def whiteout_in(self, real_dir: str, name: str) -> None:
+        """Write a whiteout for `name` into `real_dir` (which has no entry `name`)."""
+        if self.writes_char_whiteouts:
+            os.mknod(os.path.join(real_dir, name), stat.S_IFCHR | 0o600, os.makedev(0, 0))
+        else:
+            fd = os.open(os.path.join(real_dir, WH_PREFIX + name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+            os.close(fd)
+
+    def make_whiteout_at(self, path: str) -> None:
+        """A standalone whiteout object at `path` (in the work dir), for atomic swaps."""
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+
+    def set_opaque(self, real_dir: str) -> None:
+        if self.aufs_encoding:
+            fd = os.open(os.path.join(real_dir, WH_OPAQUE), os.O_WRONLY | os.O_CREAT, 0o444)
+            os.close(fd)
+        else:
+            os.setxattr(real_dir, self.xattr_prefix + "overlay.opaque", b"y")
+
+    def set_redirect(self, real_dir: str, value: str) -> None:
+        os.setxattr(real_dir, self.xattr_prefix + "overlay.redirect",
+                    value.encode("utf-8", "surrogateescape"))
+
+
+def remove_whiteouts(real_dir: str, name: str) -> bool:
+    """Remove any whiteout of `name` in `real_dir` (both encodings); True if one was there."""
+    removed = False
+    st = lstat_or_none(os.path.join(real_dir, name))
+    if st is not None and is_whiteout_stat(st):
+        os.unlink(os.path.join(real_dir, name))
+        removed = True
+    if aufs_whiteout_exists(real_dir, name):
+        os.unlink(os.path.join(real_dir, WH_PREFIX + name))
+        removed = True
+    return removed

@@ -1,0 +1,326 @@
+"""Namespace changes: create, mkdir, mknod, symlink, link, unlink, rmdir, rename (fs/overlayfs/dir.c).
+
+Whiteouts are written only where a lower layer still has the name. A directory made where a
+whiteout was becomes opaque, so the old lower directory does not show through. Renaming a
+lower or merged directory follows the dialect: overlay sets a redirect (as the kernel does
+with redirect_dir=on); aufs refuses with EXDEV unless the lower parts are empty.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+from typing import Callable
+
+from .branch import WH_PREFIX, aufs_whiteout_exists, lstat_or_none, remove_whiteouts
+from .copy_up import copy_up, ensure_upper_dir, require_upper
+from .fsutil import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT
+from .namei import Node, join, parent_of, split_path
+from .options import Dialect
+from .readdir import is_empty_dir
+from .super import Cred, Super
+
+
+def _err(code: int, path: str) -> OSError:
+    return OSError(code, os.strerror(code), path)
+
+
+def _owner(parent_real: str, cred: Cred | None, is_dir: bool) -> tuple[int, int, bool] | None:
+    """uid, gid and setgid for a new object: the caller's, with a setgid parent's group."""
+    if cred is None:
+        return None
+    pst = os.stat(parent_real)
+    if pst.st_mode & stat.S_ISGID:
+        return cred.uid, pst.st_gid, is_dir
+    return cred.uid, cred.gid, False
+
+
+def _chown_new(real: str, owner: tuple[int, int, bool] | None) -> None:
+    if owner is None:
+        return
+    uid, gid, setgid = owner
+    try:
+        os.chown(real, uid, gid, follow_symlinks=False)
+    except PermissionError:
+        pass
+    if setgid:
+        os.chmod(real, stat.S_IMODE(os.lstat(real).st_mode) | stat.S_ISGID)
+
+
+def _whiteout_form(sb: Super) -> str:
+    assert sb.marks is not None
+    return "char device 0/0" if sb.marks.writes_char_whiteouts else ".wh. file"
+
+
+def create_entry(sb: Super, path: str, make: Callable[[str], None], cred: Cred | None, *,
+                 is_dir: bool, trigger: str) -> str:
+    """Create a new object at `path` with `make(real_path)`; returns its real path.
+
+    Where no whiteout is in the way it is made in place. Over a whiteout it is built in the
+    work directory and swapped in, and a directory becomes opaque.
+    """
+    upper = require_upper(sb, path)
+    with sb.lock:
+        node = sb.resolver.lookup(path)
+        if node.exists:
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
+        parent_real = ensure_upper_dir(sb, parent_of(path), trigger)
+        target = parent_real + "/" + node.name
+        owner = _owner(parent_real, cred, is_dir)
+        needs_opaque = is_dir and (node.upper_whiteout or node.has_lower)
+        if not node.upper_whiteout and not needs_opaque:
+            make(target)
+            _chown_new(target, owner)
+            return target
+        temp = sb.temp_name()
+        make(temp)
+        try:
+            _chown_new(temp, owner)
+            if needs_opaque:
+                sb.marks.set_opaque(temp)  # type: ignore[union-attr]
+            char_whiteout = lstat_or_none(target)
+            if char_whiteout is not None:  # a char 0/0 whiteout: swap atomically, then drop it
+                sb.libc.renameat2(temp, target, RENAME_EXCHANGE)
+                os.unlink(temp)
+            else:
+                os.rename(temp, target)
+        except BaseException:
+            _remove_tree(temp)
+            raise
+        if aufs_whiteout_exists(parent_real, node.name):
+            os.unlink(os.path.join(parent_real, WH_PREFIX + node.name))
+        if needs_opaque:
+            sb.emit("opaque", path=path, trigger=trigger, branch=upper.label, form=_opaque_form(sb))
+        return target
+
+
+def mkdir(sb: Super, path: str, mode: int, cred: Cred | None = None) -> None:
+    def make(real: str) -> None:
+        os.mkdir(real, 0o700)
+        os.chmod(real, stat.S_IMODE(mode))
+
+    create_entry(sb, path, make, cred, is_dir=True, trigger="mkdir")
+
+
+def mknod(sb: Super, path: str, mode: int, device: int = 0, cred: Cred | None = None) -> None:
+    if stat.S_ISREG(mode) or stat.S_IFMT(mode) == 0:
+        def make(real: str) -> None:
+            os.close(os.open(real, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.chmod(real, stat.S_IMODE(mode))
+    elif stat.S_ISDIR(mode):
+        raise _err(errno.EPERM, path)
+    else:
+        def make(real: str) -> None:
+            os.mknod(real, stat.S_IFMT(mode) | 0o600, device)
+            os.chmod(real, stat.S_IMODE(mode))
+    create_entry(sb, path, make, cred, is_dir=False, trigger="mknod")
+
+
+def symlink(sb: Super, target: str, path: str, cred: Cred | None = None) -> None:
+    create_entry(sb, path, lambda real: os.symlink(target, real), cred, is_dir=False, trigger="symlink")
+
+
+def link(sb: Super, existing: str, new: str) -> None:
+    """A hard link: the source is copied up first (OverlayFS copies up on link)."""
+    require_upper(sb, new)
+    with sb.lock:
+        src = sb.resolver.lookup(existing)
+        if not src.exists:
+            raise _err(errno.ENOENT, existing)
+        if src.is_dir:
+            raise _err(errno.EPERM, existing)
+        dst = sb.resolver.lookup(new)
+        if dst.exists:
+            raise _err(errno.EEXIST, new)
+        src = copy_up(sb, existing, "link")
+        source_real = src.top.real
+        create_entry(sb, new, lambda real: os.link(source_real, real, follow_symlinks=False), None,
+                     is_dir=False, trigger="link")
+
+
+def _whiteout(sb: Super, parent_real: str, name: str, path: str, trigger: str) -> None:
+    sb.marks.whiteout_in(parent_real, name)  # type: ignore[union-attr]
+    sb.emit("whiteout", path=path, trigger=trigger, branch=sb.upper.label, form=_whiteout_form(sb))  # type: ignore[union-attr]
+
+
+def unlink(sb: Super, path: str) -> None:
+    require_upper(sb, path)
+    with sb.lock:
+        node = sb.resolver.lookup(path)
+        if not node.exists:
+            raise _err(errno.ENOENT, path)
+        if node.is_dir:
+            raise _err(errno.EISDIR, path)
+        _remove(sb, node, "unlink")
+
+
+def rmdir(sb: Super, path: str) -> None:
+    require_upper(sb, path)
+    if path == "/":
+        raise _err(errno.EBUSY, path)
+    with sb.lock:
+        node = sb.resolver.lookup(path)
+        if not node.exists:
+            raise _err(errno.ENOENT, path)
+        if not node.is_dir:
+            raise _err(errno.ENOTDIR, path)
+        if not is_empty_dir(sb, node):
+            raise _err(errno.ENOTEMPTY, path)
+        _remove(sb, node, "rmdir")
+
+
+def _remove(sb: Super, node: Node, trigger: str) -> None:
+    """Remove what the upper has of `node` and white the name out if a lower still has it."""
+    parent_real = ensure_upper_dir(sb, node.parent_path, trigger)
+    target = parent_real + "/" + node.name
+    if not node.has_lower:
+        if node.in_upper:
+            if node.is_dir:
+                _clear_upper_dir(target)
+                os.rmdir(target)
+            else:
+                os.unlink(target)
+        return
+    if not node.in_upper:
+        _whiteout(sb, parent_real, node.name, node.path, trigger)
+        return
+    if sb.marks.writes_char_whiteouts:  # type: ignore[union-attr]
+        # Swap a fresh whiteout with the entry, so no moment shows the lower file.
+        temp = sb.temp_name()
+        sb.marks.make_whiteout_at(temp)  # type: ignore[union-attr]
+        sb.libc.renameat2(temp, target, RENAME_EXCHANGE)
+        _remove_tree(temp)
+        sb.emit("whiteout", path=node.path, trigger=trigger, branch=sb.upper.label, form=_whiteout_form(sb))  # type: ignore[union-attr]
+        return
+    # .wh. files: the whiteout first; while both exist the entry still wins (OCI rule).
+    _whiteout(sb, parent_real, node.name, node.path, trigger)
+    if node.is_dir:
+        temp = sb.temp_name()
+        os.rename(target, temp)
+        _remove_tree(temp)
+    else:
+        os.unlink(target)
+
+
+def _clear_upper_dir(real: str) -> None:
+    """An empty merged directory may still hold whiteouts in the upper: remove them."""
+    with os.scandir(real) as it:
+        for entry in it:
+            path = os.path.join(real, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+
+
+def _remove_tree(path: str) -> None:
+    st = lstat_or_none(path)
+    if st is None:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        os.unlink(path)
+
+
+def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
+    """rename(2) and renameat2(2) with RENAME_NOREPLACE."""
+    require_upper(sb, old)
+    if flags & ~RENAME_NOREPLACE:
+        raise _err(errno.EINVAL, old)
+    with sb.lock:
+        src = sb.resolver.lookup(old)
+        if not src.exists:
+            raise _err(errno.ENOENT, old)
+        dst = sb.resolver.lookup(new)
+        if old == "/" or new == "/":
+            raise _err(errno.EBUSY, old)
+        if src.is_dir and (new + "/").startswith(old + "/") and old != new:
+            raise _err(errno.EINVAL, new)
+        if dst.exists:
+            if flags & RENAME_NOREPLACE:
+                raise _err(errno.EEXIST, new)
+            if old == new:
+                return
+            if src.is_dir and not dst.is_dir:
+                raise _err(errno.ENOTDIR, new)
+            if not src.is_dir and dst.is_dir:
+                raise _err(errno.EISDIR, new)
+            if dst.is_dir and not is_empty_dir(sb, dst):
+                raise _err(errno.ENOTEMPTY, new)
+        redirect: str | None = None
+        opaque = False
+        if src.is_dir and (src.merged or not src.in_upper):
+            if sb.spec.dialect is Dialect.AUFS:
+                if not _lower_parts_empty(src):
+                    raise _err(errno.EXDEV, old)
+                opaque = True
+            else:
+                redirect = _plan_redirect(sb, src, old, new)
+        elif src.is_dir:
+            opaque = sb.resolver.lookup(parent_of(new)).merged
+        if not src.in_upper:
+            src = copy_up(sb, old, "rename")
+        old_parent = ensure_upper_dir(sb, parent_of(old), "rename")
+        new_parent = ensure_upper_dir(sb, parent_of(new), "rename")
+        source = old_parent + "/" + src.name
+        target = new_parent + "/" + dst.name
+        upper_label = sb.upper.label  # type: ignore[union-attr]
+        if redirect is not None:
+            sb.marks.set_redirect(source, redirect)  # type: ignore[union-attr]
+            sb.emit("redirect", path=new, target=redirect, branch=upper_label)
+        elif opaque and not sb.resolver.upper_dir_info(source, os.lstat(source))[0]:
+            sb.marks.set_opaque(source)  # type: ignore[union-attr]
+            sb.emit("opaque", path=new, trigger="rename", branch=upper_label, form=_opaque_form(sb))
+        if dst.in_upper and dst.is_dir:
+            _clear_upper_dir(target)
+        target_st = lstat_or_none(target)
+        if target_st is not None and not dst.exists:
+            # The target is a char-device whiteout: exchange, and the whiteout lands on the old
+            # name, which is just what the old name needs when a lower layer still has it.
+            sb.libc.renameat2(source, target, RENAME_EXCHANGE)
+            if src.has_lower:
+                sb.emit("whiteout", path=old, trigger="rename", branch=upper_label, form=_whiteout_form(sb))
+            else:
+                os.unlink(source)
+        elif src.has_lower and sb.marks.writes_char_whiteouts:  # type: ignore[union-attr]
+            sb.libc.renameat2(source, target, RENAME_WHITEOUT)
+            sb.emit("whiteout", path=old, trigger="rename", branch=upper_label, form=_whiteout_form(sb))
+        else:
+            if src.has_lower:  # .wh. file first: while both exist, the entry still wins
+                _whiteout(sb, old_parent, src.name, old, "rename")
+            os.rename(source, target)
+        if aufs_whiteout_exists(new_parent, dst.name):
+            os.unlink(os.path.join(new_parent, WH_PREFIX + dst.name))
+
+
+def _opaque_form(sb: Super) -> str:
+    marks = sb.marks
+    assert marks is not None
+    return ".wh..wh..opq" if marks.aufs_encoding else f"{marks.xattr_prefix}overlay.opaque=y"
+
+
+def _plan_redirect(sb: Super, src: Node, old: str, new: str) -> str:
+    """The kernel's ovl_set_redirect: keep a redirect that still holds, else the old name
+    (same parent) or the absolute lower path (another parent)."""
+    samedir = parent_of(old) == parent_of(new)
+    existing = None
+    if src.in_upper:
+        existing = sb.resolver.upper_dir_info(src.top.real, src.top.st)[1]
+    if existing and (samedir or existing.startswith("/")):
+        return existing
+    if samedir:
+        return src.name
+    return src.lower_path or old
+
+
+def _lower_parts_empty(node: Node) -> bool:
+    for entry in node.entries:
+        if entry.branch.writable:
+            continue
+        with os.scandir(entry.real) as it:
+            for d in it:
+                if not d.name.startswith(".wh."):
+                    return False
+    return True

@@ -1,0 +1,126 @@
+"""Open files: handles on the real file, read, write, fsync, release (fs/overlayfs/file.c).
+
+An open for writing copies the file up first. A read-only handle on a lower file follows the
+file when another writer copies it up, so it never reads stale data.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+import weakref
+from dataclasses import dataclass, field
+
+from .copy_up import copy_up, ensure_upper_dir, require_upper
+from .dir import create_entry
+from .namei import Node
+from .super import Cred, Super
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
+_CREATE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOCTTY
+
+
+@dataclass(eq=False)
+class Handle:
+    """An open union file: a descriptor on the real file in the branch that serves it."""
+
+    fd: int
+    path: str
+    flags: int
+    real: str
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def reopen(self, real: str) -> None:
+        """Point this read-only handle at `real` (the copy-up of the file it had open)."""
+        new_fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
+        with self._lock:
+            old, self.fd, self.real = self.fd, new_fd, real
+        os.close(old)
+
+    def read(self, size: int, offset: int) -> bytes:
+        with self._lock:
+            return os.pread(self.fd, size, offset)
+
+    def write(self, data: bytes, offset: int) -> int:
+        return os.pwrite(self.fd, data, offset)
+
+    def truncate(self, length: int) -> None:
+        os.ftruncate(self.fd, length)
+
+    def fsync(self, datasync: bool = False) -> None:
+        (os.fdatasync if datasync else os.fsync)(self.fd)
+
+    def close(self) -> None:
+        with self._lock:
+            fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def wants_write(flags: int) -> bool:
+    return bool(flags & _WRITE_FLAGS) or bool(flags & os.O_TRUNC)
+
+
+def open_file(sb: Super, path: str, flags: int, mode: int = 0o644, cred: Cred | None = None) -> Handle:
+    """open(2) on the union, with O_CREAT, O_EXCL, O_TRUNC, O_APPEND and O_DIRECTORY."""
+    trailing_slash = path.endswith("/")
+    path = path.rstrip("/") or "/"
+    node = sb.resolver.lookup(path)
+    if trailing_slash and node.exists and not node.is_dir:
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+    if not node.exists:
+        if not flags & os.O_CREAT:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        if trailing_slash:
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        return create_file(sb, path, flags, mode, cred)
+    if flags & os.O_CREAT and flags & os.O_EXCL:
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
+    if node.is_dir:
+        if wants_write(flags) or flags & os.O_CREAT:
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        fd = os.open(node.top.real, os.O_RDONLY | os.O_DIRECTORY)
+        return Handle(fd, path, flags, node.top.real)
+    if flags & os.O_DIRECTORY:
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+    real_flags = (flags & ~_CREATE_FLAGS) | os.O_NOFOLLOW
+    if wants_write(flags) and not node.in_upper:
+        require_upper(sb, path)
+        trigger = "open(O_TRUNC)" if flags & os.O_TRUNC else "open for write"
+        node = copy_up(sb, path, trigger, data_bytes=0 if flags & os.O_TRUNC else None)
+    elif wants_write(flags) and sb.upper is None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+    real = node.top.real
+    fd = os.open(real, real_flags)
+    handle = Handle(fd, path, flags, real)
+    if not node.in_upper and stat.S_ISREG(node.top.st.st_mode) and sb.upper is not None:
+        key = (node.top.st.st_dev, node.top.st.st_ino)
+        with sb.lock:
+            sb.lower_handles.setdefault(key, weakref.WeakSet()).add(handle)
+            # A copy-up may have finished between the lookup and now: follow it.
+            current = sb.resolver.lookup(path)
+            if current.in_upper and current.top.real != real:
+                handle.reopen(current.top.real)
+    return handle
+
+
+def create_file(sb: Super, path: str, flags: int, mode: int, cred: Cred | None) -> Handle:
+    """Create a regular file and open it (O_CREAT on a missing name)."""
+    holder: dict[str, int] = {}
+
+    def make(temp: str) -> None:
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.fchmod(fd, stat.S_IMODE(mode))
+        holder["fd"] = fd
+
+    try:
+        real = create_entry(sb, path, make, cred, is_dir=False, trigger="create")
+    except BaseException:
+        if "fd" in holder:
+            os.close(holder["fd"])
+        raise
+    os.close(holder["fd"])
+    real_flags = (flags & ~(_CREATE_FLAGS | os.O_TRUNC)) | os.O_NOFOLLOW
+    fd = os.open(real, real_flags)
+    return Handle(fd, path, flags, real)

@@ -1,0 +1,141 @@
+"""Attributes: getattr, chmod, chown, utimens, truncate, xattrs (fs/overlayfs/inode.c, xattrs.c).
+
+Every change copies the object up first; the union's private xattrs are hidden and refused.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+
+from .branch import is_private_xattr
+from .copy_up import copy_up, require_upper
+from .super import Super
+
+ORIGIN_XATTR = "user.layerfs.origin"
+
+
+@dataclass(frozen=True)
+class Stat:
+    """What stat(2) shows through the union."""
+
+    st_mode: int
+    st_ino: int
+    st_dev: int
+    st_nlink: int
+    st_uid: int
+    st_gid: int
+    st_size: int
+    st_atime_ns: int
+    st_mtime_ns: int
+    st_ctime_ns: int
+    st_rdev: int
+    st_blocks: int
+    st_blksize: int
+
+    @classmethod
+    def of(cls, st: os.stat_result, nlink: int | None = None) -> "Stat":
+        return cls(st.st_mode, st.st_ino, st.st_dev, st.st_nlink if nlink is None else nlink, st.st_uid,
+                   st.st_gid, st.st_size, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_rdev,
+                   st.st_blocks, st.st_blksize)
+
+
+def getattr_(sb: Super, path: str) -> Stat:
+    node = sb.resolver.lookup(path)
+    top = node.top
+    st = os.lstat(top.real) if top.branch.writable else top.st
+    # The kernel reports nlink 1 for a merged directory rather than count the subdirectories.
+    return Stat.of(st, 1 if node.merged else None)
+
+
+def readlink(sb: Super, path: str) -> str:
+    node = sb.resolver.lookup(path)
+    if not stat.S_ISLNK(node.top.st.st_mode):
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
+    return os.readlink(node.top.real)
+
+
+def chmod(sb: Super, path: str, mode: int) -> None:
+    if stat.S_ISLNK(sb.resolver.lookup(path).top.st.st_mode):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP), path)  # Linux has no lchmod
+    node = copy_up(sb, path, "chmod")
+    os.chmod(node.top.real, stat.S_IMODE(mode))
+
+
+def chown(sb: Super, path: str, uid: int, gid: int) -> None:
+    node = copy_up(sb, path, "chown")
+    os.chown(node.top.real, uid, gid, follow_symlinks=False)
+
+
+def utimens(sb: Super, path: str, ns: tuple[int, int] | None) -> None:
+    node = copy_up(sb, path, "utimens")
+    if ns is None:
+        os.utime(node.top.real, follow_symlinks=False)
+    else:
+        os.utime(node.top.real, ns=ns, follow_symlinks=False)
+
+
+def truncate(sb: Super, path: str, length: int) -> None:
+    node = sb.resolver.lookup(path)
+    if node.is_dir:
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not stat.S_ISREG(node.top.st.st_mode):
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
+    if length < 0:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
+    node = copy_up(sb, path, "truncate", data_bytes=length)
+    os.truncate(node.top.real, length)
+
+
+def statfs(sb: Super, path: str = "/") -> os.statvfs_result:
+    """statfs of the upper (or of the top layer of a read-only union)."""
+    return os.statvfs(sb.branches[0].path)
+
+
+def _refuse_private(name: str, path: str) -> None:
+    if is_private_xattr(name):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP), path)
+
+
+def origin(sb: Super, path: str) -> str:
+    """Provenance as `user.layerfs.origin` shows it: the serving branch's label and role."""
+    return sb.resolver.lookup(path).top.branch.describe()
+
+
+def getxattr(sb: Super, path: str, name: str) -> bytes:
+    if name == ORIGIN_XATTR:
+        return origin(sb, path).encode("utf-8", "surrogateescape")
+    node = sb.resolver.lookup(path)
+    _refuse_private(name, path)
+    return os.getxattr(node.top.real, name, follow_symlinks=False)
+
+
+def listxattr(sb: Super, path: str) -> list[str]:
+    node = sb.resolver.lookup(path)
+    return [n for n in os.listxattr(node.top.real, follow_symlinks=False) if not is_private_xattr(n)]
+
+
+def setxattr(sb: Super, path: str, name: str, value: bytes, flags: int = 0) -> None:
+    _refuse_private(name, path)
+    require_upper(sb, path)
+    node = sb.resolver.lookup(path)
+    if not node.in_upper:
+        # XATTR_CREATE on an existing attribute, or REPLACE on a missing one, fails before copy-up.
+        existing = name in os.listxattr(node.top.real, follow_symlinks=False)
+        if flags & os.XATTR_CREATE and existing:
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
+        if flags & os.XATTR_REPLACE and not existing:
+            raise OSError(errno.ENODATA, os.strerror(errno.ENODATA), path)
+    node = copy_up(sb, path, "setxattr")
+    os.setxattr(node.top.real, name, value, flags, follow_symlinks=False)
+
+
+def removexattr(sb: Super, path: str, name: str) -> None:
+    _refuse_private(name, path)
+    require_upper(sb, path)
+    node = sb.resolver.lookup(path)
+    if not node.in_upper:
+        os.getxattr(node.top.real, name, follow_symlinks=False)  # ENODATA without a pointless copy-up
+    node = copy_up(sb, path, "removexattr")
+    os.removexattr(node.top.real, name, follow_symlinks=False)

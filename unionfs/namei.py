@@ -1,0 +1,382 @@
+"""Lookup: walk a union path down the stack (the kernel's fs/overlayfs/namei.c).
+
+Rules, top-down: a whiteout stops the lookup; a non-directory stops it and hides everything
+below; a directory continues unless it is opaque. Below a directory, an entry of another type
+is dropped (overlay stops there; aufs skips it and goes on).
+
+The read-only layers (init and lowers) never change while the union is open, so their part
+of every lookup is cached: after the first walk, a lookup costs one lstat per component in
+the upper and nothing per read-only layer, however many there are.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable
+
+from .branch import (Branch, aufs_whiteout_exists, is_opaque_dir, is_reserved_name,
+                     is_whiteout_stat, lstat_or_none, read_redirect)
+from .options import Dialect
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One real object in one branch."""
+
+    branch: Branch
+    real: str
+    st: os.stat_result
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.st.st_mode)
+
+
+@dataclass(frozen=True)
+class LowerResult:
+    """What the read-only layers hold at one path."""
+
+    entries: tuple[Entry, ...] = ()
+    whiteout: Branch | None = None  # the layer whose whiteout stopped the lookup, if any
+
+
+@dataclass(frozen=True)
+class Node:
+    """A resolved union path.
+
+    `entries` is what the union shows: the first entry serves the path; for a directory the
+    rest are the lower directories merged under it. `lowers` is what the read-only layers hold
+    at the same place whether or not the upper hides it: it decides whether a removal needs a
+    whiteout. `parent_upper` is the parent's directory in the upper, if it is there yet.
+    """
+
+    path: str
+    entries: tuple[Entry, ...]
+    lowers: tuple[Entry, ...]
+    lower_path: str | None  # where lower layers are looked up (after redirects); None if cut off
+    parent_upper: str | None
+    upper_whiteout: bool = False
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.entries)
+
+    @property
+    def top(self) -> Entry:
+        if not self.entries:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), self.path)
+        return self.entries[0]
+
+    @property
+    def is_dir(self) -> bool:
+        return bool(self.entries) and self.entries[0].is_dir
+
+    @property
+    def in_upper(self) -> bool:
+        return bool(self.entries) and self.entries[0].branch.writable
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def parent_path(self) -> str:
+        return parent_of(self.path)
+
+    @property
+    def has_lower(self) -> bool:
+        """Does a read-only layer still hold this name (so removing it needs a whiteout)?"""
+        return bool(self.lowers)
+
+    @property
+    def merged(self) -> bool:
+        return self.is_dir and len(self.entries) > 1
+
+
+def parent_of(path: str) -> str:
+    head = path.rsplit("/", 1)[0]
+    return head or "/"
+
+
+def join(path: str, name: str) -> str:
+    return ("" if path == "/" else path) + "/" + name
+
+
+def split_path(path: str) -> list[str]:
+    return [c for c in path.split("/") if c]
+
+
+def normalize(path: str) -> str:
+    parts = split_path(path)
+    return "/" + "/".join(parts)
+
+
+def _redirect_target(lower_path: str, redirect: str) -> str:
+    """An absolute redirect starts from the layer root; a relative one replaces the last name."""
+    if redirect.startswith("/"):
+        return normalize(redirect)
+    return join(parent_of(lower_path), redirect)
+
+
+@dataclass
+class Resolver:
+    """Path resolution over one stack; `branches` is top first, the upper (if any) at 0."""
+
+    branches: tuple[Branch, ...]
+    dialect: Dialect
+    cache_size: int = 1 << 17
+    _upper_info: dict[tuple[int, int, int], tuple[bool, str | None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.upper = self.branches[0] if self.branches and self.branches[0].writable else None
+        self.readonly = tuple(b for b in self.branches if not b.writable)
+        self._lower = lru_cache(maxsize=self.cache_size)(self._resolve_lower)
+        self._listing = lru_cache(maxsize=self.cache_size // 8)(self._lower_listing)
+
+    # -- reserved names -------------------------------------------------------------------
+    def check_name(self, name: str) -> None:
+        """A `.wh.` name cannot be looked up or created: aufs says EPERM, overlay EINVAL."""
+        if is_reserved_name(name):
+            code = errno.EPERM if self.dialect is Dialect.AUFS else errno.EINVAL
+            raise OSError(code, os.strerror(code), name)
+
+    # -- the read-only layers -------------------------------------------------------------
+    def lower(self, path: str, start: int = 0) -> LowerResult:
+        """The read-only layers' view of `path`, from read-only layer `start` down (cached)."""
+        return self._lower(path, start)
+
+    def _resolve_lower(self, path: str, start: int) -> LowerResult:
+        layers = self.readonly[start:]
+        if path == "/":
+            return LowerResult(tuple(Entry(b, b.path, os.lstat(b.path)) for b in layers))
+        parent = self._lower(parent_of(path), start)
+        name = path.rsplit("/", 1)[-1]
+        found: list[Entry] = []
+        for pentry in parent.entries:
+            branch = pentry.branch
+            real = pentry.real + "/" + name
+            st = lstat_or_none(real)
+            if st is not None and branch.whiteouts and is_whiteout_stat(st):
+                return LowerResult(tuple(found), None if found else branch)
+            if st is None:
+                if branch.whiteouts and aufs_whiteout_exists(pentry.real, name):
+                    return LowerResult(tuple(found), None if found else branch)
+                continue
+            entry = Entry(branch, real, st)
+            if found:
+                if not entry.is_dir:
+                    if self.dialect is Dialect.OVERLAY:
+                        break
+                    continue
+                found.append(entry)
+            else:
+                found.append(entry)
+                if not entry.is_dir:
+                    break
+            if branch.whiteouts and is_opaque_dir(real):
+                break
+            if self.dialect is Dialect.OVERLAY:
+                redirect = read_redirect(real)
+                if redirect:
+                    position = self.readonly.index(branch) + 1
+                    rest = self._lower(_redirect_target(path, redirect), position)
+                    if rest.entries and rest.entries[0].is_dir:
+                        found.extend(rest.entries)
+                    break
+        return LowerResult(tuple(found))
+
+    def lower_listing(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
+        """Names the read-only layers show in directory `path`, and the names they white out."""
+        return self._listing(path)
+
+    def _lower_listing(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
+        visible: set[str] = set()
+        hidden: set[str] = set()
+        for entry in self._lower(path, 0).entries:
+            names, whiteouts = read_layer_dir(entry.real, entry.branch.whiteouts)
+            visible |= {n for n in names if n not in hidden}
+            hidden |= whiteouts - visible
+        return frozenset(visible), frozenset(hidden)
+
+    # -- the upper --------------------------------------------------------------------------
+    def upper_dir_info(self, real: str, st: os.stat_result) -> tuple[bool, str | None]:
+        """(opaque, redirect) of an upper directory, cached until the directory changes.
+
+        Setting an xattr or adding a `.wh..wh..opq` file changes the directory's ctime, so
+        (inode, ctime) is a safe key.
+        """
+        key = (st.st_dev, st.st_ino, st.st_ctime_ns)
+        info = self._upper_info.get(key)
+        if info is None:
+            info = (is_opaque_dir(real), read_redirect(real) if self.dialect is Dialect.OVERLAY else None)
+            if len(self._upper_info) > 65536:
+                self._upper_info.clear()
+            self._upper_info[key] = info
+        return info
+
+    # -- the walk -----------------------------------------------------------------------------
+    def lookup(self, path: str) -> Node:
+        """Resolve `path`; a missing last component gives a Node without entries.
+
+        Raises ENOENT for a missing parent and ENOTDIR for a non-directory on the way.
+        """
+        names = split_path(path)
+        upper = self.upper
+        upper_dir: str | None = upper.path if upper else None
+        lower_path: str | None = "/"
+        lowers = self._lower("/", 0).entries
+        entries: tuple[Entry, ...]
+        if upper is not None:
+            entries = (Entry(upper, upper.path, os.lstat(upper.path)),) + lowers
+        else:
+            entries = lowers
+        current = "/"
+        node = Node("/", entries, lowers, "/", None)
+        for i, name in enumerate(names):
+            if not node.is_dir:
+                code = errno.ENOTDIR if node.exists else errno.ENOENT
+                raise OSError(code, os.strerror(code), current)
+            self.check_name(name)
+            parent_upper = upper_dir
+            current = join(current, name)
+            child_lower = join(lower_path, name) if lower_path is not None else None
+            lowers = self._lower(child_lower, 0).entries if child_lower is not None else ()
+            upper_entry: Entry | None = None
+            whiteout = False
+            if parent_upper is not None:
+                real = parent_upper + "/" + name
+                st = lstat_or_none(real)
+                if st is None:
+                    whiteout = aufs_whiteout_exists(parent_upper, name)
+                elif is_whiteout_stat(st):
+                    whiteout = True
+                else:
+                    upper_entry = Entry(upper, real, st)  # type: ignore[arg-type]
+            if whiteout:
+                node = Node(current, (), lowers, child_lower, parent_upper, upper_whiteout=True)
+                upper_dir, lower_path = None, None
+            elif upper_entry is not None:
+                if upper_entry.is_dir:
+                    opaque, redirect = self.upper_dir_info(upper_entry.real, upper_entry.st)
+                    merge_path = child_lower
+                    if opaque:
+                        merge_path = None
+                    elif redirect and lower_path is not None:
+                        merge_path = _redirect_target(child_lower or current, redirect)
+                    merge = self._lower(merge_path, 0).entries if merge_path is not None else ()
+                    if merge and not merge[0].is_dir:
+                        merge = ()
+                    node = Node(current, (upper_entry,) + merge, lowers, merge_path, parent_upper)
+                    upper_dir, lower_path = upper_entry.real, merge_path
+                else:
+                    node = Node(current, (upper_entry,), lowers, child_lower, parent_upper)
+                    upper_dir, lower_path = None, None
+            else:
+                node = Node(current, lowers, lowers, child_lower, parent_upper)
+                upper_dir = None
+                lower_path = child_lower if (lowers and lowers[0].is_dir) else None
+            if i < len(names) - 1 and not node.exists:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), current)
+        return node
+
+    def invalidate(self) -> None:
+        """Forget cached lower lookups (only needed if a read-only layer was changed offline)."""
+        self._lower.cache_clear()
+        self._listing.cache_clear()
+        self._upper_info.clear()
+
+
+def read_layer_dir(real_dir: str, whiteouts_count: bool) -> tuple[set[str], set[str]]:
+    """One layer's directory: (names it shows, names it whites out). `.wh.*` names never show."""
+    names: set[str] = set()
+    hidden: set[str] = set()
+    with os.scandir(real_dir) as it:
+        for d in it:
+            name = d.name
+            if name.startswith(".wh."):
+                if whiteouts_count and not name.startswith(".wh..wh.") and d.is_file(follow_symlinks=False):
+                    hidden.add(name[4:])
+                continue
+            if whiteouts_count and not d.is_dir(follow_symlinks=False) and not d.is_file(follow_symlinks=False) \
+                    and not d.is_symlink():
+                st = d.stat(follow_symlinks=False)
+                if is_whiteout_stat(st):
+                    hidden.add(name)
+                    continue
+            names.add(name)
+    # OCI: a whiteout applies only to lower layers, never to a name of its own layer.
+    return names, hidden - names
+
+
+ExplainLine = tuple[Branch, str]
+
+
+def explain(resolver: Resolver, path: str) -> list[ExplainLine]:
+    """The resolution chain of one path, one line per branch, for people (slow, uncached)."""
+    path = normalize(path)
+    try:
+        node = resolver.lookup(path)
+    except OSError as exc:
+        return [(b, f"not reached: {os.strerror(exc.errno or 0)} on the way") for b in resolver.branches]
+    serving = node.entries[0].branch if node.entries else None
+    merged = {e.branch.index for e in node.entries[1:]}
+    lines: list[ExplainLine] = []
+    stopped_by: str | None = None
+    for branch in resolver.branches:
+        real = branch.real(path)
+        st = lstat_or_none(real)
+        if path != "/":
+            parent_real = branch.real(parent_of(path))
+            wh = (st is not None and is_whiteout_stat(st)) or (st is None and aufs_whiteout_exists(parent_real, node.name))
+        else:
+            wh = False
+        if serving is not None and branch.index == serving.index:
+            kind = "directory" if node.is_dir else _kind(st)
+            lines.append((branch, f"serves {path} ({kind})"))
+            if not node.is_dir:
+                stopped_by = f"hidden by the {kind} in {serving.label}"
+            elif not node.merged and node.lower_path is None and path != "/":
+                stopped_by = "hidden: the directory above is opaque"
+            continue
+        if branch.index in merged:
+            lines.append((branch, f"merged into {path} (directory)"))
+            continue
+        if wh and branch.whiteouts:
+            form = "char device 0/0" if st is not None else f".wh.{node.name}"
+            lines.append((branch, f"whiteout ({form}): hides {path} in the branches below"))
+            stopped_by = stopped_by or f"hidden by the whiteout in {branch.label}"
+            continue
+        if st is None:
+            lines.append((branch, "absent"))
+            continue
+        if stopped_by:
+            lines.append((branch, f"has {path} ({_kind(st)}), {stopped_by}"))
+        elif serving is not None and serving.index < branch.index:
+            lines.append((branch, f"has {path} ({_kind(st)}), ignored: a {'directory' if node.is_dir else 'file'} above has another type"
+                          if node.is_dir != stat.S_ISDIR(st.st_mode) else
+                          f"has {path} ({_kind(st)}), hidden: an opaque directory or redirect above"))
+        else:
+            lines.append((branch, f"has {path} ({_kind(st)}), hidden"))
+    return lines
+
+
+def _kind(st: os.stat_result | None) -> str:
+    if st is None:
+        return "absent"
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISCHR(mode):
+        return "char device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    return "socket"

@@ -1,0 +1,84 @@
+"""The union's state (the kernel's ovl_fs): stack, work directory, mark writer, locks.
+
+Opening a union clears what a crash left in its work directory, so the same work directory
+serves every later mount.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import threading
+import weakref
+from dataclasses import dataclass, field
+
+from .branch import Branch, MarkWriter
+from .fsutil import Libc
+from .namei import Resolver
+from .options import Dialect, Encoding, Role, UnionSpec
+from .trace import Tracer
+
+
+@dataclass(frozen=True)
+class Cred:
+    """Who is asking: new objects belong to this uid and gid (the FUSE caller's)."""
+
+    uid: int
+    gid: int
+
+
+@dataclass
+class Super:
+    spec: UnionSpec
+    branches: tuple[Branch, ...]
+    resolver: Resolver
+    upper: Branch | None
+    tmpdir: str | None  # where copy-ups and swaps are built, on the upper's filesystem
+    marks: MarkWriter | None
+    tracer: Tracer | None
+    libc: Libc
+    # One lock for namespace changes and copy-up: two writers of one lower file copy it once.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    # Read-only handles opened on a lower file, by (dev, ino), to move them after a copy-up.
+    lower_handles: dict[tuple[int, int], "weakref.WeakSet"] = field(default_factory=dict)
+    _counter: itertools.count = field(default_factory=itertools.count)
+
+    @classmethod
+    def open(cls, spec: UnionSpec, tracer: Tracer | None = None) -> "Super":
+        branches = tuple(Branch(b.path, b.role, b.label, i, b.whiteouts) for i, b in enumerate(spec.branches))
+        upper = branches[0] if branches and branches[0].writable and not spec.readonly else None
+        if upper is None:
+            branches = tuple(Branch(b.path, Role.LOWER if b.role is Role.UPPER else b.role, b.label, b.index,
+                                    b.whiteouts) for b in branches)
+        resolver = Resolver(branches, spec.dialect)
+        tmpdir = marks = None
+        if upper is not None and spec.workdir:
+            tmpdir = spec.workdir if spec.dialect is Dialect.AUFS else os.path.join(spec.workdir, "work")
+            _clear_work_dir(tmpdir)
+            marks = MarkWriter.probe(tmpdir, spec.encoding is Encoding.AUFS)
+        return cls(spec, branches, resolver, upper, tmpdir, marks, tracer, Libc.load())
+
+    def temp_name(self, hint: str = "") -> str:
+        """A fresh name in the work directory (kernel style: '#<hex>')."""
+        assert self.tmpdir is not None
+        return os.path.join(self.tmpdir, f"#{os.getpid():x}.{next(self._counter):x}")
+
+    def emit(self, event: str, **fields: object) -> None:
+        if self.tracer is not None:
+            self.tracer({"event": event, **fields})
+
+
+def _clear_work_dir(tmpdir: str) -> None:
+    """Remove leftovers of an interrupted copy-up or swap, then make sure the dir exists."""
+    if os.path.isdir(tmpdir) and not os.path.islink(tmpdir):
+        for name in os.listdir(tmpdir):
+            path = os.path.join(tmpdir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+    else:
+        os.makedirs(tmpdir, mode=0o700, exist_ok=True)
