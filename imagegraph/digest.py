@@ -133,6 +133,7 @@ _GO_ESCAPES = {
     "\u2029": "\\u2029",
 }
 _NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f<>&\u2028\u2029\ud800-\udfff]')
+_NEEDS_ESCAPE_NO_HTML = re.compile('["\\\\\x00-\x1f\u2028\u2029\ud800-\udfff]')
 
 
 def _escape_char(m: re.Match[str]) -> str:
@@ -144,8 +145,9 @@ def _escape_char(m: re.Match[str]) -> str:
     return f"\\u{ord(c):04x}"
 
 
-def _go_string(s: str) -> str:
-    return '"' + _NEEDS_ESCAPE.sub(_escape_char, s) + '"'
+def _go_string(s: str, escape_html: bool = True) -> str:
+    pattern = _NEEDS_ESCAPE if escape_html else _NEEDS_ESCAPE_NO_HTML
+    return '"' + pattern.sub(_escape_char, s) + '"'
 
 
 def _go_float(f: float) -> str:
@@ -179,7 +181,7 @@ def _go_float(f: float) -> str:
     return neg + "0." + "0" * (-point) + digits
 
 
-def _go_encode(obj: Any, out: list[str]) -> None:
+def _go_encode(obj: Any, out: list[str], html: bool, sort_keys: bool) -> None:
     if obj is None:
         out.append("null")
     elif obj is True:
@@ -187,41 +189,44 @@ def _go_encode(obj: Any, out: list[str]) -> None:
     elif obj is False:
         out.append("false")
     elif isinstance(obj, str):
-        out.append(_go_string(obj))
+        out.append(_go_string(obj, html))
     elif isinstance(obj, int):
         out.append(str(obj))
     elif isinstance(obj, float):
         out.append(_go_float(obj))
     elif isinstance(obj, dict):
         out.append("{")
-        for i, (k, v) in enumerate(obj.items()):
+        items = sorted(obj.items()) if sort_keys else obj.items()
+        for i, (k, v) in enumerate(items):
             if not isinstance(k, str):
                 raise TypeError(f"json: map keys must be strings, not {type(k).__name__}")
             if i:
                 out.append(",")
-            out.append(_go_string(k))
+            out.append(_go_string(k, html))
             out.append(":")
-            _go_encode(v, out)
+            _go_encode(v, out, html, sort_keys)
         out.append("}")
     elif isinstance(obj, (list, tuple)):
         out.append("[")
         for i, v in enumerate(obj):
             if i:
                 out.append(",")
-            _go_encode(v, out)
+            _go_encode(v, out, html, sort_keys)
         out.append("]")
     else:
         raise TypeError(f"json: unsupported type: {type(obj).__name__}")
 
 
-def go_json(obj: Any) -> bytes:
+def go_json(obj: Any, *, escape_html: bool = True, sort_keys: bool = False) -> bytes:
     """JSON bytes exactly as Go's json.Marshal writes them.
 
     No whitespace; `<`, `>`, `&`, U+2028, U+2029 escaped as \\u003c…; other non-ASCII kept
     as UTF-8; dict order kept as given (a Go struct's field order is the caller's job).
+    `escape_html=False` is an Encoder with SetEscapeHTML(false) (the CLI's `{{json .}}`);
+    `sort_keys=True` treats every dict as a Go map.
     """
     out: list[str] = []
-    _go_encode(obj, out)
+    _go_encode(obj, out, escape_html, sort_keys)
     return "".join(out).encode("utf-8")
 
 

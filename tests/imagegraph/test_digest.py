@@ -252,3 +252,14 @@ def test_canonical_config_json_does_not_mutate_its_input():
 def test_image_id_changes_with_one_byte():
     raw = (DATA / "config-hello-world-9c7a54a9.json").read_bytes()
     assert dg.image_id(raw + b" ") != dg.image_id(raw)
+
+
+def test_go_json_without_html_escaping_like_the_cli_json_template():
+    assert dg.go_json({"c": "a && b > c"}, escape_html=False) == b'{"c":"a && b > c"}'
+    # U+2028/2029 are escaped even then, as Go does
+    assert dg.go_json("\u2028", escape_html=False) == b'"\\u2028"'
+
+
+def test_go_json_sort_keys_treats_every_dict_as_a_go_map():
+    assert dg.go_json({"b": {"y": 1, "x": 2}, "a": [{"d": 1, "c": 2}]}, sort_keys=True) == (
+        b'{"a":[{"c":2,"d":1}],"b":{"x":2,"y":1}}')
