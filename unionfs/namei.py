@@ -110,7 +110,14 @@ def split_path(path: str) -> list[str]:
 
 
 def normalize(path: str) -> str:
-    parts = split_path(path)
+    """A union path in canonical form: absolute, no '.', '..' or double slashes."""
+    parts: list[str] = []
+    for part in split_path(path):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part != ".":
+            parts.append(part)
     return "/" + "/".join(parts)
 
 

@@ -1,0 +1,127 @@
+"""The `layerfs` command.
+
+Subcommands that need no mount: `tree`, `explain`, `trace`. Mounting (`mount`, `umount`, and
+the forms mount.fuse and containers-storage use: `layerfs [SOURCE] MOUNTPOINT -o OPTIONS`)
+lives in `cli_mount`. Every error is one line on stderr and a non-zero exit.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+from .namei import normalize
+from .options import OptionError
+from .trace import print_trace
+from .tree import TreeOptions, render_tree
+from .union import Union
+
+PROG = "layerfs"
+
+
+class UsageError(Exception):
+    """A command line that cannot run; printed as one line."""
+
+
+def open_target(options: list[str] | None, target: str | None) -> tuple[Union, str, str]:
+    """(union, union path, label) from `-o OPTIONS [PATH]` or from a path on a live mount."""
+    if options:
+        path = target or "/"
+        return Union.from_options(options), normalize(path), path
+    if not target:
+        raise UsageError("give -o OPTIONS, or a path on a layerfs mount")
+    from .mountinfo import union_for_path  # only needed for live mounts
+
+    union, union_path = union_for_path(target)
+    return union, union_path, target
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    union, path, label = open_target(args.options, args.path)
+    sys.stdout.write(render_tree(union, path, label, TreeOptions(args.all, args.origin, args.dirs_only)))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    union, path, label = open_target(args.options, args.path)
+    lines = union.explain(path)
+    sys.stdout.write(f"{path}\n")
+    width_label = max(len(b.label) for b, _ in lines)
+    for branch, text in lines:
+        sys.stdout.write(f"  {branch.label:<{width_label}}  {branch.role.value:<5}  {text}\n")
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            print_trace(f, sys.stdout)
+    except ValueError as exc:
+        raise UsageError(f"{args.file}: {exc}") from None
+    return 0
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the project's rule), not usage plus error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=PROG, description="A union filesystem you can see through.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("tree", help="print the merged tree, as tree(1) does")
+    p.add_argument("-o", dest="options", action="append", metavar="OPTIONS", help="mount options (repeatable)")
+    p.add_argument("--origin", action="store_true", help="show the branch that serves each entry")
+    p.add_argument("-a", dest="all", action="store_true", help="show dot files too")
+    p.add_argument("-d", dest="dirs_only", action="store_true", help="directories only")
+    p.add_argument("path", nargs="?", help="union path (with -o) or a path on a layerfs mount")
+    p.set_defaults(func=cmd_tree)
+
+    p = sub.add_parser("explain", help="show how one path resolves, branch by branch")
+    p.add_argument("-o", dest="options", action="append", metavar="OPTIONS")
+    p.add_argument("path", help="union path (with -o) or a path on a layerfs mount")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("trace", help="print a trace file (from -o trace=FILE) for people")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_trace)
+    return parser
+
+
+SUBCOMMANDS = ("tree", "explain", "trace")
+MOUNT_SUBCOMMANDS = ("mount", "umount")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args_list and args_list[0] in ("-h", "--help"):
+            build_parser().print_help()
+            return 0
+        if not args_list or args_list[0] not in SUBCOMMANDS:
+            # `layerfs mount …`, `layerfs umount …` and mount.fuse's `layerfs SRC MNT -o OPTS`.
+            from .cli_mount import run_mount_command
+
+            return run_mount_command(args_list)
+        args = build_parser().parse_args(args_list)
+        return args.func(args)
+    except (OptionError, UsageError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        where = exc.filename if exc.filename else ""
+        return _fail(f"{where}: {exc.strerror}" if where else str(exc.strerror or exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

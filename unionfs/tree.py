@@ -1,0 +1,77 @@
+"""The merged view printed as `tree` prints a directory, optionally with each entry's branch.
+
+It reads through the union core, so it works without a mount (and without FUSE).
+"""
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from typing import Iterator
+
+from .namei import join
+from .union import Union
+
+
+@dataclass(frozen=True)
+class TreeOptions:
+    all_files: bool = False  # tree -a
+    origin: bool = False  # show the serving branch of each entry
+    dirs_only: bool = False  # tree -d
+
+
+def render_tree(union: Union, path: str, label: str, options: TreeOptions = TreeOptions()) -> str:
+    """Lines as tree(1) v2 prints them, with its summary line ("1 directory, 3 files")."""
+    counts = {"dirs": 1, "files": 0}  # tree 2.x counts the top directory too
+    lines = [label]
+    lines.extend(_walk(union, path, "", options, counts))
+    d, f = counts["dirs"], counts["files"]
+    summary = f"{d} director{'y' if d == 1 else 'ies'}"
+    if not options.dirs_only:
+        summary += f", {f} file{'' if f == 1 else 's'}"
+    return "\n".join(lines) + "\n\n" + summary + "\n"
+
+
+def _walk(union: Union, path: str, prefix: str, options: TreeOptions, counts: dict[str, int]) -> Iterator[str]:
+    names = [n for n in union.listdir(path) if options.all_files or not n.startswith(".")]
+    entries = []
+    for name in names:
+        child = join(path, name)
+        st = union.getattr(child)
+        if options.dirs_only and not stat.S_ISDIR(st.st_mode):
+            continue
+        entries.append((name, child, st))
+    for index, (name, child, st) in enumerate(entries):
+        last = index == len(entries) - 1
+        branch = "└── " if last else "├── "
+        shown = name
+        if options.origin:
+            shown = f"[{union.lookup(child).top.branch.label}]  {name}"
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if stat.S_ISLNK(st.st_mode):
+            target = union.readlink(child)
+            shown += f" -> {target}"
+            is_dir = _points_to_dir(union, child, target)
+        yield prefix + branch + shown
+        if is_dir:
+            counts["dirs"] += 1
+            if stat.S_ISDIR(st.st_mode):
+                yield from _walk(union, child, prefix + ("    " if last else "│   "), options, counts)
+        else:
+            counts["files"] += 1
+
+
+def _points_to_dir(union: Union, path: str, target: str) -> bool:
+    """Does a symlink inside the union lead to a directory? (tree counts those as directories)."""
+    base = path.rsplit("/", 1)[0] or "/"
+    resolved = target if target.startswith("/") else join(base, target)
+    for _ in range(40):
+        try:
+            st = union.getattr(resolved)
+        except OSError:
+            return False
+        if not stat.S_ISLNK(st.st_mode):
+            return stat.S_ISDIR(st.st_mode)
+        nxt = union.readlink(resolved)
+        base = resolved.rsplit("/", 1)[0] or "/"
+        resolved = nxt if nxt.startswith("/") else join(base, nxt)
+    return False
