@@ -1,0 +1,545 @@
+"""The union core's rules, in both dialects, on real directories (no FUSE)."""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+
+import pytest
+
+from unionfs.fsutil import RENAME_NOREPLACE
+from unionfs.trace import TraceList
+from unionfs.union import Cred, Union
+
+from .layers import OPAQUE, WHITEOUT, Symlink, is_opaque, is_whiteout, make_union, upper_names
+
+DIALECTS = ["aufs", "overlay"]
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="char devices and trusted xattrs need root")
+
+
+@pytest.fixture(params=DIALECTS)
+def dialect(request):
+    if request.param == "overlay" and os.geteuid() != 0:
+        pytest.skip("overlay encoding needs root for char-device whiteouts")
+    return request.param
+
+
+def names(u: Union, path: str = "/") -> list[str]:
+    return u.listdir(path)
+
+
+# -- the seed's examples --------------------------------------------------------------------
+
+def test_seed_fruits_and_vegetables(tmp_path, monkeypatch):
+    (tmp_path / "fruits").mkdir()
+    (tmp_path / "vegetables").mkdir()
+    (tmp_path / "fruits" / "apple").write_text("apple\n")
+    (tmp_path / "fruits" / "tomato").write_text("tomato from fruits\n")
+    (tmp_path / "vegetables" / "carrots").write_text("carrots\n")
+    (tmp_path / "vegetables" / "tomato").write_text("tomato from vegetables\n")
+    monkeypatch.chdir(tmp_path)
+    u = Union.from_options("dirs=./fruits:./vegetables")
+    assert names(u) == ["apple", "carrots", "tomato"]
+    assert u.read_file("/tomato") == b"tomato from fruits\n"
+    assert u.origin("/tomato") == "./fruits (upper)"
+    assert u.origin("/carrots") == "./vegetables (lower)"
+    # aufs: the first branch without a mode is rw, the others ro.
+    assert [b.role.value for b in u.branches] == ["upper", "lower"]
+
+
+def test_seed_three_layer_rootfs(tmp_path):
+    layers = [{"lib": {}, "etc": {}}, {"media": {}, "opt": {}, "home": {}}, {"var": {}, "boot": {}, "proc": {}}]
+    u = make_union(tmp_path, "aufs", layers, writable=False)
+    assert names(u) == sorted(["lib", "etc", "media", "opt", "home", "var", "boot", "proc"])
+    assert u.lookup("/var").top.branch.label.endswith("l2")
+    assert u.lookup("/lib").top.branch.label.endswith("l0")
+    assert u.readonly
+
+
+# -- lookup ---------------------------------------------------------------------------------
+
+def test_whiteout_stops_lookup(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"a": WHITEOUT}, {"a": "bottom"}])
+    assert not u.exists("/a")
+    assert names(u) == []
+
+
+def test_whiteout_in_upper_hides_lower(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"a": "x", "b": "y"}], upper={"a": WHITEOUT})
+    assert names(u) == ["b"]
+    with pytest.raises(FileNotFoundError):
+        u.getattr("/a")
+
+
+def test_file_hides_directory_below(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"d": "a file"}, {"d": {"inner": "x"}}])
+    assert stat.S_ISREG(u.getattr("/d").st_mode)
+    with pytest.raises(NotADirectoryError):
+        u.getattr("/d/inner")
+
+
+def test_directories_merge(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"d": {"a": "1"}}, {"d": {"b": "2", "a": "old"}}])
+    assert names(u, "/d") == ["a", "b"]
+    assert u.read_file("/d/a") == b"1"
+    assert u.lookup("/d").merged
+    assert u.getattr("/d").st_nlink == 1  # as the kernel reports merged directories
+
+
+def test_opaque_directory_hides_lower_children(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"d": {OPAQUE: True, "new": "1"}}, {"d": {"old": "2"}}])
+    assert names(u, "/d") == ["new"]
+    assert not u.exists("/d/old")
+
+
+def test_directory_above_ignores_file_below(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"d": {"a": "1"}}, {"d": "a file"}])
+    assert stat.S_ISDIR(u.getattr("/d").st_mode)
+    assert names(u, "/d") == ["a"]
+
+
+@pytest.mark.parametrize("encoding", ["aufs", "overlay"])
+@needs_root
+def test_both_encodings_are_read_in_both_dialects(tmp_path, dialect, encoding):
+    from .layers import build_layer
+    top, bottom = tmp_path / "top", tmp_path / "bottom"
+    build_layer(top, {"gone": WHITEOUT, "d": {OPAQUE: True}}, encoding)
+    build_layer(bottom, {"gone": "x", "kept": "y", "d": {"hidden": "z"}}, encoding)
+    if dialect == "aufs":
+        u = Union.from_options(f"br={top}=ro+wh:{bottom}=ro")
+    else:
+        u = Union.from_options(f"lowerdir={top}:{bottom}")
+    assert names(u) == ["d", "kept"]
+    assert names(u, "/d") == []
+
+
+def test_whiteout_applies_only_to_lower_layers(tmp_path):
+    # OCI: a file beside its own whiteout in the same layer stays visible.
+    u = make_union(tmp_path, "aufs", [{"a": "same layer", ".wh.a": ""}, {"a": "lower"}])
+    assert u.read_file("/a") == b"same layer"
+
+
+def test_reserved_names(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"f": "x"}])
+    code = errno.EPERM if dialect == "aufs" else errno.EINVAL
+    for op in (lambda: u.getattr("/.wh.f"), lambda: u.write_file("/.wh.x", b""), lambda: u.mkdir("/.wh.d")):
+        with pytest.raises(OSError) as info:
+            op()
+        assert info.value.errno == code
+
+
+def test_reserved_names_never_listed(tmp_path):
+    u = make_union(tmp_path, "aufs", [{"a": "1", ".wh..wh.plnk": {}, ".wh.b": ""}], upper={})
+    assert names(u) == ["a"]
+
+
+# -- copy-up --------------------------------------------------------------------------------
+
+@needs_root
+def test_copy_up_preserves_attributes(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"d": {"f": "content"}}])
+    lower = tmp_path / "l0"
+    os.chmod(lower / "d", 0o750)
+    os.chown(lower / "d" / "f", 1234, 5678)
+    os.chmod(lower / "d" / "f", 0o640)
+    os.utime(lower / "d" / "f", ns=(1_000_000_000, 2_000_000_000))
+    os.setxattr(lower / "d" / "f", "user.colour", b"red")
+    os.setxattr(lower / "d" / "f", "trusted.overlay.origin", b"private")
+    union = _reopen(tmp_path, dialect)
+    handle = union.open("/d/f", os.O_WRONLY | os.O_APPEND)
+    handle.write(b"+", 0)
+    handle.close()
+    up = tmp_path / "upper" / "d" / "f"
+    st = os.lstat(up)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 5678, 0o640)
+    assert stat.S_IMODE(os.lstat(tmp_path / "upper" / "d").st_mode) == 0o750
+    assert os.getxattr(up, "user.colour") == b"red"
+    assert "trusted.overlay.origin" not in os.listxattr(up)
+    assert up.read_bytes() == b"content+"
+    assert (lower / "d" / "f").read_bytes() == b"content"
+
+
+def _reopen(tmp_path, dialect) -> Union:
+    lower, upper = tmp_path / "l0", tmp_path / "upper"
+    if dialect == "aufs":
+        return Union.from_options(f"br={upper}=rw:{lower}=ro+wh")
+    return Union.from_options(f"lowerdir={lower},upperdir={upper},workdir={tmp_path / 'work'}")
+
+
+def test_copy_up_on_write_keeps_lower_untouched(tmp_path, dialect):
+    trace = TraceList()
+    u = make_union(tmp_path, dialect, [{"f": "hello"}], tracer=trace)
+    h = u.open("/f", os.O_RDWR)
+    h.write(b"J", 0)
+    h.close()
+    assert u.read_file("/f") == b"Jello"
+    assert (tmp_path / "l0" / "f").read_text() == "hello"
+    assert (tmp_path / "upper" / "f").read_text() == "Jello"
+    assert trace.events[0]["event"] == "copy_up" and trace.events[0]["bytes"] == 5
+
+
+def test_read_only_open_does_not_copy_up(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"f": "hello"}])
+    u.read_file("/f")
+    assert "f" not in upper_names(tmp_path)
+
+
+@pytest.mark.parametrize("op", ["chmod", "chown", "utimens", "truncate", "setxattr", "link"])
+def test_metadata_changes_copy_up(tmp_path, dialect, op):
+    u = make_union(tmp_path, dialect, [{"f": "hello"}])
+    {"chmod": lambda: u.chmod("/f", 0o600),
+     "chown": lambda: u.chown("/f", os.getuid(), os.getgid()),
+     "utimens": lambda: u.utimens("/f", (0, 0)),
+     "truncate": lambda: u.truncate("/f", 2),
+     "setxattr": lambda: u.setxattr("/f", "user.k", b"v"),
+     "link": lambda: u.link("/f", "/g")}[op]()
+    assert "f" in upper_names(tmp_path)
+    if op == "truncate":
+        assert u.read_file("/f") == b"he"
+    if op == "link":
+        assert os.lstat(tmp_path / "upper" / "f").st_ino == os.lstat(tmp_path / "upper" / "g").st_ino
+
+
+def test_copy_up_copies_parents_first(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"a": {"b": {"c": "deep"}}}])
+    os.chmod(tmp_path / "l0" / "a" / "b", 0o711)
+    u = _reopen(tmp_path, dialect)
+    u.chmod("/a/b/c", 0o600)
+    assert stat.S_IMODE(os.lstat(tmp_path / "upper" / "a" / "b").st_mode) == 0o711
+    assert names(u, "/a/b") == ["c"]
+
+
+def test_copy_up_keeps_holes(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{}])
+    sparse = tmp_path / "l0" / "sparse"
+    with open(sparse, "wb") as f:
+        f.seek(64 << 20)
+        f.write(b"end")
+    h = u.open("/sparse", os.O_WRONLY | os.O_APPEND)
+    h.write(b"!", 0)
+    h.close()
+    up = os.lstat(tmp_path / "upper" / "sparse")
+    assert up.st_size == (64 << 20) + 4
+    assert up.st_blocks * 512 < 1 << 20  # holes were not filled
+
+
+def test_copy_up_of_symlink(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"l": Symlink("target/path")}])
+    u.chown("/l", os.getuid(), os.getgid())
+    assert os.readlink(tmp_path / "upper" / "l") == "target/path"
+
+
+def test_o_trunc_copies_no_data(tmp_path, dialect):
+    trace = TraceList()
+    u = make_union(tmp_path, dialect, [{"f": "x" * 10000}], tracer=trace)
+    u.open("/f", os.O_WRONLY | os.O_TRUNC).close()
+    assert u.read_file("/f") == b""
+    assert trace.events[0]["bytes"] == 0
+
+
+def test_read_handle_follows_copy_up(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"f": "old data"}])
+    reader = u.open("/f")
+    assert reader.read(3, 0) == b"old"
+    writer = u.open("/f", os.O_WRONLY)
+    writer.write(b"NEW", 0)
+    writer.close()
+    assert reader.read(8, 0) == b"NEW data"
+    reader.close()
+
+
+def test_concurrent_writers_copy_up_once(tmp_path, dialect):
+    trace = TraceList()
+    u = make_union(tmp_path, dialect, [{"f": "0" * 100000}], tracer=trace)
+    barrier = threading.Barrier(8)
+
+    def writer(i: int) -> None:
+        barrier.wait()
+        h = u.open("/f", os.O_WRONLY)
+        h.write(str(i).encode(), i)
+        h.close()
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [e["event"] for e in trace.events] == ["copy_up"]
+    assert u.read_file("/f")[:8] == b"01234567"
+
+
+def test_work_dir_leftovers_are_cleared(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"f": "x"}])
+    tmp = u.sb.tmpdir
+    with open(os.path.join(tmp, "#dead.1"), "w") as f:
+        f.write("half a copy-up")
+    os.mkdir(os.path.join(tmp, "#dead.2"))
+    _reopen(tmp_path, dialect)
+    assert os.listdir(tmp) == []
+
+
+# -- removal --------------------------------------------------------------------------------
+
+def test_unlink_upper_only_needs_no_whiteout(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{}], upper={"new": "x"})
+    u.unlink("/new")
+    assert upper_names(tmp_path) == set()
+
+
+def test_unlink_lower_writes_whiteout(tmp_path, dialect):
+    trace = TraceList()
+    u = make_union(tmp_path, dialect, [{"f": "x"}], tracer=trace)
+    u.unlink("/f")
+    assert is_whiteout(tmp_path, dialect, "/f")
+    assert (tmp_path / "l0" / "f").exists()
+    assert not u.exists("/f")
+    assert trace.events[-1]["event"] == "whiteout"
+
+
+def test_unlink_copied_up_file_writes_whiteout(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"f": "x"}])
+    u.chmod("/f", 0o600)
+    u.unlink("/f")
+    assert is_whiteout(tmp_path, dialect, "/f")
+    assert names(u) == []
+
+
+def test_unlink_errors(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"d": {}}])
+    with pytest.raises(IsADirectoryError):
+        u.unlink("/d")
+    with pytest.raises(FileNotFoundError):
+        u.unlink("/missing")
+
+
+def test_rmdir_needs_empty_merged_dir(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"d": {"x": "1"}}])
+    with pytest.raises(OSError) as info:
+        u.rmdir("/d")
+    assert info.value.errno == errno.ENOTEMPTY
+    u.unlink("/d/x")
+    u.rmdir("/d")
+    assert is_whiteout(tmp_path, dialect, "/d")
+    assert names(u) == []
+    with pytest.raises(NotADirectoryError):
+        make_union(tmp_path / "2", dialect, [{"f": "x"}]).rmdir("/f")
+
+
+def test_rm_rf_then_mkdir_makes_opaque_dir(tmp_path, dialect):
+    trace = TraceList()
+    u = make_union(tmp_path, dialect, [{"d": {"old": "1"}}], tracer=trace)
+    u.unlink("/d/old")
+    u.rmdir("/d")
+    u.mkdir("/d")
+    assert is_opaque(tmp_path, dialect, "/d")
+    assert names(u, "/d") == []
+    assert not is_whiteout(tmp_path, dialect, "/d")
+    assert "opaque" in [e["event"] for e in trace.events]
+
+
+def test_create_over_whiteout(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"f": "old"}])
+    u.unlink("/f")
+    u.write_file("/f", b"new")
+    assert u.read_file("/f") == b"new"
+    assert not is_whiteout(tmp_path, dialect, "/f")
+
+
+def test_mkdir_without_whiteout_is_not_opaque(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{}])
+    u.mkdir("/fresh", 0o751)
+    assert not is_opaque(tmp_path, dialect, "/fresh")
+    assert stat.S_IMODE(u.getattr("/fresh").st_mode) == 0o751
+
+
+def test_mkdir_existing_is_eexist(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"d": {}}])
+    with pytest.raises(FileExistsError):
+        u.mkdir("/d")
+
+
+# -- rename ---------------------------------------------------------------------------------
+
+def test_rename_lower_file_leaves_whiteout(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"a": "content"}])
+    u.rename("/a", "/b")
+    assert names(u) == ["b"]
+    assert u.read_file("/b") == b"content"
+    assert is_whiteout(tmp_path, dialect, "/a")
+
+
+def test_rename_over_existing_file(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"a": "A", "b": "B"}])
+    u.rename("/a", "/b")
+    assert names(u) == ["b"] and u.read_file("/b") == b"A"
+
+
+def test_rename_noreplace(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"a": "A", "b": "B"}])
+    with pytest.raises(FileExistsError):
+        u.rename("/a", "/b", RENAME_NOREPLACE)
+    u.rename("/a", "/c", RENAME_NOREPLACE)
+    assert names(u) == ["b", "c"]
+
+
+def test_rename_upper_dir_is_plain(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{}], upper={"d": {"f": "x"}})
+    u.rename("/d", "/e")
+    assert names(u, "/e") == ["f"]
+    assert upper_names(tmp_path) == {"e"}
+
+
+def test_rename_lower_dir_by_dialect(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"d": {"f": "x"}, "other": {}}])
+    if dialect == "aufs":
+        with pytest.raises(OSError) as info:
+            u.rename("/d", "/e")
+        assert info.value.errno == errno.EXDEV
+        return
+    u.rename("/d", "/other/e")
+    assert names(u) == ["other"]
+    assert names(u, "/other/e") == ["f"]
+    assert u.read_file("/other/e/f") == b"x"
+    assert os.getxattr(tmp_path / "upper" / "other" / "e", "trusted.overlay.redirect") == b"/d"
+    assert is_whiteout(tmp_path, dialect, "/d")
+
+
+def test_rename_lower_dir_same_parent_relative_redirect(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    u = make_union(tmp_path, "overlay", [{"d": {"f": "x"}}])
+    u.rename("/d", "/e")
+    assert os.getxattr(tmp_path / "upper" / "e", "trusted.overlay.redirect") == b"d"
+    u.rename("/e", "/g")  # a relative redirect that still holds is kept
+    assert os.getxattr(tmp_path / "upper" / "g", "trusted.overlay.redirect") == b"d"
+    assert names(u, "/g") == ["f"]
+
+
+def test_aufs_rename_of_empty_lower_dir_is_allowed(tmp_path):
+    u = make_union(tmp_path, "aufs", [{"d": {}}])
+    u.rename("/d", "/e")
+    assert names(u) == ["e"]
+    assert is_whiteout(tmp_path, "aufs", "/d")
+    assert is_opaque(tmp_path, "aufs", "/e")
+
+
+def test_rename_dir_into_itself_is_einval(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{}], upper={"d": {"s": {}}})
+    with pytest.raises(OSError) as info:
+        u.rename("/d", "/d/s/x")
+    assert info.value.errno == errno.EINVAL
+
+
+def test_rename_onto_nonempty_dir(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"full": {"x": "1"}}], upper={"d": {}})
+    with pytest.raises(OSError) as info:
+        u.rename("/d", "/full")
+    assert info.value.errno == errno.ENOTEMPTY
+
+
+# -- links, nodes, attributes ------------------------------------------------------------------
+
+def test_symlink_and_readlink(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{}])
+    u.symlink("../elsewhere", "/l")
+    assert u.readlink("/l") == "../elsewhere"
+    with pytest.raises(OSError) as info:
+        u.readlink("/")
+    assert info.value.errno == errno.EINVAL
+
+
+def test_link_of_directory_is_eperm(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"d": {}}])
+    with pytest.raises(PermissionError):
+        u.link("/d", "/e")
+
+
+def test_mkfifo(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{}])
+    u.mkfifo("/p", 0o640)
+    assert stat.S_ISFIFO(u.getattr("/p").st_mode)
+
+
+@needs_root
+def test_new_files_belong_to_the_caller(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{}])
+    u.write_file("/f", b"x", cred=Cred(4321, 8765))
+    u.mkdir("/d", cred=Cred(4321, 8765))
+    for name in ("f", "d"):
+        st = os.lstat(tmp_path / "upper" / name)
+        assert (st.st_uid, st.st_gid) == (4321, 8765)
+
+
+def test_private_xattrs_are_hidden_and_refused(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    u = make_union(tmp_path, "overlay", [{"d": {OPAQUE: True}}])
+    assert "trusted.overlay.opaque" not in u.listxattr("/d")
+    with pytest.raises(OSError) as info:
+        u.getxattr("/d", "trusted.overlay.opaque")
+    assert info.value.errno == errno.EOPNOTSUPP
+    with pytest.raises(OSError):
+        u.setxattr("/d", "trusted.overlay.redirect", b"/x")
+
+
+def test_xattr_round_trip_and_removal(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"f": "x"}])
+    with pytest.raises(OSError) as info:
+        u.removexattr("/f", "user.none")
+    assert info.value.errno == errno.ENODATA
+    assert "f" not in upper_names(tmp_path)  # no pointless copy-up
+    u.setxattr("/f", "user.k", b"v")
+    assert u.getxattr("/f", "user.k") == b"v"
+    assert "user.k" in u.listxattr("/f")
+    u.removexattr("/f", "user.k")
+    assert "user.k" not in u.listxattr("/f")
+
+
+def test_origin_xattr(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"f": "x"}])
+    assert u.getxattr("/f", "user.layerfs.origin").endswith(b"(lower)")
+    u.chmod("/f", 0o600)
+    assert u.getxattr("/f", "user.layerfs.origin").endswith(b"(upper)")
+
+
+def test_statfs_is_the_upper(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{}])
+    assert u.statfs().f_bsize == os.statvfs(tmp_path / "upper").f_bsize
+
+
+def test_open_flags(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"f": "abc", "d": {}}])
+    with pytest.raises(FileExistsError):
+        u.open("/f", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    with pytest.raises(IsADirectoryError):
+        u.open("/d", os.O_WRONLY)
+    with pytest.raises(NotADirectoryError):
+        u.open("/f", os.O_RDONLY | os.O_DIRECTORY)
+    with pytest.raises(FileNotFoundError):
+        u.open("/missing")
+    u.open("/d", os.O_RDONLY | os.O_DIRECTORY).close()
+    h = u.open("/f", os.O_WRONLY | os.O_APPEND)
+    h.write(b"d", 0)
+    h.close()
+    assert u.read_file("/f") == b"abcd"
+
+
+# -- read-only unions and errors -------------------------------------------------------------
+
+def test_read_only_union_refuses_writes(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"f": "x"}], writable=False)
+    for op in (lambda: u.unlink("/f"), lambda: u.mkdir("/d"), lambda: u.open("/f", os.O_WRONLY),
+               lambda: u.chmod("/f", 0o600), lambda: u.write_file("/new", b"")):
+        with pytest.raises(OSError) as info:
+            op()
+        assert info.value.errno == errno.EROFS
+
+
+def test_explain_names_every_branch(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, [{"a": WHITEOUT}, {"a": "x"}], upper={})
+    lines = u.explain("/a")
+    assert len(lines) == 3
+    assert "absent" in lines[0][1]
+    assert "whiteout" in lines[1][1]
+    assert "hidden by the whiteout" in lines[2][1]
