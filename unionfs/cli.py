@@ -27,8 +27,7 @@ class UsageError(Exception):
 def open_target(options: list[str] | None, target: str | None) -> tuple[Union, str, str]:
     """(union, union path, label) from `-o OPTIONS [PATH]` or from a path on a live mount."""
     if options:
-        path = target or "/"
-        return Union.from_options(options), normalize(path), path
+        return Union.from_options(options), normalize(target or "/"), target or "."
     if not target:
         raise UsageError("give -o OPTIONS, or a path on a layerfs mount")
     from .mountinfo import union_for_path  # only needed for live mounts
@@ -39,7 +38,8 @@ def open_target(options: list[str] | None, target: str | None) -> tuple[Union, s
 
 def cmd_tree(args: argparse.Namespace) -> int:
     union, path, label = open_target(args.options, args.path)
-    sys.stdout.write(render_tree(union, path, label, TreeOptions(args.all, args.origin, args.dirs_only)))
+    options = TreeOptions(args.all, args.origin, args.dirs_only, ascii=args.charset == "ascii")
+    sys.stdout.write(render_tree(union, path, args.label or label, options))
     return 0
 
 
@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--origin", action="store_true", help="show the branch that serves each entry")
     p.add_argument("-a", dest="all", action="store_true", help="show dot files too")
     p.add_argument("-d", dest="dirs_only", action="store_true", help="directories only")
+    p.add_argument("--label", help="the name printed on the first line (default: PATH, or '.')")
+    p.add_argument("--charset", choices=["utf-8", "ascii"], default="utf-8", help="line drawing characters")
     p.add_argument("path", nargs="?", help="union path (with -o) or a path on a layerfs mount")
     p.set_defaults(func=cmd_tree)
 

@@ -17,6 +17,13 @@ class TreeOptions:
     all_files: bool = False  # tree -a
     origin: bool = False  # show the serving branch of each entry
     dirs_only: bool = False  # tree -d
+    ascii: bool = False  # tree --charset=ascii (what tree prints in a non-UTF-8 locale)
+
+    @property
+    def glyphs(self) -> tuple[str, str, str, str]:
+        if self.ascii:
+            return "|-- ", "`-- ", "|   ", "    "
+        return "├── ", "└── ", "│\u00a0\u00a0 ", "    "  # tree pads the bar with two no-break spaces
 
 
 def render_tree(union: Union, path: str, label: str, options: TreeOptions = TreeOptions()) -> str:
@@ -42,7 +49,8 @@ def _walk(union: Union, path: str, prefix: str, options: TreeOptions, counts: di
         entries.append((name, child, st))
     for index, (name, child, st) in enumerate(entries):
         last = index == len(entries) - 1
-        branch = "└── " if last else "├── "
+        tee, corner, bar, blank = options.glyphs
+        branch = corner if last else tee
         shown = name
         if options.origin:
             shown = f"[{union.lookup(child).top.branch.label}]  {name}"
@@ -55,7 +63,7 @@ def _walk(union: Union, path: str, prefix: str, options: TreeOptions, counts: di
         if is_dir:
             counts["dirs"] += 1
             if stat.S_ISDIR(st.st_mode):
-                yield from _walk(union, child, prefix + ("    " if last else "│   "), options, counts)
+                yield from _walk(union, child, prefix + (blank if last else bar), options, counts)
         else:
             counts["files"] += 1
 
