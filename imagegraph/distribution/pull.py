@@ -52,6 +52,7 @@ class PullResult:
     tag_updated: bool
     downloaded: list[str] = field(default_factory=list)  # blob digests fetched
     existed: list[str] = field(default_factory=list)  # blob digests skipped ("Already exists")
+    blob_diff_ids: list[tuple[str, str]] = field(default_factory=list)
 
 
 def short_id(digest: str) -> str:
@@ -175,6 +176,8 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
                 new_image = True
             result.image_id = image_id
             result.tag_updated = _record_refs(store, ref, image_id, record_digest)
+            for blob_digest, diff_id in result.blob_diff_ids:
+                store.v2meta.add(diff_id, V2Metadata(blob_digest, ref.name))
         except BaseException:
             if new_image:
                 store.images.delete(image_id)
@@ -230,7 +233,7 @@ def _fetch_layers(store: LocalStore, client: RegistryClient, ref: Reference, man
                 raise PullError("layers from manifest don't match image configuration")
             if was_created:
                 created.append(layer.chain_id)
-            store.v2meta.add(diff_id, V2Metadata(desc.digest, ref.name))
+            result.blob_diff_ids.append((desc.digest, diff_id))  # recorded once the image is in
             out.update(sid, "Pull complete")
             parent = chain
             blob.unlink()

@@ -1,0 +1,223 @@
+"""pull and push against a real docker-registry: round trips, output, Already exists, errors."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+
+import pytest
+
+from imagegraph.digest import go_json
+from imagegraph.distribution import manifest as M
+from imagegraph.distribution.client import RegistryClient
+from imagegraph.distribution.errors import RegistryError, Unauthorized, Unreachable
+from imagegraph.distribution.localstore import open_local_store
+from imagegraph.distribution.progress import ProgressWriter
+from imagegraph.distribution.pull import PullOptions, PullError, pull
+from imagegraph.distribution.push import PushError, push
+from imagegraph.distribution.credentials import AuthConfig, store_auth
+from imagegraph.reference import parse_normalized_named
+
+from .distribution_helpers import build_image, snapshot
+from .registry_fixture import basic_registry, free_port, registry  # noqa: F401
+
+pytestmark = pytest.mark.registry
+
+
+def pipe():
+    buf = io.StringIO()
+    return buf, ProgressWriter(buf, tty=False)
+
+
+def sha(b: bytes) -> str:
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+@pytest.fixture
+def stores(tmp_path):
+    (tmp_path / "w").mkdir()
+    return open_local_store(tmp_path / "a"), open_local_store(tmp_path / "b"), tmp_path / "w"
+
+
+def test_push_then_pull_round_trip(registry, stores):
+    a, b, w = stores
+    name = f"{registry.domain}/round/trip:v1"
+    image_id = build_image(a, w, [{"etc/hello": "hi\n"}, {"bin/tool": "x" * 5000}], name)
+    ref = parse_normalized_named(name)
+    buf, out = pipe()
+    pushed = push(a, ref, out)
+    layer_ids = [d.split(":")[1][:12] for d in a.images.get(image_id).diff_ids]
+    assert buf.getvalue().splitlines() == [
+        f"The push refers to repository [{registry.domain}/round/trip]",
+        f"{layer_ids[1]}: Preparing", f"{layer_ids[0]}: Preparing",
+        f"{layer_ids[1]}: Pushed", f"{layer_ids[0]}: Pushed",
+        f"v1: digest: {pushed.digest} size: {pushed.size}",
+    ]
+    assert len(pushed.uploaded) == 2
+    # a second push uploads nothing
+    buf, out = pipe()
+    again = push(a, ref, out)
+    assert again.uploaded == [] and len(again.existed) == 2 and again.digest == pushed.digest
+    assert "Layer already exists" in buf.getvalue()
+
+    buf, out = pipe()
+    result = pull(b, ref, out)
+    assert result.image_id == image_id
+    blob_ids = [d[7:19] for d in result.downloaded]
+    assert buf.getvalue().splitlines() == [
+        "v1: Pulling from round/trip",
+        f"{blob_ids[0]}: Pulling fs layer", f"{blob_ids[1]}: Pulling fs layer",
+        f"{blob_ids[0]}: Verifying Checksum", f"{blob_ids[0]}: Download complete", f"{blob_ids[0]}: Pull complete",
+        f"{blob_ids[1]}: Verifying Checksum", f"{blob_ids[1]}: Download complete", f"{blob_ids[1]}: Pull complete",
+        f"Digest: {pushed.digest}",
+        f"Status: Downloaded newer image for {name}",
+    ]
+    repos = json.loads(b.layout.repositories_json.read_text())["Repositories"]
+    assert repos == {f"{registry.domain}/round/trip": {
+        name: image_id, f"{registry.domain}/round/trip@{pushed.digest}": image_id}}
+    # same layers, same ChainIDs, same files
+    assert a.images.get(image_id).top_chain_id == b.images.get(image_id).top_chain_id
+    top = b.layers.get(b.images.get(image_id).top_chain_id)
+    assert (b.layers.diff_dir(top) / "bin/tool").read_text() == "x" * 5000
+    # pulling again: nothing downloaded, "up to date"
+    buf, out = pipe()
+    again = pull(b, ref, out)
+    assert not again.downloaded and not again.tag_updated
+    assert buf.getvalue().splitlines()[-1] == f"Status: Image is up to date for {name}"
+
+
+def test_already_exists_for_stored_chain(registry, stores):
+    a, b, w = stores
+    base = {"etc/os-release": "base\n"}
+    build_image(a, w, [base], f"{registry.domain}/ae/base:1")
+    build_image(a, w, [base, {"app": "app\n"}], f"{registry.domain}/ae/app:1")
+    push(a, parse_normalized_named(f"{registry.domain}/ae/base:1"), pipe()[1])
+    push(a, parse_normalized_named(f"{registry.domain}/ae/app:1"), pipe()[1])
+    pull(b, parse_normalized_named(f"{registry.domain}/ae/base:1"), pipe()[1])
+    buf, out = pipe()
+    res = pull(b, parse_normalized_named(f"{registry.domain}/ae/app:1"), out)
+    assert len(res.existed) == 1 and len(res.downloaded) == 1
+    assert f"{res.existed[0][7:19]}: Already exists" in buf.getvalue().splitlines()
+
+
+def test_pull_by_digest(registry, stores):
+    a, b, w = stores
+    image_id = build_image(a, w, [{"f": "by digest"}], f"{registry.domain}/dig/img:t")
+    pushed = push(a, parse_normalized_named(f"{registry.domain}/dig/img:t"), pipe()[1])
+    ref = parse_normalized_named(f"{registry.domain}/dig/img@{pushed.digest}")
+    buf, out = pipe()
+    res = pull(b, ref, out)
+    assert res.image_id == image_id
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == f"{pushed.digest}: Pulling from dig/img"
+    assert lines[-1] == f"Status: Downloaded newer image for {registry.domain}/dig/img@{pushed.digest}"
+    assert b.refs.get(ref) == image_id
+    with pytest.raises(Exception):
+        b.refs.get(parse_normalized_named(f"{registry.domain}/dig/img:t"))  # no tag recorded
+
+
+def test_uncompressed_layers_and_oci_index_pull(registry, stores):
+    """A hand-made OCI image: plain tar layer, index with two platforms; the host's is chosen."""
+    _, b, w = stores
+    a2 = open_local_store(w / "src-store")
+    image_id = build_image(a2, w, [{"plain": "uncompressed"}])
+    img = a2.images.get(image_id)
+    layer_tar = b"".join(a2.layers.tar_stream(img.top_chain_id))
+    c = RegistryClient(registry.domain)
+    repo = "oci/plain"
+    c.upload_blob(repo, sha(layer_tar), layer_tar, len(layer_tar))
+    c.upload_blob(repo, sha(img.raw), img.raw, len(img.raw))
+    man = M.build_manifest(M.Descriptor(M.OCI_CONFIG, sha(img.raw), len(img.raw)),
+                           [M.Descriptor(M.OCI_LAYER, sha(layer_tar), len(layer_tar))], M.OCI_MANIFEST)
+    c.put_manifest(repo, sha(man), man, M.OCI_MANIFEST)
+    host = M.host_platform()
+    other = M.Platform("linux", "s390x") if host.architecture != "s390x" else M.Platform("linux", "amd64")
+    index = M.build_index([M.Descriptor(M.OCI_MANIFEST, sha(man), len(man), platform=other),
+                           M.Descriptor(M.OCI_MANIFEST, sha(man), len(man), platform=host)])
+    c.put_manifest(repo, "multi", index, M.OCI_INDEX)
+    res = pull(b, parse_normalized_named(f"{registry.domain}/{repo}:multi"), pipe()[1])
+    assert res.image_id == image_id
+    assert res.manifest_digest == sha(index)  # the index digest is the RepoDigest, as docker records
+    before = snapshot(b.layout.root)
+    with pytest.raises(M.ManifestError, match="^no matching manifest for linux/mips64le in the manifest list entries$"):
+        pull(b, parse_normalized_named(f"{registry.domain}/{repo}:multi"), pipe()[1],
+             PullOptions(platform=M.parse_platform("linux/mips64le")))
+    assert snapshot(b.layout.root) == before
+
+
+def test_unknown_tag_and_repo_leave_store_unchanged(registry, stores):
+    _, b, _ = stores
+    before = snapshot(b.layout.root)
+    with pytest.raises(PullError) as exc:
+        pull(b, parse_normalized_named(f"{registry.domain}/no/such:tag"), pipe()[1])
+    assert str(exc.value) == f"manifest for {registry.domain}/no/such:tag not found: manifest unknown: manifest unknown"
+    assert snapshot(b.layout.root) == before
+
+
+def test_corrupted_and_truncated_layer_leave_store_unchanged(registry, stores):
+    a, b, w = stores
+    name = f"{registry.domain}/bad/layer:1"
+    build_image(a, w, [{"one": "1" * 3000}, {"two": "2" * 3000}], name)
+    pushed = push(a, parse_normalized_named(name), pipe()[1])
+    top_blob = pushed.uploaded[0]  # pushed top first
+    data_path = registry.storage / "docker/registry/v2/blobs/sha256" / top_blob[7:9] / top_blob[7:] / "data"
+    good = data_path.read_bytes()
+    before = snapshot(b.layout.root)
+    try:
+        data_path.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+        with pytest.raises(RegistryError, match=f"^filesystem layer verification failed for digest {top_blob}$"):
+            pull(b, parse_normalized_named(name), pipe()[1])
+        assert snapshot(b.layout.root) == before  # the base layer registered first was rolled back
+        data_path.write_bytes(good[:-10])
+        with pytest.raises(RegistryError, match="^unexpected EOF$"):
+            pull(b, parse_normalized_named(name), pipe()[1])
+        assert snapshot(b.layout.root) == before
+    finally:
+        data_path.write_bytes(good)
+
+
+def test_diff_id_mismatch_is_refused(registry, stores):
+    _, b, _ = stores
+    layer = gzip.compress(b"\0" * 1024, mtime=0)  # an empty tar, gzipped
+    config = go_json({"architecture": "amd64", "os": "linux",
+                      "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]}})
+    c = RegistryClient(registry.domain)
+    c.upload_blob("bad/diffid", sha(layer), layer, len(layer))
+    c.upload_blob("bad/diffid", sha(config), config, len(config))
+    man = M.build_manifest(M.Descriptor(M.DOCKER_CONFIG, sha(config), len(config)),
+                           [M.Descriptor(M.DOCKER_LAYER_GZIP, sha(layer), len(layer))])
+    c.put_manifest("bad/diffid", "v", man, M.DOCKER_MANIFEST)
+    before = snapshot(b.layout.root)
+    with pytest.raises(PullError, match="^layers from manifest don't match image configuration$"):
+        pull(b, parse_normalized_named(f"{registry.domain}/bad/diffid:v"), pipe()[1])
+    assert snapshot(b.layout.root) == before
+
+
+def test_registry_down(stores):
+    _, b, _ = stores
+    port = free_port()
+    with pytest.raises(Unreachable, match=f"dial tcp 127.0.0.1:{port}: connect: connection refused$"):
+        pull(b, parse_normalized_named(f"127.0.0.1:{port}/x/y"), pipe()[1])
+
+
+def test_push_unknown_tag(registry, stores):
+    a, _, _ = stores
+    with pytest.raises(PushError, match=f"^An image does not exist locally with the tag: {registry.domain}/nope/img$"):
+        push(a, parse_normalized_named(f"{registry.domain}/nope/img:latest"), pipe()[1])
+
+
+def test_basic_auth_from_docker_config(basic_registry, stores, tmp_path):
+    a, b, w = stores
+    name = f"{basic_registry.domain}/private/img:1"
+    image_id = build_image(a, w, [{"secret": "s"}], name)
+    env = {"DOCKER_CONFIG": str(tmp_path / "dc")}
+    ref = parse_normalized_named(name)
+    with pytest.raises(Unauthorized, match="no basic auth credentials$"):
+        push(a, ref, pipe()[1], PullOptions(env=env))
+    store_auth(basic_registry.domain, AuthConfig("alice", "wrong"), env)
+    with pytest.raises(Unauthorized, match="unauthorized: authentication required$"):
+        push(a, ref, pipe()[1], PullOptions(env=env))
+    store_auth(basic_registry.domain, AuthConfig("alice", "wonderland"), env)
+    push(a, ref, pipe()[1], PullOptions(env=env))
+    assert pull(b, ref, pipe()[1], PullOptions(env=env)).image_id == image_id
