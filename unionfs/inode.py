@@ -43,10 +43,9 @@ class Stat:
 
 def getattr_(sb: Super, path: str) -> Stat:
     node = sb.resolver.lookup(path)
-    top = node.top
-    st = os.lstat(top.real) if top.branch.writable else top.st
+    # The lookup's lstat is fresh for the upper, and lower layers do not change while open.
     # The kernel reports nlink 1 for a merged directory rather than count the subdirectories.
-    return Stat.of(st, 1 if node.merged else None)
+    return Stat.of(node.top.st, 1 if node.merged else None)
 
 
 def readlink(sb: Super, path: str) -> str:
