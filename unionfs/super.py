@@ -58,6 +58,13 @@ class Super:
             marks = MarkWriter.probe(tmpdir, spec.encoding is Encoding.AUFS)
         return cls(spec, branches, resolver, upper, tmpdir, marks, tracer, Libc.load())
 
+    @classmethod
+    def observe(cls, spec: UnionSpec) -> "Super":
+        """The union of a live mount, for reading only: the roles are kept (so provenance
+        names the upper), and the work directory is left to the daemon that owns it."""
+        branches = tuple(Branch(b.path, b.role, b.label, i, b.whiteouts) for i, b in enumerate(spec.branches))
+        return cls(spec, branches, Resolver(branches, spec.dialect), None, None, None, None, Libc.load())
+
     def temp_name(self, hint: str = "") -> str:
         """A fresh name in the work directory (kernel style: '#<hex>')."""
         assert self.tmpdir is not None

@@ -39,6 +39,11 @@ class Union:
         """Parse, check and open: `Union.from_options("dirs=./fruits:./vegetables")`."""
         return cls.from_spec(validate(parse_options(options, cwd)), tracer)
 
+    @classmethod
+    def observe(cls, spec: UnionSpec) -> "Union":
+        """Look at the layers of a live mount (for `explain`, `tree --origin`); never write through it."""
+        return cls(Super.observe(spec))
+
     @property
     def spec(self) -> UnionSpec:
         return self.sb.spec

@@ -1,0 +1,240 @@
+"""Mounting and unmounting a union with FUSE, and finding a live union again.
+
+`mount` returns only once the kernel has the mount: a child process runs the FUSE loop and
+tells the parent through a pipe when libfuse calls `init`. Everything that can be checked
+before (options, layers, mount point, FUSE itself) is checked in the parent, so a bad mount
+prints one line and leaves nothing behind.
+
+The union's layers travel in the mount's source ("fsname"), so `/proc/self/mountinfo` is
+enough to open the same union again, read-only, for `layerfs explain` and `tree --origin`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+from .mountinfo import FSTYPE, mounts
+from .options import UnionSpec, format_options, parse_options, validate
+
+# Mount flags libfuse applies itself (lib/mount.c mount_flags[]): passed through unchanged.
+KERNEL_FLAGS = frozenset({"ro", "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "sync", "async",
+                          "dirsync", "noatime", "nodiratime", "relatime", "norelatime", "strictatime",
+                          "nostrictatime"})
+# Options for libfuse's high-level layer, passed with their values.
+FUSE_VALUES = frozenset({"uid", "gid", "umask", "max_read"})
+# Lowers never change while mounted and every write goes through us, so the kernel may cache
+# names, attributes and pages. (A second name of a hard link may show old attributes for up
+# to this long after a change through the first name.)
+CACHE_SECONDS = 30.0
+FSNAME_LIMIT = 3800  # the kernel copies at most a page of mount source
+
+
+class MountError(Exception):
+    """A mount or unmount that cannot be done; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class MountRequest:
+    """What the command line asked for."""
+
+    options: tuple[str, ...]
+    mountpoint: str
+    cwd: str
+    foreground: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked mount: the union to serve, where, and the options for libfuse."""
+
+    spec: UnionSpec
+    mountpoint: str
+    fuse_options: dict[str, Any] = field(default_factory=dict)
+    trace: str | None = None
+    foreground: bool = False
+
+
+# -- planning -----------------------------------------------------------------------------
+def escape_fsname(text: str) -> str:
+    """libfuse splits -o on ',' and unescapes '\\': protect the union's option string."""
+    return text.replace("\\", "\\\\").replace(",", "\\,")
+
+
+def _inside(child: str, parent: str) -> bool:
+    return child == parent or child.startswith(parent.rstrip("/") + "/")
+
+
+def check_mountpoint(path: str, label: str, allow_nonempty: bool) -> str:
+    """The mount point's real path; it must be an existing, empty directory."""
+    if not os.path.lexists(path):
+        raise MountError(f"mount point {label} does not exist")
+    if not os.path.isdir(path):
+        raise MountError(f"mount point {label} is not a directory")
+    try:
+        entries = os.listdir(path)
+    except OSError as exc:
+        raise MountError(f"mount point {label}: {exc.strerror}") from None
+    if entries and not allow_nonempty:
+        raise MountError(f"mount point {label} is not empty (use -o nonempty to mount over it)")
+    return os.path.realpath(path)
+
+
+def fuse_unavailable() -> str | None:
+    """Why FUSE cannot mount here, or None."""
+    if not os.path.exists("/dev/fuse"):
+        return "FUSE is not available: /dev/fuse does not exist (modprobe fuse)"
+    if os.geteuid() != 0 and not (shutil.which("fusermount3") or shutil.which("fusermount")):
+        return "FUSE is not available: fusermount3 is not installed (apt-get install fuse3)"
+    try:
+        from . import fuse_ops  # noqa: F401  (loads libfuse)
+    except (ImportError, OSError, AttributeError) as exc:
+        return f"FUSE is not available: {exc}"
+    return None
+
+
+def plan(request: MountRequest) -> Plan:
+    """Check everything a mount needs; raise OptionError or MountError with one line."""
+    spec = validate(parse_options(list(request.options), request.cwd))
+    mountpoint = os.path.join(request.cwd, request.mountpoint)
+    mountpoint = check_mountpoint(mountpoint, request.mountpoint, "nonempty" in spec.flags)
+    for branch in spec.branches:
+        if _inside(mountpoint, branch.path):
+            raise MountError(f"mount point {request.mountpoint} is inside the branch {branch.label}")
+    if spec.workdir and _inside(mountpoint, spec.workdir):
+        raise MountError(f"mount point {request.mountpoint} is inside the work directory")
+    reason = fuse_unavailable()
+    if reason:
+        raise MountError(reason)
+
+    opts: dict[str, Any] = {"subtype": "layerfs"}
+    fsname = escape_fsname(format_options(spec))
+    opts["fsname"] = fsname if len(fsname) <= FSNAME_LIMIT else "layerfs"
+    for flag in sorted(spec.flags & KERNEL_FLAGS):
+        opts[flag] = True
+    if spec.readonly:
+        opts["ro"] = True
+        opts.pop("rw", None)
+    root = os.geteuid() == 0
+    if root or "allow_other" in spec.flags:
+        opts["allow_other"] = True
+    if root or "default_permissions" in spec.flags:
+        opts["default_permissions"] = True
+    if "allow_root" in spec.flags and not opts.get("allow_other"):
+        opts["allow_root"] = True
+    for key in FUSE_VALUES:
+        value = spec.value(key)
+        if value is not None:
+            opts[key] = value
+    opts.update(kernel_cache=True, entry_timeout=CACHE_SECONDS, attr_timeout=CACHE_SECONDS,
+                negative_timeout=CACHE_SECONDS)
+    debug = "debug" in spec.flags
+    if debug:
+        opts["debug"] = True
+    trace = spec.value("trace")
+    if trace:
+        trace = os.path.join(request.cwd, trace)
+        if not os.path.isdir(os.path.dirname(trace) or "/"):
+            raise MountError(f"trace file {trace}: its directory does not exist")
+    return Plan(spec, mountpoint, opts, trace, request.foreground or debug)
+
+
+# -- mounting -----------------------------------------------------------------------------
+def _open_union(p: Plan):
+    from .trace import TraceFile
+    from .union import Union
+
+    try:
+        return Union.from_spec(p.spec, TraceFile(p.trace) if p.trace else None)
+    except OSError as exc:
+        raise MountError(f"cannot open the union: {exc.strerror or exc}"
+                         + (f": {exc.filename}" if exc.filename else "")) from None
+
+
+def mount(request: MountRequest) -> None:
+    """Mount; return once the mount is live (or, in the foreground, once it is unmounted)."""
+    p = plan(request)
+    union = _open_union(p)
+    from .fuse_ops import LayerOps, run_fuse
+
+    if p.foreground:
+        try:
+            run_fuse(LayerOps(union), p.mountpoint, p.fuse_options)
+        except RuntimeError as exc:
+            raise MountError(f"mounting {request.mountpoint} failed (libfuse error {exc})") from None
+        return
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the daemon
+        os.close(read_end)
+        os._exit(_daemon(union, p, write_end))
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode("utf-8", "replace").strip()
+    if message == "ok":
+        return
+    os.waitpid(pid, 0)
+    raise MountError(message or f"mounting {request.mountpoint} failed: the daemon exited")
+
+
+def _daemon(union, p: Plan, status_fd: int) -> int:
+    """The child: detach, run FUSE, report readiness (or the error) on `status_fd`."""
+    from .fuse_ops import LayerOps, run_fuse
+
+    os.setsid()
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    # libfuse reports mount problems on stderr: keep them until the mount is live.
+    errors = tempfile.TemporaryFile()
+    os.dup2(errors.fileno(), 2)
+    state = {"ready": False}
+
+    def ready() -> None:
+        state["ready"] = True
+        os.write(status_fd, b"ok\n")
+        os.close(status_fd)
+        os.dup2(devnull, 2)
+
+    failure = ""
+    try:
+        run_fuse(LayerOps(union, ready), p.mountpoint, p.fuse_options)
+    except BaseException as exc:  # report, whatever it was: the parent is waiting
+        failure = str(exc)
+    if state["ready"]:
+        return 0
+    errors.seek(0)
+    lines = [line.strip() for line in errors.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    detail = lines[-1] if lines else (f"libfuse error {failure}" if failure else "unknown error")
+    if detail.startswith("fuse: "):
+        detail = detail[len("fuse: "):]
+    try:
+        os.write(status_fd, f"mounting {p.mountpoint} failed: {detail}\n".encode())
+    finally:
+        os.close(status_fd)
+    return 1
+
+
+# -- unmounting --------------------------------------------------------------------------
+def unmount(mountpoint: str, lazy: bool = False) -> None:
+    """End a union mount (the daemon then closes its files and exits)."""
+    real = os.path.realpath(mountpoint)
+    info = next((m for m in reversed(mounts()) if m.mountpoint == real), None)
+    if info is None:
+        raise MountError(f"{mountpoint} is not mounted")
+    if info.fstype != FSTYPE:
+        raise MountError(f"{mountpoint} is not a layerfs mount ({info.fstype})")
+    if os.geteuid() == 0:
+        command = ["umount"] + (["-l"] if lazy else []) + [real]
+    else:
+        tool = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount3"
+        command = [tool, "-u"] + (["-z"] if lazy else []) + [real]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        raise MountError(lines[-1].strip() if lines else f"unmounting {mountpoint} failed")
