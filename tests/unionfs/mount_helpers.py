@@ -1,0 +1,68 @@
+"""Real layerfs mounts for tests: run the command, and never leave a mount behind."""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator, Sequence
+
+LAYERFS = str(Path(sys.executable).parent / "layerfs")
+
+SEED = {"fruits": {"apple": "apple\n", "tomato": "tomato from fruits\n"},
+        "vegetables": {"carrots": "carrots\n", "tomato": "tomato from vegetables\n"}}
+
+
+def make_seed(root: Path) -> Path:
+    for layer, files in SEED.items():
+        (root / layer).mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (root / layer / name).write_text(text)
+    (root / "mnt").mkdir(exist_ok=True)
+    return root
+
+
+def mountinfo_line(mountpoint: str | Path) -> str | None:
+    real = os.path.realpath(mountpoint)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if line.split()[4] == real:
+                return line.strip()
+    return None
+
+
+def is_mounted(mountpoint: str | Path) -> bool:
+    return mountinfo_line(mountpoint) is not None
+
+
+def force_unmount(mountpoint: str | Path) -> None:
+    for command in (["umount", str(mountpoint)], ["umount", "-l", str(mountpoint)]):
+        if not is_mounted(mountpoint):
+            return
+        subprocess.run(command, capture_output=True)
+
+
+def run(argv: Sequence[str], cwd: str | Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, timeout=60, **kwargs)
+
+
+@contextlib.contextmanager
+def mounted(options: str | Sequence[str], mountpoint: str | Path, cwd: str | Path | None = None,
+            argv: Sequence[str] | None = None) -> Iterator[Path]:
+    """Mount with `layerfs mount -o … MOUNTPOINT` (or the given argv), unmount afterwards."""
+    if argv is None:
+        opts = [options] if isinstance(options, str) else list(options)
+        argv = [LAYERFS, "mount"] + [a for o in opts for a in ("-o", o)] + [str(mountpoint)]
+    result = run(argv, cwd=cwd)
+    assert result.returncode == 0, f"mount failed: {result.stderr}"
+    mp = Path(cwd or ".", mountpoint)
+    assert is_mounted(mp), "the mount command returned before the mount was live"
+    try:
+        yield mp
+    finally:
+        if is_mounted(mp):
+            done = run([LAYERFS, "umount", str(mp)])
+            if done.returncode != 0:
+                force_unmount(mp)
+        assert not is_mounted(mp)

@@ -1,0 +1,269 @@
+"""Mounting for real: every command form, both dialects, options, unmounting, bad mounts."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .mount_helpers import LAYERFS, force_unmount, is_mounted, make_seed, mounted, mountinfo_line, run
+
+pytestmark = pytest.mark.mount
+
+SEED_TREE = """./mnt
+├── apple
+├── carrots
+└── tomato
+
+1 directory, 3 files
+"""
+
+
+@pytest.fixture
+def seed(tmp_path):
+    make_seed(tmp_path)
+    yield tmp_path
+    force_unmount(tmp_path / "mnt")
+
+
+def _layerfs_on_path() -> None:
+    found = shutil.which("layerfs")
+    assert found and os.path.realpath(found) == os.path.realpath(LAYERFS), \
+        "mount.fuse finds layerfs through PATH: run `make install` (links it into /usr/local/bin)"
+
+
+def test_the_seeds_command_through_mount_fuse(seed):
+    _layerfs_on_path()
+    result = run(["mount", "-t", "fuse.layerfs", "-o", "dirs=./fruits:./vegetables", "none", "./mnt"], cwd=seed)
+    assert result.returncode == 0, result.stderr
+    try:
+        assert "fuse.layerfs" in mountinfo_line(seed / "mnt")
+        tree = run(["tree", "./mnt"], cwd=seed)
+        assert tree.stdout == SEED_TREE
+        assert (seed / "mnt" / "tomato").read_text() == "tomato from fruits\n"
+    finally:
+        assert run(["umount", "./mnt"], cwd=seed).returncode == 0
+    assert not is_mounted(seed / "mnt")
+
+
+def _options(root: Path, dialect: str) -> list[str]:
+    if dialect == "aufs":
+        return ["dirs=./fruits:./vegetables"]
+    (root / "work").mkdir(exist_ok=True)
+    return ["lowerdir=./vegetables,upperdir=./fruits", "workdir=./work"]  # two -o, as -o may repeat
+
+
+def _forms(options: list[str]) -> dict[str, list[str]]:
+    joined = ",".join(options)
+    repeated = [a for o in options for a in ("-o", o)]
+    return {
+        "layerfs mount -o … MNT": [LAYERFS, "mount", *repeated, "./mnt"],
+        "layerfs -o … MNT (containers-storage)": [LAYERFS, "-o", joined, "./mnt"],
+        "layerfs -o … SOURCE MNT": [LAYERFS, *repeated, "none", "./mnt"],
+        "layerfs SOURCE MNT -o … (mount.fuse)": [LAYERFS, "none", "./mnt", "-o", "rw,dev,suid," + joined],
+        "mount -t fuse.layerfs": ["mount", "-t", "fuse.layerfs", "-o", joined, "none", "./mnt"],
+    }
+
+
+@pytest.mark.parametrize("dialect", ["aufs", "overlay"])
+@pytest.mark.parametrize("form", list(_forms(["x"]).keys()))
+def test_every_command_form_mounts_the_same_union(seed, dialect, form):
+    _layerfs_on_path()
+    argv = _forms(_options(seed, dialect))[form]
+    with mounted(None, "mnt", cwd=seed, argv=argv) as mnt:
+        assert sorted(os.listdir(mnt)) == ["apple", "carrots", "tomato"]
+        assert (mnt / "tomato").read_text() == "tomato from fruits\n"
+        with open(mnt / "carrots", "a") as f:
+            f.write("peeled\n")
+        os.unlink(mnt / "apple")
+    # Unmounted: every change is in the upper (fruits), the lower is untouched.
+    assert (seed / "fruits" / "carrots").read_text() == "carrots\npeeled\n"
+    assert (seed / "vegetables" / "carrots").read_text() == "carrots\n"
+    assert not (seed / "fruits" / "apple").exists()
+
+
+def test_foreground_mount_stays_until_unmounted(seed):
+    proc = subprocess.Popen([LAYERFS, "mount", "-f", "-o", "dirs=./fruits:./vegetables", "./mnt"], cwd=seed,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not is_mounted(seed / "mnt"):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert proc.poll() is None  # still serving in the foreground
+        assert (seed / "mnt" / "carrots").read_text() == "carrots\n"
+        assert run(["fusermount3", "-u", str(seed / "mnt")]).returncode == 0
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+
+
+def _daemon_pids(mountpoint: Path) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read().split(b"\0")
+            except OSError:
+                continue
+            if any(b"layerfs" in part for part in cmdline[:2]) and str(mountpoint).encode() in b" ".join(cmdline):
+                pids.append(int(entry))
+    return pids
+
+
+@pytest.mark.parametrize("how", ["umount", "fusermount3 -u", "layerfs umount"])
+def test_unmount_ends_the_daemon_and_keeps_every_write(seed, how):
+    result = run([LAYERFS, "mount", "-o", "dirs=./fruits:./vegetables", str(seed / "mnt")], cwd=seed)
+    assert result.returncode == 0, result.stderr
+    daemons = _daemon_pids(seed / "mnt")
+    assert daemons, "no daemon serves the mount"
+    payload = os.urandom(1 << 20)
+    with open(seed / "mnt" / "big", "wb") as f:
+        f.write(payload)
+    argv = {"umount": ["umount"], "fusermount3 -u": ["fusermount3", "-u"], "layerfs umount": [LAYERFS, "umount"]}[how]
+    done = run(argv + [str(seed / "mnt")])
+    assert done.returncode == 0, done.stderr
+    assert not is_mounted(seed / "mnt")
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") and not _is_zombie(pid) for pid in daemons):
+        assert time.monotonic() < deadline, "the daemon did not exit after the unmount"
+        time.sleep(0.05)
+    assert (seed / "fruits" / "big").read_bytes() == payload
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["mount", "-o", "dirs=./fruits:./nowhere", "./mnt"], "./nowhere: no such directory"),
+    (["mount", "-o", "dirs=./fruits:./vegetables,bogus", "./mnt"], "unknown option 'bogus'"),
+    (["mount", "-o", "lowerdir=./vegetables,upperdir=./fruits", "./mnt"], "missing 'workdir'"),
+    (["mount", "-o", "dirs=./fruits:./vegetables", "./missing"], "mount point ./missing does not exist"),
+    (["mount", "-o", "dirs=./fruits:./vegetables", "./fruits"], "mount point ./fruits is not empty"),
+    (["mount", "-o", "dirs=./fruits:./vegetables", "./fruits/apple"], "is not a directory"),
+    (["mount", "-o", "dirs=./fruits:./vegetables"], "give a MOUNTPOINT"),
+    (["mount", "--frobnicate", "./mnt"], "unknown argument '--frobnicate'"),
+    (["umount", "./mnt"], "./mnt is not mounted"),
+])
+def test_a_bad_mount_prints_one_line_and_mounts_nothing(seed, argv, message):
+    before = open("/proc/self/mountinfo").read().count("fuse.layerfs")
+    result = run([LAYERFS, *argv], cwd=seed)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("layerfs: ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert open("/proc/self/mountinfo").read().count("fuse.layerfs") == before
+
+
+def test_mount_point_inside_a_branch_is_refused(seed):
+    (seed / "vegetables" / "sub").mkdir()
+    result = run([LAYERFS, "mount", "-o", "dirs=./fruits:./vegetables", "./vegetables/sub"], cwd=seed)
+    assert result.returncode == 1 and "inside the branch" in result.stderr
+    assert not is_mounted(seed / "vegetables" / "sub")
+
+
+def test_without_fuse_the_mount_fails_in_one_line(seed):
+    env = dict(os.environ, FUSE_LIBRARY_PATH="/nonexistent/libfuse3.so")
+    result = run([LAYERFS, "mount", "-o", "dirs=./fruits:./vegetables", "./mnt"], cwd=seed, env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("layerfs: FUSE is not available") and result.stderr.count("\n") == 1
+    assert not is_mounted(seed / "mnt")
+
+
+def test_escaped_colon_and_comma_in_branch_paths(tmp_path):
+    (tmp_path / "up:per").mkdir()
+    (tmp_path / "low,er").mkdir()
+    (tmp_path / "low,er" / "f").write_text("lower\n")
+    (tmp_path / "mnt").mkdir()
+    with mounted(r"dirs=./up\:per:./low\,er", "mnt", cwd=tmp_path) as mnt:
+        assert (mnt / "f").read_text() == "lower\n"
+        (mnt / "g").write_text("new\n")
+        explained = run([LAYERFS, "explain", str(mnt / "f")])
+        assert explained.returncode == 0, explained.stderr
+        assert f"{tmp_path}/low,er" in explained.stdout and "serves /f" in explained.stdout
+    assert (tmp_path / "up:per" / "g").read_text() == "new\n"
+
+
+def test_fstab_line(seed, tmp_path):
+    fstab = tmp_path / "fstab"
+    fstab.write_text(f"none {seed / 'mnt'} fuse.layerfs dirs={seed / 'fruits'}:{seed / 'vegetables'},noauto 0 0\n")
+    result = run(["mount", "-T", str(fstab), str(seed / "mnt")])
+    assert result.returncode == 0, result.stderr
+    try:
+        assert sorted(os.listdir(seed / "mnt")) == ["apple", "carrots", "tomato"]
+    finally:
+        assert run(["umount", str(seed / "mnt")]).returncode == 0
+
+
+def test_ro_and_mount_flags_are_honoured(seed):
+    with mounted("dirs=./fruits:./vegetables,ro,nosuid,nodev,noexec,noatime", "mnt", cwd=seed) as mnt:
+        flags = mountinfo_line(mnt).split()[5].split(",")
+        assert {"ro", "nosuid", "nodev", "noexec", "noatime"} <= set(flags)
+        with pytest.raises(OSError) as err:
+            (mnt / "new").write_text("x")
+        assert err.value.errno == 30  # EROFS
+    with mounted("dirs=./fruits:./vegetables,rw,dev,suid", "mnt", cwd=seed) as mnt:
+        flags = mountinfo_line(mnt).split()[5].split(",")
+        assert "rw" in flags and "nosuid" not in flags and "nodev" not in flags
+
+
+def test_root_mounts_with_allow_other_and_default_permissions(seed):
+    with mounted("dirs=./fruits:./vegetables", "mnt", cwd=seed) as mnt:
+        superopts = mountinfo_line(mnt).split(" - ")[1].split()[2].split(",")
+        assert "allow_other" in superopts and "default_permissions" in superopts
+
+
+def test_provenance_on_a_live_mount(seed):
+    with mounted("dirs=./fruits:./vegetables", "mnt", cwd=seed) as mnt:
+        got = run(["getfattr", "--only-values", "-n", "user.layerfs.origin", str(mnt / "carrots")])
+        assert got.returncode == 0 and got.stdout == "./vegetables (lower)"
+        got = run(["getfattr", "--only-values", "-n", "user.layerfs.origin", str(mnt / "tomato")])
+        assert got.stdout == "./fruits (upper)"
+        listed = run(["getfattr", "-d", "-m", "-", str(mnt / "carrots")])
+        assert "layerfs" not in listed.stdout  # private names are not listed
+        tree = run([LAYERFS, "tree", "--origin", str(mnt)])
+        assert tree.returncode == 0, tree.stderr
+        assert f"[{seed}/vegetables]  carrots" in tree.stdout
+        assert f"[{seed}/fruits]  tomato" in tree.stdout
+        os.unlink(mnt / "tomato")
+        explained = run([LAYERFS, "explain", str(mnt / "tomato")])
+        assert explained.returncode == 0, explained.stderr
+        assert "whiteout (.wh.tomato)" in explained.stdout and "hidden by the whiteout" in explained.stdout
+        # Looking did not disturb the daemon's work directory or the union.
+        assert (seed / "fruits" / ".wh..wh.work").is_dir()
+        assert sorted(os.listdir(mnt)) == ["apple", "carrots"]
+
+
+def test_explain_outside_a_layerfs_mount_is_one_line(seed):
+    result = run([LAYERFS, "explain", str(seed / "fruits" / "apple")])
+    assert result.returncode == 1 and "is not on a layerfs mount" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_trace_file_records_copy_up_and_whiteout(seed):
+    trace = seed / "trace.jsonl"
+    with mounted("dirs=./fruits:./vegetables,trace=./trace.jsonl", "mnt", cwd=seed) as mnt:
+        with open(mnt / "carrots", "a") as f:
+            f.write("more\n")
+        os.unlink(mnt / "carrots")
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    kinds = [(e["event"], e["path"]) for e in events]
+    assert ("copy_up", "/carrots") in kinds and ("whiteout", "/carrots") in kinds
+    copy = next(e for e in events if e["event"] == "copy_up")
+    assert copy["bytes"] == len("carrots\n")
+    printed = run([LAYERFS, "trace", str(trace)])
+    assert "copy-up   /carrots" in printed.stdout
