@@ -1,0 +1,554 @@
+"""The `imagegraph` command: Docker's image and container commands on a local store.
+
+Each subcommand is one `cmd_*` function registered with `@command(...)` in COMMANDS, so
+more (pull, push, save, load) are added by writing a function and a `register` hook, without
+touching the others. Output, tables and error texts follow the docker CLI: a daemon error is
+printed as `Error response from daemon: <text>`, every error is one line on stderr and
+exits 1; argument errors exit 125 as docker's do.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import graph as graph_mod
+from .archive import ArchiveError
+from .container import KIND_LETTER, ContainerError
+from .formatting import ago, created_at, ellipsis, human_size, json_lines, short_id, table, truncate_cmd
+from .imagestore import ImageError, parse_time
+from .layerstore import LayerError
+from .reference import InvalidReference, familiar_name, parse_normalized_named
+from .refstore import RefError
+from .service import ClientError, DaemonError, Services
+from .store import resolve_root
+
+DAEMON_PREFIX = "Error response from daemon: "
+
+
+class UsageError(Exception):
+    """Bad command-line use: one line, exit status 125 (docker's)."""
+
+
+class CLIError(Exception):
+    """An error printed as is (client-side checks in docker)."""
+
+
+@dataclass
+class Command:
+    name: str
+    help: str
+    setup: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, "Context"], int]
+    aliases: tuple[str, ...] = ()
+
+
+COMMANDS: list[Command] = []
+
+
+def command(name: str, help: str, aliases: tuple[str, ...] = ()):
+    """Register `run` under `name`; `setup` is the function's `.args` attribute (set by @args)."""
+
+    def deco(run: Callable[[argparse.Namespace, "Context"], int]):
+        setup = getattr(run, "setup", lambda p: None)
+        COMMANDS.append(Command(name, help, setup, run, aliases))
+        return run
+
+    return deco
+
+
+def args(setup: Callable[[argparse.ArgumentParser], None]):
+    def deco(run):
+        run.setup = setup
+        return run
+
+    return deco
+
+
+@dataclass
+class Context:
+    """What a command needs: the store (opened lazily), output streams and the clock."""
+
+    root: Path
+    driver_encoding: str | None
+    out: Any
+    err: Any
+    now: float
+    _svc: Services | None = None
+
+    @property
+    def svc(self) -> Services:
+        if self._svc is None:
+            self._svc = Services.open(self.root, self.driver_encoding)
+        return self._svc
+
+    def print(self, s: str = "") -> None:
+        self.out.write(s + "\n")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}. See '{self.prog} --help'.")
+
+
+def _filters(values: list[str] | None) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for v in values or []:
+        if "=" not in v:
+            raise CLIError(f"bad format of filter (expected name=value)")
+        k, val = v.split("=", 1)
+        out.setdefault(k.strip().lower(), []).append(val)
+    return out
+
+
+# ---- images -----------------------------------------------------------------------------------
+
+
+def _image_rows(summaries: list[dict[str, Any]], digests: bool) -> list[tuple[dict[str, Any], str, str, str]]:
+    """docker/cli imageFormatTaggedAndDigest: one row per (repository, tag), digest-only repos, dangling."""
+    rows = []
+    for s in summaries:
+        if not s["RepoTags"] and not s["RepoDigests"]:
+            rows.append((s, "<none>", "<none>", "<none>"))
+            continue
+        repo_tags: dict[str, list[str]] = {}
+        repo_digests: dict[str, list[str]] = {}
+        for t in s["RepoTags"]:
+            ref = parse_normalized_named(t)
+            repo_tags.setdefault(familiar_name(ref), []).append(ref.tag or "")
+        for d in s["RepoDigests"]:
+            ref = parse_normalized_named(d)
+            repo_digests.setdefault(familiar_name(ref), []).append(ref.digest or "")
+        for repo in sorted(repo_tags):
+            ds = repo_digests.pop(repo, [])
+            if not digests:
+                ds = []  # digests of a tagged repository get no rows of their own
+            for tag in repo_tags[repo]:
+                if not ds:
+                    rows.append((s, repo, tag, "<none>"))
+                for d in ds:
+                    rows.append((s, repo, tag, d))
+        for repo in sorted(repo_digests):
+            if digests:
+                rows.extend((s, repo, "<none>", d) for d in repo_digests[repo])
+            else:
+                rows.append((s, repo, "<none>", ""))
+    return rows
+
+
+def _setup_images(p: argparse.ArgumentParser) -> None:
+    p.add_argument("repository", nargs="?")
+    p.add_argument("-a", "--all", action="store_true", help="Show all images (default hides intermediate images)")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    p.add_argument("--digests", action="store_true", help="Show digests")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("-f", "--filter", action="append", help="Filter output based on conditions provided")
+    p.add_argument("--format", help="'json' for JSON lines, else the table")
+
+
+@command("images", "List images", aliases=("image ls",))
+@args(_setup_images)
+def cmd_images(a: argparse.Namespace, ctx: Context) -> int:
+    filters = _filters(a.filter)
+    if a.repository:
+        filters.setdefault("reference", []).append(a.repository)
+    summaries = ctx.svc.list_images(a.all, filters)
+    rows = _image_rows(summaries, a.digests)
+
+    def iid(s: dict[str, Any]) -> str:
+        return s["Id"] if a.no_trunc else short_id(s["Id"])
+
+    if a.quiet:
+        for s, *_ in rows:
+            ctx.print(iid(s))
+        return 0
+    if a.format == "json":
+        objs = []
+        for s, repo, tag, dg in rows:
+            objs.append({"Containers": "N/A", "CreatedAt": created_at(s["Created"]),
+                         "CreatedSince": ago(s["Created"], ctx.now), "Digest": dg or "<none>", "ID": iid(s),
+                         "Repository": repo, "SharedSize": "N/A", "Size": human_size(s["Size"]), "Tag": tag,
+                         "UniqueSize": "N/A", "VirtualSize": human_size(s["Size"])})
+        ctx.out.write(json_lines(objs))
+        return 0
+    headers = ["REPOSITORY", "TAG"] + (["DIGEST"] if a.digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
+    body = []
+    for s, repo, tag, dg in rows:
+        created = ago(s["Created"], ctx.now) if s["Created"] > 0 else "N/A"
+        body.append([repo, tag] + ([dg or "<none>"] if a.digests else []) + [iid(s), created, human_size(s["Size"])])
+    ctx.print(table(body, headers))
+    return 0
+
+
+def _setup_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="a root filesystem directory, a tar (plain or gzip), or - for stdin")
+    p.add_argument("repository", nargs="?")
+    p.add_argument("-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the image")
+    p.add_argument("-m", "--message", default="", help="Set commit message for imported image")
+
+
+@command("import", "Import the contents from a directory or tarball to create a filesystem image")
+@args(_setup_import)
+def cmd_import(a: argparse.Namespace, ctx: Context) -> int:
+    src: Any = a.source
+    if src == "-":
+        src = sys.stdin.buffer
+    elif not os.path.exists(src):
+        raise DaemonError(f"open {src}: no such file or directory")
+    image_id = ctx.svc.import_image(src, a.repository, a.change, a.message)
+    ctx.print(image_id)
+    return 0
+
+
+def _setup_history(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image")
+    p.add_argument("-H", "--human", default="true", help="Print sizes and dates in human readable format (default true)")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--format")
+
+
+@command("history", "Show the history of an image")
+@args(_setup_history)
+def cmd_history(a: argparse.Namespace, ctx: Context) -> int:
+    human = str(a.human).lower() not in ("false", "0", "no")
+    rows = ctx.svc.history(a.image)
+
+    def hid(r: dict[str, Any]) -> str:
+        return r["Id"] if a.no_trunc or r["Id"] == "<missing>" else short_id(r["Id"])
+
+    if a.quiet:
+        for r in rows:
+            ctx.print(hid(r))
+        return 0
+    if a.format == "json":
+        ctx.out.write(json_lines({"Comment": r["Comment"], "CreatedAt": created_at(r["Created"]),
+                                  "CreatedBy": r["CreatedBy"], "CreatedSince": ago(r["Created"], ctx.now),
+                                  "ID": hid(r), "Size": human_size(r["Size"])} for r in rows))
+        return 0
+    body = []
+    for r in rows:
+        by = r["CreatedBy"] if a.no_trunc else truncate_cmd(r["CreatedBy"], 45)
+        if human:
+            when = ago(r["Created"], ctx.now) if r["Created"] > 946684800 else "N/A"
+            size = human_size(r["Size"])
+        else:
+            when = created_at(r["Created"]) if r["Created"] > 946684800 else "N/A"
+            size = str(r["Size"])
+        body.append([hid(r), when, by, size, r["Comment"]])
+    ctx.print(table(body, ["IMAGE", "CREATED" if human else "CREATED AT", "CREATED BY", "SIZE", "COMMENT"]))
+    return 0
+
+
+def _setup_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", nargs="+")
+    p.add_argument("--type", choices=("image", "container"))
+
+
+@command("inspect", "Return low-level information on images and containers")
+@args(_setup_inspect)
+def cmd_inspect(a: argparse.Namespace, ctx: Context) -> int:
+    out, errors = [], []
+    for n in a.names:
+        obj = None
+        if a.type in (None, "container"):
+            try:
+                obj = ctx.svc.inspect_container(ctx.svc.get_container(n))
+            except DaemonError:
+                obj = None
+        if obj is None and a.type in (None, "image"):
+            try:
+                obj = ctx.svc.inspect_image(ctx.svc.get_image(n))
+            except DaemonError:
+                obj = None
+        if obj is None:
+            errors.append(f"No such object: {n}" if a.type is None else f"No such {a.type}: {n}")
+        else:
+            out.append(obj)
+    ctx.print(json.dumps(out, indent=4, ensure_ascii=False))
+    for e in errors:
+        ctx.err.write(f"Error: {e}\n")
+    return 1 if errors else 0
+
+
+def _setup_tag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source")
+    p.add_argument("target")
+
+
+@command("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+@args(_setup_tag)
+def cmd_tag(a: argparse.Namespace, ctx: Context) -> int:
+    ctx.svc.tag(a.source, a.target)
+    return 0
+
+
+def _setup_rmi(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--no-prune", action="store_true")
+
+
+@command("rmi", "Remove one or more images")
+@args(_setup_rmi)
+def cmd_rmi(a: argparse.Namespace, ctx: Context) -> int:
+    errors = []
+    for name in a.images:
+        try:
+            for rec in ctx.svc.image_delete(name, a.force, not a.no_prune):
+                ctx.print(f"Deleted: {rec['Deleted']}" if "Deleted" in rec else f"Untagged: {rec['Untagged']}")
+        except DaemonError as exc:
+            errors.append(DAEMON_PREFIX + str(exc))
+    for e in errors:
+        ctx.err.write(e + "\n")
+    return 1 if errors else 0
+
+
+def _setup_prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="Remove all unused images, not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+
+
+@command("image prune", "Remove unused images")
+@args(_setup_prune)
+def cmd_image_prune(a: argparse.Namespace, ctx: Context) -> int:
+    if not a.force:
+        warning = ("WARNING! This will remove all images without at least one container associated to them."
+                   if a.all else "WARNING! This will remove all dangling images.")
+        ctx.out.write(warning + "\nAre you sure you want to continue? [y/N] ")
+        ctx.out.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            ctx.print("Total reclaimed space: 0B")
+            return 0
+    records, reclaimed = ctx.svc.image_prune(a.all)
+    if records:
+        ctx.print("Deleted Images:")
+        for r in records:
+            ctx.print(f"untagged: {r['Untagged']}" if "Untagged" in r else f"deleted: {r['Deleted']}")
+        ctx.print()
+    ctx.print(f"Total reclaimed space: {human_size(reclaimed, 4)}")
+    return 0
+
+
+# ---- containers ---------------------------------------------------------------------------------
+
+
+def _setup_create(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name")
+    p.add_argument("image")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+
+
+@command("create", "Create a new container")
+@args(_setup_create)
+def cmd_create(a: argparse.Namespace, ctx: Context) -> int:
+    c = ctx.svc.create_container(a.image, a.cmd or None, a.name)
+    ctx.print(c.id)
+    return 0
+
+
+def _setup_ps(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--format")
+
+
+@command("ps", "List containers")
+@args(_setup_ps)
+def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
+    cs = ctx.svc.containers.containers() if a.all else []  # nothing runs: only -a shows created containers
+    if a.quiet:
+        for c in cs:
+            ctx.print(c.id if a.no_trunc else c.short_id)
+        return 0
+    rows = []
+    for c in cs:
+        cmd = c.command if a.no_trunc else ellipsis(c.command, 20)
+        rows.append({"ID": c.id if a.no_trunc else c.short_id, "Image": c.config.get("Image", ""),
+                     "Command": f'"{cmd}"', "CreatedAt": created_at(c.created),
+                     "RunningFor": ago(c.created, ctx.now), "Status": "Created", "Ports": "",
+                     "Names": c.name, "State": "created"})
+    if a.format == "json":
+        ctx.out.write(json_lines(rows))
+        return 0
+    ctx.print(table([[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
+                     for r in rows], ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]))
+    return 0
+
+
+def _setup_rm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+")
+    p.add_argument("-f", "--force", action="store_true")
+
+
+@command("rm", "Remove one or more containers")
+@args(_setup_rm)
+def cmd_rm(a: argparse.Namespace, ctx: Context) -> int:
+    errors = []
+    for name in a.containers:
+        try:
+            ctx.svc.remove_container(name, a.force)
+            ctx.print(name)
+        except DaemonError as exc:
+            errors.append(DAEMON_PREFIX + str(exc))
+    for e in errors:
+        ctx.err.write(e + "\n")
+    return 1 if errors else 0
+
+
+def _setup_diff(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container")
+    p.add_argument("--format")
+
+
+@command("diff", "Inspect changes to files or directories on a container's filesystem")
+@args(_setup_diff)
+def cmd_diff(a: argparse.Namespace, ctx: Context) -> int:
+    c = ctx.svc.get_container(a.container)
+    changes = ctx.svc.containers.changes(c)
+    if a.format == "json":
+        ctx.out.write(json_lines({"Kind": k, "Path": p} for k, p in changes))
+        return 0
+    for kind, path in changes:
+        ctx.print(f"{KIND_LETTER[kind]} {path}")
+    return 0
+
+
+def _setup_commit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container")
+    p.add_argument("repository", nargs="?")
+    p.add_argument("-a", "--author", default="")
+    p.add_argument("-m", "--message", default="")
+    p.add_argument("-c", "--change", action="append", default=[])
+    p.add_argument("-p", "--pause", default="true", help="(ignored: nothing runs)")
+    p.add_argument("--no-pause", action="store_true", help="(ignored: nothing runs)")
+
+
+@command("commit", "Create a new image from a container's changes")
+@args(_setup_commit)
+def cmd_commit(a: argparse.Namespace, ctx: Context) -> int:
+    res = ctx.svc.commit(a.container, a.repository, a.author, a.message, a.change)
+    ctx.print(res.image_id)
+    return 0
+
+
+def _setup_mount(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container")
+    p.add_argument("dir", nargs="?")
+    p.add_argument("--driver", choices=("layerfs", "overlay"), default="layerfs",
+                   help="layerfs (FUSE, default) or the kernel's overlay")
+
+
+@command("mount", "Mount a container's layers and print the merged directory")
+@args(_setup_mount)
+def cmd_mount(a: argparse.Namespace, ctx: Context) -> int:
+    svc = ctx.svc
+    with svc.lock.held():
+        c = svc.get_container(a.container)
+        path = svc.containers.mount(c, Path(a.dir) if a.dir else None, a.driver)
+    ctx.print(str(path))
+    return 0
+
+
+def _setup_umount(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container")
+
+
+@command("umount", "Unmount a container's layers", aliases=("unmount",))
+@args(_setup_umount)
+def cmd_umount(a: argparse.Namespace, ctx: Context) -> int:
+    svc = ctx.svc
+    with svc.lock.held():
+        c = svc.get_container(a.container)
+        svc.containers.umount(c)
+    ctx.print(c.id)
+    return 0
+
+
+def _setup_graph(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("text", "dot"), default="text")
+
+
+@command("graph", "Show images as a tree of parents and bases, with shared layers")
+@args(_setup_graph)
+def cmd_graph(a: argparse.Namespace, ctx: Context) -> int:
+    images = ctx.svc.graph_images()
+    text = graph_mod.render_dot(images) if a.format == "dot" else graph_mod.render_text(images)
+    ctx.out.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+# ---- the parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="imagegraph", description="Docker's image model on a local store")
+    parser.add_argument("--root", help="store root (default $IMAGEGRAPH_ROOT, /var/lib/imagegraph or "
+                                       "~/.local/share/imagegraph)")
+    parser.add_argument("--whiteouts", choices=("overlay", "aufs"), help="on-disk whiteout encoding of new layers")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for cmd in COMMANDS:
+        names = [cmd.name, *cmd.aliases]
+        for n in names:
+            words = n.split()
+            if len(words) == 1:
+                p = sub.add_parser(words[0], help=cmd.help if n == cmd.name else argparse.SUPPRESS)
+            else:
+                if words[0] not in groups:
+                    gp = sub.add_parser(words[0], help=f"Manage {words[0]}s")
+                    groups[words[0]] = gp.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
+                p = groups[words[0]].add_parser(words[1], help=cmd.help)
+            cmd.setup(p)
+            p.set_defaults(_run=cmd.run)
+    return parser
+
+
+def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+    except UsageError as exc:
+        err.write(f"{exc}\n")
+        return 125
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    run = getattr(a, "_run", None)
+    if run is None:
+        parser.print_help(out)
+        return 0
+    ctx = Context(resolve_root(a.root), a.whiteouts, out, err, time.time())
+    try:
+        return run(a, ctx)
+    except UsageError as exc:
+        err.write(f"{exc}\n")
+        return 125
+    except (CLIError, ClientError) as exc:
+        err.write(f"{exc}\n")
+        return 1
+    except (DaemonError, ContainerError, ImageError, LayerError, RefError, ArchiveError, InvalidReference) as exc:
+        err.write(DAEMON_PREFIX + str(exc) + "\n")
+        return 1
+    except KeyboardInterrupt:
+        err.write("interrupted\n")
+        return 130
+    except OSError as exc:
+        err.write(f"Error: {exc}\n")
+        return 1
+    except Exception as exc:  # a bug must still be one line, never a traceback
+        err.write(f"Error: internal error: {type(exc).__name__}: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

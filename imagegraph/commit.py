@@ -1,0 +1,321 @@
+"""`commit`: a container's top layer (never its init layer) becomes a new image (spec §4).
+
+Follows moby's CreateImageFromContainer: the `-c` changes are Dockerfile instructions applied
+to the container's config (BuildFromConfig, then merge), the top layer is tarred with OCI
+whiteouts whatever the disk encoding and registered on the image's top ChainID, and the new
+config is the parent's plus one diff_id and one history entry (or an `empty_layer` entry when
+nothing changed). The parent link is store metadata, never part of the config.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shlex
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import archive
+from .container import Container, ContainerStore, full_config
+from .digest import EMPTY_LAYER_DIFF_ID, canonical_config_json
+from .imagestore import Image, ImageStore, format_time
+from .layerstore import LayerStore
+
+VALID_COMMIT_COMMANDS = ("cmd", "entrypoint", "healthcheck", "env", "expose", "label", "onbuild",
+                         "stopsignal", "user", "volume", "workdir")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
+            "h": 3_600_000_000_000}
+
+
+class ChangeError(ValueError):
+    """A `-c` change Docker would refuse; str() is Docker's text."""
+
+
+def go_arch() -> str:
+    m = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386"}.get(m, m)
+
+
+def created_now(override: float | None = None) -> float:
+    """The created time: an explicit value, else $SOURCE_DATE_EPOCH (reproducible builds), else now."""
+    if override is not None:
+        return override
+    sde = os.environ.get("SOURCE_DATE_EPOCH")
+    if sde:
+        try:
+            return float(sde)
+        except ValueError:
+            pass
+    return time.time()
+
+
+# ---- Dockerfile instructions for -c ----------------------------------------------------
+
+
+def _json_array(rest: str) -> list[str] | None:
+    if not rest.startswith("["):
+        return None
+    try:
+        v = json.loads(rest)
+    except ValueError:
+        return None
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return v
+    return None
+
+
+def _cmd_form(rest: str) -> list[str]:
+    arr = _json_array(rest)
+    return arr if arr is not None else ["/bin/sh", "-c", rest]
+
+
+def _words(rest: str) -> list[str]:
+    try:
+        return shlex.split(rest, posix=True)
+    except ValueError as exc:
+        raise ChangeError(str(exc)) from None
+
+
+def _name_values(instr: str, rest: str) -> list[tuple[str, str]]:
+    """ENV/LABEL: `k=v k2="v 2"`, or the old one-pair form `k v w`."""
+    words = _words(rest)
+    if not words:
+        raise ChangeError(f"{instr.upper()} requires at least one argument")
+    if "=" not in words[0]:
+        if instr == "label":
+            raise ChangeError("LABEL requires at least one argument")
+        parts = rest.strip().split(None, 1)
+        if len(parts) < 2:
+            raise ChangeError(f"{instr.upper()} must have two arguments")
+        return [(parts[0], parts[1])]
+    out = []
+    for w in words:
+        if "=" not in w:
+            raise ChangeError(f"Syntax error - can't find = in \"{w}\". Must be of the form: name=value")
+        k, v = w.split("=", 1)
+        if not k:
+            raise ChangeError(f"{instr.upper()} names can not be blank")
+        out.append((k, v))
+    return out
+
+
+def _duration_ns(s: str) -> int:
+    if s in ("0", ""):
+        return 0
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT_NS[m.group(2)]
+        pos = m.end()
+    if pos != len(s):
+        raise ChangeError(f'time: invalid duration "{s}"')
+    return int(total)
+
+
+def _healthcheck(rest: str) -> dict[str, Any]:
+    words = rest.split()
+    flags: dict[str, str] = {}
+    while words and words[0].startswith("--"):
+        k, _, v = words.pop(0)[2:].partition("=")
+        if k not in ("interval", "timeout", "start-period", "start-interval", "retries"):
+            raise ChangeError(f"Unknown flag: {k}")
+        flags[k] = v
+    remaining = rest.split(None, len(flags))[-1] if flags else rest
+    kind, _, args = remaining.strip().partition(" ")
+    kind = kind.upper()
+    if kind == "NONE":
+        if args.strip() or flags:
+            raise ChangeError("HEALTHCHECK NONE takes no arguments")
+        return {"Test": ["NONE"]}
+    if kind != "CMD":
+        raise ChangeError(f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')
+    args = args.strip()
+    arr = _json_array(args)
+    hc: dict[str, Any] = {"Test": ["CMD"] + arr if arr is not None else ["CMD-SHELL", args]}
+    for key, field in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
+                       ("start-interval", "StartInterval")):
+        if key in flags:
+            hc[field] = _duration_ns(flags[key])
+    if "retries" in flags:
+        try:
+            hc["Retries"] = int(flags["retries"])
+        except ValueError:
+            raise ChangeError(f'strconv.ParseInt: parsing "{flags["retries"]}": invalid syntax') from None
+    return hc
+
+
+def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
+    """moby BuildFromConfig: each change is one Dockerfile line run against `config` (a copy is returned)."""
+    cfg = json.loads(json.dumps(config))
+    parsed = []
+    cmd_set = False
+    for line in changes:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instr, _, rest = line.partition(" ")
+        instr = instr.lower()
+        if instr not in VALID_COMMIT_COMMANDS:
+            raise ChangeError(f"{instr} is not a valid change command")
+        parsed.append((instr, rest.strip()))
+    for instr, rest in parsed:
+        if instr == "cmd":
+            cfg["Cmd"] = _cmd_form(rest)
+            cmd_set = True
+        elif instr == "entrypoint":
+            cfg["Entrypoint"] = _cmd_form(rest) if rest else None
+            if not cmd_set:
+                cfg["Cmd"] = None  # an ENTRYPOINT resets CMD unless a CMD came first (moby dispatchEntrypoint)
+        elif instr == "env":
+            env = list(cfg.get("Env") or [])
+            for k, v in _name_values(instr, rest):
+                env = [e for e in env if e.split("=", 1)[0] != k] + [f"{k}={v}"]
+            cfg["Env"] = env
+        elif instr == "label":
+            labels = dict(cfg.get("Labels") or {})
+            labels.update(_name_values(instr, rest))
+            cfg["Labels"] = labels
+        elif instr == "expose":
+            ports = dict(cfg.get("ExposedPorts") or {})
+            for p in rest.split():
+                port, _, proto = p.partition("/")
+                proto = (proto or "tcp").lower()
+                lo, _, hi = port.partition("-")
+                if not lo.isdigit() or (hi and not hi.isdigit()):
+                    raise ChangeError(f"invalid containerPort: {port}")
+                for n in range(int(lo), int(hi or lo) + 1):
+                    ports[f"{n}/{proto}"] = {}
+            cfg["ExposedPorts"] = ports
+        elif instr == "user":
+            if not rest:
+                raise ChangeError("USER requires exactly one argument")
+            cfg["User"] = rest
+        elif instr == "volume":
+            vols = dict(cfg.get("Volumes") or {})
+            arr = _json_array(rest)
+            for v in (arr if arr is not None else rest.split()):
+                if not v.strip():
+                    raise ChangeError("VOLUME specified can not be an empty string")
+                vols[v] = {}
+            cfg["Volumes"] = vols
+        elif instr == "workdir":
+            if not rest:
+                raise ChangeError("WORKDIR requires exactly one argument")
+            cur = cfg.get("WorkingDir") or "/"
+            cfg["WorkingDir"] = os.path.normpath(os.path.join(cur, rest))
+        elif instr == "stopsignal":
+            if not rest:
+                raise ChangeError("STOPSIGNAL requires exactly one argument")
+            cfg["StopSignal"] = rest
+        elif instr == "onbuild":
+            trigger = rest.split(None, 1)[0].upper() if rest else ""
+            if trigger in ("ONBUILD", "FROM", "MAINTAINER"):
+                raise ChangeError(f"{trigger} isn't allowed as an ONBUILD trigger")
+            cfg["OnBuild"] = list(cfg.get("OnBuild") or []) + [trigger + rest[len(trigger):]]
+        elif instr == "healthcheck":
+            cfg["Healthcheck"] = _healthcheck(rest)
+    return cfg
+
+
+def merge_config(user: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
+    """moby daemon.merge: fields the changes left empty come from the container's config."""
+    out = dict(user)
+    for key in ("User", "WorkingDir", "StopSignal"):
+        if not out.get(key):
+            out[key] = container.get(key, "")
+    for key in ("ExposedPorts", "Volumes"):
+        merged = dict(container.get(key) or {})
+        merged.update(out.get(key) or {})
+        out[key] = merged or None
+    env = list(container.get("Env") or [])
+    for e in out.get("Env") or []:
+        k = e.split("=", 1)[0]
+        env = [x for x in env if x.split("=", 1)[0] != k] + [e]
+    out["Env"] = env or None
+    labels = dict(container.get("Labels") or {})
+    labels.update(out.get("Labels") or {})
+    out["Labels"] = labels or None
+    if not out.get("Entrypoint") and not out.get("Cmd"):
+        out["Entrypoint"] = container.get("Entrypoint")
+        out["Cmd"] = container.get("Cmd")
+    if not out.get("Healthcheck") and container.get("Healthcheck"):
+        out["Healthcheck"] = container["Healthcheck"]
+    return out
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    image_id: str
+    diff_id: str
+    empty: bool
+
+
+def commit(containers: ContainerStore, images: ImageStore, layers: LayerStore, c: Container,
+           author: str = "", message: str = "", changes: list[str] | None = None,
+           created: float | None = None) -> CommitResult:
+    """Turn the container's top layer into a new image whose parent is the container's image."""
+    parent = images.get(c.image_id)
+    mount = containers.mount_layer(c)
+    top_dir = containers.layout.layer_dir(mount.mount_id) / "diff"
+    # moby: with no config in the request the container's own config is the base, the changes
+    # run on it (BuildFromConfig), and merge() fills what they emptied.
+    new_cfg = full_config(merge_config(apply_changes(c.config, changes or []), c.config))
+    fd, spool = tempfile.mkstemp(prefix=".tmp-commit-", suffix=".tar", dir=layers._tmp())
+    try:
+        with os.fdopen(fd, "wb") as out:
+            diff_id = archive.write_layer_tar(top_dir, out).diff_id
+        empty = diff_id == EMPTY_LAYER_DIFF_ID
+        diff_ids = list(parent.diff_ids)
+        if not empty:
+            with open(spool, "rb") as f:
+                layer, _ = layers.register(f, parent.top_chain_id or None)
+            diff_ids.append(layer.diff_id)
+    finally:
+        os.unlink(spool)
+    ts = format_time(created_now(created))
+    entry: dict[str, Any] = {"created": ts}
+    if author:
+        entry["author"] = author
+    if c.cmd_string:
+        entry["created_by"] = c.cmd_string
+    if message:
+        entry["comment"] = message
+    if empty:
+        entry["empty_layer"] = True
+    cfg = parent.config
+    config: dict[str, Any] = {
+        "architecture": cfg.get("architecture") or go_arch(),
+        "config": new_cfg,
+        "container": c.id,
+        "container_config": full_config(c.config),
+        "created": ts,
+        "history": list(cfg.get("history") or []) + [entry],
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }
+    if author:
+        config["author"] = author
+    if message:
+        config["comment"] = message
+    for key in ("variant", "os.version", "os.features"):
+        if cfg.get(key):
+            config[key] = cfg[key]
+    image_id = images.create(canonical_config_json(config))
+    images.set_built_locally(image_id)
+    images.set_parent(image_id, parent.id)
+    images.set_last_updated(image_id)
+    return CommitResult(image_id, diff_id, empty)
+
+
+def image_from_config_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
+    """For import -c: the changes applied to an empty config (moby ImportImage)."""
+    return apply_changes(config, changes)
+
+
+__all__ = ["commit", "apply_changes", "merge_config", "ChangeError", "CommitResult", "created_now", "go_arch",
+           "Image"]

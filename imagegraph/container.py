@@ -1,0 +1,436 @@
+"""Containers without processes: the init layer, the writable top layer, mount, diff, remove.
+
+`create` does what Docker's daemon does before a container starts (spec §3.3): it asks the
+layer store for an RW layer on the image's top layer, fills the `<mount-id>-init` layer
+(moby daemon/initlayer) and writes `containers/<id>/config.v2.json`. `diff` lists the top
+layer's changes against everything below it, as `docker diff` prints them (spec §4.4).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import archive
+from .digest import go_json
+from .imagestore import Image, format_time, parse_time
+from .layerstore import LayerStore, MountLayer
+from .store import Layout, atomic_write, listdir, remove_dir_atomically
+
+VALID_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+HOSTS_TEMPLATE = """127.0.0.1\tlocalhost
+::1\tlocalhost ip6-localhost ip6-loopback
+fe00::0\tip6-localnet
+ff00::0\tip6-mcastprefix
+ff02::1\tip6-allnodes
+ff02::2\tip6-allrouters
+127.0.1.1\t{hostname}
+"""
+DEFAULT_RESOLV = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+
+# moby's namesgenerator, abridged: `docker create` without --name gets adjective_surname.
+_LEFT = ("admiring", "affectionate", "amazing", "angry", "awesome", "blissful", "bold", "brave", "clever",
+         "cool", "dazzling", "eager", "ecstatic", "elegant", "epic", "focused", "friendly", "gallant",
+         "happy", "hopeful", "jolly", "keen", "kind", "laughing", "loving", "modest", "nifty", "peaceful",
+         "quirky", "relaxed", "serene", "sharp", "stoic", "sweet", "tender", "vibrant", "wizardly", "zen")
+_RIGHT = ("albattani", "archimedes", "babbage", "bardeen", "curie", "darwin", "dijkstra", "einstein",
+          "euclid", "fermat", "feynman", "galileo", "hopper", "hypatia", "kepler", "knuth", "lamarr",
+          "lovelace", "mayer", "meitner", "newton", "noether", "pascal", "ritchie", "shannon", "thompson",
+          "torvalds", "turing", "wozniak", "yonath")
+
+
+class ContainerError(Exception):
+    """A container failure; str() is Docker's daemon text."""
+
+
+class ContainerNotFound(ContainerError):
+    pass
+
+
+@dataclass
+class Container:
+    """What config.v2.json holds, as far as a container without a process needs it."""
+
+    data: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.data["ID"]
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def name(self) -> str:
+        return self.data["Name"].lstrip("/")
+
+    @property
+    def image_id(self) -> str:
+        return self.data["Image"]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.data["Config"]
+
+    @property
+    def created(self) -> float:
+        return parse_time(self.data.get("Created", ""))
+
+    @property
+    def command(self) -> str:
+        """docker ps COMMAND: path and args joined by spaces."""
+        return " ".join([self.data.get("Path", "")] + list(self.data.get("Args") or [])).strip()
+
+    @property
+    def cmd_string(self) -> str:
+        """What commit records as created_by: Config.Cmd joined by spaces."""
+        return " ".join(self.config.get("Cmd") or [])
+
+
+def init_layer_files(diff: Path, hostname: str, hosts: str, resolv: str) -> None:
+    """Fill an init layer (moby setupInitLayer), with the files' contents in place of bind mounts."""
+    for d in ("dev/pts", "dev/shm", "proc", "sys", "etc"):
+        (diff / d).mkdir(mode=0o755, parents=True, exist_ok=True)
+    for f, content in ((".dockerenv", ""), ("etc/resolv.conf", resolv), ("etc/hosts", hosts),
+                       ("etc/hostname", hostname + "\n"), ("dev/console", "")):
+        p = diff / f
+        p.write_text(content)
+        os.chmod(p, 0o755 if not content else 0o644)
+    os.symlink("/proc/mounts", diff / "etc" / "mtab")
+
+
+def _generate_name(taken: set[str]) -> str:
+    for _ in range(1000):
+        name = f"{secrets.choice(_LEFT)}_{secrets.choice(_RIGHT)}"
+        if name not in taken:
+            return name
+    return f"{secrets.choice(_LEFT)}_{secrets.choice(_RIGHT)}{secrets.randbelow(10)}"
+
+
+def full_config(c: dict[str, Any]) -> dict[str, Any]:
+    """A container.Config with every non-omitempty field Go would write."""
+    base: dict[str, Any] = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False,
+                            "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
+                            "StdinOnce": False, "Env": None, "Cmd": None, "Image": "", "Volumes": None,
+                            "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None}
+    base.update({k: v for k, v in c.items()})
+    for key in _OMITEMPTY:
+        if key in base and not base[key]:
+            del base[key]
+    return base
+
+
+# container.Config fields tagged `json:",omitempty"`.
+_OMITEMPTY = ("ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled", "MacAddress", "StopSignal",
+              "StopTimeout", "Shell")
+
+
+# ---- changes (docker diff) ------------------------------------------------------------
+
+CHANGE_MODIFY, CHANGE_ADD, CHANGE_DELETE = 0, 1, 2
+KIND_LETTER = {CHANGE_MODIFY: "C", CHANGE_ADD: "A", CHANGE_DELETE: "D"}
+
+
+def _opaque(real: str) -> bool:
+    if archive._is_opaque_dir(real):
+        return True
+    return os.path.lexists(os.path.join(real, archive.WHITEOUT_OPAQUE))
+
+
+def _deleted(real: str, rel: str, st: os.stat_result) -> str | None:
+    """moby overlayDeletedFile + aufsDeletedFile: the path a whiteout or opaque dir deletes."""
+    base = os.path.basename(rel)
+    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+        return rel
+    if base.startswith(archive.WHITEOUT_PREFIX):
+        return os.path.join(os.path.dirname(rel), base[len(archive.WHITEOUT_PREFIX):])
+    if stat.S_ISDIR(st.st_mode) and _opaque(real):
+        return rel
+    return None
+
+
+def layer_changes(rw: Path, lowers: list[Path]) -> list[tuple[int, str]]:
+    """moby archive.changes(): walk the top layer; A, C or D per path, parents of A/D marked C."""
+    changes: list[tuple[int, str]] = []
+    changed_dirs: set[str] = set()
+
+    def walk(real: str, rel: str) -> None:
+        for name in sorted(os.listdir(real), key=os.fsencode):
+            p = os.path.join(real, name)
+            path = f"{rel}/{name}"
+            st = os.lstat(p)
+            if name.startswith(archive.WHITEOUT_META_PREFIX):
+                continue
+            deleted = _deleted(p, path, st)
+            if deleted is not None:
+                kind, path_out = CHANGE_DELETE, deleted
+            else:
+                kind, path_out = CHANGE_ADD, path
+                skip = False
+                for lower in lowers:
+                    try:
+                        lst = os.lstat(str(lower) + path)
+                    except (FileNotFoundError, NotADirectoryError):
+                        continue
+                    if stat.S_ISDIR(lst.st_mode) and stat.S_ISDIR(st.st_mode):
+                        if (lst.st_size == st.st_size and lst.st_mode == st.st_mode
+                                and lst.st_mtime_ns == st.st_mtime_ns):
+                            skip = True
+                    kind = CHANGE_MODIFY
+                    break
+                if skip:
+                    if stat.S_ISDIR(st.st_mode):
+                        walk(p, path)
+                    continue
+            if stat.S_ISDIR(st.st_mode):
+                changed_dirs.add(path)
+            if kind in (CHANGE_ADD, CHANGE_DELETE):
+                parent = os.path.dirname(path_out)
+                if parent not in changed_dirs and parent != "/":
+                    changes.append((CHANGE_MODIFY, parent))
+                    changed_dirs.add(parent)
+            changes.append((kind, path_out))
+            if stat.S_ISDIR(st.st_mode):
+                walk(p, path)
+
+    if rw.is_dir():
+        walk(str(rw), "")
+    return changes
+
+
+# ---- the container store ------------------------------------------------------------------
+
+
+def _mounted(path: Path) -> bool:
+    target = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                mp = line.split()[4].encode().decode("unicode_escape")
+                if mp == target:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def _layerfs_command() -> list[str]:
+    exe = shutil.which("layerfs")
+    if exe:
+        return [exe]
+    sibling = Path(sys.executable).parent / "layerfs"
+    if sibling.exists():
+        return [str(sibling)]
+    return [sys.executable, "-m", "unionfs"]
+
+
+class ContainerStore:
+    def __init__(self, layout: Layout, layers: LayerStore) -> None:
+        self.layout = layout
+        self.layers = layers
+
+    # ---- reading -----------------------------------------------------------------------
+
+    def containers(self) -> list[Container]:
+        out = []
+        for cid in listdir(self.layout.containers):
+            try:
+                data = json.loads((self.layout.container_dir(cid) / "config.v2.json").read_bytes())
+            except (OSError, ValueError):
+                continue  # a crash leftover without its config
+            out.append(Container(data))
+        return sorted(out, key=lambda c: c.created, reverse=True)
+
+    def get(self, ref: str) -> Container:
+        """By full ID, by name, or by unambiguous ID prefix (moby GetContainer)."""
+        if not ref:
+            raise ContainerNotFound("No such container: ")
+        all_ = self.containers()
+        for c in all_:
+            if c.id == ref:
+                return c
+        for c in all_:
+            if c.name == ref.lstrip("/"):
+                return c
+        found = [c for c in all_ if c.id.startswith(ref)]
+        if len(found) > 1:
+            raise ContainerError(f"multiple IDs found with provided prefix: {ref}")
+        if not found:
+            raise ContainerNotFound(f"No such container: {ref}")
+        return found[0]
+
+    def using_image(self, image_id: str) -> list[Container]:
+        return [c for c in self.containers() if c.image_id == image_id]
+
+    def mount_layer(self, c: Container) -> MountLayer:
+        return self.layers.get_mount(c.id)
+
+    def graph_driver_data(self, c: Container) -> dict[str, str]:
+        """docker inspect's GraphDriver.Data for a container (overlay2 keys)."""
+        m = self.mount_layer(c)
+        top = self.layout.layer_dir(m.mount_id)
+        lowers = [str(self.layout.layer_dir(m.init_id) / "diff")] + [str(p) for p in self.layers.lower_dirs(m.parent)]
+        return {"LowerDir": ":".join(lowers), "MergedDir": str(top / "merged"),
+                "UpperDir": str(top / "diff"), "WorkDir": str(top / "work")}
+
+    def changes(self, c: Container) -> list[tuple[int, str]]:
+        m = self.mount_layer(c)
+        lowers = [self.layout.layer_dir(m.init_id) / "diff"] + self.layers.lower_dirs(m.parent)
+        return layer_changes(self.layout.layer_dir(m.mount_id) / "diff", lowers)
+
+    # ---- writing -----------------------------------------------------------------------
+
+    def create(self, image: Image, image_ref: str, cmd: list[str] | None = None, name: str | None = None,
+               now: float | None = None, host_resolv: str = "/etc/resolv.conf") -> Container:
+        taken = {c.name for c in self.containers()}
+        if name is not None:
+            if not VALID_NAME.match(name):
+                raise ContainerError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            name = name.lstrip("/")
+            if name in taken:
+                other = next(c for c in self.containers() if c.name == name)
+                raise ContainerError(f'Conflict. The container name "/{name}" is already in use by container '
+                                     f'"{other.id}". You have to remove (or rename) that container to be able '
+                                     "to reuse that name.")
+        else:
+            name = _generate_name(taken)
+        img_conf = image.container_config
+        entrypoint = img_conf.get("Entrypoint") or None
+        command = list(cmd) if cmd else (img_conf.get("Cmd") or None)
+        if not entrypoint and not command:
+            raise ContainerError("no command specified")
+        cid = secrets.token_hex(32)
+        hostname = cid[:12]
+        hosts = HOSTS_TEMPLATE.format(hostname=hostname)
+        try:
+            resolv = Path(host_resolv).read_text()
+        except OSError:
+            resolv = DEFAULT_RESOLV
+        argv = list(entrypoint or []) + list(command or [])
+        config = full_config({k: v for k, v in img_conf.items()})
+        config.update({"Hostname": hostname, "Cmd": command, "Image": image_ref, "Entrypoint": entrypoint})
+        cdir = self.layout.container_dir(cid)
+        data = {
+            "State": {"Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
+                      "RemovalInProgress": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
+                      "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"},
+            "ID": cid, "Created": format_time(time.time() if now is None else now),
+            "Path": argv[0], "Args": argv[1:], "Config": config, "Image": image.id, "Name": "/" + name,
+            "Driver": "layerfs", "OS": "linux",
+            "HostnamePath": str(cdir / "hostname"), "HostsPath": str(cdir / "hosts"),
+            "ResolvConfPath": str(cdir / "resolv.conf"),
+        }
+        self.layers.create_rw_layer(cid, image.top_chain_id or None,
+                                    lambda diff: init_layer_files(diff, hostname, hosts, resolv))
+        try:
+            atomic_write(cdir / "hostname", hostname + "\n")
+            atomic_write(cdir / "hosts", hosts)
+            atomic_write(cdir / "resolv.conf", resolv)
+            atomic_write(cdir / "config.v2.json", go_json(data), 0o600)  # the commit point
+        except BaseException:
+            self.layers.release_rw_layer(cid)
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise
+        return Container(data)
+
+    def remove(self, c: Container) -> None:
+        """Unmount if mounted, drop the RW layers, then the container's folder."""
+        if self.mountpoint(c) is not None:
+            self.umount(c)
+        (self.layout.container_dir(c.id) / "config.v2.json").unlink(missing_ok=True)  # the commit point
+        try:
+            self.layers.release_rw_layer(c.id)
+        except Exception:
+            pass
+        remove_dir_atomically(self.layout.container_dir(c.id))
+
+    def clean(self) -> None:
+        """Containers whose config never landed are crash leftovers: drop their layers too."""
+        for cid in listdir(self.layout.containers):
+            if not (self.layout.container_dir(cid) / "config.v2.json").exists():
+                try:
+                    self.layers.release_rw_layer(cid)
+                except Exception:
+                    pass
+                shutil.rmtree(self.layout.container_dir(cid), ignore_errors=True)
+        ids = set(listdir(self.layout.containers))
+        for m in self.layers.mounts():
+            if m.container_id not in ids:
+                self.layers.release_rw_layer(m.container_id)
+
+    # ---- mounting ----------------------------------------------------------------------
+
+    def _mount_record(self, c: Container) -> Path:
+        return self.layout.container_dir(c.id) / "mount.json"
+
+    def mountpoint(self, c: Container) -> Path | None:
+        try:
+            rec = json.loads(self._mount_record(c).read_text())
+        except (OSError, ValueError):
+            return None
+        p = Path(rec["path"])
+        return p if _mounted(p) else None
+
+    def mount_command(self, c: Container, target: Path, driver: str = "layerfs") -> list[str]:
+        m = self.mount_layer(c)
+        top = self.layout.layer_dir(m.mount_id)
+        init = self.layout.layer_dir(m.init_id) / "diff"
+        lowers = [str(p) for p in self.layers.lower_dirs(m.parent)]
+        if driver == "overlay":
+            opts = f"lowerdir={':'.join([str(init)] + lowers)},upperdir={top / 'diff'},workdir={top / 'work'}"
+            return ["mount", "-t", "overlay", "overlay", "-o", opts, str(target)]
+        parts = []
+        if lowers:
+            parts.append("lowerdir=" + ":".join(lowers))
+        parts += [f"upperdir={top / 'diff'}", f"workdir={top / 'work'}", f"initdir={init}"]
+        return _layerfs_command() + ["mount", "-o", ",".join(parts), str(target)]
+
+    def mount(self, c: Container, target: Path | None = None, driver: str = "layerfs") -> Path:
+        current = self.mountpoint(c)
+        if current is not None:
+            return current
+        m = self.mount_layer(c)
+        target = Path(target) if target else self.layout.layer_dir(m.mount_id) / "merged"
+        target.mkdir(parents=True, exist_ok=True)
+        cmd = self.mount_command(c, target, driver)
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            msg = (res.stderr or res.stdout).strip().splitlines()
+            raise ContainerError(f"mounting {c.short_id} failed: {msg[-1] if msg else 'exit status ' + str(res.returncode)}")
+        atomic_write(self._mount_record(c), json.dumps({"path": str(target.absolute()), "driver": driver}))
+        return target
+
+    def umount(self, c: Container) -> None:
+        try:
+            rec = json.loads(self._mount_record(c).read_text())
+        except (OSError, ValueError):
+            return
+        path = rec["path"]
+        if _mounted(Path(path)):
+            if rec.get("driver") == "overlay":
+                cmds = [["umount", path]]
+            else:
+                cmds = [_layerfs_command() + ["umount", path], ["fusermount3", "-u", path], ["umount", path]]
+            last = ""
+            for cmd in cmds:
+                try:
+                    res = subprocess.run(cmd, capture_output=True, text=True)
+                except FileNotFoundError:
+                    continue
+                if res.returncode == 0 or not _mounted(Path(path)):
+                    break
+                last = (res.stderr or res.stdout).strip()
+            if _mounted(Path(path)):
+                raise ContainerError(f"unmounting {c.short_id} failed: {last}")
+        self._mount_record(c).unlink(missing_ok=True)
