@@ -244,6 +244,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_load)
 
 
+_SPECS = (("pull", "Download an image from a registry"), ("push", "Upload an image to a registry"),
+          ("login", "Log in to a registry"), ("save", "Save one or more images to a tar archive"),
+          ("load", "Load an image from a tar archive or STDIN"))
+
+
+def install(cli_module) -> None:
+    """Add our commands to imagegraph.cli's COMMANDS table (its `register` hook).
+
+    cli.py calls `cli_distribution.install(sys.modules[__name__])` once, after its own
+    commands; each of ours runs as `handler(args, ctx.out, ctx.err)` and uses `args.root`.
+    """
+    scratch = argparse.ArgumentParser()
+    sub = scratch.add_subparsers()
+    register(sub)
+    for name, help_text in _SPECS:
+        if any(c.name == name for c in cli_module.COMMANDS):
+            continue
+        parser = sub.choices[name]
+        handler = parser.get_default("func")
+
+        def setup(p: argparse.ArgumentParser, _src: argparse.ArgumentParser = parser) -> None:
+            for action in _src._actions:
+                if isinstance(action, argparse._HelpAction):
+                    continue
+                kwargs = {"dest": action.dest, "default": action.default, "help": action.help}
+                if action.option_strings:
+                    if isinstance(action, argparse._StoreTrueAction):
+                        p.add_argument(*action.option_strings, action="store_true", **kwargs)
+                    elif isinstance(action, argparse._AppendAction):
+                        p.add_argument(*action.option_strings, action="append", metavar=action.metavar, **kwargs)
+                    else:
+                        p.add_argument(*action.option_strings, metavar=action.metavar, **kwargs)
+                else:
+                    p.add_argument(action.dest, nargs=action.nargs, metavar=action.metavar, help=action.help)
+
+        def run(a: argparse.Namespace, ctx, _handler=handler) -> int:
+            return _handler(a, ctx.out, ctx.err)
+
+        cli_module.COMMANDS.append(cli_module.Command(name, help_text, setup, run))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (`python -m imagegraph.cli_distribution`) until cli.py registers us."""
     parser = argparse.ArgumentParser(prog="imagegraph")

@@ -162,3 +162,42 @@ def test_save_and_load_commands(src_store):
     (tmp / "junk").write_bytes(b"this is not a tar file at all" * 40)
     r = run(tmp / "dst", "load", "-i", str(tmp / "junk"))
     assert r.returncode == 1 and len(r.stderr.decode().splitlines()) == 1
+
+
+def test_install_into_a_command_table(src_store):
+    """install() adds the five commands to a cli module's COMMANDS, parsed as the real parser does."""
+    import argparse
+    import types
+    from dataclasses import dataclass
+
+    from imagegraph import cli_distribution
+
+    @dataclass
+    class Command:
+        name: str
+        help: str
+        setup: object
+        run: object
+        aliases: tuple = ()
+
+    fake = types.SimpleNamespace(COMMANDS=[], Command=Command)
+    cli_distribution.install(fake)
+    cli_distribution.install(fake)  # twice: no duplicates
+    assert [c.name for c in fake.COMMANDS] == ["pull", "push", "login", "save", "load"]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root")
+    sub = parser.add_subparsers()
+    for c in fake.COMMANDS:
+        p = sub.add_parser(c.name)
+        c.setup(p)
+        p.set_defaults(_run=c.run)
+    src, tmp = src_store
+    build_image(src, tmp / "w", [{"f": "x"}], "inst/app:1")
+    a = parser.parse_args(["--root", str(src.layout.root), "save", "-o", str(tmp / "i.tar"), "inst/app:1"])
+    out, err = io.StringIO(), io.StringIO()
+    assert a._run(a, types.SimpleNamespace(out=out, err=err)) == 0, err.getvalue()
+    a = parser.parse_args(["--root", str(tmp / "other"), "load", "-q", "-i", str(tmp / "i.tar")])
+    assert a._run(a, types.SimpleNamespace(out=out, err=err)) == 0, err.getvalue()
+    assert out.getvalue() == "Loaded image: inst/app:1\n"
+    a = parser.parse_args(["pull", "--platform", "linux/arm64", "-q", "--insecure-registry", "h:1", "x"])
+    assert (a.platform, a.quiet, a.insecure_registry, a.name) == ("linux/arm64", True, ["h:1"], "x")
