@@ -278,7 +278,7 @@ def _items_from_oci_layout(arc: _Archive) -> list[_LoadItem]:
     for desc in index.manifests:
         tags = []
         name = desc.annotations.get(CONTAINERD_IMAGE_NAME) or desc.annotations.get(M.OCI_REF_NAME, "")
-        if name:
+        if name and ("/" in name or ":" in name):  # a bare "latest" is a tag, not a name
             try:
                 tags.append(familiar_string(tag_name_only(parse_normalized_named(name))))
             except InvalidReference:
