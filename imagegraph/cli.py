@@ -497,11 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     groups: dict[str, argparse._SubParsersAction] = {}
     for cmd in COMMANDS:
-        names = [cmd.name, *cmd.aliases]
+        flat = [x for x in cmd.aliases if " " not in x]
+        names = [cmd.name, *(x for x in cmd.aliases if " " in x)]
         for n in names:
             words = n.split()
             if len(words) == 1:
-                p = sub.add_parser(words[0], help=cmd.help if n == cmd.name else argparse.SUPPRESS)
+                p = sub.add_parser(words[0], help=cmd.help, aliases=flat)
             else:
                 if words[0] not in groups:
                     gp = sub.add_parser(words[0], help=f"Manage {words[0]}s")
@@ -509,7 +510,22 @@ def build_parser() -> argparse.ArgumentParser:
                 p = groups[words[0]].add_parser(words[1], help=cmd.help)
             cmd.setup(p)
             p.set_defaults(_run=cmd.run)
+    for extension in EXTENSIONS:
+        extension(sub)
     return parser
+
+
+def _distribution(sub: argparse._SubParsersAction) -> None:
+    """pull, push, login, save, load: registered by their own module (handlers `func(args, out, err)`)."""
+    try:
+        from . import cli_distribution
+    except ImportError:
+        return
+    cli_distribution.register(sub)
+
+
+#: Hooks that add subcommands defined in other modules.
+EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [_distribution]
 
 
 def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int:
@@ -524,6 +540,12 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     run = getattr(a, "_run", None)
+    if run is None and getattr(a, "func", None) is not None:
+        try:
+            return int(a.func(a, out, err))
+        except Exception as exc:  # one line, never a traceback
+            err.write(f"Error: {exc}\n")
+            return 1
     if run is None:
         parser.print_help(out)
         return 0

@@ -7,6 +7,7 @@ layer's changes against everything below it, as `docker diff` prints them (spec 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -292,7 +293,8 @@ class ContainerStore:
     # ---- writing -----------------------------------------------------------------------
 
     def create(self, image: Image, image_ref: str, cmd: list[str] | None = None, name: str | None = None,
-               now: float | None = None, host_resolv: str = "/etc/resolv.conf") -> Container:
+               now: float | None = None, host_resolv: str = "/etc/resolv.conf", seed: str | None = None) -> Container:
+        """`seed` makes the ID reproducible (SOURCE_DATE_EPOCH mode): commits then give stable image IDs."""
         taken = {c.name for c in self.containers()}
         if name is not None:
             if not VALID_NAME.match(name):
@@ -310,7 +312,7 @@ class ContainerStore:
         command = list(cmd) if cmd else (img_conf.get("Cmd") or None)
         if not entrypoint and not command:
             raise ContainerError("no command specified")
-        cid = secrets.token_hex(32)
+        cid = self._new_id(seed, {c.id for c in self.containers()})
         hostname = cid[:12]
         hosts = HOSTS_TEMPLATE.format(hostname=hostname)
         try:
@@ -343,6 +345,17 @@ class ContainerStore:
             shutil.rmtree(cdir, ignore_errors=True)
             raise
         return Container(data)
+
+    @staticmethod
+    def _new_id(seed: str | None, taken: set[str]) -> str:
+        if seed is None:
+            return secrets.token_hex(32)
+        n = 0
+        while True:
+            cid = hashlib.sha256(f"{seed}\0{n}".encode()).hexdigest()
+            if cid not in taken:
+                return cid
+            n += 1
 
     def remove(self, c: Container) -> None:
         """Unmount if mounted, drop the RW layers, then the container's folder."""

@@ -484,7 +484,11 @@ class Services:
             self.refs.reload()
             img = self.get_image(image_ref)
             try:
-                return self.containers.create(img, image_ref, cmd, name, now)
+                sde = os.environ.get("SOURCE_DATE_EPOCH")
+                seed = f"{sde}\0{img.id}\0{image_ref}\0{name}\0{cmd}" if sde else None
+                if now is None and sde:
+                    now = created_now(None)
+                return self.containers.create(img, image_ref, cmd, name, now, seed=seed)
             except ContainerError as exc:
                 raise Conflict(str(exc)) if "Conflict." in str(exc) else InvalidParameter(str(exc)) from None
 

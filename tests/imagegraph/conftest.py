@@ -1,0 +1,72 @@
+"""Fixtures for the store, container and CLI tests: a fresh store root and a CLI runner."""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from imagegraph.cli import main
+from imagegraph.service import Services
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    r = tmp_path / "store"
+    monkeypatch.setenv("IMAGEGRAPH_ROOT", str(r))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    return r
+
+
+@pytest.fixture
+def ig(root: Path):
+    """Run `imagegraph ARGS…` in-process; returns Result(rc, out, err)."""
+
+    def run(*argv: str, stdin: str | None = None) -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        if stdin is not None:
+            import sys
+            old = sys.stdin
+            sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode()))
+            try:
+                rc = main(list(argv), out, err)
+            finally:
+                sys.stdin = old
+        else:
+            rc = main(list(argv), out, err)
+        return Result(rc, out.getvalue(), err.getvalue())
+
+    return run
+
+
+@pytest.fixture
+def svc(root: Path) -> Services:
+    return Services.open(root)
+
+
+def make_rootfs(path: Path, files: dict[str, str], mtime: int = 1600000000) -> Path:
+    """A small root filesystem with fixed mtimes, so its layer's DiffID is fixed."""
+    for rel, content in files.items():
+        p = path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(content)
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for n in filenames + dirnames:
+            os.utime(os.path.join(dirpath, n), (mtime, mtime), follow_symlinks=False)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Path:
+    return make_rootfs(tmp_path / "rootfs", {"bin/sh": "#!fake shell\n", "etc/motd": "hello\n",
+                                             "etc/passwd": "root:x:0:0::/root:/bin/sh\n"})
