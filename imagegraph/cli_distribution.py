@@ -46,7 +46,7 @@ class _Sink:
 
 
 def _store(args: argparse.Namespace) -> LocalStore:
-    return open_local_store(resolve_root(getattr(args, "root", None)))
+    return open_local_store(resolve_root(getattr(args, "root", None)), getattr(args, "whiteouts", None))
 
 
 def _insecure(args: argparse.Namespace, store: LocalStore) -> tuple[str, ...]:

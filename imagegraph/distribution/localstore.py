@@ -33,12 +33,13 @@ class LocalStore:
         return d
 
 
-def open_local_store(root: Path) -> LocalStore:
+def open_local_store(root: Path, encoding: str | None = None) -> LocalStore:
+    """`encoding`: the on-disk whiteout encoding for new layers (overlay or aufs; default the store's)."""
     layout = Layout(Path(root))
     for d in layout.dirs():
         d.mkdir(parents=True, exist_ok=True)
     holder: dict[str, ImageStore] = {}
-    layers = LayerStore(layout, image_tops=lambda: holder["images"].top_chain_ids())
+    layers = LayerStore(layout, encoding, image_tops=lambda: holder["images"].top_chain_ids())
     images = ImageStore(layout, layers)
     holder["images"] = images
     return LocalStore(layout, layers, images, RefStore(layout), V2MetadataStore(layout), StoreLock(layout.lock_file))
