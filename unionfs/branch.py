@@ -16,6 +16,8 @@ from .options import Role
 WH_PREFIX = ".wh."
 WH_META_PREFIX = ".wh..wh."
 WH_OPAQUE = ".wh..wh..opq"
+# The kernel makes its whiteouts with mode 0 (include/linux/fs.h WHITEOUT_MODE).
+WHITEOUT_MODE = 0
 
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 REDIRECT_XATTRS = ("trusted.overlay.redirect", "user.overlay.redirect")
@@ -144,14 +146,14 @@ class MarkWriter:
     def whiteout_in(self, real_dir: str, name: str) -> None:
         """Write a whiteout for `name` into `real_dir` (which has no entry `name`)."""
         if self.writes_char_whiteouts:
-            os.mknod(os.path.join(real_dir, name), stat.S_IFCHR | 0o600, os.makedev(0, 0))
+            os.mknod(os.path.join(real_dir, name), stat.S_IFCHR | WHITEOUT_MODE, os.makedev(0, 0))
         else:
             fd = os.open(os.path.join(real_dir, WH_PREFIX + name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
             os.close(fd)
 
     def make_whiteout_at(self, path: str) -> None:
         """A standalone whiteout object at `path` (in the work dir), for atomic swaps."""
-        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+        os.mknod(path, stat.S_IFCHR | WHITEOUT_MODE, os.makedev(0, 0))
 
     def set_opaque(self, real_dir: str) -> None:
         if self.aufs_encoding:
