@@ -1,0 +1,246 @@
+"""The lab format, the runner's normalisation and diff, and its clean-up, on small synthetic labs."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tutorials.__main__ import main
+from tutorials.lab import LabError, all_labs, find_lab, parse_lab, parse_lab_file
+from tutorials.normalize import normalize
+from tutorials.runner import mounts_under, run_lab
+
+
+def write_lab(tmp_path, text: str, name: str = "90-synthetic.md"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return parse_lab_file(str(path))
+
+
+def run(lab, **kw):
+    out = io.StringIO()
+    result = run_lab(lab, out=out, **kw)
+    return result, out.getvalue()
+
+
+# -- the format ------------------------------------------------------------------------------
+def test_parse_steps_outputs_and_options():
+    lab = parse_lab(textwrap.dedent("""\
+        # Lab 90: T
+        <!-- lab: needs=fuse,root minutes=7 -->
+        ```sh
+        echo one
+        ```
+        ```text
+        one
+        ```
+        Some prose.
+        ```sh exit=3 needs=kernel-overlay
+        false
+        ```
+        ```
+        not a step (no info string)
+        ```
+        ```sh
+        true
+        ```
+        """), "90", "t")
+    assert lab.title == "Lab 90: T"
+    assert lab.needs == {"fuse", "root"} and lab.minutes == 7
+    assert [s.command for s in lab.steps] == ["echo one\n", "false\n", "true\n"]
+    assert [s.expected for s in lab.steps] == ["one\n", "", ""]
+    assert lab.steps[1].exit_status == 3 and lab.steps[1].needs == {"kernel-overlay"}
+    assert lab.steps[0].line == 3
+
+
+def test_parse_rejects_unknown_step_option_and_unclosed_block():
+    with pytest.raises(LabError, match="unknown step option 'sudo'"):
+        parse_lab("```sh sudo\nls\n```\n", "90", "t")
+    with pytest.raises(LabError, match="never closed"):
+        parse_lab("```sh\nls\n", "90", "t")
+
+
+def test_the_installed_labs_parse_and_are_numbered_in_order():
+    labs = all_labs()
+    assert labs, "no lab pages found in the tutorials package"
+    assert [lab.number for lab in labs] == sorted(lab.number for lab in labs)
+    for lab in labs:
+        assert lab.steps and lab.minutes > 0, lab.name
+        assert find_lab(str(int(lab.number))).path == lab.path
+
+
+# -- normalisation ---------------------------------------------------------------------------
+@pytest.mark.parametrize("a, b", [
+    ("sha256:" + "a" * 64, "sha256:" + "0123456789" * 6 + "beef"),
+    ("IMAGE ID  8f2a0c1d9e3b", "IMAGE ID  0123456789ab"),
+    ("Created 2 seconds ago", "Created About a minute ago"),
+    ("at 2024-05-01T10:11:12.123456789Z", "at 2026-11-27T17:13:01+02:00"),
+    ("17:25:01  copy-up", "09:00:59  copy-up"),
+    ("-rw-r--r-- 1 root root 5 Nov 27 17:25 kiwi", "-rw-r--r-- 1 root root 5 Jan  3  2025 kiwi"),
+    ("size 5.24kB", "size 131MB"),
+    ("x  5B    y", "x  12.5kB  y"),  # a wider size shifts the next column: still equal
+    ("│\u00a0\u00a0 ├── apple", "│   ├── apple"),  # tree(1)'s no-break spaces
+    ("trailing   \n\n\n", "trailing\n"),
+])
+def test_normalize_makes_equal(a, b):
+    assert normalize(a) == normalize(b)
+
+
+@pytest.mark.parametrize("a, b", [
+    ("tomato, from fruits", "tomato, from vegetables"),
+    ("sha256:" + "a" * 64, "sha256:" + "a" * 63),  # not an ID: one digit short
+    ("├── apple", "└── apple"),
+    ("1 directory, 3 files", "1 directory, 4 files"),
+    ("5 bytes copied", "6 bytes copied"),
+])
+def test_normalize_keeps_real_differences(a, b):
+    assert normalize(a) != normalize(b)
+
+
+def test_normalize_scratch_folder_becomes_home():
+    assert normalize("/tmp/x-123/home/layerlab/lab02/fruits", "/tmp/x-123/home") == "~/layerlab/lab02/fruits\n"
+
+
+# -- running -------------------------------------------------------------------------------
+GOOD = """\
+    # Lab 90: carried state
+    <!-- lab: minutes=1 -->
+    ```sh
+    mkdir -p ~/work && cd ~/work
+    greeting=hello
+    ```
+    ```sh
+    pwd; echo "$greeting"; echo oops >&2
+    ```
+    ```text
+    ~/work
+    hello
+    oops
+    ```
+    ```sh
+    cat            # stdin is /dev/null: it cannot swallow the next step
+    echo "id $(printf a%.0s $(seq 64)) at $(date -u +%FT%TZ)"
+    ```
+    ```text
+    id 0000000000000000000000000000000000000000000000000000000000000000 at 2020-01-01T00:00:00Z
+    ```
+    ```sh exit=2
+    ls missing-file
+    ```
+    ```text
+    ls: cannot access 'missing-file': No such file or directory
+    ```
+    """
+
+
+def test_good_lab_passes_and_scratch_is_removed(tmp_path):
+    result, report = run(write_lab(tmp_path, GOOD))
+    assert result.ok, report
+    assert [r.status for r in result.results] == ["ok"] * 4
+    assert "lab 90 ok: 4 steps, 0 failed" in report
+    assert not os.path.exists(os.path.dirname(result.home))
+
+
+def test_mismatch_shows_a_unified_diff_and_stops(tmp_path):
+    lab = write_lab(tmp_path, """\
+        # Lab 90: wrong
+        ```sh
+        printf 'apple\\ncarrots\\ntomato\\n'
+        ```
+        ```text
+        apple
+        carrots
+        potato
+        ```
+        ```sh
+        echo never run
+        ```
+        ```text
+        never run
+        ```
+        """)
+    result, report = run(lab)
+    assert not result.ok
+    assert [r.status for r in result.results] == ["FAIL", "skip"]
+    assert "--- expected (90-synthetic.md:2)" in report and "+++ actual" in report
+    assert "-potato" in report and "+tomato" in report and " carrots" in report
+    result, report = run(lab, keep_going=True)
+    assert [r.status for r in result.results] == ["FAIL", "ok"]
+
+
+def test_missing_output_block_means_silence_and_exit_status_is_checked(tmp_path):
+    result, report = run(write_lab(tmp_path, "```sh\necho surprise\n```\n```sh\nfalse\n```\n"), keep_going=True)
+    assert [r.status for r in result.results] == ["FAIL", "FAIL"]
+    assert "+surprise" in report
+    assert "exit status 1, expected 0" in report
+
+
+def test_step_needing_what_is_missing_is_skipped(tmp_path):
+    result, report = run(write_lab(tmp_path, "```sh needs=no-such-thing\necho hi\n```\n```text\nhi\n```\n"))
+    assert result.results[0].status == "skip"
+    assert "unknown requirement 'no-such-thing'" in report
+
+
+def test_lab_needing_what_is_missing_is_refused(tmp_path):
+    lab = write_lab(tmp_path, "<!-- lab: needs=no-such-thing -->\n```sh\ntrue\n```\n")
+    result, report = run(lab)
+    assert not result.ok and result.error == "lab 90 needs no-such-thing: unknown requirement 'no-such-thing'"
+    assert result.results == []
+
+
+def test_a_hanging_step_times_out_and_fails(tmp_path):
+    result, report = run(write_lab(tmp_path, "```sh\nsleep 30\n```\n"), timeout=0.5)
+    assert not result.ok and "no end after" in report
+
+
+def test_background_processes_are_killed(tmp_path):
+    lab = write_lab(tmp_path, "```sh\nsleep 300 &\necho $! > ~/pid\ncp ~/pid " + str(tmp_path / "pid") + "\n```\n")
+    result, report = run(lab)
+    assert result.ok, report
+    pid = int((tmp_path / "pid").read_text())
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+@pytest.mark.mount
+def test_mounts_are_unmounted_even_when_a_step_fails(tmp_path):
+    lab = write_lab(tmp_path, """\
+        ```sh
+        mkdir a mnt && echo x > a/x
+        layerfs mount -o lowerdir=./a mnt
+        cat mnt/x
+        ```
+        ```text
+        not x
+        ```
+        """)
+    result, report = run(lab, keep=True)
+    try:
+        assert not result.ok
+        assert "+x" in report
+        assert mounts_under(result.home) == []
+    finally:
+        import shutil
+        shutil.rmtree(os.path.dirname(result.home), ignore_errors=True)
+
+
+# -- the command -----------------------------------------------------------------------------
+def test_cli_list_and_errors(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "02  Lab 02: The union mount" in out
+    assert main(["run", "99"]) == 2
+    assert capsys.readouterr().err == "python -m tutorials: there is no lab 99 (see 'python -m tutorials list')\n"
+    assert main(["check", "02", "/no/such/folder"]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["frobnicate"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_python_dash_m_tutorials_works_from_any_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tutorials", "list"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "The union mount" in proc.stdout

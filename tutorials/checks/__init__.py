@@ -1,0 +1,155 @@
+"""Self-checks: is the state a student built by hand what the lab builds?
+
+A check looks at the layer directories and at the merged view through the `Union` library,
+never at console text. Each problem is one line that says what is wrong and why it matters.
+One module per lab (`lab02.py` …), each with `check(folder) -> list[str]`.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import stat
+from dataclasses import dataclass, field
+
+from unionfs.options import OptionError, parse_options, validate
+from unionfs.super import Super
+from unionfs.union import Union
+
+
+class CheckError(Exception):
+    """The check itself cannot run (no such lab check)."""
+
+
+def run_check(number: str, folder: str) -> list[str]:
+    try:
+        module = importlib.import_module(f"tutorials.checks.lab{number}")
+    except ModuleNotFoundError:
+        raise CheckError(f"lab {number} has no self-check yet") from None
+    return module.check(folder)
+
+
+@dataclass
+class Checker:
+    """Collects problems about one lab folder; the helpers each add at most one line."""
+
+    folder: str
+    problems: list[str] = field(default_factory=list)
+
+    def path(self, rel: str) -> str:
+        return os.path.join(self.folder, rel)
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+
+    # -- plain files and folders -----------------------------------------------------------
+    def need_dir(self, rel: str, why: str) -> bool:
+        if os.path.isdir(self.path(rel)) and not os.path.islink(self.path(rel)):
+            return True
+        self.problem(f"{rel}/ is missing: {why}")
+        return False
+
+    def need_file(self, rel: str, why: str, text: str | None = None) -> bool:
+        """`rel` is a regular file (holding `text`, if given)."""
+        p = self.path(rel)
+        st = _lstat(p)
+        if st is None or not stat.S_ISREG(st.st_mode):
+            what = "missing" if st is None else "not a regular file"
+            self.problem(f"{rel} is {what}: {why}")
+            return False
+        if text is not None:
+            with open(p, encoding="utf-8", errors="replace") as f:
+                have = f.read()
+            if have != text:
+                self.problem(f"{rel} holds {have!r}, expected {text!r}: {why}")
+                return False
+        return True
+
+    def need_absent(self, rel: str, why: str) -> bool:
+        if _lstat(self.path(rel)) is None:
+            return True
+        self.problem(f"{rel} should not exist: {why}")
+        return False
+
+    def need_only(self, rel: str, names: set[str], why: str, allowed: set[str] = frozenset()) -> None:
+        """The folder `rel` holds exactly `names` (plus, optionally, `allowed`)."""
+        try:
+            have = set(os.listdir(self.path(rel)))
+        except OSError:
+            return
+        extra = sorted(have - names - set(allowed))
+        lacking = sorted(names - have)
+        if extra:
+            self.problem(f"{rel}/ has {', '.join(extra)} that the lab does not make: {why}")
+        if lacking:
+            self.problem(f"{rel}/ lacks {', '.join(lacking)}: {why}")
+
+    def need_whiteout(self, layer: str, rel: str, why: str) -> bool:
+        """A whiteout for `rel` in `layer`, in either encoding (`.wh.NAME` or char device 0/0)."""
+        parent, name = os.path.split(rel)
+        aufs = os.path.join(layer, parent, ".wh." + name) if parent else os.path.join(layer, ".wh." + name)
+        st_aufs = _lstat(self.path(aufs))
+        st_char = _lstat(self.path(os.path.join(layer, rel)))
+        if st_aufs is not None and stat.S_ISREG(st_aufs.st_mode):
+            return True
+        if st_char is not None and stat.S_ISCHR(st_char.st_mode) and st_char.st_rdev == 0:
+            return True
+        self.problem(f"{layer}/ has no whiteout for {rel}: {why}")
+        return False
+
+    def need_unmounted(self, rel: str, why: str) -> bool:
+        p = self.path(rel)
+        if os.path.ismount(p):
+            self.problem(f"{rel} is still mounted: {why}")
+            return False
+        if os.path.isdir(p) and os.listdir(p):
+            self.problem(f"{rel}/ holds files while nothing is mounted on it: {why}")
+            return False
+        return True
+
+    # -- the merged view --------------------------------------------------------------------
+    def union(self, options: str, why: str) -> Union | None:
+        """The union the lab's mount options describe, observed only: opening it for writing
+        would make a work directory in the student's layers, and a check must change nothing."""
+        try:
+            return Union(Super.observe(validate(parse_options(options, self.folder))))
+        except (OptionError, OSError) as exc:
+            self.problem(f"cannot open the union -o {options}: {exc}: {why}")
+            return None
+
+    def need_listing(self, union: Union, upath: str, names: list[str], label: str, why: str) -> bool:
+        try:
+            have = sorted(union.listdir(upath))
+        except OSError as exc:
+            self.problem(f"{label}: {upath} cannot be listed ({exc.strerror}): {why}")
+            return False
+        if have != sorted(names):
+            self.problem(f"{label}: {upath} shows {have}, expected {sorted(names)}: {why}")
+            return False
+        return True
+
+    def need_served_by(self, union: Union, upath: str, layer: str, label: str, why: str) -> bool:
+        """`upath` exists in the merged view and comes from branch directory `layer`."""
+        try:
+            node = union.lookup(upath)
+        except OSError:
+            self.problem(f"{label}: {upath} is not in the merged view: {why}")
+            return False
+        serving = os.path.realpath(node.top.branch.path)
+        if serving != os.path.realpath(self.path(layer)):
+            shown = os.path.relpath(serving, self.folder)
+            self.problem(f"{label}: {upath} comes from {shown}/, expected {layer}/: {why}")
+            return False
+        return True
+
+    def need_hidden(self, union: Union, upath: str, label: str, why: str) -> bool:
+        if union.exists(upath):
+            self.problem(f"{label}: {upath} is still visible in the merged view: {why}")
+            return False
+        return True
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None

@@ -1,0 +1,282 @@
+"""Run a lab's steps in a scratch folder and compare what they print with the page.
+
+All steps of a lab run in one `bash`, as a student's terminal would: `cd` and variables carry
+from step to step. HOME is the scratch folder, so `~` in a lab means "the student's home" and
+nothing outside the scratch folder is touched. Whatever happens, everything the lab mounted
+under the scratch folder is unmounted and the shell (with anything it left running) is killed.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from .lab import Lab, Step
+from .normalize import normalize
+
+STEP_TIMEOUT = 120.0
+
+
+# -- what this machine can do -------------------------------------------------------------
+def fuse_missing() -> str | None:
+    """Why a FUSE mount cannot be made here (None: it can)."""
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse does not exist"
+    if not (shutil.which("fusermount3") or shutil.which("fusermount")):
+        return "fusermount3 is not installed (apt-get install fuse3)"
+    return None
+
+
+def kernel_overlay_missing() -> str | None:
+    if os.geteuid() != 0:
+        return "the kernel's OverlayFS needs root"
+    try:
+        with open("/proc/filesystems", encoding="ascii") as f:
+            if "overlay" not in f.read():
+                return "this kernel has no overlay filesystem"
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
+def missing(need: str) -> str | None:
+    """Why requirement `need` (fuse, root, kernel-overlay, registry, tree) is not met, or None."""
+    if need == "fuse":
+        return fuse_missing()
+    if need == "root":
+        return None if os.geteuid() == 0 else "needs root"
+    if need == "kernel-overlay":
+        return kernel_overlay_missing()
+    if need == "registry":
+        return None if shutil.which("docker-registry") else "docker-registry is not installed"
+    if need == "tree":
+        return None if shutil.which("tree") else "tree is not installed"
+    return f"unknown requirement '{need}'"
+
+
+# -- the shell ----------------------------------------------------------------------------
+class StepTimeout(Exception):
+    pass
+
+
+class Shell:
+    """One long-lived bash. Each step is sourced from a file (stdin from /dev/null, so a
+    command that reads stdin cannot eat the next step), then a sentinel line with `$?`."""
+
+    def __init__(self, cwd: str, env: dict[str, str], private: str):
+        self.private = private
+        self.token = "__layerlab_step_done_" + secrets.token_hex(8)
+        self.count = 0
+        self.proc = subprocess.Popen(
+            ["bash", "--noprofile", "--norc"], cwd=cwd, env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def run(self, command: str, timeout: float = STEP_TIMEOUT) -> tuple[str, int]:
+        self.count += 1
+        script = os.path.join(self.private, f"step-{self.count}.sh")
+        with open(script, "w", encoding="utf-8") as f:
+            f.write(command)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(
+            f"source {script} </dev/null\nprintf '\\n{self.token} %d\\n' $?\n".encode())
+        self.proc.stdin.flush()
+        return self._read_until_token(timeout)
+
+    def _read_until_token(self, timeout: float) -> tuple[str, int]:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        data = b""
+        marker = ("\n" + self.token + " ").encode()
+        deadline = time.monotonic() + timeout
+        while True:
+            at = data.find(marker)
+            if at >= 0 and data.endswith(b"\n") and data.count(b"\n", at + 1) == 1:
+                status = int(data[at + len(marker):].strip() or b"1")
+                return data[:at].decode("utf-8", "replace"), status
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StepTimeout(f"no end after {timeout:.0f}s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return data.decode("utf-8", "replace"), self.proc.wait()
+                data += chunk
+
+    def close(self) -> None:
+        """Kill the shell and everything it started in the background."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+
+# -- mounts -------------------------------------------------------------------------------
+def _unescape(field_: str) -> str:
+    """/proc/self/mountinfo escapes space, tab, newline and backslash as octal."""
+    out, i = [], 0
+    while i < len(field_):
+        if field_[i] == "\\" and i + 3 < len(field_) + 0 and field_[i + 1:i + 4].isdigit():
+            out.append(chr(int(field_[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field_[i])
+            i += 1
+    return "".join(out)
+
+
+def mounts_under(folder: str) -> list[str]:
+    """Mount points at or below `folder`, deepest first (so nested mounts go first)."""
+    folder = os.path.realpath(folder)
+    found = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                point = _unescape(line.split()[4])
+                if point == folder or point.startswith(folder + "/"):
+                    found.append(point)
+    except OSError:
+        return []
+    return sorted(set(found), key=lambda p: (-p.count("/"), p))
+
+
+def unmount_all(folder: str) -> list[str]:
+    """Unmount everything below `folder`; returns what could not be unmounted."""
+    stuck = []
+    for point in mounts_under(folder):
+        for command in (["fusermount3", "-u", point], ["umount", point], ["umount", "-l", point]):
+            if shutil.which(command[0]) and subprocess.run(
+                    command, capture_output=True).returncode == 0:
+                break
+        for _ in range(50):
+            if point not in mounts_under(folder):
+                break
+            time.sleep(0.1)
+        else:
+            stuck.append(point)
+    return stuck
+
+
+# -- running a lab ------------------------------------------------------------------------
+@dataclass
+class StepResult:
+    step: Step
+    status: str  # "ok", "FAIL", "skip"
+    seconds: float = 0.0
+    output: str = ""
+    exit_status: int = 0
+    diff: str = ""
+    reason: str = ""
+
+
+@dataclass
+class LabResult:
+    lab: Lab
+    results: list[StepResult] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str = ""
+    home: str = ""  # the scratch HOME (removed after the run unless kept)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and all(r.status != "FAIL" for r in self.results)
+
+    @property
+    def failed(self) -> list[StepResult]:
+        return [r for r in self.results if r.status == "FAIL"]
+
+
+def lab_environment(home: str) -> dict[str, str]:
+    """The student's environment: the project's commands first on PATH, UTF-8 tree drawing,
+    HOME in the scratch folder (so ~/.docker and stores stay inside it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEGRAPH_", "LAYERFS_", "PYTEST_"))}
+    bindir = os.path.dirname(sys.executable)
+    env.update(HOME=home, LC_ALL="C.UTF-8", LANG="C.UTF-8", TZ="UTC", TERM="dumb", COLUMNS="100",
+               PATH=bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin"), PYTHONDONTWRITEBYTECODE="1")
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def compare(step: Step, output: str, status: int, scratch: str, where: str) -> str:
+    """A unified diff of the normalised texts (empty when they match)."""
+    want, got = normalize(step.expected, scratch), normalize(output, scratch)
+    diff = "".join(difflib.unified_diff(
+        want.splitlines(keepends=True), got.splitlines(keepends=True),
+        fromfile=f"expected ({where})", tofile="actual", n=2))
+    if diff and not diff.endswith("\n"):
+        diff += "\n"
+    if status != step.exit_status:
+        diff += f"exit status {status}, expected {step.exit_status}\n"
+    return diff
+
+
+def run_lab(lab: Lab, out: TextIO = sys.stdout, keep: bool = False, keep_going: bool = False,
+            timeout: float = STEP_TIMEOUT) -> LabResult:
+    """Run every step of `lab` in a fresh scratch folder; print progress and diffs to `out`."""
+    result = LabResult(lab)
+    for need in sorted(lab.needs):
+        reason = missing(need)
+        if reason:
+            result.error = f"lab {lab.number} needs {need}: {reason}"
+            out.write(result.error + "\n")
+            return result
+    base = tempfile.mkdtemp(prefix=f"layerlab-lab{lab.number}-")
+    home, private = os.path.join(base, "home"), os.path.join(base, "runner")
+    os.mkdir(home)
+    os.mkdir(private)
+    result.home = home
+    out.write(f"lab {lab.number}: {lab.title}  (scratch folder {home})\n")
+    started = time.monotonic()
+    shell = Shell(home, lab_environment(home), private)
+    try:
+        failed = False
+        for number, step in enumerate(lab.steps, 1):
+            first = step.command.strip().splitlines()[0]
+            where = f"{os.path.basename(lab.path)}:{step.line}"
+            reason = next((r for r in (missing(n) for n in sorted(step.needs)) if r), None)
+            if failed and not keep_going:
+                reason = "an earlier step failed"
+            if reason:
+                result.results.append(StepResult(step, "skip", reason=reason))
+                out.write(f"  skip  {number:2d}  {where:<22} {first}  ({reason})\n")
+                continue
+            t0 = time.monotonic()
+            try:
+                output, status = shell.run(step.command, timeout)
+            except StepTimeout as exc:
+                output, status = str(exc), -1
+            seconds = time.monotonic() - t0
+            diff = compare(step, output, status, home, where)
+            state = "FAIL" if diff else "ok"
+            result.results.append(StepResult(step, state, seconds, output, status, diff))
+            out.write(f"  {state:<4}  {number:2d}  {where:<22} {first}  ({seconds:.2f}s)\n")
+            if diff:
+                failed = True
+                out.write("".join("        " + line for line in diff.splitlines(keepends=True)))
+            out.flush()
+    finally:
+        shell.close()
+        stuck = unmount_all(base)
+        result.seconds = time.monotonic() - started
+        if stuck:
+            result.error = "could not unmount " + ", ".join(stuck)
+            out.write(result.error + "\n")
+        if keep or stuck:
+            out.write(f"kept the scratch folder {home}\n")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    skipped = sum(r.status == "skip" for r in result.results)
+    verdict = "ok" if result.ok else "FAILED"
+    out.write(f"lab {lab.number} {verdict}: {len(lab.steps)} steps, {len(result.failed)} failed, "
+              f"{skipped} skipped, {result.seconds:.1f}s\n")
+    return result
