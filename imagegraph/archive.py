@@ -511,10 +511,26 @@ def _extract_into(reader: _HashingReader, root: str, encoding: str) -> int:
                         os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
         except tarfile.TarError as exc:
             raise ArchiveError(f"broken tar archive: {exc}") from None
+        end = tf.offset
     reader.drain()
+    _check_end(reader.raw, end)
     for path, mtime in reversed(dirs):
         os.utime(path, (mtime, mtime), follow_symlinks=False)
     return size
+
+
+def _check_end(raw: BinaryIO, end: int) -> None:
+    """Python's tarfile stops quietly at a broken header; Go's reader fails. Where the stream can
+    be re-read, the block where reading stopped must be the zero end-of-archive block."""
+    try:
+        if not raw.seekable():
+            return
+        raw.seek(end)
+    except (AttributeError, OSError, ValueError):
+        return
+    block = raw.read(BLOCK)
+    if block.strip(b"\0"):
+        raise ArchiveError("broken tar archive: invalid tar header")
 
 
 def apply_layer_tar(stream: BinaryIO, dest: str | os.PathLike[str], encoding: str | None = None) -> ApplyResult:
