@@ -201,3 +201,18 @@ def test_install_into_a_command_table(src_store):
     assert out.getvalue() == "Loaded image: inst/app:1\n"
     a = parser.parse_args(["pull", "--platform", "linux/arm64", "-q", "--insecure-registry", "h:1", "x"])
     assert (a.platform, a.quiet, a.insecure_registry, a.name) == ("linux/arm64", True, ["h:1"], "x")
+
+
+def test_insecure_registries_from_flag_and_daemon_json(tmp_path):
+    import argparse
+
+    from imagegraph.cli_distribution import _insecure
+
+    store = open_local_store(tmp_path / "s")
+    (store.layout.root / "daemon.json").write_text('{"insecure-registries": ["reg.lan:5000", "10.0.0.0/8"]}')
+    args = argparse.Namespace(insecure_registry=["other.lan:443"])
+    assert _insecure(args, store) == ("other.lan:443", "reg.lan:5000", "10.0.0.0/8")
+    from imagegraph.distribution.client import registry_base_url
+    assert registry_base_url("10.2.3.4:5000", _insecure(args, store)) == "http://10.2.3.4:5000"
+    assert registry_base_url("reg.lan:5000", _insecure(args, store)) == "http://reg.lan:5000"
+    assert registry_base_url("public.example.com", _insecure(args, store)) == "https://public.example.com"

@@ -178,3 +178,33 @@ def test_bearer_wrong_password_and_anonymous_and_read_only(token_registry):
     data = b"read only"
     with pytest.raises(Unauthorized):
         reader.upload_blob("tok/ro", digest_of(data), data, len(data))
+
+
+@pytest.mark.registry
+def test_image_push_and_pull_through_the_token_flow(token_registry, tmp_path):
+    """A whole image travels through the Bearer flow, credentials read from config.json."""
+    import io
+
+    from imagegraph.distribution.credentials import store_auth
+    from imagegraph.distribution.localstore import open_local_store
+    from imagegraph.distribution.progress import ProgressWriter
+    from imagegraph.distribution.pull import PullOptions, pull
+    from imagegraph.distribution.push import push
+    from imagegraph.reference import parse_normalized_named
+
+    from .distribution_helpers import build_image
+
+    ts, reg = token_registry
+    (tmp_path / "w").mkdir()
+    env = {"DOCKER_CONFIG": str(tmp_path / "cfg")}
+    store_auth(reg.domain, AuthConfig("bob", "secret"), env)
+    a, b = open_local_store(tmp_path / "a"), open_local_store(tmp_path / "b")
+    name = f"{reg.domain}/tok/image:1"
+    image_id = build_image(a, tmp_path / "w", [{"one": "1"}, {"two": "2"}], name)
+    ref = parse_normalized_named(name)
+    ts.requests.clear()
+    push(a, ref, ProgressWriter(io.StringIO(), tty=False), PullOptions(env=env))
+    assert pull(b, ref, ProgressWriter(io.StringIO(), tty=False), PullOptions(env=env)).image_id == image_id
+    assert {tuple(r.scopes) for r in ts.requests} == {("repository:tok/image:pull,push",),
+                                                      ("repository:tok/image:pull",)}
+    assert all(r.account == "bob" for r in ts.requests)
