@@ -10,6 +10,7 @@ enough to open the same union again, read-only, for `layerfs explain` and `tree 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
-from .mountinfo import FSTYPE, mounts
+from .mountinfo import FSTYPE, STATE_PREFIX, mounts, state_dir
 from .options import UnionSpec, format_options, parse_options, validate
 
 # Mount flags libfuse applies itself (lib/mount.c mount_flags[]): passed through unchanged.
@@ -62,6 +63,22 @@ class Plan:
 def escape_fsname(text: str) -> str:
     """libfuse splits -o on ',' and unescapes '\\': protect the union's option string."""
     return text.replace("\\", "\\\\").replace(",", "\\,")
+
+
+def mount_source(options: str) -> str:
+    """What the mount's source field records: the layers, or (for a stack too long for the
+    kernel's page) the path of a state file holding them, named by their hash."""
+    if len(escape_fsname(options)) <= FSNAME_LIMIT:
+        return options
+    data = options.encode("utf-8", "surrogateescape")
+    directory = state_dir()
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    path = os.path.join(directory, hashlib.sha256(data).hexdigest()[:32] + ".options")
+    temp = f"{path}.{os.getpid()}.tmp"
+    with open(temp, "wb") as f:
+        f.write(data)
+    os.replace(temp, path)  # whole or absent, never half-written
+    return STATE_PREFIX + path
 
 
 def _inside(child: str, parent: str) -> bool:
@@ -111,8 +128,7 @@ def plan(request: MountRequest) -> Plan:
         raise MountError(reason)
 
     opts: dict[str, Any] = {"subtype": "layerfs"}
-    fsname = escape_fsname(format_options(spec))
-    opts["fsname"] = fsname if len(fsname) <= FSNAME_LIMIT else "layerfs"
+    opts["fsname"] = escape_fsname(mount_source(format_options(spec)))
     for flag in sorted(spec.flags & KERNEL_FLAGS):
         opts[flag] = True
     if spec.readonly:

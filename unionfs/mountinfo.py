@@ -14,6 +14,14 @@ from .options import OptionError, UnionSpec, parse_options, validate
 
 FSTYPE = "fuse.layerfs"
 MOUNTINFO = "/proc/self/mountinfo"
+STATE_PREFIX = "layerfs-state="  # a source naming a state file (stacks longer than a page)
+
+
+def state_dir() -> str:
+    """Where long option strings are kept: /run/layerfs for root, else the user's runtime dir."""
+    if os.geteuid() == 0:
+        return "/run/layerfs"
+    return os.path.join(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/layerfs-{os.geteuid()}", "layerfs")
 
 
 @dataclass(frozen=True)
@@ -83,9 +91,17 @@ def find_union_mount(path: str, table: list[MountInfo] | None = None) -> MountIn
 
 def spec_of_mount(info: MountInfo) -> UnionSpec:
     """The union a layerfs mount serves, from its source field."""
-    if "=" not in info.source:
+    source = info.source
+    if source.startswith(STATE_PREFIX):
+        try:
+            with open(source[len(STATE_PREFIX):], encoding="utf-8", errors="surrogateescape") as f:
+                source = f.read()
+        except OSError as exc:
+            raise OptionError(f"{info.mountpoint}: its layers were recorded in {exc.filename}, "
+                              f"which cannot be read ({exc.strerror})") from None
+    if "=" not in source:
         raise OptionError(f"{info.mountpoint}: the mount does not record its layers")
-    return validate(parse_options([info.source], "/"))
+    return validate(parse_options([source], "/"))
 
 
 def union_for_path(path: str):
