@@ -27,10 +27,12 @@ KERNEL_FLAGS = frozenset({"ro", "rw", "dev", "nodev", "suid", "nosuid", "exec", 
                           "nostrictatime"})
 # Options for libfuse's high-level layer, passed with their values.
 FUSE_VALUES = frozenset({"uid", "gid", "umask", "max_read"})
-# Lowers never change while mounted and every write goes through us, so the kernel may cache
-# names, attributes and pages. (A second name of a hard link may show old attributes for up
-# to this long after a change through the first name.)
-CACHE_SECONDS = 30.0
+# Lowers never change while mounted and every write goes through us, so the kernel may keep
+# names (and absent names) and file pages. Attributes are kept for a second only: libfuse's
+# path-based nodes give each name of a hard link its own kernel inode, so a chmod through one
+# name would leave the other's cached attributes stale for as long as they are kept.
+ENTRY_SECONDS = 30.0
+ATTR_SECONDS = 1.0
 FSNAME_LIMIT = 3800  # the kernel copies at most a page of mount source
 
 
@@ -145,8 +147,8 @@ def plan(request: MountRequest) -> Plan:
         value = spec.value(key)
         if value is not None:
             opts[key] = value
-    opts.update(kernel_cache=True, entry_timeout=CACHE_SECONDS, attr_timeout=CACHE_SECONDS,
-                negative_timeout=CACHE_SECONDS)
+    opts.update(kernel_cache=True, entry_timeout=ENTRY_SECONDS, attr_timeout=ATTR_SECONDS,
+                negative_timeout=ENTRY_SECONDS)
     debug = "debug" in spec.flags
     if debug:
         opts["debug"] = True
