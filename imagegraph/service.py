@@ -382,8 +382,9 @@ class Services:
             labels = img.container_config.get("Labels") or {}
             if not all(_label_match(labels, spec) for spec in filters.get("label", [])):
                 continue
-            if "reference" in filters:
-                if not any(familiar_match(p, r) for p in filters["reference"] for r in refs):
+            if "reference" in filters:  # only the matching references are listed (moby Images)
+                refs = [r for r in refs if any(familiar_match(p, r) for p in filters["reference"])]
+                if not refs:
                     continue
             tags = [familiar_string(r) for r in refs if r.digest is None]
             digests = [familiar_string(r) for r in refs if r.digest is not None]
