@@ -92,6 +92,12 @@ class Context:
         self.out.write(s + "\n")
 
 
+def go_time_string(ts: float) -> str:
+    """Go's time.Time.String() in UTC, as `images`/`ps --format json` show CreatedAt."""
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}. See '{self.prog} --help'.")
@@ -171,7 +177,7 @@ def cmd_images(a: argparse.Namespace, ctx: Context) -> int:
     if a.format == "json":
         objs = []
         for s, repo, tag, dg in rows:
-            objs.append({"Containers": "N/A", "CreatedAt": created_at(s["Created"]),
+            objs.append({"Containers": "N/A", "CreatedAt": go_time_string(s["Created"]),
                          "CreatedSince": ago(s["Created"], ctx.now), "Digest": dg or "<none>", "ID": iid(s),
                          "Repository": repo, "SharedSize": "N/A", "Size": human_size(s["Size"]), "Tag": tag,
                          "UniqueSize": "N/A", "VirtualSize": human_size(s["Size"])})
@@ -373,7 +379,7 @@ def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
     for c in cs:
         cmd = c.command if a.no_trunc else ellipsis(c.command, 20)
         rows.append({"ID": c.id if a.no_trunc else c.short_id, "Image": c.config.get("Image", ""),
-                     "Command": f'"{cmd}"', "CreatedAt": created_at(c.created),
+                     "Command": f'"{cmd}"', "CreatedAt": go_time_string(c.created),
                      "RunningFor": ago(c.created, ctx.now), "Status": "Created", "Ports": "",
                      "Names": c.name, "State": "created"})
     if a.format == "json":

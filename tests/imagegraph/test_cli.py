@@ -111,6 +111,7 @@ def test_images_table_quiet_json_and_filters(ig, rootfs: Path) -> None:
     assert ig("images", "-q", "--no-trunc").out.splitlines()[0] == image_id
     js = [json.loads(x) for x in ig("images", "--format", "json").out.splitlines()]
     assert js[0]["Repository"] == "base" and js[0]["ID"] == image_id[7:19] and js[0]["Tag"] == "latest"
+    assert js[0]["CreatedAt"] == "2023-11-14 22:13:20 +0000 UTC" and js[0]["Size"] == "45B"
     assert ig("images", "--filter", "reference=localhost:5000/*/*").out.count("\n") == 2  # header + 1
     assert ig("images", "--filter", "reference=nothing*").out.count("\n") == 1
     assert "DIGEST" in ig("images", "--digests").out
@@ -419,3 +420,42 @@ def test_python_dash_m_and_root_option(tmp_path: Path, rootfs: Path) -> None:
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0 and r.stdout.startswith("sha256:")
     assert (tmp_path / "r" / "image" / "layerfs" / "repositories.json").exists()
+
+
+def test_ambiguous_id_prefix(ig, tmp_path: Path) -> None:
+    ids = []
+    for n in range(17):  # 17 images: two share their first hex digit
+        src = make_rootfs(tmp_path / f"r{n}", {"f": str(n)})
+        ids.append(imported(ig, src, f"img{n}"))
+    firsts = [i[7] for i in ids]
+    dup = next(c for c in firsts if firsts.count(c) > 1)
+    one_line_error(ig("history", dup), f"Error response from daemon: ambiguous digest string: {dup}")
+    one_line_error(ig("rmi", dup), f"Error response from daemon: ambiguous digest string: {dup}")
+    assert len(ig("images", "-q").out.split()) == 17
+
+
+def test_store_survives_crash_leftovers(ig, rootfs: Path, root: Path) -> None:
+    image_id = imported(ig, rootfs)
+    lo = root / "image" / "layerfs"
+    (lo / "imagedb" / "content" / "sha256" / ".tmp-abc").write_bytes(b"{half")
+    (lo / "layerdb" / "sha256" / ("d" * 64)).mkdir()  # a layer record that never got its files
+    (root / "layerfs" / ("9" * 64) / "diff").mkdir(parents=True)  # layer contents without a record
+    (root / "containers" / ("8" * 64)).mkdir()  # a container whose config never landed
+    (lo / ".tmp-repositories").write_text("{")
+    r = ig("images", "-q", "--no-trunc")
+    assert r.rc == 0 and r.out == image_id + "\n"
+    assert not (root / "layerfs" / ("9" * 64)).exists()
+    assert not (root / "containers" / ("8" * 64)).exists()
+    assert ig("create", "--name", "after", "base").rc == 0
+
+
+def test_concurrent_imports_share_one_layer(tmp_path: Path, rootfs: Path) -> None:
+    env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000", IMAGEGRAPH_ROOT=str(tmp_path / "r"))
+    procs = [subprocess.Popen([sys.executable, "-m", "imagegraph", "import", str(rootfs), f"same{n}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for n in range(4)]
+    outs = [p.communicate() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert len({o for o, _ in outs}) == 1  # the same image ID from every process
+    s = Services.open(tmp_path / "r")
+    assert len(s.layers.layers()) == 1 and len(list((tmp_path / "r" / "layerfs").iterdir())) == 1
+    assert len(s.refs.all()) == 4
