@@ -22,7 +22,7 @@ from . import graph as graph_mod
 from .archive import ArchiveError
 from .container import KIND_LETTER, ContainerError
 from .formatting import ago, created_at, ellipsis, human_size, json_lines, short_id, table, truncate_cmd
-from .imagestore import ImageError, parse_time
+from .imagestore import ImageError
 from .layerstore import LayerError
 from .reference import InvalidReference, familiar_name, parse_normalized_named
 from .refstore import RefError

@@ -21,7 +21,7 @@ from typing import Any
 from . import archive
 from .container import Container, ContainerStore, full_config
 from .digest import EMPTY_LAYER_DIFF_ID, canonical_config_json
-from .imagestore import Image, ImageStore, format_time
+from .imagestore import ImageStore, format_time
 from .layerstore import LayerStore
 
 VALID_COMMIT_COMMANDS = ("cmd", "entrypoint", "healthcheck", "env", "expose", "label", "onbuild",
@@ -312,10 +312,4 @@ def commit(containers: ContainerStore, images: ImageStore, layers: LayerStore, c
     return CommitResult(image_id, diff_id, empty)
 
 
-def image_from_config_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
-    """For import -c: the changes applied to an empty config (moby ImportImage)."""
-    return apply_changes(config, changes)
-
-
-__all__ = ["commit", "apply_changes", "merge_config", "ChangeError", "CommitResult", "created_now", "go_arch",
-           "Image"]
+__all__ = ["commit", "apply_changes", "merge_config", "ChangeError", "CommitResult", "created_now", "go_arch"]

@@ -12,9 +12,6 @@ import gzip
 import io
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,8 +24,8 @@ from .formatting import short_id
 from .graph import GraphImage
 from .imagestore import AmbiguousImage, Image, ImageError, ImageNotFound, ImageStore, format_time, parse_time
 from .layerstore import LayerError, LayerStore, next_chain_id
-from .reference import (InvalidReference, Reference, familiar_match, familiar_name, familiar_string,
-                        parse_any_reference, parse_normalized_named, tag_name_only, with_tag)
+from .reference import (InvalidReference, Reference, familiar_match, familiar_string,
+                        parse_any_reference, parse_normalized_named, tag_name_only)
 from .refstore import RefError, RefNotFound, RefStore
 from .store import Layout, StoreLock, hex_of
 

@@ -186,6 +186,19 @@ def _exercise_mount(svc: Services, driver: str) -> None:
         svc.containers.umount(c)
     assert svc.containers.mountpoint(c) is None
     assert list(merged.iterdir()) == []
+    # a container of the committed image sees the changes, and the new layer holds no init file
+    c2 = svc.create_container("committed:live", name="next")
+    merged2 = svc.containers.mount(c2, driver=driver)
+    try:
+        assert (merged2 / "etc" / "motd").read_text() == "edited\n"
+        assert (merged2 / "added").read_text() == "new"
+        assert not (merged2 / "bin" / "sh").exists()
+        assert (merged2 / "etc" / "hostname").read_text() == c2.id[:12] + "\n"
+    finally:
+        svc.containers.umount(c2)
+    new_layer = svc.layers.lower_dirs(img.top_chain_id)[0]
+    assert not (new_layer / "etc" / "hostname").exists() and not (new_layer / ".dockerenv").exists()
+    assert not (new_layer / "etc" / "hosts").exists() and not (new_layer / "etc" / "resolv.conf").exists()
 
 
 @pytest.mark.mount
