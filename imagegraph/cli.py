@@ -47,17 +47,18 @@ class Command:
     setup: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, "Context"], int]
     aliases: tuple[str, ...] = ()
+    readonly: bool = False  # runs under a shared lock, so a concurrent writer is never seen half-way
 
 
 COMMANDS: list[Command] = []
 
 
-def command(name: str, help: str, aliases: tuple[str, ...] = ()):
+def command(name: str, help: str, aliases: tuple[str, ...] = (), readonly: bool = False):
     """Register `run` under `name`; `setup` is the function's `.args` attribute (set by @args)."""
 
     def deco(run: Callable[[argparse.Namespace, "Context"], int]):
         setup = getattr(run, "setup", lambda p: None)
-        COMMANDS.append(Command(name, help, setup, run, aliases))
+        COMMANDS.append(Command(name, help, setup, run, aliases, readonly))
         return run
 
     return deco
@@ -158,7 +159,7 @@ def _setup_images(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", help="'json' for JSON lines, else the table")
 
 
-@command("images", "List images", aliases=("image ls",))
+@command("images", "List images", aliases=("image ls",), readonly=True)
 @args(_setup_images)
 def cmd_images(a: argparse.Namespace, ctx: Context) -> int:
     filters = _filters(a.filter)
@@ -220,7 +221,7 @@ def _setup_history(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format")
 
 
-@command("history", "Show the history of an image")
+@command("history", "Show the history of an image", readonly=True)
 @args(_setup_history)
 def cmd_history(a: argparse.Namespace, ctx: Context) -> int:
     human = str(a.human).lower() not in ("false", "0", "no")
@@ -257,7 +258,7 @@ def _setup_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--type", choices=("image", "container"))
 
 
-@command("inspect", "Return low-level information on images and containers")
+@command("inspect", "Return low-level information on images and containers", readonly=True)
 @args(_setup_inspect)
 def cmd_inspect(a: argparse.Namespace, ctx: Context) -> int:
     out, errors = [], []
@@ -367,7 +368,7 @@ def _setup_ps(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format")
 
 
-@command("ps", "List containers")
+@command("ps", "List containers", readonly=True)
 @args(_setup_ps)
 def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
     cs = ctx.svc.containers.containers() if a.all else []  # nothing runs: only -a shows created containers
@@ -415,7 +416,7 @@ def _setup_diff(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format")
 
 
-@command("diff", "Inspect changes to files or directories on a container's filesystem")
+@command("diff", "Inspect changes to files or directories on a container's filesystem", readonly=True)
 @args(_setup_diff)
 def cmd_diff(a: argparse.Namespace, ctx: Context) -> int:
     c = ctx.svc.get_container(a.container)
@@ -483,7 +484,7 @@ def _setup_graph(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "dot"), default="text")
 
 
-@command("graph", "Show images as a tree of parents and bases, with shared layers")
+@command("graph", "Show images as a tree of parents and bases, with shared layers", readonly=True)
 @args(_setup_graph)
 def cmd_graph(a: argparse.Namespace, ctx: Context) -> int:
     images = ctx.svc.graph_images()
@@ -515,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
                     groups[words[0]] = gp.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
                 p = groups[words[0]].add_parser(words[1], help=cmd.help)
             cmd.setup(p)
-            p.set_defaults(_run=cmd.run)
+            p.set_defaults(_run=cmd.run, _readonly=cmd.readonly)
     for extension in EXTENSIONS:
         extension(sub)
     return parser
@@ -557,6 +558,9 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
         return 0
     ctx = Context(resolve_root(a.root), a.whiteouts, out, err, time.time())
     try:
+        if getattr(a, "_readonly", False):
+            with ctx.svc.lock.held(shared=True):
+                return run(a, ctx)
         return run(a, ctx)
     except UsageError as exc:
         err.write(f"{exc}\n")
