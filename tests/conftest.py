@@ -17,6 +17,7 @@ def fuse_unavailable_reason() -> str | None:
         return "/dev/fuse does not exist"
     if not (shutil.which("fusermount3") or shutil.which("fusermount")):
         return "fusermount3 is not installed (apt-get install fuse3)"
+    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # as unionfs.fuse_ops does: libfuse 3 first
     try:
         import mfusepy  # noqa: F401  (loads libfuse)
     except (ImportError, OSError, EnvironmentError) as exc:
