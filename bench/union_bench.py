@@ -389,11 +389,13 @@ def run_measures(bench: Bench, systems: list[str], repeat: int, cold: bool) -> N
 
     def copy_up(system: str) -> None:
         with bench.view(system) as root:
+            os.sync()  # earlier runs' writeback is not this run's cost
             bench.record("copy-up", system, timed(lambda: append_byte(root / "big.bin")))
             _check(system, "size after append", (root / "big.bin").stat().st_size, sizes.big_bytes + 1)
 
     def create(system: str) -> None:
         with bench.view(system) as root:
+            os.sync()
             bench.record("create", system, timed(lambda: create_files(root / "inbox" / "new", sizes.create_files)))
 
     progress("readdir (fresh mount)")
@@ -406,7 +408,7 @@ def run_measures(bench: Bench, systems: list[str], repeat: int, cold: bool) -> N
     scaling = [s for s in systems if s in SCALING_SYSTEMS]
     paths = [f"d/f{k:05d}" for k in range(sizes.scale_files)]
     for count, layers in bench.layout.scaling.items():
-        progress(f"lookups under {count} layers (fresh mount)")
+        progress(f"lookups under {count} layer{'s' * (count > 1)} (fresh mount)")
 
         def scale(system: str, layers: LayerSet = layers, count: int = count) -> None:
             with bench.view(system, layers) as root:

@@ -1,0 +1,170 @@
+"""bench/union_bench.py runs end to end in --quick mode: a well-formed table with a row per
+system, JSON that agrees with it, clear lines for what it skips, and no mount left behind.
+
+No timing is asserted here: the machines are shared and noisy (see bench/README.md).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "bench" / "union_bench.py"
+sys.path.insert(0, str(ROOT / "bench"))
+import common  # noqa: E402  (bench/common.py)
+
+ALL = ["bare", "kernel", "fuse-overlayfs", "unionfs-fuse", "layerfs"]
+MEASURES = ["read-cold", "read-warm", "stat-cold", "stat-warm", "readdir", "copy-up", "create"]
+
+
+def bench(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "--quick", "--repeat", "1", "--workdir",
+                           str(workdir), *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def mounts_under(path: Path) -> list[str]:
+    real = str(path.resolve())
+    return [m for m in common.mounted_paths() if m.startswith(real + "/")]
+
+
+def table_rows(stdout: str, first_header: str) -> list[list[str]]:
+    """The body rows of the github-style table whose first header cell is `first_header`."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|") and
+                 line.strip("| ").split("|")[0].strip() == first_header)
+    assert set(lines[start + 1]) <= set("|-: "), "the header must be followed by a rule"
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def full_quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict, Path]:
+    if os.geteuid() != 0:
+        pytest.skip("the kernel's OverlayFS and cold caches need root")
+    workdir = tmp_path_factory.mktemp("bench")
+    result = bench(workdir, "--json", str(workdir / "out.json"))
+    data = json.loads((workdir / "out.json").read_text()) if (workdir / "out.json").exists() else {}
+    return result, data, workdir
+
+
+@pytest.mark.mount
+@pytest.mark.kernel_overlay
+def test_quick_run_prints_a_row_per_system_and_measure(full_quick_run):
+    result, _, _ = full_quick_run
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout, "measure")
+    assert all(len(row) == 7 for row in rows)
+    seen = {(row[0], row[1]) for row in rows}
+    labels = {row[0] for row in rows}
+    for label in ("sequential read 4 MiB, cold", "stat walk 300 files / 5 layers, warm",
+                  "readdir 300 merged entries", "copy-up 4 MiB by 1-byte append", "create 100 small files"):
+        assert label in labels
+        for system in ALL:
+            assert (label, system) in seen, (label, system)
+    assert ("sequential read 4 MiB, cold", "sha256sum") in seen
+    assert ("stat walk 300 files / 5 layers, cold", "tar") in seen
+    for row in rows:
+        if row[1] == "fuse-overlayfs":
+            assert row[6] == "1.00×"
+        if not row[0].startswith("mount"):  # the mount row counts every mount made
+            assert row[5] == "1"  # --repeat 1
+    summary = table_rows(result.stdout, "median ÷ fuse-overlayfs")
+    assert len(summary) >= len(MEASURES)
+    scaling = {row[0]: row for row in table_rows(result.stdout, "lookup scaling")}
+    assert set(scaling) == {"kernel", "fuse-overlayfs", "layerfs"}
+    assert all(len(row) == 5 for row in scaling.values())
+
+
+@pytest.mark.mount
+@pytest.mark.kernel_overlay
+def test_quick_run_json_matches_the_table(full_quick_run):
+    result, data, _ = full_quick_run
+    assert result.returncode == 0, result.stderr
+    assert data["systems"] == ALL
+    assert data["skipped"] == {} and data["failed"] == {}
+    figures = {(f["measure"], f["system"]): f for f in data["figures"]}
+    for measure in MEASURES + ["scale-1", "scale-5", "scale-10"]:
+        for system in (ALL if not measure.startswith("scale") else ["kernel", "fuse-overlayfs", "layerfs"]):
+            fig = figures[(measure, system)]
+            assert fig["min"] <= fig["median"] <= fig["max"]
+            assert fig["median"] > 0
+    base = figures[("stat-warm", "fuse-overlayfs")]
+    mine = figures[("stat-warm", "layerfs")]
+    assert mine["ratio"] == pytest.approx(mine["median"] / base["median"])
+    assert len(figures[("mount", "layerfs")]["samples"]) > 1
+
+
+@pytest.mark.mount
+@pytest.mark.kernel_overlay
+def test_quick_run_leaves_nothing_mounted(full_quick_run):
+    _, _, workdir = full_quick_run
+    assert mounts_under(workdir) == []
+    assert not (workdir / "runs").exists() or list((workdir / "runs").iterdir()) == []
+
+
+@pytest.mark.mount
+def test_a_missing_peer_is_skipped_with_a_line(tmp_path):
+    """PATH without unionfs: the run goes on without it and says so."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for directory in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            target = bindir / name
+            if name not in ("unionfs", "unionfs-fuse") and not target.exists():
+                target.symlink_to(os.path.join(directory, name))
+    env = dict(os.environ, PATH=str(bindir))
+    result = bench(tmp_path / "work", "--only", "bare,unionfs-fuse", "--no-cold", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "skip: unionfs-fuse: unionfs is not installed (apt-get install unionfs-fuse)" in result.stdout
+    systems = {row[1] for row in table_rows(result.stdout, "measure")}
+    assert "bare" in systems and "unionfs-fuse" not in systems
+
+
+def test_an_unknown_system_is_one_line_and_non_zero(tmp_path):
+    result = bench(tmp_path, "--only", "layerfs,aufs")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "union_bench: unknown system 'aufs' (choose among bare, kernel, fuse-overlayfs, unionfs-fuse, layerfs)"]
+    assert not (tmp_path / "layers").exists()
+
+
+@pytest.mark.mount
+@pytest.mark.kernel_overlay
+def test_mountset_unmounts_on_failure(tmp_path):
+    """An exception inside the block still takes every mount down."""
+    for d in ("lower", "upper", "work", "mnt"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "lower" / "f").write_text("x")
+    mnt = tmp_path / "mnt"
+    with pytest.raises(RuntimeError):
+        with common.MountSet() as mounts:
+            mounts.add(str(mnt))
+            common.run(["mount", "-t", "overlay", "overlay", "-o",
+                        f"lowerdir={tmp_path / 'lower'},upperdir={tmp_path / 'upper'},workdir={tmp_path / 'work'}",
+                        str(mnt)], "mounting")
+            assert common.is_mounted(str(mnt)) and (mnt / "f").read_text() == "x"
+            raise RuntimeError("a benchmark failed")
+    assert not common.is_mounted(str(mnt))
+
+
+def test_mountinfo_paths_are_unescaped():
+    assert common._unescape_mountinfo(r"/tmp/a\040b\134c") == "/tmp/a b\\c"
+
+
+def test_figures_report_median_min_max():
+    fig = common.Figure("read-warm", "layerfs", [3.0, 1.0, 2.0, 10.0, 2.5])
+    assert (fig.median, fig.low, fig.high) == (2.5, 1.0, 10.0)
+    assert common.format_seconds(0.00123) == "1.23 ms"
+    assert common.format_seconds(2.5) == "2.5 s"
+    assert common.format_ratio(1.0) == "1.00×"
