@@ -32,13 +32,13 @@ _SPACES = re.compile(r" {2,}")
 def normalize(text: str, scratch: str | None = None) -> str:
     """`text` with IDs, times, dates, sizes and the scratch folder replaced by placeholders.
 
-    No-break spaces count as spaces, and runs of two or more spaces count as one column gap, so a table whose columns widen
+    No-break spaces and tabs count as spaces, and runs of two or more spaces count as one column gap, so a table whose columns widen
     because a size or a time has a different width still matches.
     """
     if scratch:
         text = text.replace(scratch.rstrip("/"), "~")
     # tree(1) draws "│\u00a0\u00a0 ": no-break spaces that a copy of its output (the seed's) has as spaces
-    text = text.replace("\u00a0", " ")
+    text = text.replace("\u00a0", " ").replace("\t", "  ")
     for pattern, placeholder in _RULES:
         text = pattern.sub(placeholder, text)
     lines = [_SPACES.sub("  ", line.rstrip()) for line in text.splitlines()]

@@ -1,0 +1,39 @@
+"""Lab 06 (the container's layers): the page runs as written, and its self-check catches broken states."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tutorials.checks import run_check
+
+pytestmark = [pytest.mark.mount, pytest.mark.kernel_overlay]  # imagegraph mount as root
+
+
+def _in_lab(folder: str, how: str) -> None:
+    subprocess.run(f"export IMAGEGRAPH_ROOT=$PWD/store; {how}", shell=True, cwd=folder, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def test_lab_runs_and_its_check_passes(finished_lab):
+    assert run_check("06", finished_lab("06")) == []
+
+
+UPPER = "store/layerfs/$(cat store/image/layerfs/layerdb/mounts/*/mount-id)/diff"
+INIT = "store/layerfs/$(cat store/image/layerfs/layerdb/mounts/*/init-id)/diff"
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("imagegraph rm web", "no container named web"),
+    (f"rm {INIT}/etc/hostname", "-init/diff/etc/hostname is missing: create writes it into the init layer"),
+    (f"rm {UPPER}/etc/os-release", "has no whiteout for etc/os-release"),
+    (f"rm {UPPER}/etc/os-release", "web's merged view: /etc/os-release is still visible"),
+    (f"cp {INIT}/etc/hosts {UPPER}/etc/hosts", "/diff/etc/hosts should not exist: the lab never changes the init files"),
+    ("imagegraph mount web", "is still mounted: imagegraph umount web"),
+    ("rm store/layerfs/*/diff/etc/os-release", "the image's read-only layer (只读层) keeps os-release"),
+])
+def test_check_catches_a_broken_state(finished_lab, how, expected):
+    folder = finished_lab("06")
+    _in_lab(folder, how)
+    problems = run_check("06", folder)
+    assert any(expected in p for p in problems), problems

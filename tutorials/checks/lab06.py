@@ -1,0 +1,62 @@
+"""Lab 06 (the container's layers): image layer untouched, init layer files, the top layer's changes."""
+from __future__ import annotations
+
+import os
+
+from . import Checker
+from .store import Store, container_dirs, container_named
+
+INIT_FILES = ["/.dockerenv", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
+
+
+def check(folder: str) -> list[str]:
+    c = Checker(folder)
+    store = Store.find(folder)
+    if store is None:
+        c.problem("store/ is missing: step 1 sets IMAGEGRAPH_ROOT=~/layerlab/lab06/store before importing")
+        return c.problems
+    image_id = store.image_id("tiny")
+    web = container_named(store, "web")
+    if image_id is None:
+        c.problem("no image tagged tiny:latest: step 1 imports ./rootfs as tiny")
+    if web is None:
+        c.problem("no container named web: step 1 creates it with imagegraph create --name web tiny /bin/sh")
+    if image_id is None or web is None:
+        return c.problems
+    if web.get("Image") != image_id:
+        c.problem(f"container web was made from {web.get('Image', '?')[:19]}, not tiny ({image_id[:19]})")
+    image_dirs = store.diff_dirs(image_id)
+    image_layer = image_dirs[-1] if image_dirs else ""
+    rel = lambda p: os.path.relpath(p, folder)  # noqa: E731
+    c.need_file(rel(os.path.join(image_layer, "etc/os-release")),
+                "the image's read-only layer (只读层) keeps os-release; the rm only whited it out", "NAME=tiny\n")
+    c.need_file(rel(os.path.join(image_layer, "etc/hosts")),
+                "the image's own hosts stays in its layer, hidden by the init layer's", "127.0.0.1 from-the-image\n")
+    dirs = container_dirs(store, web["ID"])
+    if dirs is None:
+        c.problem("the store has no init-id/mount-id for web in layerdb/mounts: the container's layers are lost")
+        return c.problems
+    init, upper = dirs
+    for name in INIT_FILES:
+        c.need_file(rel(init + name), "create writes it into the init layer (初始化层)")
+    hostname = web["ID"][:12] + "\n"
+    c.need_file(rel(init + "/etc/hostname"), "a container's hostname is its short ID", hostname)
+    c.need_file(rel(upper + "/var/log/app.log"), "step 4 writes it through the merged view into the top layer (读写层)",
+                "started\n")
+    c.need_whiteout(rel(upper), "etc/os-release", "step 4 deletes it through the merged view")
+    for name in INIT_FILES:
+        c.need_absent(rel(upper + name), "the lab never changes the init files; a change would copy them into the top layer")
+    merged = os.path.join(os.path.dirname(upper), "merged")
+    if os.path.ismount(merged):
+        c.problem(f"{rel(merged)} is still mounted: imagegraph umount web")
+    try:
+        view = store.union(image_id, extra_top=[upper, init])
+    except (OSError, ValueError) as exc:
+        c.problem(f"web's layers cannot be stacked ({exc})")
+        return c.problems
+    label = "web's merged view"
+    c.need_hidden(view, "/etc/os-release", label, "its whiteout in the top layer hides it")
+    c.need_served_by(view, "/etc/hosts", rel(init), label, "the init layer is above the image")
+    c.need_served_by(view, "/var/log/app.log", rel(upper), label, "new files live in the top layer")
+    c.need_served_by(view, "/bin/sh", rel(image_layer), label, "files nobody changed come from the image")
+    return c.problems
