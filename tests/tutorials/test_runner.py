@@ -244,3 +244,18 @@ def test_python_dash_m_tutorials_works_from_any_folder(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tutorials", "list"], cwd=tmp_path,
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "The union mount" in proc.stdout
+
+
+def test_readme_lists_every_lab_with_its_time_and_needs():
+    from pathlib import Path
+    readme = (Path(__file__).parents[2] / "tutorials" / "README.md").read_text(encoding="utf-8")
+    for lab in all_labs():
+        row = next((line for line in readme.splitlines() if f"]({lab.name}.md)" in line), None)
+        assert row is not None, f"{lab.name} is not in tutorials/README.md"
+        assert f"{lab.minutes} min" in row
+        if "root" in lab.needs:
+            assert "root" in row
+        if "fuse" in lab.needs:
+            assert "FUSE" in row
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text(encoding="utf-8")
+    assert "make setup" in readme and "\nsetup:" in makefile
