@@ -46,7 +46,11 @@ except ImportError:  # the venv has it; a bare python3 may not
 PROG = "union_bench"
 SYSTEMS = ("bare", "kernel", "fuse-overlayfs", "unionfs-fuse", "layerfs")
 SCALING_SYSTEMS = ("kernel", "fuse-overlayfs", "layerfs")
+GROUPS = ("read", "stat", "readdir", "copy-up", "create", "scale")  # what --measures selects
 MiB = 1 << 20
+# A warm walk starts this long after the previous walk of the same mount ended: what a user
+# running `find` twice sees, past a short FUSE attribute timeout (libfuse's default is 1 s).
+WARM_GAP = 2.0
 
 
 # -- sizes and layers ----------------------------------------------------------------------
@@ -86,7 +90,8 @@ def measures(sizes: Sizes) -> list[Measure]:
         Measure("read-cold", f"sequential read {size}, cold"),
         Measure("read-warm", f"sequential read {size}, warm"),
         Measure("stat-cold", f"stat walk {walk}, cold"),
-        Measure("stat-warm", f"stat walk {walk}, warm"),
+        Measure("stat-warm", f"stat walk {walk}, warm ({WARM_GAP:g} s later)"),
+        Measure("stat-hot", f"stat walk {walk}, warm (at once)"),
         Measure("readdir", f"readdir {_n(sizes.readdir_entries)} merged entries"),
         Measure("copy-up", f"copy-up {size} by 1-byte append"),
         Measure("create", f"create {_n(sizes.create_files)} small files"),
@@ -241,6 +246,7 @@ class Bench:
     mounts: MountSet
     figures: dict[tuple[str, str], Figure] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    groups: frozenset[str] = frozenset(GROUPS)
     _serial: int = 0
 
     def record(self, measure: str, system: str, seconds: float) -> None:
@@ -363,23 +369,40 @@ def run_measures(bench: Bench, systems: list[str], repeat: int, cold: bool) -> N
             drop_caches()
             bench.record("stat-cold", system, timed(lambda: _check(system, "stat walk", stat_walk(root / "walk"), walk_total)))
 
-    if cold:
+    want = bench.groups.__contains__
+    if cold and want("read"):
         progress("sequential read, cold")
         _each(bench, systems, repeat, cold_read)
+    if cold and want("stat"):
         progress("stat walk, cold")
         _each(bench, systems, repeat, cold_walk)
 
-    progress("sequential read and stat walk, warm")
-    with _open_views(bench, systems) as views:
-        for system, root in list(views.items()):  # warm up, and check what each one shows
-            try:
-                _check(system, "read bytes", read_file(root / "big.bin"), sizes.big_bytes)
-                _check(system, "stat walk", stat_walk(root / "walk"), walk_total)
-            except (BenchError, OSError) as exc:
-                bench.failed[system] = str(exc)
-        live = [s for s in views if s not in bench.failed]
-        _each(bench, live, repeat, lambda s: bench.record("read-warm", s, timed(lambda: read_file(views[s] / "big.bin"))))
-        _each(bench, live, repeat, lambda s: bench.record("stat-warm", s, timed(lambda: stat_walk(views[s] / "walk"))))
+    if want("read") or want("stat"):
+        progress("sequential read and stat walk, warm")
+        with _open_views(bench, systems) as views:
+            walked: dict[str, float] = {}
+            for system, root in list(views.items()):  # warm up, and check what each one shows
+                try:
+                    if want("read"):
+                        _check(system, "read bytes", read_file(root / "big.bin"), sizes.big_bytes)
+                    if want("stat"):
+                        _check(system, "stat walk", stat_walk(root / "walk"), walk_total)
+                        walked[system] = time.monotonic()
+                except (BenchError, OSError) as exc:
+                    bench.failed[system] = str(exc)
+            live = [s for s in views if s not in bench.failed]
+            if want("read"):
+                _each(bench, live, repeat,
+                      lambda s: bench.record("read-warm", s, timed(lambda: read_file(views[s] / "big.bin"))))
+
+            def warm_walks(system: str) -> None:
+                time.sleep(max(0.0, walked[system] + WARM_GAP - time.monotonic()))
+                bench.record("stat-warm", system, timed(lambda: stat_walk(views[system] / "walk")))
+                bench.record("stat-hot", system, timed(lambda: stat_walk(views[system] / "walk")))
+                walked[system] = time.monotonic()
+
+            if want("stat"):
+                _each(bench, live, repeat, warm_walks)
 
     def readdir(system: str) -> None:
         with bench.view(system) as root:
@@ -398,14 +421,13 @@ def run_measures(bench: Bench, systems: list[str], repeat: int, cold: bool) -> N
             os.sync()
             bench.record("create", system, timed(lambda: create_files(root / "inbox" / "new", sizes.create_files)))
 
-    progress("readdir (fresh mount)")
-    _each(bench, systems, repeat, readdir)
-    progress("copy-up")
-    _each(bench, systems, repeat, copy_up)
-    progress("create small files")
-    _each(bench, systems, repeat, create)
+    for group, text, body in (("readdir", "readdir (fresh mount)", readdir), ("copy-up", "copy-up", copy_up),
+                              ("create", "create small files", create)):
+        if want(group):
+            progress(text)
+            _each(bench, systems, repeat, body)
 
-    scaling = [s for s in systems if s in SCALING_SYSTEMS]
+    scaling = [s for s in systems if s in SCALING_SYSTEMS] if want("scale") else []
     paths = [f"d/f{k:05d}" for k in range(sizes.scale_files)]
     for count, layers in bench.layout.scaling.items():
         progress(f"lookups under {count} layer{'s' * (count > 1)} (fresh mount)")
@@ -440,7 +462,7 @@ def run_references(bench: Bench, repeat: int, cold: bool) -> None:
     bare = bench.layout.bare
     tar = ["tar", "-cf", "/dev/null", "-C", str(bare), "walk"]  # GNU tar stats, does not read, for /dev/null
     sha = ["sha256sum", str(bare / "big.bin")]
-    jobs = [("tar", "stat", tar), ("sha256sum", "read", sha)]
+    jobs = [job for job in (("tar", "stat", tar), ("sha256sum", "read", sha)) if job[1] in bench.groups]
     for name, kind, command in jobs:
         if not shutil.which(command[0]):
             print(f"skip: {name}: not installed", flush=True)
@@ -505,6 +527,19 @@ def report(bench: Bench, systems: list[str], baseline: str) -> str:
     return "\n".join(parts) + "\n"
 
 
+def layerfs_version() -> str:
+    """The checkout's commit, "+changes" when unionfs/ has uncommitted edits: what was measured."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "unionfs"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
 def machine() -> dict:
     cpu = ""
     try:
@@ -520,7 +555,7 @@ def machine() -> dict:
             lines = [line for line in (out.stdout + out.stderr).splitlines() if "version" in line.lower()]
             versions[name] = lines[0].strip() if lines else ""
     return {"host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(), "cpu": cpu,
-            "python": platform.python_version(), "versions": versions}
+            "python": platform.python_version(), "versions": dict(versions, layerfs=layerfs_version())}
 
 
 def save_json(path: Path, payload: dict) -> None:
@@ -548,6 +583,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also save the figures to this JSON file")
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/layerlab-bench"),
                         help="where the layers and mounts live (default /var/tmp/layerlab-bench)")
+    parser.add_argument("--measures", default=",".join(GROUPS),
+                        help=f"comma-separated groups among {','.join(GROUPS)} (default all)")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-cache figures")
     return parser.parse_args(argv)
 
@@ -566,6 +603,10 @@ def main(argv: list[str] | None = None) -> int:
                              f"(choose among {', '.join(SYSTEMS)})")
         if args.baseline not in SYSTEMS:
             raise BenchError(f"unknown baseline '{args.baseline}' (choose among {', '.join(SYSTEMS)})")
+        groups = [g.strip() for g in args.measures.split(",") if g.strip()]
+        bad = [g for g in groups if g not in GROUPS]
+        if bad or not groups:
+            raise BenchError(f"unknown measure '{bad[0] if bad else args.measures}' (choose among {', '.join(GROUPS)})")
         if args.repeat < 1:
             raise BenchError("--repeat must be at least 1")
         sizes = Sizes.quick() if args.quick else Sizes()
@@ -589,14 +630,14 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir / "runs", ignore_errors=True)
         started = time.time()
         with MountSet() as mounts:
-            bench = Bench(layout, sizes, mounts)
+            bench = Bench(layout, sizes, mounts, groups=frozenset(groups))
             run_measures(bench, systems, args.repeat, cold)
             run_references(bench, args.repeat, cold)
         for system, reason in bench.failed.items():
             print(f"failed: {system}: {reason}", flush=True)
         print(f"union_bench: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, "
               f"{args.repeat} run{'s' * (args.repeat > 1)} per figure, {os.cpu_count()} CPUs, "
-              f"kernel {platform.release()}", flush=True)
+              f"kernel {platform.release()}, layerfs at {layerfs_version()}", flush=True)
         print(report(bench, systems, args.baseline), end="", flush=True)
         if args.json:
             save_json(args.json, {

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import common  # noqa: E402  (bench/common.py)
 
 ALL = ["bare", "kernel", "fuse-overlayfs", "unionfs-fuse", "layerfs"]
-MEASURES = ["read-cold", "read-warm", "stat-cold", "stat-warm", "readdir", "copy-up", "create"]
+MEASURES = ["read-cold", "read-warm", "stat-cold", "stat-warm", "stat-hot", "readdir", "copy-up", "create"]
 
 
 def bench(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -65,13 +65,15 @@ def test_quick_run_prints_a_row_per_system_and_measure(full_quick_run):
     assert all(len(row) == 7 for row in rows)
     seen = {(row[0], row[1]) for row in rows}
     labels = {row[0] for row in rows}
-    for label in ("sequential read 4 MiB, cold", "stat walk 300 files / 5 layers, warm",
+    for label in ("sequential read 4 MiB, cold", "stat walk 300 files / 5 layers, warm (2 s later)",
+                  "stat walk 300 files / 5 layers, warm (at once)",
                   "readdir 300 merged entries", "copy-up 4 MiB by 1-byte append", "create 100 small files"):
         assert label in labels
         for system in ALL:
             assert (label, system) in seen, (label, system)
     assert ("sequential read 4 MiB, cold", "sha256sum") in seen
     assert ("stat walk 300 files / 5 layers, cold", "tar") in seen
+    assert ("stat walk 300 files / 5 layers, warm (2 s later)", "tar") in seen
     for row in rows:
         if row[1] == "fuse-overlayfs":
             assert row[6] == "1.00×"
@@ -168,3 +170,21 @@ def test_figures_report_median_min_max():
     assert common.format_seconds(0.00123) == "1.23 ms"
     assert common.format_seconds(2.5) == "2.5 s"
     assert common.format_ratio(1.0) == "1.00×"
+
+
+def test_an_unknown_measure_is_one_line_and_non_zero(tmp_path):
+    result = bench(tmp_path, "--measures", "stat,latency")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "union_bench: unknown measure 'latency' (choose among read, stat, readdir, copy-up, create, scale)"]
+
+
+@pytest.mark.mount
+def test_measures_selects_groups(tmp_path):
+    result = bench(tmp_path, "--only", "bare,layerfs", "--measures", "readdir,scale", "--no-cold")
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout, "measure")
+    labels = {row[0] for row in rows}
+    assert "readdir 300 merged entries" in labels
+    assert "stat 30 files under 10 layers" in labels
+    assert not any(label.startswith(("sequential read", "stat walk", "copy-up", "create")) for label in labels)
