@@ -9,6 +9,10 @@ import re
 
 # Order matters: longer, more specific patterns first.
 _RULES: list[tuple[re.Pattern[str], str]] = [
+    # a local registry's port (lab 08 chooses a free one): 127.0.0.1:41234 -> 127.0.0.1:<PORT>
+    (re.compile(r"\b(127\.0\.0\.1|localhost):\d{2,5}\b"), r"\1:<PORT>"),
+    # the manifest size `push` prints ("1.0: digest: sha256:… size: 731")
+    (re.compile(r"(\bdigest: sha256:[0-9a-f]{64} size: )\d+\b"), r"\1<SIZE>"),
     (re.compile(r"\bsha256:[0-9a-f]{64}\b"), "sha256:<ID>"),
     (re.compile(r"\bsha256:[0-9a-f]{12}\b"), "sha256:<ID>"),
     (re.compile(r"\b[0-9a-f]{64}\b"), "<ID>"),
