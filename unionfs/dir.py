@@ -27,12 +27,17 @@ def _err(code: int, path: str) -> OSError:
 
 
 def _owner(parent_real: str, cred: Cred | None, is_dir: bool) -> tuple[int, int, bool] | None:
-    """uid, gid and setgid for a new object: the caller's, with a setgid parent's group."""
-    if cred is None:
-        return None
+    """uid, gid and setgid for a new object: the caller's, with a setgid parent's group.
+
+    A setgid parent counts without a caller too: an object built in the work directory
+    would otherwise miss the group (and a directory the setgid bit) that the kernel's
+    overlay gives it (inode_init_owner on the overlay's parent inode).
+    """
     pst = os.stat(parent_real)
     if pst.st_mode & stat.S_ISGID:
-        return cred.uid, pst.st_gid, is_dir
+        return (cred.uid if cred is not None else -1), pst.st_gid, is_dir
+    if cred is None:
+        return None
     return cred.uid, cred.gid, False
 
 
@@ -98,7 +103,9 @@ def create_entry(sb: Super, path: str, make: Callable[[str], None], cred: Cred |
 def mkdir(sb: Super, path: str, mode: int, cred: Cred | None = None) -> None:
     def make(real: str) -> None:
         os.mkdir(real, 0o700)
-        os.chmod(real, stat.S_IMODE(mode))
+        # mkdir(2) ignores S_ISGID in its mode (vfs_mkdir); a setgid parent's bit is
+        # inherited in create_entry.
+        os.chmod(real, stat.S_IMODE(mode) & 0o1777)
 
     create_entry(sb, path, make, cred, is_dir=True, trigger="mkdir")
 

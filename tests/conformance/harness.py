@@ -144,7 +144,7 @@ class Run:
         self.unmount()
         kl, ku = self.sides["k"]
         fl, fu = self.sides["f"]
-        problems += [f"(a) upper: {line}" for line in diff(upper_snapshot(ku), upper_snapshot(fu))]
+        problems += [f"(a) upper: {line}" for line in diff(upper_snapshot(ku, kl), upper_snapshot(fu, fl))]
         # (b) the kernel mounts layerfs's upper; layerfs opens the kernel's.
         xm = os.path.join(self.base, "xm")
         kernel_mount(kl, fu, os.path.join(self.base, "xw"), xm)
@@ -222,11 +222,14 @@ def for_oci(view: dict) -> dict:
     return {p: replace(e, nlink=0) for p, e in view.items() if p != "/"}
 
 
-def upper_snapshot(root: str) -> dict:
+def upper_snapshot(root: str, lowers: list[str]) -> dict:
     """An upper dir, raw: whiteouts as such, opaque and redirect marks, everything else as is.
 
     Left out: the bookkeeping each implementation keeps for itself (overlay.origin/impure/…,
-    user.layerfs.*), a whiteout's own mode/owner (only its 0/0 device number means anything).
+    user.layerfs.*), a whiteout's own mode/owner (only its 0/0 device number means anything),
+    and an opaque mark on a directory that no lower layer has at that path: it hides nothing.
+    (The kernel marks every directory made in a merged directory opaque, to spare later
+    lookups; layerfs marks only those that hide something. See docs/conformance.md.)
     """
     keep = ("trusted.overlay.opaque", "trusted.overlay.redirect")
     view = {}
@@ -239,6 +242,9 @@ def upper_snapshot(root: str) -> dict:
         else:
             marks = []
             for name in keep:
+                if name == "trusted.overlay.opaque" and not any(
+                        os.path.lexists(d + path) for d in lowers):
+                    continue
                 try:
                     marks.append((name, os.getxattr(root + ("" if path == "/" else path), name, follow_symlinks=False)))
                 except OSError:

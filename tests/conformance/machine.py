@@ -41,9 +41,9 @@ class UnionMachine(RuleBasedStateMachine):
         self.run: Run | None = None
         self.steps = 0
 
-    @initialize(stack=st.deferred(lambda: layers.stacks(UnionMachine.min_lowers, UnionMachine.max_lowers,
-                                                        UnionMachine.max_items)))
-    def build(self, stack):
+    @initialize(data=st.data())
+    def build(self, data):
+        stack = data.draw(layers.stacks(self.min_lowers, self.max_lowers, self.max_items), label="stack")
         self.run = Run(stack, fuse=self.fuse)
         note(f"layers built in {self.run.base}")
         self._refresh()
