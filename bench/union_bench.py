@@ -552,7 +552,7 @@ def machine() -> dict:
                           ("unionfs-fuse", ["unionfs", "--version"])):
         if shutil.which(command[0]):
             out = subprocess.run(command, capture_output=True, text=True)
-            lines = [line for line in (out.stdout + out.stderr).splitlines() if "version" in line.lower()]
+            lines = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith(name)]
             versions[name] = lines[0].strip() if lines else ""
     return {"host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(), "cpu": cpu,
             "python": platform.python_version(), "versions": dict(versions, layerfs=layerfs_version())}
