@@ -589,8 +589,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the run is, so every `with` unwinds and the mounts come down."""
+
+
 def _sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every `with`, so the mounts come down
+    raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -655,6 +659,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; every mount was undone", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{PROG}: terminated; every mount was undone", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":

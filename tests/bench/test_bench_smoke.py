@@ -5,18 +5,23 @@ No timing is asserted here: the machines are shared and noisy (see bench/README.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "union_bench.py"
-sys.path.insert(0, str(ROOT / "bench"))
-import common  # noqa: E402  (bench/common.py)
+_spec = importlib.util.spec_from_file_location("bench_common", ROOT / "bench" / "common.py")
+common = importlib.util.module_from_spec(_spec)  # bench/ is scripts, not a package
+sys.modules["bench_common"] = common  # dataclasses look their module up
+_spec.loader.exec_module(common)
 
 ALL = ["bare", "kernel", "fuse-overlayfs", "unionfs-fuse", "layerfs"]
 MEASURES = ["read-cold", "read-warm", "stat-cold", "stat-warm", "stat-hot", "readdir", "copy-up", "create"]
@@ -188,3 +193,21 @@ def test_measures_selects_groups(tmp_path):
     assert "readdir 300 merged entries" in labels
     assert "stat 30 files under 10 layers" in labels
     assert not any(label.startswith(("sequential read", "stat walk", "copy-up", "create")) for label in labels)
+
+
+@pytest.mark.mount
+@pytest.mark.kernel_overlay
+@pytest.mark.parametrize("sig, status, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_stopped_run_leaves_nothing_mounted(tmp_path, sig, status, word):
+    """Stopped while its unions are mounted, the run takes every one down and says so."""
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--quick", "--repeat", "50", "--workdir", str(tmp_path),
+                             "--measures", "stat"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not mounts_under(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert mounts_under(tmp_path), "the run should have mounted something by now"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == status
+    assert err.strip().splitlines()[-1] == f"union_bench: {word}; every mount was undone"
+    assert mounts_under(tmp_path) == []
