@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import _skip_or_fail, fuse_unavailable_reason, kernel_overlay_unavailable_reason
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "union_bench.py"
 _spec = importlib.util.spec_from_file_location("bench_common", ROOT / "bench" / "common.py")
@@ -53,8 +55,9 @@ def table_rows(stdout: str, first_header: str) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def full_quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict, Path]:
-    if os.geteuid() != 0:
-        pytest.skip("the kernel's OverlayFS and cold caches need root")
+    reason = kernel_overlay_unavailable_reason() or fuse_unavailable_reason()
+    if reason:  # module-scoped, so it runs before the markers' fixtures: apply their rule here
+        _skip_or_fail(reason)
     workdir = tmp_path_factory.mktemp("bench")
     result = bench(workdir, "--json", str(workdir / "out.json"))
     data = json.loads((workdir / "out.json").read_text()) if (workdir / "out.json").exists() else {}
