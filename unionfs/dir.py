@@ -26,14 +26,13 @@ def _err(code: int, path: str) -> OSError:
     return OSError(code, os.strerror(code), path)
 
 
-def _owner(parent_real: str, cred: Cred | None, is_dir: bool) -> tuple[int, int, bool] | None:
+def _owner(pst: os.stat_result, cred: Cred | None, is_dir: bool) -> tuple[int, int, bool] | None:
     """uid, gid and setgid for a new object: the caller's, with a setgid parent's group.
 
     A setgid parent counts without a caller too: an object built in the work directory
     would otherwise miss the group (and a directory the setgid bit) that the kernel's
     overlay gives it (inode_init_owner on the overlay's parent inode).
     """
-    pst = os.stat(parent_real)
     if pst.st_mode & stat.S_ISGID:
         return (cred.uid if cred is not None else -1), pst.st_gid, is_dir
     if cred is None:
@@ -70,9 +69,13 @@ def create_entry(sb: Super, path: str, make: Callable[[str], None], cred: Cred |
         node = sb.resolver.lookup(path)
         if node.exists:
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
-        parent_real = ensure_upper_dir(sb, parent_of(path), trigger)
+        if node.parent_upper is not None and node.parent_upper_st is not None:
+            parent_real, parent_st = node.parent_upper, node.parent_upper_st
+        else:
+            parent_real = ensure_upper_dir(sb, parent_of(path), trigger)
+            parent_st = os.stat(parent_real)
         target = parent_real + "/" + node.name
-        owner = _owner(parent_real, cred, is_dir)
+        owner = _owner(parent_st, cred, is_dir)
         needs_opaque = is_dir and (node.upper_whiteout or node.has_lower)
         if not node.upper_whiteout and not needs_opaque:
             make(target)
@@ -101,11 +104,13 @@ def create_entry(sb: Super, path: str, make: Callable[[str], None], cred: Cred |
 
 
 def mkdir(sb: Super, path: str, mode: int, cred: Cred | None = None) -> None:
+    # mkdir(2) ignores S_ISGID in its mode (vfs_mkdir); a setgid parent's bit is inherited
+    # in create_entry.
+    wanted = stat.S_IMODE(mode) & 0o1777
+
     def make(real: str) -> None:
-        os.mkdir(real, 0o700)
-        # mkdir(2) ignores S_ISGID in its mode (vfs_mkdir); a setgid parent's bit is
-        # inherited in create_entry.
-        os.chmod(real, stat.S_IMODE(mode) & 0o1777)
+        os.mkdir(real, wanted)
+        sb.fix_mode(real, wanted)
 
     create_entry(sb, path, make, cred, is_dir=True, trigger="mkdir")
 
@@ -113,14 +118,14 @@ def mkdir(sb: Super, path: str, mode: int, cred: Cred | None = None) -> None:
 def mknod(sb: Super, path: str, mode: int, device: int = 0, cred: Cred | None = None) -> None:
     if stat.S_ISREG(mode) or stat.S_IFMT(mode) == 0:
         def make(real: str) -> None:
-            os.close(os.open(real, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            os.chmod(real, stat.S_IMODE(mode))
+            os.close(os.open(real, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(mode)))
+            sb.fix_mode(real, stat.S_IMODE(mode))
     elif stat.S_ISDIR(mode):
         raise _err(errno.EPERM, path)
     else:
         def make(real: str) -> None:
-            os.mknod(real, stat.S_IFMT(mode) | 0o600, device)
-            os.chmod(real, stat.S_IMODE(mode))
+            os.mknod(real, stat.S_IFMT(mode) | stat.S_IMODE(mode), device)
+            sb.fix_mode(real, stat.S_IMODE(mode))
     create_entry(sb, path, make, cred, is_dir=False, trigger="mknod")
 
 
@@ -175,6 +180,7 @@ def rmdir(sb: Super, path: str) -> None:
         if not is_empty_dir(sb, node):
             raise _err(errno.ENOTEMPTY, path)
         _remove(sb, node, "rmdir")
+        sb.resolver.forget_all_upper()  # its inode number may come back for a new directory
 
 
 def _remove(sb: Super, node: Node, trigger: str) -> None:
@@ -276,12 +282,15 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
         upper_label = sb.upper.label  # type: ignore[union-attr]
         if redirect is not None:
             sb.marks.set_redirect(source, redirect)  # type: ignore[union-attr]
+            sb.resolver.forget_upper(source)
             sb.emit("redirect", path=new, target=redirect, branch=upper_label)
         elif opaque and not sb.resolver.upper_dir_info(source, os.lstat(source))[0]:
             sb.marks.set_opaque(source)  # type: ignore[union-attr]
+            sb.resolver.forget_upper(source)
             sb.emit("opaque", path=new, trigger="rename", branch=upper_label, form=_opaque_form(sb))
         if dst.in_upper and dst.is_dir:
             _clear_upper_dir(target)
+            sb.resolver.forget_all_upper()  # the replaced directory's inode may come back
         target_st = lstat_or_none(target)
         if target_st is not None and not dst.exists:
             # The target is a char-device whiteout: exchange, and the whiteout lands on the old

@@ -106,13 +106,15 @@ def open_file(sb: Super, path: str, flags: int, mode: int = 0o644, cred: Cred | 
 
 
 def create_file(sb: Super, path: str, flags: int, mode: int, cred: Cred | None) -> Handle:
-    """Create a regular file and open it (O_CREAT on a missing name)."""
+    """Create a regular file and open it (O_CREAT on a missing name), in one open(2)."""
     holder: dict[str, int] = {}
+    open_flags = (flags & ~(_CREATE_FLAGS | os.O_TRUNC)) | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    wanted = stat.S_IMODE(mode)
 
-    def make(temp: str) -> None:
-        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        os.fchmod(fd, stat.S_IMODE(mode))
+    def make(real: str) -> None:
+        fd = os.open(real, open_flags, wanted)
         holder["fd"] = fd
+        sb.fix_mode(fd, wanted)
 
     try:
         real = create_entry(sb, path, make, cred, is_dir=False, trigger="create")
@@ -120,7 +122,5 @@ def create_file(sb: Super, path: str, flags: int, mode: int, cred: Cred | None) 
         if "fd" in holder:
             os.close(holder["fd"])
         raise
-    os.close(holder["fd"])
-    real_flags = (flags & ~(_CREATE_FLAGS | os.O_TRUNC)) | os.O_NOFOLLOW
-    fd = os.open(real, real_flags)
-    return Handle(fd, path, flags, real)
+    # Built in the work dir over a whiteout or in place: either way the descriptor follows.
+    return Handle(holder["fd"], path, flags, real)

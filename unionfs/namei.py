@@ -59,6 +59,7 @@ class Node:
     lower_path: str | None  # where lower layers are looked up (after redirects); None if cut off
     parent_upper: str | None
     upper_whiteout: bool = False
+    parent_upper_st: os.stat_result | None = None
 
     @property
     def exists(self) -> bool:
@@ -135,13 +136,15 @@ class Resolver:
     branches: tuple[Branch, ...]
     dialect: Dialect
     cache_size: int = 1 << 17
-    _upper_info: dict[tuple[int, int, int], tuple[bool, str | None]] = field(default_factory=dict)
+    _upper_info: dict[tuple[int, int], tuple[bool, str | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.upper = self.branches[0] if self.branches and self.branches[0].writable else None
         self.readonly = tuple(b for b in self.branches if not b.writable)
         self._lower = lru_cache(maxsize=self.cache_size)(self._resolve_lower)
         self._listing = lru_cache(maxsize=self.cache_size // 8)(self._lower_listing)
+        # One listing per read-only layer directory: a lookup probes dicts, not the disk.
+        self._layer_dir = lru_cache(maxsize=self.cache_size // 8)(self._read_layer_dir)
 
     # -- reserved names -------------------------------------------------------------------
     def check_name(self, name: str) -> None:
@@ -164,13 +167,15 @@ class Resolver:
         found: list[Entry] = []
         for pentry in parent.entries:
             branch = pentry.branch
+            listing = self._layer_dir(pentry.real)
+            if name not in listing.names:
+                if branch.whiteouts and name in listing.whiteouts:
+                    return LowerResult(tuple(found), None if found else branch)
+                if name not in listing.char_whiteouts:
+                    continue
             real = pentry.real + "/" + name
             st = lstat_or_none(real)
-            if st is not None and branch.whiteouts and is_whiteout_stat(st):
-                return LowerResult(tuple(found), None if found else branch)
-            if st is None:
-                if branch.whiteouts and aufs_whiteout_exists(pentry.real, name):
-                    return LowerResult(tuple(found), None if found else branch)
+            if st is None:  # listed but gone: a layer changed under us; treat as absent
                 continue
             entry = Entry(branch, real, st)
             if found:
@@ -195,6 +200,9 @@ class Resolver:
                     break
         return LowerResult(tuple(found))
 
+    def _read_layer_dir(self, real_dir: str) -> "LayerDir":
+        return LayerDir.read(real_dir)
+
     def lower_listing(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
         """Names the read-only layers show in directory `path`, and the names they white out."""
         return self._listing(path)
@@ -203,19 +211,20 @@ class Resolver:
         visible: set[str] = set()
         hidden: set[str] = set()
         for entry in self._lower(path, 0).entries:
-            names, whiteouts = read_layer_dir(entry.real, entry.branch.whiteouts)
+            names, whiteouts = self._layer_dir(entry.real).shown(entry.branch.whiteouts)
             visible |= {n for n in names if n not in hidden}
             hidden |= whiteouts - visible
         return frozenset(visible), frozenset(hidden)
 
     # -- the upper --------------------------------------------------------------------------
     def upper_dir_info(self, real: str, st: os.stat_result) -> tuple[bool, str | None]:
-        """(opaque, redirect) of an upper directory, cached until the directory changes.
+        """(opaque, redirect) of an upper directory, cached by inode.
 
-        Setting an xattr or adding a `.wh..wh..opq` file changes the directory's ctime, so
-        (inode, ctime) is a safe key.
+        Every write goes through the union, so the cache only has to hear of the union's own
+        changes: `forget_upper` after it marks an existing directory, `forget_all_upper` after
+        it removes one (an inode number may then come back for a new directory).
         """
-        key = (st.st_dev, st.st_ino, st.st_ctime_ns)
+        key = (st.st_dev, st.st_ino)
         info = self._upper_info.get(key)
         if info is None:
             info = (is_opaque_dir(real), read_redirect(real) if self.dialect is Dialect.OVERLAY else None)
@@ -223,6 +232,13 @@ class Resolver:
                 self._upper_info.clear()
             self._upper_info[key] = info
         return info
+
+    def forget_upper(self, real: str) -> None:
+        st = os.lstat(real)
+        self._upper_info.pop((st.st_dev, st.st_ino), None)
+
+    def forget_all_upper(self) -> None:
+        self._upper_info.clear()
 
     # -- the walk -----------------------------------------------------------------------------
     def lookup(self, path: str) -> Node:
@@ -233,11 +249,13 @@ class Resolver:
         names = split_path(path)
         upper = self.upper
         upper_dir: str | None = upper.path if upper else None
+        upper_dir_st: os.stat_result | None = None
         lower_path: str | None = "/"
         lowers = self._lower("/", 0).entries
         entries: tuple[Entry, ...]
         if upper is not None:
-            entries = (Entry(upper, upper.path, os.lstat(upper.path)),) + lowers
+            upper_dir_st = os.lstat(upper.path)
+            entries = (Entry(upper, upper.path, upper_dir_st),) + lowers
         else:
             entries = lowers
         current = "/"
@@ -247,7 +265,7 @@ class Resolver:
                 code = errno.ENOTDIR if node.exists else errno.ENOENT
                 raise OSError(code, os.strerror(code), current)
             self.check_name(name)
-            parent_upper = upper_dir
+            parent_upper, parent_upper_st = upper_dir, upper_dir_st
             current = join(current, name)
             child_lower = join(lower_path, name) if lower_path is not None else None
             lowers = self._lower(child_lower, 0).entries if child_lower is not None else ()
@@ -263,7 +281,7 @@ class Resolver:
                 else:
                     upper_entry = Entry(upper, real, st)  # type: ignore[arg-type]
             if whiteout:
-                node = Node(current, (), lowers, child_lower, parent_upper, upper_whiteout=True)
+                node = Node(current, (), lowers, child_lower, parent_upper, True, parent_upper_st)
                 upper_dir, lower_path = None, None
             elif upper_entry is not None:
                 if upper_entry.is_dir:
@@ -276,13 +294,14 @@ class Resolver:
                     merge = self._lower(merge_path, 0).entries if merge_path is not None else ()
                     if merge and not merge[0].is_dir:
                         merge = ()
-                    node = Node(current, (upper_entry,) + merge, lowers, merge_path, parent_upper)
-                    upper_dir, lower_path = upper_entry.real, merge_path
+                    node = Node(current, (upper_entry,) + merge, lowers, merge_path, parent_upper, False,
+                                parent_upper_st)
+                    upper_dir, upper_dir_st, lower_path = upper_entry.real, upper_entry.st, merge_path
                 else:
-                    node = Node(current, (upper_entry,), lowers, child_lower, parent_upper)
+                    node = Node(current, (upper_entry,), lowers, child_lower, parent_upper, False, parent_upper_st)
                     upper_dir, lower_path = None, None
             else:
-                node = Node(current, lowers, lowers, child_lower, parent_upper)
+                node = Node(current, lowers, lowers, child_lower, parent_upper, False, parent_upper_st)
                 upper_dir = None
                 lower_path = child_lower if (lowers and lowers[0].is_dir) else None
             if i < len(names) - 1 and not node.exists:
@@ -293,29 +312,54 @@ class Resolver:
         """Forget cached lower lookups (only needed if a read-only layer was changed offline)."""
         self._lower.cache_clear()
         self._listing.cache_clear()
+        self._layer_dir.cache_clear()
         self._upper_info.clear()
 
 
-def read_layer_dir(real_dir: str, whiteouts_count: bool) -> tuple[set[str], set[str]]:
-    """One layer's directory: (names it shows, names it whites out). `.wh.*` names never show."""
-    names: set[str] = set()
-    hidden: set[str] = set()
-    with os.scandir(real_dir) as it:
-        for d in it:
-            name = d.name
-            if name.startswith(".wh."):
-                if whiteouts_count and not name.startswith(".wh..wh.") and d.is_file(follow_symlinks=False):
-                    hidden.add(name[4:])
-                continue
-            if whiteouts_count and not d.is_dir(follow_symlinks=False) and not d.is_file(follow_symlinks=False) \
-                    and not d.is_symlink():
-                st = d.stat(follow_symlinks=False)
-                if is_whiteout_stat(st):
-                    hidden.add(name)
+@dataclass(frozen=True)
+class LayerDir:
+    """One layer directory, listed once: its real names and the names it whites out.
+
+    A `.wh.NAME` file whites NAME out; a char device 0/0 at NAME too (kept apart, since a
+    layer that honours no whiteouts shows it as the device it is). Reserved `.wh.*` names
+    are never real names.
+    """
+
+    names: frozenset[str]
+    whiteouts: frozenset[str]
+    char_whiteouts: frozenset[str]
+
+    @classmethod
+    def read(cls, real_dir: str) -> "LayerDir":
+        names: set[str] = set()
+        whiteouts: set[str] = set()
+        chars: set[str] = set()
+        with os.scandir(real_dir) as it:
+            for d in it:
+                name = d.name
+                if name.startswith(".wh."):
+                    if not name.startswith(".wh..wh.") and d.is_file(follow_symlinks=False):
+                        whiteouts.add(name[4:])
                     continue
-            names.add(name)
-    # OCI: a whiteout applies only to lower layers, never to a name of its own layer.
-    return names, hidden - names
+                if not (d.is_dir(follow_symlinks=False) or d.is_file(follow_symlinks=False)
+                        or d.is_symlink()) and is_whiteout_stat(d.stat(follow_symlinks=False)):
+                    chars.add(name)
+                    whiteouts.add(name)
+                    continue
+                names.add(name)
+        return cls(frozenset(names), frozenset(whiteouts), frozenset(chars))
+
+    def shown(self, whiteouts_count: bool) -> tuple[frozenset[str], frozenset[str]]:
+        """(names a listing shows, names hidden below) for a layer that does or does not
+        honour whiteouts. OCI: a whiteout never hides a name of its own layer."""
+        if whiteouts_count:
+            return self.names, self.whiteouts - self.names
+        return self.names | self.char_whiteouts, frozenset()
+
+
+def read_layer_dir(real_dir: str, whiteouts_count: bool) -> tuple[frozenset[str], frozenset[str]]:
+    """One layer's directory, read now (for the upper, which changes): (shown, hidden)."""
+    return LayerDir.read(real_dir).shown(whiteouts_count)
 
 
 ExplainLine = tuple[Branch, str]

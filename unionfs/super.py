@@ -42,6 +42,9 @@ class Super:
     # Read-only handles opened on a lower file, by (dev, ino), to move them after a copy-up.
     lower_handles: dict[tuple[int, int], "weakref.WeakSet"] = field(default_factory=dict)
     _counter: itertools.count = field(default_factory=itertools.count)
+    # The process umask, read once: new objects get their exact mode without a chmod when
+    # the umask cannot have touched it (the FUSE daemon runs with umask 0).
+    umask: int = 0o022
 
     @classmethod
     def open(cls, spec: UnionSpec, tracer: Tracer | None = None) -> "Super":
@@ -56,7 +59,14 @@ class Super:
             tmpdir = spec.workdir if spec.dialect is Dialect.AUFS else os.path.join(spec.workdir, "work")
             _clear_work_dir(tmpdir)
             marks = MarkWriter.probe(tmpdir, spec.encoding is Encoding.AUFS)
-        return cls(spec, branches, resolver, upper, tmpdir, marks, tracer, Libc.load())
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return cls(spec, branches, resolver, upper, tmpdir, marks, tracer, Libc.load(), umask=umask)
+
+    def fix_mode(self, real: str | int, mode: int) -> None:
+        """chmod a new object only where the umask may have cut bits from `mode`."""
+        if mode & self.umask:
+            os.chmod(real, mode)
 
     @classmethod
     def observe(cls, spec: UnionSpec) -> "Super":
