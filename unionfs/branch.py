@@ -81,6 +81,8 @@ def lstat_or_none(path: str) -> os.stat_result | None:
 
 def aufs_whiteout_exists(real_dir: str, name: str) -> bool:
     """Is there an aufs/OCI whiteout ``.wh.NAME`` (a regular file) for `name` in `real_dir`?"""
+    if len(os.fsencode(WH_PREFIX + name)) > 255:
+        return False  # longer than NAME_MAX: no such file can exist (lstat says ENAMETOOLONG)
     st = lstat_or_none(os.path.join(real_dir, WH_PREFIX + name))
     return st is not None and stat.S_ISREG(st.st_mode)
 

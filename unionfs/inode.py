@@ -118,14 +118,8 @@ def listxattr(sb: Super, path: str) -> list[str]:
 def setxattr(sb: Super, path: str, name: str, value: bytes, flags: int = 0) -> None:
     _refuse_private(name, path)
     require_upper(sb, path)
-    node = sb.resolver.lookup(path)
-    if not node.in_upper:
-        # XATTR_CREATE on an existing attribute, or REPLACE on a missing one, fails before copy-up.
-        existing = name in os.listxattr(node.top.real, follow_symlinks=False)
-        if flags & os.XATTR_CREATE and existing:
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
-        if flags & os.XATTR_REPLACE and not existing:
-            raise OSError(errno.ENODATA, os.strerror(errno.ENODATA), path)
+    # No early EEXIST/ENODATA for XATTR_CREATE/REPLACE: the kernel's ovl_xattr_set copies
+    # up first and lets the upper fs refuse, so the copy-up happens even when the call fails.
     node = copy_up(sb, path, "setxattr")
     os.setxattr(node.top.real, name, value, flags, follow_symlinks=False)
 
