@@ -80,23 +80,29 @@ def stacks(min_lowers: int = 1, max_lowers: int = 6, max_items: int = 8) -> st.S
                      layers(max_items // 2))
 
 
-def build_layer(root: str, layer: list[Item], log: list[str] | None = None) -> None:
+def build_layer(root: str, layer: list[Item], log: list[str] | None = None, log_base: str | None = None) -> None:
     """Create `layer` under `root`; items that cannot be made (parent is a file...) are skipped.
 
-    `log` receives the shell commands that build the same layer (for reproduction scripts).
+    `log` receives the shell commands that build the same layer (for reproduction scripts),
+    with paths relative to "$S", which stands for `log_base`.
     """
+    base = log_base or os.path.dirname(root)
+
+    def sq(path: str) -> str:
+        return '"$S"/' + shlex.quote(os.path.relpath(path, base))
+
     os.makedirs(root, exist_ok=True)
     if log is not None:
-        log.append(f"mkdir -p {shlex.quote(root)}")
+        log.append(f"mkdir -p {sq(root)}")
     files: list[str] = []
     for item in layer:
         rel = "/".join(item.path)
         full = os.path.join(root, rel)
-        if not _make_parents(root, item.path[:-1], log):
+        if not _make_parents(root, item.path[:-1], log, sq):
             continue
         if os.path.lexists(full):
             continue
-        q = shlex.quote(full)
+        q = sq(full)
         try:
             if item.kind == "file":
                 with open(full, "wb") as f:
@@ -121,7 +127,7 @@ def build_layer(root: str, layer: list[Item], log: list[str] | None = None) -> N
                 if not os.path.lexists(source):
                     continue
                 os.link(source, full)
-                _log(log, f"ln {shlex.quote(source)} {q}")
+                _log(log, f"ln {sq(source)} {q}")
             elif item.kind == "whiteout":
                 os.mknod(full, stat.S_IFCHR | 0o600, os.makedev(0, 0))
                 _log(log, f"mknod {q} c 0 0")
@@ -134,7 +140,7 @@ def build_layer(root: str, layer: list[Item], log: list[str] | None = None) -> N
             continue
 
 
-def _make_parents(root: str, parts: tuple[str, ...], log: list[str] | None) -> bool:
+def _make_parents(root: str, parts: tuple[str, ...], log: list[str] | None, sq) -> bool:
     current = root
     for name in parts:
         current = os.path.join(current, name)
@@ -142,7 +148,7 @@ def _make_parents(root: str, parts: tuple[str, ...], log: list[str] | None) -> b
             st_ = os.lstat(current)
         except FileNotFoundError:
             os.mkdir(current, 0o755)
-            _log(log, f"mkdir {shlex.quote(current)}")
+            _log(log, f"mkdir {sq(current)}")
             continue
         if not stat.S_ISDIR(st_.st_mode):
             return False
@@ -163,10 +169,10 @@ def build_stack(base: str, stack: Stack, log: list[str] | None = None) -> tuple[
     lowers = []
     for i, layer in enumerate(stack.lowers):
         d = os.path.join(base, f"l{i}")
-        build_layer(d, layer, log)
+        build_layer(d, layer, log, base)
         lowers.append(d)
     upper = os.path.join(base, "upper")
-    build_layer(upper, stack.upper, log)
+    build_layer(upper, stack.upper, log, base)
     os.chmod(upper, 0o755)
     return lowers, upper
 

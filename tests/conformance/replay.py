@@ -6,9 +6,9 @@ from .layers import Stack
 from .views import diff
 
 
-def replay(stack: Stack, steps: list[tuple[str, tuple]]) -> list[str]:
+def replay(stack: Stack, steps: list[tuple[str, tuple]], fuse: bool = False) -> list[str]:
     """Run `steps` on the kernel's overlay and on layerfs; the divergences found (empty: none)."""
-    run = Run(stack)
+    run = Run(stack, fuse=fuse)
     problems: list[str] = []
     try:
         for op, args in steps:
