@@ -133,13 +133,19 @@ def symlink(sb: Super, target: str, path: str, cred: Cred | None = None) -> None
     create_entry(sb, path, lambda real: os.symlink(target, real), cred, is_dir=False, trigger="symlink")
 
 
+def _existing(sb: Super, path: str) -> Node:
+    """The node at `path`, which must exist (ENOENT otherwise)."""
+    node = sb.resolver.lookup(path)
+    if not node.exists:
+        raise _err(errno.ENOENT, path)
+    return node
+
+
 def link(sb: Super, existing: str, new: str) -> None:
     """A hard link: the source is copied up first (OverlayFS copies up on link)."""
     require_upper(sb, new)
     with sb.lock:
-        src = sb.resolver.lookup(existing)
-        if not src.exists:
-            raise _err(errno.ENOENT, existing)
+        src = _existing(sb, existing)
         if src.is_dir:
             raise _err(errno.EPERM, existing)
         dst = sb.resolver.lookup(new)
@@ -159,9 +165,7 @@ def _whiteout(sb: Super, parent_real: str, name: str, path: str, trigger: str) -
 def unlink(sb: Super, path: str) -> None:
     require_upper(sb, path)
     with sb.lock:
-        node = sb.resolver.lookup(path)
-        if not node.exists:
-            raise _err(errno.ENOENT, path)
+        node = _existing(sb, path)
         if node.is_dir:
             raise _err(errno.EISDIR, path)
         _remove(sb, node, "unlink")
@@ -172,9 +176,7 @@ def rmdir(sb: Super, path: str) -> None:
     if path == "/":
         raise _err(errno.EBUSY, path)
     with sb.lock:
-        node = sb.resolver.lookup(path)
-        if not node.exists:
-            raise _err(errno.ENOENT, path)
+        node = _existing(sb, path)
         if not node.is_dir:
             raise _err(errno.ENOTDIR, path)
         if not is_empty_dir(sb, node):
@@ -243,9 +245,7 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
     if flags & ~RENAME_NOREPLACE:
         raise _err(errno.EINVAL, old)
     with sb.lock:
-        src = sb.resolver.lookup(old)
-        if not src.exists:
-            raise _err(errno.ENOENT, old)
+        src = _existing(sb, old)
         dst = sb.resolver.lookup(new)
         if old == "/" or new == "/":
             raise _err(errno.EBUSY, old)

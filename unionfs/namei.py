@@ -414,20 +414,9 @@ def explain(resolver: Resolver, path: str) -> list[ExplainLine]:
     return lines
 
 
+_KINDS = {stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink", stat.S_IFREG: "file", stat.S_IFCHR: "char device",
+          stat.S_IFBLK: "block device", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
+
+
 def _kind(st: os.stat_result | None) -> str:
-    if st is None:
-        return "absent"
-    mode = st.st_mode
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISCHR(mode):
-        return "char device"
-    if stat.S_ISBLK(mode):
-        return "block device"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    return "socket"
+    return "absent" if st is None else _KINDS.get(stat.S_IFMT(st.st_mode), "file")
