@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 DRIVER = "layerfs"
 TMP_PREFIX = ".tmp-"
@@ -108,26 +109,37 @@ class Layout:
                 self.driver_root, self.containers]
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o644) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename it over `path`."""
+@contextmanager
+def atomic_file(path: str | os.PathLike[str], mode: int = 0o644, prefix: str = TMP_PREFIX) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces `path` only when the block ends without an error.
+
+    The data goes to a temporary name beside `path` (same filesystem, so the rename is atomic),
+    is fsynced and given `mode`, then renamed over `path`; on any failure the temporary file is
+    removed, so `path` is never half-written.
+    """
     path = Path(path)
-    if isinstance(data, str):
-        data = data.encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.rename(tmp, path)
+        os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o644) -> None:
+    """Write `data` to a temporary file beside `path`, fsync it, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, mode) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
 def read_text(path: str | os.PathLike[str], default: str | None = None) -> str | None:

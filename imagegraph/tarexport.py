@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import posixpath
 import shutil
 import tarfile
@@ -36,7 +35,7 @@ from .imagestore import ImageError, ImageNotFound
 from .reference import (InvalidReference, Reference, familiar_name, familiar_string, parse_normalized_named,
                         tag_name_only)
 from .refstore import RefNotFound
-from .store import hex_of
+from .store import atomic_file, hex_of
 
 CONTAINERD_IMAGE_NAME = "io.containerd.image.name"
 
@@ -172,20 +171,8 @@ def save(store: LocalStore, names: list[str], out: BinaryIO) -> None:
 def save_to_file(store: LocalStore, names: list[str], path: Path) -> None:
     """save into a temporary sibling, renamed into place only when complete."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            save(store, names, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_file(path, prefix=f".{path.name}.") as f:
+        save(store, names, f)
 
 
 # ---------------------------------------------------------------------------------------------

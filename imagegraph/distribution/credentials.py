@@ -12,11 +12,11 @@ import binascii
 import json
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from ..store import atomic_file
 from .errors import RegistryError
 
 INDEX_SERVER = "https://index.docker.io/v1/"
@@ -206,17 +206,5 @@ def store_auth(domain: str, auth: AuthConfig, env: Mapping[str, str] | None = No
 def write_config(path: Path, config: dict) -> None:
     """Atomically replace the config file (temporary name, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".config.json.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(config, f, indent="\t")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_file(path, 0o600, prefix=".config.json.") as f:
+        f.write(json.dumps(config, indent="\t").encode())
