@@ -281,6 +281,9 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
         target = new_parent + "/" + dst.name
         upper_label = sb.upper.label  # type: ignore[union-attr]
         if redirect is not None:
+            if len(os.fsencode(redirect)) > REDIRECT_MAX:
+                # The kernel's ovl_set_redirect refuses with EXDEV, after the copy-ups.
+                raise _err(errno.EXDEV, old)
             sb.marks.set_redirect(source, redirect)  # type: ignore[union-attr]
             sb.resolver.forget_upper(source)
             sb.emit("redirect", path=new, target=redirect, branch=upper_label)
@@ -309,6 +312,9 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
             os.rename(source, target)
         if aufs_whiteout_exists(new_parent, dst.name):
             os.unlink(os.path.join(new_parent, WH_PREFIX + dst.name))
+
+
+REDIRECT_MAX = 256  # the kernel's redirect_max module parameter (default 256 bytes)
 
 
 def _opaque_form(sb: Super) -> str:

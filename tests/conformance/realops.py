@@ -93,7 +93,9 @@ class RealFS:
             return f.read()
 
     def listdir(self, path):
-        return sorted(os.listdir(self.p(path)))
+        # The kernel lists a stray whiteout (nothing below it) in a non-merged lower dir, but
+        # looking it up says ENOENT: only names that can be looked up count.
+        return sorted(n for n in os.listdir(self.p(path)) if os.path.lexists(os.path.join(self.p(path), n)))
 
     # -- descriptors ------------------------------------------------------------------------
     def open(self, slot, path, flags, mode):

@@ -66,9 +66,11 @@ def sparse_stack():
 
 
 def _check_copy(path: str) -> None:
+    """Size, marks and zeros as written; a few MiB at most allocated (the kernel copies data
+    regions in 1 MiB chunks), against 5 GiB if the holes had been written."""
     st = os.stat(path)
     assert st.st_size == SPARSE_SIZE
-    assert st.st_blocks * 512 < 1 << 20, f"{st.st_blocks * 512} bytes allocated: the holes were written"
+    assert st.st_blocks * 512 < 16 << 20, f"{st.st_blocks * 512} bytes allocated: the holes were written"
     with open(path, "rb") as f:
         for offset, data in MARKS.items():
             f.seek(offset)
