@@ -9,9 +9,11 @@ the kernel's overlay), and the libfuse 3 arguments that mfusepy's plain `FUSE` d
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import itertools
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,11 +26,15 @@ if not os.environ.get("FUSE_LIBRARY_PATH"):
 
 import mfusepy as fuse  # noqa: E402  (after the library choice above)
 
+from .inode import Stat  # noqa: E402
+from .listing import stat_entries  # noqa: E402
 from .super import Cred  # noqa: E402
 from .union import Union  # noqa: E402
 
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
+FUSE_READDIR_PLUS = 1  # enum fuse_readdir_flags
+FUSE_FILL_DIR_PLUS = 2  # enum fuse_fill_dir_flags
 
 
 @dataclass
@@ -69,6 +75,99 @@ class HandleTable:
             return items
 
 
+@dataclass
+class LinkNames:
+    """The union paths reported for each hard-linked regular file, by its real (dev, ino).
+
+    Only files the kernel was shown with st_nlink > 1 are kept: those are the ones whose other
+    names may hold cached attributes or pages in the kernel after a change through one name.
+    """
+
+    by_key: dict[tuple[int, int], set[str]] = field(default_factory=dict)
+    by_path: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def note(self, path: str, st: Stat) -> None:
+        """Record what getattr (or a listing) reported for `path`."""
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            if self.by_path.get(path) != key:
+                with self._lock:
+                    self._drop(path)
+                    self.by_path[path] = key
+                    self.by_key.setdefault(key, set()).add(path)
+        elif path in self.by_path:
+            self.drop(path)
+
+    def others(self, path: str) -> list[str]:
+        """The other names of `path`'s file (empty unless it is a known hard link)."""
+        key = self.by_path.get(path)
+        if key is None:
+            return []
+        with self._lock:
+            return [p for p in self.by_key.get(key, ()) if p != path]
+
+    def drop(self, path: str) -> None:
+        with self._lock:
+            self._drop(path)
+
+    def _drop(self, path: str) -> None:
+        key = self.by_path.pop(path, None)
+        if key is not None:
+            names = self.by_key.get(key)
+            if names is not None:
+                names.discard(path)
+                if not names:
+                    del self.by_key[key]
+
+    def rename(self, old: str, new: str) -> None:
+        """`old` (a file, or a directory with everything under it) is now called `new`."""
+        if not self.by_path:
+            return
+        prefix = old.rstrip("/") + "/"
+        with self._lock:
+            self._drop(new)
+            moved = [p for p in self.by_path if p == old or p.startswith(prefix)]
+            for p in moved:
+                key = self.by_path[p]
+                self._drop(p)
+                q = new + p[len(old):]
+                self.by_path[q] = key
+                self.by_key.setdefault(key, set()).add(q)
+
+
+class Invalidator:
+    """Drops the kernel's cached attributes and pages of a union path (libfuse >= 3.1).
+
+    `struct fuse *` comes from the FUSE context of `init`; without libfuse 3 (no
+    `fuse_invalidate_path`) this does nothing, and the mount uses short timeouts instead.
+    """
+
+    def __init__(self) -> None:
+        self._fuse: int | None = None
+        self._fn = None
+        if fuse.fuse_version_major == 3:
+            fn = getattr(fuse._libfuse, "fuse_invalidate_path", None)
+            if fn is not None:
+                fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+                fn.restype = ctypes.c_int
+                self._fn = fn
+
+    @property
+    def available(self) -> bool:
+        return self._fn is not None
+
+    def start(self) -> None:
+        """Called in `init`, inside libfuse's context, where `fuse_get_context()->fuse` is ours."""
+        if self._fn is not None:
+            self._fuse = fuse._libfuse.fuse_get_context().contents.fuse
+
+    def __call__(self, path: str) -> None:
+        if self._fn is not None and self._fuse:
+            # -ENOENT when the kernel has no node for the path: nothing cached, nothing to do.
+            self._fn(self._fuse, os.fsencode(path))
+
+
 def _caller() -> Cred:
     uid, gid, _pid = fuse.fuse_get_context()
     return Cred(uid, gid)
@@ -84,10 +183,51 @@ class LayerOps(fuse.Operations):
         self.on_ready = on_ready
         self.files = HandleTable()
         self.dirs = HandleTable()
+        self.links = LinkNames()
+        self.invalidate = Invalidator()
+        self._local = threading.local()
+        # Copy-ups are reported through the union's tracer: listen there, and pass events on.
+        self._tracer = union.sb.tracer
+        union.sb.tracer = self._on_event
+
+    # -- telling the kernel what it cannot see ---------------------------------------------
+    def _on_event(self, event: dict) -> None:
+        """A copied-up directory now shows the upper's attributes (nlink 1 once merged, its
+        ctime): note it, to invalidate once the operation that copied it up is done."""
+        if event.get("event") == "copy_up":
+            pending = getattr(self._local, "copied", None)
+            if pending is None:
+                pending = self._local.copied = []
+            pending.append(str(event.get("path")))
+        if self._tracer is not None:
+            self._tracer(event)
+
+    def _changed(self, *paths: str, skip: tuple[str, ...] = ()) -> None:
+        """After a change to `paths`: invalidate their files' other names and copied-up parents.
+
+        `skip` are names whose kernel inode the kernel refreshes itself (the target of a
+        setattr, a write); invalidating those from inside their own request is what libfuse
+        warns may deadlock.
+        """
+        targets: set[str] = set()
+        for path in paths:
+            targets.update(self.links.others(path))
+        pending = getattr(self._local, "copied", None)
+        if pending:
+            targets.update(pending)
+            pending.clear()
+        for path in targets:
+            if path not in skip:
+                self.invalidate(path)
+
+    def _note(self, path: str, st: Stat) -> Stat:
+        self.links.note(path, st)
+        return st
 
     # -- life cycle -----------------------------------------------------------------------
     def init(self, path: str) -> None:
         """The kernel has answered FUSE_INIT: the mount is live."""
+        self.invalidate.start()
         if self.on_ready is not None:
             self.on_ready()
 
@@ -99,7 +239,10 @@ class LayerOps(fuse.Operations):
 
     # -- attributes -----------------------------------------------------------------------
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
-        st = self.union.getattr(path)
+        return self._attrs(self._note(path, self.union.getattr(path)))
+
+    @staticmethod
+    def _attrs(st: Stat) -> dict[str, int]:
         return {
             "st_mode": st.st_mode, "st_ino": st.st_ino, "st_nlink": st.st_nlink,
             "st_uid": st.st_uid, "st_gid": st.st_gid, "st_size": st.st_size,
@@ -112,20 +255,24 @@ class LayerOps(fuse.Operations):
 
     def chmod(self, path: str, mode: int) -> int:
         self.union.chmod(path, mode)
+        self._changed(path, skip=(path,))
         return 0
 
     def chown(self, path: str, uid: int, gid: int) -> int:
         self.union.chown(path, uid, gid)
+        self._changed(path, skip=(path,))
         return 0
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
         self.union.truncate(path, length)
+        self._changed(path, skip=(path,))
         return 0
 
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
         """`times` may hold UTIME_NOW or UTIME_OMIT (see `_LayerFUSE`): resolve them here."""
         if times is None or times == (UTIME_NOW, UTIME_NOW):
             self.union.utimens(path, None)
+            self._changed(path, skip=(path,))
             return 0
         now = time.time_ns()
         current = None
@@ -138,6 +285,7 @@ class LayerOps(fuse.Operations):
                 value = getattr(current, which)
             resolved.append(value)
         self.union.utimens(path, (resolved[0], resolved[1]))
+        self._changed(path, skip=(path,))
         return 0
 
     def statfs(self, path: str) -> dict[str, int]:
@@ -154,55 +302,86 @@ class LayerOps(fuse.Operations):
 
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
         self.union.setxattr(path, name, value, options)
+        self._changed(path)
         return 0
 
     def removexattr(self, path: str, name: str) -> int:
         self.union.removexattr(path, name)
+        self._changed(path)
         return 0
 
     # -- namespace --------------------------------------------------------------------------
     def mkdir(self, path: str, mode: int) -> int:
         self.union.mkdir(path, mode, _caller())
+        self._changed()
         return 0
 
     def mknod(self, path: str, mode: int, dev: int) -> int:
         self.union.mknod(path, mode, dev, _caller())
+        self._changed()
         return 0
 
     def symlink(self, path: str, target: str) -> int:
         """mfusepy's order: the new link's path first, then what it points to."""
         self.union.symlink(target, path, _caller())
+        self._changed()
         return 0
 
     def link(self, path: str, existing: str) -> int:
-        """mfusepy's order: the new name first, then the existing file."""
+        """mfusepy's order: the new name first, then the existing file. Every name of the
+        file now counts one more link: its other names' cached attributes are stale."""
         self.union.link(existing, path)
+        st = self.union.getattr(path)
+        self.links.note(existing, st)
+        self.links.note(path, st)
+        self._changed(path, skip=(path,))
         return 0
 
     def unlink(self, path: str) -> int:
+        others = self.links.others(path)
         self.union.unlink(path)
+        self.links.drop(path)
+        self._changed()
+        for name in others:  # one link fewer
+            self.invalidate(name)
         return 0
 
     def rmdir(self, path: str) -> int:
         self.union.rmdir(path)
+        self._changed()
         return 0
 
     def rename(self, old: str, new: str, flags: int = 0) -> int:
+        # A file replaced at `new` loses a link; the renamed file's ctime changes.
+        others = self.links.others(new) + self.links.others(old)
         self.union.rename(old, new, flags)
+        self.links.rename(old, new)
+        self._changed()
+        for name in others:
+            if name not in (old, new):
+                self.invalidate(name)
         return 0
 
     # -- files ----------------------------------------------------------------------------
     def create(self, path: str, mode: int, flags: int = os.O_WRONLY | os.O_CREAT) -> int:
-        return self.files.add(self.union.create(path, mode, flags, _caller()))
+        fh = self.files.add(self.union.create(path, mode, flags, _caller()))
+        self._changed(path)
+        return fh
 
     def open(self, path: str, flags: int) -> int:
-        return self.files.add(self.union.open(path, flags))
+        fh = self.files.add(self.union.open(path, flags))
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
+            self._changed(path)  # a copy-up, or O_TRUNC emptied every name's file
+        return fh
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         return self.files.get(fh).read(size, offset)
 
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
-        return self.files.get(fh).write(data, offset)
+        written = self.files.get(fh).write(data, offset)
+        if path in self.links.by_path:
+            self._changed(path, skip=(path,))
+        return written
 
     def flush(self, path: str, fh: int) -> int:
         return 0  # writes reach the layer file at once: nothing is buffered here
@@ -232,6 +411,26 @@ class LayerOps(fuse.Operations):
         names = handle.names
         return [(names[i], None, i + 1) for i in range(offset, len(names))]
 
+    def readdir_plus(self, path: str, offset: int, fh: int) -> list[tuple[str, dict[str, int] | None, int]]:
+        """Like `readdir_with_offset`, with each entry's attributes: the kernel then needs no
+        LOOKUP per entry of a listing it has not seen (a cold `find`, `ls -l`)."""
+        entries = self.readdir_with_offset(path, offset, fh)
+        handle: DirHandle = self.dirs.get(fh)
+        try:
+            stats = stat_entries(self.union, handle.path, [name for name, _, _ in entries])
+        except OSError:
+            return entries
+        out = []
+        base = handle.path.rstrip("/") + "/"
+        for name, _, off in entries:
+            st = stats.get(name)
+            if st is None:
+                out.append((name, None, off))
+            else:
+                self._note(base + name, st)
+                out.append((name, self._attrs(st), off))
+        return out
+
     def releasedir(self, path: str, fh: int) -> int:
         self.dirs.pop(fh)
         return 0
@@ -242,6 +441,35 @@ class LayerOps(fuse.Operations):
 
 class _LayerFUSE(fuse.FUSE):
     """mfusepy's FUSE, passing on what its libfuse 3 wrappers drop."""
+
+    def opendir(self, path: bytes, fip) -> int:
+        """Let the kernel keep listings (FOPEN_CACHE_DIR, kept across opens): it drops them
+        itself when the directory changes through the mount, the only way it can change."""
+        fi = fip.contents
+        fi.fh = self.operations.opendir(path.decode(self.encoding, self.errors))
+        if hasattr(fi, "cache_readdir"):
+            fi.cache_readdir = 1
+            fi.keep_cache = 1
+        return 0
+
+    def readdir_fuse_3(self, path, buf, filler, offset: int, fip, flags: int) -> int:
+        """READDIRPLUS: hand libfuse each entry's attributes with FUSE_FILL_DIR_PLUS."""
+        if not flags & FUSE_READDIR_PLUS:
+            return self._readdir(path, buf, filler, offset, fip)
+        entries = self.operations.readdir_plus(path.decode(self.encoding, self.errors) if path else "/",
+                                               offset, fip.contents.fh)
+        st = fuse.c_stat()
+        for name, attrs, off in entries:
+            encoded = name.encode(self.encoding, self.errors)
+            if attrs is None:
+                if filler(buf, encoded, None, off, 0) != 0:
+                    break
+                continue
+            ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
+            fuse.set_st_attrs(st, attrs, use_ns=True)
+            if filler(buf, encoded, st, off, FUSE_FILL_DIR_PLUS) != 0:
+                break
+        return 0
 
     def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
         return self.operations.rename(old.decode(self.encoding, self.errors),

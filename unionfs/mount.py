@@ -28,11 +28,13 @@ KERNEL_FLAGS = frozenset({"ro", "rw", "dev", "nodev", "suid", "nosuid", "exec", 
 # Options for libfuse's high-level layer, passed with their values.
 FUSE_VALUES = frozenset({"uid", "gid", "umask", "max_read"})
 # Lowers never change while mounted and every write goes through us, so the kernel may keep
-# names (and absent names) and file pages. Attributes are kept for a second only: libfuse's
-# path-based nodes give each name of a hard link its own kernel inode, so a chmod through one
-# name would leave the other's cached attributes stale for as long as they are kept.
-ENTRY_SECONDS = 30.0
-ATTR_SECONDS = 1.0
+# names (and absent names), attributes, file pages and listings as long as it likes, as with
+# fuse-overlayfs. What it cannot see itself (the other names of a hard link, libfuse giving
+# each name its own kernel inode; directories a copy-up brought up) the daemon invalidates
+# (fuse_ops). Without libfuse 3's fuse_invalidate_path, attributes are kept a second only.
+ENTRY_SECONDS = 86400.0
+ATTR_SECONDS = 86400.0
+ATTR_SECONDS_UNINVALIDATED = 1.0
 FSNAME_LIMIT = 3800  # the kernel copies at most a page of mount source
 
 
@@ -115,6 +117,13 @@ def fuse_unavailable() -> str | None:
     return None
 
 
+def attr_seconds() -> float:
+    """How long the kernel may keep attributes: long if the daemon can invalidate them."""
+    from .fuse_ops import Invalidator
+
+    return ATTR_SECONDS if Invalidator().available else ATTR_SECONDS_UNINVALIDATED
+
+
 def plan(request: MountRequest) -> Plan:
     """Check everything a mount needs; raise OptionError or MountError with one line."""
     spec = validate(parse_options(list(request.options), request.cwd))
@@ -147,7 +156,7 @@ def plan(request: MountRequest) -> Plan:
         value = spec.value(key)
         if value is not None:
             opts[key] = value
-    opts.update(kernel_cache=True, entry_timeout=ENTRY_SECONDS, attr_timeout=ATTR_SECONDS,
+    opts.update(kernel_cache=True, entry_timeout=ENTRY_SECONDS, attr_timeout=attr_seconds(),
                 negative_timeout=ENTRY_SECONDS)
     debug = "debug" in spec.flags
     if debug:

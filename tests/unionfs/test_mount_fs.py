@@ -324,19 +324,3 @@ def test_times_links_and_modes(union):
     assert stat.S_ISFIFO(os.stat(upper / "fifo").st_mode)
     os.truncate(mnt / "file", 3)
     assert (mnt / "file").read_text() == "low" and os.stat(mnt / "file").st_size == 3
-
-
-def test_the_other_name_of_a_hard_link_shows_a_chmod_within_the_attribute_timeout(union):
-    from unionfs.mount import ATTR_SECONDS
-
-    assert ATTR_SECONDS <= 1.0  # the staleness a hard link may show, at most
-    mnt, _, _, _ = union
-    (mnt / "a").write_text("x\n")
-    os.link(mnt / "a", mnt / "b")
-    assert stat.S_IMODE(os.stat(mnt / "b").st_mode) == 0o644  # cached now
-    os.chmod(mnt / "a", 0o600)
-    assert stat.S_IMODE(os.stat(mnt / "a").st_mode) == 0o600
-    import time
-
-    time.sleep(ATTR_SECONDS + 0.2)
-    assert stat.S_IMODE(os.stat(mnt / "b").st_mode) == 0o600
