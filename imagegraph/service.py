@@ -98,7 +98,12 @@ class Services:
     lock: StoreLock
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str], encoding: str | None = None, clean: bool = True) -> "Services":
+    def wire(cls, root: str | os.PathLike[str], encoding: str | None = None) -> "Services":
+        """The stores of `root`, its folders made, without taking the lock or cleaning up.
+
+        The layer store asks the image store which ChainIDs images hold (its reference counts),
+        so the image store is handed to it once both exist.
+        """
         layout = Layout(Path(root))
         for d in layout.dirs():
             d.mkdir(parents=True, exist_ok=True)
@@ -106,12 +111,17 @@ class Services:
         layers = LayerStore(layout, encoding, image_tops=lambda: holder["images"].top_chain_ids())
         images = ImageStore(layout, layers)
         holder["images"] = images
-        lock = StoreLock(layout.lock_file)
-        with lock.held():
-            svc = cls(layout, layers, images, RefStore(layout), ContainerStore(layout, layers), lock)
+        return cls(layout, layers, images, RefStore(layout), ContainerStore(layout, layers),
+                   StoreLock(layout.lock_file))
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str], encoding: str | None = None, clean: bool = True) -> "Services":
+        """`wire`, then, under the lock, remove what interrupted container and layer writes left."""
+        svc = cls.wire(root, encoding)
+        with svc.lock.held():
             if clean:
                 svc.containers.clean()
-                layers.clean()
+                svc.layers.clean()
         return svc
 
     # ---- lookups -------------------------------------------------------------------------

@@ -1,8 +1,6 @@
 """The slice of the local store that pull, push, save and load need, wired together.
 
-Kept in one place so that, when the store grows a facade, only this file changes. The layer
-store needs to know which ChainIDs images hold (for reference counts); that is the image
-store's `top_chain_ids`.
+The wiring itself is `Services.wire`'s, so the two cannot drift apart.
 """
 from __future__ import annotations
 
@@ -12,6 +10,7 @@ from pathlib import Path
 from ..imagestore import ImageStore
 from ..layerstore import LayerStore
 from ..refstore import RefStore
+from ..service import Services
 from ..store import Layout, StoreLock
 from .metadata import V2MetadataStore
 
@@ -34,12 +33,8 @@ class LocalStore:
 
 
 def open_local_store(root: Path, encoding: str | None = None) -> LocalStore:
-    """`encoding`: the on-disk whiteout encoding for new layers (overlay or aufs; default the store's)."""
-    layout = Layout(Path(root))
-    for d in layout.dirs():
-        d.mkdir(parents=True, exist_ok=True)
-    holder: dict[str, ImageStore] = {}
-    layers = LayerStore(layout, encoding, image_tops=lambda: holder["images"].top_chain_ids())
-    images = ImageStore(layout, layers)
-    holder["images"] = images
-    return LocalStore(layout, layers, images, RefStore(layout), V2MetadataStore(layout), StoreLock(layout.lock_file))
+    """`encoding`: the on-disk whiteout encoding for new layers (overlay or aufs; default the store's).
+
+    The stores are wired as `Services.wire` wires them (no lock taken, nothing cleaned here)."""
+    svc = Services.wire(root, encoding)
+    return LocalStore(svc.layout, svc.layers, svc.images, svc.refs, V2MetadataStore(svc.layout), svc.lock)
