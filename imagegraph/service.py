@@ -166,13 +166,15 @@ class Services:
 
     # ---- import and tag ----------------------------------------------------------------
 
-    def _parse_repo_tag(self, repo_tag: str) -> Reference:
+    def _parse_repo_tag(self, repo_tag: str, digest_error: Exception | None = None) -> Reference:
+        """The name:tag a new image gets (`:latest` if bare); a digest reference raises
+        `digest_error` (import's daemon error unless the caller, like commit, has docker's own)."""
         try:
             ref = parse_normalized_named(repo_tag)
         except InvalidReference as exc:
             raise InvalidParameter(str(exc)) from None
         if ref.digest is not None:
-            raise InvalidParameter("cannot import digest reference")
+            raise digest_error or InvalidParameter("cannot import digest reference")
         return tag_name_only(ref)
 
     def import_image(self, source: str | BinaryIO, repo_tag: str | None = None, changes: list[str] | None = None,
@@ -510,15 +512,8 @@ class Services:
 
     def commit(self, ref: str, repo_tag: str | None = None, author: str = "", message: str = "",
                changes: list[str] | None = None, created: float | None = None) -> CommitResult:
-        new_ref = None
-        if repo_tag:
-            try:
-                new_ref = parse_normalized_named(repo_tag)
-            except InvalidReference as exc:
-                raise InvalidParameter(str(exc)) from None
-            if new_ref.digest is not None:
-                raise ClientError("refusing to create a tag with a digest reference")
-            new_ref = tag_name_only(new_ref)
+        new_ref = self._parse_repo_tag(
+            repo_tag, ClientError("refusing to create a tag with a digest reference")) if repo_tag else None
         with self.lock.held():
             c = self.get_container(ref)
             try:
