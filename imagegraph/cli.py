@@ -296,6 +296,20 @@ def cmd_tag(a: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _each(ctx: Context, names: list[str], action: Callable[[str], None]) -> int:
+    """docker rm/rmi: act on every name, even after a failure; the daemon's errors are printed
+    together at the end, and any of them makes the exit status 1."""
+    errors = []
+    for name in names:
+        try:
+            action(name)
+        except DaemonError as exc:
+            errors.append(DAEMON_PREFIX + str(exc))
+    for e in errors:
+        ctx.err.write(e + "\n")
+    return 1 if errors else 0
+
+
 def _setup_rmi(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+")
     p.add_argument("-f", "--force", action="store_true")
@@ -305,16 +319,11 @@ def _setup_rmi(p: argparse.ArgumentParser) -> None:
 @command("rmi", "Remove one or more images")
 @args(_setup_rmi)
 def cmd_rmi(a: argparse.Namespace, ctx: Context) -> int:
-    errors = []
-    for name in a.images:
-        try:
-            for rec in ctx.svc.image_delete(name, a.force, not a.no_prune):
-                ctx.print(f"Deleted: {rec['Deleted']}" if "Deleted" in rec else f"Untagged: {rec['Untagged']}")
-        except DaemonError as exc:
-            errors.append(DAEMON_PREFIX + str(exc))
-    for e in errors:
-        ctx.err.write(e + "\n")
-    return 1 if errors else 0
+    def remove(name: str) -> None:
+        for rec in ctx.svc.image_delete(name, a.force, not a.no_prune):
+            ctx.print(f"Deleted: {rec['Deleted']}" if "Deleted" in rec else f"Untagged: {rec['Untagged']}")
+
+    return _each(ctx, a.images, remove)
 
 
 def _setup_prune(p: argparse.ArgumentParser) -> None:
@@ -399,16 +408,11 @@ def _setup_rm(p: argparse.ArgumentParser) -> None:
 @command("rm", "Remove one or more containers")
 @args(_setup_rm)
 def cmd_rm(a: argparse.Namespace, ctx: Context) -> int:
-    errors = []
-    for name in a.containers:
-        try:
-            ctx.svc.remove_container(name, a.force)
-            ctx.print(name)
-        except DaemonError as exc:
-            errors.append(DAEMON_PREFIX + str(exc))
-    for e in errors:
-        ctx.err.write(e + "\n")
-    return 1 if errors else 0
+    def remove(name: str) -> None:
+        ctx.svc.remove_container(name, a.force)
+        ctx.print(name)
+
+    return _each(ctx, a.containers, remove)
 
 
 def _setup_diff(p: argparse.ArgumentParser) -> None:
