@@ -25,7 +25,7 @@ from .distribution.localstore import LocalStore, open_local_store
 from .distribution.progress import ProgressWriter
 from .distribution.pull import PullOptions, pull
 from .distribution.push import push
-from .reference import InvalidReference, parse_normalized_named, tag_name_only
+from .reference import InvalidReference, Reference, parse_normalized_named, tag_name_only
 from .store import resolve_root
 from .tarexport import TarExportError, load, save, save_to_file
 
@@ -88,16 +88,28 @@ def _errors(fn: Callable[[argparse.Namespace, TextIO, TextIO], int]):
     return run
 
 
+def _default_tag(ref: Reference, args: argparse.Namespace, out: TextIO) -> Reference:
+    """docker pull/push of a bare name: `:latest`, said unless -q."""
+    if not ref.is_name_only:
+        return ref
+    ref = tag_name_only(ref)
+    if not args.quiet:
+        out.write(f"Using default tag: {ref.tag}\n")
+    return ref
+
+
+def _progress(args: argparse.Namespace, out: TextIO) -> ProgressWriter:
+    """Docker's progress lines on `out`, or nowhere with -q."""
+    return ProgressWriter(_Sink() if args.quiet else out)  # type: ignore[arg-type]
+
+
 @_errors
 def cmd_pull(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     ref = parse_normalized_named(args.name)
     platform = M.parse_platform(args.platform) if args.platform else None
-    if ref.is_name_only:
-        ref = tag_name_only(ref)
-        if not args.quiet:
-            out.write(f"Using default tag: {ref.tag}\n")
+    ref = _default_tag(ref, args, out)
     store = _store(args)
-    writer = ProgressWriter(_Sink() if args.quiet else out)  # type: ignore[arg-type]
+    writer = _progress(args, out)
     pull(store, ref, writer, PullOptions(platform=platform, insecure_registries=_insecure(args, store)))
     out.write(f"{ref}\n")
     return 0
@@ -108,12 +120,9 @@ def cmd_push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     ref = parse_normalized_named(args.name)
     if ref.digest is not None:
         return _fail(err, "cannot push a digest reference", daemon=False)
-    if ref.is_name_only:
-        ref = tag_name_only(ref)
-        if not args.quiet:
-            out.write(f"Using default tag: {ref.tag}\n")
+    ref = _default_tag(ref, args, out)
     store = _store(args)
-    writer = ProgressWriter(_Sink() if args.quiet else out)  # type: ignore[arg-type]
+    writer = _progress(args, out)
     result = push(store, ref, writer, PullOptions(insecure_registries=_insecure(args, store)))
     if args.quiet:
         out.write(f"{ref}\n")
@@ -194,7 +203,7 @@ def cmd_save(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 @_errors
 def cmd_load(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     store = _store(args)
-    writer = ProgressWriter(_Sink() if args.quiet else out)  # type: ignore[arg-type]
+    writer = _progress(args, out)
     if args.input:
         with open(args.input, "rb") as f:
             lines = load(store, f, writer)
