@@ -4,10 +4,7 @@ from __future__ import annotations
 import os
 
 from . import Checker
-from .store import Store, container_dirs, container_named
-
-INIT_FILES = ["/.dockerenv", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
-
+from .store import INIT_FILES, Store, container_dirs, container_named
 
 def check(folder: str) -> list[str]:
     c = Checker(folder)

@@ -14,6 +14,8 @@ from unionfs.super import Super
 from unionfs.union import Union
 
 DRIVER = "layerfs"
+# What `create` writes into a container's init layer (Docker's initlayer and the container's /etc files).
+INIT_FILES = ["/.dockerenv", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
 
 
 def sha_hex(digest: str) -> str:
