@@ -11,7 +11,7 @@ import os
 import re
 
 from . import Checker
-from .store import Store, sha_hex
+from .store import Store, container_named, read_file, sha_hex
 
 REPOSITORY = "test/hello-world"
 TAG = "2.0"
@@ -48,14 +48,6 @@ def running_registries(folder: str) -> list[int]:
     return sorted(found)
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def check(folder: str) -> list[str]:
     c = Checker(folder)
     for pid in running_registries(folder):
@@ -82,7 +74,7 @@ def check(folder: str) -> list[str]:
     # The RepoDigest: which manifest the image was pulled as, and the registry agrees.
     digests = sorted(ref.split("@", 1)[1] for ref, target in tags.items()
                      if ref.startswith(name + "@") and target == image)
-    on_registry = _read(os.path.join(folder, V2, "repositories", REPOSITORY, "_manifests", "tags", TAG,
+    on_registry = read_file(os.path.join(folder, V2, "repositories", REPOSITORY, "_manifests", "tags", TAG,
                                      "current", "link"))
     if not digests:
         c.problem(f"{name}:{TAG} has no RepoDigest ({name}@sha256:…): a pulled image records the digest "
@@ -106,13 +98,13 @@ def check(folder: str) -> list[str]:
     for n, (diff, chain) in enumerate(zip(diff_ids, Store.chain_ids(diff_ids)), 1):
         entry = os.path.join(layerdb, sha_hex(chain))
         rel = os.path.relpath(entry, folder)
-        if _read(os.path.join(entry, "diff")) != diff:
+        if read_file(os.path.join(entry, "diff")) != diff:
             c.problem(f"{rel}/diff is missing or wrong: layer {n} is stored under its ChainID, and its diff "
                       f"file holds its DiffID")
             continue
-        if _read(os.path.join(entry, "parent")) != parent:
+        if read_file(os.path.join(entry, "parent")) != parent:
             c.problem(f"{rel}/parent is not the layer below: a ChainID names a layer with everything under it")
-        cache = _read(os.path.join(entry, "cache-id"))
+        cache = read_file(os.path.join(entry, "cache-id"))
         files = os.path.join(store.root, "layerfs", cache or "?", "diff")
         if not cache or not os.path.isdir(files):
             c.problem(f"layer {n}'s files ({os.path.relpath(files, folder)}/) are missing: {rel}/cache-id "
@@ -125,13 +117,13 @@ def check(folder: str) -> list[str]:
     # Nothing stored twice: every layer folder belongs to one layer (or one container).
     owners: dict[str, list[str]] = {}
     for chain in store.layer_ids():
-        cache = _read(os.path.join(layerdb, chain, "cache-id"))
+        cache = read_file(os.path.join(layerdb, chain, "cache-id"))
         if cache:
             owners.setdefault(cache, []).append(chain)
     mounts = os.path.join(store.image_dir, "layerdb", "mounts")
     for container in os.listdir(mounts) if os.path.isdir(mounts) else []:
         for key in ("mount-id", "init-id"):
-            cache = _read(os.path.join(mounts, container, key))
+            cache = read_file(os.path.join(mounts, container, key))
             if cache:
                 owners.setdefault(cache, []).append(container)
     layer_root = os.path.join(store.root, "layerfs")
@@ -161,6 +153,6 @@ def check(folder: str) -> list[str]:
             c.problem(f"{rel} names a blob the registry does not hold: layer {n} should come from the lab's registry")
 
     for container in ("hello", "hello2"):
-        if any(cfg.get("Name", "").lstrip("/") == container for cfg in store.containers()):
+        if container_named(store, container) is not None:
             c.problem(f"container {container} still exists: steps 4 and 7 remove it before removing its image")
     return c.problems

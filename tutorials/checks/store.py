@@ -22,7 +22,8 @@ def sha_hex(digest: str) -> str:
     return digest.split(":", 1)[1] if ":" in digest else digest
 
 
-def _read(path: str) -> str | None:
+def read_file(path: str) -> str | None:
+    """A small file's text, stripped; None when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as f:
             return f.read().strip()
@@ -48,7 +49,7 @@ class Store:
 
     def tags(self) -> dict[str, str]:
         """'name:tag' -> image ID, from repositories.json."""
-        text = _read(os.path.join(self.image_dir, "repositories.json")) or "{}"
+        text = read_file(os.path.join(self.image_dir, "repositories.json")) or "{}"
         out: dict[str, str] = {}
         for refs in json.loads(text).get("Repositories", {}).values():
             out.update(refs)
@@ -58,11 +59,11 @@ class Store:
         return self.tags().get(name if ":" in name else name + ":latest")
 
     def config(self, image_id: str) -> dict:
-        text = _read(os.path.join(self.image_dir, "imagedb", "content", "sha256", sha_hex(image_id)))
+        text = read_file(os.path.join(self.image_dir, "imagedb", "content", "sha256", sha_hex(image_id)))
         return json.loads(text) if text else {}
 
     def parent(self, image_id: str) -> str | None:
-        return _read(os.path.join(self.image_dir, "imagedb", "metadata", "sha256", sha_hex(image_id), "parent"))
+        return read_file(os.path.join(self.image_dir, "imagedb", "metadata", "sha256", sha_hex(image_id), "parent"))
 
     def layer_ids(self) -> list[str]:
         """Chain IDs of the layers in layerdb."""
@@ -76,7 +77,7 @@ class Store:
         """The layer directories of an image, bottom first (follows layerdb by chain ID)."""
         dirs = []
         for chain in self.chain_ids(self.config(image_id).get("rootfs", {}).get("diff_ids", [])):
-            cache = _read(os.path.join(self.image_dir, "layerdb", "sha256", sha_hex(chain), "cache-id"))
+            cache = read_file(os.path.join(self.image_dir, "layerdb", "sha256", sha_hex(chain), "cache-id"))
             dirs.append(os.path.join(self.root, DRIVER, cache or "?", "diff"))
         return dirs
 
@@ -100,7 +101,7 @@ class Store:
         folder = os.path.join(self.root, "containers")
         out = []
         for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-            text = _read(os.path.join(folder, name, "config.v2.json"))
+            text = read_file(os.path.join(folder, name, "config.v2.json"))
             if text:
                 out.append(json.loads(text))
         return out
@@ -116,7 +117,7 @@ def container_named(store: Store, name: str) -> dict | None:
 def container_dirs(store: Store, container_id: str) -> tuple[str, str] | None:
     """(init layer dir, top layer dir) of a container, from layerdb/mounts/<id>/ as Docker keeps it."""
     mounts = os.path.join(store.image_dir, "layerdb", "mounts", container_id)
-    init_id, mount_id = _read(os.path.join(mounts, "init-id")), _read(os.path.join(mounts, "mount-id"))
+    init_id, mount_id = read_file(os.path.join(mounts, "init-id")), read_file(os.path.join(mounts, "mount-id"))
     if not init_id or not mount_id:
         return None
     return (os.path.join(store.root, DRIVER, init_id, "diff"), os.path.join(store.root, DRIVER, mount_id, "diff"))
