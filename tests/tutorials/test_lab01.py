@@ -1,10 +1,9 @@
 """Lab 01 (rootfs and layers): the page runs as written, and its self-check catches broken states."""
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
+from tests.tutorials.helpers import check_after
 from tutorials.checks import run_check
 
 pytestmark = [pytest.mark.mount, pytest.mark.kernel_overlay]  # mount -t needs root
@@ -24,7 +23,5 @@ def test_lab_runs_and_its_check_passes(finished_lab):
     ("echo changed > upper/etc/motd", "upper/etc/motd holds 'changed\\n'"),
 ])
 def test_check_catches_a_broken_state(finished_lab, how, expected):
-    folder = finished_lab("01")
-    subprocess.run(how, shell=True, cwd=folder, check=True)
-    problems = run_check("01", folder)
+    problems = check_after("01", finished_lab("01"), how)
     assert any(expected in p for p in problems), problems

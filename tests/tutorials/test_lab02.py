@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
+from tests.tutorials.helpers import check_after
 from tutorials.__main__ import main
 from tutorials.checks import run_check
 
@@ -17,10 +17,6 @@ def test_lab_runs_and_its_check_passes(finished_lab, capsys):
     assert run_check("02", folder) == []
     assert main(["check", "02", folder]) == 0
     assert "all checks passed" in capsys.readouterr().out
-
-
-def _break(folder: str, how: str) -> None:
-    subprocess.run(how, shell=True, cwd=folder, check=True)
 
 
 @pytest.mark.parametrize("how, expected", [
@@ -41,8 +37,7 @@ def _break(folder: str, how: str) -> None:
 ])
 def test_check_catches_a_broken_state(finished_lab, capsys, how, expected):
     folder = finished_lab("02")
-    _break(folder, how)
-    problems = run_check("02", folder)
+    problems = check_after("02", folder, how)
     assert any(expected in p for p in problems), problems
     assert main(["check", "02", folder]) == 1
     out = capsys.readouterr().out

@@ -1,10 +1,9 @@
 """Lab 03 (copy-on-write): the page runs as written, and its self-check catches broken states."""
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
+from tests.tutorials.helpers import check_after
 from tutorials.checks import run_check
 
 pytestmark = [pytest.mark.mount, pytest.mark.kernel_overlay]  # mount -t needs root
@@ -27,7 +26,5 @@ def test_lab_runs_and_its_check_passes(finished_lab):
     ("layerfs mount -o dirs=./top=rw:./image=ro mnt", "mnt is still mounted"),
 ])
 def test_check_catches_a_broken_state(finished_lab, how, expected):
-    folder = finished_lab("03")
-    subprocess.run(how, shell=True, cwd=folder, check=True)
-    problems = run_check("03", folder)
+    problems = check_after("03", finished_lab("03"), how)
     assert any(expected in p for p in problems), problems

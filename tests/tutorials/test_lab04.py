@@ -2,10 +2,9 @@
 included), and its self-check catches broken states in either encoding."""
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
+from tests.tutorials.helpers import check_after
 from tutorials.checks import run_check
 
 pytestmark = [pytest.mark.mount, pytest.mark.kernel_overlay]
@@ -27,7 +26,5 @@ def test_lab_runs_and_its_check_passes(finished_lab):
     ("rm image/conf.d/a.conf", "image/conf.d/ lacks a.conf"),
 ])
 def test_check_catches_a_broken_state(finished_lab, how, expected):
-    folder = finished_lab("04")
-    subprocess.run(how, shell=True, cwd=folder, check=True)
-    problems = run_check("04", folder)
+    problems = check_after("04", finished_lab("04"), how)
     assert any(expected in p for p in problems), problems

@@ -1,18 +1,12 @@
 """Lab 05 (images, parents and bases): the page runs as written, and its self-check catches broken stores."""
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
+from tests.tutorials.helpers import check_after
 from tutorials.checks import run_check
 
 pytestmark = [pytest.mark.mount, pytest.mark.kernel_overlay]  # imagegraph mount as root
-
-
-def _in_lab(folder: str, how: str) -> None:
-    subprocess.run(f"export IMAGEGRAPH_ROOT=$PWD/store; {how}", shell=True, cwd=folder, check=True,
-                   stdout=subprocess.DEVNULL)
 
 
 def test_lab_runs_and_its_check_passes(finished_lab):
@@ -29,7 +23,5 @@ def test_lab_runs_and_its_check_passes(finished_lab):
      "mysql's rootfs has /usr/sbin/nginx"),
 ])
 def test_check_catches_a_broken_state(finished_lab, how, expected):
-    folder = finished_lab("05")
-    _in_lab(folder, how)
-    problems = run_check("05", folder)
+    problems = check_after("05", finished_lab("05"), how)
     assert any(expected in p for p in problems), problems

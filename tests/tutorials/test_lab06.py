@@ -1,18 +1,12 @@
 """Lab 06 (the container's layers): the page runs as written, and its self-check catches broken states."""
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
+from tests.tutorials.helpers import check_after
 from tutorials.checks import run_check
 
 pytestmark = [pytest.mark.mount, pytest.mark.kernel_overlay]  # imagegraph mount as root
-
-
-def _in_lab(folder: str, how: str) -> None:
-    subprocess.run(f"export IMAGEGRAPH_ROOT=$PWD/store; {how}", shell=True, cwd=folder, check=True,
-                   stdout=subprocess.DEVNULL)
 
 
 def test_lab_runs_and_its_check_passes(finished_lab):
@@ -33,7 +27,5 @@ INIT = "store/layerfs/$(cat store/image/layerfs/layerdb/mounts/*/init-id)/diff"
     ("rm store/layerfs/*/diff/etc/os-release", "the image's read-only layer (只读层) keeps os-release"),
 ])
 def test_check_catches_a_broken_state(finished_lab, how, expected):
-    folder = finished_lab("06")
-    _in_lab(folder, how)
-    problems = run_check("06", folder)
+    problems = check_after("06", finished_lab("06"), how)
     assert any(expected in p for p in problems), problems

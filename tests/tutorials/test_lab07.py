@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
+from tests.tutorials.helpers import check_after
 from tutorials.checks import run_check
 from tutorials.checks.store import Store
 
@@ -33,7 +33,5 @@ def test_check_catches_a_broken_state(finished_lab, how, expected):
     new = Store(os.path.join(folder, "store"))
     new_dir = new.diff_dirs(new.image_id("tiny-app"))[-1]
     assert os.path.exists(new_dir + "/etc/app.conf")
-    subprocess.run(["bash", "-c", f"export IMAGEGRAPH_ROOT=$PWD/store NEW={new_dir}; {how}"], cwd=folder, check=True,
-                   stdout=subprocess.DEVNULL)
-    problems = run_check("07", folder)
+    problems = check_after("07", folder, how, NEW=new_dir)
     assert any(expected in p for p in problems), problems
