@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from unionfs.mountinfo import unescape
+
 from .lab import Lab, Step
 from .normalize import normalize
 
@@ -122,19 +124,6 @@ class Shell:
 
 
 # -- mounts -------------------------------------------------------------------------------
-def _unescape(field_: str) -> str:
-    """/proc/self/mountinfo escapes space, tab, newline and backslash as octal."""
-    out, i = [], 0
-    while i < len(field_):
-        if field_[i] == "\\" and i + 3 < len(field_) + 0 and field_[i + 1:i + 4].isdigit():
-            out.append(chr(int(field_[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field_[i])
-            i += 1
-    return "".join(out)
-
-
 def mounts_under(folder: str) -> list[str]:
     """Mount points at or below `folder`, deepest first (so nested mounts go first)."""
     folder = os.path.realpath(folder)
@@ -142,7 +131,7 @@ def mounts_under(folder: str) -> list[str]:
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
             for line in f:
-                point = _unescape(line.split()[4])
+                point = unescape(line.split()[4])
                 if point == folder or point.startswith(folder + "/"):
                     found.append(point)
     except OSError:
