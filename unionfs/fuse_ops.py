@@ -43,6 +43,7 @@ class DirHandle:
 
     path: str
     names: list[str] | None = None
+    plus: bool = False  # this listing hands the kernel each entry's attributes
 
 
 @dataclass
@@ -184,6 +185,7 @@ class LayerOps(fuse.Operations):
         self.files = HandleTable()
         self.dirs = HandleTable()
         self.links = LinkNames()
+        self._listed: set[str] = set()  # directories whose entries' attributes the kernel got
         self.invalidate = Invalidator()
         self._local = threading.local()
         # Copy-ups are reported through the union's tracer: listen there, and pass events on.
@@ -404,32 +406,55 @@ class LayerOps(fuse.Operations):
         return self.dirs.add(DirHandle(path))
 
     def readdir_with_offset(self, path: str, offset: int, fh: int):
-        """Entries after `offset`; offset 0 (a new read or a rewinddir) takes a fresh listing."""
+        """Entries after `offset`; offset 0 (a new read or a rewinddir) takes a fresh listing.
+
+        A generator: libfuse stops asking once the kernel's buffer is full.
+        """
         handle: DirHandle = self.dirs.get(fh)
         if offset == 0 or handle.names is None:
             handle.names = self.union.readdir(handle.path)
         names = handle.names
-        return [(names[i], None, i + 1) for i in range(offset, len(names))]
+        return ((names[i], None, i + 1) for i in range(offset, len(names)))
 
-    def readdir_plus(self, path: str, offset: int, fh: int) -> list[tuple[str, dict[str, int] | None, int]]:
-        """Like `readdir_with_offset`, with each entry's attributes: the kernel then needs no
-        LOOKUP per entry of a listing it has not seen (a cold `find`, `ls -l`)."""
-        entries = self.readdir_with_offset(path, offset, fh)
+    def readdir_plus(self, path: str, offset: int, fh: int):
+        """The kernel asks for a listing with attributes (READDIRPLUS): give them the first
+        time it lists a directory, so a cold `find` or `ls -l` needs no LOOKUP per entry.
+
+        Later listings of the same directory come without: the kernel keeps the entries
+        and attributes it was given (long timeouts, and it hears of every change), so
+        working them out again would only slow warm walks down. Should it have dropped some,
+        it looks them up, as without READDIRPLUS.
+        """
         handle: DirHandle = self.dirs.get(fh)
-        try:
-            stats = stat_entries(self.union, handle.path, [name for name, _, _ in entries])
-        except OSError:
-            return entries
-        out = []
+        if offset == 0:
+            given = self._listed
+            handle.plus = handle.path not in given
+            if handle.plus:
+                if len(given) > 1 << 16:
+                    given.clear()
+                given.add(handle.path)
+        entries = self.readdir_with_offset(path, offset, fh)
+        return self._with_attrs(handle, entries) if handle.plus else entries
+
+    def _with_attrs(self, handle: DirHandle, entries) -> Iterator[tuple[str, dict[str, int] | None, int]]:
+        """`entries` with their attributes, worked out a batch at a time (libfuse stops
+        asking once the kernel's buffer is full)."""
         base = handle.path.rstrip("/") + "/"
-        for name, _, off in entries:
-            st = stats.get(name)
-            if st is None:
-                out.append((name, None, off))
-            else:
-                self._note(base + name, st)
-                out.append((name, self._attrs(st), off))
-        return out
+        while True:
+            batch = list(itertools.islice(entries, 128))
+            if not batch:
+                return
+            try:
+                stats = stat_entries(self.union, handle.path, [name for name, _, _ in batch])
+            except OSError:
+                stats = {}
+            for name, _, off in batch:
+                st = stats.get(name)
+                if st is None:
+                    yield name, None, off
+                else:
+                    self._note(base + name, st)
+                    yield name, self._attrs(st), off
 
     def releasedir(self, path: str, fh: int) -> int:
         self.dirs.pop(fh)

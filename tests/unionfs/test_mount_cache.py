@@ -155,7 +155,8 @@ def test_cached_listings_follow_every_change(union):
 
 
 def test_a_cold_walk_gets_attributes_with_the_listing(tmp_path):
-    """libfuse's debug log: READDIRPLUS answers the listing, no LOOKUP follows per entry."""
+    """libfuse's debug log: READDIRPLUS answers the listing, no LOOKUP follows per entry,
+    neither after the first walk nor after a second one."""
     lower, mnt = tmp_path / "lower", tmp_path / "mnt"
     (lower / "d").mkdir(parents=True)
     for i in range(50):
@@ -174,6 +175,9 @@ def test_a_cold_walk_gets_attributes_with_the_listing(tmp_path):
             sizes = {e.name: e.stat(follow_symlinks=False).st_size for e in it}
         assert sizes == {f"f{i:02}": i for i in range(50)}
         assert os.lstat(mnt / "d" / "f07").st_size == 7
+        with os.scandir(mnt / "d") as it:  # again: listed without attributes, the kernel has them
+            again = {e.name: e.stat(follow_symlinks=False).st_size for e in it}
+        assert again == sizes
     finally:
         force_unmount(mnt)
         proc.wait(timeout=20)
