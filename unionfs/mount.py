@@ -36,6 +36,11 @@ ENTRY_SECONDS = 86400.0
 ATTR_SECONDS = 86400.0
 ATTR_SECONDS_UNINVALIDATED = 1.0
 FSNAME_LIMIT = 3800  # the kernel copies at most a page of mount source
+# Readahead of the mount's backing device. The kernel starts FUSE mounts at 128 KiB, so a
+# sequential read is one READ request (one Python call) per 128 KiB; at 1 MiB it is one per
+# MiB (libfuse's requests go up to 1 MiB). Measured on the bench's cold 256 MiB read: 2,048
+# requests and ~230 ms at 128 KiB, 256 requests and ~134 ms at 1 MiB.
+READ_AHEAD_KB = 1024
 
 
 class MountError(Exception):
@@ -189,7 +194,8 @@ def mount(request: MountRequest) -> None:
 
     if p.foreground:
         try:
-            run_fuse(LayerOps(union), p.mountpoint, p.fuse_options)
+            run_fuse(LayerOps(union, lambda: _in_thread(set_read_ahead, p.mountpoint)), p.mountpoint,
+                     p.fuse_options)
         except RuntimeError as exc:
             raise MountError(f"mounting {request.mountpoint} failed (libfuse error {exc})") from None
         return
@@ -203,9 +209,16 @@ def mount(request: MountRequest) -> None:
     with os.fdopen(read_end, "rb") as pipe:
         message = pipe.read().decode("utf-8", "replace").strip()
     if message == "ok":
+        set_read_ahead(p.mountpoint)
         return
     os.waitpid(pid, 0)
     raise MountError(message or f"mounting {request.mountpoint} failed: the daemon exited")
+
+
+def _in_thread(fn, *args) -> None:
+    import threading
+
+    threading.Thread(target=fn, args=args, daemon=True).start()
 
 
 def _daemon(union, p: Plan, status_fd: int) -> int:
@@ -245,6 +258,21 @@ def _daemon(union, p: Plan, status_fd: int) -> int:
     finally:
         os.close(status_fd)
     return 1
+
+
+def set_read_ahead(mountpoint: str, kb: int = READ_AHEAD_KB) -> bool:
+    """Raise the readahead of the live FUSE mount at `mountpoint` (root only: a sysfs write).
+
+    Not from libfuse's `init`: the kernel sets the readahead from init's reply, after it.
+    The stat waits until the mount is initialised.
+    """
+    try:
+        st = os.stat(mountpoint)
+        with open(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb", "w") as f:
+            f.write(f"{kb}\n")
+        return True
+    except OSError:
+        return False  # not root, or no sysfs: the kernel's default stays
 
 
 # -- unmounting --------------------------------------------------------------------------

@@ -184,3 +184,14 @@ def test_a_cold_walk_gets_attributes_with_the_listing(tmp_path):
     text = log.read_text()
     assert "READDIRPLUS" in text
     assert not [line for line in text.splitlines() if "LOOKUP" in line and "/d/f" in line]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the readahead is a sysfs setting: root only")
+def test_root_mounts_read_ahead_a_mebibyte(union):
+    from unionfs.mount import READ_AHEAD_KB
+
+    mnt, _, _ = union
+    st = os.stat(mnt)
+    bdi = Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb")
+    assert READ_AHEAD_KB == 1024 and bdi.read_text().strip() == "1024"
+    assert (mnt / "one").read_text() == "lower one\n"
