@@ -21,12 +21,45 @@ WHITEOUT_MODE = 0
 
 OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 REDIRECT_XATTRS = ("trusted.overlay.redirect", "user.overlay.redirect")
-# Private xattrs never shown through the union nor copied up.
-PRIVATE_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "user.layerfs.", "user.fuseoverlayfs.")
+LAYERFS_XATTR_PREFIX = "user.layerfs."
 
 
-def is_private_xattr(name: str) -> bool:
-    return name.startswith(PRIVATE_XATTR_PREFIXES)
+@dataclass(frozen=True)
+class XattrNames:
+    """How xattr names cross the union, as the kernel's OverlayFS does since 6.7.
+
+    The union's private namespace (`trusted.overlay.`, or `user.overlay.` where the union
+    may not write trusted xattrs, like the kernel's `userxattr`) never shows through. A
+    caller may still use names in it: they are stored escaped, `trusted.overlay.X` as
+    `trusted.overlay.overlay.X`, and copied up like any other xattr. Our own `user.layerfs.`
+    names are refused (`user.layerfs.origin` is answered by the union itself).
+    """
+
+    private: str  # "trusted.overlay." or "user.overlay."
+
+    @property
+    def escaped(self) -> str:
+        return self.private + "overlay."
+
+    def to_real(self, name: str) -> str:
+        """The name stored on disk for a caller's `name`; EOPNOTSUPP for our own names."""
+        if name.startswith(LAYERFS_XATTR_PREFIX):
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP), name)
+        if name.startswith(self.private):
+            return self.escaped + name[len(self.private):]
+        return name
+
+    def from_real(self, name: str) -> str | None:
+        """The caller's name for a name on disk, or None for a private one."""
+        if name.startswith(self.escaped):
+            return self.private + name[len(self.escaped):]
+        if name.startswith(self.private) or name.startswith(LAYERFS_XATTR_PREFIX):
+            return None
+        return name
+
+    def copied_up(self, name: str) -> bool:
+        """Copy-up keeps a caller's xattrs (escaped ones too) and drops the union's own."""
+        return self.from_real(name) is not None
 
 
 def is_reserved_name(name: str) -> bool:

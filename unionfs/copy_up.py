@@ -10,7 +10,7 @@ import errno
 import os
 import stat
 
-from .branch import is_private_xattr
+from .branch import XattrNames
 from .fsutil import copy_data
 from .namei import Entry, Node, join, split_path
 from .super import Super
@@ -26,7 +26,7 @@ def require_upper(sb: Super, path: str):
     return sb.upper
 
 
-def copy_xattrs(src: str, dst: str) -> None:
+def copy_xattrs(src: str, dst: str, names_rule: XattrNames) -> None:
     try:
         names = os.listxattr(src, follow_symlinks=False)
     except OSError as exc:
@@ -34,7 +34,7 @@ def copy_xattrs(src: str, dst: str) -> None:
             return
         raise
     for name in names:
-        if is_private_xattr(name):
+        if not names_rule.copied_up(name):
             continue
         try:
             os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
@@ -117,7 +117,7 @@ def copy_up_node(sb: Super, node: Node, trigger: str, data_bytes: int | None = N
             os.symlink(os.readlink(source.real), temp)
         else:
             os.mknod(temp, mode, st.st_rdev)
-        copy_xattrs(source.real, temp)
+        copy_xattrs(source.real, temp, sb.xattrs)
         set_attrs(temp, st)
         os.rename(temp, target)
     except BaseException:

@@ -76,7 +76,11 @@ def create_entry(sb: Super, path: str, make: Callable[[str], None], cred: Cred |
             parent_st = os.stat(parent_real)
         target = parent_real + "/" + node.name
         owner = _owner(parent_st, cred, is_dir)
-        needs_opaque = is_dir and (node.upper_whiteout or node.has_lower)
+        # Over a whiteout a new directory must be opaque. The kernel also marks every new
+        # directory in a merged parent opaque ("just an optimization" in ovl_create_upper);
+        # the overlay dialect does the same, so both uppers look alike.
+        needs_opaque = is_dir and (node.upper_whiteout or node.has_lower or (
+            node.parent_merged and sb.spec.dialect is Dialect.OVERLAY))
         if not node.upper_whiteout and not needs_opaque:
             make(target)
             _chown_new(target, owner)
@@ -146,11 +150,10 @@ def link(sb: Super, existing: str, new: str) -> None:
     require_upper(sb, new)
     with sb.lock:
         src = _existing(sb, existing)
+        if sb.resolver.lookup(new).exists:  # the VFS checks the new name before the type
+            raise _err(errno.EEXIST, new)
         if src.is_dir:
             raise _err(errno.EPERM, existing)
-        dst = sb.resolver.lookup(new)
-        if dst.exists:
-            raise _err(errno.EEXIST, new)
         src = copy_up(sb, existing, "link")
         source_real = src.top.real
         create_entry(sb, new, lambda real: os.link(source_real, real, follow_symlinks=False), None,
@@ -247,8 +250,13 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
     with sb.lock:
         src = _existing(sb, old)
         dst = sb.resolver.lookup(new)
+        if old == new:  # the same name: nothing to do (NOREPLACE: it exists)
+            if flags & RENAME_NOREPLACE:
+                raise _err(errno.EEXIST, new)
+            return
         if old == "/" or new == "/":
-            raise _err(errno.EBUSY, old)
+            # The union's root is a mount point: the VFS says EXDEV for it (another mount).
+            raise _err(errno.EXDEV, old)
         if src.is_dir and (new + "/").startswith(old + "/") and old != new:
             raise _err(errno.EINVAL, new)
         if dst.exists:

@@ -75,6 +75,8 @@ def open_file(sb: Super, path: str, flags: int, mode: int = 0o644, cred: Cred | 
         if trailing_slash:
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
         return create_file(sb, path, flags, mode, cred)
+    if flags & os.O_CREAT and path == "/":  # no last name to create: the VFS says EISDIR
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     if flags & os.O_CREAT and flags & os.O_EXCL:
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
     if node.is_dir:

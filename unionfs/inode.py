@@ -9,7 +9,6 @@ import os
 import stat
 from dataclasses import dataclass
 
-from .branch import is_private_xattr
 from .copy_up import copy_up, require_upper
 from .super import Super
 
@@ -92,11 +91,6 @@ def statfs(sb: Super, path: str = "/") -> os.statvfs_result:
     return os.statvfs(sb.branches[0].path)
 
 
-def _refuse_private(name: str, path: str) -> None:
-    if is_private_xattr(name):
-        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP), path)
-
-
 def origin(sb: Super, path: str) -> str:
     """Provenance as `user.layerfs.origin` shows it: the serving branch's label and role."""
     return sb.resolver.lookup(path).top.branch.describe()
@@ -106,29 +100,39 @@ def getxattr(sb: Super, path: str, name: str) -> bytes:
     if name == ORIGIN_XATTR:
         return origin(sb, path).encode("utf-8", "surrogateescape")
     node = sb.resolver.lookup(path)
-    _refuse_private(name, path)
-    return os.getxattr(node.top.real, name, follow_symlinks=False)
+    return os.getxattr(node.top.real, sb.xattrs.to_real(name), follow_symlinks=False)
 
 
 def listxattr(sb: Super, path: str) -> list[str]:
     node = sb.resolver.lookup(path)
-    return [n for n in os.listxattr(node.top.real, follow_symlinks=False) if not is_private_xattr(n)]
+    shown = (sb.xattrs.from_real(n) for n in os.listxattr(node.top.real, follow_symlinks=False))
+    return [n for n in shown if n is not None]
+
+
+def _check_user_xattr_target(sb: Super, path: str, name: str) -> None:
+    """The VFS allows user.* xattrs only on files and directories: EPERM before any copy-up."""
+    if name.startswith("user."):
+        mode = sb.resolver.lookup(path).top.st.st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), path)
 
 
 def setxattr(sb: Super, path: str, name: str, value: bytes, flags: int = 0) -> None:
-    _refuse_private(name, path)
+    real_name = sb.xattrs.to_real(name)
     require_upper(sb, path)
+    _check_user_xattr_target(sb, path, name)
     # No early EEXIST/ENODATA for XATTR_CREATE/REPLACE: the kernel's ovl_xattr_set copies
     # up first and lets the upper fs refuse, so the copy-up happens even when the call fails.
     node = copy_up(sb, path, "setxattr")
-    os.setxattr(node.top.real, name, value, flags, follow_symlinks=False)
+    os.setxattr(node.top.real, real_name, value, flags, follow_symlinks=False)
 
 
 def removexattr(sb: Super, path: str, name: str) -> None:
-    _refuse_private(name, path)
+    real_name = sb.xattrs.to_real(name)
     require_upper(sb, path)
+    _check_user_xattr_target(sb, path, name)
     node = sb.resolver.lookup(path)
     if not node.in_upper:
-        os.getxattr(node.top.real, name, follow_symlinks=False)  # ENODATA without a pointless copy-up
+        os.getxattr(node.top.real, real_name, follow_symlinks=False)  # ENODATA without a pointless copy-up
     node = copy_up(sb, path, "removexattr")
-    os.removexattr(node.top.real, name, follow_symlinks=False)
+    os.removexattr(node.top.real, real_name, follow_symlinks=False)

@@ -2,7 +2,8 @@
 
 Rules, top-down: a whiteout stops the lookup; a non-directory stops it and hides everything
 below; a directory continues unless it is opaque. Below a directory, an entry of another type
-is dropped (overlay stops there; aufs skips it and goes on).
+is dropped and ends the merge, in both dialects: the kernel does so, and the OCI rules that
+the aufs dialect is checked against agree (real aufs would skip it and merge on).
 
 The read-only layers (init and lowers) never change while the union is open, so their part
 of every lookup is cached: after the first walk, a lookup costs one lstat per component in
@@ -60,6 +61,7 @@ class Node:
     parent_upper: str | None
     upper_whiteout: bool = False
     parent_upper_st: os.stat_result | None = None
+    parent_merged: bool = False
 
     @property
     def exists(self) -> bool:
@@ -163,6 +165,8 @@ class Resolver:
         if path == "/":
             return LowerResult(tuple(Entry(b, b.path, os.lstat(b.path)) for b in layers))
         parent = self._lower(parent_of(path), start)
+        if not parent.entries or not parent.entries[0].is_dir:
+            return LowerResult()  # below a non-directory nothing exists
         name = path.rsplit("/", 1)[-1]
         found: list[Entry] = []
         for pentry in parent.entries:
@@ -180,9 +184,9 @@ class Resolver:
             entry = Entry(branch, real, st)
             if found:
                 if not entry.is_dir:
-                    if self.dialect is Dialect.OVERLAY:
-                        break
-                    continue
+                    # Below a directory, an entry of another type is dropped and ends the merge:
+                    # the kernel stops there, and so does OCI (it replaced the directory below).
+                    break
                 found.append(entry)
             else:
                 found.append(entry)
@@ -266,6 +270,7 @@ class Resolver:
                 raise OSError(code, os.strerror(code), current)
             self.check_name(name)
             parent_upper, parent_upper_st = upper_dir, upper_dir_st
+            parent_merged = node.merged
             current = join(current, name)
             child_lower = join(lower_path, name) if lower_path is not None else None
             lowers = self._lower(child_lower, 0).entries if child_lower is not None else ()
@@ -281,7 +286,7 @@ class Resolver:
                 else:
                     upper_entry = Entry(upper, real, st)  # type: ignore[arg-type]
             if whiteout:
-                node = Node(current, (), lowers, child_lower, parent_upper, True, parent_upper_st)
+                node = Node(current, (), lowers, child_lower, parent_upper, True, parent_upper_st, parent_merged)
                 upper_dir, lower_path = None, None
             elif upper_entry is not None:
                 if upper_entry.is_dir:
@@ -295,13 +300,14 @@ class Resolver:
                     if merge and not merge[0].is_dir:
                         merge = ()
                     node = Node(current, (upper_entry,) + merge, lowers, merge_path, parent_upper, False,
-                                parent_upper_st)
+                                parent_upper_st, parent_merged)
                     upper_dir, upper_dir_st, lower_path = upper_entry.real, upper_entry.st, merge_path
                 else:
-                    node = Node(current, (upper_entry,), lowers, child_lower, parent_upper, False, parent_upper_st)
+                    node = Node(current, (upper_entry,), lowers, child_lower, parent_upper, False, parent_upper_st,
+                                parent_merged)
                     upper_dir, lower_path = None, None
             else:
-                node = Node(current, lowers, lowers, child_lower, parent_upper, False, parent_upper_st)
+                node = Node(current, lowers, lowers, child_lower, parent_upper, False, parent_upper_st, parent_merged)
                 upper_dir = None
                 lower_path = child_lower if (lowers and lowers[0].is_dir) else None
             if i < len(names) - 1 and not node.exists:

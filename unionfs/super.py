@@ -12,7 +12,7 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 
-from .branch import Branch, MarkWriter
+from .branch import Branch, MarkWriter, XattrNames
 from .fsutil import Libc
 from .namei import Resolver
 from .options import Dialect, Encoding, Role, UnionSpec
@@ -45,6 +45,7 @@ class Super:
     # The process umask, read once: new objects get their exact mode without a chmod when
     # the umask cannot have touched it (the FUSE daemon runs with umask 0).
     umask: int = 0o022
+    xattrs: XattrNames = XattrNames("trusted.overlay.")
 
     @classmethod
     def open(cls, spec: UnionSpec, tracer: Tracer | None = None) -> "Super":
@@ -61,7 +62,9 @@ class Super:
             marks = MarkWriter.probe(tmpdir, spec.encoding is Encoding.AUFS)
         umask = os.umask(0o022)
         os.umask(umask)
-        return cls(spec, branches, resolver, upper, tmpdir, marks, tracer, Libc.load(), umask=umask)
+        prefix = marks.xattr_prefix if marks else ("trusted." if os.geteuid() == 0 else "user.")
+        return cls(spec, branches, resolver, upper, tmpdir, marks, tracer, Libc.load(), umask=umask,
+                   xattrs=XattrNames(prefix + "overlay."))
 
     def fix_mode(self, real: str | int, mode: int) -> None:
         """chmod a new object only where the umask may have cut bits from `mode`."""

@@ -14,8 +14,6 @@ class InProcess(UnionMachine):
 
 
 @pytest.mark.kernel_overlay
-@pytest.mark.xfail(strict=False, reason="open divergences (conformance report): rename('/', X) EBUSY vs the kernel's "
-                   "EXDEV; aufs-dialect OCI apply misses entries; remove once fixed")
 def test_in_process_union_matches_kernel_overlay():
     run_state_machine_as_test(InProcess)
 

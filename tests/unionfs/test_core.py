@@ -346,11 +346,15 @@ def test_create_over_whiteout(tmp_path, dialect):
     assert not is_whiteout(tmp_path, dialect, "/f")
 
 
-def test_mkdir_without_whiteout_is_not_opaque(tmp_path, dialect):
+def test_mkdir_without_whiteout(tmp_path, dialect):
     u = make_union(tmp_path, dialect, [{}])
     u.mkdir("/fresh", 0o751)
-    assert not is_opaque(tmp_path, dialect, "/fresh")
+    # The root is merged: the kernel marks a new directory there opaque (an optimization of
+    # ovl_create_upper), aufs only over a whiteout.
+    assert is_opaque(tmp_path, dialect, "/fresh") == (dialect == "overlay")
     assert stat.S_IMODE(u.getattr("/fresh").st_mode) == 0o751
+    u.mkdir("/fresh/inner")  # a parent only in the upper: nothing to hide, no mark
+    assert not is_opaque(tmp_path, dialect, "/fresh/inner")
 
 
 def test_mkdir_existing_is_eexist(tmp_path, dialect):
@@ -471,16 +475,31 @@ def test_new_files_belong_to_the_caller(tmp_path, dialect):
         assert (st.st_uid, st.st_gid) == (4321, 8765)
 
 
-def test_private_xattrs_are_hidden_and_refused(tmp_path):
+def test_private_xattrs_are_hidden_and_user_names_escaped(tmp_path):
+    """As the kernel's OverlayFS (6.7+): the union's own overlay.* xattrs never show; a
+    caller's trusted.overlay.X is stored as trusted.overlay.overlay.X and copied up."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    u = make_union(tmp_path, "overlay", [{"d": {OPAQUE: True}}])
+    u = make_union(tmp_path, "overlay", [{"d": {OPAQUE: True}, "f": "x"}])
+    os.setxattr(tmp_path / "l0" / "f", "trusted.overlay.origin", b"private")
+    os.setxattr(tmp_path / "l0" / "f", "trusted.overlay.overlay.mine", b"escaped")
     assert "trusted.overlay.opaque" not in u.listxattr("/d")
     with pytest.raises(OSError) as info:
         u.getxattr("/d", "trusted.overlay.opaque")
+    assert info.value.errno == errno.ENODATA
+    assert u.listxattr("/f") == ["trusted.overlay.mine"]
+    assert u.getxattr("/f", "trusted.overlay.mine") == b"escaped"
+    u.setxattr("/f", "trusted.overlay.opaque", b"y")
+    upper = tmp_path / "upper" / "f"
+    assert os.getxattr(upper, "trusted.overlay.overlay.opaque") == b"y"
+    assert os.getxattr(upper, "trusted.overlay.overlay.mine") == b"escaped"
+    assert "trusted.overlay.origin" not in os.listxattr(upper)
+    u.setxattr("/d", "trusted.overlay.opaque", b"n")  # the caller's own, not a mark
+    assert u.listdir("/d") == []
+    with pytest.raises(OSError) as info:
+        u.setxattr("/f", "user.layerfs.origin", b"forged")
     assert info.value.errno == errno.EOPNOTSUPP
-    with pytest.raises(OSError):
-        u.setxattr("/d", "trusted.overlay.redirect", b"/x")
+    assert u.getxattr("/f", "user.layerfs.origin").endswith(b"(upper)")
 
 
 def test_xattr_round_trip_and_removal(tmp_path, dialect):

@@ -1,9 +1,9 @@
-"""Open difference (for the lead): xattrs named like overlay's private ones, through the union.
+"""Fixed difference: xattrs named like overlay's private ones, through the union.
 
 Kernel 6.18 (redirect_dir=on, index=off): `setxattr(f, "trusted.overlay.opaque", "y")` succeeds
 (the kernel stores it escaped as trusted.overlay.overlay.opaque), getxattr of a missing one says
-ENODATA, and `user.overlay.*` is an ordinary xattr (no userxattr option). layerfs refuses every
-such name with ENOTSUP. Not a one-line fix: it needs the escaping scheme (spec §2.2, "Nesting").
+ENODATA, and `user.overlay.*` is an ordinary xattr (no userxattr option). layerfs refused every
+such name with ENOTSUP; it now escapes them as the kernel does (unionfs.branch.XattrNames).
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from ..replay import replay
 pytestmark = pytest.mark.kernel_overlay
 
 
-@pytest.mark.xfail(strict=True, reason="layerfs refuses overlay-private xattr names with ENOTSUP; the kernel escapes them")
 def test_trusted_overlay_names_are_escaped_not_refused():
     stack = Stack([[Item("file", ("f",)), Item("dir", ("d",))]])
     steps = [("removexattr", ("/f", "trusted.overlay.opaque")), ("getxattr", ("/d", "trusted.overlay.opaque")),
@@ -23,7 +22,6 @@ def test_trusted_overlay_names_are_escaped_not_refused():
     assert replay(stack, steps) == []
 
 
-@pytest.mark.xfail(strict=True, reason="layerfs treats user.overlay.* as private; the kernel (no userxattr) does not")
 def test_user_overlay_names_are_ordinary_without_userxattr():
     stack = Stack([[Item("file", ("f",))]])
     steps = [("setxattr", ("/f", "user.overlay.x", b"1", 0)), ("getxattr", ("/f", "user.overlay.x")),
