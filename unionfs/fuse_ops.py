@@ -9,6 +9,7 @@ the kernel's overlay), and the libfuse 3 arguments that mfusepy's plain `FUSE` d
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import itertools
@@ -204,6 +205,14 @@ class LayerOps(fuse.Operations):
         if self._tracer is not None:
             self._tracer(event)
 
+    @contextlib.contextmanager
+    def _changing(self, *paths: str, skip: tuple[str, ...] = ()) -> Iterator[None]:
+        """Run a change, then `_changed`, also when it fails (a copy-up may have been done)."""
+        try:
+            yield
+        finally:
+            self._changed(*paths, skip=skip)
+
     def _changed(self, *paths: str, skip: tuple[str, ...] = ()) -> None:
         """After a change to `paths`: invalidate their files' other names and copied-up parents.
 
@@ -256,25 +265,25 @@ class LayerOps(fuse.Operations):
         return self.union.readlink(path)
 
     def chmod(self, path: str, mode: int) -> int:
-        self.union.chmod(path, mode)
-        self._changed(path, skip=(path,))
+        with self._changing(path, skip=(path,)):
+            self.union.chmod(path, mode)
         return 0
 
     def chown(self, path: str, uid: int, gid: int) -> int:
-        self.union.chown(path, uid, gid)
-        self._changed(path, skip=(path,))
+        with self._changing(path, skip=(path,)):
+            self.union.chown(path, uid, gid)
         return 0
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
-        self.union.truncate(path, length)
-        self._changed(path, skip=(path,))
+        with self._changing(path, skip=(path,)):
+            self.union.truncate(path, length)
         return 0
 
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
         """`times` may hold UTIME_NOW or UTIME_OMIT (see `_LayerFUSE`): resolve them here."""
         if times is None or times == (UTIME_NOW, UTIME_NOW):
-            self.union.utimens(path, None)
-            self._changed(path, skip=(path,))
+            with self._changing(path, skip=(path,)):
+                self.union.utimens(path, None)
             return 0
         now = time.time_ns()
         current = None
@@ -286,8 +295,8 @@ class LayerOps(fuse.Operations):
                 current = current or self.union.getattr(path)
                 value = getattr(current, which)
             resolved.append(value)
-        self.union.utimens(path, (resolved[0], resolved[1]))
-        self._changed(path, skip=(path,))
+        with self._changing(path, skip=(path,)):
+            self.union.utimens(path, (resolved[0], resolved[1]))
         return 0
 
     def statfs(self, path: str) -> dict[str, int]:
@@ -303,62 +312,62 @@ class LayerOps(fuse.Operations):
         return self.union.listxattr(path)
 
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
-        self.union.setxattr(path, name, value, options)
-        self._changed(path)
+        with self._changing(path):
+            self.union.setxattr(path, name, value, options)
         return 0
 
     def removexattr(self, path: str, name: str) -> int:
-        self.union.removexattr(path, name)
-        self._changed(path)
+        with self._changing(path):
+            self.union.removexattr(path, name)
         return 0
 
     # -- namespace --------------------------------------------------------------------------
     def mkdir(self, path: str, mode: int) -> int:
-        self.union.mkdir(path, mode, _caller())
-        self._changed()
+        with self._changing():
+            self.union.mkdir(path, mode, _caller())
         return 0
 
     def mknod(self, path: str, mode: int, dev: int) -> int:
-        self.union.mknod(path, mode, dev, _caller())
-        self._changed()
+        with self._changing():
+            self.union.mknod(path, mode, dev, _caller())
         return 0
 
     def symlink(self, path: str, target: str) -> int:
         """mfusepy's order: the new link's path first, then what it points to."""
-        self.union.symlink(target, path, _caller())
-        self._changed()
+        with self._changing():
+            self.union.symlink(target, path, _caller())
         return 0
 
     def link(self, path: str, existing: str) -> int:
         """mfusepy's order: the new name first, then the existing file. Every name of the
         file now counts one more link: its other names' cached attributes are stale."""
-        self.union.link(existing, path)
-        st = self.union.getattr(path)
-        self.links.note(existing, st)
-        self.links.note(path, st)
-        self._changed(path, skip=(path,))
+        with self._changing(path, skip=(path,)):
+            self.union.link(existing, path)
+            st = self.union.getattr(path)
+            self.links.note(existing, st)
+            self.links.note(path, st)
         return 0
 
     def unlink(self, path: str) -> int:
         others = self.links.others(path)
-        self.union.unlink(path)
+        with self._changing():
+            self.union.unlink(path)
         self.links.drop(path)
-        self._changed()
         for name in others:  # one link fewer
             self.invalidate(name)
         return 0
 
     def rmdir(self, path: str) -> int:
-        self.union.rmdir(path)
-        self._changed()
+        with self._changing():
+            self.union.rmdir(path)
         return 0
 
     def rename(self, old: str, new: str, flags: int = 0) -> int:
         # A file replaced at `new` loses a link; the renamed file's ctime changes.
         others = self.links.others(new) + self.links.others(old)
-        self.union.rename(old, new, flags)
+        with self._changing():
+            self.union.rename(old, new, flags)
         self.links.rename(old, new)
-        self._changed()
         for name in others:
             if name not in (old, new):
                 self.invalidate(name)
@@ -366,15 +375,14 @@ class LayerOps(fuse.Operations):
 
     # -- files ----------------------------------------------------------------------------
     def create(self, path: str, mode: int, flags: int = os.O_WRONLY | os.O_CREAT) -> int:
-        fh = self.files.add(self.union.create(path, mode, flags, _caller()))
-        self._changed(path)
-        return fh
+        with self._changing(path):
+            return self.files.add(self.union.create(path, mode, flags, _caller()))
 
     def open(self, path: str, flags: int) -> int:
-        fh = self.files.add(self.union.open(path, flags))
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
-            self._changed(path)  # a copy-up, or O_TRUNC emptied every name's file
-        return fh
+        if not flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
+            return self.files.add(self.union.open(path, flags))
+        with self._changing(path):  # a copy-up, or O_TRUNC emptied every name's file
+            return self.files.add(self.union.open(path, flags))
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         return self.files.get(fh).read(size, offset)

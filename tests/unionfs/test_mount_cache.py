@@ -118,6 +118,15 @@ def test_directories_a_copy_up_brings_up_show_the_uppers_attributes(union):
     assert os.lstat(mnt / "a" / "b").st_ctime_ns == os.lstat(upper / "a" / "b").st_ctime_ns
 
 
+def test_a_failing_call_that_copied_up_still_refreshes_the_parents(union):
+    mnt, upper, _ = union
+    assert os.lstat(mnt / "a").st_nlink == 3
+    with pytest.raises(OSError):  # copies up first, then the upper says ENODATA, as the kernel's
+        os.setxattr(mnt / "a" / "b" / "f", "user.missing", b"v", os.XATTR_REPLACE)
+    assert (upper / "a" / "b" / "f").exists()
+    assert os.lstat(mnt / "a").st_nlink == 1
+
+
 def test_a_lower_hard_link_is_broken_by_a_copy_up(union):
     mnt, _, lower = union
     assert os.lstat(mnt / "one").st_nlink == 2 and (mnt / "two").read_text() == "lower one\n"
