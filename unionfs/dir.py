@@ -250,20 +250,19 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
     with sb.lock:
         src = _existing(sb, old)
         dst = sb.resolver.lookup(new)
-        if old == new:  # the same name: nothing to do (NOREPLACE: it exists)
-            if flags & RENAME_NOREPLACE:
-                raise _err(errno.EEXIST, new)
-            return
-        if old == "/" or new == "/":
-            # The union's root is a mount point: the VFS says EXDEV for it (another mount).
+        # The checks in the order the VFS makes them (do_renameat2, then vfs_rename). The
+        # union's root is a mount point: renaming it to or from elsewhere crosses mounts.
+        if (old == "/") != (new == "/"):
             raise _err(errno.EXDEV, old)
-        if src.is_dir and (new + "/").startswith(old + "/") and old != new:
-            raise _err(errno.EINVAL, new)
+        if flags & RENAME_NOREPLACE and dst.exists:
+            raise _err(errno.EEXIST, new)
+        if old == new:  # the same name: nothing to do
+            return
+        if (new + "/").startswith(old + "/"):
+            raise _err(errno.EINVAL, new)  # a directory into itself
+        if (old + "/").startswith(new + "/"):
+            raise _err(errno.ENOTEMPTY, new)  # onto one of its own ancestors
         if dst.exists:
-            if flags & RENAME_NOREPLACE:
-                raise _err(errno.EEXIST, new)
-            if old == new:
-                return
             if src.is_dir and not dst.is_dir:
                 raise _err(errno.ENOTDIR, new)
             if not src.is_dir and dst.is_dir:
@@ -280,7 +279,10 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
             else:
                 redirect = _plan_redirect(sb, src, old, new)
         elif src.is_dir:
-            opaque = sb.resolver.lookup(parent_of(new)).merged
+            # The kernel marks a moved upper directory opaque when the new parent has lower
+            # parts (merged once copied up): a lower directory there must not show through.
+            new_parent = sb.resolver.lookup(parent_of(new))
+            opaque = new_parent.merged or not new_parent.in_upper
         if not src.in_upper:
             src = copy_up(sb, old, "rename")
         old_parent = ensure_upper_dir(sb, parent_of(old), "rename")

@@ -47,3 +47,16 @@ def test_a_file_between_two_directories_ends_the_merge_in_both_dialects(tmp_path
     aufs = Union.from_options("br=" + ":".join(f"{d}=ro+wh" for d in lowers))
     assert overlay.listdir("/a") == [] and aufs.listdir("/a") == []
     assert replay(stack, [("stat", ("/a/a",))]) == []
+
+
+def test_upper_dir_moved_onto_an_empty_lower_dir_becomes_opaque():
+    """rename(upper dir, lower-only parent/existing empty lower dir): the kernel copies the
+    parent up (now merged) and marks the moved directory opaque; layerfs merged it instead."""
+    stack = Stack([[Item("dir", ("c", "e", "a"))]], [Item("dir", ("a", "x"))])
+    assert replay(stack, [("rename", ("/a", "/c/e/a", 0)), ("stat", ("/c/e/a",))]) == []
+
+
+def test_root_to_elsewhere_is_exdev_before_noreplace():
+    """rename("/", "/a", RENAME_NOREPLACE) with /a existing: EXDEV (another mount) comes first."""
+    stack = Stack([[Item("file", ("a",))]])
+    assert replay(stack, [("rename", ("/", "/a", 1)), ("rename", ("/a", "/", 0))]) == []
