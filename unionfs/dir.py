@@ -281,8 +281,7 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
         elif src.is_dir:
             # The kernel marks a moved upper directory opaque when the new parent has lower
             # parts (merged once copied up): a lower directory there must not show through.
-            new_parent = sb.resolver.lookup(parent_of(new))
-            opaque = new_parent.merged or not new_parent.in_upper
+            opaque = dst.parent_merged
         if not src.in_upper:
             src = copy_up(sb, old, "rename")
         old_parent = ensure_upper_dir(sb, parent_of(old), "rename")

@@ -61,7 +61,7 @@ class Node:
     parent_upper: str | None
     upper_whiteout: bool = False
     parent_upper_st: os.stat_result | None = None
-    parent_merged: bool = False
+    parent_merged: bool = False  # the parent has lower parts (merged now, or once copied up)
 
     @property
     def exists(self) -> bool:
@@ -270,7 +270,8 @@ class Resolver:
                 raise OSError(code, os.strerror(code), current)
             self.check_name(name)
             parent_upper, parent_upper_st = upper_dir, upper_dir_st
-            parent_merged = node.merged
+            # Merged, or about to be once copied up: the parent has lower parts.
+            parent_merged = node.merged or (node.is_dir and not node.in_upper)
             current = join(current, name)
             child_lower = join(lower_path, name) if lower_path is not None else None
             lowers = self._lower(child_lower, 0).entries if child_lower is not None else ()

@@ -60,3 +60,10 @@ def test_root_to_elsewhere_is_exdev_before_noreplace():
     """rename("/", "/a", RENAME_NOREPLACE) with /a existing: EXDEV (another mount) comes first."""
     stack = Stack([[Item("file", ("a",))]])
     assert replay(stack, [("rename", ("/", "/a", 1)), ("rename", ("/a", "/", 0))]) == []
+
+
+def test_mkdir_in_a_lower_only_parent_is_opaque_as_the_kernel_makes_it():
+    """mkdir(/d/x/new) with /d/x only in a lower: the kernel copies /d/x up (now merged) and
+    marks the new directory opaque; layerfs looked at the parent before its copy-up."""
+    stack = Stack([[Item("dir", ("d", "x", "old"))]])
+    assert replay(stack, [("mkdir", ("/d/x/new", 0o700)), ("stat", ("/d/x/new",))]) == []
