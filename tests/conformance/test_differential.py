@@ -27,7 +27,5 @@ class Mounted(UnionMachine):
 
 @pytest.mark.mount
 @pytest.mark.kernel_overlay
-@pytest.mark.xfail(strict=False, reason="open divergence through FUSE: a dir in an opaque upper dir missing "
-                   "from the FUSE view (see the conformance report); random, so not strict")
 def test_fuse_mounted_layerfs_matches_kernel_overlay():
     run_state_machine_as_test(Mounted)

@@ -32,13 +32,11 @@ def _bounded(examples: int) -> settings:
 
 
 @pytest.mark.kernel_overlay
-@pytest.mark.xfail(strict=False, reason="same open divergences as the in-process machine")
 def test_ten_lower_layers_match_kernel_overlay():
     run_state_machine_as_test(TenLayers, settings=_bounded(5))
 
 
 @pytest.mark.kernel_overlay
-@pytest.mark.xfail(strict=False, reason="same open divergences as the in-process machine")
 def test_hundred_lower_layers_match_kernel_overlay():
     run_state_machine_as_test(HundredLayers, settings=_bounded(2))
 
