@@ -295,6 +295,9 @@ class Resolver:
                     merge_path = child_lower
                     if opaque:
                         merge_path = None
+                    elif redirect and redirect.startswith("/"):
+                        merge_path = normalize(redirect)  # from the layers' roots, even below an
+                        # opaque or upper-only parent (ovl_lookup: poe = roe)
                     elif redirect and lower_path is not None:
                         merge_path = _redirect_target(child_lower or current, redirect)
                     merge = self._lower(merge_path, 0).entries if merge_path is not None else ()

@@ -245,10 +245,8 @@ def upper_snapshot(root: str, lowers: list[str]) -> dict:
     """An upper dir, raw: whiteouts as such, opaque and redirect marks, everything else as is.
 
     Left out: the bookkeeping each implementation keeps for itself (overlay.origin/impure/…,
-    user.layerfs.*), a whiteout's own mode/owner (only its 0/0 device number means anything),
-    and an opaque mark on a directory that no lower layer has at that path: it hides nothing.
-    (The kernel marks every directory made in a merged directory opaque, to spare later
-    lookups; layerfs marks only those that hide something. See docs/conformance.md.)
+    user.layerfs.*) and a whiteout's own mode/owner (only its 0/0 device number means
+    anything). Opaque marks are compared exactly: layerfs sets them where the kernel does.
     """
     keep = ("trusted.overlay.opaque", "trusted.overlay.redirect")
     view = {}
@@ -261,9 +259,6 @@ def upper_snapshot(root: str, lowers: list[str]) -> dict:
         else:
             marks = []
             for name in keep:
-                if name == "trusted.overlay.opaque" and not any(
-                        os.path.lexists(d + path) for d in lowers):
-                    continue
                 try:
                     marks.append((name, os.getxattr(root + ("" if path == "/" else path), name, follow_symlinks=False)))
                 except OSError:

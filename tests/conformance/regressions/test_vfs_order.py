@@ -67,3 +67,12 @@ def test_mkdir_in_a_lower_only_parent_is_opaque_as_the_kernel_makes_it():
     marks the new directory opaque; layerfs looked at the parent before its copy-up."""
     stack = Stack([[Item("dir", ("d", "x", "old"))]])
     assert replay(stack, [("mkdir", ("/d/x/new", 0o700)), ("stat", ("/d/x/new",))]) == []
+
+
+def test_absolute_redirect_is_followed_below_an_upper_only_parent():
+    """A lower dir moved into a directory made in the upper gets an absolute redirect; the
+    kernel follows it from the layers' roots although the new parent has no lower part."""
+    stack = Stack([[Item("dir", ("a", "c", "f")), Item("dir", ("x",))]])
+    steps = [("mkdir", ("/n", 0o755)), ("rename", ("/a/c", "/n/c", 0)), ("stat", ("/n/c",)),
+             ("stat", ("/n/c/f",))]
+    assert replay(stack, steps) == []
