@@ -139,6 +139,7 @@ class Resolver:
     dialect: Dialect
     cache_size: int = 1 << 17
     _upper_info: dict[tuple[int, int], tuple[bool, str | None]] = field(default_factory=dict)
+    _upper_root_st: os.stat_result | None = None
 
     def __post_init__(self) -> None:
         self.upper = self.branches[0] if self.branches and self.branches[0].writable else None
@@ -258,8 +259,13 @@ class Resolver:
         lowers = self._lower("/", 0).entries
         entries: tuple[Entry, ...]
         if upper is not None:
-            upper_dir_st = os.lstat(upper.path)
-            entries = (Entry(upper, upper.path, upper_dir_st),) + lowers
+            # Fresh attributes only when the root itself is asked for: on the way down it only
+            # has to be a directory, and it always is (a creator stats a root parent itself).
+            if not names or self._upper_root_st is None:
+                self._upper_root_st = os.lstat(upper.path)
+            root_st = self._upper_root_st
+            upper_dir_st = None if names else root_st
+            entries = (Entry(upper, upper.path, root_st),) + lowers
         else:
             entries = lowers
         current = "/"
