@@ -80,15 +80,15 @@ class UnionSpec:
         return dict(self.values).get(key, default)
 
 
-def split_escaped(text: str, separators: str) -> list[str]:
-    """Split on any of `separators`, honouring backslash escapes as OverlayFS does (``\\:``, ``\\,``)."""
+def _split(text: str, separators: str, keep_escapes: bool) -> list[str]:
+    """Split on any of `separators`, a backslash escaping the next character."""
     parts: list[str] = []
     current: list[str] = []
     i = 0
     while i < len(text):
         ch = text[i]
         if ch == "\\" and i + 1 < len(text):
-            current.append(text[i + 1])
+            current.append(text[i : i + 2] if keep_escapes else text[i + 1])
             i += 2
             continue
         if ch in separators:
@@ -101,25 +101,14 @@ def split_escaped(text: str, separators: str) -> list[str]:
     return parts
 
 
+def split_escaped(text: str, separators: str) -> list[str]:
+    """Split on any of `separators`, honouring backslash escapes as OverlayFS does (``\\:``, ``\\,``)."""
+    return _split(text, separators, keep_escapes=False)
+
+
 def split_option_string(options: str) -> list[str]:
     """``a=1,b,c=x\\,y`` into ``["a=1", "b", "c=x\\,y"]`` (escapes kept for the value parser)."""
-    items: list[str] = []
-    current: list[str] = []
-    i = 0
-    while i < len(options):
-        ch = options[i]
-        if ch == "\\" and i + 1 < len(options):
-            current.append(options[i : i + 2])
-            i += 2
-            continue
-        if ch == ",":
-            items.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-        i += 1
-    items.append("".join(current))
-    return [item for item in items if item]
+    return [item for item in _split(options, ",", keep_escapes=True) if item]
 
 
 _AUFS_MODES = {"rw": (True, True), "ro": (False, False), "rr": (False, False),
