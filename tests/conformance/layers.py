@@ -35,6 +35,7 @@ class Item:
     mode: int = 0o644
     target: str = ""  # symlink target (relative, never '..'), or index of the hardlink source
     xattrs: tuple[tuple[str, bytes], ...] = ()
+    owner: tuple[int, int] = (0, 0)  # uid, gid: the permissions machine draws others
 
 
 @dataclass
@@ -56,28 +57,39 @@ xattrs = st.lists(st.tuples(st.sampled_from(XATTR_NAMES), st.binary(min_size=0, 
 modes = st.sampled_from([0o644, 0o755, 0o600, 0o444, 0o4755, 0o2755, 0o1777])
 
 
+def owners_of(uid: int) -> st.SearchStrategy[tuple[int, int]]:
+    """Owners for the permissions machine: root, the test's `uid`, and the two mixed."""
+    return st.sampled_from([(0, 0), (uid, uid), (0, uid), (uid, 0)])
+
+
 @st.composite
-def items(draw) -> Item:
+def items(draw, owners: st.SearchStrategy[tuple[int, int]] | None = None) -> Item:
+    """One item; `owners` (None: everything root's, no draw, so other machines' examples
+    stay as they were) gives files, dirs and symlinks an owner."""
     kind = draw(st.sampled_from(KINDS))
     path = draw(rel_paths)
+    owner = draw(owners) if owners is not None and kind in ("file", "dir", "opaque", "symlink") else (0, 0)
     if kind == "file":
-        return Item(kind, path, draw(st.binary(max_size=24)), draw(modes), xattrs=draw(xattrs))
+        return Item(kind, path, draw(st.binary(max_size=24)), draw(modes), xattrs=draw(xattrs), owner=owner)
     if kind in ("dir", "opaque"):
-        return Item(kind, path, mode=draw(st.sampled_from([0o755, 0o700, 0o1777, 0o2775])), xattrs=draw(xattrs))
+        return Item(kind, path, mode=draw(st.sampled_from([0o755, 0o700, 0o1777, 0o2775])), xattrs=draw(xattrs),
+                    owner=owner)
     if kind == "symlink":
-        return Item(kind, path, target=draw(symlink_targets))
+        return Item(kind, path, target=draw(symlink_targets), owner=owner)
     if kind == "hardlink":
         return Item(kind, path, target=str(draw(st.integers(0, 5))))
     return Item(kind, path)
 
 
-def layers(max_items: int = 8) -> st.SearchStrategy[list[Item]]:
-    return st.lists(items(), max_size=max_items)
+def layers(max_items: int = 8, owners: st.SearchStrategy[tuple[int, int]] | None = None
+           ) -> st.SearchStrategy[list[Item]]:
+    return st.lists(items(owners), max_size=max_items)
 
 
-def stacks(min_lowers: int = 1, max_lowers: int = 6, max_items: int = 8) -> st.SearchStrategy[Stack]:
-    return st.builds(Stack, st.lists(layers(max_items), min_size=min_lowers, max_size=max_lowers),
-                     layers(max_items // 2))
+def stacks(min_lowers: int = 1, max_lowers: int = 6, max_items: int = 8,
+           owners: st.SearchStrategy[tuple[int, int]] | None = None) -> st.SearchStrategy[Stack]:
+    return st.builds(Stack, st.lists(layers(max_items, owners), min_size=min_lowers, max_size=max_lowers),
+                     layers(max_items // 2, owners))
 
 
 def build_layer(root: str, layer: list[Item], log: list[str] | None = None, log_base: str | None = None) -> None:
@@ -107,19 +119,24 @@ def build_layer(root: str, layer: list[Item], log: list[str] | None = None, log_
             if item.kind == "file":
                 with open(full, "wb") as f:
                     f.write(item.data)
+                _log(log, f"printf %b {shlex.quote(_printf_escape(item.data))} > {q}")
+                _chown(full, item.owner, log, q)
                 os.chmod(full, item.mode)
                 files.append(full)
-                _log(log, f"printf %b {shlex.quote(_printf_escape(item.data))} > {q}", f"chmod {item.mode:o} {q}")
+                _log(log, f"chmod {item.mode:o} {q}")
             elif item.kind in ("dir", "opaque"):
                 os.mkdir(full)
+                _log(log, f"mkdir {q}")
+                _chown(full, item.owner, log, q)
                 os.chmod(full, item.mode)
-                _log(log, f"mkdir {q}", f"chmod {item.mode:o} {q}")
+                _log(log, f"chmod {item.mode:o} {q}")
                 if item.kind == "opaque":
                     os.setxattr(full, OPAQUE_XATTR, b"y")
                     _log(log, f"setfattr -n {OPAQUE_XATTR} -v y {q}")
             elif item.kind == "symlink":
                 os.symlink(item.target, full)
                 _log(log, f"ln -s {shlex.quote(item.target)} {q}")
+                _chown(full, item.owner, log, q)
             elif item.kind == "hardlink":
                 if not files:
                     continue
@@ -153,6 +170,13 @@ def _make_parents(root: str, parts: tuple[str, ...], log: list[str] | None, sq) 
         if not stat.S_ISDIR(st_.st_mode):
             return False
     return True
+
+
+def _chown(full: str, owner: tuple[int, int], log: list[str] | None, q: str) -> None:
+    """Before the chmod: chown(2) clears a file's setuid and setgid bits."""
+    if owner != (0, 0):
+        os.chown(full, *owner, follow_symlinks=False)
+        _log(log, f"chown -h {owner[0]}:{owner[1]} {q}")
 
 
 def _log(log: list[str] | None, *lines: str) -> None:
