@@ -95,6 +95,8 @@ def open_file(sb: Super, path: str, flags: int, mode: int = 0o644, cred: Cred | 
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
     real = node.top.real
     fd = os.open(real, real_flags)
+    if flags & os.O_TRUNC and cred is not None and cred.uid != 0:
+        _kill_setid(fd)
     handle = Handle(fd, path, flags, real)
     if not node.in_upper and stat.S_ISREG(node.top.st.st_mode) and sb.upper is not None:
         key = (node.top.st.st_dev, node.top.st.st_ino)
@@ -105,6 +107,18 @@ def open_file(sb: Super, path: str, flags: int, mode: int = 0o644, cred: Cred | 
             if current.in_upper and current.top.real != real:
                 handle.reopen(current.top.real)
     return handle
+
+
+def _kill_setid(fd: int) -> None:
+    """open(O_TRUNC) by a caller without CAP_FSETID drops S_ISUID, and S_ISGID where group
+    execute is set (the VFS's handle_truncate); through FUSE the truncation happens inside
+    OPEN, so the union must do it."""
+    mode = os.fstat(fd).st_mode
+    kill = mode & stat.S_ISUID
+    if mode & stat.S_ISGID and mode & stat.S_IXGRP:
+        kill |= stat.S_ISGID
+    if kill and stat.S_ISREG(mode):
+        os.fchmod(fd, stat.S_IMODE(mode) & ~kill)
 
 
 def create_file(sb: Super, path: str, flags: int, mode: int, cred: Cred | None) -> Handle:

@@ -382,7 +382,7 @@ class LayerOps(fuse.Operations):
         if not flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
             return self.files.add(self.union.open(path, flags))
         with self._changing(path):  # a copy-up, or O_TRUNC emptied every name's file
-            return self.files.add(self.union.open(path, flags))
+            return self.files.add(self.union.open(path, flags, cred=_caller()))
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         return self.files.get(fh).read(size, offset)

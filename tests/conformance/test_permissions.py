@@ -8,7 +8,6 @@ Both sides are real mounts (the kernel's overlay, layerfs through FUSE with
 from __future__ import annotations
 
 import os
-import stat
 
 import pytest
 from hypothesis import note, strategies as st
@@ -40,21 +39,7 @@ class AsNonRoot(UnionMachine):
     @rule(data=st.data(), slot=st.integers(0, 2), access=ACCESS, extra=EXTRA,
           mode=st.sampled_from([0o644, 0o600, 0o755]))
     def open(self, data, slot, access, extra, mode):
-        path = self.path(data)
-        if extra & os.O_TRUNC and self._kills_privs(path):
-            # Open difference: layerfs keeps S_ISUID/S_ISGID on open(O_TRUNC) as non-root
-            # (regressions/test_open_trunc_kills_setuid.py); drawn again once it is fixed.
-            note(f"O_TRUNC dropped on {path}: a setuid/setgid file (known open difference)")
-            extra &= ~os.O_TRUNC
-        self.step("open", slot, path, access | extra, mode)
-
-    def _kills_privs(self, path: str) -> bool:
-        """Whether truncating `path` would kill S_ISUID or S_ISGID (read as root, kernel side)."""
-        try:
-            mode = os.stat(self.run.kmnt + path.rstrip("/")).st_mode
-        except OSError:
-            return False
-        return stat.S_ISREG(mode) and bool(mode & stat.S_ISUID or (mode & stat.S_ISGID and mode & stat.S_IXGRP))
+        self.step("open", slot, self.path(data), access | extra, mode)
 
     @rule(data=st.data())
     def utime_now(self, data):

@@ -1,12 +1,11 @@
-"""Open difference (not fixed yet): open(O_TRUNC) by a non-root caller keeps a file's setuid bit.
+"""Fixed difference: open(O_TRUNC) by a non-root caller kept a file's setuid bit.
 
 Found by the permissions machine (test_permissions.py), kernel 6.x, as uid 1000 on its own
 file of mode 04755: `open(f, O_WRONLY|O_TRUNC)` gives 0755 on the kernel's overlay (the VFS's
 handle_truncate kills S_ISUID, and S_ISGID with S_IXGRP, for a caller without CAP_FSETID) and
 04755 on layerfs. truncate(2) and write(2) kill it on both: there the kernel sends layerfs a
 SETATTR with the new mode. With FUSE's atomic O_TRUNC the truncation happens inside OPEN, so
-the kill is layerfs's job. Until it is fixed the machine does not draw O_TRUNC on such files
-(`AsNonRoot.open`); this test is strict, so the fix makes it fail until the marker goes.
+the kill is layerfs's job: unionfs.file._kill_setid does it for a caller other than root.
 """
 from __future__ import annotations
 
@@ -20,7 +19,6 @@ from ..layers import Item, Stack
 pytestmark = [pytest.mark.mount, pytest.mark.kernel_overlay]
 
 
-@pytest.mark.xfail(strict=True, reason="layerfs keeps S_ISUID on open(O_TRUNC) by a non-root caller")
 @pytest.mark.parametrize("where", ["lower", "upper"])
 @pytest.mark.parametrize("mode", [0o4755, 0o2755])
 def test_open_trunc_by_owner_kills_setuid_and_setgid(where, mode):
