@@ -35,7 +35,10 @@ class Handle:
         """Point this read-only handle at `real` (the copy-up of the file it had open)."""
         new_fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
         with self._lock:
-            old, self.fd, self.real = self.fd, new_fd, real
+            if self.fd < 0:  # released meanwhile (the registry holds handles only weakly)
+                old = new_fd
+            else:
+                old, self.fd, self.real = self.fd, new_fd, real
         os.close(old)
 
     def read(self, size: int, offset: int) -> bytes:
