@@ -130,8 +130,11 @@ class MountSet:
     """The mounts a benchmark made; leaving the `with` block unmounts every one still there,
     whatever happened inside it."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: str | None = None) -> None:
         self._paths: list[str] = []
+        # Everything mounted below `root` is ours too: a signal that lands while a mount
+        # command is still running can leave a mount that was never registered.
+        self._root = os.path.realpath(root) if root else None
 
     def __enter__(self) -> "MountSet":
         return self
@@ -151,7 +154,11 @@ class MountSet:
                 self._paths.remove(real)
 
     def unmount_all(self) -> None:
-        for path in reversed(list(self._paths)):
+        paths = list(self._paths)
+        if self._root is not None:
+            prefix = self._root.rstrip("/") + "/"
+            paths += [p for p in mounted_paths() if p.startswith(prefix) and p not in paths]
+        for path in sorted(paths, key=len, reverse=True):  # the deepest first
             try:
                 unmount(path)
             except OSError:

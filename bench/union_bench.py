@@ -633,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         layout = prepare_layout(workdir, sizes)
         shutil.rmtree(workdir / "runs", ignore_errors=True)
         started = time.time()
-        with MountSet() as mounts:
+        with MountSet(str(workdir / "runs")) as mounts:
             bench = Bench(layout, sizes, mounts, groups=frozenset(groups))
             run_measures(bench, systems, args.repeat, cold)
             run_references(bench, args.repeat, cold)

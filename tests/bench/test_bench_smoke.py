@@ -214,3 +214,16 @@ def test_a_stopped_run_leaves_nothing_mounted(tmp_path, sig, status, word):
     assert proc.returncode == status
     assert err.strip().splitlines()[-1] == f"union_bench: {word}; every mount was undone"
     assert mounts_under(tmp_path) == []
+
+
+@pytest.mark.kernel_overlay
+def test_mount_set_sweeps_unregistered_mounts_under_its_root(tmp_path):
+    """A mount that landed after a signal (never registered) is still taken down."""
+    layer, upper, work, mnt = (tmp_path / "runs" / n for n in ("l", "u", "w", "m"))
+    for d in (layer, upper, work, mnt):
+        d.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={layer},upperdir={upper},workdir={work}", str(mnt)], check=True)
+    with common.MountSet(str(tmp_path / "runs")):
+        pass
+    assert not common.is_mounted(str(mnt))
