@@ -118,20 +118,6 @@ class PermRun(Run):
 def replay_as(stack, steps: list[tuple[str, tuple]], uid: int = UID, gid: int = GID
               ) -> tuple[list[tuple], list[str]]:
     """`replay.replay` as `uid`: the kernel's results, and the divergences (empty: none)."""
-    from .views import diff
+    from .replay import replay_run
 
-    run_ = PermRun(stack, uid, gid)
-    results: list[tuple] = []
-    problems: list[str] = []
-    try:
-        for op, args in steps:
-            k, f = run_.step(op, args)
-            results.append(k)
-            if k != f:
-                problems.append(f"{op}{args!r}: kernel {k!r} / layerfs {f!r}")
-        kview, fview = run_.views()
-        problems += [f"view: {line}" for line in diff(kview, fview)]
-        problems += run_.final_checks()
-    finally:
-        run_.cleanup()
-    return results, problems
+    return replay_run(PermRun(stack, uid, gid), steps)

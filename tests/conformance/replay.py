@@ -6,13 +6,15 @@ from .layers import Stack
 from .views import diff
 
 
-def replay(stack: Stack, steps: list[tuple[str, tuple]], fuse: bool = False) -> list[str]:
-    """Run `steps` on the kernel's overlay and on layerfs; the divergences found (empty: none)."""
-    run = Run(stack, fuse=fuse)
+def replay_run(run: Run, steps: list[tuple[str, tuple]]) -> tuple[list[tuple], list[str]]:
+    """Run `steps` on both sides of `run`, then compare views and run the final checks; the
+    kernel's results and the divergences (empty: none). `run` is cleaned up afterwards."""
+    results: list[tuple] = []
     problems: list[str] = []
     try:
         for op, args in steps:
             k, f = run.step(op, args)
+            results.append(k)
             if k != f:
                 problems.append(f"{op}{args!r}: kernel {k!r} / layerfs {f!r}")
         kview, fview = run.views()
@@ -20,4 +22,9 @@ def replay(stack: Stack, steps: list[tuple[str, tuple]], fuse: bool = False) -> 
         problems += run.final_checks()
     finally:
         run.cleanup()
-    return problems
+    return results, problems
+
+
+def replay(stack: Stack, steps: list[tuple[str, tuple]], fuse: bool = False) -> list[str]:
+    """Run `steps` on the kernel's overlay and on layerfs; the divergences found (empty: none)."""
+    return replay_run(Run(stack, fuse=fuse), steps)[1]
