@@ -66,3 +66,31 @@ def mounted(options: str | Sequence[str], mountpoint: str | Path, cwd: str | Pat
             if done.returncode != 0:
                 force_unmount(mp)
         assert not is_mounted(mp)
+
+
+@contextlib.contextmanager
+def one_layer_union(dialect: str, fill_lower, extra: str = "", prefix: str = "layerfs-test-",
+                    open_to_all: bool = False) -> Iterator[tuple[Path, Path, Path, Path]]:
+    """A scratch union over one lower layer, mounted in `dialect` (overlay or aufs), then
+    unmounted and removed. `fill_lower(lower)` writes the layer; `extra` options may name the
+    scratch folder as `{root}`. Yields (root, mnt, upper, lower)."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    if open_to_all:
+        os.chmod(root, 0o755)  # other users must reach the mount point
+    lower, upper, work, mnt = (root / n for n in ("lower", "upper", "work", "mnt"))
+    for d in (lower, upper, work, mnt):
+        d.mkdir()
+    fill_lower(lower)
+    if dialect == "overlay":
+        options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    else:
+        options = f"br={upper}=rw:{lower}=ro"
+    options += "," + extra.format(root=root) if extra else ""
+    try:
+        with mounted(options, mnt) as m:
+            yield root, m, upper, lower
+    finally:
+        force_unmount(mnt)
+        subprocess.run(["rm", "-rf", str(root)])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from unionfs.mount import MountRequest, plan
 
-from .mount_helpers import LAYERFS, force_unmount, is_mounted, mounted
+from .mount_helpers import LAYERFS, force_unmount, is_mounted, one_layer_union
 
 pytestmark = pytest.mark.mount
 
@@ -26,24 +25,14 @@ pytestmark = pytest.mark.mount
 @pytest.fixture(params=["overlay", "aufs"])
 def union(request):
     """A mounted union over one lower layer; yields (mnt, upper, lower)."""
-    root = Path(tempfile.mkdtemp(prefix="layerfs-cache-"))
-    lower, upper, work, mnt = (root / n for n in ("lower", "upper", "work", "mnt"))
-    for d in (lower, upper, work, mnt):
-        d.mkdir()
-    (lower / "a" / "b").mkdir(parents=True)
-    (lower / "a" / "b" / "f").write_text("lower f\n")
-    (lower / "one").write_text("lower one\n")
-    os.link(lower / "one", lower / "two")  # a hard link inside a lower layer
-    if request.param == "overlay":
-        options = f"lowerdir={lower},upperdir={upper},workdir={work}"
-    else:
-        options = f"br={upper}=rw:{lower}=ro"
-    try:
-        with mounted(options, mnt) as m:
-            yield m, upper, lower
-    finally:
-        force_unmount(mnt)
-        subprocess.run(["rm", "-rf", str(root)])
+    def fill(lower: Path) -> None:
+        (lower / "a" / "b").mkdir(parents=True)
+        (lower / "a" / "b" / "f").write_text("lower f\n")
+        (lower / "one").write_text("lower one\n")
+        os.link(lower / "one", lower / "two")  # a hard link inside a lower layer
+
+    with one_layer_union(request.param, fill, prefix="layerfs-cache-") as (_, mnt, upper, lower):
+        yield mnt, upper, lower
 
 
 def _mode(path: Path) -> int:

@@ -8,13 +8,12 @@ import json
 import os
 import stat
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 
-from .mount_helpers import force_unmount, mounted
+from .mount_helpers import one_layer_union
 
 pytestmark = pytest.mark.mount
 
@@ -31,31 +30,19 @@ def renameat2(old: Path, new: Path, flags: int) -> None:
 @pytest.fixture(params=["overlay", "aufs"])
 def union(request):
     """A mounted union over one lower layer; yields (mnt, upper, lower, trace path)."""
-    root = Path(tempfile.mkdtemp(prefix="layerfs-test-"))
-    os.chmod(root, 0o755)  # other users must reach the mount point
-    lower, upper, work, mnt = (root / n for n in ("lower", "upper", "work", "mnt"))
-    for d in (lower, upper, work, mnt):
-        d.mkdir()
-    (lower / "file").write_text("lower data\n")
-    (lower / "dir").mkdir()
-    (lower / "dir" / "a").write_text("a\n")
-    (lower / "private").write_text("secret\n")
-    os.chmod(lower / "private", 0o600)
-    (lower / "rootdir").mkdir()
-    (lower / "shared").mkdir()
-    os.chmod(lower / "shared", 0o1777)
-    os.setxattr(lower / "file", "user.colour", b"red")
-    trace = root / "trace.jsonl"
-    if request.param == "overlay":
-        options = f"lowerdir={lower},upperdir={upper},workdir={work},trace={trace}"
-    else:
-        options = f"br={upper}=rw:{lower}=ro,trace={trace}"
-    try:
-        with mounted(options, mnt) as m:
-            yield m, upper, lower, trace
-    finally:
-        force_unmount(mnt)
-        subprocess.run(["rm", "-rf", str(root)])
+    def fill(lower: Path) -> None:
+        (lower / "file").write_text("lower data\n")
+        (lower / "dir").mkdir()
+        (lower / "dir" / "a").write_text("a\n")
+        (lower / "private").write_text("secret\n")
+        os.chmod(lower / "private", 0o600)
+        (lower / "rootdir").mkdir()
+        (lower / "shared").mkdir()
+        os.chmod(lower / "shared", 0o1777)
+        os.setxattr(lower / "file", "user.colour", b"red")
+
+    with one_layer_union(request.param, fill, extra="trace={root}/trace.jsonl", open_to_all=True) as (root, mnt, upper, lower):
+        yield mnt, upper, lower, root / "trace.jsonl"
 
 
 def _errno(fn, *args) -> int:
