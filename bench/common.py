@@ -4,6 +4,7 @@ always cleaned up, and the tables.
 The machines are shared and noisy, so every figure is a list of samples reported by its median
 (with min and max); nothing here asserts a time.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ import shutil
 import statistics
 import subprocess
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 
 class BenchError(Exception):
@@ -42,8 +43,14 @@ class Figure:
         return max(self.samples)
 
     def as_dict(self) -> dict:
-        return {"measure": self.measure, "system": self.system, "samples": self.samples,
-                "median": self.median, "min": self.low, "max": self.high}
+        return {
+            "measure": self.measure,
+            "system": self.system,
+            "samples": self.samples,
+            "median": self.median,
+            "min": self.low,
+            "max": self.high,
+        }
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -136,7 +143,7 @@ class MountSet:
         # command is still running can leave a mount that was never registered.
         self._root = os.path.realpath(root) if root else None
 
-    def __enter__(self) -> "MountSet":
+    def __enter__(self) -> MountSet:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -14,6 +14,7 @@ slows every system alike instead of one. Cold figures drop the page cache (root 
 union is mounted afresh, with an empty upper, for every run that needs it. Every mount is
 undone on the way out, whatever happened.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,20 +28,29 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (BenchError, Figure, MountSet, can_drop_caches, drop_caches,  # noqa: E402
-                    format_ratio, format_seconds, run, timed, wait_mounted)
+from common import (
+    BenchError,
+    Figure,
+    MountSet,
+    can_drop_caches,
+    drop_caches,
+    format_ratio,
+    format_seconds,
+    run,
+    timed,
+    wait_mounted,
+)
 
 try:
     from tabulate import tabulate
 except ImportError:  # the venv has it; a bare python3 may not
-    print("union_bench: the tabulate package is missing (run `make setup`, then use .venv/bin/python)",
-          file=sys.stderr)
+    print("union_bench: the tabulate package is missing (run `make setup`, then use .venv/bin/python)", file=sys.stderr)
     raise SystemExit(2)
 
 PROG = "union_bench"
@@ -68,9 +78,16 @@ class Sizes:
     scale_layers: tuple[int, ...] = (1, 10, 50)
 
     @classmethod
-    def quick(cls) -> "Sizes":
-        return cls(big_bytes=4 * MiB, walk_dirs=10, walk_files=300, readdir_entries=300,
-                   create_files=100, scale_files=30, scale_layers=(1, 5, 10))
+    def quick(cls) -> Sizes:
+        return cls(
+            big_bytes=4 * MiB,
+            walk_dirs=10,
+            walk_files=300,
+            readdir_entries=300,
+            create_files=100,
+            scale_files=30,
+            scale_layers=(1, 5, 10),
+        )
 
 
 def _n(value: int) -> str:
@@ -96,8 +113,10 @@ def measures(sizes: Sizes) -> list[Measure]:
         Measure("copy-up", f"copy-up {size} by 1-byte append"),
         Measure("create", f"create {_n(sizes.create_files)} small files"),
         Measure("mount", f"mount {sizes.layers} layers"),
-    ] + [Measure(f"scale-{n}", f"stat {_n(sizes.scale_files)} files under {n} layer{'s' * (n > 1)}")
-         for n in sizes.scale_layers]
+    ] + [
+        Measure(f"scale-{n}", f"stat {_n(sizes.scale_files)} files under {n} layer{'s' * (n > 1)}")
+        for n in sizes.scale_layers
+    ]
 
 
 @dataclass(frozen=True)
@@ -179,8 +198,10 @@ def prepare_layout(workdir: Path, sizes: Sizes) -> Layout:
             _build_scaling(base, sizes, count)
         stamp.write_text(wanted)  # last: a half-built tree is rebuilt next time
     main = LayerSet("main", tuple(str(base / "main" / f"layer{i}") for i in range(1, sizes.layers + 1)))
-    scaling = {n: LayerSet(f"scale{n}", tuple(str(base / f"scale{n}" / f"l{i:02d}") for i in range(n)))
-               for n in sizes.scale_layers}
+    scaling = {
+        n: LayerSet(f"scale{n}", tuple(str(base / f"scale{n}" / f"l{i:02d}") for i in range(n)))
+        for n in sizes.scale_layers
+    }
     return Layout(workdir, main, base / "bare", scaling)
 
 
@@ -362,12 +383,18 @@ def run_measures(bench: Bench, systems: list[str], repeat: int, cold: bool) -> N
     def cold_read(system: str) -> None:
         with bench.view(system) as root:
             drop_caches()
-            bench.record("read-cold", system, timed(lambda: _check(system, "read bytes", read_file(root / "big.bin"), sizes.big_bytes)))
+            bench.record(
+                "read-cold",
+                system,
+                timed(lambda: _check(system, "read bytes", read_file(root / "big.bin"), sizes.big_bytes)),
+            )
 
     def cold_walk(system: str) -> None:
         with bench.view(system) as root:
             drop_caches()
-            bench.record("stat-cold", system, timed(lambda: _check(system, "stat walk", stat_walk(root / "walk"), walk_total)))
+            bench.record(
+                "stat-cold", system, timed(lambda: _check(system, "stat walk", stat_walk(root / "walk"), walk_total))
+            )
 
     want = bench.groups.__contains__
     if cold and want("read"):
@@ -392,8 +419,12 @@ def run_measures(bench: Bench, systems: list[str], repeat: int, cold: bool) -> N
                     bench.failed[system] = str(exc)
             live = [s for s in views if s not in bench.failed]
             if want("read"):
-                _each(bench, live, repeat,
-                      lambda s: bench.record("read-warm", s, timed(lambda: read_file(views[s] / "big.bin"))))
+                _each(
+                    bench,
+                    live,
+                    repeat,
+                    lambda s: bench.record("read-warm", s, timed(lambda: read_file(views[s] / "big.bin"))),
+                )
 
             def warm_walks(system: str) -> None:
                 time.sleep(max(0.0, walked[system] + WARM_GAP - time.monotonic()))
@@ -421,8 +452,11 @@ def run_measures(bench: Bench, systems: list[str], repeat: int, cold: bool) -> N
             os.sync()
             bench.record("create", system, timed(lambda: create_files(root / "inbox" / "new", sizes.create_files)))
 
-    for group, text, body in (("readdir", "readdir (fresh mount)", readdir), ("copy-up", "copy-up", copy_up),
-                              ("create", "create small files", create)):
+    for group, text, body in (
+        ("readdir", "readdir (fresh mount)", readdir),
+        ("copy-up", "copy-up", copy_up),
+        ("create", "create small files", create),
+    ):
         if want(group):
             progress(text)
             _each(bench, systems, repeat, body)
@@ -496,34 +530,64 @@ def report(bench: Bench, systems: list[str], baseline: str) -> str:
             fig = bench.figures.get((m.key, system))
             if not fig:
                 continue
-            rows.append([m.label, system, format_seconds(fig.median), format_seconds(fig.low),
-                         format_seconds(fig.high), len(fig.samples),
-                         format_ratio(ratio(bench, m.key, system, baseline))])
-    detail = tabulate(rows, headers=["measure", "system", "median", "min", "max", "runs", f"× {baseline}"],
-                      tablefmt="github", disable_numparse=True)
+            rows.append(
+                [
+                    m.label,
+                    system,
+                    format_seconds(fig.median),
+                    format_seconds(fig.low),
+                    format_seconds(fig.high),
+                    len(fig.samples),
+                    format_ratio(ratio(bench, m.key, system, baseline)),
+                ]
+            )
+    detail = tabulate(
+        rows,
+        headers=["measure", "system", "median", "min", "max", "runs", f"× {baseline}"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
     summary_rows = []
     for m in measures(bench.sizes):
-        cells = [format_ratio(ratio(bench, m.key, s, baseline)) if (m.key, s) in bench.figures else ""
-                 for s in systems]
+        cells = [format_ratio(ratio(bench, m.key, s, baseline)) if (m.key, s) in bench.figures else "" for s in systems]
         if any(cells):
             summary_rows.append([m.label] + cells)
-    summary = tabulate(summary_rows, headers=["median ÷ " + baseline] + systems, tablefmt="github",
-                       disable_numparse=True)
+    summary = tabulate(
+        summary_rows, headers=["median ÷ " + baseline] + systems, tablefmt="github", disable_numparse=True
+    )
     growth_rows = []
     first, last = bench.sizes.scale_layers[0], bench.sizes.scale_layers[-1]
     for system in systems:
         figs = [bench.figures.get((f"scale-{n}", system)) for n in bench.sizes.scale_layers]
         if all(figs):
-            growth_rows.append([system] + [format_seconds(f.median) for f in figs]
-                               + [format_ratio(figs[-1].median / figs[0].median)])
-    parts = ["Medians with min and max (seconds of wall clock; lower is better):", "", detail, "",
-             f"Ratios of medians to {baseline} (1.00× = as fast; lower is better):", "", summary]
+            growth_rows.append(
+                [system] + [format_seconds(f.median) for f in figs] + [format_ratio(figs[-1].median / figs[0].median)]
+            )
+    parts = [
+        "Medians with min and max (seconds of wall clock; lower is better):",
+        "",
+        detail,
+        "",
+        f"Ratios of medians to {baseline} (1.00× = as fast; lower is better):",
+        "",
+        summary,
+    ]
     if growth_rows:
-        growth = tabulate(growth_rows, headers=["lookup scaling"] + [f"{n} layer{'s' * (n > 1)}"
-                                                                     for n in bench.sizes.scale_layers]
-                          + [f"{last}÷{first}"], tablefmt="github", disable_numparse=True)
-        parts += ["", f"Stat of {_n(bench.sizes.scale_files)} files at the bottom of N layers, fresh mount "
-                      "(the aim: no growth with N):", "", growth]
+        growth = tabulate(
+            growth_rows,
+            headers=["lookup scaling"]
+            + [f"{n} layer{'s' * (n > 1)}" for n in bench.sizes.scale_layers]
+            + [f"{last}÷{first}"],
+            tablefmt="github",
+            disable_numparse=True,
+        )
+        parts += [
+            "",
+            f"Stat of {_n(bench.sizes.scale_files)} files at the bottom of N layers, fresh mount "
+            "(the aim: no growth with N):",
+            "",
+            growth,
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -531,10 +595,15 @@ def layerfs_version() -> str:
     """The checkout's commit, "+changes" when unionfs/ has uncommitted edits: what was measured."""
     here = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "unionfs"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--", "unionfs"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+changes" if dirty else "")
@@ -548,14 +617,22 @@ def machine() -> dict:
     except OSError:
         pass
     versions = {}
-    for name, command in (("fuse-overlayfs", ["fuse-overlayfs", "--version"]),
-                          ("unionfs-fuse", ["unionfs", "--version"])):
+    for name, command in (
+        ("fuse-overlayfs", ["fuse-overlayfs", "--version"]),
+        ("unionfs-fuse", ["unionfs", "--version"]),
+    ):
         if shutil.which(command[0]):
             out = subprocess.run(command, capture_output=True, text=True)
             lines = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith(name)]
             versions[name] = lines[0].strip() if lines else ""
-    return {"host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(), "cpu": cpu,
-            "python": platform.python_version(), "versions": dict(versions, layerfs=layerfs_version())}
+    return {
+        "host": platform.node(),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "versions": dict(versions, layerfs=layerfs_version()),
+    }
 
 
 def save_json(path: Path, payload: dict) -> None:
@@ -577,14 +654,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure (default 5)")
     parser.add_argument("--quick", action="store_true", help="tiny layers (for the smoke test)")
-    parser.add_argument("--only", default=",".join(SYSTEMS),
-                        help=f"comma-separated systems among {','.join(SYSTEMS)}")
+    parser.add_argument("--only", default=",".join(SYSTEMS), help=f"comma-separated systems among {','.join(SYSTEMS)}")
     parser.add_argument("--baseline", default="fuse-overlayfs", help="the system ratios are to")
     parser.add_argument("--json", type=Path, help="also save the figures to this JSON file")
-    parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/layerlab-bench"),
-                        help="where the layers and mounts live (default /var/tmp/layerlab-bench)")
-    parser.add_argument("--measures", default=",".join(GROUPS),
-                        help=f"comma-separated groups among {','.join(GROUPS)} (default all)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/var/tmp/layerlab-bench"),
+        help="where the layers and mounts live (default /var/tmp/layerlab-bench)",
+    )
+    parser.add_argument(
+        "--measures", default=",".join(GROUPS), help=f"comma-separated groups among {','.join(GROUPS)} (default all)"
+    )
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-cache figures")
     return parser.parse_args(argv)
 
@@ -603,8 +684,9 @@ def main(argv: list[str] | None = None) -> int:
         wanted = [s.strip() for s in args.only.split(",") if s.strip()]
         unknown = [s for s in wanted if s not in SYSTEMS]
         if unknown or not wanted:
-            raise BenchError(f"unknown system '{unknown[0] if unknown else args.only}' "
-                             f"(choose among {', '.join(SYSTEMS)})")
+            raise BenchError(
+                f"unknown system '{unknown[0] if unknown else args.only}' (choose among {', '.join(SYSTEMS)})"
+            )
         if args.baseline not in SYSTEMS:
             raise BenchError(f"unknown baseline '{args.baseline}' (choose among {', '.join(SYSTEMS)})")
         groups = [g.strip() for g in args.measures.split(",") if g.strip()]
@@ -639,19 +721,32 @@ def main(argv: list[str] | None = None) -> int:
             run_references(bench, args.repeat, cold)
         for system, reason in bench.failed.items():
             print(f"failed: {system}: {reason}", flush=True)
-        print(f"union_bench: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, "
-              f"{args.repeat} run{'s' * (args.repeat > 1)} per figure, {os.cpu_count()} CPUs, "
-              f"kernel {platform.release()}, layerfs at {layerfs_version()}", flush=True)
+        print(
+            f"union_bench: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, "
+            f"{args.repeat} run{'s' * (args.repeat > 1)} per figure, {os.cpu_count()} CPUs, "
+            f"kernel {platform.release()}, layerfs at {layerfs_version()}",
+            flush=True,
+        )
         print(report(bench, systems, args.baseline), end="", flush=True)
         if args.json:
-            save_json(args.json, {
-                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                "machine": machine(), "repeat": args.repeat, "sizes": asdict(sizes),
-                "baseline": args.baseline, "systems": systems, "skipped": skipped, "failed": bench.failed,
-                "measures": {m.key: m.label for m in measures(sizes)},
-                "figures": [dict(f.as_dict(), ratio=ratio(bench, f.measure, f.system, args.baseline))
-                            for f in bench.figures.values()],
-            })
+            save_json(
+                args.json,
+                {
+                    "date": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                    "machine": machine(),
+                    "repeat": args.repeat,
+                    "sizes": asdict(sizes),
+                    "baseline": args.baseline,
+                    "systems": systems,
+                    "skipped": skipped,
+                    "failed": bench.failed,
+                    "measures": {m.key: m.label for m in measures(sizes)},
+                    "figures": [
+                        dict(f.as_dict(), ratio=ratio(bench, f.measure, f.system, args.baseline))
+                        for f in bench.figures.values()
+                    ],
+                },
+            )
         return 1 if bench.failed else 0
     except BenchError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

@@ -1,4 +1,5 @@
 """`python -m imagegraph`: the same as the `imagegraph` command."""
+
 import sys
 
 from .cli import main

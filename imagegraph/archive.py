@@ -10,6 +10,7 @@ Applying refuses anything that would write outside the target (`../`, absolute n
 through a symlink, links that leave the layer) and builds the layer in a temporary directory
 that is renamed into place only when the whole tar was good.
 """
+
 from __future__ import annotations
 
 import errno
@@ -89,9 +90,9 @@ def _fmt_string(buf: bytearray, off: int, width: int, s: bytes) -> None:
         cut = s[:width]
         if cut.endswith(b"/"):
             cut = cut.rstrip(b"/")
-        buf[off:off + len(cut)] = cut
+        buf[off : off + len(cut)] = cut
         return
-    buf[off:off + len(s)] = s
+    buf[off : off + len(s)] = s
 
 
 def _fmt_octal(buf: bytearray, off: int, width: int, n: int) -> None:
@@ -121,13 +122,13 @@ def _split_ustar_path(name: bytes) -> tuple[bytes, bytes] | None:
         return None
     if length > 156:
         length = 156
-    elif name[length - 1:length] == b"/":
+    elif name[length - 1 : length] == b"/":
         length -= 1
     i = name.rfind(b"/", 0, length)
     nlen = len(name) - i - 1
     if i <= 0 or nlen > 100 or nlen == 0 or i > 155:
         return None
-    return name[:i], name[i + 1:]
+    return name[:i], name[i + 1 :]
 
 
 def _v7_plus(e: TarEntry, name: bytes, fmt_name) -> bytearray:
@@ -265,8 +266,9 @@ def layer_entries(src_dir: str | os.PathLike[str]) -> Iterator[TarEntry]:
             continue
         st = os.lstat(real)
         m = st.st_mode
-        e = TarEntry(name=rel, typeflag=TYPE_REG, mode=stat.S_IMODE(m), uid=st.st_uid, gid=st.st_gid,
-                     mtime=int(st.st_mtime))
+        e = TarEntry(
+            name=rel, typeflag=TYPE_REG, mode=stat.S_IMODE(m), uid=st.st_uid, gid=st.st_gid, mtime=int(st.st_mtime)
+        )
         if stat.S_ISSOCK(m):
             continue
         if stat.S_ISREG(m):
@@ -293,8 +295,14 @@ def layer_entries(src_dir: str | os.PathLike[str]) -> Iterator[TarEntry]:
             e.typeflag, e.mode, e.size, e.source, e.linkname = TYPE_REG, 0o600, 0, None, ""
         yield e
         if stat.S_ISDIR(m) and _is_opaque_dir(real):
-            yield TarEntry(name=rel + "/" + WHITEOUT_OPAQUE, typeflag=TYPE_REG, mode=stat.S_IMODE(m) & 0o777,
-                           uid=st.st_uid, gid=st.st_gid, mtime=0)
+            yield TarEntry(
+                name=rel + "/" + WHITEOUT_OPAQUE,
+                typeflag=TYPE_REG,
+                mode=stat.S_IMODE(m) & 0o777,
+                uid=st.st_uid,
+                gid=st.st_gid,
+                mtime=0,
+            )
 
 
 def iter_layer_tar(src_dir: str | os.PathLike[str]) -> Iterator[bytes]:
@@ -404,7 +412,7 @@ def _set_meta(path: str, m: tarfile.TarInfo, is_link: bool, as_root: bool) -> No
         os.chmod(path, m.mode & 0o7777)
     for k, v in m.pax_headers.items():
         if k.startswith("SCHILY.xattr."):
-            name = k[len("SCHILY.xattr."):]
+            name = k[len("SCHILY.xattr.") :]
             if name.startswith(PRIVATE_XATTR_PREFIXES):
                 continue
             try:
@@ -426,8 +434,9 @@ def _make_whiteout(path: str) -> None:
     try:
         os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(0, 0))
     except PermissionError:
-        raise ArchiveError("cannot create an overlay whiteout (char device 0/0) without root: "
-                           "use the aufs encoding") from None
+        raise ArchiveError(
+            "cannot create an overlay whiteout (char device 0/0) without root: use the aufs encoding"
+        ) from None
 
 
 def _extract_into(reader: _HashingReader, root: str, encoding: str) -> int:
@@ -456,7 +465,7 @@ def _extract_into(reader: _HashingReader, root: str, encoding: str) -> int:
                     elif base == WHITEOUT_PREFIX:
                         raise ArchiveError(f"invalid whiteout {rel!r} in archive")
                     else:
-                        target = os.path.join(os.path.dirname(path), base[len(WHITEOUT_PREFIX):])
+                        target = os.path.join(os.path.dirname(path), base[len(WHITEOUT_PREFIX) :])
                         if os.path.lexists(target):
                             _remove(target)
                         _make_whiteout(target)

@@ -6,6 +6,7 @@ touching the others. Output, tables and error texts follow the docker CLI: a dae
 printed as `Error response from daemon: <text>`, every error is one line on stderr and
 exits 1; argument errors exit 125 as docker's do.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ class Command:
     name: str
     help: str
     setup: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace, "Context"], int]
+    run: Callable[[argparse.Namespace, Context], int]
     aliases: tuple[str, ...] = ()
     readonly: bool = False  # runs under a shared lock, so a concurrent writer is never seen half-way
 
@@ -56,7 +58,7 @@ COMMANDS: list[Command] = []
 def command(name: str, help: str, aliases: tuple[str, ...] = (), readonly: bool = False):
     """Register `run` under `name`; `setup` is the function's `.args` attribute (set by @args)."""
 
-    def deco(run: Callable[[argparse.Namespace, "Context"], int]):
+    def deco(run: Callable[[argparse.Namespace, Context], int]):
         setup = getattr(run, "setup", lambda p: None)
         COMMANDS.append(Command(name, help, setup, run, aliases, readonly))
         return run
@@ -95,8 +97,9 @@ class Context:
 
 def go_time_string(ts: float) -> str:
     """Go's time.Time.String() in UTC, as `images`/`ps --format json` show CreatedAt."""
-    from datetime import datetime, timezone
-    return datetime.fromtimestamp(int(ts), timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+    from datetime import datetime
+
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,7 +111,7 @@ def _filters(values: list[str] | None) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for v in values or []:
         if "=" not in v:
-            raise CLIError(f"bad format of filter (expected name=value)")
+            raise CLIError("bad format of filter (expected name=value)")
         k, val = v.split("=", 1)
         out.setdefault(k.strip().lower(), []).append(val)
     return out
@@ -178,10 +181,21 @@ def cmd_images(a: argparse.Namespace, ctx: Context) -> int:
     if a.format == "json":
         objs = []
         for s, repo, tag, dg in rows:
-            objs.append({"Containers": "N/A", "CreatedAt": go_time_string(s["Created"]),
-                         "CreatedSince": ago(s["Created"], ctx.now), "Digest": dg or "<none>", "ID": iid(s),
-                         "Repository": repo, "SharedSize": "N/A", "Size": human_size(s["Size"]), "Tag": tag,
-                         "UniqueSize": "N/A", "VirtualSize": human_size(s["Size"])})
+            objs.append(
+                {
+                    "Containers": "N/A",
+                    "CreatedAt": go_time_string(s["Created"]),
+                    "CreatedSince": ago(s["Created"], ctx.now),
+                    "Digest": dg or "<none>",
+                    "ID": iid(s),
+                    "Repository": repo,
+                    "SharedSize": "N/A",
+                    "Size": human_size(s["Size"]),
+                    "Tag": tag,
+                    "UniqueSize": "N/A",
+                    "VirtualSize": human_size(s["Size"]),
+                }
+            )
         ctx.out.write(json_lines(objs))
         return 0
     headers = ["REPOSITORY", "TAG"] + (["DIGEST"] if a.digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
@@ -215,7 +229,9 @@ def cmd_import(a: argparse.Namespace, ctx: Context) -> int:
 
 def _setup_history(p: argparse.ArgumentParser) -> None:
     p.add_argument("image")
-    p.add_argument("-H", "--human", default="true", help="Print sizes and dates in human readable format (default true)")
+    p.add_argument(
+        "-H", "--human", default="true", help="Print sizes and dates in human readable format (default true)"
+    )
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--format")
@@ -235,9 +251,19 @@ def cmd_history(a: argparse.Namespace, ctx: Context) -> int:
             ctx.print(hid(r))
         return 0
     if a.format == "json":
-        ctx.out.write(json_lines({"Comment": r["Comment"], "CreatedAt": created_at(r["Created"]),
-                                  "CreatedBy": r["CreatedBy"], "CreatedSince": ago(r["Created"], ctx.now),
-                                  "ID": hid(r), "Size": human_size(r["Size"])} for r in rows))
+        ctx.out.write(
+            json_lines(
+                {
+                    "Comment": r["Comment"],
+                    "CreatedAt": created_at(r["Created"]),
+                    "CreatedBy": r["CreatedBy"],
+                    "CreatedSince": ago(r["Created"], ctx.now),
+                    "ID": hid(r),
+                    "Size": human_size(r["Size"]),
+                }
+                for r in rows
+            )
+        )
         return 0
     body = []
     for r in rows:
@@ -335,8 +361,11 @@ def _setup_prune(p: argparse.ArgumentParser) -> None:
 @args(_setup_prune)
 def cmd_image_prune(a: argparse.Namespace, ctx: Context) -> int:
     if not a.force:
-        warning = ("WARNING! This will remove all images without at least one container associated to them."
-                   if a.all else "WARNING! This will remove all dangling images.")
+        warning = (
+            "WARNING! This will remove all images without at least one container associated to them."
+            if a.all
+            else "WARNING! This will remove all dangling images."
+        )
         ctx.out.write(warning + "\nAre you sure you want to continue? [y/N] ")
         ctx.out.flush()
         answer = sys.stdin.readline().strip().lower()
@@ -388,15 +417,28 @@ def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
     rows = []
     for c in cs:
         cmd = c.command if a.no_trunc else ellipsis(c.command, 20)
-        rows.append({"ID": c.id if a.no_trunc else c.short_id, "Image": c.config.get("Image", ""),
-                     "Command": f'"{cmd}"', "CreatedAt": go_time_string(c.created),
-                     "RunningFor": ago(c.created, ctx.now), "Status": "Created", "Ports": "",
-                     "Names": c.name, "State": "created"})
+        rows.append(
+            {
+                "ID": c.id if a.no_trunc else c.short_id,
+                "Image": c.config.get("Image", ""),
+                "Command": f'"{cmd}"',
+                "CreatedAt": go_time_string(c.created),
+                "RunningFor": ago(c.created, ctx.now),
+                "Status": "Created",
+                "Ports": "",
+                "Names": c.name,
+                "State": "created",
+            }
+        )
     if a.format == "json":
         ctx.out.write(json_lines(rows))
         return 0
-    ctx.print(table([[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
-                     for r in rows], ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]))
+    ctx.print(
+        table(
+            [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]] for r in rows],
+            ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+        )
+    )
     return 0
 
 
@@ -454,8 +496,12 @@ def cmd_commit(a: argparse.Namespace, ctx: Context) -> int:
 def _setup_mount(p: argparse.ArgumentParser) -> None:
     p.add_argument("container")
     p.add_argument("dir", nargs="?")
-    p.add_argument("--driver", choices=("layerfs", "overlay"), default="layerfs",
-                   help="layerfs (FUSE, default) or the kernel's overlay")
+    p.add_argument(
+        "--driver",
+        choices=("layerfs", "overlay"),
+        default="layerfs",
+        help="layerfs (FUSE, default) or the kernel's overlay",
+    )
 
 
 @command("mount", "Mount a container's layers and print the merged directory")
@@ -502,8 +548,9 @@ def cmd_graph(a: argparse.Namespace, ctx: Context) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="imagegraph", description="Docker's image model on a local store")
-    parser.add_argument("--root", help="store root (default $IMAGEGRAPH_ROOT, /var/lib/imagegraph or "
-                                       "~/.local/share/imagegraph)")
+    parser.add_argument(
+        "--root", help="store root (default $IMAGEGRAPH_ROOT, /var/lib/imagegraph or ~/.local/share/imagegraph)"
+    )
     parser.add_argument("--whiteouts", choices=("overlay", "aufs"), help="on-disk whiteout encoding of new layers")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     groups: dict[str, argparse._SubParsersAction] = {}

@@ -7,6 +7,7 @@ parsed args and returns the exit status. Errors are one line on stderr, in Docke
 Insecure (plain HTTP) registries: loopback always; others with `--insecure-registry HOST:PORT`
 or listed under `insecure-registries` in `<store root>/daemon.json`, like dockerd's option.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,12 +15,13 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from .distribution import manifest as M
 from .distribution.client import RegistryClient
-from .distribution.credentials import INDEX_SERVER, AuthConfig, CredentialsError, config_path, get_auth, store_auth
+from .distribution.credentials import INDEX_SERVER, AuthConfig, CredentialsError, config_path, store_auth
 from .distribution.errors import RegistryError
 from .distribution.localstore import LocalStore, open_local_store
 from .distribution.progress import ProgressWriter
@@ -135,7 +137,7 @@ def _login_domain(server: str | None) -> str:
         return "docker.io"
     for prefix in ("https://", "http://"):
         if server.startswith(prefix):
-            server = server[len(prefix):]
+            server = server[len(prefix) :]
     server = server.split("/", 1)[0]
     return "docker.io" if server in ("index.docker.io", "registry-1.docker.io") else server
 
@@ -169,13 +171,16 @@ def cmd_login(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     insecure = _insecure(args, store) if store else tuple(getattr(args, "insecure_registry", None) or [])
     RegistryClient(domain, auth, insecure).check_login()
     raw = json.loads(Path(config_path()).read_text()) if Path(config_path()).exists() else {}
-    key_has_helper = bool(raw.get("credsStore") or (raw.get("credHelpers") or {}).get(
-        INDEX_SERVER if domain == "docker.io" else domain))
+    key_has_helper = bool(
+        raw.get("credsStore") or (raw.get("credHelpers") or {}).get(INDEX_SERVER if domain == "docker.io" else domain)
+    )
     path = store_auth(domain, auth)
     if not key_has_helper:
-        err.write(f"WARNING! Your password will be stored unencrypted in {path}.\n"
-                  "Configure a credential helper to remove this warning. See\n"
-                  "https://docs.docker.com/engine/reference/commandline/login/#credentials-store\n\n")
+        err.write(
+            f"WARNING! Your password will be stored unencrypted in {path}.\n"
+            "Configure a credential helper to remove this warning. See\n"
+            "https://docs.docker.com/engine/reference/commandline/login/#credentials-store\n\n"
+        )
     out.write("Login Succeeded\n")
     return 0
 
@@ -191,6 +196,7 @@ def cmd_save(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return _fail(err, "cowardly refusing to save to a terminal. Use the -o flag or redirect", daemon=False)
     # Build the whole tar first, so a failure writes nothing to stdout.
     import tempfile
+
     with tempfile.TemporaryFile(dir=store.tmp_dir) as spool:
         save(store, args.images, spool)
         spool.seek(0)
@@ -224,8 +230,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
     p.add_argument("--platform", help="Set platform if server is multi-platform capable (OS/ARCH[/VARIANT])")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
-    p.add_argument("--insecure-registry", action="append", metavar="HOST:PORT",
-                   help="Use plain HTTP for this registry (repeatable)")
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        metavar="HOST:PORT",
+        help="Use plain HTTP for this registry (repeatable)",
+    )
     p.set_defaults(func=cmd_pull)
 
     p = subparsers.add_parser("push", help="Upload an image to a registry")
@@ -253,9 +263,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_load)
 
 
-_SPECS = (("pull", "Download an image from a registry"), ("push", "Upload an image to a registry"),
-          ("login", "Log in to a registry"), ("save", "Save one or more images to a tar archive"),
-          ("load", "Load an image from a tar archive or STDIN"))
+_SPECS = (
+    ("pull", "Download an image from a registry"),
+    ("push", "Upload an image to a registry"),
+    ("login", "Log in to a registry"),
+    ("save", "Save one or more images to a tar archive"),
+    ("load", "Load an image from a tar archive or STDIN"),
+)
 
 
 def install(cli_module) -> None:

@@ -6,6 +6,7 @@ whiteouts whatever the disk encoding and registered on the image's top ChainID, 
 config is the parent's plus one diff_id and one history entry (or an `empty_layer` entry when
 nothing changed). The parent link is store metadata, never part of the config.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,29 @@ from .digest import EMPTY_LAYER_DIFF_ID, canonical_config_json
 from .imagestore import ImageStore, format_time
 from .layerstore import LayerStore
 
-VALID_COMMIT_COMMANDS = ("cmd", "entrypoint", "healthcheck", "env", "expose", "label", "onbuild",
-                         "stopsignal", "user", "volume", "workdir")
+VALID_COMMIT_COMMANDS = (
+    "cmd",
+    "entrypoint",
+    "healthcheck",
+    "env",
+    "expose",
+    "label",
+    "onbuild",
+    "stopsignal",
+    "user",
+    "volume",
+    "workdir",
+)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
-            "h": 3_600_000_000_000}
+_UNIT_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
 
 
 class ChangeError(ValueError):
@@ -95,7 +114,7 @@ def _name_values(instr: str, rest: str) -> list[tuple[str, str]]:
     out = []
     for w in words:
         if "=" not in w:
-            raise ChangeError(f"Syntax error - can't find = in \"{w}\". Must be of the form: name=value")
+            raise ChangeError(f'Syntax error - can\'t find = in "{w}". Must be of the form: name=value')
         k, v = w.split("=", 1)
         if not k:
             raise ChangeError(f"{instr.upper()} names can not be blank")
@@ -137,8 +156,12 @@ def _healthcheck(rest: str) -> dict[str, Any]:
     args = args.strip()
     arr = _json_array(args)
     hc: dict[str, Any] = {"Test": ["CMD"] + arr if arr is not None else ["CMD-SHELL", args]}
-    for key, field in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
-                       ("start-interval", "StartInterval")):
+    for key, field in (
+        ("interval", "Interval"),
+        ("timeout", "Timeout"),
+        ("start-period", "StartPeriod"),
+        ("start-interval", "StartInterval"),
+    ):
         if key in flags:
             hc[field] = _duration_ns(flags[key])
     if "retries" in flags:
@@ -198,7 +221,7 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
         elif instr == "volume":
             vols = dict(cfg.get("Volumes") or {})
             arr = _json_array(rest)
-            for v in (arr if arr is not None else rest.split()):
+            for v in arr if arr is not None else rest.split():
                 if not v.strip():
                     raise ChangeError("VOLUME specified can not be an empty string")
                 vols[v] = {}
@@ -216,7 +239,7 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
             trigger = rest.split(None, 1)[0].upper() if rest else ""
             if trigger in ("ONBUILD", "FROM", "MAINTAINER"):
                 raise ChangeError(f"{trigger} isn't allowed as an ONBUILD trigger")
-            cfg["OnBuild"] = list(cfg.get("OnBuild") or []) + [trigger + rest[len(trigger):]]
+            cfg["OnBuild"] = list(cfg.get("OnBuild") or []) + [trigger + rest[len(trigger) :]]
         elif instr == "healthcheck":
             cfg["Healthcheck"] = _healthcheck(rest)
     return cfg
@@ -255,9 +278,16 @@ class CommitResult:
     empty: bool
 
 
-def commit(containers: ContainerStore, images: ImageStore, layers: LayerStore, c: Container,
-           author: str = "", message: str = "", changes: list[str] | None = None,
-           created: float | None = None) -> CommitResult:
+def commit(
+    containers: ContainerStore,
+    images: ImageStore,
+    layers: LayerStore,
+    c: Container,
+    author: str = "",
+    message: str = "",
+    changes: list[str] | None = None,
+    created: float | None = None,
+) -> CommitResult:
     """Turn the container's top layer into a new image whose parent is the container's image."""
     parent = images.get(c.image_id)
     mount = containers.mount_layer(c)

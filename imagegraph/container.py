@@ -5,6 +5,7 @@ layer store for an RW layer on the image's top layer, fills the `<mount-id>-init
 (moby daemon/initlayer) and writes `containers/<id>/config.v2.json`. `diff` lists the top
 layer's changes against everything below it, as `docker diff` prints them (spec §4.4).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,14 +41,78 @@ ff02::2\tip6-allrouters
 DEFAULT_RESOLV = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
 
 # moby's namesgenerator, abridged: `docker create` without --name gets adjective_surname.
-_LEFT = ("admiring", "affectionate", "amazing", "angry", "awesome", "blissful", "bold", "brave", "clever",
-         "cool", "dazzling", "eager", "ecstatic", "elegant", "epic", "focused", "friendly", "gallant",
-         "happy", "hopeful", "jolly", "keen", "kind", "laughing", "loving", "modest", "nifty", "peaceful",
-         "quirky", "relaxed", "serene", "sharp", "stoic", "sweet", "tender", "vibrant", "wizardly", "zen")
-_RIGHT = ("albattani", "archimedes", "babbage", "bardeen", "curie", "darwin", "dijkstra", "einstein",
-          "euclid", "fermat", "feynman", "galileo", "hopper", "hypatia", "kepler", "knuth", "lamarr",
-          "lovelace", "mayer", "meitner", "newton", "noether", "pascal", "ritchie", "shannon", "thompson",
-          "torvalds", "turing", "wozniak", "yonath")
+_LEFT = (
+    "admiring",
+    "affectionate",
+    "amazing",
+    "angry",
+    "awesome",
+    "blissful",
+    "bold",
+    "brave",
+    "clever",
+    "cool",
+    "dazzling",
+    "eager",
+    "ecstatic",
+    "elegant",
+    "epic",
+    "focused",
+    "friendly",
+    "gallant",
+    "happy",
+    "hopeful",
+    "jolly",
+    "keen",
+    "kind",
+    "laughing",
+    "loving",
+    "modest",
+    "nifty",
+    "peaceful",
+    "quirky",
+    "relaxed",
+    "serene",
+    "sharp",
+    "stoic",
+    "sweet",
+    "tender",
+    "vibrant",
+    "wizardly",
+    "zen",
+)
+_RIGHT = (
+    "albattani",
+    "archimedes",
+    "babbage",
+    "bardeen",
+    "curie",
+    "darwin",
+    "dijkstra",
+    "einstein",
+    "euclid",
+    "fermat",
+    "feynman",
+    "galileo",
+    "hopper",
+    "hypatia",
+    "kepler",
+    "knuth",
+    "lamarr",
+    "lovelace",
+    "mayer",
+    "meitner",
+    "newton",
+    "noether",
+    "pascal",
+    "ritchie",
+    "shannon",
+    "thompson",
+    "torvalds",
+    "turing",
+    "wozniak",
+    "yonath",
+)
 
 
 class ContainerError(Exception):
@@ -103,8 +168,13 @@ def init_layer_files(diff: Path, hostname: str, hosts: str, resolv: str) -> None
     """Fill an init layer (moby setupInitLayer), with the files' contents in place of bind mounts."""
     for d in ("dev/pts", "dev/shm", "proc", "sys", "etc"):
         (diff / d).mkdir(mode=0o755, parents=True, exist_ok=True)
-    for f, content in ((".dockerenv", ""), ("etc/resolv.conf", resolv), ("etc/hosts", hosts),
-                       ("etc/hostname", hostname + "\n"), ("dev/console", "")):
+    for f, content in (
+        (".dockerenv", ""),
+        ("etc/resolv.conf", resolv),
+        ("etc/hosts", hosts),
+        ("etc/hostname", hostname + "\n"),
+        ("dev/console", ""),
+    ):
         p = diff / f
         p.write_text(content)
         os.chmod(p, 0o755 if not content else 0o644)
@@ -121,10 +191,25 @@ def _generate_name(taken: set[str]) -> str:
 
 def full_config(c: dict[str, Any]) -> dict[str, Any]:
     """A container.Config with every non-omitempty field Go would write."""
-    base: dict[str, Any] = {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False,
-                            "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
-                            "StdinOnce": False, "Env": None, "Cmd": None, "Image": "", "Volumes": None,
-                            "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None}
+    base: dict[str, Any] = {
+        "Hostname": "",
+        "Domainname": "",
+        "User": "",
+        "AttachStdin": False,
+        "AttachStdout": False,
+        "AttachStderr": False,
+        "Tty": False,
+        "OpenStdin": False,
+        "StdinOnce": False,
+        "Env": None,
+        "Cmd": None,
+        "Image": "",
+        "Volumes": None,
+        "WorkingDir": "",
+        "Entrypoint": None,
+        "OnBuild": None,
+        "Labels": None,
+    }
     base.update({k: v for k, v in c.items()})
     for key in _OMITEMPTY:
         if key in base and not base[key]:
@@ -133,8 +218,16 @@ def full_config(c: dict[str, Any]) -> dict[str, Any]:
 
 
 # container.Config fields tagged `json:",omitempty"`.
-_OMITEMPTY = ("ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled", "MacAddress", "StopSignal",
-              "StopTimeout", "Shell")
+_OMITEMPTY = (
+    "ExposedPorts",
+    "Healthcheck",
+    "ArgsEscaped",
+    "NetworkDisabled",
+    "MacAddress",
+    "StopSignal",
+    "StopTimeout",
+    "Shell",
+)
 
 
 # ---- changes (docker diff) ------------------------------------------------------------
@@ -155,7 +248,7 @@ def _deleted(real: str, rel: str, st: os.stat_result) -> str | None:
     if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
         return rel
     if base.startswith(archive.WHITEOUT_PREFIX):
-        return os.path.join(os.path.dirname(rel), base[len(archive.WHITEOUT_PREFIX):])
+        return os.path.join(os.path.dirname(rel), base[len(archive.WHITEOUT_PREFIX) :])
     if stat.S_ISDIR(st.st_mode) and _opaque(real):
         return rel
     return None
@@ -185,8 +278,11 @@ def layer_changes(rw: Path, lowers: list[Path]) -> list[tuple[int, str]]:
                     except (FileNotFoundError, NotADirectoryError):
                         continue
                     if stat.S_ISDIR(lst.st_mode) and stat.S_ISDIR(st.st_mode):
-                        if (lst.st_size == st.st_size and lst.st_mode == st.st_mode
-                                and lst.st_mtime_ns == st.st_mtime_ns):
+                        if (
+                            lst.st_size == st.st_size
+                            and lst.st_mode == st.st_mode
+                            and lst.st_mtime_ns == st.st_mtime_ns
+                        ):
                             skip = True
                     kind = CHANGE_MODIFY
                     break
@@ -282,8 +378,12 @@ class ContainerStore:
         m = self.mount_layer(c)
         top = self.layout.layer_dir(m.mount_id)
         lowers = [str(self.layout.layer_dir(m.init_id) / "diff")] + [str(p) for p in self.layers.lower_dirs(m.parent)]
-        return {"LowerDir": ":".join(lowers), "MergedDir": str(top / "merged"),
-                "UpperDir": str(top / "diff"), "WorkDir": str(top / "work")}
+        return {
+            "LowerDir": ":".join(lowers),
+            "MergedDir": str(top / "merged"),
+            "UpperDir": str(top / "diff"),
+            "WorkDir": str(top / "work"),
+        }
 
     def changes(self, c: Container) -> list[tuple[int, str]]:
         m = self.mount_layer(c)
@@ -292,8 +392,16 @@ class ContainerStore:
 
     # ---- writing -----------------------------------------------------------------------
 
-    def create(self, image: Image, image_ref: str, cmd: list[str] | None = None, name: str | None = None,
-               now: float | None = None, host_resolv: str = "/etc/resolv.conf", seed: str | None = None) -> Container:
+    def create(
+        self,
+        image: Image,
+        image_ref: str,
+        cmd: list[str] | None = None,
+        name: str | None = None,
+        now: float | None = None,
+        host_resolv: str = "/etc/resolv.conf",
+        seed: str | None = None,
+    ) -> Container:
         """`seed` makes the ID reproducible (SOURCE_DATE_EPOCH mode): commits then give stable image IDs."""
         taken = {c.name for c in self.containers()}
         if name is not None:
@@ -302,9 +410,11 @@ class ContainerStore:
             name = name.lstrip("/")
             if name in taken:
                 other = next(c for c in self.containers() if c.name == name)
-                raise ContainerError(f'Conflict. The container name "/{name}" is already in use by container '
-                                     f'"{other.id}". You have to remove (or rename) that container to be able '
-                                     "to reuse that name.")
+                raise ContainerError(
+                    f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{other.id}". You have to remove (or rename) that container to be able '
+                    "to reuse that name."
+                )
         else:
             name = _generate_name(taken)
         img_conf = image.container_config
@@ -324,17 +434,35 @@ class ContainerStore:
         config.update({"Hostname": hostname, "Cmd": command, "Image": image_ref, "Entrypoint": entrypoint})
         cdir = self.layout.container_dir(cid)
         data = {
-            "State": {"Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
-                      "RemovalInProgress": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
-                      "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"},
-            "ID": cid, "Created": format_time(time.time() if now is None else now),
-            "Path": argv[0], "Args": argv[1:], "Config": config, "Image": image.id, "Name": "/" + name,
-            "Driver": "layerfs", "OS": "linux",
-            "HostnamePath": str(cdir / "hostname"), "HostsPath": str(cdir / "hosts"),
+            "State": {
+                "Running": False,
+                "Paused": False,
+                "Restarting": False,
+                "OOMKilled": False,
+                "RemovalInProgress": False,
+                "Dead": False,
+                "Pid": 0,
+                "ExitCode": 0,
+                "Error": "",
+                "StartedAt": "0001-01-01T00:00:00Z",
+                "FinishedAt": "0001-01-01T00:00:00Z",
+            },
+            "ID": cid,
+            "Created": format_time(time.time() if now is None else now),
+            "Path": argv[0],
+            "Args": argv[1:],
+            "Config": config,
+            "Image": image.id,
+            "Name": "/" + name,
+            "Driver": "layerfs",
+            "OS": "linux",
+            "HostnamePath": str(cdir / "hostname"),
+            "HostsPath": str(cdir / "hosts"),
             "ResolvConfPath": str(cdir / "resolv.conf"),
         }
-        self.layers.create_rw_layer(cid, image.top_chain_id or None,
-                                    lambda diff: init_layer_files(diff, hostname, hosts, resolv))
+        self.layers.create_rw_layer(
+            cid, image.top_chain_id or None, lambda diff: init_layer_files(diff, hostname, hosts, resolv)
+        )
         try:
             atomic_write(cdir / "hostname", hostname + "\n")
             atomic_write(cdir / "hosts", hosts)
@@ -420,7 +548,9 @@ class ContainerStore:
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             msg = (res.stderr or res.stdout).strip().splitlines()
-            raise ContainerError(f"mounting {c.short_id} failed: {msg[-1] if msg else 'exit status ' + str(res.returncode)}")
+            raise ContainerError(
+                f"mounting {c.short_id} failed: {msg[-1] if msg else 'exit status ' + str(res.returncode)}"
+            )
         atomic_write(self._mount_record(c), json.dumps({"path": str(target.absolute()), "driver": driver}))
         return target
 

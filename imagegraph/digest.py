@@ -5,6 +5,7 @@ Docker names everything by content: a layer by the sha256 of its uncompressed ta
 The last one only matches Docker if the bytes match, so this module also writes JSON
 exactly as Go's encoding/json does (spec §2.5, §3.2).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,7 +44,7 @@ def validate_digest(s: str) -> str:
     i = s.find(":")
     if i <= 0 or i + 1 == len(s):
         raise InvalidDigest(ERR_DIGEST_INVALID_FORMAT)
-    algorithm, encoded = s[:i], s[i + 1:]
+    algorithm, encoded = s[:i], s[i + 1 :]
     length = ALGORITHM_HEX_LENGTH.get(algorithm)
     if length is None:
         if _DIGEST_SHAPE.fullmatch(s) is None:
@@ -236,10 +237,31 @@ def go_json(obj: Any, *, escape_html: bool = True, sort_keys: bool = False) -> b
 # Config and HealthConfig, image.History, image.RootFS). Go writes struct fields in this
 # order and map keys sorted; a dict built in any order is put back into Docker's.
 _CONTAINER_CONFIG_ORDER = (
-    "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
-    "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck",
-    "ArgsEscaped", "Image", "Volumes", "WorkingDir", "Entrypoint", "NetworkDisabled",
-    "MacAddress", "OnBuild", "Labels", "StopSignal", "StopTimeout", "Shell",
+    "Hostname",
+    "Domainname",
+    "User",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ExposedPorts",
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "Env",
+    "Cmd",
+    "Healthcheck",
+    "ArgsEscaped",
+    "Image",
+    "Volumes",
+    "WorkingDir",
+    "Entrypoint",
+    "NetworkDisabled",
+    "MacAddress",
+    "OnBuild",
+    "Labels",
+    "StopSignal",
+    "StopTimeout",
+    "Shell",
 )
 _CONTAINER_CONFIG_MAPS = ("ExposedPorts", "Volumes", "Labels")
 _HEALTHCHECK_ORDER = ("Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries")
@@ -281,8 +303,7 @@ def canonical_config_json(config: dict[str, Any]) -> bytes:
     if isinstance(top.get("rootfs"), dict):
         top["rootfs"] = _ordered(top["rootfs"], _ROOTFS_ORDER)
     if isinstance(top.get("history"), list):
-        top["history"] = [_ordered(h, _HISTORY_ORDER) if isinstance(h, dict) else h
-                          for h in top["history"]]
+        top["history"] = [_ordered(h, _HISTORY_ORDER) if isinstance(h, dict) else h for h in top["history"]]
     return go_json(top)
 
 

@@ -5,11 +5,12 @@ the numbers and the columns follow Docker's code exactly: go-units (size.go,
 duration.go), docker/cli's formatter (TruncateID, Ellipsis, tabwriter settings) and its
 `{{json .}}` template function. Pure functions: the caller passes `now`.
 """
+
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any
 
 from tabulate import DataRow, TableFormat, tabulate
@@ -92,7 +93,7 @@ def ago(timestamp: float | datetime, now: float | datetime) -> str:
 
 def created_at(timestamp: float | datetime, tz: timezone | None = None) -> str:
     """CREATED AT for `history -H=false`: Go's time.RFC3339, whole seconds, "Z" for UTC."""
-    dt = datetime.fromtimestamp(int(_unix(timestamp)), tz or timezone.utc)
+    dt = datetime.fromtimestamp(int(_unix(timestamp)), tz or UTC)
     s = dt.isoformat()
     return s[:-6] + "Z" if s.endswith("+00:00") else s
 
@@ -122,7 +123,7 @@ def ellipsis(s: str, max_width: int) -> str:
         return s
     for i in range(len(widths) - 1):
         if widths[i] <= max_width - 1 < widths[i + 1]:
-            return s[:i + 1] + "…"
+            return s[: i + 1] + "…"
     return s  # Go's quirk: a first character wider than the room is left uncut
 
 
@@ -136,9 +137,15 @@ def truncate_cmd(s: str, width: int = 45) -> str:
 _MIN_WIDTH = 10
 _PADDING = 3
 _DOCKER_TABLE = TableFormat(
-    lineabove=None, linebelowheader=None, linebetweenrows=None, linebelow=None,
-    headerrow=DataRow("", " " * _PADDING, ""), datarow=DataRow("", " " * _PADDING, ""),
-    padding=0, with_header_hide=None)
+    lineabove=None,
+    linebelowheader=None,
+    linebetweenrows=None,
+    linebelow=None,
+    headerrow=DataRow("", " " * _PADDING, ""),
+    datarow=DataRow("", " " * _PADDING, ""),
+    padding=0,
+    with_header_hide=None,
+)
 
 
 _SENTINEL = "|"
@@ -168,8 +175,7 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
     # tabulate from trimming the padding of the column before the last.
     lead_heads = [h.ljust(_MIN_WIDTH - _PADDING) for h in heads[:-1]]
     grid = [[*lead_heads, _SENTINEL], *([*r[:-1], _SENTINEL] for r in body)]
-    lead = tabulate(grid, tablefmt=_DOCKER_TABLE, stralign="left",
-                    disable_numparse=True, preserve_whitespace=True)
+    lead = tabulate(grid, tablefmt=_DOCKER_TABLE, stralign="left", disable_numparse=True, preserve_whitespace=True)
     lines = lead.split("\n")
     lasts = [heads[-1], *(r[-1] for r in body)]
     assert len(lines) == len(lasts)

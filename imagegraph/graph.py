@@ -8,6 +8,7 @@ how two independently pulled images share disk space.
 
 The input is a small model of its own (GraphImage), so the renderer needs no store.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -34,10 +35,10 @@ class _Graph:
     images: dict[str, GraphImage]
     children: dict[str, list[str]]
     roots: list[str]
-    users: dict[str, list[str]]          # layer → images whose stack contains it
-    own: dict[str, list[str]]            # image → layers it adds over its parent
-    cross: dict[str, dict[str, int]]     # image → image sharing layers without a parent link
-    notes: dict[str, str]                # image → remark (missing parent, cycle)
+    users: dict[str, list[str]]  # layer → images whose stack contains it
+    own: dict[str, list[str]]  # image → layers it adds over its parent
+    cross: dict[str, dict[str, int]]  # image → image sharing layers without a parent link
+    notes: dict[str, str]  # image → remark (missing parent, cycle)
 
 
 def _label(img: GraphImage) -> str:
@@ -126,8 +127,10 @@ def _build(images: Iterable[GraphImage]) -> _Graph:
         a, b = tuple(key)
         implied = any(
             n2 > n and ((x == b and y in desc[a]) or (x == a and y in desc[b]))
-            for key2, n2 in pairs.items() if key2 != key
-            for x, y in (tuple(key2), tuple(key2)[::-1]))
+            for key2, n2 in pairs.items()
+            if key2 != key
+            for x, y in (tuple(key2), tuple(key2)[::-1])
+        )
         if not implied:
             cross[a][b] = cross[b][a] = n
     return _Graph(by_id, children, roots, users, own, cross, notes)
@@ -200,8 +203,7 @@ def render_text(images: Sequence[GraphImage]) -> str:
     for layer, ids in shared:
         ordered = sorted(ids, key=lambda j: (len(g.images[j].layers), _sort_key(g.images[j])))
         marker = "*" if any(g.cross[a].keys() & set(ids) for a in ids) else ""
-        rows.append([short_id(layer), f"{len(ids)}{marker}",
-                     ", ".join(_name(g.images[j]) for j in ordered)])
+        rows.append([short_id(layer), f"{len(ids)}{marker}", ", ".join(_name(g.images[j]) for j in ordered)])
     lines.append(table(rows, ["LAYER (CHAINID)", "IMAGES", "USED BY"]))
     if any(r[1].endswith("*") for r in rows):
         lines.append("")
@@ -249,7 +251,9 @@ def render_dot(images: Sequence[GraphImage]) -> str:
                 continue
             done.add(pair)
             label = _dot_string(f"shares bottom {_plural(n, 'layer')}")
-            out.append(f"  {_dot_string(a)} -> {_dot_string(b)} [dir=none, style=dashed, "
-                       f'color="#aa5500", fontcolor="#aa5500", label={label}, constraint=false];')
+            out.append(
+                f"  {_dot_string(a)} -> {_dot_string(b)} [dir=none, style=dashed, "
+                f'color="#aa5500", fontcolor="#aa5500", label={label}, constraint=false];'
+            )
     out.append("}")
     return "\n".join(out) + "\n"

@@ -4,12 +4,13 @@ An image's ID is the sha256 of its config bytes, checked again on every read. Th
 store metadata (`metadata/sha256/<id>/parent`), never part of the config: commit sets it, pull
 and load leave it empty, which is why `history` shows `<missing>` (spec §3.2).
 """
+
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -77,7 +78,7 @@ def parse_time(s: str) -> float:
     if "." in s:
         head, rest = s.split(".", 1)
         digits = "".join(c for c in rest if c.isdigit())
-        tz = rest[len(digits):]
+        tz = rest[len(digits) :]
         frac = float("0." + digits) if digits else 0.0
         s = head + tz
     s = s.replace("Z", "+00:00")
@@ -93,7 +94,7 @@ def format_time(ts: float) -> str:
     nanos = round((ts - whole) * 1e9)
     if nanos >= 1_000_000_000:
         whole, nanos = whole + 1, nanos - 1_000_000_000
-    base = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     frac = f".{nanos:09d}".rstrip("0") if nanos else ""
     return f"{base}{frac}Z"
 
@@ -136,7 +137,7 @@ class ImageStore:
 
     def search(self, prefix: str) -> str:
         """Full ID from an unambiguous prefix, with or without `sha256:` (go-digest digestset)."""
-        p = prefix[len("sha256:"):] if prefix.startswith("sha256:") else prefix
+        p = prefix[len("sha256:") :] if prefix.startswith("sha256:") else prefix
         if not p or not set(p) <= _HEX:
             raise ImageNotFound(f"No such image: {prefix}")
         found = [i for i in self.ids() if hex_of(i).startswith(p)]
@@ -205,7 +206,9 @@ class ImageStore:
         atomic_write(self.layout.image_metadata(image_id) / "parent", normalize_id(parent_id))
 
     def set_last_updated(self, image_id: str, ts: float | None = None) -> None:
-        atomic_write(self.layout.image_metadata(image_id) / "lastUpdated", format_time(time.time() if ts is None else ts))
+        atomic_write(
+            self.layout.image_metadata(image_id) / "lastUpdated", format_time(time.time() if ts is None else ts)
+        )
 
     def set_built_locally(self, image_id: str) -> None:
         atomic_write(self.layout.image_metadata(image_id) / "builtLocally", "1")

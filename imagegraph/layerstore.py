@@ -7,6 +7,7 @@ store (images whose top layer it is, child layers, containers on it), so a crash
 leave a wrong count behind. Releasing a layer nobody holds deletes it and then releases
 its parent, down the chain.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,8 +61,9 @@ def next_chain_id(parent: str | None, diff_id: str) -> str:
 
 
 class LayerStore:
-    def __init__(self, layout: Layout, encoding: str | None = None,
-                 image_tops: Callable[[], Iterable[str]] | None = None) -> None:
+    def __init__(
+        self, layout: Layout, encoding: str | None = None, image_tops: Callable[[], Iterable[str]] | None = None
+    ) -> None:
         self.layout = layout
         self.encoding = encoding or archive.default_encoding()
         # The store wires this to the image store: the top ChainID of every image (one ref each).
@@ -229,8 +231,9 @@ class LayerStore:
             raise LayerNotFound(f"mount does not exist for container {container_id}")
         return m
 
-    def create_rw_layer(self, container_id: str, parent: str | None,
-                        init_func: Callable[[Path], None] | None = None) -> MountLayer:
+    def create_rw_layer(
+        self, container_id: str, parent: str | None, init_func: Callable[[Path], None] | None = None
+    ) -> MountLayer:
         """The container's `<mount-id>-init` layer (filled by init_func) and its empty RW layer."""
         if parent and not self.exists(parent):
             raise LayerNotFound(f"layer does not exist: {parent}")
@@ -272,8 +275,12 @@ class LayerStore:
     def clean(self) -> list[str]:
         """Remove what a crash left behind: temporary files and layer directories no record names."""
         removed: list[str] = []
-        for d in (self.layout.layerdb / "tmp", self.layout.layerdb / "sha256", self.layout.layerdb / "mounts",
-                  self.layout.driver_root):
+        for d in (
+            self.layout.layerdb / "tmp",
+            self.layout.layerdb / "sha256",
+            self.layout.layerdb / "mounts",
+            self.layout.driver_root,
+        ):
             if not d.is_dir():
                 continue
             for name in os.listdir(d):

@@ -6,6 +6,7 @@ is the registry, which error) must be Docker's own. The functions mirror the Go 
 snake case (spec §1); the regular expressions are the Go ones, with `[[:xdigit:]]`
 spelt out and `re.ASCII` so that `\\w` means what it means in Go.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,7 @@ ERR_TAG_INVALID_FORMAT = "invalid tag format"
 ERR_DIGEST_INVALID_FORMAT = "invalid digest format"
 ERR_NAME_CONTAINS_UPPERCASE = "repository name must be lowercase"
 ERR_NAME_EMPTY = "repository name must have at least one component"
-ERR_NAME_TOO_LONG = (
-    f"repository name must not be more than {REPOSITORY_NAME_TOTAL_LENGTH_MAX} characters")
+ERR_NAME_TOO_LONG = f"repository name must not be more than {REPOSITORY_NAME_TOTAL_LENGTH_MAX} characters"
 ERR_NAME_NOT_CANONICAL = "repository name must be canonical"
 
 
@@ -159,13 +159,11 @@ def _split_docker_domain(name: str) -> tuple[str, str]:
 def parse_normalized_named(s: str) -> Reference:
     """What `docker` does with a name a user typed: `ubuntu` → `docker.io/library/ubuntu`."""
     if _anchored_identifier_re.fullmatch(s):
-        raise InvalidReference(
-            f"invalid repository name ({s}), cannot specify 64-byte hexadecimal strings")
+        raise InvalidReference(f"invalid repository name ({s}), cannot specify 64-byte hexadecimal strings")
     domain, remainder = _split_docker_domain(s)
     remote = remainder.split(":", 1)[0]
     if remote.lower() != remote:
-        raise InvalidReference(
-            f"{ERR_REFERENCE_INVALID_FORMAT}: repository name ({remote}) must be lowercase")
+        raise InvalidReference(f"{ERR_REFERENCE_INVALID_FORMAT}: repository name ({remote}) must be lowercase")
     ref = parse(domain + "/" + remainder)
     if not ref.is_named:
         raise InvalidReference(f"reference {ref} has no name")
@@ -204,7 +202,7 @@ def _familiarize(name: str) -> str:
     if domain != DEFAULT_DOMAIN:
         return name
     if path_.startswith(OFFICIAL_REPO_PREFIX):
-        rest = path_[len(OFFICIAL_REPO_PREFIX):]
+        rest = path_[len(OFFICIAL_REPO_PREFIX) :]
         if "/" not in rest:
             return rest
     return path_

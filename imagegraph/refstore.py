@@ -4,13 +4,22 @@ The file keys repositories by familiar name and references by familiar string, e
 Docker writes `/var/lib/docker/image/overlay2/repositories.json`:
 `{"Repositories":{"ubuntu":{"ubuntu:latest":"sha256:…"}}}`.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 
 from .digest import go_json
-from .reference import Reference, familiar_name, familiar_string, parse_normalized_named, tag_name_only, with_digest, with_name
+from .reference import (
+    Reference,
+    familiar_name,
+    familiar_string,
+    parse_normalized_named,
+    tag_name_only,
+    with_digest,
+    with_name,
+)
 from .store import Layout, atomic_write
 
 
@@ -74,8 +83,10 @@ class RefStore:
             if ref.digest is not None:
                 raise RefConflict(f"Cannot overwrite digest {ref.digest}")
             if not force:
-                raise RefConflict(f"Conflict: Tag {key} is already set to image {old}, "
-                                  "if you want to replace it, please use the force option")
+                raise RefConflict(
+                    f"Conflict: Tag {key} is already set to image {old}, "
+                    "if you want to replace it, please use the force option"
+                )
         repo[key] = image_id
         self._save()
 

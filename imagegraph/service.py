@@ -6,26 +6,34 @@ delete rules (ImageDelete), prune, history's ID walk, image list filters, import
 container lifecycle. Errors carry Docker's daemon texts; the CLI adds "Error response from
 daemon: ".
 """
+
 from __future__ import annotations
 
 import gzip
 import io
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import archive
-from .commit import ChangeError, CommitResult, apply_changes, commit as commit_container, created_now, go_arch
+from .commit import ChangeError, CommitResult, apply_changes, created_now, go_arch
+from .commit import commit as commit_container
 from .container import Container, ContainerError, ContainerNotFound, ContainerStore, full_config
 from .digest import canonical_config_json, chain_ids
 from .formatting import short_id
 from .graph import GraphImage
 from .imagestore import AmbiguousImage, Image, ImageError, ImageNotFound, ImageStore, format_time, parse_time
 from .layerstore import LayerError, LayerStore, next_chain_id
-from .reference import (InvalidReference, Reference, familiar_match, familiar_string,
-                        parse_any_reference, parse_normalized_named, tag_name_only)
+from .reference import (
+    InvalidReference,
+    Reference,
+    familiar_match,
+    familiar_string,
+    parse_any_reference,
+    parse_normalized_named,
+    tag_name_only,
+)
 from .refstore import RefError, RefNotFound, RefStore
 from .store import Layout, StoreLock, hex_of
 
@@ -98,7 +106,7 @@ class Services:
     lock: StoreLock
 
     @classmethod
-    def wire(cls, root: str | os.PathLike[str], encoding: str | None = None) -> "Services":
+    def wire(cls, root: str | os.PathLike[str], encoding: str | None = None) -> Services:
         """The stores of `root`, its folders made, without taking the lock or cleaning up.
 
         The layer store asks the image store which ChainIDs images hold (its reference counts),
@@ -111,11 +119,12 @@ class Services:
         layers = LayerStore(layout, encoding, image_tops=lambda: holder["images"].top_chain_ids())
         images = ImageStore(layout, layers)
         holder["images"] = images
-        return cls(layout, layers, images, RefStore(layout), ContainerStore(layout, layers),
-                   StoreLock(layout.lock_file))
+        return cls(
+            layout, layers, images, RefStore(layout), ContainerStore(layout, layers), StoreLock(layout.lock_file)
+        )
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str], encoding: str | None = None, clean: bool = True) -> "Services":
+    def open(cls, root: str | os.PathLike[str], encoding: str | None = None, clean: bool = True) -> Services:
         """`wire`, then, under the lock, remove what interrupted container and layer writes left."""
         svc = cls.wire(root, encoding)
         with svc.lock.held():
@@ -177,8 +186,14 @@ class Services:
             raise digest_error or InvalidParameter("cannot import digest reference")
         return tag_name_only(ref)
 
-    def import_image(self, source: str | BinaryIO, repo_tag: str | None = None, changes: list[str] | None = None,
-                     message: str = "", created: float | None = None) -> str:
+    def import_image(
+        self,
+        source: str | BinaryIO,
+        repo_tag: str | None = None,
+        changes: list[str] | None = None,
+        message: str = "",
+        created: float | None = None,
+    ) -> str:
         """`docker import`: one layer from a directory or a tar (plain or gzip), one history entry."""
         new_ref = self._parse_repo_tag(repo_tag) if repo_tag else None
         try:
@@ -194,9 +209,14 @@ class Services:
             history: dict[str, Any] = {"created": ts}
             if message:
                 history["comment"] = message
-            img: dict[str, Any] = {"architecture": go_arch(), "config": config, "created": ts,
-                                   "history": [history], "os": "linux",
-                                   "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}}
+            img: dict[str, Any] = {
+                "architecture": go_arch(),
+                "config": config,
+                "created": ts,
+                "history": [history],
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+            }
             if message:
                 img["comment"] = message
             image_id = self.images.create(canonical_config_json(img))
@@ -266,8 +286,9 @@ class Services:
             return DeleteConflict(image_id, f"image is being used by stopped container {users[0].short_id}", used=True)
         return None
 
-    def _delete_helper(self, image_id: str, records: list[dict[str, str]], force: bool, prune: bool,
-                       quiet: bool) -> None:
+    def _delete_helper(
+        self, image_id: str, records: list[dict[str, str]], force: bool, prune: bool, quiet: bool
+    ) -> None:
         conflict = self._check_conflict(image_id, hard_only=force)
         if conflict is not None:
             if quiet and (not self._is_dangling(image_id) or conflict.used):
@@ -295,9 +316,11 @@ class Services:
                 if not force and is_single_reference(repo_refs):
                     users = self.containers.using_image(img.id)
                     if users:
-                        raise Conflict(f'conflict: unable to remove repository reference "{ref_or_id}" (must force) '
-                                       f"- container {users[0].short_id} is using its referenced image "
-                                       f"{short_id(img.id)}")
+                        raise Conflict(
+                            f'conflict: unable to remove repository reference "{ref_or_id}" (must force) '
+                            f"- container {users[0].short_id} is using its referenced image "
+                            f"{short_id(img.id)}"
+                        )
                 parsed = parse_normalized_named(ref_or_id)
                 parsed = tag_name_only(parsed) if parsed.digest is None else parsed
                 try:
@@ -397,9 +420,19 @@ class Services:
                     continue
             tags = [familiar_string(r) for r in refs if r.digest is None]
             digests = [familiar_string(r) for r in refs if r.digest is not None]
-            out.append({"Containers": len(self.containers.using_image(image_id)), "Created": int(img.created_ts),
-                        "Id": image_id, "Labels": labels, "ParentId": img.parent or "", "RepoDigests": digests,
-                        "RepoTags": tags, "SharedSize": -1, "Size": self.images.size(img)})
+            out.append(
+                {
+                    "Containers": len(self.containers.using_image(image_id)),
+                    "Created": int(img.created_ts),
+                    "Id": image_id,
+                    "Labels": labels,
+                    "ParentId": img.parent or "",
+                    "RepoDigests": digests,
+                    "RepoTags": tags,
+                    "SharedSize": -1,
+                    "Size": self.images.size(img),
+                }
+            )
         out.sort(key=lambda s: (s["Created"], s["Id"]), reverse=True)
         return out
 
@@ -420,9 +453,17 @@ class Services:
                     except LayerError:
                         size = 0
                 n += 1
-            rows.insert(0, {"Id": "<missing>", "Created": int(parse_time(h.get("created", ""))),
-                            "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": size,
-                            "Comment": h.get("comment", "")})
+            rows.insert(
+                0,
+                {
+                    "Id": "<missing>",
+                    "Created": int(parse_time(h.get("created", ""))),
+                    "CreatedBy": h.get("created_by", ""),
+                    "Tags": None,
+                    "Size": size,
+                    "Comment": h.get("comment", ""),
+                },
+            )
         cur: Image | None = img
         for row in rows:
             if cur is None:
@@ -448,48 +489,74 @@ class Services:
         """The Engine API's ImageInspect."""
         cfg = img.config
         out: dict[str, Any] = {
-            "Id": img.id, "RepoTags": self.repo_tags(img.id), "RepoDigests": self.repo_digests(img.id),
-            "Parent": img.parent or "", "Comment": cfg.get("comment", ""), "Created": cfg.get("created", ""),
+            "Id": img.id,
+            "RepoTags": self.repo_tags(img.id),
+            "RepoDigests": self.repo_digests(img.id),
+            "Parent": img.parent or "",
+            "Comment": cfg.get("comment", ""),
+            "Created": cfg.get("created", ""),
         }
         if cfg.get("docker_version"):
             out["DockerVersion"] = cfg["docker_version"]
-        out.update({
-            "Author": cfg.get("author", ""), "Config": cfg.get("config") or {},
-            "Architecture": cfg.get("architecture", ""),
-        })
+        out.update(
+            {
+                "Author": cfg.get("author", ""),
+                "Config": cfg.get("config") or {},
+                "Architecture": cfg.get("architecture", ""),
+            }
+        )
         if cfg.get("variant"):
             out["Variant"] = cfg["variant"]
-        out.update({
-            "Os": cfg.get("os", ""), "Size": self.images.size(img),
-            "GraphDriver": {"Data": self.graph_driver_data(img) or None, "Name": "layerfs"},
-            "RootFS": {"Type": "layers", "Layers": img.diff_ids},
-            "Metadata": {"LastTagTime": self.images.last_updated(img.id) or "0001-01-01T00:00:00Z"},
-        })
+        out.update(
+            {
+                "Os": cfg.get("os", ""),
+                "Size": self.images.size(img),
+                "GraphDriver": {"Data": self.graph_driver_data(img) or None, "Name": "layerfs"},
+                "RootFS": {"Type": "layers", "Layers": img.diff_ids},
+                "Metadata": {"LastTagTime": self.images.last_updated(img.id) or "0001-01-01T00:00:00Z"},
+            }
+        )
         return out
 
     def inspect_container(self, c: Container) -> dict[str, Any]:
         d = c.data
-        return {"Id": c.id, "Created": d.get("Created"), "Path": d.get("Path"), "Args": d.get("Args"),
-                "State": dict(d.get("State") or {}, Status="created"), "Image": c.image_id,
-                "ResolvConfPath": d.get("ResolvConfPath"), "HostnamePath": d.get("HostnamePath"),
-                "HostsPath": d.get("HostsPath"), "Name": d.get("Name"), "Driver": d.get("Driver"),
-                "Platform": "linux",
-                "GraphDriver": {"Data": self.containers.graph_driver_data(c), "Name": "layerfs"},
-                "Config": c.config}
+        return {
+            "Id": c.id,
+            "Created": d.get("Created"),
+            "Path": d.get("Path"),
+            "Args": d.get("Args"),
+            "State": dict(d.get("State") or {}, Status="created"),
+            "Image": c.image_id,
+            "ResolvConfPath": d.get("ResolvConfPath"),
+            "HostnamePath": d.get("HostnamePath"),
+            "HostsPath": d.get("HostsPath"),
+            "Name": d.get("Name"),
+            "Driver": d.get("Driver"),
+            "Platform": "linux",
+            "GraphDriver": {"Data": self.containers.graph_driver_data(c), "Name": "layerfs"},
+            "Config": c.config,
+        }
 
     def graph_images(self) -> list[GraphImage]:
         out = []
         for img in self.images.images():
             history = img.history
-            out.append(GraphImage(id=img.id, parent=img.parent, tags=self.repo_tags(img.id),
-                                  layers=chain_ids(img.diff_ids),
-                                  created_by=(history[-1].get("created_by", "") if history else "")))
+            out.append(
+                GraphImage(
+                    id=img.id,
+                    parent=img.parent,
+                    tags=self.repo_tags(img.id),
+                    layers=chain_ids(img.diff_ids),
+                    created_by=(history[-1].get("created_by", "") if history else ""),
+                )
+            )
         return out
 
     # ---- containers ------------------------------------------------------------------------
 
-    def create_container(self, image_ref: str, cmd: list[str] | None = None, name: str | None = None,
-                         now: float | None = None) -> Container:
+    def create_container(
+        self, image_ref: str, cmd: list[str] | None = None, name: str | None = None, now: float | None = None
+    ) -> Container:
         with self.lock.held():
             self.refs.reload()
             img = self.get_image(image_ref)
@@ -508,17 +575,28 @@ class Services:
             try:
                 self.containers.remove(c)
             except ContainerError as exc:
-                raise DaemonError(f"cannot remove container \"{c.data['Name']}\": {exc}") from None
+                raise DaemonError(f'cannot remove container "{c.data["Name"]}": {exc}') from None
 
-    def commit(self, ref: str, repo_tag: str | None = None, author: str = "", message: str = "",
-               changes: list[str] | None = None, created: float | None = None) -> CommitResult:
-        new_ref = self._parse_repo_tag(
-            repo_tag, ClientError("refusing to create a tag with a digest reference")) if repo_tag else None
+    def commit(
+        self,
+        ref: str,
+        repo_tag: str | None = None,
+        author: str = "",
+        message: str = "",
+        changes: list[str] | None = None,
+        created: float | None = None,
+    ) -> CommitResult:
+        new_ref = (
+            self._parse_repo_tag(repo_tag, ClientError("refusing to create a tag with a digest reference"))
+            if repo_tag
+            else None
+        )
         with self.lock.held():
             c = self.get_container(ref)
             try:
-                result = commit_container(self.containers, self.images, self.layers, c, author, message,
-                                          changes, created)
+                result = commit_container(
+                    self.containers, self.images, self.layers, c, author, message, changes, created
+                )
             except ChangeError as exc:
                 raise InvalidParameter(str(exc)) from None
             if new_ref is not None:

@@ -16,6 +16,7 @@ Every file is written to a temporary name and renamed into place; a directory of
 is built under a temporary name and renamed as a whole, so a crash leaves either the old
 state or the new one, plus temporary leftovers that readers ignore and `Store.clean()` removes.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -47,7 +48,7 @@ def resolve_root(arg: str | None = None, env: dict[str, str] | None = None, euid
 
 
 def hex_of(digest: str) -> str:
-    """"sha256:abc" -> "abc" (file names in the store are bare hex)."""
+    """ "sha256:abc" -> "abc" (file names in the store are bare hex)."""
     return digest.split(":", 1)[1] if ":" in digest else digest
 
 
@@ -104,9 +105,15 @@ class Layout:
         return self.root / ".lock"
 
     def dirs(self) -> list[Path]:
-        return [self.imagedb / "content" / "sha256", self.imagedb / "metadata" / "sha256",
-                self.layerdb / "sha256", self.layerdb / "mounts", self.layerdb / "tmp",
-                self.driver_root, self.containers]
+        return [
+            self.imagedb / "content" / "sha256",
+            self.imagedb / "metadata" / "sha256",
+            self.layerdb / "sha256",
+            self.layerdb / "mounts",
+            self.layerdb / "tmp",
+            self.driver_root,
+            self.containers,
+        ]
 
 
 @contextmanager

@@ -14,6 +14,7 @@ stored are reused, so loading the same file twice changes nothing. Parent links 
 only when the parent is in the same file and its history is the child's minus one entry
 (checkValidParent). A failure removes the layers this load registered.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -23,17 +24,24 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from .digest import chain_ids, go_json, sha256_digest
 from .distribution import manifest as M
 from .distribution.localstore import LocalStore
 from .distribution.progress import ProgressWriter
 from .imagestore import ImageError, ImageNotFound
-from .reference import (InvalidReference, Reference, familiar_name, familiar_string, parse_normalized_named,
-                        tag_name_only)
+from .reference import (
+    InvalidReference,
+    Reference,
+    familiar_name,
+    familiar_string,
+    parse_normalized_named,
+    tag_name_only,
+)
 from .refstore import RefNotFound
 from .store import atomic_file, hex_of
 
@@ -139,29 +147,39 @@ def save(store: LocalStore, names: list[str], out: BinaryIO) -> None:
             if image.id not in written:
                 _add_bytes(tar, config_path, image.raw)
                 written.add(image.id)
-            manifest = go_json({"schemaVersion": 2, "mediaType": M.OCI_MANIFEST,
-                                "config": {"mediaType": M.OCI_CONFIG, "digest": image.id, "size": len(image.raw)},
-                                "layers": [d.to_json() for d in layer_descs]})
+            manifest = go_json(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": M.OCI_MANIFEST,
+                    "config": {"mediaType": M.OCI_CONFIG, "digest": image.id, "size": len(image.raw)},
+                    "layers": [d.to_json() for d in layer_descs],
+                }
+            )
             mdigest = sha256_digest(manifest)
             if mdigest not in written:
                 _add_bytes(tar, f"blobs/sha256/{hex_of(mdigest)}", manifest)
                 written.add(mdigest)
             base = {"mediaType": M.OCI_MANIFEST, "digest": mdigest, "size": len(manifest)}
             for ref in exp.refs:
-                index_manifests.append(dict(base, annotations={
-                    CONTAINERD_IMAGE_NAME: str(ref), M.OCI_REF_NAME: ref.tag or "latest"}))
-                repositories.setdefault(familiar_name(ref), {})[ref.tag or "latest"] = hex_of(image.diff_ids[-1]) \
-                    if image.diff_ids else ""
+                index_manifests.append(
+                    dict(base, annotations={CONTAINERD_IMAGE_NAME: str(ref), M.OCI_REF_NAME: ref.tag or "latest"})
+                )
+                repositories.setdefault(familiar_name(ref), {})[ref.tag or "latest"] = (
+                    hex_of(image.diff_ids[-1]) if image.diff_ids else ""
+                )
             if not exp.refs and not index_manifests:
                 index_manifests.append(dict(base))
-            item: dict = {"Config": config_path,
-                          "RepoTags": [familiar_string(r) for r in exp.refs] or None,
-                          "Layers": layer_paths}
+            item: dict = {
+                "Config": config_path,
+                "RepoTags": [familiar_string(r) for r in exp.refs] or None,
+                "Layers": layer_paths,
+            }
             if image.parent and image.parent in exported_ids:
                 item["Parent"] = image.parent
             manifest_json.append(item)
-        _add_bytes(tar, "index.json", go_json({"schemaVersion": 2, "mediaType": M.OCI_INDEX,
-                                               "manifests": index_manifests}))
+        _add_bytes(
+            tar, "index.json", go_json({"schemaVersion": 2, "mediaType": M.OCI_INDEX, "manifests": index_manifests})
+        )
         _add_bytes(tar, "manifest.json", go_json(manifest_json))
         _add_bytes(tar, "oci-layout", go_json({"imageLayoutVersion": M.OCI_LAYOUT_VERSION}))
         if repositories:
@@ -249,8 +267,9 @@ def _items_from_manifest_json(arc: _Archive) -> list[_LoadItem]:
     for d in data:
         if not isinstance(d, dict) or not isinstance(d.get("Config"), str):
             raise TarExportError("invalid archive: manifest.json entry without Config")
-        items.append(_LoadItem(d["Config"], list(d.get("Layers") or []), list(d.get("RepoTags") or []),
-                               d.get("Parent") or None))
+        items.append(
+            _LoadItem(d["Config"], list(d.get("Layers") or []), list(d.get("RepoTags") or []), d.get("Parent") or None)
+        )
     return items
 
 
@@ -280,8 +299,13 @@ def _items_from_oci_layout(arc: _Archive) -> list[_LoadItem]:
             raise TarExportError("invalid archive: nested index")
         for layer in parsed.layers:
             M.check_layer_type(layer)
-        items.append(_LoadItem(f"blobs/{parsed.config.digest.replace(':', '/')}",
-                               [f"blobs/{d.digest.replace(':', '/')}" for d in parsed.layers], tags))
+        items.append(
+            _LoadItem(
+                f"blobs/{parsed.config.digest.replace(':', '/')}",
+                [f"blobs/{d.digest.replace(':', '/')}" for d in parsed.layers],
+                tags,
+            )
+        )
     return items
 
 
@@ -343,8 +367,10 @@ def _load_items(store: LocalStore, arc: _Archive, items: list[_LoadItem], out: P
                 except (ValueError, KeyError, TypeError):
                     raise TarExportError(f"invalid archive: {item.config_path} is not an image config") from None
                 if len(diff_ids) != len(item.layer_paths):
-                    raise TarExportError(f"invalid manifest, layers length mismatch: expected {len(diff_ids)}, "
-                                         f"got {len(item.layer_paths)}")
+                    raise TarExportError(
+                        f"invalid manifest, layers length mismatch: expected {len(diff_ids)}, "
+                        f"got {len(item.layer_paths)}"
+                    )
                 parent_chain = None
                 for i, (diff_id, chain, path) in enumerate(zip(diff_ids, chain_ids(diff_ids), item.layer_paths)):
                     if not store.layers.exists(chain):
@@ -356,8 +382,9 @@ def _load_items(store: LocalStore, arc: _Archive, items: list[_LoadItem], out: P
                         if was_created:
                             created_layers.append(layer.chain_id)
                         if layer.diff_id != diff_id:
-                            raise TarExportError(f'invalid diffID for layer {i}: expected "{diff_id}", '
-                                                 f'got "{layer.diff_id}"')
+                            raise TarExportError(
+                                f'invalid diffID for layer {i}: expected "{diff_id}", got "{layer.diff_id}"'
+                            )
                         out.progress(sid, "Loading layer", size, size)
                     parent_chain = chain
                 image_id = sha256_digest(config_bytes)
@@ -385,8 +412,10 @@ def _load_items(store: LocalStore, arc: _Archive, items: list[_LoadItem], out: P
                 except RefNotFound:
                     old = None
                 if old is not None and old != image_id:
-                    out.message(f"The image {familiar_string(ref)} already exists, renaming the old one "
-                                f"with ID {old} to empty string")
+                    out.message(
+                        f"The image {familiar_string(ref)} already exists, renaming the old one "
+                        f"with ID {old} to empty string"
+                    )
                 store.refs.add_tag(ref, image_id, force=True)
         except BaseException:
             for image_id in reversed(created_images):

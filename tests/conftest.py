@@ -3,6 +3,7 @@
 A test that needs FUSE skips on a machine without it, but fails in CI, where .ci/run sets
 LAYERLAB_REQUIRE_FUSE=1: a missing install step must never hide behind a skip.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,7 @@ def fuse_unavailable_reason() -> str | None:
     os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # as unionfs.fuse_ops does: libfuse 3 first
     try:
         import mfusepy  # noqa: F401  (loads libfuse)
-    except (ImportError, OSError, EnvironmentError) as exc:
+    except (ImportError, OSError) as exc:
         return f"mfusepy cannot load libfuse: {exc}"
     return None
 

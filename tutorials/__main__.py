@@ -1,10 +1,11 @@
 """`python -m tutorials list | run NN | check NN [DIR]`."""
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .checks import CheckError, run_check
 from .lab import LabError, all_labs, find_lab

@@ -10,6 +10,7 @@ format is plain CommonMark that renders well anywhere:
   together). A step with no output block must print nothing.
 - A comment ``<!-- lab: needs=fuse,root minutes=10 -->`` says what the whole lab needs.
 """
+
 from __future__ import annotations
 
 import os

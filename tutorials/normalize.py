@@ -3,6 +3,7 @@
 Both the expected text in the lab and the actual output go through the same function, so a
 lab can show a real-looking ID or time and still match every later run.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,18 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     # RFC 3339 timestamps, with fractions and zone: 2024-05-01T10:11:12.123456789Z / +02:00
     (re.compile(r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?(?: [A-Z]{3,4})?"), "<TIME>"),
     # Docker's HumanDuration: "Less than a second ago", "About a minute ago", "3 hours ago"
-    (re.compile(r"\b(?:Less than a second|About an? (?:minute|hour)|\d+ (?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)) ago\b"), "<WHEN>"),
-    (re.compile(r"\bUp (?:Less than a second|About an? (?:minute|hour)|\d+ (?:seconds?|minutes?|hours?|days?|weeks?|months?|years?))\b"), "Up <WHEN>"),
+    (
+        re.compile(
+            r"\b(?:Less than a second|About an? (?:minute|hour)|\d+ (?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)) ago\b"
+        ),
+        "<WHEN>",
+    ),
+    (
+        re.compile(
+            r"\bUp (?:Less than a second|About an? (?:minute|hour)|\d+ (?:seconds?|minutes?|hours?|days?|weeks?|months?|years?))\b"
+        ),
+        "Up <WHEN>",
+    ),
     # ls -l dates: "Nov 27 17:13" / "Nov 27  2024"
     (re.compile(r"\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d (?:\d\d:\d\d|\s?\d{4})\b"), "<DATE>"),
     (re.compile(r"\b\d\d:\d\d:\d\d(?:\.\d+)?\b"), "<TIME>"),

@@ -10,11 +10,12 @@ Docker refuses are listed under the table with Docker's error text, and the exit
 1. Digests are shortened to 12 hex digits, as `docker images` shortens IDs, so the table
 fits a page.
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from imagegraph.formatting import table
 from imagegraph.reference import InvalidReference, Reference, parse_normalized_named, tag_name_only
@@ -66,8 +67,10 @@ def render(rows: Sequence[Row]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     names = list(sys.argv[1:] if argv is None else argv)
     if not names or names[0] in ("-h", "--help"):
-        print(__doc__.split("\n\n")[0] if names else "usage: python -m tutorials.refs NAME...",
-              file=sys.stdout if names else sys.stderr)
+        print(
+            __doc__.split("\n\n")[0] if names else "usage: python -m tutorials.refs NAME...",
+            file=sys.stdout if names else sys.stderr,
+        )
         return 0 if names else 2
     rows = [explain(n) for n in names]
     print(render(rows))

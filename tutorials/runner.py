@@ -5,6 +5,7 @@ from step to step. HOME is the scratch folder, so `~` in a lab means "the studen
 nothing outside the scratch folder is touched. Whatever happens, everything the lab mounted
 under the scratch folder is unmounted and the shell (with anything it left running) is killed.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -79,8 +80,14 @@ class Shell:
         self.token = "__layerlab_step_done_" + secrets.token_hex(8)
         self.count = 0
         self.proc = subprocess.Popen(
-            ["bash", "--noprofile", "--norc"], cwd=cwd, env=env, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            ["bash", "--noprofile", "--norc"],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def run(self, command: str, timeout: float = STEP_TIMEOUT) -> tuple[str, int]:
         self.count += 1
@@ -88,8 +95,7 @@ class Shell:
         with open(script, "w", encoding="utf-8") as f:
             f.write(command)
         assert self.proc.stdin is not None
-        self.proc.stdin.write(
-            f"source {script} </dev/null\nprintf '\\n{self.token} %d\\n' $?\n".encode())
+        self.proc.stdin.write(f"source {script} </dev/null\nprintf '\\n{self.token} %d\\n' $?\n".encode())
         self.proc.stdin.flush()
         return self._read_until_token(timeout)
 
@@ -102,7 +108,7 @@ class Shell:
         while True:
             at = data.find(marker)
             if at >= 0 and data.endswith(b"\n") and data.count(b"\n", at + 1) == 1:
-                status = int(data[at + len(marker):].strip() or b"1")
+                status = int(data[at + len(marker) :].strip() or b"1")
                 return data[:at].decode("utf-8", "replace"), status
             left = deadline - time.monotonic()
             if left <= 0:
@@ -144,8 +150,7 @@ def unmount_all(folder: str) -> list[str]:
     stuck = []
     for point in mounts_under(folder):
         for command in (["fusermount3", "-u", point], ["umount", point], ["umount", "-l", point]):
-            if shutil.which(command[0]) and subprocess.run(
-                    command, capture_output=True).returncode == 0:
+            if shutil.which(command[0]) and subprocess.run(command, capture_output=True).returncode == 0:
                 break
         for _ in range(50):
             if point not in mounts_under(folder):
@@ -190,8 +195,16 @@ def lab_environment(home: str) -> dict[str, str]:
     HOME in the scratch folder (so ~/.docker and stores stay inside it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEGRAPH_", "LAYERFS_", "PYTEST_"))}
     bindir = os.path.dirname(sys.executable)
-    env.update(HOME=home, LC_ALL="C.UTF-8", LANG="C.UTF-8", TZ="UTC", TERM="dumb", COLUMNS="100",
-               PATH=bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin"), PYTHONDONTWRITEBYTECODE="1")
+    env.update(
+        HOME=home,
+        LC_ALL="C.UTF-8",
+        LANG="C.UTF-8",
+        TZ="UTC",
+        TERM="dumb",
+        COLUMNS="100",
+        PATH=bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin"),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     env.pop("VIRTUAL_ENV", None)
     return env
 
@@ -199,9 +212,15 @@ def lab_environment(home: str) -> dict[str, str]:
 def compare(step: Step, output: str, status: int, scratch: str, where: str) -> str:
     """A unified diff of the normalised texts (empty when they match)."""
     want, got = normalize(step.expected, scratch), normalize(output, scratch)
-    diff = "".join(difflib.unified_diff(
-        want.splitlines(keepends=True), got.splitlines(keepends=True),
-        fromfile=f"expected ({where})", tofile="actual", n=2))
+    diff = "".join(
+        difflib.unified_diff(
+            want.splitlines(keepends=True),
+            got.splitlines(keepends=True),
+            fromfile=f"expected ({where})",
+            tofile="actual",
+            n=2,
+        )
+    )
     if diff and not diff.endswith("\n"):
         diff += "\n"
     if status != step.exit_status:
@@ -209,8 +228,9 @@ def compare(step: Step, output: str, status: int, scratch: str, where: str) -> s
     return diff
 
 
-def run_lab(lab: Lab, out: TextIO = sys.stdout, keep: bool = False, keep_going: bool = False,
-            timeout: float = STEP_TIMEOUT) -> LabResult:
+def run_lab(
+    lab: Lab, out: TextIO = sys.stdout, keep: bool = False, keep_going: bool = False, timeout: float = STEP_TIMEOUT
+) -> LabResult:
     """Run every step of `lab` in a fresh scratch folder; print progress and diffs to `out`."""
     result = LabResult(lab)
     for need in sorted(lab.needs):
@@ -266,6 +286,8 @@ def run_lab(lab: Lab, out: TextIO = sys.stdout, keep: bool = False, keep_going: 
             shutil.rmtree(base, ignore_errors=True)
     skipped = sum(r.status == "skip" for r in result.results)
     verdict = "ok" if result.ok else "FAILED"
-    out.write(f"lab {lab.number} {verdict}: {len(lab.steps)} steps, {len(result.failed)} failed, "
-              f"{skipped} skipped, {result.seconds:.1f}s\n")
+    out.write(
+        f"lab {lab.number} {verdict}: {len(lab.steps)} steps, {len(result.failed)} failed, "
+        f"{skipped} skipped, {result.seconds:.1f}s\n"
+    )
     return result

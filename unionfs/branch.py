@@ -4,6 +4,7 @@ Both encodings are always read, so that OCI-extracted layers (``.wh.`` files) an
 OverlayFS upper dirs (char device 0/0, ``overlay.*`` xattrs) both work as layers. What is
 written depends on the union's encoding.
 """
+
 from __future__ import annotations
 
 import errno
@@ -46,13 +47,13 @@ class XattrNames:
         if name.startswith(LAYERFS_XATTR_PREFIX):
             raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP), name)
         if name.startswith(self.private):
-            return self.escaped + name[len(self.private):]
+            return self.escaped + name[len(self.private) :]
         return name
 
     def from_real(self, name: str) -> str | None:
         """The caller's name for a name on disk, or None for a private one."""
         if name.startswith(self.escaped):
-            return self.private + name[len(self.escaped):]
+            return self.private + name[len(self.escaped) :]
         if name.startswith(self.private) or name.startswith(LAYERFS_XATTR_PREFIX):
             return None
         return name
@@ -150,7 +151,7 @@ class MarkWriter:
     xattr_prefix: str  # "trusted." or "user."
 
     @classmethod
-    def probe(cls, workdir: str, aufs_encoding: bool) -> "MarkWriter":
+    def probe(cls, workdir: str, aufs_encoding: bool) -> MarkWriter:
         """Find out in the work directory what this process may write."""
         probe = os.path.join(workdir, "#probe")
         can_mknod = False
@@ -198,8 +199,7 @@ class MarkWriter:
             os.setxattr(real_dir, self.xattr_prefix + "overlay.opaque", b"y")
 
     def set_redirect(self, real_dir: str, value: str) -> None:
-        os.setxattr(real_dir, self.xattr_prefix + "overlay.redirect",
-                    value.encode("utf-8", "surrogateescape"))
+        os.setxattr(real_dir, self.xattr_prefix + "overlay.redirect", value.encode("utf-8", "surrogateescape"))
 
 
 def remove_whiteouts(real_dir: str, name: str) -> bool:

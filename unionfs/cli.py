@@ -4,12 +4,12 @@ Subcommands that need no mount: `tree`, `explain`, `trace`. Mounting (`mount`, `
 the forms mount.fuse and containers-storage use: `layerfs [SOURCE] MOUNTPOINT -o OPTIONS`)
 lives in `cli_mount`. Every error is one line on stderr and a non-zero exit.
 """
+
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Sequence
 
 from .namei import normalize
 from .options import OptionError

@@ -9,12 +9,13 @@
 containers-storage runs `[mount_program, "-o", OPTIONS, TARGET]` (the second form). SOURCE is
 ignored, as fuse-overlayfs ignores it: the layers are in the options.
 """
+
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from .mount import MountError, MountRequest, mount, unmount
 from .options import OptionError

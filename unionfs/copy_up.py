@@ -4,6 +4,7 @@ Parents first, with their attributes; then the object, built in the work directo
 mode, owner, times, xattrs (not the union's private ones), symlink target and sparse holes,
 and renamed into place. No reader and no crash ever sees a partial file.
 """
+
 from __future__ import annotations
 
 import errno
@@ -128,8 +129,14 @@ def copy_up_node(sb: Super, node: Node, trigger: str, data_bytes: int | None = N
     except OSError:
         pass
     kind = "directory" if stat.S_ISDIR(mode) else "symlink" if stat.S_ISLNK(mode) else "file"
-    sb.emit("copy_up", path=node.path, trigger=trigger, type=kind, bytes=copied,
-            **{"from": source.branch.label, "to": upper.label})
+    sb.emit(
+        "copy_up",
+        path=node.path,
+        trigger=trigger,
+        type=kind,
+        bytes=copied,
+        **{"from": source.branch.label, "to": upper.label},
+    )
     if stat.S_ISREG(mode):
         move_read_handles(sb, st, target)
 
@@ -147,6 +154,7 @@ def _discard(temp: str) -> None:
     try:
         if os.path.isdir(temp) and not os.path.islink(temp):
             import shutil
+
             shutil.rmtree(temp, ignore_errors=True)
         else:
             os.unlink(temp)

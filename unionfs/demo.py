@@ -4,6 +4,7 @@ Each step prints the shell command it runs, its output, and one line on what it 
 FUSE it mounts for real, the aufs way (`mount -t fuse.layerfs -o dirs=./fruits:./vegetables
 none ./mnt`); without FUSE it shows the same merged view through `layerfs tree`.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,15 @@ class Demo:
 
     def run(self, command: str, check: bool = True) -> str:
         print(f"$ {command}", flush=True)
-        result = subprocess.run(command, shell=True, cwd=self.workdir, env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        result = subprocess.run(
+            command,
+            shell=True,
+            cwd=self.workdir,
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         sys.stdout.write(result.stdout)
         sys.stdout.flush()
         if check and result.returncode != 0:
@@ -76,7 +84,9 @@ def mounted_demo(demo: Demo, layerfs: str) -> None:
         demo.run("cat mnt/tomato")
         demo.run("getfattr --absolute-names -n user.layerfs.origin mnt/tomato mnt/carrots", check=False)
 
-        demo.say("Change carrots, which lives only in the read-only vegetables: copy-on-write copies it up into fruits.")
+        demo.say(
+            "Change carrots, which lives only in the read-only vegetables: copy-on-write copies it up into fruits."
+        )
         demo.run("echo 'now with dip' >> mnt/carrots")
         demo.run("ls fruits")
         demo.run("cat fruits/carrots")

@@ -5,18 +5,19 @@ whiteout was becomes opaque, so the old lower directory does not show through. R
 lower or merged directory follows the dialect: overlay sets a redirect (as the kernel does
 with redirect_dir=on); aufs refuses with EXDEV unless the lower parts are empty.
 """
+
 from __future__ import annotations
 
 import errno
 import os
 import shutil
 import stat
-from typing import Callable
+from collections.abc import Callable
 
-from .branch import WH_PREFIX, aufs_whiteout_exists, lstat_or_none, remove_whiteouts
+from .branch import WH_PREFIX, aufs_whiteout_exists, lstat_or_none
 from .copy_up import copy_up, ensure_upper_dir, require_upper
 from .fsutil import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT
-from .namei import Node, join, parent_of, split_path
+from .namei import Node, parent_of
 from .options import Dialect
 from .readdir import is_empty_dir
 from .super import Cred, Super
@@ -57,8 +58,9 @@ def _whiteout_form(sb: Super) -> str:
     return "char device 0/0" if sb.marks.writes_char_whiteouts else ".wh. file"
 
 
-def create_entry(sb: Super, path: str, make: Callable[[str], None], cred: Cred | None, *,
-                 is_dir: bool, trigger: str) -> str:
+def create_entry(
+    sb: Super, path: str, make: Callable[[str], None], cred: Cred | None, *, is_dir: bool, trigger: str
+) -> str:
     """Create a new object at `path` with `make(real_path)`; returns its real path.
 
     Where no whiteout is in the way it is made in place. Over a whiteout it is built in the
@@ -79,8 +81,9 @@ def create_entry(sb: Super, path: str, make: Callable[[str], None], cred: Cred |
         # Over a whiteout a new directory must be opaque. The kernel also marks every new
         # directory in a merged parent opaque ("just an optimization" in ovl_create_upper);
         # the overlay dialect does the same, so both uppers look alike.
-        needs_opaque = is_dir and (node.upper_whiteout or node.has_lower or (
-            node.parent_merged and sb.spec.dialect is Dialect.OVERLAY))
+        needs_opaque = is_dir and (
+            node.upper_whiteout or node.has_lower or (node.parent_merged and sb.spec.dialect is Dialect.OVERLAY)
+        )
         if not node.upper_whiteout and not needs_opaque:
             make(target)
             _chown_new(target, owner)
@@ -121,15 +124,18 @@ def mkdir(sb: Super, path: str, mode: int, cred: Cred | None = None) -> None:
 
 def mknod(sb: Super, path: str, mode: int, device: int = 0, cred: Cred | None = None) -> None:
     if stat.S_ISREG(mode) or stat.S_IFMT(mode) == 0:
+
         def make(real: str) -> None:
             os.close(os.open(real, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(mode)))
             sb.fix_mode(real, stat.S_IMODE(mode))
     elif stat.S_ISDIR(mode):
         raise _err(errno.EPERM, path)
     else:
+
         def make(real: str) -> None:
             os.mknod(real, stat.S_IFMT(mode) | stat.S_IMODE(mode), device)
             sb.fix_mode(real, stat.S_IMODE(mode))
+
     create_entry(sb, path, make, cred, is_dir=False, trigger="mknod")
 
 
@@ -156,8 +162,9 @@ def link(sb: Super, existing: str, new: str) -> None:
             raise _err(errno.EPERM, existing)
         src = copy_up(sb, existing, "link")
         source_real = src.top.real
-        create_entry(sb, new, lambda real: os.link(source_real, real, follow_symlinks=False), None,
-                     is_dir=False, trigger="link")
+        create_entry(
+            sb, new, lambda real: os.link(source_real, real, follow_symlinks=False), None, is_dir=False, trigger="link"
+        )
 
 
 def _whiteout(sb: Super, parent_real: str, name: str, path: str, trigger: str) -> None:

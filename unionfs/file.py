@@ -3,6 +3,7 @@
 An open for writing copies the file up first. A read-only handle on a lower file follows the
 file when another writer copies it up, so it never reads stale data.
 """
+
 from __future__ import annotations
 
 import errno
@@ -12,9 +13,8 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 
-from .copy_up import copy_up, ensure_upper_dir, require_upper
+from .copy_up import copy_up, require_upper
 from .dir import create_entry
-from .namei import Node
 from .super import Cred, Super
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR

@@ -1,4 +1,5 @@
 """System calls the standard library lacks (renameat2) and in-kernel data copies with holes."""
+
 from __future__ import annotations
 
 import ctypes
@@ -20,7 +21,7 @@ class Libc:
     lib: ctypes.CDLL
 
     @classmethod
-    def load(cls) -> "Libc":
+    def load(cls) -> Libc:
         return cls(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True))
 
     def renameat2(self, old: str, new: str, flags: int) -> None:

@@ -7,6 +7,7 @@ snapshot of the listing (so readdir offsets stay right while the directory chang
 the kernel's overlay), and the libfuse 3 arguments that mfusepy's plain `FUSE` drops
 (rename flags, UTIME_NOW/UTIME_OMIT).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,20 +18,21 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 # mfusepy loads libfuse 2 when both are installed; libfuse 3 passes rename flags
 # (RENAME_NOREPLACE), so prefer it unless the user chose a library.
 if not os.environ.get("FUSE_LIBRARY_PATH"):
     os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
 
-import mfusepy as fuse  # noqa: E402  (after the library choice above)
+import mfusepy as fuse
 
-from .inode import Stat  # noqa: E402
-from .listing import stat_entries  # noqa: E402
-from .super import Cred  # noqa: E402
-from .union import Union  # noqa: E402
+from .inode import Stat
+from .listing import stat_entries
+from .super import Cred
+from .union import Union
 
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
@@ -133,7 +135,7 @@ class LinkNames:
             for p in moved:
                 key = self.by_path[p]
                 self._drop(p)
-                q = new + p[len(old):]
+                q = new + p[len(old) :]
                 self.by_path[q] = key
                 self.by_key.setdefault(key, set()).add(q)
 
@@ -255,10 +257,18 @@ class LayerOps(fuse.Operations):
     @staticmethod
     def _attrs(st: Stat) -> dict[str, int]:
         return {
-            "st_mode": st.st_mode, "st_ino": st.st_ino, "st_nlink": st.st_nlink,
-            "st_uid": st.st_uid, "st_gid": st.st_gid, "st_size": st.st_size,
-            "st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns,
-            "st_rdev": st.st_rdev, "st_blocks": st.st_blocks, "st_blksize": st.st_blksize,
+            "st_mode": st.st_mode,
+            "st_ino": st.st_ino,
+            "st_nlink": st.st_nlink,
+            "st_uid": st.st_uid,
+            "st_gid": st.st_gid,
+            "st_size": st.st_size,
+            "st_atime": st.st_atime_ns,
+            "st_mtime": st.st_mtime_ns,
+            "st_ctime": st.st_ctime_ns,
+            "st_rdev": st.st_rdev,
+            "st_blocks": st.st_blocks,
+            "st_blksize": st.st_blksize,
         }
 
     def readlink(self, path: str) -> str:
@@ -301,8 +311,20 @@ class LayerOps(fuse.Operations):
 
     def statfs(self, path: str) -> dict[str, int]:
         sv = self.union.statfs(path)
-        return {key: getattr(sv, key) for key in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail",
-                                                  "f_files", "f_ffree", "f_favail", "f_namemax")}
+        return {
+            key: getattr(sv, key)
+            for key in (
+                "f_bsize",
+                "f_frsize",
+                "f_blocks",
+                "f_bfree",
+                "f_bavail",
+                "f_files",
+                "f_ffree",
+                "f_favail",
+                "f_namemax",
+            )
+        }
 
     # -- xattrs -----------------------------------------------------------------------------
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
@@ -489,8 +511,9 @@ class _LayerFUSE(fuse.FUSE):
         """READDIRPLUS: hand libfuse each entry's attributes with FUSE_FILL_DIR_PLUS."""
         if not flags & FUSE_READDIR_PLUS:
             return self._readdir(path, buf, filler, offset, fip)
-        entries = self.operations.readdir_plus(path.decode(self.encoding, self.errors) if path else "/",
-                                               offset, fip.contents.fh)
+        entries = self.operations.readdir_plus(
+            path.decode(self.encoding, self.errors) if path else "/", offset, fip.contents.fh
+        )
         st = fuse.c_stat()
         for name, attrs, off in entries:
             encoded = name.encode(self.encoding, self.errors)
@@ -505,8 +528,9 @@ class _LayerFUSE(fuse.FUSE):
         return 0
 
     def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
-        return self.operations.rename(old.decode(self.encoding, self.errors),
-                                      new.decode(self.encoding, self.errors), flags)
+        return self.operations.rename(
+            old.decode(self.encoding, self.errors), new.decode(self.encoding, self.errors), flags
+        )
 
     def _times(self, buf) -> tuple[int, int] | None:
         if not buf:

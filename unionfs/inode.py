@@ -2,6 +2,7 @@
 
 Every change copies the object up first; the union's private xattrs are hidden and refused.
 """
+
 from __future__ import annotations
 
 import errno
@@ -34,10 +35,22 @@ class Stat:
     st_blksize: int
 
     @classmethod
-    def of(cls, st: os.stat_result, nlink: int | None = None) -> "Stat":
-        return cls(st.st_mode, st.st_ino, st.st_dev, st.st_nlink if nlink is None else nlink, st.st_uid,
-                   st.st_gid, st.st_size, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_rdev,
-                   st.st_blocks, st.st_blksize)
+    def of(cls, st: os.stat_result, nlink: int | None = None) -> Stat:
+        return cls(
+            st.st_mode,
+            st.st_ino,
+            st.st_dev,
+            st.st_nlink if nlink is None else nlink,
+            st.st_uid,
+            st.st_gid,
+            st.st_size,
+            st.st_atime_ns,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            st.st_rdev,
+            st.st_blocks,
+            st.st_blksize,
+        )
 
 
 def getattr_(sb: Super, path: str) -> Stat:

@@ -6,6 +6,7 @@ read-only layers (which never change while the union is open). The answers are t
 `Union.getattr` gives for the same paths: directories found in the upper fall back to it,
 since only a full lookup knows whether they are opaque or redirected.
 """
+
 from __future__ import annotations
 
 import os

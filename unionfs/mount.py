@@ -8,6 +8,7 @@ prints one line and leaves nothing behind.
 The union's layers travel in the mount's source ("fsname"), so `/proc/self/mountinfo` is
 enough to open the same union again, read-only, for `layerfs explain` and `tree --origin`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,16 +16,34 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from .mountinfo import FSTYPE, STATE_PREFIX, mounts, state_dir
 from .options import UnionSpec, format_options, parse_options, validate
 
 # Mount flags libfuse applies itself (lib/mount.c mount_flags[]): passed through unchanged.
-KERNEL_FLAGS = frozenset({"ro", "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "sync", "async",
-                          "dirsync", "noatime", "nodiratime", "relatime", "norelatime", "strictatime",
-                          "nostrictatime"})
+KERNEL_FLAGS = frozenset(
+    {
+        "ro",
+        "rw",
+        "dev",
+        "nodev",
+        "suid",
+        "nosuid",
+        "exec",
+        "noexec",
+        "sync",
+        "async",
+        "dirsync",
+        "noatime",
+        "nodiratime",
+        "relatime",
+        "norelatime",
+        "strictatime",
+        "nostrictatime",
+    }
+)
 # Options for libfuse's high-level layer, passed with their values.
 FUSE_VALUES = frozenset({"uid", "gid", "umask", "max_read"})
 # Lowers never change while mounted and every write goes through us, so the kernel may keep
@@ -161,8 +180,9 @@ def plan(request: MountRequest) -> Plan:
         value = spec.value(key)
         if value is not None:
             opts[key] = value
-    opts.update(kernel_cache=True, entry_timeout=ENTRY_SECONDS, attr_timeout=attr_seconds(),
-                negative_timeout=ENTRY_SECONDS)
+    opts.update(
+        kernel_cache=True, entry_timeout=ENTRY_SECONDS, attr_timeout=attr_seconds(), negative_timeout=ENTRY_SECONDS
+    )
     debug = "debug" in spec.flags
     if debug:
         opts["debug"] = True
@@ -182,8 +202,9 @@ def _open_union(p: Plan):
     try:
         return Union.from_spec(p.spec, TraceFile(p.trace) if p.trace else None)
     except OSError as exc:
-        raise MountError(f"cannot open the union: {exc.strerror or exc}"
-                         + (f": {exc.filename}" if exc.filename else "")) from None
+        raise MountError(
+            f"cannot open the union: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        ) from None
 
 
 def mount(request: MountRequest) -> None:
@@ -194,8 +215,7 @@ def mount(request: MountRequest) -> None:
 
     if p.foreground:
         try:
-            run_fuse(LayerOps(union, lambda: _in_thread(set_read_ahead, p.mountpoint)), p.mountpoint,
-                     p.fuse_options)
+            run_fuse(LayerOps(union, lambda: _in_thread(set_read_ahead, p.mountpoint)), p.mountpoint, p.fuse_options)
         except RuntimeError as exc:
             raise MountError(f"mounting {request.mountpoint} failed (libfuse error {exc})") from None
         return
@@ -252,7 +272,7 @@ def _daemon(union, p: Plan, status_fd: int) -> int:
     lines = [line.strip() for line in errors.read().decode("utf-8", "replace").splitlines() if line.strip()]
     detail = lines[-1] if lines else (f"libfuse error {failure}" if failure else "unknown error")
     if detail.startswith("fuse: "):
-        detail = detail[len("fuse: "):]
+        detail = detail[len("fuse: ") :]
     try:
         os.write(status_fd, f"mounting {p.mountpoint} failed: {detail}\n".encode())
     finally:

@@ -5,6 +5,7 @@ A layerfs mount records its layers in its source field (the FUSE fsname, written
 needed: no state files to go stale. The union is opened read-only, with the work directory
 left to the daemon that owns it.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,8 @@ def unescape(field: str) -> str:
     """mountinfo writes space, tab, newline and backslash as \\ooo."""
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
+        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
             i += 4
         else:
             out.append(field[i])
@@ -94,11 +95,12 @@ def spec_of_mount(info: MountInfo) -> UnionSpec:
     source = info.source
     if source.startswith(STATE_PREFIX):
         try:
-            with open(source[len(STATE_PREFIX):], encoding="utf-8", errors="surrogateescape") as f:
+            with open(source[len(STATE_PREFIX) :], encoding="utf-8", errors="surrogateescape") as f:
                 source = f.read()
         except OSError as exc:
-            raise OptionError(f"{info.mountpoint}: its layers were recorded in {exc.filename}, "
-                              f"which cannot be read ({exc.strerror})") from None
+            raise OptionError(
+                f"{info.mountpoint}: its layers were recorded in {exc.filename}, which cannot be read ({exc.strerror})"
+            ) from None
     if "=" not in source:
         raise OptionError(f"{info.mountpoint}: the mount does not record its layers")
     return validate(parse_options([source], "/"))

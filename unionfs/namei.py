@@ -9,6 +9,7 @@ The read-only layers (init and lowers) never change while the union is open, so 
 of every lookup is cached: after the first walk, a lookup costs one lstat per component in
 the upper and nothing per read-only layer, however many there are.
 """
+
 from __future__ import annotations
 
 import errno
@@ -16,10 +17,16 @@ import os
 import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
 
-from .branch import (Branch, aufs_whiteout_exists, is_opaque_dir, is_reserved_name,
-                     is_whiteout_stat, lstat_or_none, read_redirect)
+from .branch import (
+    Branch,
+    aufs_whiteout_exists,
+    is_opaque_dir,
+    is_reserved_name,
+    is_whiteout_stat,
+    lstat_or_none,
+    read_redirect,
+)
 from .options import Dialect
 
 
@@ -205,7 +212,7 @@ class Resolver:
                     break
         return LowerResult(tuple(found))
 
-    def _read_layer_dir(self, real_dir: str) -> "LayerDir":
+    def _read_layer_dir(self, real_dir: str) -> LayerDir:
         return LayerDir.read(real_dir)
 
     def lower_listing(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -309,12 +316,28 @@ class Resolver:
                     merge = self._lower(merge_path, 0).entries if merge_path is not None else ()
                     if merge and not merge[0].is_dir:
                         merge = ()
-                    node = Node(current, (upper_entry,) + merge, lowers, merge_path, parent_upper, False,
-                                parent_upper_st, parent_merged)
+                    node = Node(
+                        current,
+                        (upper_entry,) + merge,
+                        lowers,
+                        merge_path,
+                        parent_upper,
+                        False,
+                        parent_upper_st,
+                        parent_merged,
+                    )
                     upper_dir, upper_dir_st, lower_path = upper_entry.real, upper_entry.st, merge_path
                 else:
-                    node = Node(current, (upper_entry,), lowers, child_lower, parent_upper, False, parent_upper_st,
-                                parent_merged)
+                    node = Node(
+                        current,
+                        (upper_entry,),
+                        lowers,
+                        child_lower,
+                        parent_upper,
+                        False,
+                        parent_upper_st,
+                        parent_merged,
+                    )
                     upper_dir, lower_path = None, None
             else:
                 node = Node(current, lowers, lowers, child_lower, parent_upper, False, parent_upper_st, parent_merged)
@@ -346,7 +369,7 @@ class LayerDir:
     char_whiteouts: frozenset[str]
 
     @classmethod
-    def read(cls, real_dir: str) -> "LayerDir":
+    def read(cls, real_dir: str) -> LayerDir:
         names: set[str] = set()
         whiteouts: set[str] = set()
         chars: set[str] = set()
@@ -357,8 +380,9 @@ class LayerDir:
                     if not name.startswith(".wh..wh.") and d.is_file(follow_symlinks=False):
                         whiteouts.add(name[4:])
                     continue
-                if not (d.is_dir(follow_symlinks=False) or d.is_file(follow_symlinks=False)
-                        or d.is_symlink()) and is_whiteout_stat(d.stat(follow_symlinks=False)):
+                if not (
+                    d.is_dir(follow_symlinks=False) or d.is_file(follow_symlinks=False) or d.is_symlink()
+                ) and is_whiteout_stat(d.stat(follow_symlinks=False)):
                     chars.add(name)
                     whiteouts.add(name)
                     continue
@@ -397,7 +421,9 @@ def explain(resolver: Resolver, path: str) -> list[ExplainLine]:
         st = lstat_or_none(real)
         if path != "/":
             parent_real = branch.real(parent_of(path))
-            wh = (st is not None and is_whiteout_stat(st)) or (st is None and aufs_whiteout_exists(parent_real, node.name))
+            wh = (st is not None and is_whiteout_stat(st)) or (
+                st is None and aufs_whiteout_exists(parent_real, node.name)
+            )
         else:
             wh = False
         if serving is not None and branch.index == serving.index:
@@ -422,16 +448,28 @@ def explain(resolver: Resolver, path: str) -> list[ExplainLine]:
         if stopped_by:
             lines.append((branch, f"has {path} ({_kind(st)}), {stopped_by}"))
         elif serving is not None and serving.index < branch.index:
-            lines.append((branch, f"has {path} ({_kind(st)}), ignored: a {'directory' if node.is_dir else 'file'} above has another type"
-                          if node.is_dir != stat.S_ISDIR(st.st_mode) else
-                          f"has {path} ({_kind(st)}), hidden: an opaque directory or redirect above"))
+            lines.append(
+                (
+                    branch,
+                    f"has {path} ({_kind(st)}), ignored: a {'directory' if node.is_dir else 'file'} above has another type"
+                    if node.is_dir != stat.S_ISDIR(st.st_mode)
+                    else f"has {path} ({_kind(st)}), hidden: an opaque directory or redirect above",
+                )
+            )
         else:
             lines.append((branch, f"has {path} ({_kind(st)}), hidden"))
     return lines
 
 
-_KINDS = {stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink", stat.S_IFREG: "file", stat.S_IFCHR: "char device",
-          stat.S_IFBLK: "block device", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket"}
+_KINDS = {
+    stat.S_IFDIR: "directory",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFREG: "file",
+    stat.S_IFCHR: "char device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+}
 
 
 def _kind(st: os.stat_result | None) -> str:

@@ -8,12 +8,13 @@ Two dialects, chosen by the options given, as the seed and the kernel write them
 
 Every problem is an ``OptionError`` whose text is one line for the user.
 """
+
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable, Sequence
 
 
 class OptionError(ValueError):
@@ -50,14 +51,57 @@ class BranchSpec:
 
 # Options accepted and honoured beside the layers; FUSE-level ones are passed through.
 FLAG_OPTIONS = frozenset(
-    {"ro", "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime",
-     "relatime", "nodiratime", "allow_other", "allow_root", "default_permissions", "debug",
-     "auto", "noauto", "user", "nouser", "users", "nofail", "_netdev", "defaults", "async",
-     "sync", "lazytime", "nonempty"}
+    {
+        "ro",
+        "rw",
+        "dev",
+        "nodev",
+        "suid",
+        "nosuid",
+        "exec",
+        "noexec",
+        "atime",
+        "noatime",
+        "relatime",
+        "nodiratime",
+        "allow_other",
+        "allow_root",
+        "default_permissions",
+        "debug",
+        "auto",
+        "noauto",
+        "user",
+        "nouser",
+        "users",
+        "nofail",
+        "_netdev",
+        "defaults",
+        "async",
+        "sync",
+        "lazytime",
+        "nonempty",
+    }
 )
-VALUE_OPTIONS = frozenset({"whiteout", "trace", "fsname", "subtype", "redirect_dir", "index",
-                           "xino", "metacopy", "userxattr", "x-systemd.requires", "context",
-                           "max_read", "uid", "gid", "umask", "comment"})
+VALUE_OPTIONS = frozenset(
+    {
+        "whiteout",
+        "trace",
+        "fsname",
+        "subtype",
+        "redirect_dir",
+        "index",
+        "xino",
+        "metacopy",
+        "userxattr",
+        "x-systemd.requires",
+        "context",
+        "max_read",
+        "uid",
+        "gid",
+        "umask",
+        "comment",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -111,8 +155,14 @@ def split_option_string(options: str) -> list[str]:
     return [item for item in _split(options, ",", keep_escapes=True) if item]
 
 
-_AUFS_MODES = {"rw": (True, True), "ro": (False, False), "rr": (False, False),
-               "ro+wh": (False, True), "rr+wh": (False, True), "rw+nolwh": (True, True)}
+_AUFS_MODES = {
+    "rw": (True, True),
+    "ro": (False, False),
+    "rr": (False, False),
+    "ro+wh": (False, True),
+    "rr+wh": (False, True),
+    "rw+nolwh": (True, True),
+}
 
 
 def _absolute(path: str, cwd: str) -> str:
@@ -189,9 +239,15 @@ def parse_options(option_strings: Sequence[str] | str, cwd: str | None = None) -
             raise OptionError("no branch given")
         upper = next((b for b in branches if b.role is Role.UPPER), None)
         workdir = os.path.join(upper.path, ".wh..wh.work") if upper else None
-        spec = UnionSpec(Dialect.AUFS, tuple(branches), workdir,
-                         Encoding(encoding_value or "aufs"), readonly or upper is None,
-                         frozenset(flags), tuple(sorted(values.items())))
+        spec = UnionSpec(
+            Dialect.AUFS,
+            tuple(branches),
+            workdir,
+            Encoding(encoding_value or "aufs"),
+            readonly or upper is None,
+            frozenset(flags),
+            tuple(sorted(values.items())),
+        )
     elif overlay:
         spec = _parse_overlay(overlay, readonly, flags, values, encoding_value, cwd)
     else:
@@ -199,8 +255,14 @@ def parse_options(option_strings: Sequence[str] | str, cwd: str | None = None) -
     return spec
 
 
-def _parse_overlay(overlay: dict[str, str], readonly: bool, flags: set[str], values: dict[str, str],
-                   encoding_value: str | None, cwd: str) -> UnionSpec:
+def _parse_overlay(
+    overlay: dict[str, str],
+    readonly: bool,
+    flags: set[str],
+    values: dict[str, str],
+    encoding_value: str | None,
+    cwd: str,
+) -> UnionSpec:
     if not overlay.get("lowerdir"):
         raise OptionError("missing 'lowerdir'")
     branches: list[BranchSpec] = []
@@ -219,10 +281,15 @@ def _parse_overlay(overlay: dict[str, str], readonly: bool, flags: set[str], val
             raise OptionError("empty lowerdir")
         branches.append(BranchSpec(_absolute(lower, cwd), Role.LOWER, lower))
     has_upper = bool(upper) and not readonly
-    return UnionSpec(Dialect.OVERLAY, tuple(branches),
-                     _absolute(workdir, cwd) if (workdir and has_upper) else None,
-                     Encoding(encoding_value or "overlay"), not has_upper,
-                     frozenset(flags), tuple(sorted(values.items())))
+    return UnionSpec(
+        Dialect.OVERLAY,
+        tuple(branches),
+        _absolute(workdir, cwd) if (workdir and has_upper) else None,
+        Encoding(encoding_value or "overlay"),
+        not has_upper,
+        frozenset(flags),
+        tuple(sorted(values.items())),
+    )
 
 
 def _inside(child: str, parent: str) -> bool:
@@ -237,10 +304,9 @@ def validate(spec: UnionSpec) -> UnionSpec:
             raise OptionError(f"{branch.label}: no such directory")
         if not os.path.isdir(branch.path):
             raise OptionError(f"{branch.label}: not a directory")
-        resolved.append(BranchSpec(os.path.realpath(branch.path), branch.role, branch.label,
-                                   branch.whiteouts))
+        resolved.append(BranchSpec(os.path.realpath(branch.path), branch.role, branch.label, branch.whiteouts))
     for i, a in enumerate(resolved):
-        for b in resolved[i + 1:]:
+        for b in resolved[i + 1 :]:
             if _inside(a.path, b.path) or _inside(b.path, a.path):
                 raise OptionError(f"branches overlap: {a.label} and {b.label}")
     workdir = spec.workdir
@@ -257,8 +323,7 @@ def validate(spec: UnionSpec) -> UnionSpec:
                 raise OptionError(f"work directory {workdir} is not on the upper directory's filesystem")
         else:
             workdir = os.path.join(upper.path, ".wh..wh.work")
-    return UnionSpec(spec.dialect, tuple(resolved), workdir, spec.encoding, spec.readonly,
-                     spec.flags, spec.values)
+    return UnionSpec(spec.dialect, tuple(resolved), workdir, spec.encoding, spec.readonly, spec.flags, spec.values)
 
 
 def format_options(spec: UnionSpec) -> str:

@@ -1,5 +1,6 @@
 """The merged listing (fs/overlayfs/readdir.c): upper first, then the lower layers' names;
 whiteouts, the names they hide and reserved `.wh.*` names are left out."""
+
 from __future__ import annotations
 
 import errno

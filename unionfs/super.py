@@ -3,6 +3,7 @@
 Opening a union clears what a crash left in its work directory, so the same work directory
 serves every later mount.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -40,7 +41,7 @@ class Super:
     # One lock for namespace changes and copy-up: two writers of one lower file copy it once.
     lock: threading.RLock = field(default_factory=threading.RLock)
     # Read-only handles opened on a lower file, by (dev, ino), to move them after a copy-up.
-    lower_handles: dict[tuple[int, int], "weakref.WeakSet"] = field(default_factory=dict)
+    lower_handles: dict[tuple[int, int], weakref.WeakSet] = field(default_factory=dict)
     _counter: itertools.count = field(default_factory=itertools.count)
     # The process umask, read once: new objects get their exact mode without a chmod when
     # the umask cannot have touched it (the FUSE daemon runs with umask 0).
@@ -48,12 +49,14 @@ class Super:
     xattrs: XattrNames = XattrNames("trusted.overlay.")
 
     @classmethod
-    def open(cls, spec: UnionSpec, tracer: Tracer | None = None) -> "Super":
+    def open(cls, spec: UnionSpec, tracer: Tracer | None = None) -> Super:
         branches = tuple(Branch(b.path, b.role, b.label, i, b.whiteouts) for i, b in enumerate(spec.branches))
         upper = branches[0] if branches and branches[0].writable and not spec.readonly else None
         if upper is None:
-            branches = tuple(Branch(b.path, Role.LOWER if b.role is Role.UPPER else b.role, b.label, b.index,
-                                    b.whiteouts) for b in branches)
+            branches = tuple(
+                Branch(b.path, Role.LOWER if b.role is Role.UPPER else b.role, b.label, b.index, b.whiteouts)
+                for b in branches
+            )
         resolver = Resolver(branches, spec.dialect)
         tmpdir = marks = None
         if upper is not None and spec.workdir:
@@ -63,8 +66,18 @@ class Super:
         umask = os.umask(0o022)
         os.umask(umask)
         prefix = marks.xattr_prefix if marks else ("trusted." if os.geteuid() == 0 else "user.")
-        return cls(spec, branches, resolver, upper, tmpdir, marks, tracer, Libc.load(), umask=umask,
-                   xattrs=XattrNames(prefix + "overlay."))
+        return cls(
+            spec,
+            branches,
+            resolver,
+            upper,
+            tmpdir,
+            marks,
+            tracer,
+            Libc.load(),
+            umask=umask,
+            xattrs=XattrNames(prefix + "overlay."),
+        )
 
     def fix_mode(self, real: str | int, mode: int) -> None:
         """chmod a new object only where the umask may have cut bits from `mode`."""
@@ -72,7 +85,7 @@ class Super:
             os.chmod(real, mode)
 
     @classmethod
-    def observe(cls, spec: UnionSpec) -> "Super":
+    def observe(cls, spec: UnionSpec) -> Super:
         """The union of a live mount, for reading only: the roles are kept (so provenance
         names the upper), and the work directory is left to the daemon that owns it."""
         branches = tuple(Branch(b.path, b.role, b.label, i, b.whiteouts) for i, b in enumerate(spec.branches))

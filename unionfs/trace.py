@@ -2,13 +2,15 @@
 
 A trace is what makes copy-on-write visible to a student: `layerfs trace FILE` prints it.
 """
+
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, TextIO
+from typing import TextIO
 
 Event = dict
 
@@ -45,8 +47,10 @@ def describe(event: Event) -> str:
     path = event.get("path", "?")
     if kind == "copy_up":
         size = event.get("bytes", 0)
-        return (f"copy-up   {path}  ({event.get('type', 'file')}, {size} bytes copied, "
-                f"because of {event.get('trigger', '?')}) from {event.get('from', '?')} to {event.get('to', '?')}")
+        return (
+            f"copy-up   {path}  ({event.get('type', 'file')}, {size} bytes copied, "
+            f"because of {event.get('trigger', '?')}) from {event.get('from', '?')} to {event.get('to', '?')}"
+        )
     if kind == "whiteout":
         return f"whiteout  {path}  ({event.get('form', '?')} in {event.get('branch', '?')}, because of {event.get('trigger', '?')})"
     if kind == "opaque":

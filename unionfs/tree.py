@@ -2,11 +2,12 @@
 
 It reads through the union core, so it works without a mount (and without FUSE).
 """
+
 from __future__ import annotations
 
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from .namei import join
 from .union import Union

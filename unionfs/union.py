@@ -4,15 +4,17 @@ Paths are union paths ("/etc/hosts"). Errors are OSError with the errno the kern
 OverlayFS gives for the same call. Nothing here imports FUSE: the same object serves the
 FUSE adapter, the `layerfs` command and Python users.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from . import dir as dir_ops
 from . import file as file_ops
-from . import inode, readdir as readdir_ops
+from . import inode
+from . import readdir as readdir_ops
 from .file import Handle
 from .inode import Stat
 from .namei import ExplainLine, Node, explain, normalize
@@ -29,18 +31,17 @@ class Union:
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
-    def from_spec(cls, spec: UnionSpec, tracer: Tracer | None = None) -> "Union":
+    def from_spec(cls, spec: UnionSpec, tracer: Tracer | None = None) -> Union:
         """Open a union over a validated spec (see `options.validate`)."""
         return cls(Super.open(spec, tracer))
 
     @classmethod
-    def from_options(cls, options: Sequence[str] | str, cwd: str | None = None,
-                     tracer: Tracer | None = None) -> "Union":
+    def from_options(cls, options: Sequence[str] | str, cwd: str | None = None, tracer: Tracer | None = None) -> Union:
         """Parse, check and open: `Union.from_options("dirs=./fruits:./vegetables")`."""
         return cls.from_spec(validate(parse_options(options, cwd)), tracer)
 
     @classmethod
-    def observe(cls, spec: UnionSpec) -> "Union":
+    def observe(cls, spec: UnionSpec) -> Union:
         """Look at the layers of a live mount (for `explain`, `tree --origin`); never write through it."""
         return cls(Super.observe(spec))
 
@@ -97,8 +98,9 @@ class Union:
     def open(self, path: str, flags: int = os.O_RDONLY, mode: int = 0o644, cred: Cred | None = None) -> Handle:
         return file_ops.open_file(self.sb, _keep_slash(path), flags, mode, cred)
 
-    def create(self, path: str, mode: int = 0o644, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-               cred: Cred | None = None) -> Handle:
+    def create(
+        self, path: str, mode: int = 0o644, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC, cred: Cred | None = None
+    ) -> Handle:
         return file_ops.open_file(self.sb, _keep_slash(path), flags | os.O_CREAT, mode, cred)
 
     @staticmethod
@@ -165,6 +167,7 @@ class Union:
 
     def mkfifo(self, path: str, mode: int = 0o644, cred: Cred | None = None) -> None:
         import stat
+
         dir_ops.mknod(self.sb, normalize(path), stat.S_IFIFO | (mode & 0o7777), 0, cred)
 
     # -- attributes ---------------------------------------------------------------------------

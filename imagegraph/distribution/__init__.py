@@ -10,6 +10,7 @@ Modelled on moby's daemon/internal/distribution and docker/distribution's regist
 
 Nothing here touches the local image store; `pull` and `push` join the two.
 """
+
 from __future__ import annotations
 
 from .errors import RegistryError

@@ -6,14 +6,15 @@ token spec (docs/spec/auth/token.md). The flow: `GET /v2/` returns 401 with
 the client asks `<realm>?service=…&scope=repository:<name>:pull[,push]`, with Basic
 credentials if it has any, and sends `Authorization: Bearer <token>` from then on.
 """
+
 from __future__ import annotations
 
 import base64
 import json
 import time
 import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from .credentials import AuthConfig
 from .errors import RegistryError, Unauthorized
@@ -43,7 +44,7 @@ def parse_www_authenticate(header: str) -> list[Challenge]:
 
     def token(j: int) -> tuple[str, int]:
         k = j
-        while k < n and header[k] not in " \t,=\"":
+        while k < n and header[k] not in ' \t,="':
             k += 1
         return header[j:k], k
 

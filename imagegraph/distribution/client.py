@@ -8,6 +8,7 @@ docker/distribution registry/client/repository.go for what docker sends and expe
 Plain HTTP is used for localhost, 127.0.0.0/8, ::1 and registries named as insecure;
 every other registry is spoken to over HTTPS. docker.io is served by registry-1.docker.io.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,9 @@ import ipaddress
 import socket
 import ssl
 import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Iterator, Mapping
+from typing import BinaryIO
 
 from .auth import Authenticator, error_text, repository_scope
 from .credentials import AuthConfig
@@ -140,13 +142,15 @@ class RegistryClient:
         if parts.scheme == "https":
             ctx = ssl.create_default_context()
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                parts.netloc, timeout=self.timeout, context=ctx)
+                parts.netloc, timeout=self.timeout, context=ctx
+            )
         else:
             conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
         return conn, target
 
-    def _send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | BinaryIO | None,
-              stream: bool) -> Response:
+    def _send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | BinaryIO | None, stream: bool
+    ) -> Response:
         """One request, following redirects for GET/HEAD (Authorization only to the same host)."""
         headers = dict(headers)
         headers.setdefault("User-Agent", self.user_agent)
@@ -212,8 +216,15 @@ class RegistryClient:
         if resp.status >= 400:
             raise RegistryError(f"login attempt to {url} failed with status: {resp.status}")
 
-    def request(self, method: str, url: str, scopes: tuple[str, ...], headers: Mapping[str, str] | None = None,
-                body: bytes | BinaryIO | None = None, stream: bool = False) -> Response:
+    def request(
+        self,
+        method: str,
+        url: str,
+        scopes: tuple[str, ...],
+        headers: Mapping[str, str] | None = None,
+        body: bytes | BinaryIO | None = None,
+        stream: bool = False,
+    ) -> Response:
         """Send with auth; on 401 take up the new challenge and retry once."""
         if not url.startswith(("http://", "https://")):
             url = self.base_url + url
@@ -254,15 +265,17 @@ class RegistryClient:
 
     def head_manifest(self, repo: str, ref: str, accept: tuple[str, ...] = MANIFEST_ACCEPT) -> ManifestResult:
         """Resolve a tag (or check a digest) without the body: media type and digest."""
-        resp = self.request("HEAD", self._manifest_url(repo, ref), (repository_scope(repo),),
-                            {"Accept": ", ".join(accept)})
+        resp = self.request(
+            "HEAD", self._manifest_url(repo, ref), (repository_scope(repo),), {"Accept": ", ".join(accept)}
+        )
         self._raise_for(resp, "manifest unknown: manifest unknown")
         return ManifestResult(b"", resp.header("Content-Type"), resp.header("Docker-Content-Digest"))
 
     def get_manifest(self, repo: str, ref: str, accept: tuple[str, ...] = MANIFEST_ACCEPT) -> ManifestResult:
         """GET a manifest; when `ref` is a digest the body must hash to it."""
-        resp = self.request("GET", self._manifest_url(repo, ref), (repository_scope(repo),),
-                            {"Accept": ", ".join(accept)})
+        resp = self.request(
+            "GET", self._manifest_url(repo, ref), (repository_scope(repo),), {"Accept": ", ".join(accept)}
+        )
         self._raise_for(resp, "manifest unknown: manifest unknown")
         actual = "sha256:" + hashlib.sha256(resp.body).hexdigest()
         if ":" in ref and ref != actual:
@@ -274,8 +287,13 @@ class RegistryClient:
 
     def put_manifest(self, repo: str, ref: str, body: bytes, media_type: str) -> str:
         """PUT a manifest under a tag or digest; returns its digest."""
-        resp = self.request("PUT", self._manifest_url(repo, ref), (repository_scope(repo, "pull,push"),),
-                            {"Content-Type": media_type, "Content-Length": str(len(body))}, body)
+        resp = self.request(
+            "PUT",
+            self._manifest_url(repo, ref),
+            (repository_scope(repo, "pull,push"),),
+            {"Content-Type": media_type, "Content-Length": str(len(body))},
+            body,
+        )
         self._raise_for(resp)
         return resp.header("Docker-Content-Digest") or "sha256:" + hashlib.sha256(body).hexdigest()
 
@@ -283,6 +301,7 @@ class RegistryClient:
         resp = self.request("GET", f"/v2/{repo}/tags/list", (repository_scope(repo),))
         self._raise_for(resp)
         import json
+
         return list(json.loads(resp.body).get("tags") or [])
 
     # ---- blobs ---------------------------------------------------------------------------------
@@ -299,8 +318,9 @@ class RegistryClient:
         except ValueError:
             return -1
 
-    def iter_blob(self, repo: str, digest: str, size: int | None = None,
-                  on_chunk: Callable[[int], None] | None = None) -> Iterator[bytes]:
+    def iter_blob(
+        self, repo: str, digest: str, size: int | None = None, on_chunk: Callable[[int], None] | None = None
+    ) -> Iterator[bytes]:
         """Stream a blob. The digest (and size, if given) are checked once the body has ended;
         a mismatch or a short body raises before the generator finishes."""
         resp = self.request("GET", f"/v2/{repo}/blobs/{digest}", (repository_scope(repo),), stream=True)
@@ -330,8 +350,9 @@ class RegistryClient:
         finally:
             resp.close()
         if size is not None and size >= 0 and total != size:
-            raise RegistryError("unexpected EOF" if total < size else
-                                f"filesystem layer verification failed for digest {digest}")
+            raise RegistryError(
+                "unexpected EOF" if total < size else f"filesystem layer verification failed for digest {digest}"
+            )
         if h.hexdigest() != want:
             raise DigestMismatch(f"filesystem layer verification failed for digest {digest}")
 
@@ -366,9 +387,16 @@ class RegistryClient:
     def _with_query(url: str, **params: str) -> str:
         return url + ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
 
-    def upload_blob(self, repo: str, digest: str, data: bytes | BinaryIO, size: int,
-                    chunk_size: int | None = None, location: str | None = None,
-                    on_chunk: Callable[[int], None] | None = None) -> None:
+    def upload_blob(
+        self,
+        repo: str,
+        digest: str,
+        data: bytes | BinaryIO,
+        size: int,
+        chunk_size: int | None = None,
+        location: str | None = None,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> None:
         """Upload one blob: monolithic (POST then one PUT) or chunked (PATCH per chunk, then PUT).
 
         `data` is bytes or a binary file positioned at the blob's start.
@@ -378,8 +406,13 @@ class RegistryClient:
             location, _ = self.start_upload(repo)
         if chunk_size is None:
             body = data if isinstance(data, bytes) else data
-            resp = self.request("PUT", self._with_query(location, digest=digest), scope,
-                                {"Content-Type": "application/octet-stream", "Content-Length": str(size)}, body)
+            resp = self.request(
+                "PUT",
+                self._with_query(location, digest=digest),
+                scope,
+                {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                body,
+            )
             self._raise_for(resp)
             if on_chunk:
                 on_chunk(size)
@@ -388,15 +421,23 @@ class RegistryClient:
         reader = data if not isinstance(data, bytes) else None
         while offset < size:
             if reader is None:
-                chunk = data[offset:offset + chunk_size]  # type: ignore[index]
+                chunk = data[offset : offset + chunk_size]  # type: ignore[index]
             else:
                 chunk = reader.read(min(chunk_size, size - offset))
             if not chunk:
                 raise RegistryError("unexpected EOF reading the blob to upload")
             end = offset + len(chunk) - 1
-            resp = self.request("PATCH", location, scope,
-                                {"Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
-                                 "Content-Range": f"{offset}-{end}"}, chunk)
+            resp = self.request(
+                "PATCH",
+                location,
+                scope,
+                {
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(len(chunk)),
+                    "Content-Range": f"{offset}-{end}",
+                },
+                chunk,
+            )
             if resp.status != 202:
                 self._raise_for(resp)
                 raise RegistryError(f"unexpected status code {resp.status} uploading a chunk")
@@ -404,8 +445,7 @@ class RegistryClient:
             offset = end + 1
             if on_chunk:
                 on_chunk(offset)
-        resp = self.request("PUT", self._with_query(location, digest=digest), scope,
-                            {"Content-Length": "0"}, b"")
+        resp = self.request("PUT", self._with_query(location, digest=digest), scope, {"Content-Length": "0"}, b"")
         self._raise_for(resp)
 
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:

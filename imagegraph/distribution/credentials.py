@@ -5,6 +5,7 @@ The file is `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`. Lookup o
 registry: `credHelpers[key]`, then `credsStore`, then the plaintext `auths` entry. The key is
 the registry's domain, except that docker.io is filed under `https://index.docker.io/v1/`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -12,9 +13,9 @@ import binascii
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from ..store import atomic_file
 from .errors import RegistryError
@@ -65,7 +66,7 @@ def convert_to_hostname(key: str) -> str:
     """Strip a scheme and path from a legacy key such as `https://host:5000/v1/`."""
     for prefix in ("http://", "https://"):
         if key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
             break
     return key.split("/", 1)[0]
 
@@ -109,8 +110,13 @@ def _helper_get(helper: str, server: str, env: Mapping[str, str] | None) -> Auth
     """Run `docker-credential-<helper> get` with the server address on stdin."""
     prog = f"docker-credential-{helper}"
     try:
-        proc = subprocess.run([prog, "get"], input=server.encode(), capture_output=True,
-                              env=None if env is None else dict(env), timeout=30)
+        proc = subprocess.run(
+            [prog, "get"],
+            input=server.encode(),
+            capture_output=True,
+            env=None if env is None else dict(env),
+            timeout=30,
+        )
     except FileNotFoundError as exc:
         raise CredentialsError(
             f'error getting credentials - err: exec: "{prog}": executable file not found in $PATH, out: ``'
@@ -135,8 +141,9 @@ def _helper_store(helper: str, auth: AuthConfig, env: Mapping[str, str] | None) 
     user, secret = (TOKEN_USERNAME, auth.identitytoken) if auth.identitytoken else (auth.username, auth.password)
     payload = json.dumps({"ServerURL": auth.server_address, "Username": user, "Secret": secret}).encode()
     try:
-        proc = subprocess.run([prog, "store"], input=payload, capture_output=True,
-                              env=None if env is None else dict(env), timeout=30)
+        proc = subprocess.run(
+            [prog, "store"], input=payload, capture_output=True, env=None if env is None else dict(env), timeout=30
+        )
     except FileNotFoundError as exc:
         raise CredentialsError(
             f'error storing credentials - err: exec: "{prog}": executable file not found in $PATH, out: ``'
@@ -158,8 +165,9 @@ def _from_auths(auths: dict, key: str) -> AuthConfig | None:
     user, password = entry.get("username", ""), entry.get("password", "")
     if entry.get("auth"):
         user, password = decode_auth(entry["auth"])
-    return AuthConfig(username=user, password=password,
-                      identitytoken=entry.get("identitytoken", ""), server_address=key)
+    return AuthConfig(
+        username=user, password=password, identitytoken=entry.get("identitytoken", ""), server_address=key
+    )
 
 
 def get_auth(domain: str, env: Mapping[str, str] | None = None, path: Path | None = None) -> AuthConfig:
@@ -175,8 +183,7 @@ def get_auth(domain: str, env: Mapping[str, str] | None = None, path: Path | Non
     return _from_auths(config.get("auths") or {}, key) or AuthConfig(server_address=key)
 
 
-def store_auth(domain: str, auth: AuthConfig, env: Mapping[str, str] | None = None,
-               path: Path | None = None) -> Path:
+def store_auth(domain: str, auth: AuthConfig, env: Mapping[str, str] | None = None, path: Path | None = None) -> Path:
     """Save credentials as `docker login` does; returns the config file written.
 
     With a credential helper the secret goes to the helper and `auths` keeps an empty entry;

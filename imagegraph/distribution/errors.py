@@ -3,6 +3,7 @@
 Every error carries the one line the command prints. The texts follow docker/distribution's
 client (`<Method> "<url>": <code>: <message>`) and moby's pull (`manifest for X not found: …`).
 """
+
 from __future__ import annotations
 
 

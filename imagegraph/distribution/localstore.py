@@ -2,6 +2,7 @@
 
 The wiring itself is `Services.wire`'s, so the two cannot drift apart.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

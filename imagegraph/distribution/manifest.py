@@ -4,6 +4,7 @@ Sources: OCI image-spec (manifest.md, image-index.md, descriptor.md, media-types
 docker/distribution manifest/schema2 and manifest/manifestlist for Docker's equivalents.
 Schema 1 manifests are refused, as moby does.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -74,15 +75,26 @@ class Platform:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any] | None) -> "Platform | None":
+    def from_json(cls, d: dict[str, Any] | None) -> Platform | None:
         if not isinstance(d, dict):
             return None
-        return cls(str(d.get("os", "")), str(d.get("architecture", "")), str(d.get("variant", "") or ""),
-                   str(d.get("os.version", "") or ""))
+        return cls(
+            str(d.get("os", "")),
+            str(d.get("architecture", "")),
+            str(d.get("variant", "") or ""),
+            str(d.get("os.version", "") or ""),
+        )
 
 
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm",
-                 "i386": "386", "i686": "386"}
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armhf": "arm",
+    "armel": "arm",
+    "i386": "386",
+    "i686": "386",
+}
 _ARCH_DEFAULT_VARIANT = {"armhf": "v7", "armel": "v6"}
 
 
@@ -118,8 +130,10 @@ def parse_platform(spec: str) -> Platform:
         raise ManifestError(f'"{spec}": cannot parse platform specifier: invalid argument')
     for part in parts:
         if not _COMPONENT.match(part):
-            raise ManifestError(f'"{part}" is an invalid component of "{spec}": platform specifier component '
-                                f'must match "^[A-Za-z0-9_-]+$": invalid argument')
+            raise ManifestError(
+                f'"{part}" is an invalid component of "{spec}": platform specifier component '
+                f'must match "^[A-Za-z0-9_-]+$": invalid argument'
+            )
     host = host_platform()
     if len(parts) == 1:
         return normalize_platform(Platform(parts[0], host.architecture, host.variant))
@@ -162,7 +176,7 @@ class Descriptor:
         return d
 
     @classmethod
-    def from_json(cls, d: Any) -> "Descriptor":
+    def from_json(cls, d: Any) -> Descriptor:
         if not isinstance(d, dict):
             raise ManifestError("invalid descriptor: not an object")
         digest, size = d.get("digest"), d.get("size")
@@ -170,8 +184,14 @@ class Descriptor:
             raise ManifestError(f"invalid descriptor digest: {digest!r}")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ManifestError(f"invalid descriptor size for {digest}")
-        return cls(str(d.get("mediaType", "")), digest, size, tuple(d.get("urls") or ()),
-                   dict(d.get("annotations") or {}), Platform.from_json(d.get("platform")))
+        return cls(
+            str(d.get("mediaType", "")),
+            digest,
+            size,
+            tuple(d.get("urls") or ()),
+            dict(d.get("annotations") or {}),
+            Platform.from_json(d.get("platform")),
+        )
 
 
 @dataclass(frozen=True)
@@ -204,8 +224,9 @@ def parse(body: bytes, media_type: str = "") -> Manifest | Index:
     declared = data.get("mediaType") or ""
     mt = media_type if media_type and media_type not in ("application/json", "text/plain") else declared
     if data.get("schemaVersion") == 1 or mt in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
-        raise ManifestError("support for Docker Image Format v1 and Docker Image manifest version 2, "
-                            "schema 1 has been removed")
+        raise ManifestError(
+            "support for Docker Image Format v1 and Docker Image manifest version 2, schema 1 has been removed"
+        )
     if declared and mt and declared != mt:
         raise ManifestError(f"mediaType in manifest should be '{mt}' not '{declared}'")
     if not mt:  # OCI allows leaving mediaType out: tell by the fields
@@ -213,14 +234,18 @@ def parse(body: bytes, media_type: str = "") -> Manifest | Index:
     if data.get("schemaVersion") != 2:
         raise ManifestError(f"unsupported manifest schema version {data.get('schemaVersion')!r}")
     if mt in INDEX_TYPES:
-        return Index(mt, tuple(Descriptor.from_json(m) for m in data.get("manifests") or ()),
-                     dict(data.get("annotations") or {}))
+        return Index(
+            mt, tuple(Descriptor.from_json(m) for m in data.get("manifests") or ()), dict(data.get("annotations") or {})
+        )
     if mt in MANIFEST_TYPES:
         if "config" not in data:
             raise ManifestError("invalid manifest: no config descriptor")
-        return Manifest(mt, Descriptor.from_json(data["config"]),
-                        tuple(Descriptor.from_json(layer) for layer in data.get("layers") or ()),
-                        dict(data.get("annotations") or {}))
+        return Manifest(
+            mt,
+            Descriptor.from_json(data["config"]),
+            tuple(Descriptor.from_json(layer) for layer in data.get("layers") or ()),
+            dict(data.get("annotations") or {}),
+        )
     raise ManifestError(f"unsupported manifest media type and no default available: {mt}")
 
 
@@ -232,13 +257,21 @@ def select_platform(index: Index, want: Platform) -> Descriptor:
     raise ManifestError(f"no matching manifest for {want} in the manifest list entries")
 
 
-def build_manifest(config: Descriptor, layers: list[Descriptor], media_type: str = DOCKER_MANIFEST,
-                   annotations: dict[str, str] | None = None) -> bytes:
+def build_manifest(
+    config: Descriptor,
+    layers: list[Descriptor],
+    media_type: str = DOCKER_MANIFEST,
+    annotations: dict[str, str] | None = None,
+) -> bytes:
     """Serialise a manifest. Docker schema2 is written as docker's MarshalIndent does (3 spaces,
     size before digest); OCI is written compactly in the spec's field order."""
     docker = media_type == DOCKER_MANIFEST
-    data: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type,
-                            "config": config.to_json(docker), "layers": [d.to_json(docker) for d in layers]}
+    data: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": config.to_json(docker),
+        "layers": [d.to_json(docker) for d in layers],
+    }
     if annotations:
         data["annotations"] = annotations
     if docker:
@@ -246,10 +279,10 @@ def build_manifest(config: Descriptor, layers: list[Descriptor], media_type: str
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-def build_index(manifests: list[Descriptor], media_type: str = OCI_INDEX,
-                annotations: dict[str, str] | None = None) -> bytes:
-    data: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type,
-                            "manifests": [d.to_json() for d in manifests]}
+def build_index(
+    manifests: list[Descriptor], media_type: str = OCI_INDEX, annotations: dict[str, str] | None = None
+) -> bytes:
+    data: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type, "manifests": [d.to_json() for d in manifests]}
     if annotations:
         data["annotations"] = annotations
     return json.dumps(data, separators=(",", ":")).encode()

@@ -5,6 +5,7 @@
 and `diffid-by-digest/sha256/<blob>` the reverse. Pull writes both; push reads them to skip
 compressing and uploading a layer a registry already has, and to mount across repositories.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,6 +52,10 @@ class V2MetadataStore:
         """Record (most recent first, no duplicates), as moby's V2MetadataService.Add does."""
         entries = [m for m in self.get(diff_id) if m != meta]
         entries.insert(0, meta)
-        atomic_write(self._by_diffid(diff_id), json.dumps(
-            [{"Digest": m.digest, "SourceRepository": m.source_repository, "HMAC": ""} for m in entries[:50]]))
+        atomic_write(
+            self._by_diffid(diff_id),
+            json.dumps(
+                [{"Digest": m.digest, "SourceRepository": m.source_repository, "HMAC": ""} for m in entries[:50]]
+            ),
+        )
         atomic_write(self._by_digest(meta.digest), diff_id)

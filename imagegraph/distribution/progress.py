@@ -6,12 +6,14 @@ place with cursor movement (ESC[nA up, ESC[2K clear, ESC[nB down). On a pipe, pr
 that carry byte counts are dropped and every other status is printed as `<id>: <status>`.
 A line without an id (Digest:, Status:) ends the current block of layer lines.
 """
+
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import TextIO
 
 _DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
 
@@ -119,7 +121,7 @@ class ProgressWriter:
         diff = len(self._ids) - line
         if self.tty:
             out.write(f"\x1b[{diff}A")  # cursor up to the layer's line
-            out.write("\x1b[2K\r")       # clear it
+            out.write("\x1b[2K\r")  # clear it
             out.write(f"{id}: {status} {progress_text}\r")
             out.write(f"\x1b[{diff}B")  # and back down
         else:

@@ -9,6 +9,7 @@
 
 Any failure rolls back the layers this pull registered, so the store is as it was.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -16,9 +17,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Mapping
+from typing import BinaryIO
 
 from ..digest import chain_ids
 from ..reference import Reference, familiar_string, tag_name_only, with_digest, with_name
@@ -100,8 +102,9 @@ def _diff_id(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def resolve_manifest(client: RegistryClient, ref: Reference, platform: M.Platform | None
-                     ) -> tuple[str, M.Manifest, str]:
+def resolve_manifest(
+    client: RegistryClient, ref: Reference, platform: M.Platform | None
+) -> tuple[str, M.Manifest, str]:
     """(digest to record, the image manifest, the manifest's own digest)."""
     path = ref.path
     target = ref.digest or ref.tag or "latest"
@@ -157,8 +160,10 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     if options.platform is not None:
         have = M.Platform(config.get("os", ""), config.get("architecture", ""), config.get("variant", "") or "")
         if not M.platform_matches(options.platform, have):
-            raise PullError(f"image with reference {familiar_string(ref)} was found but does not match the "
-                            f"specified platform: wanted {options.platform}, actual: {have}")
+            raise PullError(
+                f"image with reference {familiar_string(ref)} was found but does not match the "
+                f"specified platform: wanted {options.platform}, actual: {have}"
+            )
     for desc in man.layers:
         M.check_layer_type(desc)
     if len(diff_ids) != len(man.layers):
@@ -190,8 +195,16 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     return result
 
 
-def _fetch_layers(store: LocalStore, client: RegistryClient, ref: Reference, man: M.Manifest,
-                  diff_ids: list[str], out: ProgressWriter, result: PullResult, created: list[str]) -> None:
+def _fetch_layers(
+    store: LocalStore,
+    client: RegistryClient,
+    ref: Reference,
+    man: M.Manifest,
+    diff_ids: list[str],
+    out: ProgressWriter,
+    result: PullResult,
+    created: list[str],
+) -> None:
     chains = chain_ids(diff_ids)
     todo = []
     for desc, chain in zip(man.layers, chains):
@@ -211,8 +224,9 @@ def _fetch_layers(store: LocalStore, client: RegistryClient, ref: Reference, man
             sid = short_id(desc.digest)
             blob = scratch / f"{i}.blob"
             with open(blob, "wb") as f:
-                for chunk in client.iter_blob(ref.path, desc.digest, desc.size,
-                                              on_chunk=lambda n: out.progress(sid, "Downloading", n, desc.size)):
+                for chunk in client.iter_blob(
+                    ref.path, desc.digest, desc.size, on_chunk=lambda n: out.progress(sid, "Downloading", n, desc.size)
+                ):
                     f.write(chunk)
             out.update(sid, "Verifying Checksum")
             out.update(sid, "Download complete")

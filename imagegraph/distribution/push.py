@@ -7,6 +7,7 @@ it was seen in another repository of the same registry, a cross-repository mount
 same layer always gives the same blob), HEAD-checked, and uploaded ("Pushed"). The config
 follows, then the Docker schema2 manifest is PUT under the tag, and `repo@digest` recorded.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..digest import chain_ids
-from ..reference import Reference, familiar_name, familiar_string, parse_normalized_named, with_digest, with_name
+from ..reference import Reference, familiar_name, parse_normalized_named, with_digest, with_name
 from ..refstore import RefNotFound
 from . import manifest as M
 from .client import RegistryClient
@@ -65,8 +66,13 @@ def compress_layer(store: LocalStore, chain_id: str, dest: Path) -> tuple[str, i
     return "sha256:" + h.hexdigest(), dest.stat().st_size
 
 
-def push(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOptions | None = None,
-         chunk_size: int | None = None) -> PushResult:
+def push(
+    store: LocalStore,
+    ref: Reference,
+    out: ProgressWriter,
+    options: PullOptions | None = None,
+    chunk_size: int | None = None,
+) -> PushResult:
     """Push `ref` (normalised, with a tag) and return the manifest digest and size."""
     options = options or PullOptions()
     store.refs.reload()
@@ -88,8 +94,9 @@ def push(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     scratch = Path(tempfile.mkdtemp(prefix=".tmp-push-", dir=store.tmp_dir))
     try:
         for i in reversed(range(len(diff_ids))):
-            layer_descs[i] = _push_layer(store, client, ref, diff_ids[i], chains[i], ids[i], out, scratch,
-                                         result, chunk_size)
+            layer_descs[i] = _push_layer(
+                store, client, ref, diff_ids[i], chains[i], ids[i], out, scratch, result, chunk_size
+            )
         config = image.raw
         config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
         if client.head_blob(path, config_digest, push=True) is None:
@@ -112,8 +119,18 @@ def push(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     return result
 
 
-def _push_layer(store: LocalStore, client: RegistryClient, ref: Reference, diff_id: str, chain: str, sid: str,
-                out: ProgressWriter, scratch: Path, result: PushResult, chunk_size: int | None) -> M.Descriptor:
+def _push_layer(
+    store: LocalStore,
+    client: RegistryClient,
+    ref: Reference,
+    diff_id: str,
+    chain: str,
+    sid: str,
+    out: ProgressWriter,
+    scratch: Path,
+    result: PushResult,
+    chunk_size: int | None,
+) -> M.Descriptor:
     path = ref.path
     for meta in store.v2meta.get(diff_id):
         try:
@@ -142,8 +159,9 @@ def _push_layer(store: LocalStore, client: RegistryClient, ref: Reference, diff_
         result.existed.append(digest)
     else:
         with open(blob, "rb") as f:
-            client.upload_blob(path, digest, f, size, chunk_size=chunk_size,
-                               on_chunk=lambda n: out.progress(sid, "Pushing", n, size))
+            client.upload_blob(
+                path, digest, f, size, chunk_size=chunk_size, on_chunk=lambda n: out.progress(sid, "Pushing", n, size)
+            )
         out.update(sid, "Pushed")
         result.uploaded.append(digest)
     blob.unlink()

@@ -3,6 +3,7 @@ system, JSON that agrees with it, clear lines for what it skips, and no mount le
 
 No timing is asserted here: the machines are shared and noisy (see bench/README.md).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -30,8 +31,13 @@ MEASURES = ["read-cold", "read-warm", "stat-cold", "stat-warm", "stat-hot", "rea
 
 
 def bench(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), "--quick", "--repeat", "1", "--workdir",
-                           str(workdir), *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--repeat", "1", "--workdir", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -42,11 +48,14 @@ def mounts_under(path: Path) -> list[str]:
 def table_rows(stdout: str, first_header: str) -> list[list[str]]:
     """The body rows of the github-style table whose first header cell is `first_header`."""
     lines = stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("|") and
-                 line.strip("| ").split("|")[0].strip() == first_header)
+    start = next(
+        i
+        for i, line in enumerate(lines)
+        if line.startswith("|") and line.strip("| ").split("|")[0].strip() == first_header
+    )
     assert set(lines[start + 1]) <= set("|-: "), "the header must be followed by a rule"
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
@@ -73,9 +82,14 @@ def test_quick_run_prints_a_row_per_system_and_measure(full_quick_run):
     assert all(len(row) == 7 for row in rows)
     seen = {(row[0], row[1]) for row in rows}
     labels = {row[0] for row in rows}
-    for label in ("sequential read 4 MiB, cold", "stat walk 300 files / 5 layers, warm (2 s later)",
-                  "stat walk 300 files / 5 layers, warm (at once)",
-                  "readdir 300 merged entries", "copy-up 4 MiB by 1-byte append", "create 100 small files"):
+    for label in (
+        "sequential read 4 MiB, cold",
+        "stat walk 300 files / 5 layers, warm (2 s later)",
+        "stat walk 300 files / 5 layers, warm (at once)",
+        "readdir 300 merged entries",
+        "copy-up 4 MiB by 1-byte append",
+        "create 100 small files",
+    ):
         assert label in labels
         for system in ALL:
             assert (label, system) in seen, (label, system)
@@ -103,7 +117,7 @@ def test_quick_run_json_matches_the_table(full_quick_run):
     assert data["skipped"] == {} and data["failed"] == {}
     figures = {(f["measure"], f["system"]): f for f in data["figures"]}
     for measure in MEASURES + ["scale-1", "scale-5", "scale-10"]:
-        for system in (ALL if not measure.startswith("scale") else ["kernel", "fuse-overlayfs", "layerfs"]):
+        for system in ALL if not measure.startswith("scale") else ["kernel", "fuse-overlayfs", "layerfs"]:
             fig = figures[(measure, system)]
             assert fig["min"] <= fig["median"] <= fig["max"]
             assert fig["median"] > 0
@@ -145,7 +159,8 @@ def test_an_unknown_system_is_one_line_and_non_zero(tmp_path):
     result = bench(tmp_path, "--only", "layerfs,aufs")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "union_bench: unknown system 'aufs' (choose among bare, kernel, fuse-overlayfs, unionfs-fuse, layerfs)"]
+        "union_bench: unknown system 'aufs' (choose among bare, kernel, fuse-overlayfs, unionfs-fuse, layerfs)"
+    ]
     assert not (tmp_path / "layers").exists()
 
 
@@ -160,9 +175,18 @@ def test_mountset_unmounts_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         with common.MountSet() as mounts:
             mounts.add(str(mnt))
-            common.run(["mount", "-t", "overlay", "overlay", "-o",
-                        f"lowerdir={tmp_path / 'lower'},upperdir={tmp_path / 'upper'},workdir={tmp_path / 'work'}",
-                        str(mnt)], "mounting")
+            common.run(
+                [
+                    "mount",
+                    "-t",
+                    "overlay",
+                    "overlay",
+                    "-o",
+                    f"lowerdir={tmp_path / 'lower'},upperdir={tmp_path / 'upper'},workdir={tmp_path / 'work'}",
+                    str(mnt),
+                ],
+                "mounting",
+            )
             assert common.is_mounted(str(mnt)) and (mnt / "f").read_text() == "x"
             raise RuntimeError("a benchmark failed")
     assert not common.is_mounted(str(mnt))
@@ -184,7 +208,8 @@ def test_an_unknown_measure_is_one_line_and_non_zero(tmp_path):
     result = bench(tmp_path, "--measures", "stat,latency")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "union_bench: unknown measure 'latency' (choose among read, stat, readdir, copy-up, create, scale)"]
+        "union_bench: unknown measure 'latency' (choose among read, stat, readdir, copy-up, create, scale)"
+    ]
 
 
 @pytest.mark.mount
@@ -200,11 +225,17 @@ def test_measures_selects_groups(tmp_path):
 
 @pytest.mark.mount
 @pytest.mark.kernel_overlay
-@pytest.mark.parametrize("sig, status, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+@pytest.mark.parametrize(
+    "sig, status, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+)
 def test_a_stopped_run_leaves_nothing_mounted(tmp_path, sig, status, word):
     """Stopped while its unions are mounted, the run takes every one down and says so."""
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--quick", "--repeat", "50", "--workdir", str(tmp_path),
-                             "--measures", "stat"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--quick", "--repeat", "50", "--workdir", str(tmp_path), "--measures", "stat"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not mounts_under(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -222,8 +253,10 @@ def test_mount_set_sweeps_unregistered_mounts_under_its_root(tmp_path):
     layer, upper, work, mnt = (tmp_path / "runs" / n for n in ("l", "u", "w", "m"))
     for d in (layer, upper, work, mnt):
         d.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                    f"lowerdir={layer},upperdir={upper},workdir={work}", str(mnt)], check=True)
+    subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={layer},upperdir={upper},workdir={work}", str(mnt)],
+        check=True,
+    )
     with common.MountSet(str(tmp_path / "runs")):
         pass
     assert not common.is_mounted(str(mnt))

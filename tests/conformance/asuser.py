@@ -7,6 +7,7 @@ the mount; it receives (op, args) and answers with `realops.run`'s ("ok", value)
 ("err", errno name). `PermRun` is a `Run` whose steps go through two such children (the
 kernel's overlay, layerfs through FUSE), while views and the final checks stay root's.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -111,12 +112,12 @@ class PermRun(Run):
         text = super().script()
         text = text.replace('S="$B/s"', 'S="$B/s"\nchmod 755 "$B"')
         text = text.replace("fs = RealFS(sys.argv[1])", inspect.getsource(UserFS) + "fs = UserFS(sys.argv[1])")
-        return re.sub(r'^python3 ', f"setpriv --reuid={self.uid} --regid={self.gid} --clear-groups python3 ",
-                      text, flags=re.M)
+        return re.sub(
+            r"^python3 ", f"setpriv --reuid={self.uid} --regid={self.gid} --clear-groups python3 ", text, flags=re.M
+        )
 
 
-def replay_as(stack, steps: list[tuple[str, tuple]], uid: int = UID, gid: int = GID
-              ) -> tuple[list[tuple], list[str]]:
+def replay_as(stack, steps: list[tuple[str, tuple]], uid: int = UID, gid: int = GID) -> tuple[list[tuple], list[str]]:
     """`replay.replay` as `uid`: the kernel's results, and the divergences (empty: none)."""
     from .replay import replay_run
 

@@ -4,17 +4,26 @@
 - `long` (`make conformance`): 2,000 sequences from a random seed; the seed is printed in the
   report header, and a failure prints the shrunk sequence as a shell script.
 """
+
 from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, settings
 
-_COMMON = dict(deadline=None, database=None, print_blob=True,
-               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                      HealthCheck.filter_too_much])
-settings.register_profile("ci", derandomize=True, max_examples=int(os.environ.get("CONFORMANCE_EXAMPLES", "40")),
-                          stateful_step_count=25, **_COMMON)
+_COMMON = dict(
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=int(os.environ.get("CONFORMANCE_EXAMPLES", "40")),
+    stateful_step_count=25,
+    **_COMMON,
+)
 settings.register_profile("long", max_examples=2000, stateful_step_count=50, **_COMMON)
 
 if getattr(settings, "_current_profile", "default") == "default":

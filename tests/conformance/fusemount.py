@@ -1,4 +1,5 @@
 """layerfs through FUSE for the harness: `layerfs mount -o OPTIONS MNT` and `layerfs umount MNT`."""
+
 from __future__ import annotations
 
 import os

@@ -5,16 +5,16 @@ own copy (in process, or through FUSE), replays operations on both, and at the e
 uppers, the cross-mounts and the OCI form. `script()` turns a run into a standalone shell
 script that replays it on a fresh machine.
 """
+
 from __future__ import annotations
 
 import errno
 import inspect
 import os
-import shlex
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from unionfs.union import Union
 
@@ -22,8 +22,6 @@ from . import layers, oci, realops
 from .layers import Stack
 from .realops import RealFS, run
 from .unionops import UnionFS
-from dataclasses import replace
-
 from .views import Entry, Reader, diff, snapshot, snapshot_one, walk
 
 KERNEL_OPTS = "redirect_dir=on,index=off"
@@ -33,8 +31,9 @@ def kernel_mount(lowers: list[str], upper: str, work: str, target: str) -> None:
     os.makedirs(work, exist_ok=True)
     os.makedirs(target, exist_ok=True)
     opts = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work},{KERNEL_OPTS}"
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, target], check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", opts, target], check=True, capture_output=True, text=True
+    )
 
 
 def umount(target: str) -> None:
@@ -75,8 +74,10 @@ class Run:
         for side in ("k", "f") + (("a",) if self.aufs else ()):
             layers.clone(self.src, os.path.join(self.base, side))
             n = len(self.lowers_src)
-            self.sides[side] = ([os.path.join(self.base, side, f"l{i}") for i in range(n)],
-                                os.path.join(self.base, side, "upper"))
+            self.sides[side] = (
+                [os.path.join(self.base, side, f"l{i}") for i in range(n)],
+                os.path.join(self.base, side, "upper"),
+            )
         self.kmnt = os.path.join(self.base, "km")
         kl, ku = self.sides["k"]
         kernel_mount(kl, ku, os.path.join(self.base, "kw"), self.kmnt)
@@ -89,6 +90,7 @@ class Run:
         self.aufs_fs: UnionFS | None = None
         if self.fuse:
             from .fusemount import fuse_mount
+
             fuse_mount(self.f_options, self.fmnt)
             self.layerfs: RealFS | UnionFS = RealFS(self.fmnt)
             self.freader = Reader.real(self.fmnt)
@@ -129,7 +131,7 @@ class Run:
         """(all paths, directories, symlinks) of the kernel's merged view, for drawing operands."""
         every, dirs, links = ["/"], ["/"], []
         for dirpath, dirnames, filenames in os.walk(self.kmnt):
-            rel = dirpath[len(self.kmnt):] or "/"
+            rel = dirpath[len(self.kmnt) :] or "/"
             for name in dirnames + filenames:
                 p = ("" if rel == "/" else rel) + "/" + name
                 every.append(p)
@@ -153,6 +155,7 @@ class Run:
             umount(self.kmnt)
             if self.fuse:
                 from .fusemount import fuse_umount
+
                 fuse_umount(self.fmnt)
 
     def final_checks(self) -> list[str]:
@@ -173,20 +176,26 @@ class Run:
             umount(xm)
         os.makedirs(os.path.join(self.base, "yw"))
         other = Union.from_options(layerfs_options(fl, ku, os.path.join(self.base, "yw")))
-        problems += [f"(b) layerfs over the kernel's upper: {line}" for line in diff(kview, snapshot(Reader.union(other)))]
+        problems += [
+            f"(b) layerfs over the kernel's upper: {line}" for line in diff(kview, snapshot(Reader.union(other)))
+        ]
         # (c) the upper as an OCI layer on the flattened lowers.
         if not oci.has_redirects(ku):
             flat = os.path.join(self.base, "oci")
             oci.flatten(kl, flat)
             oci.apply_changeset(oci.layer_tar(ku), flat)
-            problems += [f"(c) OCI apply: {line}" for line in diff(for_oci(kview), for_oci(snapshot(Reader.real(flat))))]
+            problems += [
+                f"(c) OCI apply: {line}" for line in diff(for_oci(kview), for_oci(snapshot(Reader.real(flat))))
+            ]
         if aufs_view is not None:
             al, au = self.sides["a"]
             flat = os.path.join(self.base, "aoci")
             oci.flatten(al, flat)
             oci.apply_changeset(oci.layer_tar(au), flat)
-            problems += [f"(c) aufs dialect, OCI apply: {line}" for line in
-                         diff(for_oci(aufs_view), for_oci(snapshot(Reader.real(flat))))]
+            problems += [
+                f"(c) aufs dialect, OCI apply: {line}"
+                for line in diff(for_oci(aufs_view), for_oci(snapshot(Reader.real(flat))))
+            ]
         return problems
 
     def cleanup(self) -> None:
@@ -205,7 +214,7 @@ class Run:
             "#!/bin/bash",
             "# Reproduces a layerfs/OverlayFS divergence found by tests/conformance (run as root).",
             "set -e",
-            f"B=$(mktemp -d /tmp/repro.XXXX)",
+            "B=$(mktemp -d /tmp/repro.XXXX)",
             'S="$B/s"',
         ]
         lines += self.build_log
@@ -266,4 +275,3 @@ def upper_snapshot(root: str, lowers: list[str]) -> dict:
             entry = replace(entry, xattrs=entry.xattrs + tuple(marks))
         view[path] = entry
     return view
-

@@ -6,6 +6,7 @@ semantics live. Whiteouts are written in the kernel's encoding (char 0/0, truste
 because the kernel reads nothing else; `to_aufs_encoding` rewrites a built layer with `.wh.` files
 for the aufs-dialect and OCI checks.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,9 @@ symlink_targets = st.one_of(
     st.just("missing"),
     st.just("."),
 )
-xattrs = st.lists(st.tuples(st.sampled_from(XATTR_NAMES), st.binary(min_size=0, max_size=4)),
-                  max_size=2, unique_by=lambda t: t[0]).map(tuple)
+xattrs = st.lists(
+    st.tuples(st.sampled_from(XATTR_NAMES), st.binary(min_size=0, max_size=4)), max_size=2, unique_by=lambda t: t[0]
+).map(tuple)
 modes = st.sampled_from([0o644, 0o755, 0o600, 0o444, 0o4755, 0o2755, 0o1777])
 
 
@@ -72,8 +74,9 @@ def items(draw, owners: st.SearchStrategy[tuple[int, int]] | None = None) -> Ite
     if kind == "file":
         return Item(kind, path, draw(st.binary(max_size=24)), draw(modes), xattrs=draw(xattrs), owner=owner)
     if kind in ("dir", "opaque"):
-        return Item(kind, path, mode=draw(st.sampled_from([0o755, 0o700, 0o1777, 0o2775])), xattrs=draw(xattrs),
-                    owner=owner)
+        return Item(
+            kind, path, mode=draw(st.sampled_from([0o755, 0o700, 0o1777, 0o2775])), xattrs=draw(xattrs), owner=owner
+        )
     if kind == "symlink":
         return Item(kind, path, target=draw(symlink_targets), owner=owner)
     if kind == "hardlink":
@@ -81,15 +84,23 @@ def items(draw, owners: st.SearchStrategy[tuple[int, int]] | None = None) -> Ite
     return Item(kind, path)
 
 
-def layers(max_items: int = 8, owners: st.SearchStrategy[tuple[int, int]] | None = None
-           ) -> st.SearchStrategy[list[Item]]:
+def layers(
+    max_items: int = 8, owners: st.SearchStrategy[tuple[int, int]] | None = None
+) -> st.SearchStrategy[list[Item]]:
     return st.lists(items(owners), max_size=max_items)
 
 
-def stacks(min_lowers: int = 1, max_lowers: int = 6, max_items: int = 8,
-           owners: st.SearchStrategy[tuple[int, int]] | None = None) -> st.SearchStrategy[Stack]:
-    return st.builds(Stack, st.lists(layers(max_items, owners), min_size=min_lowers, max_size=max_lowers),
-                     layers(max_items // 2, owners))
+def stacks(
+    min_lowers: int = 1,
+    max_lowers: int = 6,
+    max_items: int = 8,
+    owners: st.SearchStrategy[tuple[int, int]] | None = None,
+) -> st.SearchStrategy[Stack]:
+    return st.builds(
+        Stack,
+        st.lists(layers(max_items, owners), min_size=min_lowers, max_size=max_lowers),
+        layers(max_items // 2, owners),
+    )
 
 
 def build_layer(root: str, layer: list[Item], log: list[str] | None = None, log_base: str | None = None) -> None:
@@ -151,8 +162,10 @@ def build_layer(root: str, layer: list[Item], log: list[str] | None = None, log_
             for name, value in item.xattrs:
                 if item.kind in ("file", "dir", "opaque"):
                     os.setxattr(full, name, value)
-                    _log(log, f"setfattr -n {name} -v 0x{value.hex() or '00'} {q}" if value else
-                         f"setfattr -n {name} {q}")
+                    _log(
+                        log,
+                        f"setfattr -n {name} -v 0x{value.hex() or '00'} {q}" if value else f"setfattr -n {name} {q}",
+                    )
         except OSError:
             continue
 

@@ -5,12 +5,14 @@ through symlinked directories) and calls `Run.step`; the results must be equal. 
 steps the whole merged views must be equal; at teardown both sides are unmounted and the
 uppers, the cross-mounts and the OCI form are checked (`Run.final_checks`).
 """
+
 from __future__ import annotations
 
 import os
 
-from hypothesis import note, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis import note
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from . import layers
 from .harness import Run
@@ -26,8 +28,7 @@ IDS = st.sampled_from([0, 1000, 65534])
 # regressions/test_private_xattrs.py; they join the draw once it is fixed.
 XATTRS = st.sampled_from(layers.XATTR_NAMES + ("security.s",))
 ACCESS = st.sampled_from([os.O_RDONLY, os.O_WRONLY, os.O_RDWR])
-EXTRA = st.sets(st.sampled_from([os.O_CREAT, os.O_EXCL, os.O_TRUNC, os.O_APPEND])).map(
-    lambda s: sum(s, 0))
+EXTRA = st.sets(st.sampled_from([os.O_CREAT, os.O_EXCL, os.O_TRUNC, os.O_APPEND])).map(lambda s: sum(s, 0))
 COMPARE_EVERY = 3
 
 
@@ -60,11 +61,17 @@ class UnionMachine(RuleBasedStateMachine):
         if new is not True:
             choices.append(st.sampled_from(self.every))
         if new is not False:
-            choices.append(st.builds(lambda d, n: ("" if d == "/" else d) + "/" + n,
-                                     st.sampled_from(self.dirs), st.sampled_from(NEW_NAMES)))
+            choices.append(
+                st.builds(
+                    lambda d, n: ("" if d == "/" else d) + "/" + n,
+                    st.sampled_from(self.dirs),
+                    st.sampled_from(NEW_NAMES),
+                )
+            )
         if self.links:
-            choices.append(st.builds(lambda link, n: link + "/" + n, st.sampled_from(self.links),
-                                     st.sampled_from(NEW_NAMES)))
+            choices.append(
+                st.builds(lambda link, n: link + "/" + n, st.sampled_from(self.links), st.sampled_from(NEW_NAMES))
+            )
         path = data.draw(st.one_of(choices))
         if self.trailing_slashes and path != "/" and data.draw(st.integers(0, 7)) == 0:
             path += "/"
@@ -78,11 +85,14 @@ class UnionMachine(RuleBasedStateMachine):
         self._refresh()
 
     def _report(self, what: str) -> str:
-        steps = "\n".join(f"  {op}{args!r} -> {k!r}" + ("" if k == f else f" / layerfs {f!r}")
-                          for op, args, k, f in self.run.ops)
+        steps = "\n".join(
+            f"  {op}{args!r} -> {k!r}" + ("" if k == f else f" / layerfs {f!r}") for op, args, k, f in self.run.ops
+        )
         layers_ = "\n".join(f"  l{i}: {layer!r}" for i, layer in enumerate(self.run.stack.lowers))
-        return (f"divergence: {what}\nlayers:\n{layers_}\n  upper: {self.run.stack.upper!r}\n"
-                f"steps (kernel result):\n{steps}\n--- reproduction script ---\n{self.run.script()}")
+        return (
+            f"divergence: {what}\nlayers:\n{layers_}\n  upper: {self.run.stack.upper!r}\n"
+            f"steps (kernel result):\n{steps}\n--- reproduction script ---\n{self.run.script()}"
+        )
 
     # -- rules --------------------------------------------------------------------------------
     @rule(data=st.data(), slot=SLOTS, access=ACCESS, extra=EXTRA, mode=st.sampled_from([0o644, 0o600, 0o755]))
@@ -150,8 +160,12 @@ class UnionMachine(RuleBasedStateMachine):
     def utimens(self, data, when):
         self.step("utimens", self.path(data), when * 1_000_000_000 + 7, when * 1_000_000_000 + 999)
 
-    @rule(data=st.data(), name=XATTRS, value=st.binary(max_size=4),
-          flags=st.sampled_from([0, os.XATTR_CREATE, os.XATTR_REPLACE]))
+    @rule(
+        data=st.data(),
+        name=XATTRS,
+        value=st.binary(max_size=4),
+        flags=st.sampled_from([0, os.XATTR_CREATE, os.XATTR_REPLACE]),
+    )
     def setxattr(self, data, name, value, flags):
         self.step("setxattr", self.path(data), name, value, flags)
 

@@ -6,6 +6,7 @@ changeset is applied on an existing tree as the OCI image-spec "Applying Changes
 UnpackLayer say; `imagegraph.archive.apply_layer_tar` only builds new layer dirs, so the small
 applier lives here.
 """
+
 from __future__ import annotations
 
 import io
@@ -63,7 +64,7 @@ def apply_changeset(tar_bytes: bytes, root: str) -> None:
                         _remove(os.path.join(pdir, name))
                 continue
             if base.startswith(WH):
-                _remove(os.path.join(root, parent, base[len(WH):]))
+                _remove(os.path.join(root, parent, base[len(WH) :]))
                 continue
             os.makedirs(os.path.dirname(path), exist_ok=True)
             if os.path.lexists(path) and not (m.isdir() and os.path.isdir(path) and not os.path.islink(path)):
@@ -80,8 +81,9 @@ def apply_changeset(tar_bytes: bytes, root: str) -> None:
             elif m.islnk():
                 os.link(os.path.join(root, m.linkname), path, follow_symlinks=False)
             elif m.ischr() or m.isblk():
-                os.mknod(path, (stat.S_IFCHR if m.ischr() else stat.S_IFBLK) | 0o600,
-                         os.makedev(m.devmajor, m.devminor))
+                os.mknod(
+                    path, (stat.S_IFCHR if m.ischr() else stat.S_IFBLK) | 0o600, os.makedev(m.devmajor, m.devminor)
+                )
             elif m.isfifo():
                 os.mkfifo(path)
             unpacked.add(rel)
@@ -96,8 +98,12 @@ def apply_changeset(tar_bytes: bytes, root: str) -> None:
                         os.removexattr(path, name, follow_symlinks=False)
             for key, value in m.pax_headers.items():
                 if key.startswith("SCHILY.xattr."):
-                    os.setxattr(path, key[len("SCHILY.xattr."):], value.encode("utf-8", "surrogateescape"),
-                                follow_symlinks=False)
+                    os.setxattr(
+                        path,
+                        key[len("SCHILY.xattr.") :],
+                        value.encode("utf-8", "surrogateescape"),
+                        follow_symlinks=False,
+                    )
 
 
 def flatten(layers_top_first: list[str], dest: str) -> None:

@@ -4,6 +4,7 @@ Standard library only: reproduction scripts embed this file as it is, so a diver
 on a machine without the project. Every operation takes union paths ("/a/b"); `run` turns its
 outcome into a comparable value: ("ok", result) or ("err", "ENOENT").
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -85,8 +86,13 @@ class RealFS:
 
     def stat(self, path):
         st = os.stat(self.p(path))
-        return (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
-                st.st_size if not stat.S_ISDIR(st.st_mode) else None)
+        return (
+            stat.S_IFMT(st.st_mode),
+            stat.S_IMODE(st.st_mode),
+            st.st_uid,
+            st.st_gid,
+            st.st_size if not stat.S_ISDIR(st.st_mode) else None,
+        )
 
     def read_path(self, path):
         with open(self.p(path), "rb") as f:

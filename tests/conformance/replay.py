@@ -1,4 +1,5 @@
 """Replaying one fixed sequence on both sides: what every regression test does."""
+
 from __future__ import annotations
 
 from .harness import Run

@@ -1,4 +1,5 @@
 """layerfs against the kernel's OverlayFS, by random operations (issue 7)."""
+
 from __future__ import annotations
 
 import pytest

@@ -5,12 +5,14 @@ Both sides are real mounts (the kernel's overlay, layerfs through FUSE with
 `allow_other,default_permissions`), and every step runs in a child that has dropped to the uid
 (`asuser.AsUser`). The lowers hold files, dirs and symlinks owned by root and by that uid.
 """
+
 from __future__ import annotations
 
 import os
 
 import pytest
-from hypothesis import note, strategies as st
+from hypothesis import note
+from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule, run_state_machine_as_test
 
 from . import layers
@@ -30,14 +32,16 @@ class AsNonRoot(UnionMachine):
 
     @initialize(data=st.data())
     def build(self, data):
-        stack = data.draw(layers.stacks(self.min_lowers, self.max_lowers, self.max_items,
-                                        owners=layers.owners_of(UID)), label="stack")
+        stack = data.draw(
+            layers.stacks(self.min_lowers, self.max_lowers, self.max_items, owners=layers.owners_of(UID)), label="stack"
+        )
         self.run = PermRun(stack)
         note(f"layers built in {self.run.base}; steps run as uid {UID}")
         self._refresh()
 
-    @rule(data=st.data(), slot=st.integers(0, 2), access=ACCESS, extra=EXTRA,
-          mode=st.sampled_from([0o644, 0o600, 0o755]))
+    @rule(
+        data=st.data(), slot=st.integers(0, 2), access=ACCESS, extra=EXTRA, mode=st.sampled_from([0o644, 0o600, 0o755])
+    )
     def open(self, data, slot, access, extra, mode):
         self.step("open", slot, self.path(data), access | extra, mode)
 
@@ -58,9 +62,10 @@ def test_non_root_gets_eacces_and_eperm_where_the_kernel_does():
 # unionmount-testsuite's `impermissible` cases: uid 1 (bin) on root's 0644 files, in a lower
 # and in the upper, in root's 0755 directories.
 BIN = 1
-ROOTS = Stack([[Item("dir", ("d",), mode=0o755), Item("file", ("d", "lower"), b"lower data", 0o644,
-                                                     xattrs=(("user.a", b"1"),))]],
-              [Item("dir", ("d",), mode=0o755), Item("file", ("d", "upper"), b"upper data", 0o644)])
+ROOTS = Stack(
+    [[Item("dir", ("d",), mode=0o755), Item("file", ("d", "lower"), b"lower data", 0o644, xattrs=(("user.a", b"1"),))]],
+    [Item("dir", ("d",), mode=0o755), Item("file", ("d", "upper"), b"upper data", 0o644)],
+)
 WRITE_DENIED = [
     (os.O_WRONLY, "EACCES"),
     (os.O_RDWR, "EACCES"),
@@ -81,8 +86,11 @@ def test_impermissible_opens_truncates_and_times(name):
     path = f"/d/{name}"
     steps = [("open", (0, path, flags, 0)) for flags, _ in WRITE_DENIED]
     expected = [("err", e) for _, e in WRITE_DENIED]
-    steps += [("open", (1, path, os.O_RDONLY, 0)), ("pread", (1, 100, 0)),
-              ("open", (2, path, os.O_RDONLY | os.O_APPEND, 0))]
+    steps += [
+        ("open", (1, path, os.O_RDONLY, 0)),
+        ("pread", (1, 100, 0)),
+        ("open", (2, path, os.O_RDONLY | os.O_APPEND, 0)),
+    ]
     expected += [("ok", None), ("ok", f"{name} data".encode()), ("ok", None)]
     more = [
         (("truncate", (path, 0)), "EACCES"),

@@ -1,4 +1,5 @@
 """Deep stacks (10 and 100 lower layers) and a sparse file larger than 4 GiB (issue 7, "Also checked")."""
+
 from __future__ import annotations
 
 import os
@@ -83,8 +84,12 @@ def _check_copy(path: str) -> None:
 def test_sparse_file_over_4gib_copies_up_without_its_holes(sparse_stack):
     base = sparse_stack
     # The kernel, as the reference: appending copies the file up, holes and all.
-    kernel_mount([os.path.join(base, "k", "l0")], os.path.join(base, "k", "upper"), os.path.join(base, "kw"),
-                 os.path.join(base, "km"))
+    kernel_mount(
+        [os.path.join(base, "k", "l0")],
+        os.path.join(base, "k", "upper"),
+        os.path.join(base, "kw"),
+        os.path.join(base, "km"),
+    )
     with open(os.path.join(base, "km", "big"), "ab") as f:
         f.write(b"!")
     umount(os.path.join(base, "km"))
@@ -92,8 +97,9 @@ def test_sparse_file_over_4gib_copies_up_without_its_holes(sparse_stack):
     _check_copy(os.path.join(base, "k", "upper", "big"))
     # layerfs: the same append through the union.
     os.makedirs(os.path.join(base, "fw"))
-    union = Union.from_options(layerfs_options([os.path.join(base, "f", "l0")], os.path.join(base, "f", "upper"),
-                                               os.path.join(base, "fw")))
+    union = Union.from_options(
+        layerfs_options([os.path.join(base, "f", "l0")], os.path.join(base, "f", "upper"), os.path.join(base, "fw"))
+    )
     handle = union.open("/big", os.O_WRONLY | os.O_APPEND)
     try:
         union.write(handle, b"!", SPARSE_SIZE)

@@ -5,6 +5,7 @@ for the calls that follow them, at its end. The in-process Union sees raw union 
 adapter does the VFS's part itself (`resolve`), and nothing more. Trailing slashes are left to
 the mounted variants.
 """
+
 from __future__ import annotations
 
 import errno
@@ -134,8 +135,13 @@ class UnionFS:
 
     def stat(self, path):
         st = self.u.getattr(self.existing(path, True))
-        return (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
-                st.st_size if not stat.S_ISDIR(st.st_mode) else None)
+        return (
+            stat.S_IFMT(st.st_mode),
+            stat.S_IMODE(st.st_mode),
+            st.st_uid,
+            st.st_gid,
+            st.st_size if not stat.S_ISDIR(st.st_mode) else None,
+        )
 
     def read_path(self, path):
         real = self.existing(path, True)

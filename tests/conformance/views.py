@@ -3,28 +3,28 @@
 `KNOWN_DIFFERENCES` is the only place where layerfs may differ from the kernel; each entry
 says why (docs/conformance.md explains them for people). Everything else must be equal.
 """
+
 from __future__ import annotations
 
 import errno
 import os
 import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 # Names of the union's private xattrs: never shown through a union, so never compared.
 PRIVATE_PREFIXES = ("trusted.overlay.", "user.overlay.", "user.layerfs.", "user.fuseoverlayfs.")
 
 KNOWN_DIFFERENCES = {
     "st_ino": "layerfs reports the serving branch's inode; it changes on copy-up (the kernel, all "
-              "layers on one fs and xino off, also shows the real inode, but FUSE renumbers it)",
-    "st_dev": "through FUSE every object has the mount's st_dev; the kernel's non-dirs show the "
-              "real fs's st_dev",
+    "layers on one fs and xino off, also shows the real inode, but FUSE renumbers it)",
+    "st_dev": "through FUSE every object has the mount's st_dev; the kernel's non-dirs show the real fs's st_dev",
     "dir st_size": "a directory's size is the upper ext4 dir's size, which depends on its history "
-                   "(whiteouts created and removed, work files): not a union property",
+    "(whiteouts created and removed, work files): not a union property",
     "stray whiteouts": "the kernel's readdir of a non-merged lower dir passes a whiteout that hides "
-                       "nothing through (lookup then says ENOENT); layerfs never lists whiteouts",
+    "nothing through (lookup then says ENOENT); layerfs never lists whiteouts",
     "times": "atime/ctime and mtimes set by the clock differ between two runs; explicit times "
-             "(utimens) are compared through the operation's result",
+    "(utimens) are compared through the operation's result",
 }
 
 
@@ -41,8 +41,14 @@ class Entry:
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "dir"), (stat.S_ISREG, "file"), (stat.S_ISLNK, "symlink"),
-                       (stat.S_ISCHR, "chr"), (stat.S_ISBLK, "blk"), (stat.S_ISFIFO, "fifo")):
+    for test, name in (
+        (stat.S_ISDIR, "dir"),
+        (stat.S_ISREG, "file"),
+        (stat.S_ISLNK, "symlink"),
+        (stat.S_ISCHR, "chr"),
+        (stat.S_ISBLK, "blk"),
+        (stat.S_ISFIFO, "fifo"),
+    ):
         if test(mode):
             return name
     return "sock"
@@ -60,7 +66,7 @@ class Reader:
     getxattr: Callable[[str], str]
 
     @classmethod
-    def real(cls, root: str) -> "Reader":
+    def real(cls, root: str) -> Reader:
         def p(path: str) -> str:
             return root + ("" if path == "/" else path)
 
@@ -72,12 +78,17 @@ class Reader:
             # See KNOWN_DIFFERENCES["stray whiteouts"].
             return [n for n in os.listdir(p(path)) if os.path.lexists(os.path.join(p(path), n))]
 
-        return cls(lambda x: os.lstat(p(x)), listdir, lambda x: os.readlink(p(x)), read,
-                   lambda x: os.listxattr(p(x), follow_symlinks=False),
-                   lambda x, n: os.getxattr(p(x), n, follow_symlinks=False))
+        return cls(
+            lambda x: os.lstat(p(x)),
+            listdir,
+            lambda x: os.readlink(p(x)),
+            read,
+            lambda x: os.listxattr(p(x), follow_symlinks=False),
+            lambda x, n: os.getxattr(p(x), n, follow_symlinks=False),
+        )
 
     @classmethod
-    def union(cls, u) -> "Reader":
+    def union(cls, u) -> Reader:
         return cls(u.getattr, u.listdir, u.readlink, u.read_file, u.listxattr, u.getxattr)
 
 
@@ -117,8 +128,16 @@ def snapshot_one(reader: Reader, path: str) -> Entry:
         data = reader.read(path)
     elif kind == "symlink":
         data = reader.readlink(path)
-    return Entry(kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_nlink,
-                 None if kind == "dir" else st.st_size, data, _xattrs(reader, path))
+    return Entry(
+        kind,
+        stat.S_IMODE(st.st_mode),
+        st.st_uid,
+        st.st_gid,
+        st.st_nlink,
+        None if kind == "dir" else st.st_size,
+        data,
+        _xattrs(reader, path),
+    )
 
 
 def diff(expected: dict[str, Entry], actual: dict[str, Entry], limit: int = 12) -> list[str]:
@@ -131,8 +150,11 @@ def diff(expected: dict[str, Entry], actual: dict[str, Entry], limit: int = 12) 
         if a is None or b is None:
             lines.append(f"{path!r}: kernel {a} / layerfs {b}")
         else:
-            fields = [f"{k}: kernel {getattr(a, k)!r} / layerfs {getattr(b, k)!r}"
-                      for k in a.__dataclass_fields__ if getattr(a, k) != getattr(b, k)]
+            fields = [
+                f"{k}: kernel {getattr(a, k)!r} / layerfs {getattr(b, k)!r}"
+                for k in a.__dataclass_fields__
+                if getattr(a, k) != getattr(b, k)
+            ]
             lines.append(f"{path!r}: " + "; ".join(fields))
         if len(lines) >= limit:
             lines.append("...")

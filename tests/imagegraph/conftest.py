@@ -1,4 +1,5 @@
 """Fixtures for the store, container and CLI tests: a fresh store root and a CLI runner."""
+
 from __future__ import annotations
 
 import io
@@ -35,6 +36,7 @@ def ig(root: Path):
         out, err = io.StringIO(), io.StringIO()
         if stdin is not None:
             import sys
+
             old = sys.stdin
             sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode()))
             try:
@@ -68,5 +70,7 @@ def make_rootfs(path: Path, files: dict[str, str], mtime: int = 1600000000) -> P
 
 @pytest.fixture
 def rootfs(tmp_path: Path) -> Path:
-    return make_rootfs(tmp_path / "rootfs", {"bin/sh": "#!fake shell\n", "etc/motd": "hello\n",
-                                             "etc/passwd": "root:x:0:0::/root:/bin/sh\n"})
+    return make_rootfs(
+        tmp_path / "rootfs",
+        {"bin/sh": "#!fake shell\n", "etc/motd": "hello\n", "etc/passwd": "root:x:0:0::/root:/bin/sh\n"},
+    )

@@ -8,6 +8,7 @@ Variants: htpasswd Basic auth (`users=`), and token auth in front of a token ser
 Without the binary the tests skip, except in CI (LAYERLAB_REQUIRE_FUSE=1 or CI set), where a
 missing install step must be a failure.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,9 +18,9 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -109,10 +110,10 @@ http:
     elif token is not None:
         text += f"""auth:
   token:
-    realm: {token['realm']}
-    service: {token['service']}
-    issuer: {token['issuer']}
-    rootcertbundle: {token['rootcertbundle']}
+    realm: {token["realm"]}
+    service: {token["service"]}
+    issuer: {token["issuer"]}
+    rootcertbundle: {token["rootcertbundle"]}
 """
     return text
 
@@ -139,8 +140,9 @@ def wait_for_v2(url: str, process: subprocess.Popen | None, timeout: float = 15.
 
 
 @contextlib.contextmanager
-def start_registry(workdir: Path, users: dict[str, str] | None = None,
-                   token: dict | None = None) -> Iterator[RunningRegistry]:
+def start_registry(
+    workdir: Path, users: dict[str, str] | None = None, token: dict | None = None
+) -> Iterator[RunningRegistry]:
     """Run docker-registry until the block ends. `users` turns on htpasswd Basic auth."""
     binary = require_registry()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -157,8 +159,9 @@ def start_registry(workdir: Path, users: dict[str, str] | None = None,
         config.write_text(_config_text(port, storage, htpasswd, token))
         log = workdir / "registry.log"
         logf = open(log, "wb")
-        proc = subprocess.Popen([binary, "serve", str(config)], stdout=logf, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [binary, "serve", str(config)], stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+        )
         logf.close()
         url = f"http://127.0.0.1:{port}"
         try:

@@ -1,10 +1,10 @@
 """Layer tars written as Go writes them, and applied safely."""
+
 from __future__ import annotations
 
 import hashlib
 import io
 import os
-import shutil
 import stat
 import subprocess
 import tarfile
@@ -47,8 +47,11 @@ def test_headers_equal_gnu_tar_ustar(tmp_path: Path) -> None:
     os.chmod(d / "sub" / "f", 0o640)
     touch_all(d)
     gnu = tmp_path / "g.tar"
-    subprocess.run(["tar", "--format=ustar", "--numeric-owner", "--owner=0", "--group=0", "--sort=name",
-                    "-cf", str(gnu), "sub"], cwd=d, check=True)
+    subprocess.run(
+        ["tar", "--format=ustar", "--numeric-owner", "--owner=0", "--group=0", "--sort=name", "-cf", str(gnu), "sub"],
+        cwd=d,
+        check=True,
+    )
     ours = tar_bytes(d)
     g = gnu.read_bytes()
     assert len(ours) == 3 * 512 + 1024  # dir header, file header, one data block, end
@@ -66,7 +69,9 @@ def test_walk_order_types_and_listing(tmp_path: Path) -> None:
     os.mkfifo(d / "fifo")
     touch_all(d)
     listing = subprocess.run(["tar", "-tvf", "-"], input=tar_bytes(d), capture_output=True, check=True).stdout.decode()
-    names = [line.split()[-1] if " -> " not in line and " link to " not in line else line for line in listing.splitlines()]
+    names = [
+        line.split()[-1] if " -> " not in line and " link to " not in line else line for line in listing.splitlines()
+    ]
     assert [n.split()[5] if len(n.split()) > 6 else n for n in names][0] == "a"
     lines = listing.splitlines()
     assert lines[0].startswith("-rw") and lines[0].endswith(" a")
@@ -93,13 +98,13 @@ def test_long_names_use_ustar_prefix_or_pax(tmp_path: Path) -> None:
     # a name of 121 bytes fits as prefix + name: no PAX header for it
     assert b"PaxHeaders.0/" + b"a" * 10 not in data
     hdr_off = data.index(b"b" * 30 + b"/\0")
-    assert data[hdr_off - 0: hdr_off + 31] == b"b" * 30 + b"/"
+    assert data[hdr_off - 0 : hdr_off + 31] == b"b" * 30 + b"/"
     # a 272-byte directory name cannot be split: a PAX "path" record, in a header file whose
     # own name ("<dir>/PaxHeaders.0") Go cuts to 100 bytes
     long_dir = ("c" * 120 + "/" + "e" * 150 + "/").encode()
     assert b"path=" + long_dir + b"\n" in data
     x = data.index(b"path=" + long_dir) - 512 - 4
-    assert data[x + 156:x + 157] == b"x" and data[x:x + 100] == b"c" * 100
+    assert data[x + 156 : x + 157] == b"x" and data[x : x + 100] == b"c" * 100
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
         names = tf.getnames()
     assert ("c" * 120) + "/" + ("e" * 150) in names
@@ -173,6 +178,7 @@ def test_aufs_whiteout_files_are_kept_and_aufs_metadata_dropped(tmp_path: Path) 
 
 def test_sockets_are_left_out(tmp_path: Path) -> None:
     import socket
+
     d = tmp_path / "d"
     d.mkdir()
     s = socket.socket(socket.AF_UNIX)
@@ -256,15 +262,23 @@ def _evil_tar(entries: list[tuple[str, bytes, str]]) -> bytes:
     return b.getvalue()
 
 
-@pytest.mark.parametrize("entries,needle", [
-    ([("ok", tarfile.REGTYPE, ""), ("../escape", tarfile.REGTYPE, "")], "outside"),
-    ([("a/../../escape", tarfile.REGTYPE, "")], "outside"),
-    ([("/etc/passwd", tarfile.REGTYPE, "")], "absolute path"),
-    ([("lnk", tarfile.SYMTYPE, "/tmp"), ("lnk/owned", tarfile.REGTYPE, "")], "through the symlink"),
-    ([("lnk", tarfile.SYMTYPE, "../../.."), ], "invalid symlink"),
-    ([("hl", tarfile.LNKTYPE, "../../etc/passwd")], "outside"),
-    ([("hl", tarfile.LNKTYPE, "etc/passwd")], "invalid hardlink"),
-])
+@pytest.mark.parametrize(
+    "entries,needle",
+    [
+        ([("ok", tarfile.REGTYPE, ""), ("../escape", tarfile.REGTYPE, "")], "outside"),
+        ([("a/../../escape", tarfile.REGTYPE, "")], "outside"),
+        ([("/etc/passwd", tarfile.REGTYPE, "")], "absolute path"),
+        ([("lnk", tarfile.SYMTYPE, "/tmp"), ("lnk/owned", tarfile.REGTYPE, "")], "through the symlink"),
+        (
+            [
+                ("lnk", tarfile.SYMTYPE, "../../.."),
+            ],
+            "invalid symlink",
+        ),
+        ([("hl", tarfile.LNKTYPE, "../../etc/passwd")], "outside"),
+        ([("hl", tarfile.LNKTYPE, "etc/passwd")], "invalid hardlink"),
+    ],
+)
 def test_apply_refuses_escapes_and_leaves_nothing(tmp_path: Path, entries, needle: str) -> None:
     dest = tmp_path / "layer"
     with pytest.raises(ArchiveError) as exc:

@@ -1,4 +1,5 @@
 """The imagegraph command, end to end: Docker's syntax, output and errors; the seed's reuse chain."""
+
 from __future__ import annotations
 
 import gzip
@@ -60,14 +61,16 @@ def test_import_directory_prints_the_id(ig, rootfs: Path, root: Path) -> None:
     assert image_id.startswith("sha256:") and len(image_id) == 71
     content = root / "image" / "layerfs" / "imagedb" / "content" / "sha256" / image_id[7:]
     cfg = json.loads(content.read_bytes())
-    assert cfg["comment"] == "from a dir" and cfg["history"] == [{"created": "2023-11-14T22:13:20Z",
-                                                                    "comment": "from a dir"}]
+    assert cfg["comment"] == "from a dir" and cfg["history"] == [
+        {"created": "2023-11-14T22:13:20Z", "comment": "from a dir"}
+    ]
     repos = json.loads((root / "image" / "layerfs" / "repositories.json").read_text())
     assert repos == {"Repositories": {"base": {"base:1.0": image_id}}}
 
 
 def test_import_tar_gzip_and_stdin_give_the_same_image(ig, rootfs: Path, tmp_path: Path) -> None:
     from imagegraph.archive import write_layer_tar
+
     plain = tmp_path / "rootfs.tar"
     with open(plain, "wb") as f:
         write_layer_tar(rootfs, f)
@@ -93,8 +96,10 @@ def test_import_refuses_a_tar_that_escapes(ig, tmp_path: Path, root: Path) -> No
 
 
 def test_import_missing_source(ig) -> None:
-    one_line_error(ig("import", "/nonexistent/rootfs"),
-                   "Error response from daemon: open /nonexistent/rootfs: no such file or directory")
+    one_line_error(
+        ig("import", "/nonexistent/rootfs"),
+        "Error response from daemon: open /nonexistent/rootfs: no such file or directory",
+    )
 
 
 def test_images_table_quiet_json_and_filters(ig, rootfs: Path) -> None:
@@ -104,8 +109,10 @@ def test_images_table_quiet_json_and_filters(ig, rootfs: Path) -> None:
     lines = r.out.splitlines()
     assert lines[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
     rows = [line.split() for line in lines[1:]]
-    assert [r_[:3] for r_ in rows] == [["base", "latest", image_id[7:19]],
-                                       ["localhost:5000/team/base", "v2", image_id[7:19]]]
+    assert [r_[:3] for r_ in rows] == [
+        ["base", "latest", image_id[7:19]],
+        ["localhost:5000/team/base", "v2", image_id[7:19]],
+    ]
     assert rows[0][3:6] == ["3", "years", "ago"]
     assert ig("images", "-q").out == f"{image_id[7:19]}\n{image_id[7:19]}\n"
     assert ig("images", "-q", "--no-trunc").out.splitlines()[0] == image_id
@@ -155,11 +162,17 @@ def test_inspect_image_and_container(ig, rootfs: Path, root: Path) -> None:
 def test_tag_errors(ig, rootfs: Path) -> None:
     imported(ig, rootfs)
     one_line_error(ig("tag", "nosuch", "x"), "Error response from daemon: No such image: nosuch:latest")
-    one_line_error(ig("tag", "base", "Upper"), 'Error parsing reference: "Upper" is not a valid repository/tag: '
-                                               "invalid reference format: repository name (library/Upper) must be lowercase")
+    one_line_error(
+        ig("tag", "base", "Upper"),
+        'Error parsing reference: "Upper" is not a valid repository/tag: '
+        "invalid reference format: repository name (library/Upper) must be lowercase",
+    )
     one_line_error(ig("tag", "base", "x@sha256:" + "a" * 64), "refusing to create a tag with a digest reference")
-    one_line_error(ig("tag", "base", "a" * 64), 'Error parsing reference: "' + "a" * 64 + '" is not a valid '
-                   "repository/tag: invalid repository name (" + "a" * 64 + "), cannot specify 64-byte hexadecimal strings")
+    one_line_error(
+        ig("tag", "base", "a" * 64),
+        'Error parsing reference: "' + "a" * 64 + '" is not a valid '
+        "repository/tag: invalid repository name (" + "a" * 64 + "), cannot specify 64-byte hexadecimal strings",
+    )
 
 
 def test_lookup_by_id_prefix_and_digest(ig, rootfs: Path) -> None:
@@ -184,9 +197,10 @@ def test_history_rows_and_missing(ig, rootfs: Path, root: Path) -> None:
     # an image with more history than parents (as pulled images are): <missing> below it
     s = Services.open(root)
     cfg = json.loads(s.images.get(base).raw)
-    cfg["history"] = [{"created": "2020-01-01T00:00:00Z", "created_by": "/bin/sh -c #(nop) ADD file in /"},
-                      {"created": "2020-01-01T00:00:01Z", "created_by": "/bin/sh -c #(nop)  CMD [\"sh\"]",
-                       "empty_layer": True}]
+    cfg["history"] = [
+        {"created": "2020-01-01T00:00:00Z", "created_by": "/bin/sh -c #(nop) ADD file in /"},
+        {"created": "2020-01-01T00:00:01Z", "created_by": '/bin/sh -c #(nop)  CMD ["sh"]', "empty_layer": True},
+    ]
     pulled = s.images.create(canonical_config_json(cfg))
     rows = ig("history", pulled).out.splitlines()[1:]
     assert rows[0].split()[0] == pulled[7:19] and rows[1].split()[0] == "<missing>"
@@ -238,21 +252,35 @@ def test_rmi_no_prune_keeps_parents(ig, rootfs: Path, root: Path) -> None:
 def test_rmi_conflicts(ig, rootfs: Path, root: Path) -> None:
     base = imported(ig, rootfs)
     cid = ig("create", "--name", "user", "base").out.strip()
-    one_line_error(ig("rmi", "base"), f'Error response from daemon: conflict: unable to remove repository reference '
-                                      f'"base" (must force) - container {cid[:12]} is using its referenced image '
-                                      f"{base[7:19]}")
-    one_line_error(ig("rmi", base[7:19]), f"Error response from daemon: conflict: unable to delete {base[7:19]} "
-                                          f"(must be forced) - image is being used by stopped container {cid[:12]}")
+    one_line_error(
+        ig("rmi", "base"),
+        f"Error response from daemon: conflict: unable to remove repository reference "
+        f'"base" (must force) - container {cid[:12]} is using its referenced image '
+        f"{base[7:19]}",
+    )
+    one_line_error(
+        ig("rmi", base[7:19]),
+        f"Error response from daemon: conflict: unable to delete {base[7:19]} "
+        f"(must be forced) - image is being used by stopped container {cid[:12]}",
+    )
     commit_step(ig, root, "base", "kid", {"k": "1"}, "s")
     ig("rm", "user")
-    one_line_error(ig("rmi", base[7:19]), f"Error response from daemon: conflict: unable to delete {base[7:19]} "
-                                          "(cannot be forced) - image has dependent child images")
-    one_line_error(ig("rmi", "-f", base[7:19]), f"Error response from daemon: conflict: unable to delete "
-                                                f"{base[7:19]} (cannot be forced) - image has dependent child images")
+    one_line_error(
+        ig("rmi", base[7:19]),
+        f"Error response from daemon: conflict: unable to delete {base[7:19]} "
+        "(cannot be forced) - image has dependent child images",
+    )
+    one_line_error(
+        ig("rmi", "-f", base[7:19]),
+        f"Error response from daemon: conflict: unable to delete "
+        f"{base[7:19]} (cannot be forced) - image has dependent child images",
+    )
     assert ig("inspect", "base").rc == 0  # nothing changed
     one_line_error(ig("rmi", "nosuch"), "Error response from daemon: No such image: nosuch:latest")
-    one_line_error(ig("rmi", "Bad"), "Error response from daemon: invalid reference format: repository name "
-                                     "(library/Bad) must be lowercase")
+    one_line_error(
+        ig("rmi", "Bad"),
+        "Error response from daemon: invalid reference format: repository name (library/Bad) must be lowercase",
+    )
 
 
 def test_rmi_force_untags_an_image_in_use(ig, rootfs: Path) -> None:
@@ -306,7 +334,7 @@ def test_create_ps_diff_commit_rm(ig, rootfs: Path, root: Path) -> None:
     assert ig("ps").out.splitlines() == ["CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    PORTS     NAMES"]
     ps = ig("ps", "-a").out.splitlines()
     assert ps[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
-    assert ps[1].startswith(cid[:12] + "   base      \"/bin/sh -c echo a l…\"")
+    assert ps[1].startswith(cid[:12] + '   base      "/bin/sh -c echo a l…"')
     assert ps[1].split()[-2:] == ["Created", "web"]
     assert ig("ps", "-a", "-q").out == cid[:12] + "\n"
     assert json.loads(ig("ps", "-a", "--format", "json").out)["Names"] == "web"
@@ -334,17 +362,22 @@ def test_create_ps_diff_commit_rm(ig, rootfs: Path, root: Path) -> None:
 def test_container_errors(ig, rootfs: Path) -> None:
     imported(ig, rootfs)
     one_line_error(ig("create", "nosuch"), "Error response from daemon: No such image: nosuch:latest")
-    one_line_error(ig("create", "Nope"), "Error response from daemon: invalid reference format: repository name "
-                                         "(library/Nope) must be lowercase")
+    one_line_error(
+        ig("create", "Nope"),
+        "Error response from daemon: invalid reference format: repository name (library/Nope) must be lowercase",
+    )
     one_line_error(ig("commit", "ghost"), "Error response from daemon: No such container: ghost")
     ig("create", "--name", "dup", "base")
     r = ig("create", "--name", "dup", "base")
     one_line_error(r)
     assert r.err.startswith('Error response from daemon: Conflict. The container name "/dup" is already in use')
-    one_line_error(ig("commit", "-c", "RUN rm -rf /", "dup"),
-                   "Error response from daemon: run is not a valid change command")
-    one_line_error(ig("commit", "dup", "Bad:tag"), "Error response from daemon: invalid reference format: "
-                                                   "repository name (library/Bad) must be lowercase")
+    one_line_error(
+        ig("commit", "-c", "RUN rm -rf /", "dup"), "Error response from daemon: run is not a valid change command"
+    )
+    one_line_error(
+        ig("commit", "dup", "Bad:tag"),
+        "Error response from daemon: invalid reference format: repository name (library/Bad) must be lowercase",
+    )
     one_line_error(ig("mount", "ghost"), "Error response from daemon: No such container: ghost")
 
 
@@ -395,7 +428,9 @@ def test_seed_reuse_chain(ig, tmp_path: Path, root: Path) -> None:
             cur = parent[cur]
         assert cur == i0
     # shared layers stored once: 6 images, 6 distinct ChainIDs, 6 layer directories
-    all_chains = [chain_id(s.images.get(i).diff_ids[:n]) for i in (my, rd) for n in range(1, len(s.images.get(i).diff_ids) + 1)]
+    all_chains = [
+        chain_id(s.images.get(i).diff_ids[:n]) for i in (my, rd) for n in range(1, len(s.images.get(i).diff_ids) + 1)
+    ]
     assert len(all_chains) == 5 + 4 and len(set(all_chains)) == 6
     assert len(s.layers.layers()) == 6
     assert len([p for p in (root / "layerfs").iterdir()]) == 6
@@ -416,8 +451,12 @@ def test_seed_reuse_chain(ig, tmp_path: Path, root: Path) -> None:
 def test_python_dash_m_and_root_option(tmp_path: Path, rootfs: Path) -> None:
     env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
     env.pop("IMAGEGRAPH_ROOT", None)
-    r = subprocess.run([sys.executable, "-m", "imagegraph", "--root", str(tmp_path / "r"), "import", str(rootfs), "x"],
-                       capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "imagegraph", "--root", str(tmp_path / "r"), "import", str(rootfs), "x"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert r.returncode == 0 and r.stdout.startswith("sha256:")
     assert (tmp_path / "r" / "image" / "layerfs" / "repositories.json").exists()
 
@@ -451,8 +490,15 @@ def test_store_survives_crash_leftovers(ig, rootfs: Path, root: Path) -> None:
 
 def test_concurrent_imports_share_one_layer(tmp_path: Path, rootfs: Path) -> None:
     env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000", IMAGEGRAPH_ROOT=str(tmp_path / "r"))
-    procs = [subprocess.Popen([sys.executable, "-m", "imagegraph", "import", str(rootfs), f"same{n}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for n in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "imagegraph", "import", str(rootfs), f"same{n}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for n in range(4)
+    ]
     outs = [p.communicate() for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert len({o for o, _ in outs}) == 1  # the same image ID from every process

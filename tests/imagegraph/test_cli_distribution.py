@@ -1,4 +1,5 @@
 """The pull/push/login/save/load commands, run as a user runs them (a pipe and a real terminal)."""
+
 from __future__ import annotations
 
 import io
@@ -8,7 +9,6 @@ import pty
 import re
 import subprocess
 import sys
-import tarfile
 
 import pytest
 
@@ -21,8 +21,13 @@ from .test_distribution_progress import render_terminal
 
 def run(root, *argv, env=None, stdin=None, input_bytes=None):
     e = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "imagegraph.cli_distribution", "--root", str(root), *argv],
-                          capture_output=True, env=e, input=input_bytes, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "imagegraph.cli_distribution", "--root", str(root), *argv],
+        capture_output=True,
+        env=e,
+        input=input_bytes,
+        timeout=120,
+    )
 
 
 def run_in_terminal(root, *argv, env=None) -> str:
@@ -68,9 +73,15 @@ def test_push_and_pull_commands_on_a_pipe(registry, src_store):
     assert out[0] == "Using default tag: latest"
     assert out[1] == "latest: Pulling from cli/app"
     assert [line.split(": ", 1)[1] for line in out[2:-3]] == [
-        "Pulling fs layer", "Pulling fs layer",
-        "Verifying Checksum", "Download complete", "Pull complete",
-        "Verifying Checksum", "Download complete", "Pull complete"]
+        "Pulling fs layer",
+        "Pulling fs layer",
+        "Verifying Checksum",
+        "Download complete",
+        "Pull complete",
+        "Verifying Checksum",
+        "Download complete",
+        "Pull complete",
+    ]
     assert out[-3:] == [f"Digest: {digest}", f"Status: Downloaded newer image for {name}:latest", f"{name}:latest"]
     dst = open_local_store(tmp / "dst")
     assert dst.images.ids() == [image_id]
@@ -99,37 +110,64 @@ def test_errors_are_one_line_and_leave_the_store(registry, tmp_path):
     root = tmp_path / "s"
     r = run(root, "pull", f"{registry.domain}/nope/nope:1")
     assert r.returncode == 1
-    assert r.stderr.decode() == (f"Error response from daemon: manifest for {registry.domain}/nope/nope:1 not found: "
-                                 "manifest unknown: manifest unknown\n")
+    assert r.stderr.decode() == (
+        f"Error response from daemon: manifest for {registry.domain}/nope/nope:1 not found: "
+        "manifest unknown: manifest unknown\n"
+    )
     port = free_port()
     r = run(root, "pull", f"127.0.0.1:{port}/x")
     assert r.returncode == 1
-    assert r.stderr.decode() == (f'Error response from daemon: Get "http://127.0.0.1:{port}/v2/": '
-                                 f"dial tcp 127.0.0.1:{port}: connect: connection refused\n")
+    assert r.stderr.decode() == (
+        f'Error response from daemon: Get "http://127.0.0.1:{port}/v2/": '
+        f"dial tcp 127.0.0.1:{port}: connect: connection refused\n"
+    )
     r = run(root, "pull", "Ubuntu")
-    assert r.returncode == 1 and r.stderr.decode() == \
-        "invalid reference format: repository name (library/Ubuntu) must be lowercase\n"
+    assert (
+        r.returncode == 1
+        and r.stderr.decode() == "invalid reference format: repository name (library/Ubuntu) must be lowercase\n"
+    )
     r = run(root, "pull", "--platform", "a/b/c/d", "x")
     assert r.returncode == 1 and len(r.stderr.decode().splitlines()) == 1
     r = run(root, "push", f"{registry.domain}/absent/img:1")
-    assert r.stderr.decode() == \
-        f"Error response from daemon: An image does not exist locally with the tag: {registry.domain}/absent/img\n"
-    assert not any(k.startswith("image/layerfs/imagedb/content/sha256/") and not k.endswith("/")
-                   for k in snapshot(root))
+    assert (
+        r.stderr.decode()
+        == f"Error response from daemon: An image does not exist locally with the tag: {registry.domain}/absent/img\n"
+    )
+    assert not any(
+        k.startswith("image/layerfs/imagedb/content/sha256/") and not k.endswith("/") for k in snapshot(root)
+    )
 
 
 @pytest.mark.registry
 def test_login_writes_docker_config_and_pull_uses_it(basic_registry, src_store):
     src, tmp = src_store
     env = {"DOCKER_CONFIG": str(tmp / "dockercfg")}
-    r = run(src.layout.root, "login", "-u", "alice", "--password-stdin", basic_registry.domain, env=env,
-            input_bytes=b"wrong\n")
+    r = run(
+        src.layout.root,
+        "login",
+        "-u",
+        "alice",
+        "--password-stdin",
+        basic_registry.domain,
+        env=env,
+        input_bytes=b"wrong\n",
+    )
     assert r.returncode == 1
-    assert r.stderr.decode() == (f"Error response from daemon: login attempt to http://{basic_registry.domain}/v2/ "
-                                 "failed with status: 401 Unauthorized\n")
+    assert r.stderr.decode() == (
+        f"Error response from daemon: login attempt to http://{basic_registry.domain}/v2/ "
+        "failed with status: 401 Unauthorized\n"
+    )
     assert not (tmp / "dockercfg" / "config.json").exists()
-    r = run(src.layout.root, "login", "-u", "alice", "--password-stdin", basic_registry.domain, env=env,
-            input_bytes=b"wonderland\n")
+    r = run(
+        src.layout.root,
+        "login",
+        "-u",
+        "alice",
+        "--password-stdin",
+        basic_registry.domain,
+        env=env,
+        input_bytes=b"wonderland\n",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode() == "Login Succeeded\n"
     assert "WARNING! Your password will be stored unencrypted" in r.stderr.decode()
@@ -213,6 +251,7 @@ def test_insecure_registries_from_flag_and_daemon_json(tmp_path):
     args = argparse.Namespace(insecure_registry=["other.lan:443"])
     assert _insecure(args, store) == ("other.lan:443", "reg.lan:5000", "10.0.0.0/8")
     from imagegraph.distribution.client import registry_base_url
+
     assert registry_base_url("10.2.3.4:5000", _insecure(args, store)) == "http://10.2.3.4:5000"
     assert registry_base_url("reg.lan:5000", _insecure(args, store)) == "http://reg.lan:5000"
     assert registry_base_url("public.example.com", _insecure(args, store)) == "https://public.example.com"

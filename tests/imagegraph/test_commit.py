@@ -1,8 +1,8 @@
 """commit: the top layer (never init) into a new image; -c changes as Docker parses them."""
+
 from __future__ import annotations
 
 import io
-import json
 import os
 import stat
 import tarfile
@@ -39,20 +39,32 @@ def test_round_trip(svc: Services, base: str) -> None:
     (top / "etc" / "motd").write_text("changed\n")
     (top / "new.txt").write_text("added\n")
     (top / ".wh.bin").write_text("")  # delete /bin, aufs form
-    res = svc.commit("work", "derived:v1", author="Ann <ann@example.org>", message="my change",
-                     changes=["EXPOSE 80", "LABEL team=red"], created=1700000100)
+    res = svc.commit(
+        "work",
+        "derived:v1",
+        author="Ann <ann@example.org>",
+        message="my change",
+        changes=["EXPOSE 80", "LABEL team=red"],
+        created=1700000100,
+    )
     img = svc.images.get(res.image_id)
     parent = svc.images.get(base)
     assert img.parent == base
     assert img.diff_ids == parent.diff_ids + [res.diff_id]
-    assert svc.refs.get(__import__("imagegraph.reference", fromlist=["x"]).parse_normalized_named("derived:v1")) == img.id
+    assert (
+        svc.refs.get(__import__("imagegraph.reference", fromlist=["x"]).parse_normalized_named("derived:v1")) == img.id
+    )
     cfg = img.config
     assert "parent" not in cfg
     assert cfg["author"] == "Ann <ann@example.org>" and cfg["comment"] == "my change"
     assert cfg["created"] == "2023-11-14T22:15:00Z"
     assert cfg["container"] == svc.get_container("work").id
-    assert cfg["history"][-1] == {"created": "2023-11-14T22:15:00Z", "author": "Ann <ann@example.org>",
-                                  "created_by": "/bin/sh -c edit things", "comment": "my change"}
+    assert cfg["history"][-1] == {
+        "created": "2023-11-14T22:15:00Z",
+        "author": "Ann <ann@example.org>",
+        "created_by": "/bin/sh -c edit things",
+        "comment": "my change",
+    }
     assert len(cfg["history"]) == 2
     assert cfg["config"]["ExposedPorts"] == {"80/tcp": {}}
     assert cfg["config"]["Labels"] == {"team": "red"}
@@ -78,7 +90,10 @@ def test_overlay_whiteouts_are_committed_in_oci_form(svc: Services, base: str) -
     os.setxattr(top / "etc", "trusted.overlay.opaque", b"y")
     res = svc.commit("ov", created=1700000100)
     assert layer_names(svc, chain_id(svc.images.get(res.image_id).diff_ids)) == [
-        "etc", "etc/.wh..wh..opq", "etc/.wh.passwd"]
+        "etc",
+        "etc/.wh..wh..opq",
+        "etc/.wh.passwd",
+    ]
 
 
 def test_empty_diff_gives_an_empty_layer_entry(svc: Services, base: str) -> None:
@@ -116,27 +131,33 @@ def test_commit_of_missing_container(svc: Services, base: str) -> None:
     assert len(svc.images.ids()) == 1
 
 
-@pytest.mark.parametrize("change,key,value", [
-    ('CMD ["a","b"]', "Cmd", ["a", "b"]),
-    ("CMD echo hi", "Cmd", ["/bin/sh", "-c", "echo hi"]),
-    ('ENTRYPOINT ["/e"]', "Entrypoint", ["/e"]),
-    ("ENTRYPOINT run it", "Entrypoint", ["/bin/sh", "-c", "run it"]),
-    ("ENV A=1 B=\"two words\"", "Env", ["PATH=/bin", "A=1", "B=two words"]),
-    ("ENV PATH /usr/bin:/bin", "Env", ["PATH=/usr/bin:/bin"]),
-    ("EXPOSE 80 443/udp 8000-8001", "ExposedPorts", {"80/tcp": {}, "443/udp": {}, "8000/tcp": {}, "8001/tcp": {}}),
-    ('LABEL a=b "c d"=e', "Labels", {"a": "b", "c d": "e"}),
-    ("USER nobody:nogroup", "User", "nobody:nogroup"),
-    ('VOLUME ["/data", "/logs"]', "Volumes", {"/data": {}, "/logs": {}}),
-    ("VOLUME /a /b", "Volumes", {"/a": {}, "/b": {}}),
-    ("WORKDIR /srv", "WorkingDir", "/srv"),
-    ("STOPSIGNAL SIGTERM", "StopSignal", "SIGTERM"),
-    ("ONBUILD run make", "OnBuild", ["RUN make"]),
-    ("HEALTHCHECK --interval=30s --retries=3 CMD curl -f http://x/", "Healthcheck",
-     {"Test": ["CMD-SHELL", "curl -f http://x/"], "Interval": 30_000_000_000, "Retries": 3}),
-    ('HEALTHCHECK CMD ["/check"]', "Healthcheck", {"Test": ["CMD", "/check"]}),
-    ("HEALTHCHECK NONE", "Healthcheck", {"Test": ["NONE"]}),
-    ("cmd lower case works", "Cmd", ["/bin/sh", "-c", "lower case works"]),
-])
+@pytest.mark.parametrize(
+    "change,key,value",
+    [
+        ('CMD ["a","b"]', "Cmd", ["a", "b"]),
+        ("CMD echo hi", "Cmd", ["/bin/sh", "-c", "echo hi"]),
+        ('ENTRYPOINT ["/e"]', "Entrypoint", ["/e"]),
+        ("ENTRYPOINT run it", "Entrypoint", ["/bin/sh", "-c", "run it"]),
+        ('ENV A=1 B="two words"', "Env", ["PATH=/bin", "A=1", "B=two words"]),
+        ("ENV PATH /usr/bin:/bin", "Env", ["PATH=/usr/bin:/bin"]),
+        ("EXPOSE 80 443/udp 8000-8001", "ExposedPorts", {"80/tcp": {}, "443/udp": {}, "8000/tcp": {}, "8001/tcp": {}}),
+        ('LABEL a=b "c d"=e', "Labels", {"a": "b", "c d": "e"}),
+        ("USER nobody:nogroup", "User", "nobody:nogroup"),
+        ('VOLUME ["/data", "/logs"]', "Volumes", {"/data": {}, "/logs": {}}),
+        ("VOLUME /a /b", "Volumes", {"/a": {}, "/b": {}}),
+        ("WORKDIR /srv", "WorkingDir", "/srv"),
+        ("STOPSIGNAL SIGTERM", "StopSignal", "SIGTERM"),
+        ("ONBUILD run make", "OnBuild", ["RUN make"]),
+        (
+            "HEALTHCHECK --interval=30s --retries=3 CMD curl -f http://x/",
+            "Healthcheck",
+            {"Test": ["CMD-SHELL", "curl -f http://x/"], "Interval": 30_000_000_000, "Retries": 3},
+        ),
+        ('HEALTHCHECK CMD ["/check"]', "Healthcheck", {"Test": ["CMD", "/check"]}),
+        ("HEALTHCHECK NONE", "Healthcheck", {"Test": ["NONE"]}),
+        ("cmd lower case works", "Cmd", ["/bin/sh", "-c", "lower case works"]),
+    ],
+)
 def test_changes(change: str, key: str, value) -> None:
     cfg = apply_changes({"Env": ["PATH=/bin"], "Cmd": ["old"]}, [change])
     assert cfg[key] == value
@@ -148,15 +169,18 @@ def test_entrypoint_resets_cmd_unless_cmd_came_first() -> None:
     assert apply_changes({"WorkingDir": "/a"}, ["WORKDIR b", "WORKDIR ../c"])["WorkingDir"] == "/a/c"
 
 
-@pytest.mark.parametrize("change,message", [
-    ("RUN echo hi", "run is not a valid change command"),
-    ("FROM x", "from is not a valid change command"),
-    ("COPY a b", "copy is not a valid change command"),
-    ("EXPOSE abc", "invalid containerPort: abc"),
-    ("ENV", "ENV requires at least one argument"),
-    ("HEALTHCHECK --bogus=1 CMD x", "Unknown flag: bogus"),
-    ("ONBUILD FROM x", "FROM isn't allowed as an ONBUILD trigger"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ("RUN echo hi", "run is not a valid change command"),
+        ("FROM x", "from is not a valid change command"),
+        ("COPY a b", "copy is not a valid change command"),
+        ("EXPOSE abc", "invalid containerPort: abc"),
+        ("ENV", "ENV requires at least one argument"),
+        ("HEALTHCHECK --bogus=1 CMD x", "Unknown flag: bogus"),
+        ("ONBUILD FROM x", "FROM isn't allowed as an ONBUILD trigger"),
+    ],
+)
 def test_invalid_changes(change: str, message: str) -> None:
     with pytest.raises(ChangeError) as exc:
         apply_changes({}, [change])

@@ -1,4 +1,5 @@
 """Containers: the init layer as Docker makes it, the RW layer, lookup, diff, rm, mount."""
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,11 @@ def test_lookup_by_name_id_and_prefix(svc: Services, base: str) -> None:
         b = svc.create_container("base", name=f"more{n}")
         firsts.add(b.id[0])
         n += 1
-    dup = next(c.id[0] for c in svc.containers.containers()
-               if sum(1 for x in svc.containers.containers() if x.id[0] == c.id[0]) > 1)
+    dup = next(
+        c.id[0]
+        for c in svc.containers.containers()
+        if sum(1 for x in svc.containers.containers() if x.id[0] == c.id[0]) > 1
+    )
     with pytest.raises(ContainerError, match=f"multiple IDs found with provided prefix: {dup}$"):
         svc.containers.get(dup)
 
@@ -124,8 +128,15 @@ def test_diff_lists_changes_relative_to_the_init_layer(svc: Services, base: str)
     (top / "bin").mkdir()
     (top / "bin" / ".wh.sh").write_text("")  # aufs-style deletion
     assert [f"{KIND_LETTER[k]} {p}" for k, p in svc.containers.changes(c)] == [
-        "C /bin", "D /bin/sh", "C /etc", "C /etc/motd", "A /etc/new.conf",
-        "A /tmp", "A /tmp/deep", "A /tmp/deep/f"]
+        "C /bin",
+        "D /bin/sh",
+        "C /etc",
+        "C /etc/motd",
+        "A /etc/new.conf",
+        "A /tmp",
+        "A /tmp/deep",
+        "A /tmp/deep/f",
+    ]
 
 
 def test_diff_of_a_fresh_container_is_empty(svc: Services, base: str) -> None:
@@ -155,15 +166,29 @@ def test_mount_command_lines(svc: Services, base: str) -> None:
     top = lo.layer_dir(m.mount_id)
     lower = str(svc.layers.lower_dirs(m.parent)[0])
     cmd = svc.containers.mount_command(c, top / "merged")
-    assert cmd[-4:] == ["mount", "-o", f"lowerdir={lower},upperdir={top}/diff,workdir={top}/work,"
-                                       f"initdir={lo.layer_dir(m.init_id)}/diff", f"{top}/merged"]
+    assert cmd[-4:] == [
+        "mount",
+        "-o",
+        f"lowerdir={lower},upperdir={top}/diff,workdir={top}/work,initdir={lo.layer_dir(m.init_id)}/diff",
+        f"{top}/merged",
+    ]
     ov = svc.containers.mount_command(c, top / "merged", "overlay")
-    assert ov == ["mount", "-t", "overlay", "overlay", "-o",
-                  f"lowerdir={lo.layer_dir(m.init_id)}/diff:{lower},upperdir={top}/diff,workdir={top}/work",
-                  f"{top}/merged"]
+    assert ov == [
+        "mount",
+        "-t",
+        "overlay",
+        "overlay",
+        "-o",
+        f"lowerdir={lo.layer_dir(m.init_id)}/diff:{lower},upperdir={top}/diff,workdir={top}/work",
+        f"{top}/merged",
+    ]
     gd = svc.containers.graph_driver_data(c)
-    assert gd == {"LowerDir": f"{lo.layer_dir(m.init_id)}/diff:{lower}", "MergedDir": f"{top}/merged",
-                  "UpperDir": f"{top}/diff", "WorkDir": f"{top}/work"}
+    assert gd == {
+        "LowerDir": f"{lo.layer_dir(m.init_id)}/diff:{lower}",
+        "MergedDir": f"{top}/merged",
+        "UpperDir": f"{top}/diff",
+        "WorkDir": f"{top}/work",
+    }
 
 
 def _exercise_mount(svc: Services, driver: str) -> None:

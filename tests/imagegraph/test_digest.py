@@ -4,6 +4,7 @@ The three configs under data/ are real Docker image configs (hello-world 2023,
 alpine:3.10, ubuntu 2021) whose file names carry their image IDs as Docker reported
 them; the ubuntu ChainIDs are the layerdb directory names from the same machine.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,31 +13,29 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from imagegraph import digest as dg
 
 DATA = Path(__file__).parent / "data"
 
 REAL_CONFIGS = [
-    ("config-hello-world-9c7a54a9.json",
-     "sha256:9c7a54a9a43cca047013b82af109fe963fde787f63f9e016fdc3384500c2823d"),
-    ("config-alpine-3.10-e7b300ae.json",
-     "sha256:e7b300aee9f9bf3433d32bc9305bfdd22183beb59d933b48d77ab56ba53a197a"),
-    ("config-ubuntu-7e0aa2d6.json",
-     "sha256:7e0aa2d69a153215c790488ed1fcec162015e973e49962d438e18249d16fa9bd"),
+    ("config-hello-world-9c7a54a9.json", "sha256:9c7a54a9a43cca047013b82af109fe963fde787f63f9e016fdc3384500c2823d"),
+    ("config-alpine-3.10-e7b300ae.json", "sha256:e7b300aee9f9bf3433d32bc9305bfdd22183beb59d933b48d77ab56ba53a197a"),
+    ("config-ubuntu-7e0aa2d6.json", "sha256:7e0aa2d69a153215c790488ed1fcec162015e973e49962d438e18249d16fa9bd"),
 ]
 
 
 # --- plain digests --------------------------------------------------------------------
+
 
 def test_sha256_digest_of_empty_go_tar_is_the_empty_layer_diff_id():
     assert dg.sha256_digest(b"\0" * 1024) == dg.EMPTY_LAYER_DIFF_ID
 
 
 def test_sha256_digest_format():
-    assert dg.sha256_digest(b"abc") == (
-        "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    assert dg.sha256_digest(b"abc") == ("sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
 
 
 def test_sha256_file_streams_large_file(tmp_path):
@@ -78,29 +77,35 @@ def test_digester_equals_digest_of_concatenation(parts):
 GOOD = "sha256:" + "f" * 64
 
 
-@pytest.mark.parametrize("s", [
-    GOOD,
-    "sha384:" + "a" * 96,
-    "sha512:" + "0" * 128,
-])
+@pytest.mark.parametrize(
+    "s",
+    [
+        GOOD,
+        "sha384:" + "a" * 96,
+        "sha512:" + "0" * 128,
+    ],
+)
 def test_validate_digest_accepts(s):
     assert dg.validate_digest(s) == s
 
 
-@pytest.mark.parametrize("s, message", [
-    ("", "invalid checksum digest format"),
-    ("sha256", "invalid checksum digest format"),
-    ("sha256:", "invalid checksum digest format"),
-    (":" + "f" * 64, "invalid checksum digest format"),
-    ("sha256:" + "f" * 63, "invalid checksum digest length"),
-    ("sha256:" + "f" * 65, "invalid checksum digest length"),
-    ("sha256:" + "F" * 64, "invalid checksum digest format"),   # upper-case hex refused
-    ("sha256:" + "g" * 64, "invalid checksum digest format"),
-    ("md5:" + "f" * 32, "unsupported digest algorithm"),
-    ("invaliddigest:" + "f" * 64, "unsupported digest algorithm"),
-    ("Sha256:" + "f" * 64, "invalid checksum digest format"),   # unknown and not digest-shaped
-    ("foo:bar!baz", "invalid checksum digest format"),
-])
+@pytest.mark.parametrize(
+    "s, message",
+    [
+        ("", "invalid checksum digest format"),
+        ("sha256", "invalid checksum digest format"),
+        ("sha256:", "invalid checksum digest format"),
+        (":" + "f" * 64, "invalid checksum digest format"),
+        ("sha256:" + "f" * 63, "invalid checksum digest length"),
+        ("sha256:" + "f" * 65, "invalid checksum digest length"),
+        ("sha256:" + "F" * 64, "invalid checksum digest format"),  # upper-case hex refused
+        ("sha256:" + "g" * 64, "invalid checksum digest format"),
+        ("md5:" + "f" * 32, "unsupported digest algorithm"),
+        ("invaliddigest:" + "f" * 64, "unsupported digest algorithm"),
+        ("Sha256:" + "f" * 64, "invalid checksum digest format"),  # unknown and not digest-shaped
+        ("foo:bar!baz", "invalid checksum digest format"),
+    ],
+)
 def test_validate_digest_refuses_with_go_digest_text(s, message):
     with pytest.raises(dg.InvalidDigest) as exc:
         dg.validate_digest(s)
@@ -110,12 +115,14 @@ def test_validate_digest_refuses_with_go_digest_text(s, message):
 
 # --- ChainID ----------------------------------------------------------------------------
 
+
 def test_chain_id_oci_vectors():
     # OCI image-spec identity/chainid_test.go, spec §2.5
     assert dg.chain_id(["sha256:" + "a" * 64]) == "sha256:" + "a" * 64
     # the OCI test feeds literal "sha256:a"; recompute the formula on the same string
     assert dg.sha256_digest(b"sha256:a sha256:b") == (
-        "sha256:970a948bffa8de94d6e22d747ba8c95030e6e546909f98f54e99a13005e173a8")
+        "sha256:970a948bffa8de94d6e22d747ba8c95030e6e546909f98f54e99a13005e173a8"
+    )
 
 
 def test_chain_ids_of_real_ubuntu_image_match_docker_layerdb():
@@ -143,26 +150,30 @@ def test_chain_id_refuses_a_bad_diff_id():
 
 # --- go_json ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("obj, expected", [
-    ({"a": 1, "b": [True, False, None]}, b'{"a":1,"b":[true,false,null]}'),
-    ({"z": 1, "a": 2}, b'{"z":1,"a":2}'),                         # order kept as given
-    ("<a href='x'>&</a>", b'"\\u003ca href=\'x\'\\u003e\\u0026\\u003c/a\\u003e"'),
-    ("line\u2028para\u2029", b'"line\\u2028para\\u2029"'),
-    ("tab\there\nnl\r\"q\" back\\", b'"tab\\there\\nnl\\r\\"q\\" back\\\\"'),
-    ("\x00\x01\x1f", b'"\\u0000\\u0001\\u001f"'),
-    ("\b\f", b'"\\b\\f"'),
-    ("héllo 日本 🐳", '"héllo 日本 🐳"'.encode()),                 # UTF-8 kept
-    ("\x7f", b'"\x7f"'),                                          # DEL is not escaped by Go
-    ([], b"[]"),
-    ({}, b"{}"),
-    (1.0, b"1"),
-    (0.5, b"0.5"),
-    (1e21, b"1e+21"),
-    (1.5e-7, b"1.5e-7"),
-    (1e20, b"100000000000000000000"),
-    (-0.0, b"-0"),
-    (12345678901234567890, b"12345678901234567890"),
-])
+
+@pytest.mark.parametrize(
+    "obj, expected",
+    [
+        ({"a": 1, "b": [True, False, None]}, b'{"a":1,"b":[true,false,null]}'),
+        ({"z": 1, "a": 2}, b'{"z":1,"a":2}'),  # order kept as given
+        ("<a href='x'>&</a>", b"\"\\u003ca href='x'\\u003e\\u0026\\u003c/a\\u003e\""),
+        ("line\u2028para\u2029", b'"line\\u2028para\\u2029"'),
+        ('tab\there\nnl\r"q" back\\', b'"tab\\there\\nnl\\r\\"q\\" back\\\\"'),
+        ("\x00\x01\x1f", b'"\\u0000\\u0001\\u001f"'),
+        ("\b\f", b'"\\b\\f"'),
+        ("héllo 日本 🐳", '"héllo 日本 🐳"'.encode()),  # UTF-8 kept
+        ("\x7f", b'"\x7f"'),  # DEL is not escaped by Go
+        ([], b"[]"),
+        ({}, b"{}"),
+        (1.0, b"1"),
+        (0.5, b"0.5"),
+        (1e21, b"1e+21"),
+        (1.5e-7, b"1.5e-7"),
+        (1e20, b"100000000000000000000"),
+        (-0.0, b"-0"),
+        (12345678901234567890, b"12345678901234567890"),
+    ],
+)
 def test_go_json(obj, expected):
     assert dg.go_json(obj) == expected
 
@@ -177,11 +188,13 @@ def test_go_json_refuses_what_go_refuses(bad):
         dg.go_json(bad)
 
 
-@given(st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text() |
-    st.floats(allow_nan=False, allow_infinity=False),
-    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
-    max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False, allow_infinity=False),
+        lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+        max_leaves=20,
+    )
+)
 def test_go_json_is_valid_json_that_reads_back_equal(obj):
     raw = dg.go_json(obj)
     # Go writes an integral float without a point; compare numbers as floats
@@ -189,6 +202,7 @@ def test_go_json_is_valid_json_that_reads_back_equal(obj):
 
 
 # --- Docker image configs -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name, expected_id", REAL_CONFIGS)
 def test_real_docker_config_bytes_have_their_image_id(name, expected_id):
@@ -239,7 +253,8 @@ def test_canonical_config_json_sorts_top_level_and_go_maps_only():
         b'{"architecture":"amd64",'
         b'"config":{"Env":["B=1","A=2"],"Cmd":["sh"],"Labels":{"a":"2","z":"1"}},'
         b'"os":"linux","rootfs":{"type":"layers","diff_ids":[]},'
-        b'"x-extra":{"b":1,"a":2}}')
+        b'"x-extra":{"b":1,"a":2}}'
+    )
 
 
 def test_canonical_config_json_does_not_mutate_its_input():
@@ -262,4 +277,5 @@ def test_go_json_without_html_escaping_like_the_cli_json_template():
 
 def test_go_json_sort_keys_treats_every_dict_as_a_go_map():
     assert dg.go_json({"b": {"y": 1, "x": 2}, "a": [{"d": 1, "c": 2}]}, sort_keys=True) == (
-        b'{"a":[{"c":2,"d":1}],"b":{"x":2,"y":1}}')
+        b'{"a":[{"c":2,"d":1}],"b":{"x":2,"y":1}}'
+    )

@@ -1,4 +1,5 @@
 """Auth: challenge parsing, Basic auth (htpasswd registry), Bearer tokens (token server + registry)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,12 +22,22 @@ def digest_of(data: bytes) -> str:
 
 # ---- parsing ------------------------------------------------------------------------------------
 
+
 def test_parse_bearer_challenge_with_comma_in_scope():
-    h = 'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",' \
+    h = (
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
         'scope="repository:samalba/my-app:pull,push"'
-    assert parse_www_authenticate(h) == [Challenge("bearer", {
-        "realm": "https://auth.docker.io/token", "service": "registry.docker.io",
-        "scope": "repository:samalba/my-app:pull,push"})]
+    )
+    assert parse_www_authenticate(h) == [
+        Challenge(
+            "bearer",
+            {
+                "realm": "https://auth.docker.io/token",
+                "service": "registry.docker.io",
+                "scope": "repository:samalba/my-app:pull,push",
+            },
+        )
+    ]
 
 
 def test_parse_several_challenges_escapes_and_tokens():
@@ -42,10 +53,14 @@ def test_parse_empty_header():
 
 
 def test_error_text_shapes():
-    assert error_text(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}') == \
-        "manifest unknown: manifest unknown"
-    assert error_text(401, b'{"details":"incorrect username or password"}') == \
-        "unauthorized: incorrect username or password"
+    assert (
+        error_text(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}')
+        == "manifest unknown: manifest unknown"
+    )
+    assert (
+        error_text(401, b'{"details":"incorrect username or password"}')
+        == "unauthorized: incorrect username or password"
+    )
     assert error_text(401, b"") == "unauthorized: authentication required"
     assert error_text(500, b"oops") == "unexpected status code 500"
 
@@ -91,6 +106,7 @@ def test_token_server_refusal_is_unauthorized():
 
 # ---- Basic auth against docker-registry with htpasswd -------------------------------------------
 
+
 @pytest.mark.registry
 def test_basic_auth_right_wrong_and_missing_credentials(basic_registry):
     data = os.urandom(500)
@@ -117,11 +133,16 @@ def test_login_check_basic(basic_registry):
 
 # ---- Bearer tokens: our token server in front of docker-registry -------------------------------
 
+
 @pytest.fixture(scope="module")
 def token_registry(tmp_path_factory):
     work = tmp_path_factory.mktemp("token")
-    ts = TokenServer(*make_keypair(work), users={"bob": "secret", "reader": "r"},
-                     permissions={"reader": {"pull"}}, identity_tokens={"bob-refresh": "bob"})
+    ts = TokenServer(
+        *make_keypair(work),
+        users={"bob": "secret", "reader": "r"},
+        permissions={"reader": {"pull"}},
+        identity_tokens={"bob-refresh": "bob"},
+    )
     with ts.serve():
         with start_registry(work / "registry", token=ts.registry_settings()) as reg:
             yield ts, reg
@@ -205,6 +226,8 @@ def test_image_push_and_pull_through_the_token_flow(token_registry, tmp_path):
     ts.requests.clear()
     push(a, ref, ProgressWriter(io.StringIO(), tty=False), PullOptions(env=env))
     assert pull(b, ref, ProgressWriter(io.StringIO(), tty=False), PullOptions(env=env)).image_id == image_id
-    assert {tuple(r.scopes) for r in ts.requests} == {("repository:tok/image:pull,push",),
-                                                      ("repository:tok/image:pull",)}
+    assert {tuple(r.scopes) for r in ts.requests} == {
+        ("repository:tok/image:pull,push",),
+        ("repository:tok/image:pull",),
+    }
     assert all(r.account == "bob" for r in ts.requests)

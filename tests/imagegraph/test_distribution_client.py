@@ -1,4 +1,5 @@
 """The registry client against a real docker-registry: blobs, uploads, mounts, manifests, errors."""
+
 from __future__ import annotations
 
 import hashlib
@@ -75,12 +76,16 @@ def test_cross_repository_mount(registry):
 
 def _push_image(c: RegistryClient, repo: str, tag: str) -> tuple[bytes, str]:
     layer = os.urandom(3000)
-    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["%s"]}}' % \
-        digest_of(layer).encode()
+    config = (
+        b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["%s"]}}'
+        % digest_of(layer).encode()
+    )
     c.upload_blob(repo, digest_of(layer), layer, len(layer))
     c.upload_blob(repo, digest_of(config), config, len(config))
-    man = M.build_manifest(M.Descriptor(M.DOCKER_CONFIG, digest_of(config), len(config)),
-                           [M.Descriptor(M.DOCKER_LAYER, digest_of(layer), len(layer))])
+    man = M.build_manifest(
+        M.Descriptor(M.DOCKER_CONFIG, digest_of(config), len(config)),
+        [M.Descriptor(M.DOCKER_LAYER, digest_of(layer), len(layer))],
+    )
     assert c.put_manifest(repo, tag, man, M.DOCKER_MANIFEST) == digest_of(man)
     return man, digest_of(man)
 
@@ -104,10 +109,12 @@ def test_oci_index_round_trip_and_platform_choice(registry):
     _, amd = _push_image(c, "idx/img", "amd")
     _, arm = _push_image(c, "idx/img", "arm")
     size = lambda t: len(c.get_manifest("idx/img", t).body)  # noqa: E731
-    index = M.build_index([
-        M.Descriptor(M.DOCKER_MANIFEST, arm, size("arm"), platform=M.Platform("linux", "arm64", "v8")),
-        M.Descriptor(M.DOCKER_MANIFEST, amd, size("amd"), platform=M.Platform("linux", "amd64")),
-    ])
+    index = M.build_index(
+        [
+            M.Descriptor(M.DOCKER_MANIFEST, arm, size("arm"), platform=M.Platform("linux", "arm64", "v8")),
+            M.Descriptor(M.DOCKER_MANIFEST, amd, size("amd"), platform=M.Platform("linux", "amd64")),
+        ]
+    )
     c.put_manifest("idx/img", "multi", index, M.OCI_INDEX)
     got = c.get_manifest("idx/img", "multi")
     assert got.media_type == M.OCI_INDEX
@@ -158,8 +165,9 @@ def test_registry_not_answering():
     port = free_port()  # nothing listens there
     with pytest.raises(Unreachable) as exc:
         RegistryClient(f"127.0.0.1:{port}").head_manifest("a/b", "latest")
-    assert str(exc.value) == (f'Get "http://127.0.0.1:{port}/v2/": dial tcp 127.0.0.1:{port}: '
-                              "connect: connection refused")
+    assert str(exc.value) == (
+        f'Get "http://127.0.0.1:{port}/v2/": dial tcp 127.0.0.1:{port}: connect: connection refused'
+    )
 
 
 class _LyingRegistry(BaseHTTPRequestHandler):
@@ -200,18 +208,21 @@ def test_manifest_digest_is_verified():
         server.server_close()
 
 
-@pytest.mark.parametrize("domain,insecure,expected", [
-    ("localhost:5000", (), "http://localhost:5000"),
-    ("localhost", (), "http://localhost"),
-    ("127.0.0.1:5000", (), "http://127.0.0.1:5000"),
-    ("127.8.9.10", (), "http://127.8.9.10"),
-    ("[::1]:5000", (), "http://[::1]:5000"),
-    ("registry.example.com", (), "https://registry.example.com"),
-    ("registry.example.com:5000", ("registry.example.com:5000",), "http://registry.example.com:5000"),
-    ("10.1.2.3:5000", ("10.0.0.0/8",), "http://10.1.2.3:5000"),
-    ("10.1.2.3:5000", (), "https://10.1.2.3:5000"),
-    ("docker.io", (), "https://registry-1.docker.io"),
-])
+@pytest.mark.parametrize(
+    "domain,insecure,expected",
+    [
+        ("localhost:5000", (), "http://localhost:5000"),
+        ("localhost", (), "http://localhost"),
+        ("127.0.0.1:5000", (), "http://127.0.0.1:5000"),
+        ("127.8.9.10", (), "http://127.8.9.10"),
+        ("[::1]:5000", (), "http://[::1]:5000"),
+        ("registry.example.com", (), "https://registry.example.com"),
+        ("registry.example.com:5000", ("registry.example.com:5000",), "http://registry.example.com:5000"),
+        ("10.1.2.3:5000", ("10.0.0.0/8",), "http://10.1.2.3:5000"),
+        ("10.1.2.3:5000", (), "https://10.1.2.3:5000"),
+        ("docker.io", (), "https://registry-1.docker.io"),
+    ],
+)
 def test_scheme_choice(domain, insecure, expected):
     assert registry_base_url(domain, insecure) == expected
     assert is_insecure(domain, insecure) == expected.startswith("http:")

@@ -1,4 +1,5 @@
 """~/.docker/config.json: reading auths, identity tokens, credential helpers; writing as docker login."""
+
 from __future__ import annotations
 
 import base64
@@ -9,7 +10,14 @@ import stat
 import pytest
 
 from imagegraph.distribution.credentials import (
-    INDEX_SERVER, AuthConfig, CredentialsError, auth_key, config_path, get_auth, store_auth)
+    INDEX_SERVER,
+    AuthConfig,
+    CredentialsError,
+    auth_key,
+    config_path,
+    get_auth,
+    store_auth,
+)
 
 
 def write(path, obj):
@@ -34,12 +42,17 @@ def test_docker_io_key():
 
 def test_auths_entries(tmp_path):
     env = {"DOCKER_CONFIG": str(tmp_path)}
-    write(tmp_path / "config.json", {"auths": {
-        INDEX_SERVER: {"auth": b64("hubuser:hub:pass\x00")},
-        "localhost:5000": {"auth": b64("alice:wonderland")},
-        "https://legacy.example.com/v1/": {"auth": b64("old:timer")},
-        "tok.example.com": {"identitytoken": "refresh-xyz"},
-    }})
+    write(
+        tmp_path / "config.json",
+        {
+            "auths": {
+                INDEX_SERVER: {"auth": b64("hubuser:hub:pass\x00")},
+                "localhost:5000": {"auth": b64("alice:wonderland")},
+                "https://legacy.example.com/v1/": {"auth": b64("old:timer")},
+                "tok.example.com": {"identitytoken": "refresh-xyz"},
+            }
+        },
+    )
     assert get_auth("docker.io", env) == AuthConfig("hubuser", "hub:pass", "", INDEX_SERVER)
     assert get_auth("localhost:5000", env).password == "wonderland"
     assert get_auth("legacy.example.com", env).username == "old"
@@ -64,10 +77,14 @@ def helper_env(tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     store = tmp_path / "helper-store.json"
-    store.write_text(json.dumps({
-        "reg.example.com": {"Username": "helperuser", "Secret": "helperpass"},
-        INDEX_SERVER: {"Username": "<token>", "Secret": "hub-identity"},
-    }))
+    store.write_text(
+        json.dumps(
+            {
+                "reg.example.com": {"Username": "helperuser", "Secret": "helperpass"},
+                INDEX_SERVER: {"Username": "<token>", "Secret": "hub-identity"},
+            }
+        )
+    )
     script = bindir / "docker-credential-fake"
     script.write_text(f"""#!/usr/bin/env python3
 import json, sys
@@ -107,8 +124,10 @@ def test_store_auth_writes_like_docker_login(tmp_path):
     write(tmp_path / "config.json", {"psFormat": "table {{.ID}}", "auths": {"other:1": {"auth": b64("x:y")}}})
     path = store_auth("localhost:5000", AuthConfig("alice", "wonderland"), env)
     data = json.loads(path.read_text())
-    assert data == {"psFormat": "table {{.ID}}", "auths": {"other:1": {"auth": b64("x:y")},
-                                                           "localhost:5000": {"auth": b64("alice:wonderland")}}}
+    assert data == {
+        "psFormat": "table {{.ID}}",
+        "auths": {"other:1": {"auth": b64("x:y")}, "localhost:5000": {"auth": b64("alice:wonderland")}},
+    }
     assert path.read_text().startswith('{\n\t"psFormat"')  # tab indented, like MarshalIndent
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     store_auth("docker.io", AuthConfig("hub", "pw"), env)

@@ -1,5 +1,6 @@
 """Interop with the real tools: skopeo copies what imagegraph pushed or saved, umoci unpacks it to
 the same tree `imagegraph mount` shows; an image umoci made pulls, loads and mounts in imagegraph."""
+
 from __future__ import annotations
 
 import io
@@ -21,13 +22,28 @@ from .registry_fixture import registry, require_tool  # noqa: F401
 pytestmark = [pytest.mark.registry, pytest.mark.mount]
 
 # What Docker's init layer adds to a container's view (spec §3.3); umoci's rootfs has none of it.
-INIT_PATHS = {"dev", "dev/pts", "dev/shm", "dev/console", "proc", "sys", ".dockerenv", "etc/resolv.conf",
-              "etc/hosts", "etc/hostname", "etc/mtab"}
+INIT_PATHS = {
+    "dev",
+    "dev/pts",
+    "dev/shm",
+    "dev/console",
+    "proc",
+    "sys",
+    ".dockerenv",
+    "etc/resolv.conf",
+    "etc/hosts",
+    "etc/hostname",
+    "etc/mtab",
+}
 
 
 def ig(root: Path, *argv: str, input_bytes: bytes | None = None) -> str:
-    r = subprocess.run([sys.executable, "-m", "imagegraph", "--root", str(root), *argv], capture_output=True,
-                       input=input_bytes, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "imagegraph", "--root", str(root), *argv],
+        capture_output=True,
+        input=input_bytes,
+        timeout=120,
+    )
     assert r.returncode == 0, f"imagegraph {' '.join(argv)}: {r.stderr.decode()}"
     return r.stdout.decode()
 
@@ -94,16 +110,46 @@ def layer_tar(entries: list[tuple[str, bytes | None, str | None]]) -> bytes:
 def build_whiteout_image(root: Path, tag: str) -> str:
     """Two layers: the second deletes a file with a whiteout and replaces a directory opaquely."""
     store = open_local_store(root)
-    l1, _ = store.layers.register(io.BytesIO(layer_tar([
-        ("etc", None, None), ("etc/motd", b"hello\n", None), ("etc/gone", b"bye\n", None),
-        ("opt", None, None), ("opt/old", b"old\n", None), ("bin", None, None), ("bin/sh", None, "busybox"),
-        ("bin/busybox", b"\x7fELF-not-really", None)])))
-    l2, _ = store.layers.register(io.BytesIO(layer_tar([
-        ("etc", None, None), ("etc/.wh.gone", b"", None), ("etc/new", b"new\n", None),
-        ("opt", None, None), ("opt/.wh..wh..opq", b"", None), ("opt/fresh", b"fresh\n", None)])), l1.chain_id)
-    config = go_json({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
-                      "rootfs": {"type": "layers", "diff_ids": [l1.diff_id, l2.diff_id]},
-                      "history": [{"created_by": "base"}, {"created_by": "change"}]})
+    l1, _ = store.layers.register(
+        io.BytesIO(
+            layer_tar(
+                [
+                    ("etc", None, None),
+                    ("etc/motd", b"hello\n", None),
+                    ("etc/gone", b"bye\n", None),
+                    ("opt", None, None),
+                    ("opt/old", b"old\n", None),
+                    ("bin", None, None),
+                    ("bin/sh", None, "busybox"),
+                    ("bin/busybox", b"\x7fELF-not-really", None),
+                ]
+            )
+        )
+    )
+    l2, _ = store.layers.register(
+        io.BytesIO(
+            layer_tar(
+                [
+                    ("etc", None, None),
+                    ("etc/.wh.gone", b"", None),
+                    ("etc/new", b"new\n", None),
+                    ("opt", None, None),
+                    ("opt/.wh..wh..opq", b"", None),
+                    ("opt/fresh", b"fresh\n", None),
+                ]
+            )
+        ),
+        l1.chain_id,
+    )
+    config = go_json(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [l1.diff_id, l2.diff_id]},
+            "history": [{"created_by": "base"}, {"created_by": "change"}],
+        }
+    )
     image_id = store.images.create(config)
     store.refs.add_tag(parse_normalized_named(tag), image_id)
     return image_id

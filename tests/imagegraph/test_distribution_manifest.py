@@ -1,4 +1,5 @@
 """Media types, manifest and index parsing and building, platform parsing and matching."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,12 @@ def test_build_then_parse_oci_manifest_and_index():
     body = M.build_manifest(desc(1, M.OCI_CONFIG), [desc(2)], M.OCI_MANIFEST)
     assert list(json.loads(body)["config"]) == ["mediaType", "digest", "size"]
     assert isinstance(M.parse(body), M.Manifest)
-    idx = M.build_index([desc(5, M.OCI_MANIFEST, platform=M.Platform("linux", "arm", "v7")),
-                         desc(6, M.OCI_MANIFEST, platform=M.Platform("linux", "amd64"))])
+    idx = M.build_index(
+        [
+            desc(5, M.OCI_MANIFEST, platform=M.Platform("linux", "arm", "v7")),
+            desc(6, M.OCI_MANIFEST, platform=M.Platform("linux", "amd64")),
+        ]
+    )
     parsed = M.parse(idx, "")
     assert isinstance(parsed, M.Index)
     assert parsed.manifests[0].platform == M.Platform("linux", "arm", "v7")
@@ -37,17 +42,24 @@ def test_build_then_parse_oci_manifest_and_index():
 
 def test_media_type_from_fields_when_absent():
     assert isinstance(M.parse(b'{"schemaVersion":2,"manifests":[]}'), M.Index)
-    assert isinstance(M.parse(b'{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:%s","size":1},"layers":[]}'
-                              % (b"a" * 64)), M.Manifest)
+    assert isinstance(
+        M.parse(
+            b'{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:%s","size":1},"layers":[]}' % (b"a" * 64)
+        ),
+        M.Manifest,
+    )
 
 
-@pytest.mark.parametrize("body,message", [
-    (b'{"schemaVersion":1,"name":"x"}', "schema 1 has been removed"),
-    (b"not json", "invalid manifest"),
-    (b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}', "no config descriptor"),
-    (b'{"schemaVersion":2,"mediaType":"text/weird"}', "unsupported manifest media type"),
-    (b'{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"nope","size":1}]}', "invalid descriptor digest"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (b'{"schemaVersion":1,"name":"x"}', "schema 1 has been removed"),
+        (b"not json", "invalid manifest"),
+        (b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}', "no config descriptor"),
+        (b'{"schemaVersion":2,"mediaType":"text/weird"}', "unsupported manifest media type"),
+        (b'{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"nope","size":1}]}', "invalid descriptor digest"),
+    ],
+)
 def test_parse_errors(body, message):
     with pytest.raises(M.ManifestError, match=message):
         M.parse(body)
@@ -59,15 +71,18 @@ def test_declared_type_must_agree_with_header():
         M.parse(body, M.DOCKER_MANIFEST)
 
 
-@pytest.mark.parametrize("spec,expected", [
-    ("linux/amd64", M.Platform("linux", "amd64")),
-    ("linux/x86_64", M.Platform("linux", "amd64")),
-    ("linux/arm64/v8", M.Platform("linux", "arm64")),
-    ("linux/aarch64", M.Platform("linux", "arm64")),
-    ("linux/arm", M.Platform("linux", "arm", "v7")),
-    ("linux/arm/v6", M.Platform("linux", "arm", "v6")),
-    ("Linux/AMD64", M.Platform("linux", "amd64")),
-])
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("linux/amd64", M.Platform("linux", "amd64")),
+        ("linux/x86_64", M.Platform("linux", "amd64")),
+        ("linux/arm64/v8", M.Platform("linux", "arm64")),
+        ("linux/aarch64", M.Platform("linux", "arm64")),
+        ("linux/arm", M.Platform("linux", "arm", "v7")),
+        ("linux/arm/v6", M.Platform("linux", "arm", "v6")),
+        ("Linux/AMD64", M.Platform("linux", "amd64")),
+    ],
+)
 def test_parse_platform(spec, expected):
     assert M.parse_platform(spec) == expected
 
@@ -80,13 +95,16 @@ def test_parse_platform_errors():
 
 
 def test_select_platform_first_match_and_variant():
-    idx = M.Index(M.OCI_INDEX, (
-        desc(1, M.OCI_MANIFEST, platform=M.Platform("linux", "arm", "v6")),
-        desc(2, M.OCI_MANIFEST, platform=M.Platform("linux", "arm", "v7")),
-        desc(3, M.OCI_MANIFEST, platform=M.Platform("linux", "arm64", "v8")),
-        desc(4, "application/vnd.in-toto+json", platform=M.Platform("linux", "amd64")),
-        desc(5, M.OCI_MANIFEST, platform=M.Platform("linux", "amd64")),
-    ))
+    idx = M.Index(
+        M.OCI_INDEX,
+        (
+            desc(1, M.OCI_MANIFEST, platform=M.Platform("linux", "arm", "v6")),
+            desc(2, M.OCI_MANIFEST, platform=M.Platform("linux", "arm", "v7")),
+            desc(3, M.OCI_MANIFEST, platform=M.Platform("linux", "arm64", "v8")),
+            desc(4, "application/vnd.in-toto+json", platform=M.Platform("linux", "amd64")),
+            desc(5, M.OCI_MANIFEST, platform=M.Platform("linux", "amd64")),
+        ),
+    )
     assert M.select_platform(idx, M.parse_platform("linux/arm/v7")).digest == desc(2).digest
     assert M.select_platform(idx, M.parse_platform("linux/arm64")).digest == desc(3).digest
     assert M.select_platform(idx, M.parse_platform("linux/amd64")).digest == desc(5).digest

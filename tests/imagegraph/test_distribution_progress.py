@@ -1,4 +1,5 @@
 """Docker's progress display: plain lines on a pipe, redrawn lines on a terminal."""
+
 from __future__ import annotations
 
 import io
@@ -8,9 +9,19 @@ import pytest
 from imagegraph.distribution.progress import ProgressWriter, go_duration, human_size, progress_string
 
 
-@pytest.mark.parametrize("n,text", [(0, "0B"), (999, "999B"), (1000, "1kB"), (1024, "1.024kB"),
-                                    (32768, "32.77kB"), (3642247, "3.642MB"), (5_000_000, "5MB"),
-                                    (1_234_567_890, "1.235GB")])
+@pytest.mark.parametrize(
+    "n,text",
+    [
+        (0, "0B"),
+        (999, "999B"),
+        (1000, "1kB"),
+        (1024, "1.024kB"),
+        (32768, "32.77kB"),
+        (3642247, "3.642MB"),
+        (5_000_000, "5MB"),
+        (1_234_567_890, "1.235GB"),
+    ],
+)
 def test_human_size_like_go_units(n, text):
     assert human_size(n) == text
 
@@ -59,6 +70,7 @@ def test_pipe_output_is_plain_lines_without_byte_counts():
 def render_terminal(text: str, rows: int = 20) -> list[str]:
     """A tiny terminal: applies \\n, \\r, ESC[nA, ESC[nB and ESC[2K to a screen of lines."""
     import re
+
     screen = [""] * rows
     row = col = 0
     i = 0
@@ -81,7 +93,7 @@ def render_terminal(text: str, rows: int = 20) -> list[str]:
             col = 0
         else:
             line = screen[row].ljust(col)
-            screen[row] = line[:col] + ch + line[col + 1:]
+            screen[row] = line[:col] + ch + line[col + 1 :]
             col += 1
         i += 1
     return [line.rstrip() for line in screen if line.strip()]

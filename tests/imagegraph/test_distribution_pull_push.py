@@ -1,4 +1,5 @@
 """pull and push against a real docker-registry: round trips, output, Already exists, errors."""
+
 from __future__ import annotations
 
 import gzip
@@ -11,12 +12,12 @@ import pytest
 from imagegraph.digest import go_json
 from imagegraph.distribution import manifest as M
 from imagegraph.distribution.client import RegistryClient
+from imagegraph.distribution.credentials import AuthConfig, store_auth
 from imagegraph.distribution.errors import RegistryError, Unauthorized, Unreachable
 from imagegraph.distribution.localstore import open_local_store
 from imagegraph.distribution.progress import ProgressWriter
-from imagegraph.distribution.pull import PullOptions, PullError, pull
+from imagegraph.distribution.pull import PullError, PullOptions, pull
 from imagegraph.distribution.push import PushError, push
-from imagegraph.distribution.credentials import AuthConfig, store_auth
 from imagegraph.reference import parse_normalized_named
 
 from .distribution_helpers import build_image, snapshot
@@ -50,8 +51,10 @@ def test_push_then_pull_round_trip(registry, stores):
     layer_ids = [d.split(":")[1][:12] for d in a.images.get(image_id).diff_ids]
     assert buf.getvalue().splitlines() == [
         f"The push refers to repository [{registry.domain}/round/trip]",
-        f"{layer_ids[1]}: Preparing", f"{layer_ids[0]}: Preparing",
-        f"{layer_ids[1]}: Pushed", f"{layer_ids[0]}: Pushed",
+        f"{layer_ids[1]}: Preparing",
+        f"{layer_ids[0]}: Preparing",
+        f"{layer_ids[1]}: Pushed",
+        f"{layer_ids[0]}: Pushed",
         f"v1: digest: {pushed.digest} size: {pushed.size}",
     ]
     assert len(pushed.uploaded) == 2
@@ -67,15 +70,21 @@ def test_push_then_pull_round_trip(registry, stores):
     blob_ids = [d[7:19] for d in result.downloaded]
     assert buf.getvalue().splitlines() == [
         "v1: Pulling from round/trip",
-        f"{blob_ids[0]}: Pulling fs layer", f"{blob_ids[1]}: Pulling fs layer",
-        f"{blob_ids[0]}: Verifying Checksum", f"{blob_ids[0]}: Download complete", f"{blob_ids[0]}: Pull complete",
-        f"{blob_ids[1]}: Verifying Checksum", f"{blob_ids[1]}: Download complete", f"{blob_ids[1]}: Pull complete",
+        f"{blob_ids[0]}: Pulling fs layer",
+        f"{blob_ids[1]}: Pulling fs layer",
+        f"{blob_ids[0]}: Verifying Checksum",
+        f"{blob_ids[0]}: Download complete",
+        f"{blob_ids[0]}: Pull complete",
+        f"{blob_ids[1]}: Verifying Checksum",
+        f"{blob_ids[1]}: Download complete",
+        f"{blob_ids[1]}: Pull complete",
         f"Digest: {pushed.digest}",
         f"Status: Downloaded newer image for {name}",
     ]
     repos = json.loads(b.layout.repositories_json.read_text())["Repositories"]
-    assert repos == {f"{registry.domain}/round/trip": {
-        name: image_id, f"{registry.domain}/round/trip@{pushed.digest}": image_id}}
+    assert repos == {
+        f"{registry.domain}/round/trip": {name: image_id, f"{registry.domain}/round/trip@{pushed.digest}": image_id}
+    }
     # same layers, same ChainIDs, same files
     assert a.images.get(image_id).top_chain_id == b.images.get(image_id).top_chain_id
     top = b.layers.get(b.images.get(image_id).top_chain_id)
@@ -128,21 +137,32 @@ def test_uncompressed_layers_and_oci_index_pull(registry, stores):
     repo = "oci/plain"
     c.upload_blob(repo, sha(layer_tar), layer_tar, len(layer_tar))
     c.upload_blob(repo, sha(img.raw), img.raw, len(img.raw))
-    man = M.build_manifest(M.Descriptor(M.OCI_CONFIG, sha(img.raw), len(img.raw)),
-                           [M.Descriptor(M.OCI_LAYER, sha(layer_tar), len(layer_tar))], M.OCI_MANIFEST)
+    man = M.build_manifest(
+        M.Descriptor(M.OCI_CONFIG, sha(img.raw), len(img.raw)),
+        [M.Descriptor(M.OCI_LAYER, sha(layer_tar), len(layer_tar))],
+        M.OCI_MANIFEST,
+    )
     c.put_manifest(repo, sha(man), man, M.OCI_MANIFEST)
     host = M.host_platform()
     other = M.Platform("linux", "s390x") if host.architecture != "s390x" else M.Platform("linux", "amd64")
-    index = M.build_index([M.Descriptor(M.OCI_MANIFEST, sha(man), len(man), platform=other),
-                           M.Descriptor(M.OCI_MANIFEST, sha(man), len(man), platform=host)])
+    index = M.build_index(
+        [
+            M.Descriptor(M.OCI_MANIFEST, sha(man), len(man), platform=other),
+            M.Descriptor(M.OCI_MANIFEST, sha(man), len(man), platform=host),
+        ]
+    )
     c.put_manifest(repo, "multi", index, M.OCI_INDEX)
     res = pull(b, parse_normalized_named(f"{registry.domain}/{repo}:multi"), pipe()[1])
     assert res.image_id == image_id
     assert res.manifest_digest == sha(index)  # the index digest is the RepoDigest, as docker records
     before = snapshot(b.layout.root)
     with pytest.raises(M.ManifestError, match="^no matching manifest for linux/mips64le in the manifest list entries$"):
-        pull(b, parse_normalized_named(f"{registry.domain}/{repo}:multi"), pipe()[1],
-             PullOptions(platform=M.parse_platform("linux/mips64le")))
+        pull(
+            b,
+            parse_normalized_named(f"{registry.domain}/{repo}:multi"),
+            pipe()[1],
+            PullOptions(platform=M.parse_platform("linux/mips64le")),
+        )
     assert snapshot(b.layout.root) == before
 
 
@@ -180,13 +200,16 @@ def test_corrupted_and_truncated_layer_leave_store_unchanged(registry, stores):
 def test_diff_id_mismatch_is_refused(registry, stores):
     _, b, _ = stores
     layer = gzip.compress(b"\0" * 1024, mtime=0)  # an empty tar, gzipped
-    config = go_json({"architecture": "amd64", "os": "linux",
-                      "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]}})
+    config = go_json(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]}}
+    )
     c = RegistryClient(registry.domain)
     c.upload_blob("bad/diffid", sha(layer), layer, len(layer))
     c.upload_blob("bad/diffid", sha(config), config, len(config))
-    man = M.build_manifest(M.Descriptor(M.DOCKER_CONFIG, sha(config), len(config)),
-                           [M.Descriptor(M.DOCKER_LAYER_GZIP, sha(layer), len(layer))])
+    man = M.build_manifest(
+        M.Descriptor(M.DOCKER_CONFIG, sha(config), len(config)),
+        [M.Descriptor(M.DOCKER_LAYER_GZIP, sha(layer), len(layer))],
+    )
     c.put_manifest("bad/diffid", "v", man, M.DOCKER_MANIFEST)
     before = snapshot(b.layout.root)
     with pytest.raises(PullError, match="^layers from manifest don't match image configuration$"):

@@ -1,4 +1,5 @@
 """The image graph as text and DOT, with the seed's reuse example as the main case."""
+
 from __future__ import annotations
 
 import re
@@ -34,8 +35,7 @@ def seed_images() -> list[GraphImage]:
         GraphImage(img_id("image_3"), img_id("image_1"), [], chain[:3]),
         GraphImage(img_id("image_4"), img_id("image_3"), ["ubuntu:latest"], chain[:4]),
         GraphImage(img_id("image_1"), img_id("image_0"), [], chain[:2]),
-        GraphImage(img_id("nginx"), img_id("image_1"), ["nginx:latest"],
-                   chain_ids([diff(0), diff(1), diff(2)])),
+        GraphImage(img_id("nginx"), img_id("image_1"), ["nginx:latest"], chain_ids([diff(0), diff(1), diff(2)])),
         GraphImage(img_id("redis"), None, ["redis:7"], chain_ids([diff(0), diff(1), diff(6)])),
     ]
 
@@ -53,8 +53,10 @@ def _depth(line: str) -> int:
 def test_seed_chain_renders_as_a_nested_tree():
     text = render_text(seed_images())
     tree = _tree(text)
-    lines = {name: next(line for line in tree if S(name) in line)
-             for name in ["image_0", "image_1", "image_3", "image_4", "image_5", "nginx", "redis"]}
+    lines = {
+        name: next(line for line in tree if S(name) in line)
+        for name in ["image_0", "image_1", "image_3", "image_4", "image_5", "nginx", "redis"]
+    }
     # the parent chain nests one level per image
     assert [_depth(lines[n]) for n in ["image_0", "image_1", "image_3", "image_4", "image_5"]] == [0, 1, 2, 3, 4]
     order = [tree.index(lines[n]) for n in ["image_0", "image_1", "image_3", "image_4", "image_5"]]
@@ -161,6 +163,7 @@ def test_duplicate_ids_are_refused():
 
 # --- DOT --------------------------------------------------------------------------------------
 
+
 def _assert_dot_renders(dot: str) -> str:
     exe = shutil.which("dot")
     assert exe, "graphviz's dot is required (scripts/setup-system.sh installs graphviz)"
@@ -185,8 +188,13 @@ def test_dot_structure():
     for img in seed_images():
         assert dot.count(f'"{img.id}" [label=') == 1
     # parent edges point from parent to child
-    for parent, child in [("image_0", "image_1"), ("image_1", "image_3"), ("image_3", "image_4"),
-                          ("image_4", "image_5"), ("image_1", "nginx")]:
+    for parent, child in [
+        ("image_0", "image_1"),
+        ("image_1", "image_3"),
+        ("image_3", "image_4"),
+        ("image_4", "image_5"),
+        ("image_1", "nginx"),
+    ]:
         assert f'"{img_id(parent)}" -> "{img_id(child)}";' in dot
     # base images are drawn double-bordered, the others not
     base_lines = [line for line in dot.split("\n") if "peripheries=2" in line]
@@ -202,8 +210,9 @@ def test_dot_structure():
 
 
 def test_dot_escapes_quotes_and_backslashes():
-    img = GraphImage(img_id("q"), None, ['we"ird\\tag'], chain_ids([diff(1)]),
-                     created_by='/bin/sh -c echo "hi" \\\n next')
+    img = GraphImage(
+        img_id("q"), None, ['we"ird\\tag'], chain_ids([diff(1)]), created_by='/bin/sh -c echo "hi" \\\n next'
+    )
     dot = render_dot([img])
     assert 'we\\"ird\\\\tag' in dot
     _assert_dot_renders(dot)
@@ -216,4 +225,8 @@ def test_rail_continues_past_a_child_with_children():
     b = GraphImage(img_id("b"), img_id("base"), ["b:1"], chain_ids([diff(1), diff(4)]))
     tree = _tree(render_text([base, a, a2, b]))
     assert [re.match(r"^[│├└─ ]*[0-9a-f]{12}", line).group(0) for line in tree] == [
-        S("base"), "├── " + S("a"), "│   └── " + S("a2"), "└── " + S("b")]
+        S("base"),
+        "├── " + S("a"),
+        "│   └── " + S("a2"),
+        "└── " + S("b"),
+    ]

@@ -1,4 +1,5 @@
 """imagedb: content-addressed configs, parents, children, deletion."""
+
 from __future__ import annotations
 
 import hashlib
@@ -36,9 +37,14 @@ def stores(tmp_path: Path) -> tuple[LayerStore, ImageStore]:
 
 
 def config_for(diff_ids: list[str], created: str = "2020-01-01T00:00:00Z", **extra) -> bytes:
-    cfg = {"architecture": "amd64", "os": "linux", "created": created,
-           "rootfs": {"type": "layers", "diff_ids": diff_ids},
-           "history": [{"created": created, "created_by": "x"} for _ in diff_ids], **extra}
+    cfg = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": created,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created": created, "created_by": "x"} for _ in diff_ids],
+        **extra,
+    }
     return canonical_config_json(cfg)
 
 
@@ -61,6 +67,7 @@ def test_a_real_docker_config_keeps_its_id(stores) -> None:
     diff_ids = json.loads(raw)["rootfs"]["diff_ids"]
     parent = None
     from imagegraph.layerstore import next_chain_id
+
     # fake the three layers' records: the image store only checks that the top ChainID exists
     for d in diff_ids:
         chain = next_chain_id(parent, d)
@@ -94,8 +101,12 @@ def test_create_checks_rootfs_history_and_layers(stores) -> None:
     with pytest.raises(ImageError, match="layer does not exist"):
         images.create(config_for(["sha256:" + "1" * 64]))
     layer, _ = layers.register(io.BytesIO(tar_of("a")))
-    bad = canonical_config_json({"rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
-                                 "history": [{"created_by": "a"}, {"created_by": "b"}]})
+    bad = canonical_config_json(
+        {
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+            "history": [{"created_by": "a"}, {"created_by": "b"}],
+        }
+    )
     with pytest.raises(ImageError, match="too many non-empty layers"):
         images.create(bad)
     assert images.ids() == []

@@ -1,4 +1,5 @@
 """layerdb: ChainIDs, sharing, reference counts, cascade release, depth, crash leftovers."""
+
 from __future__ import annotations
 
 import hashlib
@@ -186,9 +187,12 @@ def test_rw_layers(layers: LayerStore) -> None:
 
 def test_lock_excludes_another_process(tmp_path: Path) -> None:
     lock = StoreLock(tmp_path / ".lock")
-    script = ("import fcntl,os,sys; fd=os.open(sys.argv[1], os.O_RDWR); "
-              "sys.exit(0 if fcntl.flock(fd, fcntl.LOCK_EX|fcntl.LOCK_NB) is None else 1)")
+    script = (
+        "import fcntl,os,sys; fd=os.open(sys.argv[1], os.O_RDWR); "
+        "sys.exit(0 if fcntl.flock(fd, fcntl.LOCK_EX|fcntl.LOCK_NB) is None else 1)"
+    )
     import sys
+
     with lock.held():
         with lock.held():  # re-entrant within a process
             r = subprocess.run([sys.executable, "-c", script, str(tmp_path / ".lock")], capture_output=True)

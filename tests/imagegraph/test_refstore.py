@@ -1,4 +1,5 @@
 """repositories.json: moby's refstore rules and file format."""
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,12 @@ def test_file_format_uses_familiar_names(refs: RefStore) -> None:
     refs.add_tag(P("localhost:5000/app:v1"), B)
     refs.add_digest(P(f"ubuntu@{DIG}"), A)
     raw = refs.layout.repositories_json.read_text()
-    assert json.loads(raw) == {"Repositories": {
-        "localhost:5000/app": {"localhost:5000/app:v1": B},
-        "ubuntu": {"ubuntu:latest": A, f"ubuntu@{DIG}": A}}}
+    assert json.loads(raw) == {
+        "Repositories": {
+            "localhost:5000/app": {"localhost:5000/app:v1": B},
+            "ubuntu": {"ubuntu:latest": A, f"ubuntu@{DIG}": A},
+        }
+    }
     assert " " not in raw  # Go's compact JSON
     assert RefStore(refs.layout).get(P("docker.io/library/ubuntu:latest")) == A  # survives a reload
 
@@ -35,8 +39,11 @@ def test_file_format_uses_familiar_names(refs: RefStore) -> None:
 def test_tags_move_only_with_force(refs: RefStore) -> None:
     refs.add_tag(P("app:1"), A)
     refs.add_tag(P("app:1"), A, force=False)  # same image: fine
-    with pytest.raises(RefConflict, match=r"Conflict: Tag app:1 is already set to image sha256:a+, if you want to "
-                                          "replace it, please use the force option"):
+    with pytest.raises(
+        RefConflict,
+        match=r"Conflict: Tag app:1 is already set to image sha256:a+, if you want to "
+        "replace it, please use the force option",
+    ):
         refs.add_tag(P("app:1"), B, force=False)
     refs.add_tag(P("app:1"), B, force=True)
     assert refs.get(P("app:1")) == B
@@ -70,7 +77,10 @@ def test_references_sorted_by_full_string_and_delete(refs: RefStore) -> None:
     refs.add_tag(P("alpha:2"), A)
     refs.add_tag(P("quay.io/x/y"), A)
     assert [str(r) for r in refs.references(A)] == [
-        "docker.io/library/alpha:2", "docker.io/library/zeta:latest", "quay.io/x/y:latest"]
+        "docker.io/library/alpha:2",
+        "docker.io/library/zeta:latest",
+        "quay.io/x/y:latest",
+    ]
     refs.delete(P("zeta"))
     assert "zeta" not in refs.repositories
     with pytest.raises(RefNotFound):

@@ -1,4 +1,5 @@
 """save and load: Docker 25+ format, the old format, a bare OCI layout, parents, errors."""
+
 from __future__ import annotations
 
 import hashlib
@@ -71,16 +72,26 @@ def test_save_writes_docker_25_layout(env):
     index = json.loads(files["index.json"])
     assert [m["annotations"] for m in index["manifests"]] == [
         {"io.containerd.image.name": "docker.io/busy/box:latest", "org.opencontainers.image.ref.name": "latest"},
-        {"io.containerd.image.name": "docker.io/busy/box:v2", "org.opencontainers.image.ref.name": "v2"}]
+        {"io.containerd.image.name": "docker.io/busy/box:v2", "org.opencontainers.image.ref.name": "v2"},
+    ]
     manifest = json.loads(files["blobs/sha256/" + index["manifests"][0]["digest"][7:]])
-    assert manifest["config"] == {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                  "digest": image_id, "size": len(img.raw)}
+    assert manifest["config"] == {
+        "mediaType": "application/vnd.oci.image.config.v1+json",
+        "digest": image_id,
+        "size": len(img.raw),
+    }
     assert [layer["digest"] for layer in manifest["layers"]] == img.diff_ids
     assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar"}
-    assert json.loads(files["manifest.json"]) == [{
-        "Config": f"blobs/sha256/{image_id[7:]}", "RepoTags": ["busy/box:latest", "busy/box:v2"],
-        "Layers": [f"blobs/sha256/{d[7:]}" for d in img.diff_ids]}]
-    assert json.loads(files["repositories"]) == {"busy/box": {"latest": img.diff_ids[-1][7:], "v2": img.diff_ids[-1][7:]}}
+    assert json.loads(files["manifest.json"]) == [
+        {
+            "Config": f"blobs/sha256/{image_id[7:]}",
+            "RepoTags": ["busy/box:latest", "busy/box:v2"],
+            "Layers": [f"blobs/sha256/{d[7:]}" for d in img.diff_ids],
+        }
+    ]
+    assert json.loads(files["repositories"]) == {
+        "busy/box": {"latest": img.diff_ids[-1][7:], "v2": img.diff_ids[-1][7:]}
+    }
 
 
 def test_save_by_id_has_no_tags(env):
@@ -112,7 +123,8 @@ def test_load_moves_a_tag_with_dockers_message(env):
     lines, printed = do_load(b, saved(a, "moved/tag:1"))
     assert printed.splitlines() == [
         f"The image moved/tag:1 already exists, renaming the old one with ID {first} to empty string",
-        "Loaded image: moved/tag:1"]
+        "Loaded image: moved/tag:1",
+    ]
     assert b.refs.get(parse_normalized_named("moved/tag:1")) == new
 
 
@@ -163,14 +175,24 @@ def test_load_old_docker_format_with_symlinked_layer(env):
     a, b, tmp = env
     image_id = build_image(a, tmp / "w", [{"same": "s"}, {"top": "t"}], "old/format:1")
     img = a.images.get(image_id)
-    tars = [b"".join(a.layers.tar_stream(c)) for c in
-            [a.layers.chain(img.top_chain_id)[1].chain_id, img.top_chain_id]]
+    tars = [b"".join(a.layers.tar_stream(c)) for c in [a.layers.chain(img.top_chain_id)[1].chain_id, img.top_chain_id]]
     files = {
-        f"{'1' * 64}/VERSION": b"1.0", f"{'1' * 64}/json": b"{}", f"{'1' * 64}/layer.tar": tars[0],
-        f"{'2' * 64}/VERSION": b"1.0", f"{'2' * 64}/json": b"{}", f"{'2' * 64}/layer.tar": tars[1],
+        f"{'1' * 64}/VERSION": b"1.0",
+        f"{'1' * 64}/json": b"{}",
+        f"{'1' * 64}/layer.tar": tars[0],
+        f"{'2' * 64}/VERSION": b"1.0",
+        f"{'2' * 64}/json": b"{}",
+        f"{'2' * 64}/layer.tar": tars[1],
         f"{image_id[7:]}.json": img.raw,
-        "manifest.json": json.dumps([{"Config": f"{image_id[7:]}.json", "RepoTags": ["old/format:1"],
-                                      "Layers": [f"{'1' * 64}/layer.tar", f"{'3' * 64}/layer.tar"]}]).encode(),
+        "manifest.json": json.dumps(
+            [
+                {
+                    "Config": f"{image_id[7:]}.json",
+                    "RepoTags": ["old/format:1"],
+                    "Layers": [f"{'1' * 64}/layer.tar", f"{'3' * 64}/layer.tar"],
+                }
+            ]
+        ).encode(),
         "repositories": json.dumps({"old/format": {"1": "2" * 64}}).encode(),
     }
     # the second layer is reached through a symlink, as docker wrote repeated layers
@@ -193,11 +215,14 @@ def test_load_bare_oci_layout(env):
     assert do_load(c, make_tar(files))[0] == [f"Loaded image ID: {image_id}"]
 
 
-@pytest.mark.parametrize("files,message", [
-    ({"hello.txt": b"hi"}, "invalid archive: does not contain a manifest.json"),
-    ({"manifest.json": b"{oops"}, "invalid archive: manifest.json"),
-    ({"manifest.json": b'[{"Config":"missing.json","Layers":[]}]'}, "missing.json: no such file"),
-])
+@pytest.mark.parametrize(
+    "files,message",
+    [
+        ({"hello.txt": b"hi"}, "invalid archive: does not contain a manifest.json"),
+        ({"manifest.json": b"{oops"}, "invalid archive: manifest.json"),
+        ({"manifest.json": b'[{"Config":"missing.json","Layers":[]}]'}, "missing.json: no such file"),
+    ],
+)
 def test_not_an_image(env, files, message):
     _, b, _ = env
     before = snapshot(b.layout.root)
@@ -223,12 +248,24 @@ def _evil_layer(entry: tarfile.TarInfo, data: bytes = b"") -> bytes:
 
 
 def _image_tar_with_layers(layers: list[bytes], tag="evil/img:1") -> bytes:
-    config = go_json({"architecture": "amd64", "os": "linux",
-                      "rootfs": {"type": "layers", "diff_ids": [sha(layer) for layer in layers]}})
+    config = go_json(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [sha(layer) for layer in layers]},
+        }
+    )
     files = {f"blobs/sha256/{sha(layer)[7:]}": layer for layer in layers}
     files[f"blobs/sha256/{sha(config)[7:]}"] = config
-    files["manifest.json"] = json.dumps([{"Config": f"blobs/sha256/{sha(config)[7:]}", "RepoTags": [tag],
-                                          "Layers": [f"blobs/sha256/{sha(layer)[7:]}" for layer in layers]}]).encode()
+    files["manifest.json"] = json.dumps(
+        [
+            {
+                "Config": f"blobs/sha256/{sha(config)[7:]}",
+                "RepoTags": [tag],
+                "Layers": [f"blobs/sha256/{sha(layer)[7:]}" for layer in layers],
+            }
+        ]
+    ).encode()
     return make_tar(files)
 
 
@@ -284,6 +321,8 @@ def test_diff_id_mismatch_and_rollback_of_earlier_layers(env):
     name = f"blobs/sha256/{sha(other)[7:]}"
     files[name] = _evil_layer(tarfile.TarInfo("different"))
     before = snapshot(b.layout.root)
-    with pytest.raises(TarExportError, match=r'^invalid diffID for layer 1: expected "sha256:[0-9a-f]{64}", got "sha256:'):
+    with pytest.raises(
+        TarExportError, match=r'^invalid diffID for layer 1: expected "sha256:[0-9a-f]{64}", got "sha256:'
+    ):
         do_load(b, make_tar(files))
     assert snapshot(b.layout.root) == before

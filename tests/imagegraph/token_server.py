@@ -10,6 +10,7 @@ Users and the actions each may have are given when the server is made; a request
 answered with the intersection (not an error), as the spec says. Every token request is recorded
 so tests can check that the client caches tokens per scope.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,10 +21,10 @@ import subprocess
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 from .registry_fixture import require_tool
 
@@ -39,9 +40,26 @@ def make_keypair(workdir: Path) -> tuple[Path, Path]:
     """A self-signed RSA certificate and key, made with openssl."""
     openssl = require_tool("openssl")
     key, cert = workdir / "token.key", workdir / "token.crt"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", "7", "-subj", "/CN=layerlab-token-server"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "7",
+            "-subj",
+            "/CN=layerlab-token-server",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return key, cert
 
 
@@ -70,8 +88,9 @@ class TokenServer:
         return "".join(line for line in lines if not line.startswith("-----"))
 
     def sign(self, payload: bytes) -> bytes:
-        out = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)], input=payload,
-                             check=True, capture_output=True)
+        out = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key)], input=payload, check=True, capture_output=True
+        )
         return out.stdout
 
     def issue(self, user: str, scopes: list[str], service: str) -> str:
@@ -86,8 +105,16 @@ class TokenServer:
             access.append({"type": typ, "name": name, "actions": granted})
         now = int(time.time())
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self.cert_der_b64()]}
-        claims = {"iss": ISSUER, "sub": user, "aud": service, "exp": now + self.expires_in,
-                  "nbf": now - 60, "iat": now, "jti": secrets.token_hex(8), "access": access}
+        claims = {
+            "iss": ISSUER,
+            "sub": user,
+            "aud": service,
+            "exp": now + self.expires_in,
+            "nbf": now - 60,
+            "iat": now,
+            "jti": secrets.token_hex(8),
+            "access": access,
+        }
         signing_input = (b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())).encode()
         return signing_input.decode() + "." + b64url(self.sign(signing_input))
 
@@ -129,13 +156,20 @@ class TokenServer:
                 service = (query.get("service") or [SERVICE])[0]
                 server.requests.append(TokenRequest(user, scopes, service))
                 token = server.issue(user, scopes, service)
-                self._reply(200, {"token": token, "access_token": token, "expires_in": server.expires_in,
-                                  "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                self._reply(
+                    200,
+                    {
+                        "token": token,
+                        "access_token": token,
+                        "expires_in": server.expires_in,
+                        "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    },
+                )
 
         return Handler
 
     @contextlib.contextmanager
-    def serve(self) -> Iterator["TokenServer"]:
+    def serve(self) -> Iterator[TokenServer]:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self.handler())
         port = self._server.server_address[1]
         self.realm = f"http://127.0.0.1:{port}/token"

@@ -1,4 +1,5 @@
 """Running a real lab, keeping its scratch folder for the self-check tests, and cleaning up."""
+
 from __future__ import annotations
 
 import io

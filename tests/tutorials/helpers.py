@@ -1,4 +1,5 @@
 """What the lab tests share: breaking a finished lab on purpose and asking its self-check."""
+
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,5 @@
 """Lab 02 (the union mount): the page runs as written, and its self-check catches broken states."""
+
 from __future__ import annotations
 
 import os
@@ -19,22 +20,27 @@ def test_lab_runs_and_its_check_passes(finished_lab, capsys):
     assert "all checks passed" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("how, expected", [
-    ("echo x > vegetables/x",
-     "vegetables/ has x that the lab does not make: vegetables is a read-only branch"),
-    ("rm fruits/tomato",
-     "dirs=./fruits:./vegetables: /tomato comes from vegetables/, expected fruits/: the first branch in dirs= is the top"),
-    ("echo 'tomato, from vegetables' > fruits/tomato",
-     "fruits/tomato holds 'tomato, from vegetables\\n', expected 'tomato, from fruits\\n'"),
-    ("mv upper/kiwi fruits/kiwi",
-     "fruits/kiwi should not exist: with a separate upperdir nothing is written into a lower layer"),
-    ("touch mnt/apple",
-     "mnt/ holds files while nothing is mounted on it"),
-    ("rm -r work",
-     "work/ is missing: OverlayFS needs a work directory beside the upper"),
-    ("layerfs mount -o lowerdir=./fruits mnt",
-     "mnt is still mounted: unmount it"),
-])
+@pytest.mark.parametrize(
+    "how, expected",
+    [
+        ("echo x > vegetables/x", "vegetables/ has x that the lab does not make: vegetables is a read-only branch"),
+        (
+            "rm fruits/tomato",
+            "dirs=./fruits:./vegetables: /tomato comes from vegetables/, expected fruits/: the first branch in dirs= is the top",
+        ),
+        (
+            "echo 'tomato, from vegetables' > fruits/tomato",
+            "fruits/tomato holds 'tomato, from vegetables\\n', expected 'tomato, from fruits\\n'",
+        ),
+        (
+            "mv upper/kiwi fruits/kiwi",
+            "fruits/kiwi should not exist: with a separate upperdir nothing is written into a lower layer",
+        ),
+        ("touch mnt/apple", "mnt/ holds files while nothing is mounted on it"),
+        ("rm -r work", "work/ is missing: OverlayFS needs a work directory beside the upper"),
+        ("layerfs mount -o lowerdir=./fruits mnt", "mnt is still mounted: unmount it"),
+    ],
+)
 def test_check_catches_a_broken_state(finished_lab, capsys, how, expected):
     folder = finished_lab("02")
     problems = check_after("02", folder, how)

@@ -1,5 +1,6 @@
 """Lab 08 (pull): the page runs as written and stops its registry; its self-check catches
 broken states. The lab runs once per module; each breaking test works on its own copy."""
+
 from __future__ import annotations
 
 import io
@@ -87,12 +88,15 @@ BREAKS = {
     "retagged": ("imagegraph tag tiny $REG/test/hello-world:2.0", "has 1 layers, expected 2"),
     "no repodigest": (
         "python -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); "
-        "[r.pop(k) for r in d[\"Repositories\"].values() for k in list(r) if \"@\" in k]; "
-        "json.dump(d, open(p, \"w\"))' store/image/layerfs/repositories.json", "has no RepoDigest"),
+        '[r.pop(k) for r in d["Repositories"].values() for k in list(r) if "@" in k]; '
+        'json.dump(d, open(p, "w"))\' store/image/layerfs/repositories.json',
+        "has no RepoDigest",
+    ),
     "other manifest": (
         "cp $V2/repositories/test/hello-world/_manifests/tags/1.0/current/link "
         "$V2/repositories/test/hello-world/_manifests/tags/2.0/current/link",
-        "is not the manifest the registry's tag points at"),
+        "is not the manifest the registry's tag points at",
+    ),
     "duplicated layer": ("cp -a $BASE store/layerfs/0123456789abcdef-copy", "belongs to no layer"),
     "shared cache-id": ("cp $DB/$TOPCHAIN/cache-id $DB/$BASECHAIN/cache-id", "is the cache-id of 2 layers"),
     "lost files": ("rm -rf $TOP", "layer 2's files"),
@@ -114,9 +118,11 @@ def test_check_catches_a_broken_state(lab_copy, how, expected):
     base_dir, top_dir = (os.path.dirname(d) for d in store.diff_dirs(image))
     assert os.path.isfile(os.path.join(top_dir, "diff", "hello.txt"))
     assert run_check("08", lab_copy) == []
-    env = (f"export IMAGEGRAPH_ROOT=$PWD/store REG={reg} V2=registry/docker/registry/v2 "
-           f"DB=store/image/layerfs/layerdb/sha256 BASE={base_dir} TOP={top_dir} "
-           f"BASECHAIN={chains[0]} TOPCHAIN={chains[1]}; ")
+    env = (
+        f"export IMAGEGRAPH_ROOT=$PWD/store REG={reg} V2=registry/docker/registry/v2 "
+        f"DB=store/image/layerfs/layerdb/sha256 BASE={base_dir} TOP={top_dir} "
+        f"BASECHAIN={chains[0]} TOPCHAIN={chains[1]}; "
+    )
     subprocess.run(["bash", "-c", env + how], cwd=lab_copy, check=True, stdout=subprocess.DEVNULL)
     problems = run_check("08", lab_copy)
     assert any(expected in p for p in problems), problems
@@ -125,9 +131,13 @@ def test_check_catches_a_broken_state(lab_copy, how, expected):
 def test_check_catches_a_registry_left_running(lab_copy):
     """The student forgot step 8: a registry serving this folder's registry.yml is named, by PID."""
     assert run_check("08", lab_copy) == []
-    proc = subprocess.Popen([shutil.which("docker-registry") or "/usr/bin/docker-registry", "serve", "registry.yml"],
-                            cwd=lab_copy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [shutil.which("docker-registry") or "/usr/bin/docker-registry", "serve", "registry.yml"],
+        cwd=lab_copy,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_for_v2("http://" + registry_address(lab_copy), proc)
         problems = run_check("08", lab_copy)
@@ -138,19 +148,30 @@ def test_check_catches_a_registry_left_running(lab_copy):
     assert run_check("08", lab_copy) == []
 
 
-@pytest.mark.parametrize("a, b", [
-    ("The push refers to repository [127.0.0.1:41234/test/hello-world]",
-     "The push refers to repository [127.0.0.1:5000/test/hello-world]"),
-    ("Status: Downloaded newer image for localhost:38000/app:1.0", "Status: Downloaded newer image for localhost:5000/app:1.0"),
-    ("1.0: digest: sha256:" + "a" * 64 + " size: 731", "1.0: digest: sha256:" + "b" * 64 + " size: 1029"),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (
+            "The push refers to repository [127.0.0.1:41234/test/hello-world]",
+            "The push refers to repository [127.0.0.1:5000/test/hello-world]",
+        ),
+        (
+            "Status: Downloaded newer image for localhost:38000/app:1.0",
+            "Status: Downloaded newer image for localhost:5000/app:1.0",
+        ),
+        ("1.0: digest: sha256:" + "a" * 64 + " size: 731", "1.0: digest: sha256:" + "b" * 64 + " size: 1029"),
+    ],
+)
 def test_normalise_a_registry_port_and_a_manifest_size(a, b):
     assert normalize(a) == normalize(b)
 
 
-@pytest.mark.parametrize("a, b", [
-    ("registry.example.com:443/team/app", "registry.example.com:8443/team/app"),  # not this machine's
-    ("size: 731", "size: 1029"),  # only push's digest line
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("registry.example.com:443/team/app", "registry.example.com:8443/team/app"),  # not this machine's
+        ("size: 731", "size: 1029"),  # only push's digest line
+    ],
+)
 def test_normalise_leaves_other_ports_and_numbers(a, b):
     assert normalize(a) != normalize(b)

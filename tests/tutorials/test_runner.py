@@ -1,4 +1,5 @@
 """The lab format, the runner's normalisation and diff, and its clean-up, on small synthetic labs."""
+
 from __future__ import annotations
 
 import io
@@ -29,7 +30,8 @@ def run(lab, **kw):
 
 # -- the format ------------------------------------------------------------------------------
 def test_parse_steps_outputs_and_options():
-    lab = parse_lab(textwrap.dedent("""\
+    lab = parse_lab(
+        textwrap.dedent("""\
         # Lab 90: T
         <!-- lab: needs=fuse,root minutes=7 -->
         ```sh
@@ -48,7 +50,10 @@ def test_parse_steps_outputs_and_options():
         ```sh
         true
         ```
-        """), "90", "t")
+        """),
+        "90",
+        "t",
+    )
     assert lab.title == "Lab 90: T"
     assert lab.needs == {"fuse", "root"} and lab.minutes == 7
     assert [s.command for s in lab.steps] == ["echo one\n", "false\n", "true\n"]
@@ -74,29 +79,35 @@ def test_the_installed_labs_parse_and_are_numbered_in_order():
 
 
 # -- normalisation ---------------------------------------------------------------------------
-@pytest.mark.parametrize("a, b", [
-    ("sha256:" + "a" * 64, "sha256:" + "0123456789" * 6 + "beef"),
-    ("IMAGE ID  8f2a0c1d9e3b", "IMAGE ID  0123456789ab"),
-    ("Created 2 seconds ago", "Created About a minute ago"),
-    ("at 2024-05-01T10:11:12.123456789Z", "at 2026-11-27T17:13:01+02:00"),
-    ("17:25:01  copy-up", "09:00:59  copy-up"),
-    ("-rw-r--r-- 1 root root 5 Nov 27 17:25 kiwi", "-rw-r--r-- 1 root root 5 Jan  3  2025 kiwi"),
-    ("size 5.24kB", "size 131MB"),
-    ("x  5B    y", "x  12.5kB  y"),  # a wider size shifts the next column: still equal
-    ("│\u00a0\u00a0 ├── apple", "│   ├── apple"),  # tree(1)'s no-break spaces
-    ("trailing   \n\n\n", "trailing\n"),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("sha256:" + "a" * 64, "sha256:" + "0123456789" * 6 + "beef"),
+        ("IMAGE ID  8f2a0c1d9e3b", "IMAGE ID  0123456789ab"),
+        ("Created 2 seconds ago", "Created About a minute ago"),
+        ("at 2024-05-01T10:11:12.123456789Z", "at 2026-11-27T17:13:01+02:00"),
+        ("17:25:01  copy-up", "09:00:59  copy-up"),
+        ("-rw-r--r-- 1 root root 5 Nov 27 17:25 kiwi", "-rw-r--r-- 1 root root 5 Jan  3  2025 kiwi"),
+        ("size 5.24kB", "size 131MB"),
+        ("x  5B    y", "x  12.5kB  y"),  # a wider size shifts the next column: still equal
+        ("│\u00a0\u00a0 ├── apple", "│   ├── apple"),  # tree(1)'s no-break spaces
+        ("trailing   \n\n\n", "trailing\n"),
+    ],
+)
 def test_normalize_makes_equal(a, b):
     assert normalize(a) == normalize(b)
 
 
-@pytest.mark.parametrize("a, b", [
-    ("tomato, from fruits", "tomato, from vegetables"),
-    ("sha256:" + "a" * 64, "sha256:" + "a" * 63),  # not an ID: one digit short
-    ("├── apple", "└── apple"),
-    ("1 directory, 3 files", "1 directory, 4 files"),
-    ("5 bytes copied", "6 bytes copied"),
-])
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("tomato, from fruits", "tomato, from vegetables"),
+        ("sha256:" + "a" * 64, "sha256:" + "a" * 63),  # not an ID: one digit short
+        ("├── apple", "└── apple"),
+        ("1 directory, 3 files", "1 directory, 4 files"),
+        ("5 bytes copied", "6 bytes copied"),
+    ],
+)
 def test_normalize_keeps_real_differences(a, b):
     assert normalize(a) != normalize(b)
 
@@ -146,7 +157,9 @@ def test_good_lab_passes_and_scratch_is_removed(tmp_path):
 
 
 def test_mismatch_shows_a_unified_diff_and_stops(tmp_path):
-    lab = write_lab(tmp_path, """\
+    lab = write_lab(
+        tmp_path,
+        """\
         # Lab 90: wrong
         ```sh
         printf 'apple\\ncarrots\\ntomato\\n'
@@ -162,7 +175,8 @@ def test_mismatch_shows_a_unified_diff_and_stops(tmp_path):
         ```text
         never run
         ```
-        """)
+        """,
+    )
     result, report = run(lab)
     assert not result.ok
     assert [r.status for r in result.results] == ["FAIL", "skip"]
@@ -207,7 +221,9 @@ def test_background_processes_are_killed(tmp_path):
 
 @pytest.mark.mount
 def test_mounts_are_unmounted_even_when_a_step_fails(tmp_path):
-    lab = write_lab(tmp_path, """\
+    lab = write_lab(
+        tmp_path,
+        """\
         ```sh
         mkdir a mnt && echo x > a/x
         layerfs mount -o lowerdir=./a mnt
@@ -216,7 +232,8 @@ def test_mounts_are_unmounted_even_when_a_step_fails(tmp_path):
         ```text
         not x
         ```
-        """)
+        """,
+    )
     result, report = run(lab, keep=True)
     try:
         assert not result.ok
@@ -224,6 +241,7 @@ def test_mounts_are_unmounted_even_when_a_step_fails(tmp_path):
         assert mounts_under(result.home) == []
     finally:
         import shutil
+
         shutil.rmtree(os.path.dirname(result.home), ignore_errors=True)
 
 
@@ -241,13 +259,13 @@ def test_cli_list_and_errors(capsys):
 
 
 def test_python_dash_m_tutorials_works_from_any_folder(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tutorials", "list"], cwd=tmp_path,
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "tutorials", "list"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0 and "The union mount" in proc.stdout
 
 
 def test_readme_lists_every_lab_with_its_time_and_needs():
     from pathlib import Path
+
     readme = (Path(__file__).parents[2] / "tutorials" / "README.md").read_text(encoding="utf-8")
     for lab in all_labs():
         row = next((line for line in readme.splitlines() if f"]({lab.name}.md)" in line), None)

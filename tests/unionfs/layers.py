@@ -1,4 +1,5 @@
 """Building layer directories for tests, in either whiteout encoding."""
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,9 @@ def build_layer(root: Path, spec: dict, encoding: str) -> None:
             path.write_text(value)
 
 
-def make_union(tmp_path: Path, dialect: str, lowers: list[dict], upper: dict | None = None,
-               writable: bool = True, tracer=None) -> Union:
+def make_union(
+    tmp_path: Path, dialect: str, lowers: list[dict], upper: dict | None = None, writable: bool = True, tracer=None
+) -> Union:
     """A union over lowers (top first) and an upper, described as the dialect's options say."""
     encoding = "aufs" if dialect == "aufs" else "overlay"
     lower_dirs = []

@@ -1,17 +1,20 @@
 """Real layerfs mounts for tests: run the command, and never leave a mount behind."""
+
 from __future__ import annotations
 
 import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 LAYERFS = str(Path(sys.executable).parent / "layerfs")
 
-SEED = {"fruits": {"apple": "apple\n", "tomato": "tomato from fruits\n"},
-        "vegetables": {"carrots": "carrots\n", "tomato": "tomato from vegetables\n"}}
+SEED = {
+    "fruits": {"apple": "apple\n", "tomato": "tomato from fruits\n"},
+    "vegetables": {"carrots": "carrots\n", "tomato": "tomato from vegetables\n"},
+}
 
 
 def make_seed(root: Path) -> Path:
@@ -48,8 +51,12 @@ def run(argv: Sequence[str], cwd: str | Path | None = None, **kwargs) -> subproc
 
 
 @contextlib.contextmanager
-def mounted(options: str | Sequence[str], mountpoint: str | Path, cwd: str | Path | None = None,
-            argv: Sequence[str] | None = None) -> Iterator[Path]:
+def mounted(
+    options: str | Sequence[str],
+    mountpoint: str | Path,
+    cwd: str | Path | None = None,
+    argv: Sequence[str] | None = None,
+) -> Iterator[Path]:
     """Mount with `layerfs mount -o … MOUNTPOINT` (or the given argv), unmount afterwards."""
     if argv is None:
         opts = [options] if isinstance(options, str) else list(options)
@@ -69,8 +76,9 @@ def mounted(options: str | Sequence[str], mountpoint: str | Path, cwd: str | Pat
 
 
 @contextlib.contextmanager
-def one_layer_union(dialect: str, fill_lower, extra: str = "", prefix: str = "layerfs-test-",
-                    open_to_all: bool = False) -> Iterator[tuple[Path, Path, Path, Path]]:
+def one_layer_union(
+    dialect: str, fill_lower, extra: str = "", prefix: str = "layerfs-test-", open_to_all: bool = False
+) -> Iterator[tuple[Path, Path, Path, Path]]:
     """A scratch union over one lower layer, mounted in `dialect` (overlay or aufs), then
     unmounted and removed. `fill_lower(lower)` writes the layer; `extra` options may name the
     scratch folder as `{root}`. Yields (root, mnt, upper, lower)."""

@@ -1,4 +1,5 @@
 """The `layerfs` command without a mount: tree, explain, trace, and its one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,9 @@ def test_tree_matches_real_tree_on_a_plain_copy(seed, capsys, tmp_path):
     (seed / "fruits" / "sub").mkdir()
     (seed / "fruits" / "sub" / "x").write_text("")
     os.symlink("apple", seed / "fruits" / "link")
-    expected = subprocess.run(["tree", "merged"], cwd=tmp_path, capture_output=True, text=True,
-                              env={**os.environ, "LC_ALL": "C.UTF-8"}).stdout
+    expected = subprocess.run(
+        ["tree", "merged"], cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C.UTF-8"}
+    ).stdout
     _, out, _ = run(capsys, "tree", "-o", "dirs=./fruits:./vegetables", "--label", "merged")
     assert out == expected
 
@@ -89,19 +91,34 @@ def test_explain(seed, capsys):
 
 def test_trace_prints_events(tmp_path, capsys):
     trace = tmp_path / "trace.jsonl"
-    trace.write_text(json.dumps({"event": "copy_up", "path": "/carrots", "trigger": "open for write",
-                                 "bytes": 8, "from": "./vegetables", "to": "./fruits", "time": 0}) + "\n")
+    trace.write_text(
+        json.dumps(
+            {
+                "event": "copy_up",
+                "path": "/carrots",
+                "trigger": "open for write",
+                "bytes": 8,
+                "from": "./vegetables",
+                "to": "./fruits",
+                "time": 0,
+            }
+        )
+        + "\n"
+    )
     code, out, _ = run(capsys, "trace", str(trace))
     assert code == 0 and "copy-up   /carrots" in out and "8 bytes" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["tree", "-o", "dirs=./nope:./vegetables"], "./nope: no such directory"),
-    (["tree", "-o", "dirs=./fruits:./vegetables,zap"], "unknown option 'zap'"),
-    (["explain", "-o", "dirs=./fruits:./vegetables", "/nothing"], None),
-    (["tree", "--bogus"], "unrecognized arguments"),
-    (["trace", "missing.jsonl"], "No such file"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["tree", "-o", "dirs=./nope:./vegetables"], "./nope: no such directory"),
+        (["tree", "-o", "dirs=./fruits:./vegetables,zap"], "unknown option 'zap'"),
+        (["explain", "-o", "dirs=./fruits:./vegetables", "/nothing"], None),
+        (["tree", "--bogus"], "unrecognized arguments"),
+        (["trace", "missing.jsonl"], "No such file"),
+    ],
+)
 def test_errors_are_one_line(seed, capsys, argv, message):
     code, out, err = run(capsys, *argv)
     if message is None:  # explaining a missing path is not an error: it says where it is absent
@@ -113,6 +130,7 @@ def test_errors_are_one_line(seed, capsys, argv, message):
 
 
 def test_python_dash_m_works(seed):
-    result = subprocess.run([sys.executable, "-m", "unionfs", "tree", "-o", "dirs=./fruits:./vegetables"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "unionfs", "tree", "-o", "dirs=./fruits:./vegetables"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "carrots" in result.stdout

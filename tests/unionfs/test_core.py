@@ -1,4 +1,5 @@
 """The union core's rules, in both dialects, on real directories (no FUSE)."""
+
 from __future__ import annotations
 
 import errno
@@ -31,6 +32,7 @@ def names(u: Union, path: str = "/") -> list[str]:
 
 # -- the seed's examples --------------------------------------------------------------------
 
+
 def test_seed_fruits_and_vegetables(tmp_path, monkeypatch):
     (tmp_path / "fruits").mkdir()
     (tmp_path / "vegetables").mkdir()
@@ -58,6 +60,7 @@ def test_seed_three_layer_rootfs(tmp_path):
 
 
 # -- lookup ---------------------------------------------------------------------------------
+
 
 def test_whiteout_stops_lookup(tmp_path, dialect):
     u = make_union(tmp_path, dialect, [{"a": WHITEOUT}, {"a": "bottom"}])
@@ -103,6 +106,7 @@ def test_directory_above_ignores_file_below(tmp_path, dialect):
 @needs_root
 def test_both_encodings_are_read_in_both_dialects(tmp_path, dialect, encoding):
     from .layers import build_layer
+
     top, bottom = tmp_path / "top", tmp_path / "bottom"
     build_layer(top, {"gone": WHITEOUT, "d": {OPAQUE: True}}, encoding)
     build_layer(bottom, {"gone": "x", "kept": "y", "d": {"hidden": "z"}}, encoding)
@@ -135,6 +139,7 @@ def test_reserved_names_never_listed(tmp_path):
 
 
 # -- copy-up --------------------------------------------------------------------------------
+
 
 @needs_root
 def test_copy_up_preserves_attributes(tmp_path, dialect):
@@ -188,12 +193,14 @@ def test_read_only_open_does_not_copy_up(tmp_path, dialect):
 @pytest.mark.parametrize("op", ["chmod", "chown", "utimens", "truncate", "setxattr", "link"])
 def test_metadata_changes_copy_up(tmp_path, dialect, op):
     u = make_union(tmp_path, dialect, [{"f": "hello"}])
-    {"chmod": lambda: u.chmod("/f", 0o600),
-     "chown": lambda: u.chown("/f", os.getuid(), os.getgid()),
-     "utimens": lambda: u.utimens("/f", (0, 0)),
-     "truncate": lambda: u.truncate("/f", 2),
-     "setxattr": lambda: u.setxattr("/f", "user.k", b"v"),
-     "link": lambda: u.link("/f", "/g")}[op]()
+    {
+        "chmod": lambda: u.chmod("/f", 0o600),
+        "chown": lambda: u.chown("/f", os.getuid(), os.getgid()),
+        "utimens": lambda: u.utimens("/f", (0, 0)),
+        "truncate": lambda: u.truncate("/f", 2),
+        "setxattr": lambda: u.setxattr("/f", "user.k", b"v"),
+        "link": lambda: u.link("/f", "/g"),
+    }[op]()
     assert "f" in upper_names(tmp_path)
     if op == "truncate":
         assert u.read_file("/f") == b"he"
@@ -281,6 +288,7 @@ def test_work_dir_leftovers_are_cleared(tmp_path, dialect):
 
 # -- removal --------------------------------------------------------------------------------
 
+
 def test_unlink_upper_only_needs_no_whiteout(tmp_path, dialect):
     u = make_union(tmp_path, dialect, [{}], upper={"new": "x"})
     u.unlink("/new")
@@ -365,6 +373,7 @@ def test_mkdir_existing_is_eexist(tmp_path, dialect):
 
 # -- rename ---------------------------------------------------------------------------------
 
+
 def test_rename_lower_file_leaves_whiteout(tmp_path, dialect):
     u = make_union(tmp_path, dialect, [{"a": "content"}])
     u.rename("/a", "/b")
@@ -443,6 +452,7 @@ def test_rename_onto_nonempty_dir(tmp_path, dialect):
 
 
 # -- links, nodes, attributes ------------------------------------------------------------------
+
 
 def test_symlink_and_readlink(tmp_path, dialect):
     u = make_union(tmp_path, dialect, [{}])
@@ -546,10 +556,16 @@ def test_open_flags(tmp_path, dialect):
 
 # -- read-only unions and errors -------------------------------------------------------------
 
+
 def test_read_only_union_refuses_writes(tmp_path, dialect):
     u = make_union(tmp_path, dialect, [{"f": "x"}], writable=False)
-    for op in (lambda: u.unlink("/f"), lambda: u.mkdir("/d"), lambda: u.open("/f", os.O_WRONLY),
-               lambda: u.chmod("/f", 0o600), lambda: u.write_file("/new", b"")):
+    for op in (
+        lambda: u.unlink("/f"),
+        lambda: u.mkdir("/d"),
+        lambda: u.open("/f", os.O_WRONLY),
+        lambda: u.chmod("/f", 0o600),
+        lambda: u.write_file("/new", b""),
+    ):
         with pytest.raises(OSError) as info:
             op()
         assert info.value.errno == errno.EROFS

@@ -1,4 +1,5 @@
 """`listing.stat_entries` gives, for every entry of a directory, what `Union.getattr` gives."""
+
 from __future__ import annotations
 
 import os
@@ -20,19 +21,25 @@ def dialect(request):
 
 
 LOWERS = [
-    {"d": {"a": "a0", "gone": WHITEOUT, "sub": {"x": "x0"}, "f_over_dir": "file"},
-     "only0": "0", "link": Symlink("only0"), "op": {OPAQUE: None, "kept": "k"}},
-    {"d": {"gone": "g1", "b": "b1", "sub": {"y": "y1"}, "f_over_dir": {"z": "z"}, "a": "a1"},
-     "only1": {"n": "n"}, "op": {"hidden": "h"}},
+    {
+        "d": {"a": "a0", "gone": WHITEOUT, "sub": {"x": "x0"}, "f_over_dir": "file"},
+        "only0": "0",
+        "link": Symlink("only0"),
+        "op": {OPAQUE: None, "kept": "k"},
+    },
+    {
+        "d": {"gone": "g1", "b": "b1", "sub": {"y": "y1"}, "f_over_dir": {"z": "z"}, "a": "a1"},
+        "only1": {"n": "n"},
+        "op": {"hidden": "h"},
+    },
 ]
-UPPER = {"d": {"u": "u", "a": "upper a", "newdir": {"q": "q"}, "sub": {"w": "w"}, "b": WHITEOUT},
-         "up_only": "up"}
+UPPER = {"d": {"u": "u", "a": "upper a", "newdir": {"q": "q"}, "sub": {"w": "w"}, "b": WHITEOUT}, "up_only": "up"}
 
 
 def _every_dir(u, path="/"):
     yield path
     for name in u.listdir(path):
-        child = (path.rstrip("/") + "/" + name)
+        child = path.rstrip("/") + "/" + name
         if u.lookup(child).is_dir:
             yield from _every_dir(u, child)
 

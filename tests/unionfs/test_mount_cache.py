@@ -5,6 +5,7 @@ is its own kernel inode (libfuse's path nodes), so a change through one name mus
 others at once; so must the attributes of directories a copy-up brought into the upper; and
 a cold listing comes with each entry's attributes (READDIRPLUS), so a walk sends no LOOKUPs.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.mount
 @pytest.fixture(params=["overlay", "aufs"])
 def union(request):
     """A mounted union over one lower layer; yields (mnt, upper, lower)."""
+
     def fill(lower: Path) -> None:
         (lower / "a" / "b").mkdir(parents=True)
         (lower / "a" / "b" / "f").write_text("lower f\n")
@@ -162,8 +164,9 @@ def test_a_cold_walk_gets_attributes_with_the_listing(tmp_path):
     mnt.mkdir()
     log = tmp_path / "debug.log"
     with open(log, "w") as err:
-        proc = subprocess.Popen([LAYERFS, "mount", "-o", f"lowerdir={lower},debug", str(mnt)], stderr=err,
-                                stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [LAYERFS, "mount", "-o", f"lowerdir={lower},debug", str(mnt)], stderr=err, stdout=subprocess.DEVNULL
+        )
     try:
         deadline = time.monotonic() + 20
         while not is_mounted(mnt):

@@ -1,4 +1,5 @@
 """Mounting for real: every command form, both dialects, options, unmounting, bad mounts."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,9 @@ def seed(tmp_path):
 
 def _layerfs_on_path() -> None:
     found = shutil.which("layerfs")
-    assert found and os.path.realpath(found) == os.path.realpath(LAYERFS), \
+    assert found and os.path.realpath(found) == os.path.realpath(LAYERFS), (
         "mount.fuse finds layerfs through PATH: run `make install` (links it into /usr/local/bin)"
+    )
 
 
 def test_the_seeds_command_through_mount_fuse(seed):
@@ -88,8 +90,12 @@ def test_every_command_form_mounts_the_same_union(seed, dialect, form):
 
 
 def test_foreground_mount_stays_until_unmounted(seed):
-    proc = subprocess.Popen([LAYERFS, "mount", "-f", "-o", "dirs=./fruits:./vegetables", "./mnt"], cwd=seed,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [LAYERFS, "mount", "-f", "-o", "dirs=./fruits:./vegetables", "./mnt"],
+        cwd=seed,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 20
         while not is_mounted(seed / "mnt"):
@@ -148,17 +154,20 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["mount", "-o", "dirs=./fruits:./nowhere", "./mnt"], "./nowhere: no such directory"),
-    (["mount", "-o", "dirs=./fruits:./vegetables,bogus", "./mnt"], "unknown option 'bogus'"),
-    (["mount", "-o", "lowerdir=./vegetables,upperdir=./fruits", "./mnt"], "missing 'workdir'"),
-    (["mount", "-o", "dirs=./fruits:./vegetables", "./missing"], "mount point ./missing does not exist"),
-    (["mount", "-o", "dirs=./fruits:./vegetables", "./fruits"], "mount point ./fruits is not empty"),
-    (["mount", "-o", "dirs=./fruits:./vegetables", "./fruits/apple"], "is not a directory"),
-    (["mount", "-o", "dirs=./fruits:./vegetables"], "give a MOUNTPOINT"),
-    (["mount", "--frobnicate", "./mnt"], "unknown argument '--frobnicate'"),
-    (["umount", "./mnt"], "./mnt is not mounted"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["mount", "-o", "dirs=./fruits:./nowhere", "./mnt"], "./nowhere: no such directory"),
+        (["mount", "-o", "dirs=./fruits:./vegetables,bogus", "./mnt"], "unknown option 'bogus'"),
+        (["mount", "-o", "lowerdir=./vegetables,upperdir=./fruits", "./mnt"], "missing 'workdir'"),
+        (["mount", "-o", "dirs=./fruits:./vegetables", "./missing"], "mount point ./missing does not exist"),
+        (["mount", "-o", "dirs=./fruits:./vegetables", "./fruits"], "mount point ./fruits is not empty"),
+        (["mount", "-o", "dirs=./fruits:./vegetables", "./fruits/apple"], "is not a directory"),
+        (["mount", "-o", "dirs=./fruits:./vegetables"], "give a MOUNTPOINT"),
+        (["mount", "--frobnicate", "./mnt"], "unknown argument '--frobnicate'"),
+        (["umount", "./mnt"], "./mnt is not mounted"),
+    ],
+)
 def test_a_bad_mount_prints_one_line_and_mounts_nothing(seed, argv, message):
     result = run([LAYERFS, *argv], cwd=seed)
     assert result.returncode != 0

@@ -4,15 +4,15 @@ Both mounts get every operation; the outcomes (errno or success), the merged vie
 upper directories must agree. Afterwards the kernel mounts layerfs's upper over the lowers
 and must show the view layerfs showed: layerfs writes what the kernel reads.
 """
+
 from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -24,11 +24,21 @@ pytestmark = [pytest.mark.mount, pytest.mark.kernel_overlay]
 def build_layers(root: Path) -> None:
     """Two lower layers: l0 is the top one."""
     files = {
-        "l0/fruit/apple": "apple\n", "l0/fruit/banana": "banana\n", "l0/fruit/grape": "grape\n",
-        "l0/merged/from-l0": "l0\n", "l0/shadow": "l0 wins\n",
-        "l1/fruit/apple": "old apple\n", "l1/veg/carrot": "carrot\n", "l1/veg/potato": "potato\n",
-        "l1/veg/onion": "onion\n", "l1/veg/sub/leaf": "leaf\n", "l1/merged/from-l1": "l1\n",
-        "l1/shadow": "l1 loses\n", "l1/olddir/x": "x\n", "l1/olddir/y": "y\n", "l1/deep/a/b/c": "c\n",
+        "l0/fruit/apple": "apple\n",
+        "l0/fruit/banana": "banana\n",
+        "l0/fruit/grape": "grape\n",
+        "l0/merged/from-l0": "l0\n",
+        "l0/shadow": "l0 wins\n",
+        "l1/fruit/apple": "old apple\n",
+        "l1/veg/carrot": "carrot\n",
+        "l1/veg/potato": "potato\n",
+        "l1/veg/onion": "onion\n",
+        "l1/veg/sub/leaf": "leaf\n",
+        "l1/merged/from-l1": "l1\n",
+        "l1/shadow": "l1 loses\n",
+        "l1/olddir/x": "x\n",
+        "l1/olddir/y": "y\n",
+        "l1/deep/a/b/c": "c\n",
         "l1/full/f": "f\n",
     }
     for rel, text in files.items():
@@ -103,8 +113,10 @@ OPERATIONS: list[tuple[str, Callable[[Path], object]]] = [
     ("unlink a dir", lambda m: os.unlink(m / "veg")),
     ("open O_RDWR without writing", lambda m: os.close(os.open(m / "veg" / "carrot", os.O_RDWR))),
     ("open O_TRUNC a lower file", lambda m: os.close(os.open(m / "fruit" / "apple2", os.O_WRONLY | os.O_TRUNC))),
-    ("link, then unlink the original", lambda m: (os.link(m / "fruit" / "sub" / "leaf", m / "leaf2"),
-                                                  os.unlink(m / "fruit" / "sub" / "leaf"))),
+    (
+        "link, then unlink the original",
+        lambda m: (os.link(m / "fruit" / "sub" / "leaf", m / "leaf2"), os.unlink(m / "fruit" / "sub" / "leaf")),
+    ),
     ("mkdir and rmdir in a merged dir", lambda m: (os.mkdir(m / "fruit" / "t"), os.rmdir(m / "fruit" / "t"))),
     ("rename a file onto itself", lambda m: os.rename(m / "shadow", m / "shadow")),
     ("rename a lower symlink", lambda m: os.rename(m / "veg" / "link", m / "link2")),
@@ -193,8 +205,10 @@ def _kernel_mount(root: Path, upper: Path, work: Path, mnt: Path) -> None:
 def test_layerfs_behaves_like_the_kernels_overlayfs(layers, tmp_path):
     kernel, ours = layers
     _kernel_mount(kernel, kernel / "upper", kernel / "work", kernel / "mnt")
-    options = f"lowerdir={ours / 'l0'}:{ours / 'l1'},upperdir={ours / 'upper'},workdir={ours / 'work'}," \
-              "redirect_dir=on,index=off"
+    options = (
+        f"lowerdir={ours / 'l0'}:{ours / 'l1'},upperdir={ours / 'upper'},workdir={ours / 'work'},"
+        "redirect_dir=on,index=off"
+    )
     try:
         with mounted(options, ours / "mnt") as mnt:
             outcomes = []
@@ -206,7 +220,9 @@ def test_layerfs_behaves_like_the_kernels_overlayfs(layers, tmp_path):
         force_unmount(kernel / "mnt")
     differing = [f"{name}: kernel {want}, layerfs {got}" for name, want, got in outcomes if want != got]
     assert not differing, "operations ended differently:\n" + "\n".join(differing)
-    assert not _diff(merged_kernel, merged_ours), "merged views differ:\n" + "\n".join(_diff(merged_kernel, merged_ours))
+    assert not _diff(merged_kernel, merged_ours), "merged views differ:\n" + "\n".join(
+        _diff(merged_kernel, merged_ours)
+    )
     uppers = _diff(view(kernel / "upper"), view(ours / "upper"))
     assert not uppers, "upper directories differ:\n" + "\n".join(uppers)
 
@@ -219,5 +235,6 @@ def test_layerfs_behaves_like_the_kernels_overlayfs(layers, tmp_path):
         seen = view(check)
     finally:
         force_unmount(check)
-    assert not _diff(merged_ours, seen), "the kernel shows layerfs's upper differently:\n" + \
-        "\n".join(_diff(merged_ours, seen))
+    assert not _diff(merged_ours, seen), "the kernel shows layerfs's upper differently:\n" + "\n".join(
+        _diff(merged_ours, seen)
+    )

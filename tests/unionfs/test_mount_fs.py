@@ -1,5 +1,6 @@
 """The filesystem through a real FUSE mount: open flags, rename flags, xattrs, statfs, readdir
 offsets, copy-up under concurrency, other users' permissions, times."""
+
 from __future__ import annotations
 
 import ctypes
@@ -30,6 +31,7 @@ def renameat2(old: Path, new: Path, flags: int) -> None:
 @pytest.fixture(params=["overlay", "aufs"])
 def union(request):
     """A mounted union over one lower layer; yields (mnt, upper, lower, trace path)."""
+
     def fill(lower: Path) -> None:
         (lower / "file").write_text("lower data\n")
         (lower / "dir").mkdir()
@@ -41,7 +43,12 @@ def union(request):
         os.chmod(lower / "shared", 0o1777)
         os.setxattr(lower / "file", "user.colour", b"red")
 
-    with one_layer_union(request.param, fill, extra="trace={root}/trace.jsonl", open_to_all=True) as (root, mnt, upper, lower):
+    with one_layer_union(request.param, fill, extra="trace={root}/trace.jsonl", open_to_all=True) as (
+        root,
+        mnt,
+        upper,
+        lower,
+    ):
         yield mnt, upper, lower, root / "trace.jsonl"
 
 
@@ -138,8 +145,13 @@ class _Dir:
     """opendir/readdir/telldir/seekdir from libc: Python has no telldir."""
 
     class Dirent(ctypes.Structure):
-        _fields_ = [("d_ino", ctypes.c_uint64), ("d_off", ctypes.c_int64), ("d_reclen", ctypes.c_ushort),
-                    ("d_type", ctypes.c_ubyte), ("d_name", ctypes.c_char * 256)]
+        _fields_ = [
+            ("d_ino", ctypes.c_uint64),
+            ("d_off", ctypes.c_int64),
+            ("d_reclen", ctypes.c_ushort),
+            ("d_type", ctypes.c_ubyte),
+            ("d_name", ctypes.c_char * 256),
+        ]
 
     def __init__(self, path: Path) -> None:
         _libc.opendir.restype = ctypes.c_void_p
@@ -259,8 +271,7 @@ def _as_nobody(code: str) -> subprocess.CompletedProcess:
         os.setuid(65534)
 
     # The system Python: the venv's may live where other users cannot reach.
-    return subprocess.run(["/usr/bin/python3", "-c", code], preexec_fn=drop, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(["/usr/bin/python3", "-c", code], preexec_fn=drop, capture_output=True, text=True, timeout=60)
 
 
 def test_other_users_get_the_kernels_permission_checks(union):
@@ -272,13 +283,13 @@ def try_(fn):
         fn(); return "ok"
     except OSError as e:
         return errno.errorcode[e.errno]
-print(try_(lambda: open({str(mnt / 'private')!r}).read()))
-print(try_(lambda: open({str(mnt / 'rootdir' / 'x')!r}, 'w').close()))
-print(try_(lambda: open({str(mnt / 'file')!r}, 'a').close()))
-print(try_(lambda: os.chmod({str(mnt / 'file')!r}, 0o777)))
-print(try_(lambda: open({str(mnt / 'file')!r}).read()))
-print(try_(lambda: open({str(mnt / 'shared' / 'mine')!r}, 'w').close()))
-print(try_(lambda: os.mkdir({str(mnt / 'shared' / 'mydir')!r})))
+print(try_(lambda: open({str(mnt / "private")!r}).read()))
+print(try_(lambda: open({str(mnt / "rootdir" / "x")!r}, 'w').close()))
+print(try_(lambda: open({str(mnt / "file")!r}, 'a').close()))
+print(try_(lambda: os.chmod({str(mnt / "file")!r}, 0o777)))
+print(try_(lambda: open({str(mnt / "file")!r}).read()))
+print(try_(lambda: open({str(mnt / "shared" / "mine")!r}, 'w').close()))
+print(try_(lambda: os.mkdir({str(mnt / "shared" / "mydir")!r})))
 """
     result = _as_nobody(probe)
     assert result.returncode == 0, result.stderr

@@ -1,12 +1,12 @@
 """Parsing mount options into a union description, and every description error."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from unionfs.options import (Dialect, Encoding, OptionError, Role, format_options, parse_options,
-                             split_escaped, validate)
+from unionfs.options import Dialect, Encoding, OptionError, Role, format_options, parse_options, split_escaped, validate
 
 
 def test_seed_aufs_line_first_branch_rw(tmp_path):
@@ -35,7 +35,11 @@ def test_overlay_options_leftmost_is_top():
     spec = parse_options("lowerdir=/l1:/l2,upperdir=/u,workdir=/w,initdir=/i")
     assert spec.dialect is Dialect.OVERLAY
     assert [(b.path, b.role) for b in spec.branches] == [
-        ("/u", Role.UPPER), ("/i", Role.INIT), ("/l1", Role.LOWER), ("/l2", Role.LOWER)]
+        ("/u", Role.UPPER),
+        ("/i", Role.INIT),
+        ("/l1", Role.LOWER),
+        ("/l2", Role.LOWER),
+    ]
     assert spec.encoding is Encoding.OVERLAY and not spec.readonly
 
 
@@ -56,18 +60,21 @@ def test_escaped_colon_and_comma():
     assert split_escaped(r"x\:y:z", ":") == ["x:y", "z"]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "no branch given"),
-    ("dirs=/a=rx:/b", "unknown branch mode 'rx'"),
-    ("dirs=/a:/b,bogus", "unknown option 'bogus'"),
-    ("lowerdir=/a,upperdir=/u", "missing 'workdir'"),
-    ("lowerdir=/a,workdir=/w", "missing 'upperdir'"),
-    ("upperdir=/u,workdir=/w", "missing 'lowerdir'"),
-    ("dirs=/a,lowerdir=/b", "not both"),
-    ("dirs=/a=rw:/b=rw", "only one branch may be writable"),
-    ("lowerdir=/a,whiteout=zz", "unknown whiteout encoding"),
-    ("lowerdir=/a::/b", "empty lowerdir"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "no branch given"),
+        ("dirs=/a=rx:/b", "unknown branch mode 'rx'"),
+        ("dirs=/a:/b,bogus", "unknown option 'bogus'"),
+        ("lowerdir=/a,upperdir=/u", "missing 'workdir'"),
+        ("lowerdir=/a,workdir=/w", "missing 'upperdir'"),
+        ("upperdir=/u,workdir=/w", "missing 'lowerdir'"),
+        ("dirs=/a,lowerdir=/b", "not both"),
+        ("dirs=/a=rw:/b=rw", "only one branch may be writable"),
+        ("lowerdir=/a,whiteout=zz", "unknown whiteout encoding"),
+        ("lowerdir=/a::/b", "empty lowerdir"),
+    ],
+)
 def test_option_errors(text, message):
     with pytest.raises(OptionError) as info:
         parse_options(text)

@@ -3,6 +3,7 @@
 Found by the differential test against the kernel's OverlayFS (test_mount_differential.py),
 whose upper directory showed 0000 where layerfs wrote 0600.
 """
+
 from __future__ import annotations
 
 import os

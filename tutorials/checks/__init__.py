@@ -4,6 +4,7 @@ A check looks at the layer directories and at the merged view through the `Union
 never at console text. Each problem is one line that says what is wrong and why it matters.
 One module per lab (`lab02.py` …), each with `check(folder) -> list[str]`.
 """
+
 from __future__ import annotations
 
 import importlib

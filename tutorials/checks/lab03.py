@@ -1,4 +1,5 @@
 """Lab 03 (copy-on-write): copy-ups and whiteouts in top/, image/ byte for byte unchanged."""
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,9 @@ BIG = 1048576
 
 def check(folder: str) -> list[str]:
     c = Checker(folder)
-    if not (c.need_dir("image", "step 1 makes the read-only layer") and c.need_dir("top", "step 1 makes the top layer")):
+    if not (
+        c.need_dir("image", "step 1 makes the read-only layer") and c.need_dir("top", "step 1 makes the top layer")
+    ):
         return c.problems
     ro = "the read-only layer never changes (只读层永远不会变)"
     c.need_only("image", {"big.bin", "etc", "secret.txt"}, ro)
@@ -22,18 +25,22 @@ def check(folder: str) -> list[str]:
     if c.need_file("image/big.bin", "deleting does not shrink a read-only layer"):
         st = os.stat(c.path("image/big.bin"))
         if st.st_size != BIG or st.st_mode & 0o777 != 0o644:
-            c.problem(f"image/big.bin is {st.st_size} bytes, mode {st.st_mode & 0o777:o}; expected {BIG} bytes, "
-                      f"mode 644: {ro}, the chmod belongs to the copy-up")
+            c.problem(
+                f"image/big.bin is {st.st_size} bytes, mode {st.st_mode & 0o777:o}; expected {BIG} bytes, "
+                f"mode 644: {ro}, the chmod belongs to the copy-up"
+            )
 
-    c.need_file("top/etc/app.conf", "writing a lower file copies it up, then writes the copy",
-                "port=80\nport=8080\n")
-    c.need_file("top/etc/hosts", "an open for writing copies up even if nothing is written",
-                "127.0.0.1 localhost\n")
+    c.need_file("top/etc/app.conf", "writing a lower file copies it up, then writes the copy", "port=80\nport=8080\n")
+    c.need_file("top/etc/hosts", "an open for writing copies up even if nothing is written", "127.0.0.1 localhost\n")
     c.need_whiteout("top", "secret.txt", "rm of a lower file leaves a whiteout in the top layer")
     c.need_whiteout("top", "big.bin", "rm of the copied-up big.bin must still hide image/big.bin")
     c.need_absent("top/big.bin", "deleting the copied-up file removes the copy; only the whiteout stays")
-    c.need_only("top", {"etc", ".wh.secret.txt", ".wh.big.bin"}, "the top layer holds only the lab's changes",
-                allowed={".wh..wh.work"})
+    c.need_only(
+        "top",
+        {"etc", ".wh.secret.txt", ".wh.big.bin"},
+        "the top layer holds only the lab's changes",
+        allowed={".wh..wh.work"},
+    )
     c.need_unmounted("mnt", "unmount it (umount ./mnt)")
 
     union = c.union(UNION, "the lab's union")

@@ -1,4 +1,5 @@
 """Lab 04 (whiteouts and opaque dirs): the same changes in both encodings, image/ unchanged."""
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,13 @@ def _overlay_marks(c: Checker, upper: str) -> None:
         return
     c.need_file(f"{upper}/conf.d/c.conf", "the new conf.d's only file is written into the upper", "c\n")
     if os.path.isdir(c.path(f"{upper}/conf.d")) and not _opaque_xattr(c.path(f"{upper}/conf.d")):
-        c.problem(f"{upper}/conf.d has no overlay.opaque=y attribute: without it image/conf.d/a.conf and b.conf show through again")
+        c.problem(
+            f"{upper}/conf.d has no overlay.opaque=y attribute: without it image/conf.d/a.conf and b.conf show through again"
+        )
     c.need_whiteout(upper, "data/x", "rm of a lower file leaves a whiteout (a 0/0 character device in this encoding)")
-    c.need_absent(f"{upper}/conf.d/.wh..wh..opq", "the overlay encoding marks opaque dirs with an xattr, not a .wh. file")
+    c.need_absent(
+        f"{upper}/conf.d/.wh..wh..opq", "the overlay encoding marks opaque dirs with an xattr, not a .wh. file"
+    )
 
 
 def check(folder: str) -> list[str]:
@@ -40,8 +45,10 @@ def check(folder: str) -> list[str]:
     c.need_only("image/data", {"x", "y"}, ro)
     c.need_unmounted("mnt", "unmount it (umount ./mnt)")
 
-    c.need_file("top/conf.d/.wh..wh..opq", "mkdir over a deleted lower directory must make it opaque, "
-                "or image/conf.d/a.conf and b.conf show through")
+    c.need_file(
+        "top/conf.d/.wh..wh..opq",
+        "mkdir over a deleted lower directory must make it opaque, or image/conf.d/a.conf and b.conf show through",
+    )
     c.need_file("top/conf.d/c.conf", "the new conf.d's only file", "c\n")
     c.need_whiteout("top", "data/x", "rm of a lower file leaves .wh.x in the top layer")
     c.need_absent("top/conf.d/.wh.a.conf", "an opaque directory needs no whiteouts for the names it hides")

@@ -1,4 +1,5 @@
 """Lab 05 (images, parents and bases): the seed's chain, parents on disk, each layer stored once."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,10 @@ def check(folder: str) -> list[str]:
     c = Checker(folder)
     store = Store.find(folder)
     if store is None:
-        c.problem("store/ is missing (or has no image/layerfs): step 1 sets IMAGEGRAPH_ROOT=~/layerlab/lab05/store "
-                  "before the first imagegraph command")
+        c.problem(
+            "store/ is missing (or has no image/layerfs): step 1 sets IMAGEGRAPH_ROOT=~/layerlab/lab05/store "
+            "before the first imagegraph command"
+        )
         return c.problems
     ids = {}
     for name in CHAIN:
@@ -38,14 +41,18 @@ def check(folder: str) -> list[str]:
         if parent is None and have:
             c.problem(f"{name} has a parent ({have[:19]}): a base image (基础镜像) is imported, not committed")
         elif parent in ids and have != ids[parent]:
-            c.problem(f"{name}'s parent is {(have or 'none')[:19]}, expected {parent} ({ids[parent][:19]}): "
-                      f"{name} must be built from a container of {parent} (父镜像)")
+            c.problem(
+                f"{name}'s parent is {(have or 'none')[:19]}, expected {parent} ({ids[parent][:19]}): "
+                f"{name} must be built from a container of {parent} (父镜像)"
+            )
         diff_ids = store.config(ids[name]).get("rootfs", {}).get("diff_ids", [])
         if parent in ids:
             below = store.config(ids[parent]).get("rootfs", {}).get("diff_ids", [])
-            if diff_ids[:len(below)] != below or len(diff_ids) != len(below) + 1:
-                c.problem(f"{name} has {len(diff_ids)} layers that do not start with {parent}'s {len(below)}: "
-                          f"a child is its parent's layers plus exactly one of its own")
+            if diff_ids[: len(below)] != below or len(diff_ids) != len(below) + 1:
+                c.problem(
+                    f"{name} has {len(diff_ids)} layers that do not start with {parent}'s {len(below)}: "
+                    f"a child is its parent's layers plus exactly one of its own"
+                )
         try:
             union = store.union(ids[name])
         except (OSError, ValueError) as exc:
@@ -58,13 +65,20 @@ def check(folder: str) -> list[str]:
             c.problem(f"{name}'s rootfs has {sibling}: siblings share their parent's layers, never each other's")
     layers = store.layer_ids()
     if ids and len(layers) != len(CHAIN):
-        c.problem(f"the store holds {len(layers)} layers, expected {len(CHAIN)}: each distinct layer is stored "
-                  f"once however many images use it")
-    cache_dirs = [d for d in os.listdir(os.path.join(store.root, "layerfs"))] if os.path.isdir(
-        os.path.join(store.root, "layerfs")) else []
+        c.problem(
+            f"the store holds {len(layers)} layers, expected {len(CHAIN)}: each distinct layer is stored "
+            f"once however many images use it"
+        )
+    cache_dirs = (
+        [d for d in os.listdir(os.path.join(store.root, "layerfs"))]
+        if os.path.isdir(os.path.join(store.root, "layerfs"))
+        else []
+    )
     if ids and len(cache_dirs) != len(CHAIN):
-        c.problem(f"store/layerfs has {len(cache_dirs)} directories, expected {len(CHAIN)}: "
-                  f"leftover container layers (imagegraph rm the build containers)")
+        c.problem(
+            f"store/layerfs has {len(cache_dirs)} directories, expected {len(CHAIN)}: "
+            f"leftover container layers (imagegraph rm the build containers)"
+        )
     left = [k.get("Name", "?").lstrip("/") for k in store.containers()]
     if left:
         c.problem(f"containers left in the store: {', '.join(left)}: the build function removes each after commit")

@@ -1,10 +1,12 @@
 """Lab 06 (the container's layers): image layer untouched, init layer files, the top layer's changes."""
+
 from __future__ import annotations
 
 import os
 
 from . import Checker
 from .store import INIT_FILES, Store, container_dirs, container_named
+
 
 def check(folder: str) -> list[str]:
     c = Checker(folder)
@@ -25,10 +27,16 @@ def check(folder: str) -> list[str]:
     image_dirs = store.diff_dirs(image_id)
     image_layer = image_dirs[-1] if image_dirs else ""
     rel = lambda p: os.path.relpath(p, folder)  # noqa: E731
-    c.need_file(rel(os.path.join(image_layer, "etc/os-release")),
-                "the image's read-only layer (只读层) keeps os-release; the rm only whited it out", "NAME=tiny\n")
-    c.need_file(rel(os.path.join(image_layer, "etc/hosts")),
-                "the image's own hosts stays in its layer, hidden by the init layer's", "127.0.0.1 from-the-image\n")
+    c.need_file(
+        rel(os.path.join(image_layer, "etc/os-release")),
+        "the image's read-only layer (只读层) keeps os-release; the rm only whited it out",
+        "NAME=tiny\n",
+    )
+    c.need_file(
+        rel(os.path.join(image_layer, "etc/hosts")),
+        "the image's own hosts stays in its layer, hidden by the init layer's",
+        "127.0.0.1 from-the-image\n",
+    )
     dirs = container_dirs(store, web["ID"])
     if dirs is None:
         c.problem("the store has no init-id/mount-id for web in layerdb/mounts: the container's layers are lost")
@@ -38,11 +46,16 @@ def check(folder: str) -> list[str]:
         c.need_file(rel(init + name), "create writes it into the init layer (初始化层)")
     hostname = web["ID"][:12] + "\n"
     c.need_file(rel(init + "/etc/hostname"), "a container's hostname is its short ID", hostname)
-    c.need_file(rel(upper + "/var/log/app.log"), "step 4 writes it through the merged view into the top layer (读写层)",
-                "started\n")
+    c.need_file(
+        rel(upper + "/var/log/app.log"),
+        "step 4 writes it through the merged view into the top layer (读写层)",
+        "started\n",
+    )
     c.need_whiteout(rel(upper), "etc/os-release", "step 4 deletes it through the merged view")
     for name in INIT_FILES:
-        c.need_absent(rel(upper + name), "the lab never changes the init files; a change would copy them into the top layer")
+        c.need_absent(
+            rel(upper + name), "the lab never changes the init files; a change would copy them into the top layer"
+        )
     merged = os.path.join(os.path.dirname(upper), "merged")
     if os.path.ismount(merged):
         c.problem(f"{rel(merged)} is still mounted: imagegraph umount web")

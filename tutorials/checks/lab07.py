@@ -1,10 +1,12 @@
 """Lab 07 (commit): the new image is its parent plus the top layer, without the init layer's files."""
+
 from __future__ import annotations
 
 import os
 
 from . import Checker
 from .store import INIT_FILES, Store, container_dirs, container_named
+
 
 def check(folder: str) -> list[str]:
     c = Checker(folder)
@@ -23,17 +25,22 @@ def check(folder: str) -> list[str]:
         c.problem("tiny-app's parent is not tiny: commit a container made from tiny (its image is the parent, 父镜像)")
     below = store.config(base).get("rootfs", {}).get("diff_ids", [])
     layers = store.config(new).get("rootfs", {}).get("diff_ids", [])
-    if layers[:len(below)] != below or len(layers) != len(below) + 1:
-        c.problem(f"tiny-app has {len(layers)} layers, expected tiny's {len(below)} plus one: "
-                  f"commit adds exactly the top layer")
+    if layers[: len(below)] != below or len(layers) != len(below) + 1:
+        c.problem(
+            f"tiny-app has {len(layers)} layers, expected tiny's {len(below)} plus one: "
+            f"commit adds exactly the top layer"
+        )
         return c.problems
     history = [h for h in store.config(new).get("history", []) if not h.get("empty_layer")]
     if len(history) != len(layers):
         c.problem(f"tiny-app's history has {len(history)} layer entries for {len(layers)} layers")
     top = store.diff_dirs(new)[-1]
     rel = lambda p: os.path.relpath(p, folder)  # noqa: E731
-    c.need_file(rel(top + "/etc/app.conf"), "the file written in the container is in the committed layer",
-                "server { listen 80; }\n")
+    c.need_file(
+        rel(top + "/etc/app.conf"),
+        "the file written in the container is in the committed layer",
+        "server { listen 80; }\n",
+    )
     c.need_whiteout(rel(top), "etc/os-release", "the delete in the container is committed as a whiteout")
     for name in INIT_FILES:
         c.need_absent(rel(top + name), "init layer (初始化层) files belong to one container and are never committed")
@@ -58,6 +65,7 @@ def check(folder: str) -> list[str]:
     view = store.union(new, extra_top=[upper, init])
     c.need_served_by(view, "/etc/app.conf", rel(top), "prod's merged view", "a new container sees the committed change")
     c.need_hidden(view, "/etc/os-release", "prod's merged view", "the committed whiteout hides the base's file")
-    c.need_file(rel(init + "/etc/hostname"), "prod gets its own init layer, with its own hostname",
-                prod["ID"][:12] + "\n")
+    c.need_file(
+        rel(init + "/etc/hostname"), "prod gets its own init layer, with its own hostname", prod["ID"][:12] + "\n"
+    )
     return c.problems

@@ -4,6 +4,7 @@ what pull recorded about the registry's blobs; the lab's registry is stopped.
 The registry's own storage (`registry/`, Docker distribution's filesystem layout) is read too:
 it says which manifest the tag points at, and which blobs it holds, without the registry running.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,18 +73,24 @@ def check(folder: str) -> list[str]:
         return c.problems
 
     # The RepoDigest: which manifest the image was pulled as, and the registry agrees.
-    digests = sorted(ref.split("@", 1)[1] for ref, target in tags.items()
-                     if ref.startswith(name + "@") and target == image)
-    on_registry = read_file(os.path.join(folder, V2, "repositories", REPOSITORY, "_manifests", "tags", TAG,
-                                     "current", "link"))
+    digests = sorted(
+        ref.split("@", 1)[1] for ref, target in tags.items() if ref.startswith(name + "@") and target == image
+    )
+    on_registry = read_file(
+        os.path.join(folder, V2, "repositories", REPOSITORY, "_manifests", "tags", TAG, "current", "link")
+    )
     if not digests:
-        c.problem(f"{name}:{TAG} has no RepoDigest ({name}@sha256:…): a pulled image records the digest "
-                  f"of the manifest it came from")
+        c.problem(
+            f"{name}:{TAG} has no RepoDigest ({name}@sha256:…): a pulled image records the digest "
+            f"of the manifest it came from"
+        )
     elif on_registry is None:
         c.problem(f"the registry has no tag {REPOSITORY}:{TAG}: step 6 pushes it")
     elif on_registry not in digests:
-        c.problem(f"{name}:{TAG}'s RepoDigest {digests[0][:19]}… is not the manifest the registry's tag points at "
-                  f"({on_registry[:19]}…): pull it from the lab's registry")
+        c.problem(
+            f"{name}:{TAG}'s RepoDigest {digests[0][:19]}… is not the manifest the registry's tag points at "
+            f"({on_registry[:19]}…): pull it from the lab's registry"
+        )
 
     # Two layers, the bottom one tiny's, each stored once under its ChainID.
     diff_ids = store.config(image).get("rootfs", {}).get("diff_ids", [])
@@ -99,19 +106,26 @@ def check(folder: str) -> list[str]:
         entry = os.path.join(layerdb, sha_hex(chain))
         rel = os.path.relpath(entry, folder)
         if read_file(os.path.join(entry, "diff")) != diff:
-            c.problem(f"{rel}/diff is missing or wrong: layer {n} is stored under its ChainID, and its diff "
-                      f"file holds its DiffID")
+            c.problem(
+                f"{rel}/diff is missing or wrong: layer {n} is stored under its ChainID, and its diff "
+                f"file holds its DiffID"
+            )
             continue
         if read_file(os.path.join(entry, "parent")) != parent:
             c.problem(f"{rel}/parent is not the layer below: a ChainID names a layer with everything under it")
         cache = read_file(os.path.join(entry, "cache-id"))
         files = os.path.join(store.root, "layerfs", cache or "?", "diff")
         if not cache or not os.path.isdir(files):
-            c.problem(f"layer {n}'s files ({os.path.relpath(files, folder)}/) are missing: {rel}/cache-id "
-                      f"names the folder that holds them")
+            c.problem(
+                f"layer {n}'s files ({os.path.relpath(files, folder)}/) are missing: {rel}/cache-id "
+                f"names the folder that holds them"
+            )
         elif n == 2:
-            c.need_file(os.path.relpath(os.path.join(files, "hello.txt"), folder),
-                        "the top layer of 2.0 holds the file committed in step 6", HELLO)
+            c.need_file(
+                os.path.relpath(os.path.join(files, "hello.txt"), folder),
+                "the top layer of 2.0 holds the file committed in step 6",
+                HELLO,
+            )
         parent = chain
 
     # Nothing stored twice: every layer folder belongs to one layer (or one container).
@@ -129,11 +143,15 @@ def check(folder: str) -> list[str]:
     layer_root = os.path.join(store.root, "layerfs")
     for cache in sorted(os.listdir(layer_root)) if os.path.isdir(layer_root) else []:
         if cache not in owners:
-            c.problem(f"store/layerfs/{cache[:12]}… belongs to no layer: a layer's files stored twice (or left by "
-                      f"an interrupted pull); each layer is stored once, under its ChainID")
+            c.problem(
+                f"store/layerfs/{cache[:12]}… belongs to no layer: a layer's files stored twice (or left by "
+                f"an interrupted pull); each layer is stored once, under its ChainID"
+            )
         elif len(owners[cache]) > 1:
-            c.problem(f"store/layerfs/{cache[:12]}… is the cache-id of {len(owners[cache])} layers: each layer "
-                      f"has its own folder")
+            c.problem(
+                f"store/layerfs/{cache[:12]}… is the cache-id of {len(owners[cache])} layers: each layer "
+                f"has its own folder"
+            )
 
     # What pull remembered: for each layer, the blob it came as and the repository it came from.
     v2meta = os.path.join(store.image_dir, "distribution", "v2metadata-by-diffid", "sha256")
@@ -146,10 +164,14 @@ def check(folder: str) -> list[str]:
         blobs = [r.get("Digest", "") for r in records if r.get("SourceRepository") == name]
         rel = os.path.relpath(os.path.join(v2meta, sha_hex(diff)), folder)
         if not blobs:
-            c.problem(f"{rel} has no record of layer {n}'s blob in {name}: pull (and push) record where each "
-                      f"layer came from, and a later push uses it to skip the upload")
-        elif not any(os.path.isfile(os.path.join(folder, V2, "blobs", "sha256", sha_hex(b)[:2], sha_hex(b), "data"))
-                     for b in blobs):
+            c.problem(
+                f"{rel} has no record of layer {n}'s blob in {name}: pull (and push) record where each "
+                f"layer came from, and a later push uses it to skip the upload"
+            )
+        elif not any(
+            os.path.isfile(os.path.join(folder, V2, "blobs", "sha256", sha_hex(b)[:2], sha_hex(b), "data"))
+            for b in blobs
+        ):
             c.problem(f"{rel} names a blob the registry does not hold: layer {n} should come from the lab's registry")
 
     for container in ("hello", "hello2"):

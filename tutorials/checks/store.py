@@ -3,6 +3,7 @@
 The checks read the files themselves rather than asking `imagegraph`: what is checked is the
 state on disk, and the layout is Docker's documented one.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ class Store:
     root: str
 
     @classmethod
-    def find(cls, folder: str) -> "Store | None":
+    def find(cls, folder: str) -> Store | None:
         """The lab's store: `store/` in the lab folder, else $IMAGEGRAPH_ROOT."""
         for candidate in (os.path.join(folder, "store"), os.environ.get("IMAGEGRAPH_ROOT", "")):
             if candidate and os.path.isdir(os.path.join(candidate, "image", DRIVER)):
@@ -84,6 +85,7 @@ class Store:
     @staticmethod
     def chain_ids(diff_ids: list[str]) -> list[str]:
         import hashlib
+
         chain: list[str] = []
         for diff in diff_ids:
             if not chain:

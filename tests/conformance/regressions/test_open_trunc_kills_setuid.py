@@ -7,6 +7,7 @@ handle_truncate kills S_ISUID, and S_ISGID with S_IXGRP, for a caller without CA
 SETATTR with the new mode. With FUSE's atomic O_TRUNC the truncation happens inside OPEN, so
 the kill is layerfs's job: unionfs.file._kill_setid does it for a caller other than root.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,11 @@ def test_open_trunc_by_owner_kills_setuid_and_setgid(where, mode):
 def test_truncate_and_write_by_owner_kill_setuid(call):
     """The neighbours that already match: the kernel sends the killed mode in a SETATTR."""
     stack = Stack([[Item("file", ("f",), b"data", 0o4755, owner=(1000, 1000))]])
-    steps = ([("truncate", ("/f", 1))] if call == "truncate" else
-             [("open", (0, "/f", os.O_WRONLY, 0)), ("pwrite", (0, b"x", 0)), ("close", (0,))])
+    steps = (
+        [("truncate", ("/f", 1))]
+        if call == "truncate"
+        else [("open", (0, "/f", os.O_WRONLY, 0)), ("pwrite", (0, b"x", 0)), ("close", (0,))]
+    )
     results, problems = replay_as(stack, steps + [("stat", ("/f",))], 1000, 1000)
     assert results[-1][1][1] == 0o755
     assert problems == []

@@ -1,6 +1,7 @@
 """A directory rename whose redirect would exceed redirect_max (256 bytes) is EXDEV in the
 kernel (ovl_set_redirect), after the copy-ups; layerfs wrote the long redirect. Found by the
 ten-layer machine."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """Regressions found by the conformance machine: which error the kernel reports first, and
 where a merge ends. Each failed before its fix (the kernel's result is in the docstring)."""
+
 from __future__ import annotations
 
 import os
@@ -73,6 +74,5 @@ def test_absolute_redirect_is_followed_below_an_upper_only_parent():
     """A lower dir moved into a directory made in the upper gets an absolute redirect; the
     kernel follows it from the layers' roots although the new parent has no lower part."""
     stack = Stack([[Item("dir", ("a", "c", "f")), Item("dir", ("x",))]])
-    steps = [("mkdir", ("/n", 0o755)), ("rename", ("/a/c", "/n/c", 0)), ("stat", ("/n/c",)),
-             ("stat", ("/n/c/f",))]
+    steps = [("mkdir", ("/n", 0o755)), ("rename", ("/a/c", "/n/c", 0)), ("stat", ("/n/c",)), ("stat", ("/n/c/f",))]
     assert replay(stack, steps) == []
