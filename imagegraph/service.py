@@ -555,8 +555,15 @@ class Services:
     # ---- containers ------------------------------------------------------------------------
 
     def create_container(
-        self, image_ref: str, cmd: list[str] | None = None, name: str | None = None, now: float | None = None
+        self,
+        image_ref: str,
+        cmd: list[str] | None = None,
+        name: str | None = None,
+        now: float | None = None,
+        config: dict[str, Any] | None = None,
+        host_config: dict[str, Any] | None = None,
     ) -> Container:
+        """`docker create`: `config` and `host_config` are the request's container.Config and HostConfig."""
         with self.lock.held():
             self.refs.reload()
             img = self.get_image(image_ref)
@@ -565,7 +572,9 @@ class Services:
                 seed = f"{sde}\0{img.id}\0{image_ref}\0{name}\0{cmd}" if sde else None
                 if now is None and sde:
                     now = created_now(None)
-                return self.containers.create(img, image_ref, cmd, name, now, seed=seed)
+                return self.containers.create(
+                    img, image_ref, cmd, name, now, seed=seed, config=config, host_config=host_config
+                )
             except ContainerError as exc:
                 raise Conflict(str(exc)) if "Conflict." in str(exc) else InvalidParameter(str(exc)) from None
 
