@@ -6,7 +6,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
 
-.PHONY: setup system demo test install conformance bench clean
+.PHONY: setup system demo test install conformance bench clean busybox
 
 setup: system $(STAMP) install-if-root
 
@@ -39,6 +39,10 @@ conformance: setup
 
 bench: setup
 	@$(PY) bench/union_bench.py
+
+# The offline busybox image, into $$IMAGEGRAPH_ROOT (or imagegraph's default store).
+busybox: setup
+	@$(PY) -m tutorials.images busybox
 
 clean:
 	rm -rf $(VENV) *.egg-info

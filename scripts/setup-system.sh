@@ -5,8 +5,10 @@ set -euo pipefail
 
 # fuse3 brings fusermount3 and mount.fuse; libfuse3 is what mfusepy loads.
 # The rest are peers and real components used by the tests, the labs and bench/.
+# busybox-static is the offline busybox image (python -m tutorials.images busybox); procps
+# gives `ps`, which `imagegraph top` runs as `docker top` does.
 packages=(fuse3 libfuse3-3 fuse-overlayfs unionfs-fuse docker-registry skopeo umoci
-          tree attr graphviz apache2-utils python3-venv curl)
+          tree attr graphviz apache2-utils python3-venv curl busybox-static procps)
 
 missing=()
 for p in "${packages[@]}"; do
