@@ -20,6 +20,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+from . import cli_run
 from . import graph as graph_mod
 from .archive import ArchiveError
 from .container import KIND_LETTER, ContainerError
@@ -28,6 +29,7 @@ from .imagestore import ImageError
 from .layerstore import LayerError
 from .reference import InvalidReference, familiar_name, parse_normalized_named
 from .refstore import RefError
+from .runtime.manager import ContainerRuntimeError
 from .service import ClientError, DaemonError, Services
 from .store import resolve_root
 
@@ -385,16 +387,11 @@ def cmd_image_prune(a: argparse.Namespace, ctx: Context) -> int:
 # ---- containers ---------------------------------------------------------------------------------
 
 
-def _setup_create(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name")
-    p.add_argument("image")
-    p.add_argument("cmd", nargs=argparse.REMAINDER)
-
-
 @command("create", "Create a new container")
-@args(_setup_create)
+@args(cli_run.add_container_flags)
 def cmd_create(a: argparse.Namespace, ctx: Context) -> int:
-    c = ctx.svc.create_container(a.image, a.cmd or None, a.name)
+    config, host = cli_run.container_request(a, attach=False)
+    c = ctx.svc.create_container(a.image, None, a.name, config=config, host_config=host)
     ctx.print(c.id)
     return 0
 
@@ -409,7 +406,9 @@ def _setup_ps(p: argparse.ArgumentParser) -> None:
 @command("ps", "List containers", readonly=True)
 @args(_setup_ps)
 def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
-    cs = ctx.svc.containers.containers() if a.all else []  # nothing runs: only -a shows created containers
+    from .runtime.state import status, status_text
+
+    cs = [c for c in ctx.svc.containers.containers() if a.all or c.state.get("Running")]
     if a.quiet:
         for c in cs:
             ctx.print(c.id if a.no_trunc else c.short_id)
@@ -424,10 +423,10 @@ def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
                 "Command": f'"{cmd}"',
                 "CreatedAt": go_time_string(c.created),
                 "RunningFor": ago(c.created, ctx.now),
-                "Status": "Created",
+                "Status": status_text(c.state, ctx.now),
                 "Ports": "",
                 "Names": c.name,
-                "State": "created",
+                "State": status(c.state),
             }
         )
     if a.format == "json":
@@ -543,6 +542,9 @@ def cmd_graph(a: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+cli_run.register(command, args)  # run, start, stop, kill, restart, wait, logs, attach, exec, top
+
+
 # ---- the parser ------------------------------------------------------------------------------------
 
 
@@ -619,7 +621,16 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
     except (CLIError, ClientError) as exc:
         err.write(f"{exc}\n")
         return 1
-    except (DaemonError, ContainerError, ImageError, LayerError, RefError, ArchiveError, InvalidReference) as exc:
+    except (
+        DaemonError,
+        ContainerError,
+        ImageError,
+        LayerError,
+        RefError,
+        ArchiveError,
+        InvalidReference,
+        ContainerRuntimeError,
+    ) as exc:
         err.write(DAEMON_PREFIX + str(exc) + "\n")
         return 1
     except KeyboardInterrupt:

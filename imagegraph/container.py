@@ -649,7 +649,9 @@ class ContainerStore:
         p = Path(rec["path"])
         return p if _mounted(p) else None
 
-    def mount_command(self, c: Container, target: Path, driver: str = "layerfs") -> list[str]:
+    def mount_command(
+        self, c: Container, target: Path, driver: str = "layerfs", trace: Path | None = None
+    ) -> list[str]:
         m = self.mount_layer(c)
         top = self.layout.layer_dir(m.mount_id)
         init = self.layout.layer_dir(m.init_id) / "diff"
@@ -661,16 +663,23 @@ class ContainerStore:
         if lowers:
             parts.append("lowerdir=" + ":".join(lowers))
         parts += [f"upperdir={top / 'diff'}", f"workdir={top / 'work'}", f"initdir={init}"]
+        parts.append(f"whiteout={self.layers.encoding}")  # the store's encoding for the top layer too
+        if trace is not None:
+            parts.append(f"trace={trace}")
         return _layerfs_command() + ["mount", "-o", ",".join(parts), str(target)]
 
-    def mount(self, c: Container, target: Path | None = None, driver: str = "layerfs") -> Path:
+    def mount(
+        self, c: Container, target: Path | None = None, driver: str = "layerfs", trace: Path | None = None
+    ) -> Path:
+        """Mount the container's layers (layerfs, or the kernel's overlay); `trace` records
+        layerfs's copy-ups and whiteouts as JSON lines."""
         current = self.mountpoint(c)
         if current is not None:
             return current
         m = self.mount_layer(c)
         target = Path(target) if target else self.layout.layer_dir(m.mount_id) / "merged"
         target.mkdir(parents=True, exist_ok=True)
-        cmd = self.mount_command(c, target, driver)
+        cmd = self.mount_command(c, target, driver, trace)
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             msg = (res.stderr or res.stdout).strip().splitlines()

@@ -39,6 +39,16 @@ def kernel_overlay_unavailable_reason() -> str | None:
     return None
 
 
+def namespaces_unavailable_reason() -> str | None:
+    """Why containers cannot run here (new mount, PID, UTS, IPC and network namespaces), or None."""
+    if os.geteuid() != 0:
+        return "running containers needs root (namespaces, mounts)"
+    for ns in ("mnt", "pid", "uts", "ipc", "net"):
+        if not os.path.exists(f"/proc/self/ns/{ns}"):
+            return f"this kernel has no {ns} namespaces"
+    return None
+
+
 def _skip_or_fail(reason: str) -> None:
     if os.environ.get("LAYERLAB_REQUIRE_FUSE") == "1":
         pytest.fail(f"LAYERLAB_REQUIRE_FUSE=1 but: {reason}")
@@ -49,6 +59,14 @@ def _skip_or_fail(reason: str) -> None:
 def need_fuse() -> None:
     """Use in every test that mounts with layerfs."""
     reason = fuse_unavailable_reason()
+    if reason:
+        _skip_or_fail(reason)
+
+
+@pytest.fixture
+def need_namespaces() -> None:
+    """Use in every test that runs a container."""
+    reason = namespaces_unavailable_reason()
     if reason:
         _skip_or_fail(reason)
 
@@ -68,3 +86,5 @@ def pytest_collection_modifyitems(config, items):
             item.fixturenames.append("need_fuse")
         if item.get_closest_marker("kernel_overlay") and "need_kernel_overlay" not in getattr(item, "fixturenames", ()):
             item.fixturenames.append("need_kernel_overlay")
+        if item.get_closest_marker("namespaces") and "need_namespaces" not in getattr(item, "fixturenames", ()):
+            item.fixturenames.append("need_namespaces")

@@ -74,3 +74,11 @@ def rootfs(tmp_path: Path) -> Path:
         tmp_path / "rootfs",
         {"bin/sh": "#!fake shell\n", "etc/motd": "hello\n", "etc/passwd": "root:x:0:0::/root:/bin/sh\n"},
     )
+
+
+@pytest.fixture
+def busybox(root: Path) -> str:
+    """The offline busybox image (tutorials.images), in this test's store; its ID."""
+    from tutorials.images import build_busybox
+
+    return build_busybox(Services.open(root))

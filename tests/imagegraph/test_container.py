@@ -189,7 +189,8 @@ def test_mount_command_lines(svc: Services, base: str) -> None:
     assert cmd[-4:] == [
         "mount",
         "-o",
-        f"lowerdir={lower},upperdir={top}/diff,workdir={top}/work,initdir={lo.layer_dir(m.init_id)}/diff",
+        f"lowerdir={lower},upperdir={top}/diff,workdir={top}/work,initdir={lo.layer_dir(m.init_id)}/diff,"
+        f"whiteout={svc.layers.encoding}",
         f"{top}/merged",
     ]
     ov = svc.containers.mount_command(c, top / "merged", "overlay")
