@@ -16,11 +16,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .mountinfo import FSTYPE, STATE_PREFIX, mounts, state_dir
+from .mountinfo import FSTYPE, STATE_PREFIX, mount_at, state_dir
 from .options import UnionSpec, format_options, parse_options, validate
+from .trace import TraceFile
+from .union import Union
 
 # Mount flags libfuse applies itself (lib/mount.c mount_flags[]): passed through unchanged.
 KERNEL_FLAGS = frozenset(
@@ -195,10 +198,7 @@ def plan(request: MountRequest) -> Plan:
 
 
 # -- mounting -----------------------------------------------------------------------------
-def _open_union(p: Plan):
-    from .trace import TraceFile
-    from .union import Union
-
+def _open_union(p: Plan) -> Union:
     try:
         return Union.from_spec(p.spec, TraceFile(p.trace) if p.trace else None)
     except OSError as exc:
@@ -235,13 +235,13 @@ def mount(request: MountRequest) -> None:
     raise MountError(message or f"mounting {request.mountpoint} failed: the daemon exited")
 
 
-def _in_thread(fn, *args) -> None:
+def _in_thread(fn: Callable[..., object], *args: object) -> None:
     import threading
 
     threading.Thread(target=fn, args=args, daemon=True).start()
 
 
-def _daemon(union, p: Plan, status_fd: int) -> int:
+def _daemon(union: Union, p: Plan, status_fd: int) -> int:
     """The child: detach, run FUSE, report readiness (or the error) on `status_fd`."""
     from .fuse_ops import LayerOps, run_fuse
 
@@ -299,7 +299,7 @@ def set_read_ahead(mountpoint: str, kb: int = READ_AHEAD_KB) -> bool:
 def unmount(mountpoint: str, lazy: bool = False) -> None:
     """End a union mount (the daemon then closes its files and exits)."""
     real = os.path.realpath(mountpoint)
-    info = next((m for m in reversed(mounts()) if m.mountpoint == real), None)
+    info = mount_at(real)
     if info is None:
         raise MountError(f"{mountpoint} is not mounted")
     if info.fstype != FSTYPE:

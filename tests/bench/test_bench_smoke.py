@@ -22,6 +22,7 @@ from tests.conftest import _skip_or_fail, fuse_unavailable_reason, kernel_overla
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "union_bench.py"
 _spec = importlib.util.spec_from_file_location("bench_common", ROOT / "bench" / "common.py")
+assert _spec is not None and _spec.loader is not None
 common = importlib.util.module_from_spec(_spec)  # bench/ is scripts, not a package
 sys.modules["bench_common"] = common  # dataclasses look their module up
 _spec.loader.exec_module(common)
@@ -190,10 +191,6 @@ def test_mountset_unmounts_on_failure(tmp_path):
             assert common.is_mounted(str(mnt)) and (mnt / "f").read_text() == "x"
             raise RuntimeError("a benchmark failed")
     assert not common.is_mounted(str(mnt))
-
-
-def test_mountinfo_paths_are_unescaped():
-    assert common._unescape_mountinfo(r"/tmp/a\040b\134c") == "/tmp/a b\\c"
 
 
 def test_figures_report_median_min_max():
