@@ -186,17 +186,3 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory) -> Iterator[RunningRegistry]:
-    """An open registry (no auth), shared by the session; tests use their own repositories."""
-    with start_registry(tmp_path_factory.mktemp("registry")) as reg:
-        yield reg
-
-
-@pytest.fixture(scope="session")
-def basic_registry(tmp_path_factory) -> Iterator[RunningRegistry]:
-    """A registry with htpasswd Basic auth; user `alice`, password `wonderland`."""
-    with start_registry(tmp_path_factory.mktemp("basic-registry"), users={"alice": "wonderland"}) as reg:
-        yield reg

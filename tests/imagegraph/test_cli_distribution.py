@@ -15,7 +15,7 @@ import pytest
 from imagegraph.distribution.localstore import open_local_store
 
 from .distribution_helpers import build_image, snapshot
-from .registry_fixture import basic_registry, free_port, registry  # noqa: F401
+from .registry_fixture import free_port
 from .test_distribution_progress import render_terminal
 
 

@@ -6,6 +6,7 @@ import errno
 import os
 import stat
 import threading
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,11 @@ def test_seed_fruits_and_vegetables(tmp_path, monkeypatch):
 
 
 def test_seed_three_layer_rootfs(tmp_path):
-    layers = [{"lib": {}, "etc": {}}, {"media": {}, "opt": {}, "home": {}}, {"var": {}, "boot": {}, "proc": {}}]
+    layers: list[dict[str, Any]] = [
+        {"lib": {}, "etc": {}},
+        {"media": {}, "opt": {}, "home": {}},
+        {"var": {}, "boot": {}, "proc": {}},
+    ]
     u = make_union(tmp_path, "aufs", layers, writable=False)
     assert names(u) == sorted(["lib", "etc", "media", "opt", "home", "var", "boot", "proc"])
     assert u.lookup("/var").top.branch.label.endswith("l2")
@@ -143,7 +148,7 @@ def test_reserved_names_never_listed(tmp_path):
 
 @needs_root
 def test_copy_up_preserves_attributes(tmp_path, dialect):
-    u = make_union(tmp_path, dialect, [{"d": {"f": "content"}}])
+    make_union(tmp_path, dialect, [{"d": {"f": "content"}}])
     lower = tmp_path / "l0"
     os.chmod(lower / "d", 0o750)
     os.chown(lower / "d" / "f", 1234, 5678)
@@ -279,6 +284,7 @@ def test_concurrent_writers_copy_up_once(tmp_path, dialect):
 def test_work_dir_leftovers_are_cleared(tmp_path, dialect):
     u = make_union(tmp_path, dialect, [{"f": "x"}])
     tmp = u.sb.tmpdir
+    assert tmp is not None
     with open(os.path.join(tmp, "#dead.1"), "w") as f:
         f.write("half a copy-up")
     os.mkdir(os.path.join(tmp, "#dead.2"))
