@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _skip_or_fail, fuse_unavailable_reason, kernel_overlay_unavailable_reason
+from tests.support import require_fuse, require_kernel_overlay
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "union_bench.py"
@@ -65,9 +65,8 @@ def table_rows(stdout: str, first_header: str) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def full_quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict, Path]:
-    reason = kernel_overlay_unavailable_reason() or fuse_unavailable_reason()
-    if reason:  # module-scoped, so it runs before the markers' fixtures: apply their rule here
-        _skip_or_fail(reason)
+    require_kernel_overlay()  # module-scoped, so it runs before the markers' fixtures: apply their rule here
+    require_fuse()
     workdir = tmp_path_factory.mktemp("bench")
     result = bench(workdir, "--json", str(workdir / "out.json"))
     data = json.loads((workdir / "out.json").read_text()) if (workdir / "out.json").exists() else {}

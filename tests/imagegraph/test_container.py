@@ -14,7 +14,7 @@ from imagegraph.container import KIND_LETTER, ContainerError, ContainerNotFound,
 from imagegraph.service import Services
 from unionfs.mountinfo import mount_at
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, trusted.* xattrs)")
+needs_root = pytest.mark.root("mknod, trusted.* xattrs")
 
 
 @pytest.fixture

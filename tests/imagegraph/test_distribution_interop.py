@@ -18,7 +18,7 @@ from imagegraph.digest import go_json
 from imagegraph.distribution.localstore import open_local_store
 from imagegraph.reference import parse_normalized_named
 
-from .registry_fixture import require_tool
+from ..support import require_tool
 
 pytestmark = [pytest.mark.registry, pytest.mark.mount]
 

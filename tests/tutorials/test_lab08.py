@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from tests.conftest import _skip_or_fail, fuse_unavailable_reason, kernel_overlay_unavailable_reason
 from tests.imagegraph.registry_fixture import require_registry, wait_for_v2
+from tests.support import require_fuse, require_kernel_overlay
 from tutorials.checks import run_check
 from tutorials.checks.lab08 import registry_address, running_registries
 from tutorials.checks.store import Store
@@ -39,9 +39,8 @@ def _processes_in(folder: str) -> list[int]:
 def finished():
     """The lab run for real by the runner (it must pass); yields its lab folder. (A module
     fixture runs before the markers' function fixtures, so it asks for FUSE itself.)"""
-    for reason in (fuse_unavailable_reason(), kernel_overlay_unavailable_reason()):
-        if reason:
-            _skip_or_fail(reason)
+    require_fuse()
+    require_kernel_overlay()
     require_registry()
     out = io.StringIO()
     result = run_lab(find_lab("08"), out=out, keep=True)

@@ -14,16 +14,17 @@ from unionfs.fsutil import RENAME_NOREPLACE
 from unionfs.trace import TraceList
 from unionfs.union import Cred, Union
 
+from ..support import require_root
 from .layers import OPAQUE, WHITEOUT, Symlink, is_opaque, is_whiteout, make_union, upper_names
 
 DIALECTS = ["aufs", "overlay"]
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="char devices and trusted xattrs need root")
+needs_root = pytest.mark.root("char devices and trusted xattrs")
 
 
 @pytest.fixture(params=DIALECTS)
 def dialect(request):
-    if request.param == "overlay" and os.geteuid() != 0:
-        pytest.skip("overlay encoding needs root for char-device whiteouts")
+    if request.param == "overlay":
+        require_root("the overlay encoding's char-device whiteouts")
     return request.param
 
 
@@ -424,9 +425,8 @@ def test_rename_lower_dir_by_dialect(tmp_path, dialect):
     assert is_whiteout(tmp_path, dialect, "/d")
 
 
+@pytest.mark.root("trusted.overlay.redirect")
 def test_rename_lower_dir_same_parent_relative_redirect(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
     u = make_union(tmp_path, "overlay", [{"d": {"f": "x"}}])
     u.rename("/d", "/e")
     assert os.getxattr(tmp_path / "upper" / "e", "trusted.overlay.redirect") == b"d"
@@ -494,8 +494,7 @@ def test_new_files_belong_to_the_caller(tmp_path, dialect):
 def test_private_xattrs_are_hidden_and_user_names_escaped(tmp_path):
     """As the kernel's OverlayFS (6.7+): the union's own overlay.* xattrs never show; a
     caller's trusted.overlay.X is stored as trusted.overlay.overlay.X and copied up."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    require_root("trusted.* xattrs")
     u = make_union(tmp_path, "overlay", [{"d": {OPAQUE: True}, "f": "x"}])
     os.setxattr(tmp_path / "l0" / "f", "trusted.overlay.origin", b"private")
     os.setxattr(tmp_path / "l0" / "f", "trusted.overlay.overlay.mine", b"escaped")
