@@ -414,8 +414,10 @@ def _setup_commit(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--author", default="")
     p.add_argument("-m", "--message", default="")
     p.add_argument("-c", "--change", action="append", default=[])
-    p.add_argument("-p", "--pause", default="true", help="(ignored: nothing runs)")
-    p.add_argument("--no-pause", action="store_true", help="(ignored: nothing runs)")
+    # A flag, as in docker (`-p c1 img` is container c1); `--pause=false` as pflag spells it.
+    p.add_argument("-p", "--pause", action="store_true", default=True, help="Pause container during commit (no-op)")
+    p.add_argument("--pause=false", dest="pause", action="store_false", help=argparse.SUPPRESS)
+    p.add_argument("--pause=true", dest="pause", action="store_true", help=argparse.SUPPRESS)
 
 
 @command("commit", "Create a new image from a container's changes", setup=_setup_commit)

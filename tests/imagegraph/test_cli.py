@@ -354,6 +354,10 @@ def test_create_ps_diff_commit_rm(ig, rootfs: Path, root: Path) -> None:
     (img,) = json.loads(ig("inspect", "site:1").out)
     assert img["Author"] == "me" and img["Comment"] == "site" and img["Config"]["ExposedPorts"] == {"80/tcp": {}}
     assert img["Parent"] == json.loads(ig("inspect", "base").out)[0]["Id"]
+    # -p/--pause is a flag, as in docker: `-p web site:2` commits web as site:2
+    for pause in ("-p", "--pause", "--pause=false", "--pause=true"):
+        r = ig("commit", pause, "web", "site:2")
+        assert r.rc == 0 and ig("inspect", "--type", "image", "site:2").rc == 0, (pause, r.err)
     assert ig("rm", "web").out == "web\n"
     assert ig("ps", "-a", "-q").out == ""
     one_line_error(ig("rm", "web"), "Error response from daemon: No such container: web")
