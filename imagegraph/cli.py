@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from . import cli_distribution
 from . import graph as graph_mod
 from .archive import ArchiveError
-from .commands import DAEMON_PREFIX, CLIError, CommandTable, Context, UsageError
+from .commands import DAEMON_PREFIX, CLIError, CommandTable, Context, UsageError, package_version
 from .container import KIND_LETTER, ContainerError
 from .formatting import ago, created_at, ellipsis, human_size, json_lines, short_id, table, truncate_cmd
 from .imagestore import ImageError
@@ -479,6 +479,14 @@ def cmd_graph(a: argparse.Namespace, ctx: Context) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="imagegraph", description="Docker's image model on a local store")
+    parser.add_argument("-v", "-V", "--version", action="version", version=f"imagegraph version {package_version()}")
+    parser.add_argument(
+        "-D",
+        "--debug",
+        action="store_true",
+        default=os.environ.get("IMAGEGRAPH_DEBUG", "") not in ("", "0"),
+        help="show the traceback of an internal error (also IMAGEGRAPH_DEBUG=1)",
+    )
     parser.add_argument(
         "--root", help="store root (default $IMAGEGRAPH_ROOT, /var/lib/imagegraph or ~/.local/share/imagegraph)"
     )
@@ -539,8 +547,10 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
     except OSError as exc:
         err.write(f"Error: {exc}\n")
         return 1
-    except Exception as exc:  # a bug must still be one line, never a traceback
-        err.write(f"Error: internal error: {type(exc).__name__}: {exc}\n")
+    except Exception as exc:  # a bug is one line, unless asked for its traceback (as pip's --debug)
+        if a.debug:
+            raise
+        err.write(f"Error: internal error: {type(exc).__name__}: {exc} (--debug shows where)\n")
         return 1
 
 

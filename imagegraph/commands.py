@@ -9,6 +9,7 @@ tables, so every command gets `--root`, `--whiteouts`, the store lock and its he
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,14 @@ from .distribution.localstore import LocalStore, local_store
 from .service import Services
 
 DAEMON_PREFIX = "Error response from daemon: "
+
+
+def package_version() -> str:
+    """layerlab's version, as installed (pyproject.toml's), for `--version`."""
+    try:
+        return importlib.metadata.version("layerlab")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 class UsageError(Exception):

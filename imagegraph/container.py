@@ -27,7 +27,7 @@ from unionfs.mountinfo import mount_at
 from . import archive
 from .digest import go_json
 from .imagestore import Image, format_time, parse_time
-from .layerstore import LayerStore, MountLayer
+from .layerstore import LayerNotFound, LayerStore, MountLayer
 from .store import Layout, atomic_write, listdir, remove_dir_atomically
 
 VALID_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -488,8 +488,8 @@ class ContainerStore:
         (self.layout.container_dir(c.id) / "config.v2.json").unlink(missing_ok=True)  # the commit point
         try:
             self.layers.release_rw_layer(c.id)
-        except Exception:
-            pass
+        except LayerNotFound:
+            pass  # a create that crashed before its layers were made
         remove_dir_atomically(self.layout.container_dir(c.id))
 
     def clean(self) -> None:
@@ -498,8 +498,8 @@ class ContainerStore:
             if not (self.layout.container_dir(cid) / "config.v2.json").exists():
                 try:
                     self.layers.release_rw_layer(cid)
-                except Exception:
-                    pass
+                except LayerNotFound:
+                    pass  # it crashed before its layers were made
                 shutil.rmtree(self.layout.container_dir(cid), ignore_errors=True)
         ids = set(listdir(self.layout.containers))
         for m in self.layers.mounts():

@@ -18,7 +18,7 @@ from imagegraph import cli, cli_distribution
 from imagegraph.digest import canonical_config_json, chain_id
 from imagegraph.service import Services
 
-from .conftest import make_rootfs
+from .conftest import Result, make_rootfs
 
 
 def one_line_error(r, text: str | None = None) -> None:
@@ -526,3 +526,31 @@ def test_every_command_has_the_same_help(ig, command, monkeypatch: pytest.Monkey
     assert f"\n\n{command.help}\n\n" in result.out
     top = ig("--help").out
     assert f"    {command.name.split()[0]} " in top and "--root ROOT" in top and "--whiteouts" in top
+
+
+def test_version_is_the_package_version(ig) -> None:
+    import importlib.metadata
+
+    expected = f"imagegraph version {importlib.metadata.version('layerlab')}\n"
+    for flag in ("--version", "-V", "-v"):
+        assert ig(flag) == Result(0, expected, "")
+
+
+def test_an_internal_error_is_one_line_unless_debugging(ig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug prints one line; --debug (or IMAGEGRAPH_DEBUG=1) lets it out with its traceback, as pip's."""
+
+    def broken(self, *args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(Services, "list_images", broken)
+    monkeypatch.delenv("IMAGEGRAPH_DEBUG", raising=False)
+    r = ig("images")
+    assert r.rc == 1 and r.out == ""
+    assert r.err == "Error: internal error: ZeroDivisionError: a bug (--debug shows where)\n"
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        ig("--debug", "images")
+    monkeypatch.setenv("IMAGEGRAPH_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        ig("images")
+    # known failures stay one line, debugging or not
+    assert ig("inspect", "--type", "image", "nothing") == Result(1, "[]\n", "Error: No such image: nothing\n")
