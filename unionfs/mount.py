@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .mountinfo import FSTYPE, STATE_PREFIX, mount_at, state_dir
+from .mountinfo import FSTYPE, STATE_PREFIX, make_state_dir, mount_at
 from .options import UnionSpec, format_options, parse_options, validate
 from .trace import TraceFile
 from .union import Union
@@ -102,11 +102,10 @@ def mount_source(options: str) -> str:
     if len(escape_fsname(options)) <= FSNAME_LIMIT:
         return options
     data = options.encode("utf-8", "surrogateescape")
-    directory = state_dir()
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    path = os.path.join(directory, hashlib.sha256(data).hexdigest()[:32] + ".options")
+    path = os.path.join(make_state_dir(), hashlib.sha256(data).hexdigest()[:32] + ".options")
     temp = f"{path}.{os.getpid()}.tmp"
-    with open(temp, "wb") as f:
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with open(fd, "wb") as f:
         f.write(data)
     os.replace(temp, path)  # whole or absent, never half-written
     return STATE_PREFIX + path

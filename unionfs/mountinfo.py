@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,27 @@ def state_dir() -> str:
     if os.geteuid() == 0:
         return "/run/layerfs"
     return os.path.join(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/layerfs-{os.geteuid()}", "layerfs")
+
+
+def make_state_dir(directory: str | None = None) -> str:
+    """`state_dir()`, made if missing, and only if this user owns it and its parent and no one
+    else may write to them: in /tmp another user could have made `/tmp/layerfs-$UID` first,
+    and then swap the files that record which layers a mount serves."""
+    directory = directory or state_dir()
+    for path, mode in ((os.path.dirname(directory), 0o700), (directory, 0o755)):
+        try:
+            os.mkdir(path, mode)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise OptionError(f"cannot make {path}: {exc.strerror}") from None
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise OptionError(
+                f"{path} is not a private directory of this user (it must be a directory owned by uid "
+                f"{os.geteuid()} that no one else can write to): remove it, or set XDG_RUNTIME_DIR"
+            )
+    return directory
 
 
 @dataclass(frozen=True)

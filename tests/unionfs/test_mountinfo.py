@@ -4,9 +4,15 @@ and the tests all read the mount table through."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
-from unionfs.mountinfo import MountInfo, mount_at, mounts, parse_mountinfo, unescape
+import pytest
+
+from unionfs.mountinfo import MountInfo, make_state_dir, mount_at, mounts, parse_mountinfo, unescape
+from unionfs.options import OptionError
+
+from ..support import require_root
 
 # Two lines as the kernel writes them (proc(5)): optional fields before the "-", escapes for
 # space, tab, newline and backslash, and every other byte (UTF-8 here) as it is.
@@ -54,3 +60,29 @@ def test_the_topmost_mount_of_a_point_wins(tmp_path: Path) -> None:
 def test_the_live_table_has_the_root_mount() -> None:
     assert any(m.mountpoint == "/" for m in mounts())
     assert mount_at("/") is not None
+
+
+def test_the_state_dir_is_made_private(tmp_path: Path) -> None:
+    made = make_state_dir(str(tmp_path / "layerfs-1000" / "layerfs"))
+    assert made == str(tmp_path / "layerfs-1000" / "layerfs")
+    assert stat.S_IMODE(os.stat(tmp_path / "layerfs-1000").st_mode) & 0o077 == 0
+    assert make_state_dir(made) == made  # a second mount finds it as it left it
+
+
+@pytest.mark.parametrize("planted", ["open to all", "a symlink", "another user's"])
+def test_a_state_dir_someone_else_could_write_is_refused(tmp_path: Path, planted: str) -> None:
+    """Another user may make /tmp/layerfs-$UID before us: then it must not be used."""
+    parent = tmp_path / "layerfs-1000"
+    if planted == "open to all":
+        parent.mkdir()
+        os.chmod(parent, 0o777)
+    elif planted == "a symlink":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        parent.symlink_to(tmp_path / "elsewhere")
+    else:
+        require_root("chown to another user")
+        parent.mkdir(mode=0o700)
+        os.chown(parent, 4321, 4321)
+    with pytest.raises(OptionError, match=f"{parent} is not a private directory of this user"):
+        make_state_dir(str(parent / "layerfs"))
+    assert not (parent / "layerfs").exists()
