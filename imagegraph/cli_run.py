@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .commands import CLIError, CommandTable, UsageError
 from .formatting import table
 from .runtime.jsonlog import LogQuery, format_ns, parse_time_arg
 from .runtime.manager import AttachOptions, ContainerRuntimeError, ExecConfig, NotRunning, parse_signal
@@ -22,7 +23,10 @@ from .runtime.terminal import DETACH_KEYS, Relay, parse_detach_keys
 from .service import DaemonError
 
 if TYPE_CHECKING:
-    from .cli import Context
+    from .commands import Context
+
+#: run, start, stop, kill, restart, wait, logs, attach, exec, top (cli.py adds them to its parser).
+COMMANDS = CommandTable()
 
 _RAM = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -38,8 +42,6 @@ def ram_in_bytes(value: str) -> int:
 
 
 def _flag_error(flag: str, value: str, why: str) -> Exception:
-    from .cli import UsageError
-
     return UsageError(f'invalid argument "{value}" for "{flag}" flag: {why}')
 
 
@@ -244,8 +246,6 @@ def _exit_after_relay(ctx: Context, ref: str, code: int | None) -> int:
 
 
 def _check_tty(a: argparse.Namespace) -> None:
-    from .cli import CLIError
-
     if a.tty and a.interactive:
         fd = _stdin_fd()
         if fd is None or not os.isatty(fd):
@@ -262,6 +262,7 @@ def _setup_run(p: argparse.ArgumentParser) -> None:
     add_container_flags(p)
 
 
+@COMMANDS.command("run", "Create and run a new container from an image", setup=_setup_run)
 def cmd_run(a: argparse.Namespace, ctx: Context) -> int:
     if a.detach and a.rm:
         pass  # allowed since Docker 1.13: removed when it exits
@@ -305,8 +306,9 @@ def _setup_start(p: argparse.ArgumentParser) -> None:
     p.add_argument("containers", nargs="+")
 
 
+@COMMANDS.command("start", "Start one or more stopped containers", setup=_setup_start)
 def cmd_start(a: argparse.Namespace, ctx: Context) -> int:
-    from .cli import CLIError, _each
+    from .cli import _each
 
     runtime = ctx.svc.runtime
     if a.attach or a.interactive:
@@ -356,6 +358,7 @@ def _each_runtime(ctx: Context, names: list[str], action: Callable[[str], None])
     return _each(ctx, names, wrapped)
 
 
+@COMMANDS.command("stop", "Stop one or more running containers", setup=_setup_stop)
 def cmd_stop(a: argparse.Namespace, ctx: Context) -> int:
     runtime = ctx.svc.runtime
 
@@ -371,6 +374,7 @@ def _setup_kill(p: argparse.ArgumentParser) -> None:
     p.add_argument("containers", nargs="+")
 
 
+@COMMANDS.command("kill", "Kill one or more running containers", setup=_setup_kill)
 def cmd_kill(a: argparse.Namespace, ctx: Context) -> int:
     runtime = ctx.svc.runtime
 
@@ -381,6 +385,7 @@ def cmd_kill(a: argparse.Namespace, ctx: Context) -> int:
     return _each_runtime(ctx, a.containers, kill)
 
 
+@COMMANDS.command("restart", "Restart one or more containers", setup=_setup_stop)
 def cmd_restart(a: argparse.Namespace, ctx: Context) -> int:
     runtime = ctx.svc.runtime
 
@@ -395,6 +400,7 @@ def _setup_wait(p: argparse.ArgumentParser) -> None:
     p.add_argument("containers", nargs="+")
 
 
+@COMMANDS.command("wait", "Block until one or more containers stop, then print their exit codes", setup=_setup_wait)
 def cmd_wait(a: argparse.Namespace, ctx: Context) -> int:
     runtime = ctx.svc.runtime
 
@@ -419,9 +425,8 @@ def _setup_logs(p: argparse.ArgumentParser) -> None:
     p.add_argument("container")
 
 
+@COMMANDS.command("logs", "Fetch the logs of a container", setup=_setup_logs)
 def cmd_logs(a: argparse.Namespace, ctx: Context) -> int:
-    from .cli import UsageError
-
     tail = -1
     if a.tail != "all":
         try:
@@ -448,6 +453,9 @@ def _setup_attach(p: argparse.ArgumentParser) -> None:
     p.add_argument("container")
 
 
+@COMMANDS.command(
+    "attach", "Attach local standard input, output, and error streams to a running container", setup=_setup_attach
+)
 def cmd_attach(a: argparse.Namespace, ctx: Context) -> int:
     runtime = ctx.svc.runtime
     c = runtime.get(a.container)
@@ -456,8 +464,6 @@ def cmd_attach(a: argparse.Namespace, ctx: Context) -> int:
     if tty and stdin:
         fd = _stdin_fd()
         if fd is None or not os.isatty(fd):
-            from .cli import CLIError
-
             raise CLIError("the input device is not a TTY")
     try:
         sock = runtime.attach(a.container, AttachOptions(stdin=stdin))
@@ -481,9 +487,8 @@ def _setup_exec(p: argparse.ArgumentParser) -> None:
     p.add_argument("cmd", nargs=argparse.REMAINDER)
 
 
+@COMMANDS.command("exec", "Execute a command in a running container", setup=_setup_exec)
 def cmd_exec(a: argparse.Namespace, ctx: Context) -> int:
-    from .cli import UsageError
-
     if not a.cmd:
         raise UsageError('"docker exec" requires at least 2 arguments.')
     _check_tty(a)
@@ -578,7 +583,7 @@ def _pty_relay(ctx: Context, proc: Any, stdin_fd: int | None) -> int:
                             break
                         out(data)
                     else:
-                        data = os.read(key.fd, 65536)  # type: ignore[arg-type]
+                        data = os.read(int(key.fd), 65536)
                         if not data:
                             sel.unregister(key.fd)
                             continue
@@ -594,6 +599,7 @@ def _setup_top(p: argparse.ArgumentParser) -> None:
     p.add_argument("ps_args", nargs=argparse.REMAINDER)
 
 
+@COMMANDS.command("top", "Display the running processes of a container", setup=_setup_top, readonly=True)
 def cmd_top(a: argparse.Namespace, ctx: Context) -> int:
     try:
         res = ctx.svc.runtime.top(a.container, " ".join(a.ps_args) or "-ef")
@@ -601,27 +607,3 @@ def cmd_top(a: argparse.Namespace, ctx: Context) -> int:
         raise DaemonError(str(exc)) from None
     ctx.print(table(res["Processes"], res["Titles"]))
     return 0
-
-
-def register(command: Callable[..., Any], args: Callable[..., Any]) -> None:
-    """Add these commands through cli.py's registration (`@command`, `@args`)."""
-    specs = [
-        ("run", "Create and run a new container from an image", _setup_run, cmd_run, False),
-        ("start", "Start one or more stopped containers", _setup_start, cmd_start, False),
-        ("stop", "Stop one or more running containers", _setup_stop, cmd_stop, False),
-        ("kill", "Kill one or more running containers", _setup_kill, cmd_kill, False),
-        ("restart", "Restart one or more containers", _setup_stop, cmd_restart, False),
-        ("wait", "Block until one or more containers stop, then print their exit codes", _setup_wait, cmd_wait, False),
-        ("logs", "Fetch the logs of a container", _setup_logs, cmd_logs, False),
-        (
-            "attach",
-            "Attach local standard input, output, and error streams to a running container",
-            _setup_attach,
-            cmd_attach,
-            False,
-        ),
-        ("exec", "Execute a command in a running container", _setup_exec, cmd_exec, False),
-        ("top", "Display the running processes of a container", _setup_top, cmd_top, True),
-    ]
-    for name, help_text, setup, run, readonly in specs:
-        command(name, help_text, readonly=readonly)(args(setup)(run))

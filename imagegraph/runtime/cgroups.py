@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .spec import Resources
 
@@ -126,12 +127,12 @@ class Cgroup:
             except OSError:
                 pass
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         return {"version": self.version, "dirs": self.dirs}
 
     @classmethod
-    def from_json(cls, d: dict[str, object]) -> Cgroup:
-        return cls(int(d.get("version", 1)), dict(d.get("dirs") or {}))  # type: ignore[call-overload, arg-type]
+    def from_json(cls, d: dict[str, Any]) -> Cgroup:
+        return cls(int(d.get("version", 1)), {str(k): str(v) for k, v in (d.get("dirs") or {}).items()})
 
 
 def _write(d: str, name: str, value: str) -> None:

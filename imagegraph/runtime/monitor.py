@@ -471,7 +471,7 @@ class Monitor:
                     os.close(pidfd)
                     exited_at = time.monotonic()
                 elif what == "output":
-                    self._output(key.fd)  # type: ignore[arg-type]
+                    self._output(int(key.fd))
                 elif what == "listen":
                     assert self.listener is not None
                     try:

@@ -15,7 +15,7 @@ import signal
 import socket
 import termios
 import tty as ttymod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +42,7 @@ def parse_detach_keys(spec: str) -> bytes:
 
 
 @contextmanager
-def raw_terminal(fd: int | None):
+def raw_terminal(fd: int | None) -> Iterator[None]:
     """Raw mode on `fd` if it is a terminal; the old mode comes back on the way out."""
     if fd is None or not os.isatty(fd):
         yield

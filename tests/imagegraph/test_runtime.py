@@ -476,7 +476,9 @@ def test_kill_9_of_the_starter_loses_nothing(busybox, root) -> None:
 def test_a_reused_pid_is_not_mistaken_for_the_monitor(tmp_path: Path) -> None:
     st.write_pid_file(tmp_path / "monitor.pid", os.getpid())
     assert st.monitor_alive(tmp_path) == os.getpid()
-    pid, started = st.read_pid_file(tmp_path / "monitor.pid")
+    rec = st.read_pid_file(tmp_path / "monitor.pid")
+    assert rec is not None
+    pid, started = rec
     (tmp_path / "monitor.pid").write_text(f"{pid} {started + 1}\n")  # same pid, another process
     assert st.monitor_alive(tmp_path) is None
     assert st.lost({"Running": True}, tmp_path)

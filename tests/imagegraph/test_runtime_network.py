@@ -107,4 +107,5 @@ def test_host_config_defaults_and_network_modes(svc: Services, rootfs: Path) -> 
     assert (cdir / "hosts").read_text() == Path("/etc/hosts").read_text()  # host mode: the host's copy
     assert "(legacy)" not in (cdir / "resolv.conf").read_text()
     assert c.host_config["NetworkMode"] == "host"
-    assert svc.containers.load(c.id).host_config["NetworkMode"] == "host"  # hostconfig.json
+    loaded = svc.containers.load(c.id)
+    assert loaded is not None and loaded.host_config["NetworkMode"] == "host"  # hostconfig.json
