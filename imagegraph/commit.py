@@ -295,7 +295,7 @@ def commit(
     # moby: with no config in the request the container's own config is the base, the changes
     # run on it (BuildFromConfig), and merge() fills what they emptied.
     new_cfg = full_config(merge_config(apply_changes(c.config, changes or []), c.config))
-    fd, spool = tempfile.mkstemp(prefix=".tmp-commit-", suffix=".tar", dir=layers._tmp())
+    fd, spool = tempfile.mkstemp(prefix=".tmp-commit-", suffix=".tar", dir=layers.tmp_dir)
     try:
         with os.fdopen(fd, "wb") as out:
             diff_id = archive.write_layer_tar(top_dir, out).diff_id
