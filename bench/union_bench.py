@@ -683,7 +683,7 @@ class Terminated(BaseException):
     """SIGTERM, raised where the run is, so every `with` unwinds and the mounts come down."""
 
 
-def _sigterm(signum: int, frame: object) -> None:
+def _sigterm(_signum: int, _frame: object) -> None:
     raise Terminated()
 
 

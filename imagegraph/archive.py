@@ -569,10 +569,3 @@ def apply_layer_tar(stream: ByteStream, dest: str | os.PathLike[str], encoding: 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ApplyResult("sha256:" + reader.hash.hexdigest(), size)
-
-
-def digest_tar_stream(stream: ByteStream) -> str:
-    """DiffID of a tar stream without extracting it."""
-    r = _HashingReader(stream)
-    r.drain()
-    return "sha256:" + r.hash.hexdigest()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import archive
-from .digest import EMPTY_LAYER_DIFF_ID, sha256_digest
+from .digest import sha256_digest
 from .store import Layout, hex_of, is_tmp, listdir, read_text, remove_dir_atomically, write_dir_atomically
 
 MAX_DEPTH = 125
@@ -297,7 +297,3 @@ class LayerStore:
                 shutil.rmtree(self.layout.driver_root / name, ignore_errors=True)
                 removed.append(str(self.layout.driver_root / name))
         return removed
-
-
-def is_empty_layer(diff_id: str) -> bool:
-    return diff_id == EMPTY_LAYER_DIFF_ID

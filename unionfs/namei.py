@@ -352,13 +352,6 @@ class Resolver:
         cursor.upper_dir, cursor.upper_dir_st, cursor.lower_path = upper_entry.real, upper_entry.st, merge_path
         return child((upper_entry,) + merge, merge_path)
 
-    def invalidate(self) -> None:
-        """Forget cached lower lookups (only needed if a read-only layer was changed offline)."""
-        self._lower.cache_clear()
-        self._listing.cache_clear()
-        self._layer_dir.cache_clear()
-        self._upper_info.clear()
-
 
 @dataclass(frozen=True)
 class LayerDir:

@@ -91,7 +91,7 @@ class Super:
         branches = tuple(Branch(b.path, b.role, b.label, i, b.whiteouts) for i, b in enumerate(spec.branches))
         return cls(spec, branches, Resolver(branches, spec.dialect), None, None, None, [], Libc.load())
 
-    def temp_name(self, hint: str = "") -> str:
+    def temp_name(self) -> str:
         """A fresh name in the work directory (kernel style: '#<hex>')."""
         assert self.tmpdir is not None
         return os.path.join(self.tmpdir, f"#{os.getpid():x}.{next(self._counter):x}")
