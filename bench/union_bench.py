@@ -386,7 +386,9 @@ def _each(bench: Bench, systems: list[str], repeat: int, body: Callable[[str], N
 def run_measures(bench: Bench, systems: list[str], repeat: int, cold: bool) -> None:
     sizes = bench.sizes
     walk_total = sizes.walk_files + sizes.walk_dirs
-    progress = lambda text: print(f"· {text}", file=sys.stderr, flush=True)  # noqa: E731
+
+    def progress(text: str) -> None:
+        print(f"· {text}", file=sys.stderr, flush=True)
 
     def cold_read(system: str) -> None:
         with bench.view(system) as root:
