@@ -46,7 +46,9 @@ def _flag_error(flag: str, value: str, why: str) -> Exception:
 
 def add_container_flags(p: argparse.ArgumentParser) -> None:
     """The flags `create` and `run` share (docker/cli's containerOptions, the ones this runtime has)."""
-    p.conflict_handler = p._optionals.conflict_handler = "resolve"  # docker's -h is --hostname; --help stays
+    help_action = p._option_string_actions.pop("-h", None)  # docker's -h is --hostname; --help stays
+    if help_action is not None:
+        help_action.option_strings = [o for o in help_action.option_strings if o != "-h"]
     p.add_argument("--name", help="Assign a name to the container")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
