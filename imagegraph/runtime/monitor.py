@@ -224,7 +224,10 @@ class Monitor:
             open_stdin = bool(c.config.get("OpenStdin"))
             console_size = c.host_config.get("ConsoleSize") or [0, 0]
         try:
-            self._spawn(spec, open_stdin, console_size)
+            try:
+                self._spawn(spec, open_stdin, console_size)
+            except OSError as exc:  # unshare or fork refused: say which, undo the rest
+                raise StartError(f"unable to start container process: {_one_line(exc)}") from None
         except StartError as exc:
             self._undo()
             (self.cdir / st.MONITOR_PID).unlink(missing_ok=True)
