@@ -35,7 +35,7 @@ from .reference import (
     tag_name_only,
 )
 from .refstore import RefError, RefNotFound, RefStore
-from .store import Layout, StoreLock, hex_of
+from .store import Layout, StoreLock, clean_scratch, hex_of
 
 
 class DaemonError(Exception):
@@ -131,6 +131,7 @@ class Services:
             if clean:
                 svc.containers.clean()
                 svc.layers.clean()
+                clean_scratch(svc.layout)
         return svc
 
     # ---- lookups -------------------------------------------------------------------------

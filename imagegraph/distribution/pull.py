@@ -1,10 +1,13 @@
 """`imagegraph pull`: an image from a registry into the local store, as moby's pull_v2 does.
 
 1. HEAD the tag's manifest (Accept: every manifest and index type) to learn its digest,
-   then GET it by digest; for an index, take the manifest for the platform.
+   then GET it by digest; for an index, take the manifest for the platform. Only then is
+   "Pulling from" said (moby's pullTag), so a refused or unknown name fails before any output.
 2. GET the config. If an image with that ID is stored, nothing else is fetched.
 3. For each layer whose ChainID is not stored: download to a scratch file, verify the blob
    digest, verify the uncompressed DiffID against `rootfs.diff_ids`, then register it.
+   Downloads run outside the store lock (in a `scratch` folder the store's cleaner leaves
+   alone), so a long pull does not block other commands; each registration takes the lock.
 4. Create the image (ID = config digest), tag it, record `repo@<manifest digest>`.
 
 Any failure rolls back the layers this pull registered, so the store is as it was.
@@ -15,8 +18,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,8 +145,8 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
         ref = tag_name_only(ref)
     client = make_client(ref.domain, options)
     tag_or_digest = ref.digest or ref.tag or "latest"
-    out.message(f"Pulling from {ref.path}", tag_or_digest)
     record_digest, man, _ = resolve_manifest(client, ref, options.platform)
+    out.message(f"Pulling from {ref.path}", tag_or_digest)
 
     config_desc = man.config
     try:
@@ -172,23 +173,25 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     result = PullResult("", record_digest, ref, False)
     created: list[str] = []  # ChainIDs this pull registered, for rollback
     new_image = False
-    with store.lock.held():
-        try:
-            image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+    image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+    try:
+        if not store.images.exists(image_id):
+            _fetch_layers(store, client, ref, man, diff_ids, out, result, created)
+        with store.lock.held():
             if not store.images.exists(image_id):
-                _fetch_layers(store, client, ref, man, diff_ids, out, result, created)
                 image_id = store.images.create(config_bytes)
                 new_image = True
             result.image_id = image_id
             result.tag_updated = _record_refs(store, ref, image_id, record_digest)
             for blob_digest, diff_id in result.blob_diff_ids:
                 store.v2meta.add(diff_id, V2Metadata(blob_digest, ref.name))
-        except BaseException:
+    except BaseException:
+        with store.lock.held():
             if new_image:
                 store.images.delete(image_id)
             for chain in reversed(created):
                 store.layers.release(chain)
-            raise
+        raise
     out.message(f"Digest: {record_digest}")
     word = "Downloaded newer image" if result.tag_updated else "Image is up to date"
     out.message(f"Status: {word} for {familiar_string(ref)}")
@@ -214,8 +217,7 @@ def _fetch_layers(
         else:
             out.update(short_id(desc.digest), "Pulling fs layer")
             todo.append(desc.digest)
-    scratch = Path(tempfile.mkdtemp(prefix=".tmp-pull-", dir=store.tmp_dir))
-    try:
+    with store.scratch("pull-") as scratch:
         parent: str | None = None
         for i, (desc, chain) in enumerate(zip(man.layers, chains)):
             if desc.digest not in todo or store.layers.exists(chain):
@@ -223,7 +225,7 @@ def _fetch_layers(
                 continue
             sid = short_id(desc.digest)
             blob = scratch / f"{i}.blob"
-            with open(blob, "wb") as f:
+            with open(blob, "wb") as f:  # outside the store lock: other commands go on meanwhile
                 for chunk in client.iter_blob(
                     ref.path, desc.digest, desc.size, on_chunk=lambda n: out.progress(sid, "Downloading", n, desc.size)
                 ):
@@ -235,26 +237,20 @@ def _fetch_layers(
             if diff_id != diff_ids[i]:
                 raise PullError("layers from manifest don't match image configuration")
             size = blob.stat().st_size
-            with open(blob, "rb") as raw:
+            with store.lock.held(), open(blob, "rb") as raw:
                 reader = _ProgressReader(raw, lambda n: out.progress(sid, "Extracting", n, size))
                 magic = raw.read(2)
                 raw.seek(0)
                 stream = gzip.GzipFile(fileobj=reader, mode="rb") if magic == b"\x1f\x8b" else reader
                 layer, was_created = store.layers.register(stream, parent)  # type: ignore[arg-type]
-            if layer.chain_id != chain:
                 if was_created:
-                    store.layers.release(layer.chain_id)
+                    created.append(layer.chain_id)
+            if layer.chain_id != chain:
                 raise PullError("layers from manifest don't match image configuration")
-            if was_created:
-                created.append(layer.chain_id)
             result.blob_diff_ids.append((desc.digest, diff_id))  # recorded once the image is in
             out.update(sid, "Pull complete")
             parent = chain
             blob.unlink()
-    finally:
-        for p in scratch.iterdir():
-            p.unlink()
-        os.rmdir(scratch)
 
 
 def _record_refs(store: LocalStore, ref: Reference, image_id: str, manifest_digest: str) -> bool:
