@@ -543,6 +543,23 @@ def cmd_graph(a: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+# ---- the daemon ------------------------------------------------------------------------------------
+
+
+def _setup_daemon(p: argparse.ArgumentParser) -> None:
+    from .daemon.command import setup_args
+
+    setup_args(p)
+
+
+@command("daemon", "Serve Docker's Engine API on a socket, so the docker client drives this store")
+@args(_setup_daemon)
+def cmd_daemon(a: argparse.Namespace, ctx: Context) -> int:
+    from .daemon.command import run
+
+    return run(a, Path(a.daemon_root).absolute() if a.daemon_root else ctx.root, ctx.err)
+
+
 # ---- the parser ------------------------------------------------------------------------------------
 
 

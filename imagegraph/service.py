@@ -556,8 +556,14 @@ class Services:
     # ---- containers ------------------------------------------------------------------------
 
     def create_container(
-        self, image_ref: str, cmd: list[str] | None = None, name: str | None = None, now: float | None = None
+        self,
+        image_ref: str,
+        cmd: list[str] | None = None,
+        name: str | None = None,
+        now: float | None = None,
+        config: dict[str, Any] | None = None,
     ) -> Container:
+        """`config`: the Engine API's container.Config (merged with the image's; see ContainerStore.create)."""
         with self.lock.held():
             self.refs.reload()
             img = self.get_image(image_ref)
@@ -566,7 +572,7 @@ class Services:
                 seed = f"{sde}\0{img.id}\0{image_ref}\0{name}\0{cmd}" if sde else None
                 if now is None and sde:
                     now = created_now(None)
-                return self.containers.create(img, image_ref, cmd, name, now, seed=seed)
+                return self.containers.create(img, image_ref, cmd, name, now, seed=seed, config=config)
             except ContainerError as exc:
                 raise Conflict(str(exc)) if "Conflict." in str(exc) else InvalidParameter(str(exc)) from None
 
@@ -577,6 +583,17 @@ class Services:
                 self.containers.remove(c)
             except ContainerError as exc:
                 raise DaemonError(f'cannot remove container "{c.data["Name"]}": {exc}') from None
+
+    def rename_container(self, ref: str, new_name: str) -> tuple[Container, str]:
+        """`docker rename`: returns the renamed container and its old name."""
+        if not ref or not new_name:
+            raise InvalidParameter("Neither old nor new names may be empty")
+        with self.lock.held():
+            c = self.get_container(ref)
+            try:
+                return self.containers.rename(c, new_name), c.name
+            except ContainerError as exc:
+                raise Conflict(str(exc)) if "Conflict." in str(exc) else InvalidParameter(str(exc)) from None
 
     def commit(
         self,

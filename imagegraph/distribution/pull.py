@@ -56,6 +56,7 @@ class PullResult:
     downloaded: list[str] = field(default_factory=list)  # blob digests fetched
     existed: list[str] = field(default_factory=list)  # blob digests skipped ("Already exists")
     blob_diff_ids: list[tuple[str, str]] = field(default_factory=list)
+    layer_blobs: list[str] = field(default_factory=list)  # the manifest's layer digests, bottom first
 
 
 def short_id(digest: str) -> str:
@@ -170,7 +171,7 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     if len(diff_ids) != len(man.layers):
         raise PullError("layers from manifest don't match image configuration")
 
-    result = PullResult("", record_digest, ref, False)
+    result = PullResult("", record_digest, ref, False, layer_blobs=[d.digest for d in man.layers])
     created: list[str] = []  # ChainIDs this pull registered, for rollback
     new_image = False
     image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()

@@ -12,6 +12,8 @@ import pytest
 from imagegraph.cli import main
 from imagegraph.service import Services
 
+from .daemon_fixture import daemon  # noqa: F401  (the `daemon` fixture: a real imagegraph daemon)
+
 
 @dataclass
 class Result:
