@@ -222,7 +222,10 @@ def cmd_import(a: argparse.Namespace, ctx: Context) -> int:
         src = sys.stdin.buffer
     elif not os.path.exists(src):
         raise DaemonError(f"open {src}: no such file or directory")
-    image_id = ctx.svc.import_image(src, a.repository, a.change, a.message)
+    message = a.message
+    if not message and not os.path.isdir(a.source):
+        message = "Imported from -"  # the daemon's words: docker import streams a tar file as "-"
+    image_id = ctx.svc.import_image(src, a.repository, a.change, message)
     ctx.print(image_id)
     return 0
 
@@ -394,7 +397,12 @@ def _setup_create(p: argparse.ArgumentParser) -> None:
 @command("create", "Create a new container")
 @args(_setup_create)
 def cmd_create(a: argparse.Namespace, ctx: Context) -> int:
-    c = ctx.svc.create_container(a.image, a.cmd or None, a.name)
+    # What the docker CLI sends for `docker create IMAGE CMD` (stdout and stderr attached by
+    # default), so a container is the same whichever client made it.
+    config: dict[str, Any] = {"AttachStdout": True, "AttachStderr": True}
+    if a.cmd:
+        config["Cmd"] = a.cmd
+    c = ctx.svc.create_container(a.image, a.cmd or None, a.name, config=config)
     ctx.print(c.id)
     return 0
 

@@ -108,11 +108,12 @@ class ContainerService:
             raise InvalidParameter("config cannot be empty in order to create a container")
         user = {k: config[k] for k in CREATE_FIELDS if k in config and config[k] not in (None, "", [], {})}
         svc = self.daemon.services()
-        c = svc.create_container(image, None, name or None, config=user)
-        hc = dict(DEFAULT_HOST_CONFIG)
-        hc.update({k: v for k, v in (host_config or {}).items() if v not in (None, "", [], {})})
-        with svc.lock.held():
-            atomic_write(self.daemon.config.root / "containers" / c.id / "hostconfig.json", json.dumps(hc), 0o600)
+        c = svc.create_container(image, user.get("Cmd") or None, name or None, config=user)
+        hc = {k: v for k, v in (host_config or {}).items() if _meaningful(k, v)}
+        if hc:  # only what differs from the defaults, so a plain create leaves the store as `imagegraph create`
+            with svc.lock.held():
+                path = self.daemon.config.root / "containers" / c.id / "hostconfig.json"
+                atomic_write(path, json.dumps(dict(DEFAULT_HOST_CONFIG, **hc)), 0o600)
         self.log_container_event(c, "create")
         return c.id
 
@@ -421,6 +422,21 @@ class ContainerService:
                 self.log_container_event(c, "destroy")
         self.daemon.events.log("prune", "container", "", {"reclaimed": str(reclaimed)})
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+
+def _meaningful(key: str, value: Any) -> bool:
+    """A HostConfig field that says more than the default (the CLI sends every field, mostly zero)."""
+    if key == "NetworkMode":
+        return value not in ("", "default", "bridge", "none")
+    if key == "RestartPolicy":
+        return isinstance(value, dict) and value.get("Name") not in ("", "no", None)
+    if key == "MemorySwappiness" and value == -1:
+        return False
+    if isinstance(value, dict):
+        return any(_meaningful("", v) for v in value.values())
+    if isinstance(value, list):
+        return any(_meaningful("", v) for v in value)
+    return value not in (None, "", 0, False)
 
 
 def _label_match(labels: dict[str, str], spec: str) -> bool:

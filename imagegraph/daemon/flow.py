@@ -48,7 +48,7 @@ class Flow:
     # ---- the hops -----------------------------------------------------------------------------
 
     def client_request(self, method: str, target: str, handler: str, auth: str | None) -> None:
-        text = f"{method} {target} → {handler}"
+        text = f"{method} {readable_target(target)} → {handler}"
         if auth is not None:
             text += f"  X-Registry-Auth: {auth}"
         self.hop("client → daemon", text)
@@ -67,7 +67,7 @@ class Flow:
     ) -> None:
         """One daemon → registry exchange: what was asked, with which credentials, and the answer
         (the auth challenge of a 401, the scope a token was asked for)."""
-        text = f"{method} {url} → {status} {reason}".rstrip()
+        text = f"{method} {readable_target(url)} → {status} {reason}".rstrip()
         auth = describe_authorization(sent.get("Authorization", ""))
         if auth:
             text += f"  ({auth})"
@@ -78,6 +78,20 @@ class Flow:
         if "scope" in query:
             text += "  token scope: " + " ".join(query["scope"])
         self.hop("daemon → registry", text)
+
+
+def readable_target(target: str, longest: int = 40) -> str:
+    """A request target as a student reads it: the query decoded, opaque long values cut short
+    (an upload's `_state=…`)."""
+    path, sep, query = target.partition("?")
+    if not sep:
+        return urllib.parse.unquote(path)
+    parts = []
+    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if len(value) > longest and not value.startswith("sha256:"):
+            value = value[:12] + "…"
+        parts.append(f"{key}={value}")
+    return urllib.parse.unquote(path) + "?" + "&".join(parts)
 
 
 def describe_authorization(value: str) -> str:

@@ -29,7 +29,7 @@ from ..refstore import RefNotFound
 from . import manifest as M
 from .client import RegistryClient
 from .credentials import get_auth
-from .errors import DigestMismatch, NotFound, RegistryError
+from .errors import DigestMismatch, NotFound, RegistryError, Unauthorized, Unreachable
 from .localstore import LocalStore
 from .metadata import V2Metadata
 from .progress import ProgressWriter
@@ -115,7 +115,7 @@ def resolve_manifest(
             try:
                 head = client.head_manifest(path, target)
                 target = head.digest or target
-            except NotFound:
+            except (NotFound, Unauthorized, Unreachable):
                 raise
             except RegistryError as exc:
                 if "unauthorized" in str(exc) or "dial tcp" in str(exc):
