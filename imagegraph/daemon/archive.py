@@ -357,8 +357,8 @@ def _extract_one(
             raise InvalidParameter(f"invalid hardlink {m.name!r} -> {m.linkname!r}")
         u.link(source, target)
     elif m.ischr() or m.isblk():
-        kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
-        u.mknod(target, kind | mode, os.makedev(m.devmajor, m.devminor))
+        fmt = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+        u.mknod(target, fmt | mode, os.makedev(m.devmajor, m.devminor))
     elif m.isfifo():
         u.mkfifo(target, mode)
     else:

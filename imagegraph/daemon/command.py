@@ -147,7 +147,7 @@ def setup_args(p: argparse.ArgumentParser) -> None:
         "--flow", metavar="FILE", help="write one line per hop (client → daemon → registry) to FILE, - for stderr"
     )
     p.add_argument("--log-level", "-l", choices=sorted(LOG_LEVELS), default="info", help="as dockerd's (default info)")
-    p.add_argument("-D", "--debug", action="store_true", help="same as --log-level debug")
+    p.add_argument("-D", "--debug", action="store_true", dest="daemon_debug", help="same as --log-level debug")
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT", help="plain-HTTP registry")
     p.add_argument(
         "--shutdown-timeout", type=float, default=10.0, metavar="SECONDS", help="grace for running requests (10)"
@@ -170,7 +170,8 @@ class _LogrusFormatter(logging.Formatter):
 
 
 def run(a: argparse.Namespace, root: Path, err: TextIO) -> int:
-    level = logging.DEBUG if a.debug else LOG_LEVELS[a.log_level]
+    debug = getattr(a, "daemon_debug", False) or getattr(a, "debug", False)
+    level = logging.DEBUG if debug else LOG_LEVELS[a.log_level]
     handler = logging.StreamHandler(err)
     handler.setFormatter(_LogrusFormatter())
     log.handlers[:] = [handler]

@@ -9,13 +9,12 @@ adds what only a daemon has: events, the flow log, credentials that come with th
 
 from __future__ import annotations
 
-import io
 import json
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from ..commit import ChangeError, apply_changes
 from ..container import full_config
@@ -377,7 +376,7 @@ class ImageService:
                 continue
             self.log_image_event(svc, image_id, image_id, "load")
 
-    def export_image(self, names: list[str], out: io.RawIOBase | Any) -> None:
+    def export_image(self, names: list[str], out: Writable) -> None:
         """ExportImage: the images as one tar, in Docker 25's layout, streamed as it is made."""
         store = self.daemon.local_store()
         svc = self.daemon.services()
@@ -388,7 +387,7 @@ class ImageService:
             except NotFound as exc:
                 raise NotFound(str(exc)) from None
         try:
-            save(store, names, out)
+            save(store, names, cast(BinaryIO, out))  # tarfile only calls write()
         except TarExportError as exc:
             raise NotFound(str(exc)) if "No such image" in str(exc) else DaemonError(str(exc)) from None
         for image_id in ids:
@@ -449,6 +448,10 @@ class ImageService:
         cfg = self.daemon.config
         named = list(cfg.search_registries) + [r for r in cfg.insecure_registries if "/" not in r]
         return list(dict.fromkeys(named)), term.removeprefix("library/") if term else term
+
+
+class Writable(Protocol):
+    def write(self, data: bytes) -> int: ...
 
 
 class JSONProgressLike(ProgressOutput, Protocol):

@@ -18,7 +18,7 @@ import pytest
 from imagegraph.cli import main as imagegraph_main
 
 from .daemon_fixture import RunningDaemon, require_docker, start_daemon
-from .registry_fixture import RunningRegistry, basic_registry, free_port, registry  # noqa: F401
+from .registry_fixture import RunningRegistry, free_port
 from .test_daemon_parity import layer_tar
 
 pytestmark = pytest.mark.registry

@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Any, BinaryIO
+from typing import Any
 
 from ...digest import go_json
 from ...distribution.credentials import AuthConfig
@@ -41,7 +41,7 @@ class BodyReader(io.RawIOBase):
     """A request body: `Content-Length` bytes, or a chunked body decoded (Go clients stream
     `docker load` and `docker import` bodies chunked), or nothing."""
 
-    def __init__(self, rfile: BinaryIO, length: int | None, chunked: bool) -> None:
+    def __init__(self, rfile: io.BufferedIOBase, length: int | None, chunked: bool) -> None:
         self._rfile = rfile
         self._left = length if length is not None else 0
         self._chunked = chunked
@@ -83,14 +83,14 @@ class BodyReader(io.RawIOBase):
                 self._next_chunk()
                 if self._done:
                     return 0
-            n = self._rfile.readinto(view[: min(len(view), self._chunk_left)])  # type: ignore[attr-defined]
+            n = self._rfile.readinto(view[: min(len(view), self._chunk_left)])
             if not n:
                 raise BadRequest("unexpected EOF in a chunked body")
             self._chunk_left -= n
             if self._chunk_left == 0:
                 self._rfile.readline(8)  # the CRLF after the chunk
             return n
-        n = self._rfile.readinto(view[: min(len(view), self._left)])  # type: ignore[attr-defined]
+        n = self._rfile.readinto(view[: min(len(view), self._left)])
         if not n:
             raise BadRequest("unexpected EOF in the request body")
         self._left -= n
@@ -146,6 +146,14 @@ class Request:
     body: BodyReader
     vars: dict[str, str] = field(default_factory=dict)
     connection: socket.socket | None = None
+    _stream: io.BufferedReader | None = field(default=None, repr=False)
+
+    @property
+    def stream(self) -> io.BufferedReader:
+        """The body as a buffered binary file (for tar readers and the service layer)."""
+        if self._stream is None:
+            self._stream = io.BufferedReader(self.body, 1 << 16)
+        return self._stream
 
     def get(self, key: str, default: str = "") -> str:
         """r.Form.Get: the first value, or ""."""
@@ -303,7 +311,7 @@ class ResponseWriter:
     end: a short answer gets a Content-Length, a flushed one is chunked (HTTP/1.1).
     """
 
-    def __init__(self, wfile: BinaryIO, method: str, http_version: str = "HTTP/1.1") -> None:
+    def __init__(self, wfile: io.BufferedIOBase, method: str, http_version: str = "HTTP/1.1") -> None:
         self._wfile = wfile
         self._method = method
         self._http11 = http_version == "HTTP/1.1"

@@ -175,7 +175,7 @@ class ContainerRouter(Router):
         name, path = _archive_form(r)
         self.backend.flow.call("putContainersArchive", "ContainerExtractToDir", f"{name}, {path}")
         self.backend.containers.container_extract_to_dir(
-            name, path, bool_value(r, "copyUIDGID"), bool_value(r, "noOverwriteDirNonDir"), r.body
+            name, path, bool_value(r, "copyUIDGID"), bool_value(r, "noOverwriteDirNonDir"), r.stream
         )
 
     # ---- rename, remove, prune ---------------------------------------------------------------------------

@@ -132,7 +132,7 @@ class ImageRouter(Router):
             out = self._output(w)
             self.backend.flow.call("postImagesCreate", "ImportImage", f"{src}, {tag_ref or '-'}")
             try:
-                image_id = self.backend.images.import_image(src, r.body, tag_ref, comment, r.values("changes"), out)
+                image_id = self.backend.images.import_image(src, r.stream, tag_ref, comment, r.values("changes"), out)
             except Exception as exc:
                 self._stream_failed(w, out, exc)
                 return
@@ -182,7 +182,7 @@ class ImageRouter(Router):
         out = self._output(w, stream_lines=True, quiet=quiet)
         self.backend.flow.call("postImagesLoad", "LoadImage", f"quiet={str(quiet).lower()}")
         try:
-            self.backend.images.load_image(r.body, out)
+            self.backend.images.load_image(r.stream, out)
         except Exception as exc:  # moby writes load's error into the stream, whatever was sent
             out.error(str(exc))
             w.flow_detail = f"stream ended with error: {exc}"
