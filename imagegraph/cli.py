@@ -228,26 +228,28 @@ def _setup_inspect(p: argparse.ArgumentParser) -> None:
 
 @command("inspect", "Return low-level information on images and containers", readonly=True, setup=_setup_inspect)
 def cmd_inspect(a: argparse.Namespace, ctx: Context) -> int:
+    """docker inspect: untyped, a miss is `Error: No such object`; with --type, the daemon's error."""
     out, errors = [], []
     for n in a.names:
         obj = None
+        failure = f"Error: No such object: {n}"
         if a.type in (None, "container"):
             try:
                 obj = ctx.svc.inspect_container(ctx.svc.get_container(n))
-            except DaemonError:
-                obj = None
+            except DaemonError as exc:
+                obj, failure = None, DAEMON_PREFIX + str(exc) if a.type else failure
         if obj is None and a.type in (None, "image"):
             try:
                 obj = ctx.svc.inspect_image(ctx.svc.get_image(n))
-            except DaemonError:
-                obj = None
+            except DaemonError as exc:
+                obj, failure = None, DAEMON_PREFIX + str(exc) if a.type else failure
         if obj is None:
-            errors.append(f"No such object: {n}" if a.type is None else f"No such {a.type}: {n}")
+            errors.append(failure)
         else:
             out.append(obj)
     ctx.print(json.dumps(out, indent=4, ensure_ascii=False))
     for e in errors:
-        ctx.err.write(f"Error: {e}\n")
+        ctx.err.write(f"{e}\n")
     return 1 if errors else 0
 
 

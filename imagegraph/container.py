@@ -274,14 +274,17 @@ def _opaque(real: str) -> bool:
     return os.path.lexists(os.path.join(real, archive.WHITEOUT_OPAQUE))
 
 
-def _deleted(real: str, rel: str, st: os.stat_result) -> str | None:
-    """moby overlayDeletedFile + aufsDeletedFile: the path a whiteout or opaque dir deletes."""
+def _deleted(real: str, rel: str, st: os.stat_result, lowers: list[Path]) -> str | None:
+    """moby overlayDeletedFile + aufsDeletedFile: the path a whiteout or opaque dir deletes.
+
+    An opaque dir deletes only what a lower layer had there: a new directory in a merged
+    parent is opaque too (the kernel marks it so), and `docker diff` shows it as added."""
     base = os.path.basename(rel)
     if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
         return rel
     if base.startswith(archive.WHITEOUT_PREFIX):
         return os.path.join(os.path.dirname(rel), base[len(archive.WHITEOUT_PREFIX) :])
-    if stat.S_ISDIR(st.st_mode) and _opaque(real):
+    if stat.S_ISDIR(st.st_mode) and _opaque(real) and any(os.path.lexists(str(lo) + rel) for lo in lowers):
         return rel
     return None
 
@@ -298,7 +301,7 @@ def layer_changes(rw: Path, lowers: list[Path]) -> list[tuple[int, str]]:
             st = os.lstat(p)
             if name.startswith(archive.WHITEOUT_META_PREFIX):
                 continue
-            deleted = _deleted(p, path, st)
+            deleted = _deleted(p, path, st, lowers)
             if deleted is not None:
                 kind, path_out = CHANGE_DELETE, deleted
             else:
