@@ -80,8 +80,9 @@ class _ProgressReader:
 
     def read(self, n: int = -1) -> bytes:
         b = self.f.read(n)
-        self.done += len(b)
-        self.report(self.done)
+        if b:  # a read at the end says nothing new: no repeated "Extracting" message
+            self.done += len(b)
+            self.report(self.done)
         return b
 
 

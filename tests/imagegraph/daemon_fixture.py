@@ -3,8 +3,8 @@
 `start_daemon(tmp)` runs `python -m imagegraph --root tmp/root daemon -H unix://tmp/d.sock
 --flow tmp/flow.log` as its own process, waits for `_ping`, and stops it with SIGTERM
 afterwards. The `docker` CLI is pointed at it with DOCKER_HOST, with a private DOCKER_CONFIG
-(so `docker login` never touches ~/.docker). Without the docker CLI the tests skip, except in
-CI, where a missing install step must be a failure.
+(so `docker login` never touches ~/.docker). Without the docker CLI the tests skip, except where
+every real component is required (tests/support.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import http.client
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,18 +27,14 @@ from typing import Any
 import pytest
 
 from imagegraph.cli import main as imagegraph_main
+from tests.support import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def require_docker() -> str:
-    path = shutil.which("docker")
-    if path:
-        return path
-    reason = "the docker CLI is not installed (scripts/setup-system.sh installs the docker.io package's client)"
-    if os.environ.get("LAYERLAB_REQUIRE_FUSE") == "1" or os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
+    """The docker CLI (scripts/setup-system.sh installs the docker.io package's client if none)."""
+    return require_tool("docker")
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support import skip_or_fail
 
 from .daemon_fixture import RunningDaemon
 from .registry_fixture import RunningRegistry
@@ -18,9 +19,7 @@ def docker_sdk() -> Any:
     try:
         import docker
     except ImportError:
-        if os.environ.get("LAYERLAB_REQUIRE_FUSE") == "1" or os.environ.get("CI"):
-            pytest.fail("the Docker SDK for Python is not installed (pip install -e '.[test]' installs it)")
-        pytest.skip("the Docker SDK for Python is not installed")
+        skip_or_fail("the Docker SDK for Python is not installed (pip install -e '.[test]' installs it)")
     return docker
 
 

@@ -18,9 +18,10 @@ import pytest
 
 from imagegraph.api import DEFAULT_VERSION, MIN_VERSION
 from imagegraph.daemon.command import HostError, default_host, parse_host
+from tests.support import require_tool
 
 from .daemon_fixture import REPO, RunningDaemon, UnixHTTPConnection, start_daemon
-from .registry_fixture import free_port, require_tool
+from .registry_fixture import free_port
 
 
 def test_ping_answers_ok_with_the_headers_the_client_negotiates_with(daemon: RunningDaemon) -> None:
