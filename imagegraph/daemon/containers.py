@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..container import KIND_LETTER, Container, ContainerError
+from ..digest import _CONTAINER_CONFIG_ORDER
 from ..imagestore import parse_time
 from ..reference import Reference, familiar_string
 from ..service import Conflict, InvalidParameter, NotFound, Services
@@ -25,33 +26,8 @@ from .system import dir_size
 if TYPE_CHECKING:
     from . import Daemon
 
-#: container.Config fields a create request may set (the rest are the daemon's).
-CREATE_FIELDS = (
-    "Hostname",
-    "Domainname",
-    "User",
-    "AttachStdin",
-    "AttachStdout",
-    "AttachStderr",
-    "ExposedPorts",
-    "Tty",
-    "OpenStdin",
-    "StdinOnce",
-    "Env",
-    "Cmd",
-    "Healthcheck",
-    "ArgsEscaped",
-    "Volumes",
-    "WorkingDir",
-    "Entrypoint",
-    "NetworkDisabled",
-    "MacAddress",
-    "OnBuild",
-    "Labels",
-    "StopSignal",
-    "StopTimeout",
-    "Shell",
-)
+#: container.Config fields a create request may set (the image's name is the daemon's to record).
+CREATE_FIELDS = tuple(f for f in _CONTAINER_CONFIG_ORDER if f != "Image")
 
 DEFAULT_HOST_CONFIG: dict[str, Any] = {"NetworkMode": "none", "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0}}
 
@@ -222,22 +198,8 @@ class ContainerService:
         with svc.lock.held(shared=True):
             c = svc.get_container(name)
             base = svc.inspect_container(c)
-            state = dict(
-                {
-                    "Status": "created",
-                    "Running": False,
-                    "Paused": False,
-                    "Restarting": False,
-                    "OOMKilled": False,
-                    "Dead": False,
-                    "Pid": 0,
-                    "ExitCode": 0,
-                    "Error": "",
-                    "StartedAt": "0001-01-01T00:00:00Z",
-                    "FinishedAt": "0001-01-01T00:00:00Z",
-                },
-                **{k: v for k, v in (c.data.get("State") or {}).items() if k in ("StartedAt", "FinishedAt")},
-            )
+            stored = {k: v for k, v in (base["State"] or {}).items() if k not in ("Status", "RemovalInProgress")}
+            state = {"Status": "created", **stored}
             out: dict[str, Any] = {
                 "Id": c.id,
                 "Created": base["Created"],

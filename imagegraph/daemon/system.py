@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .. import archive
 from ..api import DEFAULT_VERSION, MIN_VERSION
 from ..commit import go_arch
-from ..distribution.credentials import AuthConfig
+from ..distribution.credentials import AuthConfig, login_domain
 from ..distribution.errors import RegistryError, Unauthorized
 from . import errdefs
 
@@ -238,17 +238,6 @@ class SystemService:
         return {"IdentityToken": "", "Status": "Login Succeeded"}
 
 
-def login_domain(server: str) -> str:
-    """The registry a `docker login SERVER` means: scheme and path dropped; Docker Hub's names → docker.io."""
-    if not server:
-        return "docker.io"
-    for prefix in ("https://", "http://"):
-        if server.startswith(prefix):
-            server = server[len(prefix) :]
-    server = server.split("/", 1)[0]
-    return "docker.io" if server in ("index.docker.io", "registry-1.docker.io") else server
-
-
 def go_time_rfc3339nano(ns: int) -> str:
     """Go's time.Now().Format(time.RFC3339Nano) in local time: trailing zeros of the fraction dropped."""
     t = time.localtime(ns // 1_000_000_000)
@@ -265,4 +254,4 @@ def _open_fds() -> int:
         return 0
 
 
-__all__ = ["SystemService", "dir_size", "login_domain"]
+__all__ = ["SystemService", "dir_size"]

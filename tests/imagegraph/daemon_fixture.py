@@ -205,15 +205,3 @@ def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningD
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     with start_daemon(tmp_path / "daemon", env=dict(os.environ)) as d:
         yield d
-
-
-def make_rootfs(path: Path, files: dict[str, str], mtime: int = 1600000000) -> Path:
-    for rel, content in files.items():
-        p = path / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(content)
-    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-        for n in filenames + dirnames:
-            os.utime(os.path.join(dirpath, n), (mtime, mtime), follow_symlinks=False)
-    os.utime(path, (mtime, mtime))
-    return path

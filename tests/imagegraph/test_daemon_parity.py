@@ -18,7 +18,8 @@ from imagegraph.container import ContainerStore
 from imagegraph.layerstore import LayerStore
 from imagegraph.store import Layout
 
-from .daemon_fixture import RunningDaemon, make_rootfs
+from .conftest import make_rootfs
+from .daemon_fixture import RunningDaemon
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
