@@ -269,7 +269,7 @@ def merge_create_config(user: dict[str, Any], image: dict[str, Any]) -> dict[str
 
 
 def _opaque(real: str) -> bool:
-    if archive._is_opaque_dir(real):
+    if archive.is_opaque_dir(real):
         return True
     return os.path.lexists(os.path.join(real, archive.WHITEOUT_OPAQUE))
 

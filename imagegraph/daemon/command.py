@@ -222,7 +222,7 @@ def run(a: argparse.Namespace, root: Path, err: TextIO) -> int:
 
     stop = threading.Event()
 
-    def on_signal(signum: int, frame: object) -> None:
+    def on_signal(signum: int, _frame: object) -> None:
         log.info("Processing signal '%s'", signal.Signals(signum).name)
         stop.set()
 

@@ -72,9 +72,6 @@ class ContainerService:
         attributes["name"] = c.name
         self.daemon.events.log(action, "container", c.id, attributes)
 
-    def _get(self, svc: Services, name: str) -> Container:
-        return svc.get_container(name)
-
     # ---- create, list, inspect, changes ----------------------------------------------------------
 
     def container_create(self, name: str | None, config: dict[str, Any], host_config: dict[str, Any] | None) -> str:
@@ -319,10 +316,11 @@ class ContainerService:
         base = "." if path.endswith("/.") else st.name
         return st, archive.tar_stream(union, resolved, base), c
 
-    def container_extract_to_dir(
-        self, name: str, path: str, copy_uid_gid: bool, no_overwrite_dir_non_dir: bool, body: BinaryIO
-    ) -> None:
-        """PUT /containers/{name}/archive: unpack a tar into a directory of the container (docker cp in)."""
+    def container_extract_to_dir(self, name: str, path: str, no_overwrite_dir_non_dir: bool, body: BinaryIO) -> None:
+        """PUT /containers/{name}/archive: unpack a tar into a directory of the container (docker cp in).
+
+        Owners are kept from the tar, with or without copyUIDGID: that flag maps them through
+        the container's user namespace, and containers here have none (moby's identity map)."""
         svc = self.daemon.services()
         with svc.lock.held():
             c = svc.get_container(name)
@@ -340,8 +338,8 @@ class ContainerService:
         c, old = svc.rename_container(name, new_name)
         self.log_container_event(c, "rename", {"oldName": "/" + old})
 
-    def container_rm(self, name: str, force: bool, remove_volumes: bool, remove_link: bool) -> None:
-        """DELETE /containers/{name} (ContainerRm)."""
+    def container_rm(self, name: str, force: bool, remove_link: bool) -> None:
+        """DELETE /containers/{name} (ContainerRm); containers here have no volumes for `v` to remove."""
         if remove_link:
             raise Conflict("Conflict, cannot remove the default link name of the container")
         svc = self.daemon.services()

@@ -29,9 +29,7 @@ class LocalStore:
     @property
     def tmp_dir(self) -> Path:
         """Scratch space inside the store (same filesystem, so renames are atomic)."""
-        d = self.layout.layerdb / "tmp"
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        return self.layers.tmp_dir
 
     def scratch(self, prefix: str = "scratch-") -> AbstractContextManager[Path]:
         """A folder for downloads and uploads in flight, outside the store lock (`store.scratch_dir`)."""

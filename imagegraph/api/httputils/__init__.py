@@ -17,7 +17,6 @@ import json
 import re
 import socket
 import urllib.parse
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
@@ -50,10 +49,6 @@ class BodyReader(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
-
-    @property
-    def exhausted(self) -> bool:
-        return self._done
 
     def _next_chunk(self) -> None:
         line = self._rfile.readline(1024)
@@ -322,15 +317,11 @@ class ResponseWriter:
         self.close_connection = not self._http11
         self._chunked = False
         self._buffer = bytearray()
-        self.body_bytes = 0
         self.flow_detail = ""  # what the flow log's reply line adds (a stream's last status)
 
     # headers
     def set_header(self, name: str, value: str) -> None:
         self.headers[canonical_header(name)] = value
-
-    def get_header(self, name: str) -> str:
-        return self.headers.get(canonical_header(name), "")
 
     def write_header(self, status: int) -> None:
         if self.status is None:
@@ -377,7 +368,6 @@ class ResponseWriter:
     def write(self, data: bytes) -> int:
         if self.hijacked:
             raise RuntimeError("write on a hijacked connection")
-        self.body_bytes += len(data)
         if not self.sent:
             self._buffer += data
             if len(self._buffer) > MAX_BUFFERED:
@@ -425,7 +415,3 @@ def write_json(w: ResponseWriter, status: int, value: Any) -> None:
     w.set_header("Content-Type", "application/json")
     w.write_header(status)
     w.write(go_json(value, escape_html=False) + b"\n")
-
-
-def header_map(headers: Message) -> Mapping[str, str]:
-    return {canonical_header(k): str(v) for k, v in headers.items()}

@@ -174,9 +174,7 @@ class ContainerRouter(Router):
     def putContainersArchive(self, w: ResponseWriter, r: Request) -> None:
         name, path = _archive_form(r)
         self.backend.flow.call("putContainersArchive", "ContainerExtractToDir", f"{name}, {path}")
-        self.backend.containers.container_extract_to_dir(
-            name, path, bool_value(r, "copyUIDGID"), bool_value(r, "noOverwriteDirNonDir"), r.stream
-        )
+        self.backend.containers.container_extract_to_dir(name, path, bool_value(r, "noOverwriteDirNonDir"), r.stream)
 
     # ---- rename, remove, prune ---------------------------------------------------------------------------
 
@@ -187,7 +185,7 @@ class ContainerRouter(Router):
     def deleteContainers(self, w: ResponseWriter, r: Request) -> None:
         name = r.vars["name"]
         self.backend.flow.call("deleteContainers", "ContainerRm", name)
-        self.backend.containers.container_rm(name, bool_value(r, "force"), bool_value(r, "v"), bool_value(r, "link"))
+        self.backend.containers.container_rm(name, bool_value(r, "force"), bool_value(r, "link"))
         w.write_header(204)
 
     def postContainersPrune(self, w: ResponseWriter, r: Request) -> None:
