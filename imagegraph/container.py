@@ -230,34 +230,17 @@ def full_config(c: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-def merge_create_config(user: dict[str, Any], image_conf: dict[str, Any]) -> dict[str, Any]:
-    """moby mergeAndVerifyConfig: the request's fields win, the image fills what they leave empty.
+def create_config(user: dict[str, Any], image_conf: dict[str, Any]) -> dict[str, Any]:
+    """moby mergeAndVerifyConfig: the config `create` records, the image's with the request's
+    fields merged in (`merge_create_config`); `--entrypoint ""` resets; no command is an error.
 
     Starts from the image's config so that a container made without flags carries it unchanged.
     """
     out = full_config(json.loads(json.dumps(image_conf or {})))
     out["Hostname"] = ""
-    for key in ("Hostname", "Domainname", "User", "WorkingDir", "StopSignal"):
-        if user.get(key):
-            out[key] = user[key]
-    for key in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"):
-        if key in user:
-            out[key] = bool(user[key])
-    if user.get("StopTimeout") is not None:
-        out["StopTimeout"] = user["StopTimeout"]
-    if user.get("Env"):
-        keys = {e.split("=", 1)[0] for e in user["Env"]}
-        out["Env"] = list(user["Env"]) + [e for e in out.get("Env") or [] if e.split("=", 1)[0] not in keys]
-    if user.get("Labels"):
-        out["Labels"] = {**(out.get("Labels") or {}), **user["Labels"]}
-    if user.get("Entrypoint"):
-        out["Entrypoint"] = list(user["Entrypoint"])
-        out["Cmd"] = list(user["Cmd"]) if user.get("Cmd") else None
-    else:
-        if user.get("Cmd"):
-            out["Cmd"] = list(user["Cmd"])
-        if user.get("Entrypoint") is not None:  # [] given: no entrypoint
-            out["Entrypoint"] = None
+    merged = merge_create_config(user, image_conf or {})
+    out.update(merged)
+    out["Cmd"], out["Entrypoint"] = merged.get("Cmd"), merged.get("Entrypoint")  # a request's Entrypoint drops Cmd
     if out.get("Entrypoint") == [""]:
         out["Entrypoint"] = None
     if not out.get("Entrypoint") and not out.get("Cmd"):
@@ -343,20 +326,51 @@ CHANGE_MODIFY, CHANGE_ADD, CHANGE_DELETE = 0, 1, 2
 KIND_LETTER = {CHANGE_MODIFY: "C", CHANGE_ADD: "A", CHANGE_DELETE: "D"}
 
 
+def merge_create_config(user: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
+    """moby daemon.merge (create.go and commit.go): what the request leaves empty comes from the
+    image. Env and Labels merge key by key (the request's win), ExposedPorts and Volumes add up;
+    without an Entrypoint of its own, an empty Cmd takes the image's and the Entrypoint too."""
+    out = dict(user)
+    for key in ("User", "WorkingDir", "StopSignal"):
+        if not out.get(key):
+            out[key] = image.get(key, "")
+    for key in ("ExposedPorts", "Volumes"):
+        merged = dict(image.get(key) or {})
+        merged.update(out.get(key) or {})
+        out[key] = merged or None
+    keys = {e.split("=", 1)[0] for e in out.get("Env") or []}
+    env = list(out.get("Env") or []) + [e for e in image.get("Env") or [] if e.split("=", 1)[0] not in keys]
+    out["Env"] = env or None  # the request's first, then the image's other keys, as moby appends them
+    labels = dict(image.get("Labels") or {})
+    labels.update(out.get("Labels") or {})
+    out["Labels"] = labels or None
+    if not out.get("Entrypoint"):
+        if not out.get("Cmd"):
+            out["Cmd"] = image.get("Cmd")
+        if out.get("Entrypoint") is None:
+            out["Entrypoint"] = image.get("Entrypoint")
+    if not out.get("Healthcheck") and image.get("Healthcheck"):
+        out["Healthcheck"] = image["Healthcheck"]
+    return out
+
+
 def _opaque(real: str) -> bool:
     if archive.is_opaque_dir(real):
         return True
     return os.path.lexists(os.path.join(real, archive.WHITEOUT_OPAQUE))
 
 
-def _deleted(real: str, rel: str, st: os.stat_result) -> str | None:
-    """moby overlayDeletedFile + aufsDeletedFile: the path a whiteout or opaque dir deletes."""
+def _deleted(real: str, rel: str, st: os.stat_result, lowers: list[Path]) -> str | None:
+    """moby overlayDeletedFile + aufsDeletedFile: the path a whiteout or opaque dir deletes.
+
+    An opaque dir deletes only what a lower layer had there: a new directory in a merged
+    parent is opaque too (the kernel marks it so), and `docker diff` shows it as added."""
     base = os.path.basename(rel)
     if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
         return rel
     if base.startswith(archive.WHITEOUT_PREFIX):
         return os.path.join(os.path.dirname(rel), base[len(archive.WHITEOUT_PREFIX) :])
-    if stat.S_ISDIR(st.st_mode) and _opaque(real):
+    if stat.S_ISDIR(st.st_mode) and _opaque(real) and any(os.path.lexists(str(lo) + rel) for lo in lowers):
         return rel
     return None
 
@@ -373,7 +387,7 @@ def layer_changes(rw: Path, lowers: list[Path]) -> list[tuple[int, str]]:
             st = os.lstat(p)
             if name.startswith(archive.WHITEOUT_META_PREFIX):
                 continue
-            deleted = _deleted(p, path, st)
+            deleted = _deleted(p, path, st, lowers)
             if deleted is not None:
                 kind, path_out = CHANGE_DELETE, deleted
             else:
@@ -520,9 +534,9 @@ class ContainerStore:
         else:
             name = _generate_name(taken)
         user = dict(config or {})
-        if cmd:
+        if cmd and not user.get("Cmd"):
             user["Cmd"] = list(cmd)
-        merged = merge_create_config(user, image.container_config)
+        merged = create_config(user, image.container_config)
         hc = full_host_config(host_config or {})
         mode = hc["NetworkMode"]
         if mode not in network.NETWORK_MODES:
@@ -617,6 +631,24 @@ class ContainerStore:
         except LayerNotFound:
             pass  # a create that crashed before its layers were made
         remove_dir_atomically(self.layout.container_dir(c.id))
+
+    def rename(self, c: Container, new_name: str) -> Container:
+        """moby ContainerRename: a valid name no other container has; config.v2.json rewritten whole."""
+        if not VALID_NAME.match(new_name):
+            raise ContainerError(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        new_name = new_name.lstrip("/")
+        if new_name == c.name:
+            raise ContainerError("Renaming a container with the same name as its current name")
+        other = next((o for o in self.containers() if o.name == new_name), None)
+        if other is not None:
+            raise ContainerError(
+                f'Error when allocating new name: Conflict. The container name "/{new_name}" is already in use '
+                f'by container "{other.id}". You have to remove (or rename) that container to be able to reuse '
+                "that name."
+            )
+        data = dict(c.data, Name="/" + new_name)
+        atomic_write(self.layout.container_dir(c.id) / "config.v2.json", go_json(data), 0o600)
+        return Container(data)
 
     def clean(self) -> None:
         """Containers whose config never landed are crash leftovers: drop their layers too."""
