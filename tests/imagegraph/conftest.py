@@ -100,3 +100,11 @@ def busybox(root: Path) -> str:
     from tutorials.images import build_busybox
 
     return build_busybox(Services.open(root))
+
+
+@pytest.fixture
+def this_layerfs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Containers mount with this checkout's layerfs (a monitor looks `layerfs` up in PATH)."""
+    import sys
+
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
