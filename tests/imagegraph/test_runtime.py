@@ -412,6 +412,19 @@ def test_start_attach_and_restart(ig, busybox) -> None:
     ig("rm", "-f", "rs")
 
 
+def test_attach_and_start_ai_join_a_containers_stdio(ig, busybox, root) -> None:
+    """attach: the running container's stdin, stdout and stderr, until it ends with its code."""
+    script = "read line; echo got $line; echo to-err >&2; exit 5"
+    assert ig("run", "-di", "--name", "at", "busybox", "sh", "-c", script).rc == 0
+    res = subprocess.run([*IMAGEGRAPH, "attach", "at"], input=b"hello\n", capture_output=True, timeout=120)
+    assert (res.returncode, res.stdout, res.stderr) == (5, b"got hello\n", b"to-err\n")
+    r = ig("attach", "at")
+    assert r.rc == 1 and r.err == "You cannot attach to a stopped container, start it first\n"
+    res = subprocess.run([*IMAGEGRAPH, "start", "-ai", "at"], input=b"again\n", capture_output=True, timeout=120)
+    assert (res.returncode, res.stdout, res.stderr) == (5, b"got again\n", b"to-err\n")
+    assert ig("logs", "at").out == "got hello\ngot again\n"
+
+
 # ---- exec and top ----------------------------------------------------------------------------------------------
 
 
