@@ -71,7 +71,7 @@ def test_escaped_colon_and_comma():
         ("upperdir=/u,workdir=/w", "missing 'lowerdir'"),
         ("dirs=/a,lowerdir=/b", "not both"),
         ("dirs=/a=rw:/b=rw", "only one branch may be writable"),
-        ("lowerdir=/a,whiteout=zz", "unknown whiteout encoding"),
+        ("lowerdir=/a,whiteout=zz", "whiteout=zz: use aufs or overlay"),
         ("lowerdir=/a::/b", "empty lowerdir"),
     ],
 )
