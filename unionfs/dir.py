@@ -27,18 +27,21 @@ def _err(code: int, path: str) -> OSError:
     return OSError(code, os.strerror(code), path)
 
 
-def _owner(pst: os.stat_result, cred: Cred | None, is_dir: bool) -> tuple[int, int, bool] | None:
-    """uid, gid and setgid for a new object: the caller's, with a setgid parent's group.
+def _owner(sb: Super, pst: os.stat_result, cred: Cred | None, is_dir: bool) -> tuple[int, int, bool] | None:
+    """uid, gid (as stored) and setgid for a new object: the caller's, with a setgid parent's group.
 
     A setgid parent counts without a caller too: an object built in the work directory
     would otherwise miss the group (and a directory the setgid bit) that the kernel's
-    overlay gives it (inode_init_owner on the overlay's parent inode).
+    overlay gives it (inode_init_owner on the overlay's parent inode). The caller's ids are
+    mapped back to stored ids (`uidmapping=`); the parent's group is stored already.
     """
+    features = sb.spec.features
+    uid = features.uid_map.stored(cred.uid) if cred is not None else -1
     if pst.st_mode & stat.S_ISGID:
-        return (cred.uid if cred is not None else -1), pst.st_gid, is_dir
+        return uid, pst.st_gid, is_dir
     if cred is None:
         return None
-    return cred.uid, cred.gid, False
+    return uid, features.gid_map.stored(cred.gid), False
 
 
 def _chown_new(real: str, owner: tuple[int, int, bool] | None) -> None:
@@ -77,7 +80,7 @@ def create_entry(
             parent_real = ensure_upper_dir(sb, parent_of(path), trigger)
             parent_st = os.stat(parent_real)
         target = parent_real + "/" + node.name
-        owner = _owner(parent_st, cred, is_dir)
+        owner = _owner(sb, parent_st, cred, is_dir)
         # Over a whiteout a new directory must be opaque. The kernel also marks every new
         # directory in a merged parent opaque ("just an optimization" in ovl_create_upper);
         # the overlay dialect does the same, so both uppers look alike.
@@ -274,11 +277,16 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
                 raise _err(errno.ENOTDIR, new)
             if not src.is_dir and dst.is_dir:
                 raise _err(errno.EISDIR, new)
-            if dst.is_dir and not is_empty_dir(sb, dst):
-                raise _err(errno.ENOTEMPTY, new)
+        moves_lower_dir = src.is_dir and (src.merged or not src.in_upper)
+        if moves_lower_dir and sb.spec.dialect is Dialect.OVERLAY and not sb.spec.features.creates_redirects:
+            # ovl_can_move: without redirects a directory with lower parts cannot move, even
+            # an empty one (unionmount-testsuite's rename-exdev), before the target is read.
+            raise _err(errno.EXDEV, old)
+        if dst.exists and dst.is_dir and not is_empty_dir(sb, dst):
+            raise _err(errno.ENOTEMPTY, new)
         redirect: str | None = None
         opaque = False
-        if src.is_dir and (src.merged or not src.in_upper):
+        if moves_lower_dir:
             if sb.spec.dialect is Dialect.AUFS:
                 if not _lower_parts_empty(src):
                     raise _err(errno.EXDEV, old)

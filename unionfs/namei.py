@@ -144,6 +144,7 @@ class Resolver:
 
     branches: tuple[Branch, ...]
     dialect: Dialect
+    follow_redirects: bool = True  # False with redirect_dir=nofollow: a redirect to follow is EPERM
     cache_size: int = 1 << 17
     _upper_info: dict[tuple[int, int], tuple[bool, str | None]] = field(default_factory=dict)
     _upper_root_st: os.stat_result | None = None
@@ -206,6 +207,8 @@ class Resolver:
                 redirect = read_redirect(real)
                 if redirect:
                     position = self.readonly.index(branch) + 1
+                    if position < len(self.readonly):
+                        self._may_follow(path)
                     rest = self._lower(_redirect_target(path, redirect), position)
                     if rest.entries and rest.entries[0].is_dir:
                         found.extend(rest.entries)
@@ -305,6 +308,8 @@ class Resolver:
             elif upper_entry is not None:
                 if upper_entry.is_dir:
                     opaque, redirect = self.upper_dir_info(upper_entry.real, upper_entry.st)
+                    if redirect and not opaque and self.readonly:
+                        self._may_follow(current)
                     merge_path = child_lower
                     if opaque:
                         merge_path = None
@@ -346,6 +351,12 @@ class Resolver:
             if i < len(names) - 1 and not node.exists:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), current)
         return node
+
+    def _may_follow(self, path: str) -> None:
+        """A redirect is about to be followed: EPERM with redirect_dir=nofollow (the kernel's
+        "refusing to follow redirect")."""
+        if not self.follow_redirects:
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), path)
 
     def invalidate(self) -> None:
         """Forget cached lower lookups (only needed if a read-only layer was changed offline)."""
