@@ -18,6 +18,7 @@ undone on the way out, whatever happened.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -33,6 +34,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+# bench/ is a folder of scripts: its common.py, and the checkout's packages (unionfs.mountinfo).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     BenchError,
@@ -51,7 +54,7 @@ try:
     from tabulate import tabulate
 except ImportError:  # the venv has it; a bare python3 may not
     print("union_bench: the tabulate package is missing (run `make setup`, then use .venv/bin/python)", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(2) from None
 
 PROG = "union_bench"
 SYSTEMS = ("bare", "kernel", "fuse-overlayfs", "unionfs-fuse", "layerfs")
@@ -293,9 +296,14 @@ class Bench:
         for d in (upper, work, target):
             d.mkdir(parents=True)
         command = mount_command(system, layers, str(upper), str(work), str(target))
+
+        def mount() -> None:
+            run(command, f"mounting {system}")
+            wait_mounted(str(target))
+
         self.mounts.add(str(target))
         try:
-            seconds = timed(lambda: (run(command, f"mounting {system}"), wait_mounted(str(target))))
+            seconds = timed(mount)
             if layers is self.layout.main:
                 self.record("mount", system, seconds)
             yield target
@@ -504,10 +512,10 @@ def run_references(bench: Bench, repeat: int, cold: bool) -> None:
         for _ in range(repeat):
             if cold:
                 drop_caches()
-                bench.record(f"{kind}-cold", name, timed(lambda: run(command, name)))
+                bench.record(f"{kind}-cold", name, timed(functools.partial(run, command, name)))
         run(command, name)
         for _ in range(repeat):
-            bench.record(f"{kind}-warm", name, timed(lambda: run(command, name)))
+            bench.record(f"{kind}-warm", name, timed(functools.partial(run, command, name)))
 
 
 # -- report --------------------------------------------------------------------------------
@@ -558,8 +566,9 @@ def report(bench: Bench, systems: list[str], baseline: str) -> str:
     growth_rows = []
     first, last = bench.sizes.scale_layers[0], bench.sizes.scale_layers[-1]
     for system in systems:
-        figs = [bench.figures.get((f"scale-{n}", system)) for n in bench.sizes.scale_layers]
-        if all(figs):
+        found = [bench.figures.get((f"scale-{n}", system)) for n in bench.sizes.scale_layers]
+        figs = [f for f in found if f is not None]
+        if len(figs) == len(found):
             growth_rows.append(
                 [system] + [format_seconds(f.median) for f in figs] + [format_ratio(figs[-1].median / figs[0].median)]
             )

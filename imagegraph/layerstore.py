@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from . import archive
 from .digest import EMPTY_LAYER_DIFF_ID, sha256_digest
@@ -159,7 +158,7 @@ class LayerStore:
         t.mkdir(parents=True, exist_ok=True)
         return t
 
-    def register(self, stream: BinaryIO, parent: str | None = None) -> tuple[Layer, bool]:
+    def register(self, stream: archive.ByteStream, parent: str | None = None) -> tuple[Layer, bool]:
         """Apply a layer tar on top of `parent`; returns (layer, created). An existing ChainID is reused."""
         if parent:
             if not self.exists(parent):
@@ -232,7 +231,7 @@ class LayerStore:
         return m
 
     def create_rw_layer(
-        self, container_id: str, parent: str | None, init_func: Callable[[Path], None] | None = None
+        self, container_id: str, parent: str | None, init_func: Callable[[Path], object] | None = None
     ) -> MountLayer:
         """The container's `<mount-id>-init` layer (filled by init_func) and its empty RW layer."""
         if parent and not self.exists(parent):

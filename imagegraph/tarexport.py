@@ -128,7 +128,7 @@ def save(store: LocalStore, names: list[str], out: BinaryIO) -> None:
             image = store.images.get(exp.image_id)
             layer_paths = []
             layer_descs = []
-            for diff_id, chain in zip(image.diff_ids, chain_ids(image.diff_ids)):
+            for diff_id, chain in zip(image.diff_ids, chain_ids(image.diff_ids), strict=True):
                 path = f"blobs/sha256/{hex_of(diff_id)}"
                 layer_paths.append(path)
                 if diff_id not in written:
@@ -315,7 +315,7 @@ def _check_valid_parent(child: dict, parent: dict) -> bool:
         return True
     if len(ch) - len(ph) != 1:
         return False
-    return all(a == b for a, b in zip(ph, ch))
+    return all(a == b for a, b in zip(ph, ch, strict=False))  # a prefix: ch is one longer
 
 
 def _layer_stream(arc: _Archive, path: str) -> BinaryIO:
@@ -372,7 +372,9 @@ def _load_items(store: LocalStore, arc: _Archive, items: list[_LoadItem], out: P
                         f"got {len(item.layer_paths)}"
                     )
                 parent_chain = None
-                for i, (diff_id, chain, path) in enumerate(zip(diff_ids, chain_ids(diff_ids), item.layer_paths)):
+                for i, (diff_id, chain, path) in enumerate(
+                    zip(diff_ids, chain_ids(diff_ids), item.layer_paths, strict=True)
+                ):
                     if not store.layers.exists(chain):
                         size = arc._resolve(path).size
                         sid = hex_of(diff_id)[:12]

@@ -54,7 +54,7 @@ class XattrNames:
         """The caller's name for a name on disk, or None for a private one."""
         if name.startswith(self.escaped):
             return self.private + name[len(self.escaped) :]
-        if name.startswith(self.private) or name.startswith(LAYERFS_XATTR_PREFIX):
+        if name.startswith((self.private, LAYERFS_XATTR_PREFIX)):
             return None
         return name
 

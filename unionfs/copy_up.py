@@ -12,7 +12,7 @@ import errno
 import os
 import stat
 
-from .branch import XattrNames
+from .branch import Branch, XattrNames
 from .fsutil import copy_data
 from .namei import Entry, Node, join, split_path
 from .super import Super
@@ -22,7 +22,7 @@ def erofs(path: str) -> OSError:
     return OSError(errno.EROFS, os.strerror(errno.EROFS), path)
 
 
-def require_upper(sb: Super, path: str):
+def require_upper(sb: Super, path: str) -> Branch:
     if sb.upper is None or sb.tmpdir is None:
         raise erofs(path)
     return sb.upper

@@ -462,7 +462,8 @@ def explain(resolver: Resolver, path: str) -> list[ExplainLine]:
             lines.append(
                 (
                     branch,
-                    f"has {path} ({_kind(st)}), ignored: a {'directory' if node.is_dir else 'file'} above has another type"
+                    f"has {path} ({_kind(st)}), ignored: "
+                    f"a {'directory' if node.is_dir else 'file'} above has another type"
                     if node.is_dir != stat.S_ISDIR(st.st_mode)
                     else f"has {path} ({_kind(st)}), hidden: an opaque directory or redirect above",
                 )

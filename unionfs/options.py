@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 
 from .params import Features, ParamError, check_param, features
 
@@ -23,18 +23,18 @@ class OptionError(ValueError):
     """A union description that cannot be mounted; the message is one line."""
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     UPPER = "upper"
     INIT = "init"
     LOWER = "lower"
 
 
-class Dialect(str, Enum):
+class Dialect(StrEnum):
     AUFS = "aufs"
     OVERLAY = "overlay"
 
 
-class Encoding(str, Enum):
+class Encoding(StrEnum):
     """How whiteouts and opaque directories are written."""
 
     AUFS = "aufs"  # .wh.NAME files and .wh..wh..opq

@@ -103,7 +103,9 @@ class Origins:
                 raise
 
     # -- at stat time -------------------------------------------------------------------------
-    def find(self, upper_real: str, upper_st: os.stat_result, here: os.stat_result | None, here_real: str | None):
+    def find(
+        self, upper_real: str, upper_st: os.stat_result, here: os.stat_result | None, here_real: str | None
+    ) -> os.stat_result | None:
         """The origin's stat of upper non-directory `upper_real`, or None.
 
         `here` is the lower object at the same union path (if any): the usual origin.
@@ -120,7 +122,7 @@ class Origins:
             self._found[key] = found
         return found
 
-    def _find(self, upper_real: str, here: os.stat_result | None, here_real: str | None):
+    def _find(self, upper_real: str, here: os.stat_result | None, here_real: str | None) -> os.stat_result | None:
         try:
             value = os.getxattr(upper_real, self.xattr, follow_symlinks=False)
         except OSError:
@@ -132,7 +134,7 @@ class Origins:
             return here
         return self._open_by_handle(wanted)
 
-    def _open_by_handle(self, wanted: OriginHandle):
+    def _open_by_handle(self, wanted: OriginHandle) -> os.stat_result | None:
         for mount_fd in self._fds_for(wanted.uuid):
             try:
                 fd = self.libc.open_by_handle_at(mount_fd, wanted.handle_type, wanted.fid)

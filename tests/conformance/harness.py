@@ -90,7 +90,6 @@ class Run:
         self.f_options = layerfs_options(fl, fu, os.path.join(self.base, "fw"))
         os.makedirs(os.path.join(self.base, "fw"))
         self.fmnt = os.path.join(self.base, "fm")
-        self.aufs_fs: UnionFS | None = None
         if self.fuse:
             from .fusemount import fuse_mount
 

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+from collections.abc import Set
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from imagegraph.digest import go_json
 from imagegraph.distribution.localstore import open_local_store
 from imagegraph.reference import parse_normalized_named
 
-from .registry_fixture import registry, require_tool  # noqa: F401
+from ..support import require_tool
 
 pytestmark = [pytest.mark.registry, pytest.mark.mount]
 
@@ -54,9 +55,9 @@ def tool(*argv: str) -> None:
     assert r.returncode == 0, f"{' '.join(argv)}: {r.stderr.decode()}"
 
 
-def tree(root: Path, skip: set[str] = frozenset()) -> dict[str, tuple]:
+def tree(root: Path, skip: Set[str] = frozenset()) -> dict[str, tuple[str, str | bytes | None, int]]:
     """path → (kind, content or link target, permission bits) for everything under root."""
-    out = {}
+    out: dict[str, tuple[str, str | bytes | None, int]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             p = Path(dirpath) / name
