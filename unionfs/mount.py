@@ -17,10 +17,10 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .mountinfo import FSTYPE, STATE_PREFIX, make_state_dir, mount_at
+from .mountinfo import FSTYPE, STATE_PREFIX, make_state_dir, mount_at, mounts, plain_path
 from .options import UnionSpec, format_options, parse_options, validate
 from .params import CONTEXT_OPTIONS
 from .trace import TraceFile
@@ -137,6 +137,11 @@ def attr_seconds() -> float:
 def plan(request: MountRequest) -> Plan:
     """Check everything a mount needs; raise OptionError or MountError with one line."""
     spec = validate(parse_options(list(request.options), request.cwd))
+    features = spec.features
+    if not (features.uid_map.identity and features.gid_map.identity):
+        # Owners are mapped here, once: read every layer as stored (see mountinfo.plain_path).
+        table = mounts()
+        spec = replace(spec, branches=tuple(replace(b, path=plain_path(b.path, table)) for b in spec.branches))
     mountpoint = os.path.join(request.cwd, request.mountpoint)
     mountpoint = check_mountpoint(mountpoint, request.mountpoint, "nonempty" in spec.flags)
     for branch in spec.branches:
