@@ -245,7 +245,10 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("static_nlink", "every directory shows st_nlink 1", group="fuse-overlayfs"),
     Param(
-        "noacl", "no POSIX ACLs (layerfs never enables them: system.posix_acl_* is EOPNOTSUPP)", group="fuse-overlayfs"
+        "noacl",
+        "no POSIX ACL checks on the mount (layerfs never asks FUSE for them; system.posix_acl_* "
+        "xattrs are kept in the layers as plain xattrs, as with fuse-overlayfs -o noacl)",
+        group="fuse-overlayfs",
     ),
     Param("ino32_t", "inode numbers truncated to 32 bits, for old 32-bit programs", group="fuse-overlayfs"),
     Param(

@@ -8,6 +8,7 @@ import errno
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import tarfile
 from pathlib import Path
@@ -190,3 +191,27 @@ def test_version_as_fuse_overlayfs_prints_it() -> None:
         assert lines[0] == f"layerfs: version {version('layerlab')}"
         assert lines[1].startswith("FUSE library version 3.")
         assert any(line.startswith("using FUSE kernel interface version 7.") for line in lines)
+
+
+def test_noacl_acl_xattrs_are_kept_but_not_enforced() -> None:
+    """layerfs never asks FUSE for POSIX ACLs (fuse-overlayfs -o noacl): the kernel passes
+    system.posix_acl_access through as a plain xattr, stored in the upper, and checks
+    permissions by the mode bits alone."""
+    require_root("a root-owned file and another user")
+
+    def fill(lower: Path) -> None:
+        (lower / "secret").write_text("root only\n")
+        os.chmod(lower / "secret", 0o600)
+
+    def entry(tag: int, perm: int, uid: int) -> bytes:
+        return struct.pack("<HHI", tag, perm, uid & 0xFFFFFFFF)
+
+    # user::rw-, user:1000:r--, group::r--, mask::r--, other::---
+    acl = struct.pack("<I", 2) + entry(1, 6, -1) + entry(2, 4, 1000) + entry(4, 4, -1) + entry(0x10, 4, -1)
+    acl += entry(0x20, 0, -1)
+    with one_layer_union("overlay", fill, extra="noacl", open_to_all=True) as (_, mnt, upper, _):
+        os.setxattr(mnt / "secret", "system.posix_acl_access", acl)
+        assert os.getxattr(upper / "secret", "system.posix_acl_access") == acl
+        assert not os.lstat(mnt / "secret").st_mode & 0o007  # other users: no bits
+        result = _as_user("cat", mnt / "secret")
+        assert result.returncode != 0 and "Permission denied" in result.stderr
