@@ -35,24 +35,6 @@ class Stat:
     st_blocks: int
     st_blksize: int
 
-    @classmethod
-    def of(cls, st: os.stat_result, nlink: int | None = None) -> Stat:
-        return cls(
-            st.st_mode,
-            st.st_ino,
-            st.st_dev,
-            st.st_nlink if nlink is None else nlink,
-            st.st_uid,
-            st.st_gid,
-            st.st_size,
-            st.st_atime_ns,
-            st.st_mtime_ns,
-            st.st_ctime_ns,
-            st.st_rdev,
-            st.st_blocks,
-            st.st_blksize,
-        )
-
 
 def getattr_(sb: Super, path: str) -> Stat:
     # The lookup's lstat is fresh for the upper, and lower layers do not change while open.
