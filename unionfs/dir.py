@@ -205,7 +205,10 @@ def _remove(sb: Super, node: Node, trigger: str) -> None:
     if not node.has_lower:
         if node.in_upper:
             if node.is_dir:
-                _clear_upper_dir(target)
+                if node.merged or sb.spec.dialect is Dialect.AUFS:
+                    _clear_upper_dir(target)  # its whiteouts hide lower names: they go with it
+                # A directory only in the upper is removed as the upper fs removes it (the
+                # kernel's ovl_remove_upper): a whiteout left there by hand keeps it (ENOTEMPTY).
                 os.rmdir(target)
             else:
                 os.unlink(target)
@@ -315,8 +318,8 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
             sb.marks.set_opaque(source)  # type: ignore[union-attr]
             sb.resolver.forget_upper(source)
             sb.emit("opaque", path=new, trigger="rename", branch=upper_label, form=_opaque_form(sb))
-        if dst.in_upper and dst.is_dir:
-            _clear_upper_dir(target)
+        if dst.in_upper and dst.is_dir and (dst.merged or sb.spec.dialect is Dialect.AUFS):
+            _clear_upper_dir(target)  # as in _remove: only a merged directory's whiteouts go
             sb.resolver.forget_all_upper()  # the replaced directory's inode may come back
         target_st = lstat_or_none(target)
         if target_st is not None and not dst.exists:
