@@ -78,9 +78,6 @@ class Run:
                 [os.path.join(self.base, side, f"l{i}") for i in range(n)],
                 os.path.join(self.base, side, "upper"),
             )
-        self.lower_inos = lower_inode_labels(
-            [[self.sides[side][0][i] for side in self.sides] for i in range(len(self.lowers_src))]
-        )
         self.kmnt = os.path.join(self.base, "km")
         kl, ku = self.sides["k"]
         kernel_mount(kl, ku, os.path.join(self.base, "kw"), self.kmnt)
@@ -116,6 +113,11 @@ class Run:
         if self.aufs:
             self.aufs_union = Union.from_options(aufs_options(al, au))
             self.aufs_fs = UnionFS(self.aufs_union)
+        # Last: the aufs copies' char whiteouts are gone by now, and with them inode numbers
+        # that a new upper file may get again. Lower objects that stay never lend theirs out.
+        self.lower_inos = lower_inode_labels(
+            [[self.sides[side][0][i] for side in self.sides] for i in range(len(self.lowers_src))]
+        )
 
     # -- steps --------------------------------------------------------------------------------
     def step(self, op: str, args: tuple) -> tuple[tuple, tuple]:
