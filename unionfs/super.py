@@ -37,7 +37,7 @@ class Super:
     upper: Branch | None
     tmpdir: str | None  # where copy-ups and swaps are built, on the upper's filesystem
     marks: MarkWriter | None
-    tracer: Tracer | None
+    listeners: list[Tracer]  # told of every copy-up, whiteout, opaque dir and redirect
     libc: Libc
     inos: InodeNumbers  # st_ino and st_dev as the union reports them
     origins: Origins  # overlay.origin marks: written at copy-up, read at stat time
@@ -94,7 +94,7 @@ class Super:
             upper,
             tmpdir,
             marks,
-            tracer,
+            [tracer] if tracer is not None else [],
             libc,
             InodeNumbers.for_branches([b.path for b in branches], features.xino, features.ino32),
             Origins(libc, prefix + "overlay.origin", tuple(b.path for b in branches if not b.writable)),
@@ -115,14 +115,16 @@ class Super:
         prefix = "trusted." if os.geteuid() == 0 and not spec.features.userxattr else "user."
         return cls._assemble(spec, branches, None, None, None, None, prefix)
 
-    def temp_name(self, hint: str = "") -> str:
+    def temp_name(self) -> str:
         """A fresh name in the work directory (kernel style: '#<hex>')."""
         assert self.tmpdir is not None
         return os.path.join(self.tmpdir, f"#{os.getpid():x}.{next(self._counter):x}")
 
     def emit(self, event: str, **fields: object) -> None:
-        if self.tracer is not None:
-            self.tracer({"event": event, **fields})
+        if self.listeners:
+            record = {"event": event, **fields}
+            for listener in self.listeners:
+                listener(record)
 
 
 @dataclass
