@@ -184,7 +184,14 @@ def test_help_lists_every_command_and_every_option() -> None:
 def test_version_as_fuse_overlayfs_prints_it() -> None:
     from importlib.metadata import version
 
-    for argv in (["--version"], ["-V"], ["mount", "-V"]):
+    for argv in (
+        ["--version"],
+        ["-V"],
+        ["mount", "-V"],
+        ["mount", "--version"],
+        ["umount", "-V"],
+        ["umount", "--version"],
+    ):
         result = run([LAYERFS, *argv])
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
