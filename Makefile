@@ -6,7 +6,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
 
-.PHONY: setup system demo test lint unit install conformance bench clean
+.PHONY: setup system demo test lint unit install conformance bench bench-quick clean
 
 setup: system $(STAMP) bytecode install-if-root
 
@@ -57,8 +57,18 @@ unit: $(STAMP)
 conformance: setup
 	@$(PY) -m pytest -q tests/conformance --hypothesis-profile=long --hypothesis-seed=$${SEED:-$$RANDOM} -p no:cacheprovider --timeout=0
 
+# Every bench script (bench/*_bench.py, then bench/mount_cycle.py), each running its peers in one
+# run (bench/README.md). `make bench QUICK=1` (or `make bench-quick`) passes --quick to each:
+# tiny sizes and few runs, a smoke run of under two minutes, not figures to quote.
+BENCHES = $(sort $(wildcard bench/*_bench.py)) bench/mount_cycle.py
 bench: setup
-	@$(PY) bench/union_bench.py
+	@status=0; for script in $(BENCHES); do \
+		echo "== $$script$(if $(QUICK), --quick)"; \
+		$(PY) $$script $(if $(QUICK),--quick) || status=1; \
+	done; exit $$status
+
+bench-quick:
+	@$(MAKE) -s bench QUICK=1
 
 clean:
 	rm -rf $(VENV) *.egg-info

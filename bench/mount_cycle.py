@@ -36,6 +36,7 @@ from common import (
     MountSet,
     format_ratio,
     format_seconds,
+    load_average,
     run,
     timed,
     unmount,
@@ -215,9 +216,12 @@ def report(figures: dict[tuple[str, str], Figure], systems: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=7, help="runs per figure (default 7)")
+    parser.add_argument("--repeat", type=int, help="runs per figure (default 7; 2 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 runs per figure (make bench QUICK=1)")
     parser.add_argument("--only", default=",".join(SYSTEMS), help=f"comma-separated among {','.join(SYSTEMS)}")
     args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 2 if args.quick else 7
     base: Path | None = None
     try:
         wanted = [s for s in args.only.split(",") if s]
@@ -242,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = measure(systems, args.repeat, base)
         print(
             f"{PROG}: {started}, {args.repeat} run{'s' * (args.repeat > 1)} per figure, {os.cpu_count()} CPUs, "
-            f"kernel {platform.release()}",
+            f"kernel {platform.release()}, load {load_average()}",
             flush=True,
         )
         print(report(figures, systems), end="", flush=True)

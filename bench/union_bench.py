@@ -45,6 +45,7 @@ from common import (
     drop_caches,
     format_ratio,
     format_seconds,
+    load_average,
     run,
     timed,
     wait_mounted,
@@ -678,6 +679,7 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "cpu": cpu,
         "python": platform.python_version(),
+        "load": list(os.getloadavg()),
         "versions": dict(versions, layerfs=layerfs_version()),
     }
 
@@ -699,8 +701,8 @@ def save_json(path: Path, payload: dict) -> None:
 # -- main ----------------------------------------------------------------------------------
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5, help="runs per figure (default 5)")
-    parser.add_argument("--quick", action="store_true", help="tiny layers (for the smoke test)")
+    parser.add_argument("--repeat", type=int, help="runs per figure (default 5; 3 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="tiny layers, a smoke run (make bench QUICK=1)")
     parser.add_argument("--only", default=",".join(SYSTEMS), help=f"comma-separated systems among {','.join(SYSTEMS)}")
     parser.add_argument("--baseline", default="fuse-overlayfs", help="the system ratios are to")
     parser.add_argument("--json", type=Path, help="also save the figures to this JSON file")
@@ -714,7 +716,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--measures", default=",".join(GROUPS), help=f"comma-separated groups among {','.join(GROUPS)} (default all)"
     )
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-cache figures")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 3 if args.quick else 5
+    return args
 
 
 class Terminated(BaseException):
@@ -781,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"union_bench: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, "
             f"{args.repeat} run{'s' * (args.repeat > 1)} per figure, {os.cpu_count()} CPUs, "
-            f"kernel {platform.release()}, layerfs at {layerfs_version()}",
+            f"kernel {platform.release()}, load {load_average()}, layerfs at {layerfs_version()}",
             flush=True,
         )
         print(report(bench, systems, args.baseline), end="", flush=True)
