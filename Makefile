@@ -13,10 +13,12 @@ setup: system $(STAMP) bytecode install-if-root
 system:
 	@scripts/setup-system.sh
 
+# editable_mode=compat: the install is a path in a .pth file. setuptools' default editable
+# install imports a finder (pathlib, urllib, re, …) at every Python start, `layerfs` mounts too.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
-	@$(PY) -m pip install -q -e '.[test]'
+	@$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 # Compiled bytecode next to the sources, so that every `layerfs` start (containers-storage runs

@@ -22,17 +22,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-# mfusepy loads libfuse 2 when both are installed; libfuse 3 passes rename flags
-# (RENAME_NOREPLACE), so prefer it unless the user chose a library.
-if not os.environ.get("FUSE_LIBRARY_PATH"):
-    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
-
-import mfusepy as fuse
-
 from .inode import Stat
+from .libfuse import prefer_libfuse3
 from .listing import stat_entries
 from .super import Cred
 from .union import Union
+
+prefer_libfuse3()  # before mfusepy loads a library (libfuse.py: why)
+
+import mfusepy as fuse  # noqa: E402 - after prefer_libfuse3
 
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
@@ -217,9 +215,16 @@ class LayerOps(fuse.Operations):
 
     use_ns = True  # times as integer nanoseconds, as the core keeps them
 
-    def __init__(self, union: Union, on_ready: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        union: Union,
+        on_ready: Callable[[], None] | None = None,
+        after_init: Callable[[], object] | None = None,
+    ) -> None:
         self.union = union
         self.on_ready = on_ready
+        self.after_init = after_init  # run by the first request after FUSE_INIT (_LayerFUSE._wrapper)
+        self.first_request: Callable[[], object] | None = None
         self.files = HandleTable()
         self.dirs = HandleTable()
         self.links = LinkNames()
@@ -272,6 +277,7 @@ class LayerOps(fuse.Operations):
     def init(self, path: str) -> None:
         """The kernel has answered FUSE_INIT: the mount is live."""
         self.invalidate.start()
+        self.first_request = self.after_init
         if self.on_ready is not None:
             self.on_ready()
 
@@ -528,6 +534,16 @@ class LayerOps(fuse.Operations):
 
 class _LayerFUSE(fuse.FUSE):
     """mfusepy's FUSE, passing on what its libfuse 3 wrappers drop."""
+
+    def _wrapper(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """mfusepy's wrapper of every call. The first request after `init` first runs the
+        operations' `after_init` hook: the kernel has processed init's reply by then (it sends
+        nothing before), which `init` itself, called before the reply, cannot know."""
+        ops = self.operations
+        if ops.first_request is not None:
+            hook, ops.first_request = ops.first_request, None
+            hook()
+        return super()._wrapper(func, *args, **kwargs)
 
     def opendir(self, path: bytes, fip: fuse.fuse_fi_p) -> int:
         """Let the kernel keep listings (FOPEN_CACHE_DIR, kept across opens): it drops them
