@@ -289,7 +289,11 @@ class LayerOps(fuse.Operations):
 
     # -- attributes -----------------------------------------------------------------------
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
-        return self._attrs(self._note(path, self.union.getattr(path)))
+        return self._attrs(self.stat(path))
+
+    def stat(self, path: str) -> Stat:
+        """What getattr reports, as the union's Stat (_LayerFUSE fills libfuse's struct with it)."""
+        return self._note(path, self.union.getattr(path))
 
     @staticmethod
     def _attrs(st: Stat) -> dict[str, int]:
@@ -577,6 +581,12 @@ class _LayerFUSE(fuse.FUSE):
                 break
         return 0
 
+    def getattr_fuse_3(self, path: bytes | None, buf: Any, fip: fuse.fuse_fi_p) -> int:
+        """The most frequent call (every lookup and stat): the union's Stat goes straight into
+        libfuse's struct stat, without mfusepy's attribute dict and its per-key loop."""
+        fill_stat(buf.contents, self.operations.stat(self._path(path)))
+        return 0
+
     def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
         return self.operations.rename(
             old.decode(self.encoding, self.errors), new.decode(self.encoding, self.errors), flags
@@ -604,6 +614,23 @@ class _LayerFUSE(fuse.FUSE):
         if path is None:
             raise OSError(errno.EINVAL, "no path given")
         return path.decode(self.encoding, self.errors)
+
+
+def fill_stat(out: Any, st: Stat) -> None:
+    """`st` into mfusepy's c_stat `out` (zeroed first: padding, and what we do not report)."""
+    ctypes.memset(ctypes.byref(out), 0, ctypes.sizeof(out))
+    out.st_mode = st.st_mode
+    out.st_ino = st.st_ino
+    out.st_nlink = st.st_nlink
+    out.st_uid = st.st_uid
+    out.st_gid = st.st_gid
+    out.st_size = st.st_size
+    out.st_rdev = st.st_rdev
+    out.st_blocks = st.st_blocks
+    out.st_blksize = st.st_blksize
+    out.st_atimespec.tv_sec, out.st_atimespec.tv_nsec = divmod(st.st_atime_ns, 1_000_000_000)
+    out.st_mtimespec.tv_sec, out.st_mtimespec.tv_nsec = divmod(st.st_mtime_ns, 1_000_000_000)
+    out.st_ctimespec.tv_sec, out.st_ctimespec.tv_nsec = divmod(st.st_ctime_ns, 1_000_000_000)
 
 
 def run_fuse(ops: LayerOps, mountpoint: str, fuse_options: dict[str, Any]) -> None:
