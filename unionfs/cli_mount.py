@@ -43,8 +43,9 @@ UMOUNT_USAGE = """usage: layerfs umount [-l] MOUNTPOINT
 Unmount a layerfs mount (as umount(8) or fusermount3 -u would); the daemon then closes its
 files and exits.
 
-  -l, --lazy   detach now, finish when the mount is no longer busy
-  -h, --help   this help
+  -l, --lazy      detach now, finish when the mount is no longer busy
+  -h, --help      this help
+  -V, --version   layerfs's and libfuse's versions
 """
 
 
@@ -132,6 +133,9 @@ def run_mount_command(argv: Sequence[str]) -> int:
         if argv[0] == "umount":
             if any(a in ("-h", "--help") for a in argv[1:]):
                 sys.stdout.write(UMOUNT_USAGE)
+                return 0
+            if any(a in ("-V", "--version") for a in argv[1:]):
+                sys.stdout.write(version_text())
                 return 0
             rest = [a for a in argv[1:] if a not in ("-l", "--lazy")]
             if len(rest) != 1 or rest[0].startswith("-"):

@@ -61,6 +61,26 @@ def test_nosuid_and_noexec_are_honoured() -> None:
             subprocess.run([mnt / "id"], check=False)
 
 
+def _null_device(lower: Path) -> None:
+    os.mknod(lower / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+
+
+@pytest.mark.parametrize("extra", ["", "dev", "nodev"])
+def test_device_files_open_unless_nodev(extra: str) -> None:
+    """mount(8)'s default as root is dev: a device file on the mount opens (the kernel opens
+    it, FUSE only looks it up); nodev refuses it with EACCES."""
+    require_root("mknod of a device file")
+    with one_layer_union("overlay", _null_device, extra=extra) as (_, mnt, _, _):
+        if extra == "nodev":
+            with pytest.raises(PermissionError):
+                open(mnt / "null", "wb")
+            return
+        with open(mnt / "null", "wb") as null:
+            assert null.write(b"gone") == 4
+        with open(mnt / "null", "rb") as null:
+            assert null.read() == b""
+
+
 def _hard_links(lower: Path) -> None:
     (lower / "a").write_text("linked in the layer\n")
     os.link(lower / "a", lower / "b")
@@ -184,7 +204,14 @@ def test_help_lists_every_command_and_every_option() -> None:
 def test_version_as_fuse_overlayfs_prints_it() -> None:
     from importlib.metadata import version
 
-    for argv in (["--version"], ["-V"], ["mount", "-V"]):
+    for argv in (
+        ["--version"],
+        ["-V"],
+        ["mount", "-V"],
+        ["mount", "--version"],
+        ["umount", "-V"],
+        ["umount", "--version"],
+    ):
         result = run([LAYERFS, *argv])
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
