@@ -96,7 +96,7 @@ def test_getattr_fills_the_struct_as_mfusepy_would(fuse_ops: ModuleType) -> None
             return fuse_ops.LayerOps._attrs(self.stat(path))
 
     fuse = fuse_ops._LayerFUSE.__new__(fuse_ops._LayerFUSE)  # no mount: only the wrappers are called
-    fuse.operations, fuse.encoding, fuse.errors, fuse.use_ns, fuse.raw_fi = Ops(), "utf-8", "strict", True, False
+    fuse.__dict__.update(operations=Ops(), encoding="utf-8", errors="strict", use_ns=True, raw_fi=False)
     ours, theirs = fuse_ops.fuse.c_stat(), fuse_ops.fuse.c_stat()
     ctypes.memset(ctypes.byref(ours), 0xFF, ctypes.sizeof(ours))  # whatever libfuse's buffer held
     assert fuse.getattr_fuse_3(b"/a/b", ctypes.pointer(ours), None) == 0
