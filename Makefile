@@ -6,17 +6,19 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
 
-.PHONY: setup system demo test lint unit install conformance bench clean busybox
+.PHONY: setup system demo test lint unit install conformance bench bench-quick clean busybox
 
 setup: system $(STAMP) bytecode install-if-root
 
 system:
 	@scripts/setup-system.sh
 
+# editable_mode=compat: the install is a path in a .pth file. setuptools' default editable
+# install imports a finder (pathlib, urllib, re, …) at every Python start, `layerfs` mounts too.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
-	@$(PY) -m pip install -q -e '.[test]'
+	@$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 # Compiled bytecode next to the sources, so that every `layerfs` start (containers-storage runs
@@ -57,8 +59,18 @@ unit: $(STAMP)
 conformance: setup
 	@$(PY) -m pytest -q tests/conformance --hypothesis-profile=long --hypothesis-seed=$${SEED:-$$RANDOM} -p no:cacheprovider --timeout=0
 
+# Every bench script (bench/*_bench.py, then bench/mount_cycle.py), each running its peers in one
+# run (bench/README.md). `make bench QUICK=1` (or `make bench-quick`) passes --quick to each:
+# tiny sizes and few runs, a smoke run of under two minutes, not figures to quote.
+BENCHES = $(sort $(wildcard bench/*_bench.py)) bench/mount_cycle.py
 bench: setup
-	@$(PY) bench/union_bench.py
+	@status=0; for script in $(BENCHES); do \
+		echo "== $$script$(if $(QUICK), --quick)"; \
+		$(PY) $$script $(if $(QUICK),--quick) || status=1; \
+	done; exit $$status
+
+bench-quick:
+	@$(MAKE) -s bench QUICK=1
 
 # The offline busybox image, into $$IMAGEGRAPH_ROOT (or imagegraph's default store).
 busybox: setup

@@ -70,6 +70,12 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds * 1e6:.3g} µs"
 
 
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages, as uptime(1) prints them: figures from a loaded
+    machine are slower, so every report says how loaded it was."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def format_ratio(value: float | None) -> str:
     if value is None:
         return "–"

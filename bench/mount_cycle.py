@@ -36,6 +36,7 @@ from common import (
     MountSet,
     format_ratio,
     format_seconds,
+    load_average,
     run,
     timed,
     unmount,
@@ -47,7 +48,8 @@ PROG = "mount_cycle"
 SYSTEMS = ("kernel", "fuse-overlayfs", "layerfs")
 BASELINE = "fuse-overlayfs"
 LAYERS = 5
-PODMAN_SYSTEMS = ("fuse-overlayfs", "layerfs")  # the kernel needs no mount program
+REFERENCE = "layerfs-ref"  # --reference PROGRAM: another layerfs (an older checkout's), in the same run
+PODMAN_SYSTEMS = ("fuse-overlayfs", "layerfs", REFERENCE)  # the kernel needs no mount program
 
 
 def layerfs_program() -> str:
@@ -76,21 +78,30 @@ def build_layers(base: Path) -> list[str]:
     return lowers
 
 
-def mount_command(system: str, lowers: list[str], upper: Path, work: Path, target: Path) -> list[str]:
+def program_of(system: str, reference: str | None) -> str:
+    if system == REFERENCE and reference:
+        return reference
+    if system == "fuse-overlayfs":
+        return shutil.which("fuse-overlayfs") or "fuse-overlayfs"
+    return layerfs_program()
+
+
+def mount_command(
+    system: str, lowers: list[str], upper: Path, work: Path, target: Path, reference: str | None = None
+) -> list[str]:
     options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
     if system == "kernel":
         return ["mount", "-t", "overlay", "overlay", "-o", options, str(target)]
     if system == "fuse-overlayfs":
         return ["fuse-overlayfs", "-o", options, str(target)]
-    return [layerfs_program(), "-o", options, str(target)]
+    return [program_of(system, reference), "-o", options, str(target)]
 
 
 class Podman:
     """A containers-storage of its own with `program` as overlay mount_program, one container."""
 
-    def __init__(self, base: Path, system: str, rootfs_tar: Path) -> None:
+    def __init__(self, base: Path, program: str, rootfs_tar: Path) -> None:
         self.base = base
-        program = layerfs_program() if system == "layerfs" else shutil.which("fuse-overlayfs") or "fuse-overlayfs"
         conf = base / "storage.conf"
         conf.write_text(
             f'[storage]\ndriver = "overlay"\ngraphroot = "{base / "root"}"\nrunroot = "{base / "run"}"\n'
@@ -146,7 +157,7 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(systems: list[str], repeat: int, base: Path) -> dict[tuple[str, str], Figure]:
+def measure(systems: list[str], repeat: int, base: Path, reference: str | None = None) -> dict[tuple[str, str], Figure]:
     figures: dict[tuple[str, str], Figure] = {}
 
     def record(what: str, system: str, seconds: float) -> None:
@@ -159,14 +170,15 @@ def measure(systems: list[str], repeat: int, base: Path) -> dict[tuple[str, str]
             tar = rootfs_tar(base)
             for system in systems:
                 if system in PODMAN_SYSTEMS and shutil.which("podman"):
-                    podmans[system] = Podman(Path(tempfile.mkdtemp(prefix="mc-", dir=base)), system, tar)
+                    program = program_of(system, reference)
+                    podmans[system] = Podman(Path(tempfile.mkdtemp(prefix="mc-", dir=base)), program, tar)
             for i in range(repeat):
                 for system in systems:
                     scratch = base / "runs" / f"{system}-{i}"
                     upper, work, target = scratch / "upper", scratch / "work", scratch / "mnt"
                     for d in (upper, work, target):
                         d.mkdir(parents=True)
-                    command = mount_command(system, lowers, upper, work, target)
+                    command = mount_command(system, lowers, upper, work, target, reference)
 
                     def cycle(command: list[str] = command, target: Path = target, system: str = system) -> None:
                         run(command, f"mounting {system}")
@@ -215,9 +227,15 @@ def report(figures: dict[tuple[str, str], Figure], systems: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=7, help="runs per figure (default 7)")
+    parser.add_argument("--repeat", type=int, help="runs per figure (default 7; 2 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 runs per figure (make bench QUICK=1)")
     parser.add_argument("--only", default=",".join(SYSTEMS), help=f"comma-separated among {','.join(SYSTEMS)}")
+    parser.add_argument(
+        "--reference", metavar="PROGRAM", help=f"another layerfs command (e.g. an older checkout's) as {REFERENCE}"
+    )
     args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 2 if args.quick else 7
     base: Path | None = None
     try:
         wanted = [s for s in args.only.split(",") if s]
@@ -234,15 +252,19 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"skip: {system}: {reason}", flush=True)
                 else:
                     systems.append(system)
+        if args.reference:
+            if not shutil.which(args.reference):
+                raise BenchError(f"--reference {args.reference}: not a command")
+            systems.append(REFERENCE)
         if not shutil.which("podman"):
             print("skip: podman mount+umount: podman is not installed", flush=True)
         # Short paths: podman refuses a runroot of 50 characters or more.
         base = Path(tempfile.mkdtemp(prefix="lmc-", dir="/var/tmp"))
         started = time.strftime("%Y-%m-%d %H:%M")
-        figures = measure(systems, args.repeat, base)
+        figures = measure(systems, args.repeat, base, args.reference)
         print(
             f"{PROG}: {started}, {args.repeat} run{'s' * (args.repeat > 1)} per figure, {os.cpu_count()} CPUs, "
-            f"kernel {platform.release()}",
+            f"kernel {platform.release()}, load {load_average()}",
             flush=True,
         )
         print(report(figures, systems), end="", flush=True)

@@ -45,6 +45,7 @@ from common import (
     drop_caches,
     format_ratio,
     format_seconds,
+    load_average,
     run,
     timed,
     wait_mounted,
@@ -58,7 +59,10 @@ except ImportError:  # the venv has it; a bare python3 may not
 
 PROG = "union_bench"
 SYSTEMS = ("bare", "kernel", "fuse-overlayfs", "unionfs-fuse", "layerfs")
-SCALING_SYSTEMS = ("kernel", "fuse-overlayfs", "layerfs")
+# --reference PROGRAM: another layerfs command (an older checkout's) as one more system, for a
+# before/after figure from one run.
+REFERENCE = "layerfs-ref"
+SCALING_SYSTEMS = ("kernel", "fuse-overlayfs", "layerfs", REFERENCE)
 GROUPS = ("read", "stat", "readdir", "copy-up", "create", "scale")  # what --measures selects
 MiB = 1 << 20
 # A warm walk starts this long after the previous walk of the same mount ended: what a user
@@ -245,7 +249,9 @@ def unavailable(system: str) -> str | None:
     raise ValueError(system)
 
 
-def mount_command(system: str, layers: LayerSet, upper: str, work: str, target: str) -> list[str]:
+def mount_command(
+    system: str, layers: LayerSet, upper: str, work: str, target: str, reference: str | None = None
+) -> list[str]:
     lower = ":".join(layers.lowers)
     overlay = f"lowerdir={lower},upperdir={upper},workdir={work}"
     if system == "kernel":
@@ -258,6 +264,8 @@ def mount_command(system: str, layers: LayerSet, upper: str, work: str, target: 
         return [program, "-o", "cow", branches, target]
     if system == "layerfs":
         return [_layerfs_program() or "layerfs", "-o", overlay, "none", target]
+    if system == REFERENCE and reference:
+        return [reference, "-o", overlay, "none", target]
     raise ValueError(system)
 
 
@@ -271,6 +279,7 @@ class Bench:
     figures: dict[tuple[str, str], Figure] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     groups: frozenset[str] = frozenset(GROUPS)
+    reference: str | None = None  # the layerfs-ref system's command
     _serial: int = 0
 
     def record(self, measure: str, system: str, seconds: float) -> None:
@@ -295,7 +304,7 @@ class Bench:
         upper, work, target = scratch / "upper", scratch / "work", scratch / "mnt"
         for d in (upper, work, target):
             d.mkdir(parents=True)
-        command = mount_command(system, layers, str(upper), str(work), str(target))
+        command = mount_command(system, layers, str(upper), str(work), str(target), self.reference)
 
         def mount() -> None:
             run(command, f"mounting {system}")
@@ -678,6 +687,7 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "cpu": cpu,
         "python": platform.python_version(),
+        "load": list(os.getloadavg()),
         "versions": dict(versions, layerfs=layerfs_version()),
     }
 
@@ -699,8 +709,8 @@ def save_json(path: Path, payload: dict) -> None:
 # -- main ----------------------------------------------------------------------------------
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=5, help="runs per figure (default 5)")
-    parser.add_argument("--quick", action="store_true", help="tiny layers (for the smoke test)")
+    parser.add_argument("--repeat", type=int, help="runs per figure (default 5; 3 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="tiny layers, a smoke run (make bench QUICK=1)")
     parser.add_argument("--only", default=",".join(SYSTEMS), help=f"comma-separated systems among {','.join(SYSTEMS)}")
     parser.add_argument("--baseline", default="fuse-overlayfs", help="the system ratios are to")
     parser.add_argument("--json", type=Path, help="also save the figures to this JSON file")
@@ -714,7 +724,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--measures", default=",".join(GROUPS), help=f"comma-separated groups among {','.join(GROUPS)} (default all)"
     )
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-cache figures")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--reference",
+        metavar="PROGRAM",
+        help=f"another layerfs command (e.g. an older checkout's) to run as the system {REFERENCE}",
+    )
+    args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 3 if args.quick else 5
+    return args
 
 
 class Terminated(BaseException):
@@ -742,13 +760,16 @@ def _chosen(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     return wanted, groups
 
 
-def _available(wanted: list[str]) -> tuple[list[str], dict[str, str]]:
+def _available(wanted: list[str], reference: str | None = None) -> tuple[list[str], dict[str, str]]:
     """(the wanted systems this machine has, in a fixed order; why each other one is skipped)."""
     systems, skipped = [], {}
-    for system in SYSTEMS:
-        if system not in wanted:
+    for system in SYSTEMS + ((REFERENCE,) if reference else ()):
+        if system not in wanted and system != REFERENCE:
             continue
-        reason = unavailable(system)
+        if system == REFERENCE:
+            reason = None if reference and shutil.which(reference) else f"{reference} is not a command"
+        else:
+            reason = unavailable(system)
         if reason:
             skipped[system] = reason
             print(f"skip: {system}: {reason}", flush=True)
@@ -763,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted, groups = _chosen(args)
         sizes = Sizes.quick() if args.quick else Sizes()
         signal.signal(signal.SIGTERM, _sigterm)
-        systems, skipped = _available(wanted)
+        systems, skipped = _available(wanted, args.reference)
         cold = not args.no_cold and can_drop_caches()
         if not args.no_cold and not cold:
             print("skip: cold-cache figures: dropping the page cache needs root", flush=True)
@@ -773,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir / "runs", ignore_errors=True)
         started = time.time()
         with MountSet(str(workdir / "runs")) as mounts:
-            bench = Bench(layout, sizes, mounts, groups=frozenset(groups))
+            bench = Bench(layout, sizes, mounts, groups=frozenset(groups), reference=args.reference)
             run_measures(bench, systems, args.repeat, cold)
             run_references(bench, args.repeat, cold)
         for system, reason in bench.failed.items():
@@ -781,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"union_bench: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, "
             f"{args.repeat} run{'s' * (args.repeat > 1)} per figure, {os.cpu_count()} CPUs, "
-            f"kernel {platform.release()}, layerfs at {layerfs_version()}",
+            f"kernel {platform.release()}, load {load_average()}, layerfs at {layerfs_version()}",
             flush=True,
         )
         print(report(bench, systems, args.baseline), end="", flush=True)

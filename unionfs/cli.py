@@ -7,16 +7,19 @@ and `-V`/`--version` live in `cli_mount`. Every error is one line on stderr and 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from .namei import normalize
 from .options import OptionError
-from .trace import print_trace
-from .tree import TreeOptions, render_tree
-from .union import Union
+
+if TYPE_CHECKING:
+    import argparse
+
+    from .union import Union
+
+# Only what every command needs is imported here: containers-storage runs `layerfs -o … MNT`
+# for every mount, and that path goes straight to cli_mount, without the tree and trace code.
 
 PROG = "layerfs"
 
@@ -28,6 +31,9 @@ class UsageError(Exception):
 def open_target(options: list[str] | None, target: str | None) -> tuple[Union, str, str]:
     """(union, union path, label) from `-o OPTIONS [PATH]` or from a path on a live mount."""
     if options:
+        from .namei import normalize
+        from .union import Union
+
         return Union.from_options(options), normalize(target or "/"), target or "."
     if not target:
         raise UsageError("give -o OPTIONS, or a path on a layerfs mount")
@@ -38,6 +44,8 @@ def open_target(options: list[str] | None, target: str | None) -> tuple[Union, s
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
+    from .tree import TreeOptions, render_tree
+
     union, path, label = open_target(args.options, args.path)
     options = TreeOptions(args.all, args.origin, args.dirs_only, ascii=args.charset == "ascii")
     sys.stdout.write(render_tree(union, path, args.label or label, options))
@@ -55,6 +63,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
+    from .trace import print_trace
+
     try:
         with open(args.file, encoding="utf-8") as f:
             print_trace(f, sys.stdout)
@@ -63,14 +73,15 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the project's rule), not usage plus error."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    import argparse  # here: the mount commands (every containers-storage mount) parse their own argv
+
+    class OneLineParser(argparse.ArgumentParser):
+        """argparse, but a usage error is one line (the project's rule), not usage plus error."""
+
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(f"{message} (see '{self.prog} --help')")
+
     parser = OneLineParser(
         prog=PROG,
         description="A union filesystem you can see through.",

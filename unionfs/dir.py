@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Callable
 
@@ -238,6 +237,8 @@ def _remove(sb: Super, node: Node, trigger: str) -> None:
 
 def _clear_upper_dir(real: str) -> None:
     """An empty merged directory may still hold whiteouts in the upper: remove them."""
+    import shutil  # here, not at the top: the mount command's start-up does without it
+
     with os.scandir(real) as it:
         for entry in it:
             path = os.path.join(real, entry.name)
@@ -252,6 +253,8 @@ def _remove_tree(path: str) -> None:
     if st is None:
         return
     if stat.S_ISDIR(st.st_mode):
+        import shutil
+
         shutil.rmtree(path, ignore_errors=True)
     else:
         os.unlink(path)

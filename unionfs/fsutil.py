@@ -4,7 +4,6 @@ data copies with holes."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -35,7 +34,9 @@ class Libc:
 
     @classmethod
     def load(cls) -> Libc:
-        return cls(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True))
+        """libc as the process already has it (dlopen(NULL)): no `ldconfig -p` run, which is
+        what ctypes.util.find_library costs at every mount."""
+        return cls(ctypes.CDLL(None, use_errno=True))
 
     def renameat2(self, old: str, new: str, flags: int) -> None:
         fn = self.lib.renameat2

@@ -22,17 +22,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-# mfusepy loads libfuse 2 when both are installed; libfuse 3 passes rename flags
-# (RENAME_NOREPLACE), so prefer it unless the user chose a library.
-if not os.environ.get("FUSE_LIBRARY_PATH"):
-    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
-
-import mfusepy as fuse
-
 from .inode import Stat
+from .libfuse import prefer_libfuse3
 from .listing import stat_entries
 from .super import Cred
 from .union import Union
+
+prefer_libfuse3()  # before mfusepy loads a library (libfuse.py: why)
+
+import mfusepy as fuse  # noqa: E402 - after prefer_libfuse3
 
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
@@ -217,9 +215,16 @@ class LayerOps(fuse.Operations):
 
     use_ns = True  # times as integer nanoseconds, as the core keeps them
 
-    def __init__(self, union: Union, on_ready: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        union: Union,
+        on_ready: Callable[[], None] | None = None,
+        after_init: Callable[[], object] | None = None,
+    ) -> None:
         self.union = union
         self.on_ready = on_ready
+        self.after_init = after_init  # run by the first request after FUSE_INIT (_LayerFUSE._wrapper)
+        self.first_request: Callable[[], object] | None = None
         self.files = HandleTable()
         self.dirs = HandleTable()
         self.links = LinkNames()
@@ -272,6 +277,7 @@ class LayerOps(fuse.Operations):
     def init(self, path: str) -> None:
         """The kernel has answered FUSE_INIT: the mount is live."""
         self.invalidate.start()
+        self.first_request = self.after_init
         if self.on_ready is not None:
             self.on_ready()
 
@@ -283,7 +289,11 @@ class LayerOps(fuse.Operations):
 
     # -- attributes -----------------------------------------------------------------------
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
-        return self._attrs(self._note(path, self.union.getattr(path)))
+        return self._attrs(self.stat(path))
+
+    def stat(self, path: str) -> Stat:
+        """What getattr reports, as the union's Stat (_LayerFUSE fills libfuse's struct with it)."""
+        return self._note(path, self.union.getattr(path))
 
     @staticmethod
     def _attrs(st: Stat) -> dict[str, int]:
@@ -529,6 +539,16 @@ class LayerOps(fuse.Operations):
 class _LayerFUSE(fuse.FUSE):
     """mfusepy's FUSE, passing on what its libfuse 3 wrappers drop."""
 
+    def _wrapper(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """mfusepy's wrapper of every call. The first request after `init` first runs the
+        operations' `after_init` hook: the kernel has processed init's reply by then (it sends
+        nothing before), which `init` itself, called before the reply, cannot know."""
+        ops = self.operations
+        if ops.first_request is not None:
+            hook, ops.first_request = ops.first_request, None
+            hook()
+        return super()._wrapper(func, *args, **kwargs)
+
     def opendir(self, path: bytes, fip: fuse.fuse_fi_p) -> int:
         """Let the kernel keep listings (FOPEN_CACHE_DIR, kept across opens): it drops them
         itself when the directory changes through the mount, the only way it can change."""
@@ -561,6 +581,12 @@ class _LayerFUSE(fuse.FUSE):
                 break
         return 0
 
+    def getattr_fuse_3(self, path: bytes | None, buf: Any, fip: fuse.fuse_fi_p) -> int:
+        """The most frequent call (every lookup and stat): the union's Stat goes straight into
+        libfuse's struct stat, without mfusepy's attribute dict and its per-key loop."""
+        fill_stat(buf.contents, self.operations.stat(self._path(path)))
+        return 0
+
     def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
         return self.operations.rename(
             old.decode(self.encoding, self.errors), new.decode(self.encoding, self.errors), flags
@@ -588,6 +614,23 @@ class _LayerFUSE(fuse.FUSE):
         if path is None:
             raise OSError(errno.EINVAL, "no path given")
         return path.decode(self.encoding, self.errors)
+
+
+def fill_stat(out: Any, st: Stat) -> None:
+    """`st` into mfusepy's c_stat `out` (zeroed first: padding, and what we do not report)."""
+    ctypes.memset(ctypes.byref(out), 0, ctypes.sizeof(out))
+    out.st_mode = st.st_mode
+    out.st_ino = st.st_ino
+    out.st_nlink = st.st_nlink
+    out.st_uid = st.st_uid
+    out.st_gid = st.st_gid
+    out.st_size = st.st_size
+    out.st_rdev = st.st_rdev
+    out.st_blocks = st.st_blocks
+    out.st_blksize = st.st_blksize
+    out.st_atimespec.tv_sec, out.st_atimespec.tv_nsec = divmod(st.st_atime_ns, 1_000_000_000)
+    out.st_mtimespec.tv_sec, out.st_mtimespec.tv_nsec = divmod(st.st_mtime_ns, 1_000_000_000)
+    out.st_ctimespec.tv_sec, out.st_ctimespec.tv_nsec = divmod(st.st_ctime_ns, 1_000_000_000)
 
 
 def run_fuse(ops: LayerOps, mountpoint: str, fuse_options: dict[str, Any]) -> None:

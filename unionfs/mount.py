@@ -1,9 +1,12 @@
 """Mounting and unmounting a union with FUSE, and finding a live union again.
 
-`mount` returns only once the kernel has the mount: a child process runs the FUSE loop and
-tells the parent through a pipe when libfuse calls `init`. Everything that can be checked
-before (options, layers, mount point, FUSE itself) is checked in the parent, so a bad mount
-prints one line and leaves nothing behind.
+`mount` returns only once the kernel has the mount. As root it mounts as fuse-overlayfs does:
+mount(2) on an open /dev/fuse here, then a child process loads libfuse and serves that
+descriptor (requests wait in the kernel until it answers FUSE_INIT); so a mount costs a
+Python start-up and the union's opening, not mfusepy's loading too. Otherwise libfuse mounts,
+in the child, which tells the parent through a pipe when libfuse calls `init`. Everything
+that can be checked before (options, layers, mount point, FUSE itself) is checked in the
+parent, so a bad mount prints one line and leaves nothing behind.
 
 The union's layers travel in the mount's source ("fsname"), so `/proc/self/mountinfo` is
 enough to open the same union again, read-only, for `layerfs explain` and `tree --origin`.
@@ -11,15 +14,12 @@ enough to open the same union again, read-only, for `layerfs explain` and `tree 
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import libfuse
 from .mountinfo import FSTYPE, STATE_PREFIX, make_state_dir, mount_at, mounts, plain_path
 from .options import UnionSpec, format_options, parse_options, validate
 from .params import CONTEXT_OPTIONS
@@ -72,6 +72,7 @@ class Plan:
     fuse_options: dict[str, Any] = field(default_factory=dict)
     trace: str | None = None
     foreground: bool = False
+    source: str = ""  # the mount's source, as the kernel records it (fsname unescaped)
 
 
 # -- planning -----------------------------------------------------------------------------
@@ -85,6 +86,8 @@ def mount_source(options: str) -> str:
     kernel's page) the path of a state file holding them, named by their hash."""
     if len(escape_fsname(options)) <= FSNAME_LIMIT:
         return options
+    import hashlib
+
     data = options.encode("utf-8", "surrogateescape")
     path = os.path.join(make_state_dir(), hashlib.sha256(data).hexdigest()[:32] + ".options")
     temp = f"{path}.{os.getpid()}.tmp"
@@ -118,10 +121,16 @@ def fuse_unavailable() -> str | None:
     """Why FUSE cannot mount here, or None."""
     if not os.path.exists("/dev/fuse"):
         return "FUSE is not available: /dev/fuse does not exist (modprobe fuse)"
-    if os.geteuid() != 0 and not (shutil.which("fusermount3") or shutil.which("fusermount")):
-        return "FUSE is not available: fusermount3 is not installed (apt-get install fuse3)"
+    if os.geteuid() != 0:
+        import shutil
+
+        if not (shutil.which("fusermount3") or shutil.which("fusermount")):
+            return "FUSE is not available: fusermount3 is not installed (apt-get install fuse3)"
     try:
-        from . import fuse_ops  # noqa: F401  (loads libfuse)
+        if libfuse.user_choice():
+            from . import fuse_ops  # noqa: F401  (loads the library the user named)
+        else:
+            libfuse.load()  # what fuse_ops will load, without loading mfusepy here (libfuse.py)
     except (ImportError, OSError, AttributeError) as exc:
         return f"FUSE is not available: {exc}"
     return None
@@ -129,9 +138,11 @@ def fuse_unavailable() -> str | None:
 
 def attr_seconds() -> float:
     """How long the kernel may keep attributes: long if the daemon can invalidate them."""
-    from .fuse_ops import Invalidator
+    if libfuse.user_choice():
+        from .fuse_ops import Invalidator
 
-    return ATTR_SECONDS if Invalidator().available else ATTR_SECONDS_UNINVALIDATED
+        return ATTR_SECONDS if Invalidator().available else ATTR_SECONDS_UNINVALIDATED
+    return ATTR_SECONDS if hasattr(libfuse.load(), "fuse_invalidate_path") else ATTR_SECONDS_UNINVALIDATED
 
 
 def plan(request: MountRequest) -> Plan:
@@ -154,7 +165,8 @@ def plan(request: MountRequest) -> Plan:
         raise MountError(reason)
 
     opts: dict[str, Any] = {"subtype": "layerfs"}
-    opts["fsname"] = escape_fsname(mount_source(format_options(spec)))
+    source = mount_source(format_options(spec))
+    opts["fsname"] = escape_fsname(source)
     root = os.geteuid() == 0
     flags = set(spec.flags)
     if root:
@@ -199,7 +211,7 @@ def plan(request: MountRequest) -> Plan:
         trace = os.path.join(request.cwd, trace)
         if not os.path.isdir(os.path.dirname(trace) or "/"):
             raise MountError(f"trace file {trace}: its directory does not exist")
-    return Plan(spec, mountpoint, opts, trace, request.foreground or debug)
+    return Plan(spec, mountpoint, opts, trace, request.foreground or debug, source)
 
 
 # -- mounting -----------------------------------------------------------------------------
@@ -216,11 +228,17 @@ def mount(request: MountRequest) -> None:
     """Mount; return once the mount is live (or, in the foreground, once it is unmounted)."""
     p = plan(request)
     union = _open_union(p)
+    if not p.foreground:
+        fd = kernel_mount(p)
+        if fd is not None:
+            _spawn(_serve_mounted, union, p, fd)
+            return
     from .fuse_ops import LayerOps, run_fuse
 
     if p.foreground:
         try:
-            run_fuse(LayerOps(union, lambda: _in_thread(set_read_ahead, p.mountpoint)), p.mountpoint, p.fuse_options)
+            ops = LayerOps(union, after_init=lambda: set_read_ahead(p.mountpoint, device=_device_of(p)))
+            run_fuse(ops, p.mountpoint, p.fuse_options)
         except RuntimeError as exc:
             raise MountError(f"mounting {request.mountpoint} failed (libfuse error {exc})") from None
         return
@@ -240,10 +258,101 @@ def mount(request: MountRequest) -> None:
     raise MountError(message or f"mounting {request.mountpoint} failed: the daemon exited")
 
 
-def _in_thread(fn: Callable[..., object], *args: object) -> None:
-    import threading
+# mount(2) flags (linux/mount.h) for the flags libfuse itself turns into them (lib/mount.c).
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS, MS_DIRSYNC, MS_NOATIME, MNT_DETACH = (
+    1, 2, 4, 8, 16, 128, 1024, 2,
+)  # fmt: skip
+MOUNT_FLAGS = {
+    "ro": (MS_RDONLY, True), "rw": (MS_RDONLY, False), "nosuid": (MS_NOSUID, True), "suid": (MS_NOSUID, False),
+    "nodev": (MS_NODEV, True), "dev": (MS_NODEV, False), "noexec": (MS_NOEXEC, True), "exec": (MS_NOEXEC, False),
+    "sync": (MS_SYNCHRONOUS, True), "async": (MS_SYNCHRONOUS, False), "dirsync": (MS_DIRSYNC, True),
+    "noatime": (MS_NOATIME, True), "atime": (MS_NOATIME, False),
+}  # fmt: skip
+KERNEL_OPTIONS = ("allow_other", "default_permissions")  # libfuse hands these to the kernel as they are
 
-    threading.Thread(target=fn, args=args, daemon=True).start()
+
+def kernel_mount(p: Plan) -> int | None:
+    """Mount as libfuse 3 would (lib/mount.c), from this process: open /dev/fuse, mount(2) with
+    `fd=N`, and return N for the daemon, which serves it as `/dev/fd/N` (libfuse >= 3.3).
+
+    Why: the mount is then in place before the daemon has loaded libfuse and mfusepy (most of
+    a mount's start-up), as fuse-overlayfs's is before it serves; requests wait in the kernel
+    until the daemon answers FUSE_INIT. None where libfuse must mount (no root, SELinux
+    contexts, a library the user chose, mount(2) refused): the caller then lets it.
+    """
+    if os.geteuid() != 0 or libfuse.user_choice() or any(key in p.fuse_options for key in CONTEXT_OPTIONS):
+        return None
+    import ctypes
+
+    try:
+        libfuse.load()  # the daemon's: without it, libfuse's own path reports why
+        fd = os.open("/dev/fuse", os.O_RDWR)
+    except OSError:
+        return None
+    flags = MS_NOSUID | MS_NODEV  # libfuse's defaults
+    data = [key for key in KERNEL_OPTIONS if p.fuse_options.get(key)]
+    for key, value in p.fuse_options.items():
+        if key in MOUNT_FLAGS and value:
+            bit, on = MOUNT_FLAGS[key]
+            flags = flags | bit if on else flags & ~bit
+        elif key == "max_read":
+            data.append(f"max_read={value}")
+    data.append(f"fd={fd},rootmode=40000,user_id={os.getuid()},group_id={os.getgid()}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = libc.mount(
+        os.fsencode(p.source),
+        os.fsencode(p.mountpoint),
+        FSTYPE.encode(),
+        ctypes.c_ulong(flags),
+        ",".join(data).encode(),
+    )
+    if result != 0:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _spawn(serve: Callable[[Union, Plan, int], int], union: Union, p: Plan, fd: int) -> None:
+    """Fork the daemon that serves the mount on `fd`; this process's copy of `fd` is closed."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = serve(union, p, fd)
+        finally:
+            os._exit(code)
+    os.close(fd)
+
+
+def _serve_mounted(union: Union, p: Plan, fd: int) -> int:
+    """The daemon of a mount made by `kernel_mount`: serve it until it is unmounted.
+
+    Should the loop end with the mount still in place (a signal, or libfuse failing to start),
+    unmount it, as libfuse does for the mounts it makes: a FUSE mount without its daemon only
+    answers ENOTCONN.
+    """
+    os.setsid()
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(devnull, target)
+    try:
+        from .fuse_ops import LayerOps, run_fuse
+
+        ops = LayerOps(union, after_init=lambda: set_read_ahead(p.mountpoint, device=_device_of(p)))
+        run_fuse(ops, f"/dev/fd/{fd}", p.fuse_options)
+    except BaseException:  # nobody to tell: the mount is undone below
+        pass
+    try:
+        os.close(fd)  # the kernel ends the connection: nothing can wait on it any more
+    except OSError:
+        pass
+    left = next((m for m in reversed(mounts()) if m.mountpoint == p.mountpoint), None)
+    if left is not None and left.fstype == FSTYPE and left.source == p.source:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).umount2(os.fsencode(p.mountpoint), MNT_DETACH)
+    return 0
 
 
 def _daemon(union: Union, p: Plan, status_fd: int) -> int:
@@ -256,6 +365,8 @@ def _daemon(union: Union, p: Plan, status_fd: int) -> int:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     # libfuse reports mount problems on stderr: keep them until the mount is live.
+    import tempfile
+
     errors = tempfile.TemporaryFile()
     os.dup2(errors.fileno(), 2)
     state = {"ready": False}
@@ -285,15 +396,24 @@ def _daemon(union: Union, p: Plan, status_fd: int) -> int:
     return 1
 
 
-def set_read_ahead(mountpoint: str, kb: int = READ_AHEAD_KB) -> bool:
+def _device_of(p: Plan) -> str | None:
+    """MAJ:MIN of the mount `p` made, from mountinfo: no request to the mount itself."""
+    found = next((m for m in reversed(mounts()) if m.mountpoint == p.mountpoint and m.source == p.source), None)
+    return found.device if found is not None and found.device else None
+
+
+def set_read_ahead(mountpoint: str, kb: int = READ_AHEAD_KB, device: str | None = None) -> bool:
     """Raise the readahead of the live FUSE mount at `mountpoint` (root only: a sysfs write).
 
     Not from libfuse's `init`: the kernel sets the readahead from init's reply, after it.
-    The stat waits until the mount is initialised.
+    Without `device` (MAJ:MIN), a stat of the mount point finds it, and waits until the mount
+    is initialised; the daemon passes it, as a stat in flight would make an umount EBUSY.
     """
     try:
-        st = os.stat(mountpoint)
-        with open(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb", "w") as f:
+        if device is None:
+            st = os.stat(mountpoint)
+            device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+        with open(f"/sys/class/bdi/{device}/read_ahead_kb", "w") as f:
             f.write(f"{kb}\n")
         return True
     except OSError:
@@ -303,6 +423,9 @@ def set_read_ahead(mountpoint: str, kb: int = READ_AHEAD_KB) -> bool:
 # -- unmounting --------------------------------------------------------------------------
 def unmount(mountpoint: str, lazy: bool = False) -> None:
     """End a union mount (the daemon then closes its files and exits)."""
+    import shutil
+    import subprocess
+
     real = os.path.realpath(mountpoint)
     info = mount_at(real)
     if info is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -182,6 +181,8 @@ def _clear_work_dir(tmpdir: str) -> None:
         for name in os.listdir(tmpdir):
             path = os.path.join(tmpdir, name)
             if os.path.isdir(path) and not os.path.islink(path):
+                import shutil  # only for leftovers of a crash: not on every mount's path
+
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 try:

@@ -256,3 +256,31 @@ def test_mount_set_sweeps_unregistered_mounts_under_its_root(tmp_path):
     with common.MountSet(str(tmp_path / "runs")):
         pass
     assert not common.is_mounted(str(mnt))
+
+
+@pytest.mark.mount
+def test_a_reference_layerfs_runs_as_one_more_system(tmp_path):
+    """--reference PROGRAM (an older checkout's layerfs, for before/after figures from one run)
+    adds the system layerfs-ref to every row and to the lookup scaling."""
+    layerfs = str(Path(sys.executable).parent / "layerfs")
+    result = bench(tmp_path, "--only", "layerfs", "--measures", "readdir,scale", "--no-cold", "--reference", layerfs)
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout, "measure")
+    for label in ("readdir 300 merged entries", "stat 30 files under 1 layer"):
+        assert {row[1] for row in rows if row[0] == label} == {"layerfs", "layerfs-ref"}
+    assert {row[0] for row in table_rows(result.stdout, "lookup scaling")} == {"layerfs", "layerfs-ref"}
+    assert "load " in result.stdout.splitlines()[0]  # the header says how loaded the machine was
+
+
+def test_make_bench_quick_runs_every_bench_script_with_quick():
+    """`make bench QUICK=1`: every bench/*_bench.py, then mount_cycle.py, each with --quick
+    (dry run: the bench target's set-up would link this checkout into /usr/local/bin)."""
+    result = subprocess.run(["make", "-n", "bench", "QUICK=1"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    loop = next(line for line in result.stdout.splitlines() if "for script in" in line)
+    scripts = loop.split("for script in", 1)[1].split(";", 1)[0].split()
+    wanted = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "bench").glob("*_bench.py")) + ["bench/mount_cycle.py"]
+    assert scripts == wanted
+    assert "$script --quick" in result.stdout
+    plain = subprocess.run(["make", "-n", "bench"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "--quick" not in plain.stdout

@@ -26,14 +26,16 @@ def test_a_short_run_prints_every_cycle_and_cleans_up() -> None:
     require_tool("fuse-overlayfs")
     before = {m.mountpoint for m in mounts()}
     scratch_before = set(Path("/var/tmp").glob("lmc-*"))
-    result = subprocess.run([sys.executable, str(SCRIPT), "--repeat", "1"], capture_output=True, text=True, timeout=600)
+    # --reference: a second layerfs (here the same one) as layerfs-ref, for before/after figures.
+    argv = [sys.executable, str(SCRIPT), "--repeat", "1", "--reference", str(Path(sys.executable).parent / "layerfs")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     rows = table_rows(result.stdout, "measure")
     expected = set()
     for measure in ("bare mount+umount", "bare mount+umount, CPU"):
-        expected |= {(measure, system) for system in ("kernel", "fuse-overlayfs", "layerfs")}
+        expected |= {(measure, system) for system in ("kernel", "fuse-overlayfs", "layerfs", "layerfs-ref")}
     for measure in ("podman mount+umount", "podman mount+umount, CPU"):
-        expected |= {(measure, system) for system in ("fuse-overlayfs", "layerfs")}
+        expected |= {(measure, system) for system in ("fuse-overlayfs", "layerfs", "layerfs-ref")}
     assert {(row[0], row[1]) for row in rows} == expected
     assert all(row[6] == "1.00×" for row in rows if row[1] == "fuse-overlayfs")
     assert all(row[5] == "1" for row in rows)

@@ -20,7 +20,15 @@ import pytest
 
 from ..support import skip_or_fail
 
-OVERRIDES = ("opendir", "readdir_fuse_3", "rename_fuse_3", "utimens_fuse_3", "utimens_fuse_2")
+OVERRIDES = (
+    "opendir",
+    "getattr_fuse_3",
+    "readdir_fuse_3",
+    "rename_fuse_3",
+    "utimens_fuse_3",
+    "utimens_fuse_2",
+    "_wrapper",
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +57,7 @@ def test_each_override_replaces_a_method_of_the_same_signature(fuse_ops: ModuleT
     assert list(inspect.signature(ours).parameters) == list(inspect.signature(theirs).parameters)
 
 
-@pytest.mark.parametrize("name", [n for n in OVERRIDES if n.endswith(("_fuse_2", "_fuse_3"))])
+@pytest.mark.parametrize("name", [n for n in OVERRIDES if n.endswith(("_fuse_2", "_fuse_3")) and n != "getattr_fuse_3"])
 def test_mfusepy_still_picks_the_suffixed_wrapper(fuse_ops: ModuleType, name: str) -> None:
     """mfusepy's FUSE.__init__ takes `NAME_fuse_3` (or `_fuse_2`) for libfuse's NAME, and
     refuses a class that has both that and a plain NAME."""
@@ -64,3 +72,34 @@ def test_the_internals_the_overrides_call_are_there(fuse_ops: ModuleType) -> Non
     assert "use_ns" in inspect.signature(fuse.set_st_attrs).parameters
     assert {"actime", "modtime"} <= {f[0] for f in fuse.c_utimbuf._fields_}
     assert {"fh", "keep_cache"} <= {f[0] for f in fuse.fuse_file_info._fields_}
+
+
+def test_getattr_fills_the_struct_as_mfusepy_would(fuse_ops: ModuleType) -> None:
+    """_LayerFUSE.getattr_fuse_3 skips mfusepy's attribute dict: the c_stat it fills must be
+    byte for byte what mfusepy's own getattr_fuse_3 makes of LayerOps.getattr's dict."""
+    import ctypes
+
+    from unionfs.inode import Stat
+
+    st = Stat(
+        st_mode=0o100644, st_ino=(1 << 63) | 12345, st_dev=77, st_nlink=2, st_uid=1000, st_gid=100,
+        st_size=1 << 40, st_atime_ns=1_700_000_000_123_456_789, st_mtime_ns=-1_500_000_001,
+        st_ctime_ns=5, st_rdev=0x0801, st_blocks=9, st_blksize=4096,
+    )  # fmt: skip
+
+    class Ops:
+        def stat(self, path: str) -> Stat:
+            assert path == "/a/b"
+            return st
+
+        def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
+            return fuse_ops.LayerOps._attrs(self.stat(path))
+
+    fuse = fuse_ops._LayerFUSE.__new__(fuse_ops._LayerFUSE)  # no mount: only the wrappers are called
+    fuse.__dict__.update(operations=Ops(), encoding="utf-8", errors="strict", use_ns=True, raw_fi=False)
+    ours, theirs = fuse_ops.fuse.c_stat(), fuse_ops.fuse.c_stat()
+    ctypes.memset(ctypes.byref(ours), 0xFF, ctypes.sizeof(ours))  # whatever libfuse's buffer held
+    assert fuse.getattr_fuse_3(b"/a/b", ctypes.pointer(ours), None) == 0
+    assert fuse_ops.fuse.FUSE.getattr_fuse_3(fuse, b"/a/b", ctypes.pointer(theirs), None) == 0
+    assert bytes(ours) == bytes(theirs)
+    assert ours.st_size == 1 << 40 and ours.st_mtimespec.tv_sec == -2 and ours.st_mtimespec.tv_nsec == 499_999_999

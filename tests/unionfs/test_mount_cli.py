@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -297,3 +298,55 @@ def test_a_stack_too_long_for_the_mount_source_is_still_explained(tmp_path):
         explained = run([LAYERFS, "explain", str(mnt / "only-in-59")])
         assert explained.returncode == 0, explained.stderr
         assert f"{layers[59]}  lower  serves /only-in-59" in explained.stdout
+
+
+@pytest.mark.root("mount(2) from the command is root's path")
+@pytest.mark.parametrize("options", ["dirs=./fruits:./vegetables", "dirs=./fruits:./vegetables,ro,nosuid,noexec"])
+def test_roots_own_mount_looks_as_libfuses(seed, options):
+    """As root the command mounts itself and the daemon serves /dev/fd/N; mountinfo must read
+    exactly as when libfuse mounts, which it does when the user names a library file."""
+    found = glob.glob("/usr/lib/*/libfuse3.so.3") + glob.glob("/lib/*/libfuse3.so.3")
+    assert found, "libfuse 3 is not installed"
+    tables = []
+    for env in ({}, {"FUSE_LIBRARY_PATH": found[0]}):
+        result = run([LAYERFS, "-o", options, "./mnt"], cwd=seed, env={**os.environ, **env})
+        assert result.returncode == 0, result.stderr
+        try:
+            info = mount_info(seed / "mnt")
+            tables.append((info.fstype, info.source, info.options, info.super_options))
+            assert (seed / "mnt" / "carrots").read_text() == "carrots\n"
+        finally:
+            force_unmount(seed / "mnt")
+    assert tables[0] == tables[1]
+
+
+@pytest.mark.root("mount(2) from the command is root's path")
+def test_a_signalled_daemon_takes_its_mount_away(seed):
+    """libfuse unmounts what it mounted when its loop ends on a signal; the daemon of root's own
+    mount must too, or the mount point would answer ENOTCONN until someone unmounts it."""
+    result = run([LAYERFS, "-o", "dirs=./fruits:./vegetables", str(seed / "mnt")], cwd=seed)
+    assert result.returncode == 0, result.stderr
+    try:
+        assert (seed / "mnt" / "apple").read_text() == "apple\n"
+        daemons = _daemon_pids(seed / "mnt")
+        assert daemons
+        for pid in daemons:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while is_mounted(seed / "mnt"):
+            assert time.monotonic() < deadline, "the mount outlived its daemon"
+            time.sleep(0.05)
+        assert os.listdir(seed / "mnt") == []
+    finally:
+        force_unmount(seed / "mnt")
+
+
+def test_an_umount_right_after_the_mount_succeeds(seed):
+    """podman mounts and unmounts at once: nothing of the daemon's start (the readahead is set
+    from the first request) may hold the mount point busy."""
+    for _ in range(5):
+        result = run([LAYERFS, "-o", "dirs=./fruits:./vegetables", "./mnt"], cwd=seed)
+        assert result.returncode == 0, result.stderr
+        done = run(["umount", str(seed / "mnt")] if os.geteuid() == 0 else ["fusermount3", "-u", str(seed / "mnt")])
+        assert done.returncode == 0, done.stderr
+        assert not is_mounted(seed / "mnt")

@@ -1,0 +1,40 @@
+"""Which libfuse the FUSE adapter loads, found without `ldconfig`.
+
+mfusepy picks its library from FUSE_LIBRARY_PATH, else by searching for FUSE_LIBRARY_NAME with
+ctypes.util.find_library, which runs `ldconfig -p` (a process, at every mount). libfuse 3
+passes rename flags (RENAME_NOREPLACE), so it is preferred over libfuse 2, and named by its
+soname, which the dynamic loader finds by itself. No FUSE import here: the mount command asks
+these questions before (or without) loading mfusepy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+SONAME = "libfuse3.so.3"
+
+
+def user_choice() -> bool:
+    """Whether the user named a library other than libfuse 3 (FUSE_LIBRARY_PATH or _NAME)."""
+    path = os.environ.get("FUSE_LIBRARY_PATH")
+    if path:
+        return path != SONAME
+    return os.environ.get("FUSE_LIBRARY_NAME", "fuse3") not in ("", "fuse3")
+
+
+def load() -> ctypes.CDLL:
+    """libfuse 3 by its soname; OSError where the dynamic loader cannot find it."""
+    return ctypes.CDLL(SONAME)
+
+
+def prefer_libfuse3() -> None:
+    """Point mfusepy at libfuse 3 before it is imported, unless the user chose a library."""
+    if user_choice() or os.environ.get("FUSE_LIBRARY_PATH"):
+        return
+    try:
+        load()
+    except OSError:
+        os.environ["FUSE_LIBRARY_NAME"] = "fuse3"  # not where the loader looks: let mfusepy search
+    else:
+        os.environ["FUSE_LIBRARY_PATH"] = SONAME
