@@ -40,6 +40,7 @@ lint: $(STAMP)
 	@$(VENV)/bin/ruff check --quiet .
 	@$(VENV)/bin/ruff format --check --quiet .
 	@$(VENV)/bin/mypy
+	@$(VENV)/bin/vulture
 
 # The tests that need no mount, no kernel OverlayFS and no registry: quick, and fine without root.
 unit: $(STAMP)

@@ -141,7 +141,7 @@ class MountSet:
     def __enter__(self) -> MountSet:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         self.unmount_all()
 
     def add(self, path: str) -> None:

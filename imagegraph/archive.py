@@ -231,7 +231,8 @@ def _list_xattrs(path: str) -> dict[str, bytes]:
     return out
 
 
-def _is_opaque_dir(path: str) -> bool:
+def is_opaque_dir(path: str) -> bool:
+    """Whether the directory carries an overlay opaque mark (trusted. or user.)."""
     for n in OPAQUE_XATTRS:
         try:
             if os.getxattr(path, n, follow_symlinks=False) == b"y":
@@ -301,7 +302,7 @@ def layer_entries(src_dir: str | os.PathLike[str]) -> Iterator[TarEntry]:
             e.name = (head + "/" if head else "") + WHITEOUT_PREFIX + tail
             e.typeflag, e.mode, e.size, e.source, e.linkname = TYPE_REG, 0o600, 0, None, ""
         yield e
-        if stat.S_ISDIR(m) and _is_opaque_dir(real):
+        if stat.S_ISDIR(m) and is_opaque_dir(real):
             yield TarEntry(
                 name=rel + "/" + WHITEOUT_OPAQUE,
                 typeflag=TYPE_REG,
@@ -568,10 +569,3 @@ def apply_layer_tar(stream: ByteStream, dest: str | os.PathLike[str], encoding: 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ApplyResult("sha256:" + reader.hash.hexdigest(), size)
-
-
-def digest_tar_stream(stream: ByteStream) -> str:
-    """DiffID of a tar stream without extracting it."""
-    r = _HashingReader(stream)
-    r.drain()
-    return "sha256:" + r.hash.hexdigest()

@@ -344,7 +344,7 @@ KIND_LETTER = {CHANGE_MODIFY: "C", CHANGE_ADD: "A", CHANGE_DELETE: "D"}
 
 
 def _opaque(real: str) -> bool:
-    if archive._is_opaque_dir(real):
+    if archive.is_opaque_dir(real):
         return True
     return os.path.lexists(os.path.join(real, archive.WHITEOUT_OPAQUE))
 

@@ -194,9 +194,7 @@ class LayerOps(fuse.Operations):
         self._listed: set[str] = set()  # directories whose entries' attributes the kernel got
         self.invalidate = Invalidator()
         self._local = threading.local()
-        # Copy-ups are reported through the union's tracer: listen there, and pass events on.
-        self._tracer = union.sb.tracer
-        union.sb.tracer = self._on_event
+        union.listen(self._on_event)  # copy-ups change what the kernel has cached
 
     # -- telling the kernel what it cannot see ---------------------------------------------
     def _on_event(self, event: dict) -> None:
@@ -207,8 +205,6 @@ class LayerOps(fuse.Operations):
             if pending is None:
                 pending = self._local.copied = []
             pending.append(str(event.get("path")))
-        if self._tracer is not None:
-            self._tracer(event)
 
     @contextlib.contextmanager
     def _changing(self, *paths: str, skip: tuple[str, ...] = ()) -> Iterator[None]:

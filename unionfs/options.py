@@ -12,7 +12,7 @@ Every problem is an ``OptionError`` whose text is one line for the user.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -347,8 +347,3 @@ def format_options(spec: UnionSpec) -> str:
     if spec.workdir and spec.upper:
         out.append(f"workdir={esc(spec.workdir)}")
     return ",".join(out)
-
-
-def branch_specs(paths: Iterable[tuple[str, Role, str]]) -> tuple[BranchSpec, ...]:
-    """Build branches from Python (path, role, label) triples, for library users."""
-    return tuple(BranchSpec(os.path.abspath(p), role, label) for p, role, label in paths)

@@ -58,6 +58,11 @@ class Union:
     def readonly(self) -> bool:
         return self.sb.upper is None
 
+    def listen(self, listener: Tracer) -> None:
+        """Call `listener(event)` for every copy-up, whiteout, opaque dir and redirect (see
+        trace.py for the events), after the tracer given when the union was opened."""
+        self.sb.listeners.append(listener)
+
     # -- lookup and provenance ----------------------------------------------------------------
     def lookup(self, path: str) -> Node:
         """Resolve a path; the Node says which branch serves it (Node.top.branch)."""

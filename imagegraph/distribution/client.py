@@ -420,12 +420,11 @@ class RegistryClient:
                 on_chunk(size)
             return
         offset = 0
-        reader = data if not isinstance(data, bytes) else None
         while offset < size:
-            if reader is None:
-                chunk = data[offset : offset + chunk_size]  # type: ignore[index]
+            if isinstance(data, bytes):
+                chunk = data[offset : offset + chunk_size]
             else:
-                chunk = reader.read(min(chunk_size, size - offset))
+                chunk = data.read(min(chunk_size, size - offset))
             if not chunk:
                 raise RegistryError("unexpected EOF reading the blob to upload")
             end = offset + len(chunk) - 1

@@ -28,9 +28,7 @@ class LocalStore:
     @property
     def tmp_dir(self) -> Path:
         """Scratch space inside the store (same filesystem, so renames are atomic)."""
-        d = self.layout.layerdb / "tmp"
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        return self.layers.tmp_dir
 
 
 def local_store(svc: Services) -> LocalStore:

@@ -91,13 +91,14 @@ def push(
     for sid in reversed(ids):
         out.update(sid, "Preparing")
     result = PushResult("", 0)
-    layer_descs: list[M.Descriptor] = [None] * len(diff_ids)  # type: ignore[list-item]
     scratch = Path(tempfile.mkdtemp(prefix=".tmp-push-", dir=store.tmp_dir))
     try:
-        for i in reversed(range(len(diff_ids))):
-            layer_descs[i] = _push_layer(
-                store, client, ref, diff_ids[i], chains[i], ids[i], out, scratch, result, chunk_size
-            )
+        # Top layer first, as docker pushes; the manifest lists them bottom first.
+        pushed = [
+            _push_layer(store, client, ref, diff_ids[i], chains[i], ids[i], out, scratch, result, chunk_size)
+            for i in reversed(range(len(diff_ids)))
+        ]
+        layer_descs = pushed[::-1]
         config = image.raw
         config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
         if client.head_blob(path, config_digest, push=True) is None:

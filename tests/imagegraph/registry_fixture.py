@@ -51,12 +51,6 @@ class RunningRegistry:
     process: subprocess.Popen
     users: dict[str, str]
 
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-
 
 def _htpasswd(path: Path, users: dict[str, str]) -> None:
     """bcrypt entries, made with apache2-utils' htpasswd (the registry accepts bcrypt only)."""

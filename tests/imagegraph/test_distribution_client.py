@@ -108,7 +108,10 @@ def test_oci_index_round_trip_and_platform_choice(registry):
     c = RegistryClient(registry.domain)
     _, amd = _push_image(c, "idx/img", "amd")
     _, arm = _push_image(c, "idx/img", "arm")
-    size = lambda t: len(c.get_manifest("idx/img", t).body)  # noqa: E731
+
+    def size(tag: str) -> int:
+        return len(c.get_manifest("idx/img", tag).body)
+
     index = M.build_index(
         [
             M.Descriptor(M.DOCKER_MANIFEST, arm, size("arm"), platform=M.Platform("linux", "arm64", "v8")),

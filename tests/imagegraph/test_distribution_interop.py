@@ -165,7 +165,7 @@ def check_expected(view: dict[str, tuple]) -> None:
     assert view["bin/sh"] == ("link", "busybox", 0)
 
 
-def test_pushed_image_through_skopeo_and_umoci(registry, tmp_path, need_fuse):
+def test_pushed_image_through_skopeo_and_umoci(registry, tmp_path):
     root = tmp_path / "store"
     name = f"{registry.domain}/interop/pushed:1"
     build_whiteout_image(root, name)
@@ -178,7 +178,7 @@ def test_pushed_image_through_skopeo_and_umoci(registry, tmp_path, need_fuse):
     assert mounted_tree(root, name) == umoci_view
 
 
-def test_saved_archive_through_skopeo_and_umoci(tmp_path, need_fuse):
+def test_saved_archive_through_skopeo_and_umoci(tmp_path):
     root = tmp_path / "store"
     build_whiteout_image(root, "interop/saved:1")
     ig(root, "save", "-o", str(tmp_path / "saved.tar"), "interop/saved:1")
@@ -191,7 +191,7 @@ def test_saved_archive_through_skopeo_and_umoci(tmp_path, need_fuse):
     assert mounted_tree(root, "interop/saved:1") == view
 
 
-def test_umoci_image_pulls_loads_and_mounts(registry, tmp_path, need_fuse):
+def test_umoci_image_pulls_loads_and_mounts(registry, tmp_path):
     layout = tmp_path / "umoci-layout"
     tool("umoci", "init", "--layout", str(layout))
     tool("umoci", "new", "--image", f"{layout}:base")

@@ -190,6 +190,26 @@ def test_copy_up_on_write_keeps_lower_untouched(tmp_path, dialect):
     assert trace.events[0]["event"] == "copy_up" and trace.events[0]["bytes"] == 5
 
 
+def test_listeners_hear_every_event_after_the_tracer(tmp_path, dialect):
+    """The FUSE adapter listens for copy-ups (to fix the kernel's caches) beside the trace file."""
+    trace, heard = TraceList(), []
+    u = make_union(tmp_path, dialect, [{"d": {"f": "x"}}], tracer=trace)
+    u.listen(lambda event: heard.append(("first", event["event"], event["path"])))
+    u.listen(lambda event: heard.append(("second", event["event"], event["path"])))
+    u.chmod("/d/f", 0o600)
+    u.unlink("/d/f")
+    assert [(e["event"], e["path"]) for e in trace.events] == [
+        ("copy_up", "/d"),
+        ("copy_up", "/d/f"),
+        ("whiteout", "/d/f"),
+    ]
+    assert heard == [
+        (who, kind, path)
+        for kind, path in [(e["event"], e["path"]) for e in trace.events]
+        for who in ("first", "second")
+    ]
+
+
 def test_read_only_open_does_not_copy_up(tmp_path, dialect):
     u = make_union(tmp_path, dialect, [{"f": "hello"}])
     u.read_file("/f")
