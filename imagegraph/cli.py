@@ -20,7 +20,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import cli_distribution, cli_run
+from . import cli_build, cli_distribution, cli_run
 from . import graph as graph_mod
 from .archive import ArchiveError
 from .commands import DAEMON_PREFIX, CLIError, CommandTable, Context, UsageError, package_version
@@ -491,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--whiteouts", choices=("overlay", "aufs"), help="on-disk whiteout encoding of new layers")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     groups: dict[str, argparse._SubParsersAction] = {}
-    for cmd in [*COMMANDS, *cli_distribution.COMMANDS, *cli_run.COMMANDS]:
+    for cmd in [*COMMANDS, *cli_distribution.COMMANDS, *cli_run.COMMANDS, *cli_build.COMMANDS]:
         flat = [x for x in cmd.aliases if " " not in x]
         names = [cmd.name, *(x for x in cmd.aliases if " " in x)]
         for n in names:

@@ -655,14 +655,24 @@ class ContainerStore:
         if driver == "overlay":
             opts = f"lowerdir={':'.join([str(init)] + lowers)},upperdir={top / 'diff'},workdir={top / 'work'}"
             return ["mount", "-t", "overlay", "overlay", "-o", opts, str(target)]
+        options = self.union_options(c)
+        if trace is not None:
+            options += f",trace={trace}"
+        return _layerfs_command() + ["mount", "-o", options, str(target)]
+
+    def union_options(self, c: Container) -> str:
+        """The container's layers as layerfs options: what `mount` passes to layerfs, and what
+        the builder opens in-process (unionfs.union.Union) to write COPY into the top layer."""
+        m = self.mount_layer(c)
+        top = self.layout.layer_dir(m.mount_id)
+        init = self.layout.layer_dir(m.init_id) / "diff"
+        lowers = [str(p) for p in self.layers.lower_dirs(m.parent)]
         parts = []
         if lowers:
             parts.append("lowerdir=" + ":".join(lowers))
         parts += [f"upperdir={top / 'diff'}", f"workdir={top / 'work'}", f"initdir={init}"]
         parts.append(f"whiteout={self.layers.encoding}")  # the store's encoding for the top layer too
-        if trace is not None:
-            parts.append(f"trace={trace}")
-        return _layerfs_command() + ["mount", "-o", ",".join(parts), str(target)]
+        return ",".join(parts)
 
     def mount(
         self, c: Container, target: Path | None = None, driver: str = "layerfs", trace: Path | None = None
