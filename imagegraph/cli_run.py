@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .commands import CLIError, CommandTable, UsageError
-from .formatting import table
 from .runtime.jsonlog import LogQuery, format_ns, parse_time_arg
 from .runtime.manager import AttachOptions, ContainerRuntimeError, ExecConfig, NotRunning, parse_signal
 from .runtime.terminal import DETACH_KEYS, Relay, parse_detach_keys
@@ -47,7 +46,9 @@ def _flag_error(flag: str, value: str, why: str) -> Exception:
 
 def add_container_flags(p: argparse.ArgumentParser) -> None:
     """The flags `create` and `run` share (docker/cli's containerOptions, the ones this runtime has)."""
-    p.conflict_handler = p._optionals.conflict_handler = "resolve"  # docker's -h is --hostname; --help stays
+    help_action = p._option_string_actions.pop("-h", None)  # docker's -h is --hostname; --help stays
+    if help_action is not None:
+        help_action.option_strings = [o for o in help_action.option_strings if o != "-h"]
     p.add_argument("--name", help="Assign a name to the container")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
@@ -266,7 +267,8 @@ def _setup_run(p: argparse.ArgumentParser) -> None:
 def cmd_run(a: argparse.Namespace, ctx: Context) -> int:
     if a.detach and a.rm:
         pass  # allowed since Docker 1.13: removed when it exits
-    _check_tty(a)
+    if not a.detach:
+        _check_tty(a)
     config, host = container_request(a, attach=not a.detach)
     svc = ctx.svc
     c = svc.create_container(a.image, None, a.name, config=config, host_config=host)
@@ -605,5 +607,16 @@ def cmd_top(a: argparse.Namespace, ctx: Context) -> int:
         res = ctx.svc.runtime.top(a.container, " ".join(a.ps_args) or "-ef")
     except ContainerRuntimeError as exc:
         raise DaemonError(str(exc)) from None
-    ctx.print(table(res["Processes"], res["Titles"]))
+    ctx.out.write(top_table(res["Titles"], res["Processes"]))
     return 0
+
+
+def top_table(titles: list[str], rows: list[list[str]]) -> str:
+    """docker top's tabwriter (minwidth 20, padding 3): every column but the last padded."""
+    lines = [titles, *rows]
+    widths = [max(20, max(len(r[i]) for r in lines if i < len(r)) + 3) for i in range(len(titles) - 1)]
+    out = []
+    for r in lines:
+        cells = [c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)] + r[-1:]
+        out.append("".join(cells))
+    return "".join(line + "\n" for line in out)

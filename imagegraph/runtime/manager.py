@@ -160,6 +160,11 @@ class Runtime:
         c = self.get(ref)
         if c.state.get("Running"):
             return None
+        if os.geteuid() != 0:
+            raise ContainerRuntimeError(
+                "running a container needs root here (new namespaces, mounts, pivot_root); "
+                "as another user, create, mount, diff and commit still work"
+            )
         if c.state.get("RemovalInProgress") or c.state.get("Dead"):
             raise ContainerRuntimeError(f"container is marked for removal and cannot be started: {c.name}")
         status_parent, status_child = socket.socketpair()

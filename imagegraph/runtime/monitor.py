@@ -36,7 +36,10 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..service import Services
+from ..container import Container, ContainerStore
+from ..imagestore import ImageStore
+from ..layerstore import LayerStore
+from ..store import Layout, StoreLock
 from . import cgroups, network, process, rootfs
 from . import state as st
 from . import stream as fr
@@ -168,9 +171,16 @@ class Monitor:
     def __init__(
         self, root: str, cid: str, status: socket.socket, first: socket.socket | None, encoding: str | None = None
     ) -> None:
-        self.svc = Services.wire(root, encoding)
+        layout = Layout(Path(root))
+        # What a monitor needs of the store (Services.wire's stores, without the CLI's imports):
+        # the layer store asks the image store which layers images hold before --rm releases any.
+        holder: dict[str, ImageStore] = {}
+        layers = LayerStore(layout, encoding, image_tops=lambda: holder["images"].top_chain_ids())
+        holder["images"] = ImageStore(layout, layers)
+        self.containers = ContainerStore(layout, layers)
+        self.lock = StoreLock(layout.lock_file)
         self.cid = cid
-        self.cdir = self.svc.layout.container_dir(cid)
+        self.cdir = layout.container_dir(cid)
         self.status = status
         self.first = first
         self.clients: list[Client] = []
@@ -191,18 +201,17 @@ class Monitor:
 
     def start(self) -> None:
         """Everything up to a running command, or StartError with nothing left behind."""
-        svc = self.svc
-        with svc.lock.held():
-            c = svc.containers.load(self.cid)
+        with self.lock.held():
+            c = self.containers.load(self.cid)
             if c is None:
                 raise StartError(f"No such container: {self.cid}")
             if c.state.get("Running") and st.monitor_alive(self.cdir):
                 raise StartError(f"container {self.cid} is already running")
             try:
-                mountpoint = svc.containers.mountpoint(c)
+                mountpoint = self.containers.mountpoint(c)
                 self.mounted_here = mountpoint is None
                 if mountpoint is None:
-                    mountpoint = svc.containers.mount(c, trace=self.cdir / TRACE_FILE)
+                    mountpoint = self.containers.mount(c, trace=self.cdir / TRACE_FILE)
                 spec = container_spec(self.cid, c.config, c.host_config, str(mountpoint), self.cdir)
                 self.cgroup = cgroups.create(self.cid, spec.resources)
                 if self.cgroup is not None:
@@ -215,22 +224,25 @@ class Monitor:
             open_stdin = bool(c.config.get("OpenStdin"))
             console_size = c.host_config.get("ConsoleSize") or [0, 0]
         try:
-            self._spawn(spec, open_stdin, console_size)
+            try:
+                self._spawn(spec, open_stdin, console_size)
+            except OSError as exc:  # unshare or fork refused: say which, undo the rest
+                raise StartError(f"unable to start container process: {_one_line(exc)}") from None
         except StartError as exc:
             self._undo()
             (self.cdir / st.MONITOR_PID).unlink(missing_ok=True)
-            with svc.lock.held():
-                c = svc.containers.load(self.cid)
+            with self.lock.held():
+                c = self.containers.load(self.cid)
                 if c is not None:
                     c.state.update(Error=str(exc), ExitCode=exc.code)
-                    svc.containers.save(c)
+                    self.containers.save(c)
             raise
-        with svc.lock.held():
-            c = svc.containers.load(self.cid)
+        with self.lock.held():
+            c = self.containers.load(self.cid)
             if c is not None:
                 st.set_running(c.state, self.pid)
                 c.data["LogPath"] = str(log_path(self.cdir, self.cid))
-                svc.containers.save(c)
+                self.containers.save(c)
             st.write_pid_file(self.cdir / st.INIT_PID, self.pid)
 
     def _undo(self) -> None:
@@ -238,10 +250,10 @@ class Monitor:
             self.cgroup.remove()
             (self.cdir / CGROUP_FILE).unlink(missing_ok=True)
         if self.mounted_here:
-            c = self.svc.containers.load(self.cid)
+            c = self.containers.load(self.cid)
             if c is not None:
                 try:
-                    self.svc.containers.umount(c)
+                    self.containers.umount(c)
                 except Exception:
                     pass
 
@@ -504,22 +516,18 @@ class Monitor:
         if self.cgroup is not None:
             self.cgroup.remove()
             (self.cdir / CGROUP_FILE).unlink(missing_ok=True)
-        svc = self.svc
-        with svc.lock.held():
-            c = svc.containers.load(self.cid)
+        with self.lock.held():
+            c = self.containers.load(self.cid)
             if c is not None:
                 st.set_stopped(c.state, code, oom=oom)
-                svc.containers.save(c)
+                self.containers.save(c)
                 for name in (st.MONITOR_PID, st.INIT_PID):
                     (self.cdir / name).unlink(missing_ok=True)
                 if self.mounted_here:
-                    try:
-                        svc.containers.umount(c)
-                    except Exception:
-                        traceback.print_exc()
+                    self._umount(c)
                 if c.host_config.get("AutoRemove"):
                     self._close_listener()
-                    svc.containers.remove(c)
+                    self.containers.remove(c)
         self._close_listener()
         exit_frame = fr.json_frame(fr.EXIT, {"ExitCode": code})
         for client in list(self.clients):
@@ -531,6 +539,21 @@ class Monitor:
             except OSError:
                 pass
             client.sock.close()
+
+    def _umount(self, c: Container) -> None:
+        """umount(2) of the union (the layerfs daemon then ends), else the store's way."""
+        path = self.containers.mountpoint(c)
+        if path is not None:
+            try:
+                sc.umount2(str(path))
+                (self.cdir / "mount.json").unlink(missing_ok=True)
+                return
+            except OSError:
+                pass
+        try:
+            self.containers.umount(c)
+        except Exception:
+            traceback.print_exc()
 
     def _close_listener(self) -> None:
         if self.listener is not None:

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..formatting import human_duration
 from ..imagestore import format_time, parse_time
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -41,6 +40,8 @@ def status(state: dict[str, Any]) -> str:
 
 def status_text(state: dict[str, Any], now: float | None = None) -> str:
     """State.String, docker ps's STATUS: "Up 3 seconds", "Exited (0) 2 seconds ago", "Created"."""
+    from ..formatting import human_duration  # (tabulate: not for a monitor)
+
     now = time.time() if now is None else now
     if state.get("Running"):
         up = human_duration(now - parse_time(state.get("StartedAt", "")))

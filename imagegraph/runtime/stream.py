@@ -23,7 +23,6 @@ STARTED = 20  # monitor -> starter: {"Pid": n} or {"Error": "...", "ExitCode": n
 
 HEADER = struct.Struct(">B3xI")
 MAX_PAYLOAD = 32 * 1024
-STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
 
 
 def frame(kind: int, payload: bytes) -> bytes:

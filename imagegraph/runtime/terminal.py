@@ -77,7 +77,6 @@ class Relay:
     tty_fd: int | None = None  # the terminal whose size the container gets
     detach_keys: bytes = DETACH_KEYS
     proxy: Callable[[int], None] | None = None  # sends a signal to the container
-    detached: bool = False
 
     def _resize(self) -> None:
         size = terminal_size(self.tty_fd)
@@ -138,8 +137,7 @@ class Relay:
                                 for b in data:
                                     matched = matched + 1 if b == self.detach_keys[matched] else 0
                                     if matched == len(self.detach_keys):
-                                        self.detached = True
-                                        return None
+                                        return None  # detached: the container runs on
                             fr.send_frame(self.sock, fr.STDIN, data)
                         else:
                             try:

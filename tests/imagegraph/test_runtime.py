@@ -350,13 +350,16 @@ def test_run_it_gives_a_pty(busybox, root) -> None:
     assert not list((root / "containers").iterdir())  # --rm
 
 
-def test_detach_keys_leave_the_container_running(ig, busybox) -> None:
+def test_detach_keys_leave_the_container_running_and_resize_reaches_its_pty(ig, busybox, root) -> None:
     code, _ = _pty_session(
         [*IMAGEGRAPH, "run", "-it", "--name", "det", "busybox", "sh"], [(b"", b"# "), (b"\x10\x11", b"")]
     )
     assert code == 0
     try:
         assert inspect(ig, "det")["State"]["Running"]
+        assert ig("exec", "det", "stty", "-F", "/dev/console", "size").out == "33 101\n"  # the client's size
+        Services.open(root).runtime.resize("det", 40, 120)
+        wait_until(lambda: ig("exec", "det", "stty", "-F", "/dev/console", "size").out == "40 120\n", what="resize")
     finally:
         ig("rm", "-f", "det")
 

@@ -231,3 +231,15 @@ def test_limits_that_cannot_be_applied_fail_with_one_line(tmp_path: Path) -> Non
     (readonly / "imagegraph").write_text("a file where a directory must be")
     with pytest.raises(cgroups.CgroupError, match="^cannot apply --memory: the v1 memory cgroup is not writable here"):
         cgroups.create("abc", spec.Resources(memory=64 << 20), [cgroups.Hierarchy(1, str(readonly), {"memory"})], {})
+
+
+def test_running_needs_root_and_says_so_in_one_line(svc, rootfs, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagegraph.runtime import manager
+
+    svc.import_image(str(rootfs), "base", changes=['CMD ["/bin/sh"]'])
+    c = svc.create_container("base", name="nonroot")
+    monkeypatch.setattr(manager.os, "geteuid", lambda: 1000)
+    with pytest.raises(ContainerRuntimeError) as exc:
+        svc.runtime.start(c.id)
+    assert str(exc.value).startswith("running a container needs root here (new namespaces, mounts, pivot_root)")
+    assert not svc.layout.container_dir(c.id).joinpath("monitor.pid").exists()
