@@ -113,7 +113,7 @@ def cmd_build(a: argparse.Namespace, ctx: Context) -> int:
         except FileNotFoundError:
             pass
     try:
-        client = prepare(a.context, a.file, sys.stdin.buffer)
+        client = prepare(a.context, a.file, sys.stdin.buffer if "-" in (a.context, a.file) else None)
     except ContextError as exc:
         raise CLIError(str(exc)) from None
     options.dockerfile = client.dockerfile

@@ -667,10 +667,11 @@ class ContainerStore:
         top = self.layout.layer_dir(m.mount_id)
         init = self.layout.layer_dir(m.init_id) / "diff"
         lowers = [str(p) for p in self.layers.lower_dirs(m.parent)]
-        parts = []
+        # FROM scratch: no image layer, the init layer is the only one below the top layer
+        parts = [f"lowerdir={':'.join(lowers)}" if lowers else f"lowerdir={init}"]
+        parts += [f"upperdir={top / 'diff'}", f"workdir={top / 'work'}"]
         if lowers:
-            parts.append("lowerdir=" + ":".join(lowers))
-        parts += [f"upperdir={top / 'diff'}", f"workdir={top / 'work'}", f"initdir={init}"]
+            parts.append(f"initdir={init}")
         parts.append(f"whiteout={self.layers.encoding}")  # the store's encoding for the top layer too
         return ",".join(parts)
 

@@ -65,13 +65,17 @@ def detect_context_type(spec: str) -> str:
     raise ContextError(f'unable to prepare context: path "{spec}" not found')
 
 
-def prepare(spec: str, dockerfile: str, stdin: BinaryIO) -> ClientContext:
-    """runBuild's first half: the context tar and the Dockerfile's name in it."""
+def prepare(spec: str, dockerfile: str, stdin: BinaryIO | None) -> ClientContext:
+    """runBuild's first half: the context tar and the Dockerfile's name in it (`stdin` is
+    read only for `-` or `-f -`)."""
     kind = detect_context_type(spec)
+    if stdin is None and "-" in (spec, dockerfile):
+        raise ContextError("invalid argument: stdin is not available")
     dockerfile_ctx: bytes | None = None
     if dockerfile == "-":
         if kind == "stdin":
             raise ContextError("invalid argument: can't use stdin for both build context and dockerfile")
+        assert stdin is not None
         dockerfile_ctx = stdin.read()
     if kind in ("git", "remote"):
         raise ContextError(
@@ -79,6 +83,7 @@ def prepare(spec: str, dockerfile: str, stdin: BinaryIO) -> ClientContext:
             "build context needs the network, and layerlab builds offline"
         )
     if kind == "stdin":
+        assert stdin is not None
         try:
             body, rel = context_from_reader(stdin, dockerfile)
         except ContextError as exc:
