@@ -35,7 +35,7 @@ from .reference import (
     tag_name_only,
 )
 from .refstore import RefError, RefNotFound, RefStore
-from .store import Layout, StoreLock, hex_of
+from .store import Layout, StoreLock, clean_scratch, hex_of
 
 if TYPE_CHECKING:
     from .runtime.manager import Runtime
@@ -135,6 +135,7 @@ class Services:
                 svc.containers.clean()
                 svc.layers.clean()
                 svc.runtime.reconcile_all()  # containers whose monitor died: Exited (255)
+                clean_scratch(svc.layout)
         return svc
 
     @property
@@ -588,7 +589,8 @@ class Services:
         config: dict[str, Any] | None = None,
         host_config: dict[str, Any] | None = None,
     ) -> Container:
-        """`docker create`: `config` and `host_config` are the request's container.Config and HostConfig."""
+        """`docker create`: `config` and `host_config` are the request's container.Config and
+        HostConfig (merged with the image's; see ContainerStore.create)."""
         with self.lock.held():
             self.refs.reload()
             img = self.get_image(image_ref)
@@ -622,6 +624,17 @@ class Services:
                 self.containers.remove(c)
             except ContainerError as exc:
                 raise DaemonError(f'cannot remove container "{c.data["Name"]}": {exc}') from None
+
+    def rename_container(self, ref: str, new_name: str) -> tuple[Container, str]:
+        """`docker rename`: returns the renamed container and its old name."""
+        if not ref or not new_name:
+            raise InvalidParameter("Neither old nor new names may be empty")
+        with self.lock.held():
+            c = self.get_container(ref)
+            try:
+                return self.containers.rename(c, new_name), c.name
+            except ContainerError as exc:
+                raise Conflict(str(exc)) if "Conflict." in str(exc) else InvalidParameter(str(exc)) from None
 
     def commit(
         self,

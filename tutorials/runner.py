@@ -53,7 +53,7 @@ def kernel_overlay_missing() -> str | None:
 
 
 def missing(need: str) -> str | None:
-    """Why requirement `need` (fuse, root, kernel-overlay, registry, tree) is not met, or None."""
+    """Why requirement `need` (fuse, root, kernel-overlay, registry, docker, tree) is not met, or None."""
     if need == "fuse":
         return fuse_missing()
     if need == "root":
@@ -62,6 +62,8 @@ def missing(need: str) -> str | None:
         return kernel_overlay_missing()
     if need == "registry":
         return None if shutil.which("docker-registry") else "docker-registry is not installed"
+    if need == "docker":
+        return None if shutil.which("docker") else "the docker CLI is not installed (make setup installs docker.io's)"
     if need == "tree":
         return None if shutil.which("tree") else "tree is not installed"
     return f"unknown requirement '{need}'"
