@@ -332,7 +332,7 @@ def cmd_create(a: argparse.Namespace, ctx: Context) -> int:
     # What the docker CLI sends for `docker create IMAGE CMD`: stdout and stderr attached by
     # default, so a container is the same whichever client made it.
     config["AttachStdout"] = config["AttachStderr"] = True
-    c = ctx.svc.create_container(a.image, None, a.name, config=config, host_config=host)
+    c = ctx.svc.create_container(a.image, a.cmd or None, a.name, config=config, host_config=host)
     ctx.print(c.id)
     return 0
 
