@@ -8,9 +8,10 @@ wrapped in red as moby's StderrWriter does, `{"aux": {"ID": …}}`). `-q` keeps 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
+
+from ..digest import go_json
 
 RED, RESET = "\x1b[91m", "\x1b[0m"
 
@@ -48,22 +49,25 @@ class BufferedOutput(BuildOutput):
 
 
 class JSONStreamOutput(BuildOutput):
-    """The daemon's stream: one JSON message per piece, as the Engine API sends a build."""
+    """The daemon's stream: one JSON message per piece, as the Engine API sends a build
+    (`aux` only from API 1.30 on, as moby's buildProgressWriter)."""
 
-    def __init__(self, send: Callable[[bytes], None]) -> None:
+    def __init__(self, send: Callable[[bytes], None], aux: bool = True) -> None:
         self.send = send
+        self.want_aux = aux
         super().__init__(lambda text: self._message({"stream": text}))
 
     def _message(self, obj: dict[str, Any]) -> None:
-        self.send(json.dumps(obj).encode() + b"\r\n")
+        self.send(go_json(obj) + b"\r\n")
 
     def stderr(self, text: str) -> None:
         self.started = True
         self._message({"stream": RED + text + RESET})
 
     def aux(self, obj: dict[str, Any]) -> None:
-        self.started = True
-        self._message({"aux": obj})
+        if self.want_aux:
+            self.started = True
+            self._message({"aux": obj})
 
     def error(self, message: str, code: int = 0) -> None:
         """streamformatter.FormatError: `errorDetail` (with the exit code of a failed RUN) and `error`."""
