@@ -359,7 +359,7 @@ def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
         rows.append(
             {
                 "ID": c.id if a.no_trunc else c.short_id,
-                "Image": c.config.get("Image", ""),
+                "Image": _ps_image(c.config.get("Image", ""), c.image_id, a.no_trunc),
                 "Command": f'"{cmd}"',
                 "CreatedAt": go_time_string(c.created),
                 "RunningFor": ago(c.created, ctx.now),
@@ -379,6 +379,14 @@ def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
         )
     )
     return 0
+
+
+def _ps_image(image: str, image_id: str, no_trunc: bool) -> str:
+    """docker/cli ContainerContext.Image: an image given by ID (a build step's container) shows
+    as the short ID."""
+    if not no_trunc and image and short_id(image) == short_id(image_id):
+        return short_id(image)
+    return image
 
 
 def _setup_rm(p: argparse.ArgumentParser) -> None:
