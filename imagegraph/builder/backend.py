@@ -11,7 +11,6 @@ import json
 from collections.abc import Callable
 from typing import IO
 
-from ..commit import go_arch
 from ..distribution import manifest as M
 from ..distribution.errors import RegistryError
 from ..distribution.localstore import local_store
@@ -22,7 +21,7 @@ from ..reference import InvalidReference, Reference, familiar_string, parse_norm
 from ..service import Services
 from .evaluator import Builder
 from .imagecontext import ImageSourceError, ImageSources, Puller
-from .internals import BuildError, BuildOptions
+from .internals import BuildError, BuildOptions, build_arch
 from .output import BuildOutput
 from .remotecontext import ContextError, detect
 
@@ -45,16 +44,6 @@ def sanitize_tags(names: list[str]) -> list[Reference]:
             seen.add(str(ref))
             out.append(ref)
     return out
-
-
-def build_arch(platform: str) -> str:
-    """The architecture the cache matches images on: `--platform`'s, else the host's."""
-    if not platform:
-        return go_arch()
-    try:
-        return M.parse_platform(platform).architecture or go_arch()
-    except (ValueError, RegistryError) as exc:
-        raise BuildError(str(exc)) from None
 
 
 class _TextSink:

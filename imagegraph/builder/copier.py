@@ -312,7 +312,10 @@ def _lookup(u: Union, view: UnionView, path: str, name: str, field_index: int) -
 
 
 class Writer:
-    """The container's root filesystem, written through the union (moby's archiver on the mount)."""
+    """The container's root filesystem, written through the union (moby's archiver on the mount).
+
+    Run by a user other than root, files keep that user as owner: ownership cannot be given away.
+    """
 
     def __init__(self, u: Union, owner: tuple[int, int] | None, chmod: int | None) -> None:
         self.u = u
@@ -342,7 +345,7 @@ class Writer:
             if st is None:
                 self.u.mkdir(cur, 0o755, ROOT)
                 if owner is not None:
-                    self.u.chown(cur, *owner)
+                    self.chown(cur, *owner)
             elif not stat.S_ISDIR(st.st_mode):
                 raise NotADirectoryError(errno.ENOTDIR, f"mkdir {cur}: not a directory")
 
@@ -410,9 +413,16 @@ class Writer:
         finally:
             self.u.release(h)
 
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        try:
+            self.u.chown(path, uid, gid)
+        except PermissionError:
+            if os.geteuid() == 0:
+                raise
+
     def set_meta(self, path: str, st: os.stat_result, times: bool = True) -> None:
         is_link = stat.S_ISLNK(st.st_mode)
-        self.u.chown(path, st.st_uid, st.st_gid)
+        self.chown(path, st.st_uid, st.st_gid)
         if not is_link:
             mode = stat.S_IMODE(st.st_mode) if self.chmod is None else self.chmod
             self.u.chmod(path, mode)
@@ -425,7 +435,7 @@ class Writer:
 
     def fix_owner(self, path: str) -> None:
         if self.owner is not None:
-            self.u.chown(path, *self.owner)
+            self.chown(path, *self.owner)
 
 
 def copy_one(w: Writer, dest: str, info: CopyInfo, decompress: bool) -> None:
@@ -603,7 +613,7 @@ def _untar_entry(
             return
     else:
         return
-    w.u.chown(target, m.uid, m.gid)
+    w.chown(target, m.uid, m.gid)
     if not m.issym():
         w.u.chmod(target, m.mode & 0o7777)
     for k, v in m.pax_headers.items():

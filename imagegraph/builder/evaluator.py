@@ -21,7 +21,7 @@ from . import instructions as ins
 from .buildargs import BuildArgs
 from .cache import ImageCache
 from .imagecontext import SCRATCH, SCRATCH_IMAGE, ImageSourceError, ImageSources, platform_of
-from .internals import BuildError, BuildOptions, DispatchState, Internals, set_default_path
+from .internals import BuildError, BuildOptions, DispatchState, Internals, build_arch, set_default_path
 from .output import BuildOutput
 from .parser import ParseError, Result, parse
 from .remotecontext import Source
@@ -173,13 +173,14 @@ class Builder:
         """FROM: the base image's configuration becomes the build's, then its ONBUILD triggers run."""
         self.cache.reset()
         meta = state.build_args.all_meta()
+        platform = self.options.platform
         if stage.platform:
             platform = d.expand_word(self.shlex, stage.platform, meta)
-            self.sources.platform = platform
+            build_arch(platform)  # a bad one fails here, as moby's platforms.Parse does
         name = d.expand_word(self.shlex, stage.base_name, meta)
         if not name:
             raise BuildError(f"base name ({stage.base_name}) should not be blank")
-        img = self.image_or_stage(name)
+        img = self.image_or_stage(name, platform)
         state.stage_name = stage.name
         state.image_id = img.id
         state.os, _ = platform_of(img)
@@ -194,7 +195,7 @@ class Builder:
             state.run_config["OnBuild"] = None
             self.run_triggers(state, list(triggers))
 
-    def image_or_stage(self, name: str) -> Image:
+    def image_or_stage(self, name: str, platform: str) -> Image:
         local_only = False
         stage = self.stages.by_name(name)
         if stage is not None:
@@ -204,7 +205,7 @@ class Builder:
         if name == SCRATCH:
             return SCRATCH_IMAGE
         try:
-            return self.sources.get(name, local_only)
+            return self.sources.get(name, local_only, platform)
         except ImageSourceError as exc:
             raise BuildError(str(exc)) from None
 

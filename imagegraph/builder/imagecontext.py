@@ -37,8 +37,9 @@ class ImageSources:
     force_pull: bool = False
     platform: str = ""
 
-    def get(self, ref_or_id: str, local_only: bool) -> Image:
-        """GetImageAndReleasableLayer: the store's image, else (unless local_only) a pull."""
+    def get(self, ref_or_id: str, local_only: bool, platform: str | None = None) -> Image:
+        """GetImageAndReleasableLayer: the store's image, else (unless local_only) a pull (for
+        `platform`: FROM --platform's, else the build's)."""
         if not ref_or_id:
             return SCRATCH_IMAGE
         if not self.force_pull or local_only:
@@ -53,7 +54,7 @@ class ImageSources:
                 raise ImageSourceError(str(exc)) from None
         if self.pull is None:
             raise ImageSourceError(f"pull access denied for {ref_or_id}: this build cannot pull images")
-        image_id = self.pull(ref_or_id, self.platform)
+        image_id = self.pull(ref_or_id, self.platform if platform is None else platform)
         return self.svc.images.get(image_id)
 
 

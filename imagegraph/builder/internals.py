@@ -18,8 +18,10 @@ from typing import Any
 from unionfs.super import Cred
 from unionfs.union import Union
 
-from ..commit import BuildStep, commit_build_step
+from ..commit import BuildStep, commit_build_step, go_arch
 from ..container import Container, ContainerError
+from ..distribution import manifest as M
+from ..distribution.errors import RegistryError
 from ..formatting import short_id
 from ..imagestore import Image
 from ..runtime.manager import AttachOptions, ContainerRuntimeError
@@ -77,6 +79,16 @@ class DispatchState:
 
     def update_run_config(self) -> None:
         self.run_config["Image"] = self.image_id
+
+
+def build_arch(platform: str) -> str:
+    """The architecture of `--platform` (or FROM's), which the cache matches images on; the host's if none."""
+    if not platform:
+        return go_arch()
+    try:
+        return M.parse_platform(platform).architecture or go_arch()
+    except (ValueError, RegistryError) as exc:
+        raise BuildError(f"failed to parse platform {platform}: {exc}") from None
 
 
 def copy_run_config(cfg: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -268,6 +280,7 @@ __all__ = [
     "with_cmd_comment",
     "with_cmd_comment_string",
     "set_default_path",
+    "build_arch",
     "source_date_epoch",
     "clamp_mtimes",
     "DEFAULT_SHELL",
