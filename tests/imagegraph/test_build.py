@@ -258,7 +258,8 @@ def test_missing_base_image_is_pulled(ig, busybox: str, tmp_path: Path) -> None:
     """An image the store lacks is pulled, as dockerd does; with no registry in reach, that fails."""
     r = build(ig, context(tmp_path / "c", "FROM nosuchbase\nENV A=1\n"))
     assert r.rc == 1
-    assert "latest: Pulling from library/nosuchbase" in r.out
+    assert "Step 1/2 : FROM nosuchbase" in r.out and "Step 2/2" not in r.out
+    assert "nosuchbase" in r.err or "registry-1.docker.io" in r.err  # Docker Hub was asked
     assert len(r.err.strip().splitlines()) == 1
 
 
