@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,3 +101,10 @@ def busybox(root: Path) -> str:
     from tutorials.images import build_busybox
 
     return build_busybox(Services.open(root))
+
+
+@pytest.fixture
+def this_layerfs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Containers (a build's RUN steps, the daemon's) mount with this checkout's layerfs, which a
+    monitor looks up in PATH."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -17,11 +15,13 @@ import pytest
 from imagegraph.service import Services
 from tutorials.images import build_busybox
 
-from .build_helpers import context
+from .build_helpers import (
+    context,
+)
 from .daemon_fixture import RunningDaemon
 from .test_daemon_docker_py import docker_sdk
 
-pytestmark = [pytest.mark.mount, pytest.mark.namespaces]
+pytestmark = [pytest.mark.mount, pytest.mark.namespaces, pytest.mark.usefixtures("this_layerfs")]
 
 DOCKERFILE = """FROM busybox
 ARG FLAVOUR=plain
@@ -32,12 +32,6 @@ RUN echo "$FLAVOUR" > flavour && mkdir -p /app/out && cp src/a.txt out/ && touch
 LABEL made.by=layerlab
 CMD ["cat", "/app/flavour"]
 """
-
-
-@pytest.fixture(autouse=True)
-def _this_layerfs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The daemon's containers mount with this checkout's layerfs (looked up in PATH)."""
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
 
 
 @pytest.fixture

@@ -3,23 +3,21 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from imagegraph.service import Services
 
-from .build_helpers import context, created_by, image, image_config, read
+from .build_helpers import (
+    context,
+    created_by,
+    image,
+    image_config,
+    read,
+)
 
-pytestmark = [pytest.mark.mount, pytest.mark.namespaces]
-
-
-@pytest.fixture(autouse=True)
-def _this_layerfs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Containers mount with this checkout's layerfs (a monitor looks it up in PATH)."""
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+pytestmark = [pytest.mark.mount, pytest.mark.namespaces, pytest.mark.usefixtures("this_layerfs")]
 
 
 def build(ig, ctx: Path, *args: str):
