@@ -84,6 +84,9 @@ class _Words:
 
 
 _SPECIAL_PARAMS = "@*#?-$!0"
+#: `${a:-${b:-…}}` nests by recursion (as buildkit's lexer does); a hostile Dockerfile is not
+#: allowed to nest it deeper than this.
+MAX_NESTING = 100
 
 
 class Lex:
@@ -128,6 +131,7 @@ class _ShellWord:
         self.raw_escapes = lex.raw_escapes
         self.matches: set[str] = set()
         self.nonmatches: set[str] = set()
+        self.depth = 0
 
     def process(self) -> tuple[str, list[str]]:
         try:
@@ -137,6 +141,15 @@ class _ShellWord:
 
     def process_stop_on(self, stop: str | None, raw_escapes: bool) -> tuple[str, list[str]]:
         """Up to `stop` (consumed) or the end: (the expanded text, its words)."""
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                raise ShellError("syntax error: substitutions nested too deep")
+            return self._process_stop_on(stop, raw_escapes)
+        finally:
+            self.depth -= 1
+
+    def _process_stop_on(self, stop: str | None, raw_escapes: bool) -> tuple[str, list[str]]:
         result: list[str] = []
         words = _Words()
         specials: dict[str, Callable[[], str]] = {"$": self.process_dollar, "<": self.process_possible_heredoc}

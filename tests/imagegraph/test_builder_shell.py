@@ -136,3 +136,10 @@ def test_go_text() -> None:
     ]
     assert go_duration(500_000_000) == "500ms"
     assert go_duration(1500) == "1.5µs"
+
+
+def test_nesting_is_bounded() -> None:
+    word = "${a:-" * 5000 + "x" + "}" * 5000
+    with pytest.raises(ShellError, match="nested too deep"):
+        Lex().process_word(word, {})
+    assert Lex().process_word("${a:-" * 50 + "x" + "}" * 50, {}) == "x"
