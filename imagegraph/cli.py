@@ -328,10 +328,9 @@ def cmd_image_prune(a: argparse.Namespace, ctx: Context) -> int:
 
 @command("create", "Create a new container", setup=cli_run.add_container_flags)
 def cmd_create(a: argparse.Namespace, ctx: Context) -> int:
-    config, host = cli_run.container_request(a, attach=False)
-    # What the docker CLI sends for `docker create IMAGE CMD`: stdout and stderr attached by
-    # default, so a container is the same whichever client made it.
-    config["AttachStdout"] = config["AttachStderr"] = True
+    # What the docker CLI sends for `docker create` (stdout and stderr attached by default), so a
+    # container is the same whichever client made it.
+    config, host = cli_run.container_request(a, attach=True)
     c = ctx.svc.create_container(a.image, a.cmd or None, a.name, config=config, host_config=host)
     ctx.print(c.id)
     return 0

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import archive
-from .container import Container, ContainerStore, full_config, merge
+from .container import Container, ContainerStore, full_config, merge_create_config
 from .digest import EMPTY_LAYER_DIFF_ID, canonical_config_json
 from .imagestore import Image, ImageStore, format_time
 from .layerstore import LayerStore
@@ -260,8 +260,8 @@ def _volumes(volumes: dict[str, Any], rest: str) -> dict[str, Any]:
 
 def merge_config(user: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
     """moby daemon.merge: fields the changes left empty come from the container's config
-    (the same merge as create's, `container.merge`)."""
-    return merge(user, container)
+    (the same merge as create's, `container.merge_create_config`)."""
+    return merge_create_config(user, container)
 
 
 @dataclass(frozen=True)

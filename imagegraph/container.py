@@ -230,34 +230,17 @@ def full_config(c: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-def merge_create_config(user: dict[str, Any], image_conf: dict[str, Any]) -> dict[str, Any]:
-    """moby mergeAndVerifyConfig: the request's fields win, the image fills what they leave empty.
+def create_config(user: dict[str, Any], image_conf: dict[str, Any]) -> dict[str, Any]:
+    """moby mergeAndVerifyConfig: the config `create` records, the image's with the request's
+    fields merged in (`merge_create_config`); `--entrypoint ""` resets; no command is an error.
 
     Starts from the image's config so that a container made without flags carries it unchanged.
     """
     out = full_config(json.loads(json.dumps(image_conf or {})))
     out["Hostname"] = ""
-    for key in ("Hostname", "Domainname", "User", "WorkingDir", "StopSignal"):
-        if user.get(key):
-            out[key] = user[key]
-    for key in ("AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"):
-        if key in user:
-            out[key] = bool(user[key])
-    if user.get("StopTimeout") is not None:
-        out["StopTimeout"] = user["StopTimeout"]
-    if user.get("Env"):
-        keys = {e.split("=", 1)[0] for e in user["Env"]}
-        out["Env"] = list(user["Env"]) + [e for e in out.get("Env") or [] if e.split("=", 1)[0] not in keys]
-    if user.get("Labels"):
-        out["Labels"] = {**(out.get("Labels") or {}), **user["Labels"]}
-    if user.get("Entrypoint"):
-        out["Entrypoint"] = list(user["Entrypoint"])
-        out["Cmd"] = list(user["Cmd"]) if user.get("Cmd") else None
-    else:
-        if user.get("Cmd"):
-            out["Cmd"] = list(user["Cmd"])
-        if user.get("Entrypoint") is not None:  # [] given: no entrypoint
-            out["Entrypoint"] = None
+    merged = merge_create_config(user, image_conf or {})
+    out.update(merged)
+    out["Cmd"], out["Entrypoint"] = merged.get("Cmd"), merged.get("Entrypoint")  # a request's Entrypoint drops Cmd
     if out.get("Entrypoint") == [""]:
         out["Entrypoint"] = None
     if not out.get("Entrypoint") and not out.get("Cmd"):
@@ -343,7 +326,7 @@ CHANGE_MODIFY, CHANGE_ADD, CHANGE_DELETE = 0, 1, 2
 KIND_LETTER = {CHANGE_MODIFY: "C", CHANGE_ADD: "A", CHANGE_DELETE: "D"}
 
 
-def merge(user: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
+def merge_create_config(user: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
     """moby daemon.merge (create.go and commit.go): what the request leaves empty comes from the
     image. Env and Labels merge key by key (the request's win), ExposedPorts and Volumes add up;
     without an Entrypoint of its own, an empty Cmd takes the image's and the Entrypoint too."""
@@ -355,11 +338,9 @@ def merge(user: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
         merged = dict(image.get(key) or {})
         merged.update(out.get(key) or {})
         out[key] = merged or None
-    env = list(image.get("Env") or [])
-    for e in out.get("Env") or []:
-        k = e.split("=", 1)[0]
-        env = [x for x in env if x.split("=", 1)[0] != k] + [e]
-    out["Env"] = env or None
+    keys = {e.split("=", 1)[0] for e in out.get("Env") or []}
+    env = list(out.get("Env") or []) + [e for e in image.get("Env") or [] if e.split("=", 1)[0] not in keys]
+    out["Env"] = env or None  # the request's first, then the image's other keys, as moby appends them
     labels = dict(image.get("Labels") or {})
     labels.update(out.get("Labels") or {})
     out["Labels"] = labels or None
@@ -534,10 +515,9 @@ class ContainerStore:
     ) -> Container:
         """`docker create`: the init layer, the empty top layer and the container's record.
 
-        `config` is a container.Config as the Engine API's create sends it (Cmd, Entrypoint, Env,
-        Labels, WorkingDir, User, Hostname, Tty…, what `run`'s flags set), merged with the
-        image's as moby does; `host_config` its HostConfig. `seed` makes the ID reproducible
-        (SOURCE_DATE_EPOCH mode): commits then give stable image IDs.
+        `config` holds the request's container.Config fields (what `run`'s flags set), merged
+        with the image's as moby does; `host_config` its HostConfig. `seed` makes the ID
+        reproducible (SOURCE_DATE_EPOCH mode): commits then give stable image IDs.
         """
         taken = {c.name for c in self.containers()}
         if name is not None:
@@ -554,9 +534,9 @@ class ContainerStore:
         else:
             name = _generate_name(taken)
         user = dict(config or {})
-        if cmd:
+        if cmd and not user.get("Cmd"):
             user["Cmd"] = list(cmd)
-        merged = merge_create_config(user, image.container_config)
+        merged = create_config(user, image.container_config)
         hc = full_host_config(host_config or {})
         mode = hc["NetworkMode"]
         if mode not in network.NETWORK_MODES:

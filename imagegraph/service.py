@@ -134,8 +134,8 @@ class Services:
             if clean:
                 svc.containers.clean()
                 svc.layers.clean()
-                svc.runtime.reconcile_all()  # containers whose monitor died: Exited (255)
                 clean_scratch(svc.layout)
+                svc.runtime.reconcile_all()  # containers whose monitor died: Exited (255)
         return svc
 
     @property
@@ -589,8 +589,7 @@ class Services:
         config: dict[str, Any] | None = None,
         host_config: dict[str, Any] | None = None,
     ) -> Container:
-        """`docker create`: `config` and `host_config` are the request's container.Config and
-        HostConfig (merged with the image's; see ContainerStore.create)."""
+        """`docker create`: `config` and `host_config` are the request's container.Config and HostConfig."""
         with self.lock.held():
             self.refs.reload()
             img = self.get_image(image_ref)

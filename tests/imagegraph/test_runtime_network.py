@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imagegraph.container import ContainerError, full_host_config, merge_create_config
+from imagegraph.container import ContainerError, create_config, full_host_config
 from imagegraph.runtime.network import ResolvConf, hostname_file, hosts_file, resolv_conf
 from imagegraph.service import Services
 
@@ -75,24 +75,24 @@ IMAGE = {"Cmd": ["sh"], "Env": ["PATH=/bin", "A=1"], "WorkingDir": "/w", "User":
 
 
 def test_merge_keeps_the_image_config_when_nothing_is_asked() -> None:
-    out = merge_create_config({}, IMAGE)
+    out = create_config({}, IMAGE)
     assert out["Cmd"] == ["sh"] and out["Entrypoint"] is None
     assert out["Env"] == ["PATH=/bin", "A=1"] and out["WorkingDir"] == "/w" and out["User"] == "daemon"
     assert out["StopSignal"] == "SIGQUIT"
 
 
 def test_merge_follows_moby() -> None:
-    out = merge_create_config({"Env": ["A=2", "B=3"], "User": "1000", "Cmd": ["echo", "hi"]}, IMAGE)
+    out = create_config({"Env": ["A=2", "B=3"], "User": "1000", "Cmd": ["echo", "hi"]}, IMAGE)
     assert out["Env"] == ["A=2", "B=3", "PATH=/bin"]  # the request's first, the image's other keys after
     assert out["User"] == "1000" and out["Cmd"] == ["echo", "hi"]
     # an entrypoint in the request drops the image's Cmd
-    out = merge_create_config({"Entrypoint": ["/bin/echo"]}, {"Cmd": ["x"], "Entrypoint": ["/e"]})
+    out = create_config({"Entrypoint": ["/bin/echo"]}, {"Cmd": ["x"], "Entrypoint": ["/e"]})
     assert out["Entrypoint"] == ["/bin/echo"] and out["Cmd"] is None
     # --entrypoint "" resets the image's entrypoint, and (an entrypoint was given) drops its Cmd too
-    out = merge_create_config({"Entrypoint": [""], "Cmd": ["ls"]}, {"Cmd": ["x"], "Entrypoint": ["/e"]})
+    out = create_config({"Entrypoint": [""], "Cmd": ["ls"]}, {"Cmd": ["x"], "Entrypoint": ["/e"]})
     assert out["Entrypoint"] is None and out["Cmd"] == ["ls"]
     with pytest.raises(ContainerError, match="no command specified"):
-        merge_create_config({"Entrypoint": [""]}, {"Cmd": ["x"], "Entrypoint": ["/e"]})
+        create_config({"Entrypoint": [""]}, {"Cmd": ["x"], "Entrypoint": ["/e"]})
 
 
 def test_host_config_defaults_and_network_modes(svc: Services, rootfs: Path) -> None:
