@@ -277,28 +277,19 @@ def cmd_run(a: argparse.Namespace, ctx: Context) -> int:
         try:
             runtime.start(c.id)
         except ContainerRuntimeError as exc:
-            _remove_if_auto(ctx, c.id, a.rm)
             raise DaemonError(str(exc)) from None
         ctx.print(c.id)
         return 0
     try:
-        sock = runtime.start(c.id, AttachOptions(stdin=a.interactive, stdout=True, stderr=True))
+        socks = runtime.start(c.id, AttachOptions(stdin=a.interactive, stdout=True, stderr=True))
     except ContainerRuntimeError as exc:
-        _remove_if_auto(ctx, c.id, a.rm)
         ctx.err.write(f"Error response from daemon: {exc}\n")
         return exc.code
-    assert sock is not None
+    assert socks is not None
+    sock = socks[0]
     keys = parse_detach_keys(a.detach_keys) if a.detach_keys else DETACH_KEYS
     code = _relay(ctx, sock, c.id, a.interactive, a.tty, keys, a.sig_proxy.lower() != "false")
     return _exit_after_relay(ctx, c.id, code)
-
-
-def _remove_if_auto(ctx: Context, cid: str, auto: bool) -> None:
-    if auto:
-        try:
-            ctx.svc.remove_container(cid, force=True)
-        except DaemonError:
-            pass
 
 
 def _setup_start(p: argparse.ArgumentParser) -> None:
@@ -320,12 +311,12 @@ def cmd_start(a: argparse.Namespace, ctx: Context) -> int:
         c = runtime.get(ref)
         tty = bool(c.config.get("Tty"))
         try:
-            sock = runtime.start(ref, AttachOptions(stdin=a.interactive, stdout=True, stderr=True))
+            socks = runtime.start(ref, AttachOptions(stdin=a.interactive, stdout=True, stderr=True))
         except ContainerRuntimeError as exc:
             ctx.err.write(f"Error response from daemon: {exc}\n")
             return exc.code
-        if sock is None:  # already running: attach to it
-            sock = runtime.attach(ref, AttachOptions(stdin=a.interactive))
+        # already running: attach to it
+        sock = socks[0] if socks else runtime.attach(ref, AttachOptions(stdin=a.interactive))
         keys = parse_detach_keys(a.detach_keys) if a.detach_keys else DETACH_KEYS
         return _exit_after_relay(ctx, ref, _relay(ctx, sock, ref, a.interactive, tty, keys, True))
 

@@ -1,10 +1,9 @@
 """The container service (moby daemon/create.go, list.go, inspect.go, changes.go, commit.go,
-export.go, archive.go, rename.go, delete.go, prune.go), for containers that do not run.
+export.go, archive.go, rename.go, delete.go, prune.go): containers as records and layers.
 
-Every container here is in the `created` state: it has its init and top layers, can be
-changed through `docker cp`, diffed, committed, exported, renamed and removed. The routes that
-start processes (start, stop, kill, wait, attach, logs, exec, top, …) belong to the runtime and
-join the container router (`api/router/container.py`) when it exists.
+A container has its init and top layers and can be changed through `docker cp`, diffed,
+committed, exported, renamed and removed, whether or not it runs; its State is the runtime's.
+Running it (start, stop, kill, wait, attach, logs, exec, top, …) is `daemon/runtime.py`'s.
 """
 
 from __future__ import annotations
@@ -138,6 +137,8 @@ class ContainerService:
             if wanted not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
                 raise InvalidParameter(f"invalid filter 'status={wanted}'")
         svc = self.daemon.services()
+        with svc.lock.held():
+            svc.runtime.reconcile_all()  # a container whose monitor died is Exited (255)
         with svc.lock.held(shared=True):
             cs = svc.containers.containers()
             if not (all_ or limit > 0 or since or before or "status" in filters):

@@ -154,9 +154,10 @@ class Runtime:
 
     # ---- start --------------------------------------------------------------------------------
 
-    def start(self, ref: str, attach: AttachOptions | None = None) -> socket.socket | None:
-        """Spawn the container's monitor; with `attach`, the connection to it, opened before the
-        command starts so that none of its output is lost. Nothing to do if it already runs."""
+    def start(self, ref: str, *attaches: AttachOptions) -> list[socket.socket] | None:
+        """Spawn the container's monitor, with a connection to it per `attaches`, made before
+        the command starts so that none of its output (nor its exit) is missed. None if it
+        already runs."""
         c = self.get(ref)
         if c.state.get("Running"):
             return None
@@ -182,12 +183,15 @@ class Runtime:
             "--whiteouts",
             self.svc.layers.encoding,
         ]
-        first_parent = first_child = None
-        if attach is not None:
-            first_parent, first_child = socket.socketpair()
-            first_parent.sendall(attach.hello())
-            keep.append(first_child.fileno())
-            cmd += ["--attach-fd", str(first_child.fileno())]
+        ours: list[socket.socket] = []
+        theirs: list[socket.socket] = []
+        for options in attaches:
+            mine, its = socket.socketpair()
+            mine.sendall(options.hello())
+            ours.append(mine)
+            theirs.append(its)
+            keep.append(its.fileno())
+            cmd += ["--attach-fd", str(its.fileno())]
         log = open(self.cdir(c) / "monitor.log", "ab")
         try:
             helper = subprocess.Popen(
@@ -202,23 +206,25 @@ class Runtime:
         finally:
             log.close()
             status_child.close()
-            if first_child is not None:
-                first_child.close()
+            for its in theirs:
+                its.close()
         helper.wait()
         got = fr.recv_frame(status_parent)
         status_parent.close()
+        if got is None or "Error" in json.loads(got[1]):
+            for mine in ours:
+                mine.close()
         if got is None:
-            if first_parent is not None:
-                first_parent.close()
             raise ContainerRuntimeError(
                 f"the monitor of {c.short_id} ended before the container started (see monitor.log)"
             )
         reply = json.loads(got[1])
         if "Error" in reply:
-            if first_parent is not None:
-                first_parent.close()
+            if c.host_config.get("AutoRemove"):  # moby: a --rm container that cannot start goes too
+                with self.svc.lock.held():
+                    self.svc.containers.remove(c)
             raise ContainerRuntimeError(reply["Error"], int(reply.get("ExitCode", 125)))
-        return first_parent
+        return ours
 
     # ---- signals ------------------------------------------------------------------------------
 
@@ -273,6 +279,10 @@ class Runtime:
 
     def wait_exit(self, c: Container, timeout: float | None) -> bool:
         """Block until the container is not running (True), or `timeout` seconds pass (False)."""
+        return self._await_exit(c, timeout)[0]
+
+    def _await_exit(self, c: Container, timeout: float | None) -> tuple[bool, int | None]:
+        """(ended, the exit code its monitor announced: the record may be gone with --rm)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         sock = self.connect(c, AttachOptions(stdin=False, stdout=False, stderr=False))
         if sock is not None:
@@ -281,21 +291,20 @@ class Runtime:
                     if deadline is not None:
                         left = deadline - time.monotonic()
                         if left <= 0:
-                            return False
+                            return False, None
                         sock.settimeout(left)
-                    try:
-                        got = fr.recv_frame(sock)
-                    except TimeoutError:
-                        return False
-                    if got is None or got[0] == fr.EXIT:
-                        break
+                    got = fr.recv_frame(sock)
+                    if got is not None and got[0] == fr.EXIT:
+                        return True, int(json.loads(got[1]).get("ExitCode", 0))
+                    if got is None:
+                        break  # the monitor ended (or the time ran out): the record says which
             finally:
                 sock.close()
         while self.running(c):  # no monitor to ask: it is gone, or between start and listen
             if deadline is not None and time.monotonic() >= deadline:
-                return False
+                return False, None
             time.sleep(0.05)
-        return True
+        return True, None
 
     def wait(self, ref: str, condition: str = "not-running") -> tuple[int, str | None]:
         """POST /containers/{id}/wait: (StatusCode, Error)."""
@@ -309,11 +318,13 @@ class Runtime:
                 if fresh is not None and fresh.state.get("StartedAt") != started:
                     break  # started and already ended meanwhile
                 time.sleep(0.05)
-        self.wait_exit(c, None)
-        last = self.svc.containers.load(c.id) or c
+        _, announced = self._await_exit(c, None)
+        last = self.svc.containers.load(c.id)
         if condition == "removed":
             while self.svc.containers.load(c.id) is not None:
                 time.sleep(0.05)
+        if last is None:  # removed on its way out (--rm): the monitor said how it ended
+            return (announced if announced is not None else int(c.state.get("ExitCode") or 0)), None
         err = last.state.get("Error") or None
         return int(last.state.get("ExitCode") or 0), err
 

@@ -169,7 +169,7 @@ class Client:
 
 class Monitor:
     def __init__(
-        self, root: str, cid: str, status: socket.socket, first: socket.socket | None, encoding: str | None = None
+        self, root: str, cid: str, status: socket.socket, first: list[socket.socket], encoding: str | None = None
     ) -> None:
         layout = Layout(Path(root))
         # What a monitor needs of the store (Services.wire's stores, without the CLI's imports):
@@ -573,8 +573,8 @@ class Monitor:
 
     def run(self) -> int:
         try:
-            if self.first is not None:
-                self._add_client(self.first)
+            for sock in self.first:
+                self._add_client(sock)
             self.start()
         except StartError as exc:
             fr.send_frame(self.status, fr.STARTED, json.dumps({"Error": str(exc), "ExitCode": exc.code}).encode())
@@ -592,11 +592,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", required=True)
     p.add_argument("--id", required=True)
     p.add_argument("--status-fd", type=int, required=True)
-    p.add_argument("--attach-fd", type=int)
+    p.add_argument("--attach-fd", type=int, action="append", default=[], help="a client connected before the start")
     p.add_argument("--whiteouts", choices=("overlay", "aufs"), help="the top layer's whiteout encoding")
     a = p.parse_args(argv)
     status = socket.socket(fileno=a.status_fd)
-    first = socket.socket(fileno=a.attach_fd) if a.attach_fd is not None else None
+    first = [socket.socket(fileno=fd) for fd in a.attach_fd]
     if os.fork() > 0:
         os._exit(0)  # the starter waits for this one; the monitor carries on, re-parented
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGTTOU, signal.SIGTTIN):

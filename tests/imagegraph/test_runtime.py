@@ -9,7 +9,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,30 +18,17 @@ from imagegraph.runtime import state as st
 from imagegraph.runtime.spec import MASKED_PATHS, READONLY_PATHS
 from imagegraph.service import Services
 
-pytestmark = [pytest.mark.mount, pytest.mark.namespaces]
+from .runtime_helpers import pty_session, wait_until
+
+pytestmark = [pytest.mark.mount, pytest.mark.namespaces, pytest.mark.usefixtures("this_layerfs")]
 
 IMAGEGRAPH = [sys.executable, "-m", "imagegraph"]
-
-
-@pytest.fixture(autouse=True)
-def _this_layerfs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Containers mount with this checkout's layerfs (a monitor looks it up in PATH)."""
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
 
 
 def inspect(ig, ref: str) -> dict:
     r = ig("inspect", ref)
     assert r.rc == 0, r.err
     return json.loads(r.out)[0]
-
-
-def wait_until(pred, timeout: float = 20.0, what: str = "") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or pred}")
 
 
 def by_name(svc: Services, name: str):
@@ -294,49 +280,8 @@ def test_logs_follow_ends_with_the_container(ig, busybox) -> None:
 # ---- a terminal, stdin, --rm -----------------------------------------------------------------------------
 
 
-def _pty_session(argv: list[str], steps: list[tuple[bytes, bytes]], rows: int = 33, cols: int = 101):
-    """Run argv on a new pty of the given size; for each (send, expect) write then read until expect."""
-    import fcntl
-    import pty
-    import select
-    import struct
-    import termios
-
-    pid, fd = pty.fork()
-    if pid == 0:
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        os.execvpe(argv[0], argv, dict(os.environ))
-    out = b""
-
-    def read_until(marker: bytes, timeout: float = 30) -> bool:
-        nonlocal out
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            r, _, _ = select.select([fd], [], [], 0.2)
-            if r:
-                try:
-                    data = os.read(fd, 4096)
-                except OSError:
-                    return marker in out
-                if not data:
-                    return marker in out
-                out += data
-                if marker in out:
-                    return True
-        return False
-
-    for send, expect in steps:
-        if send:
-            os.write(fd, send)
-        assert read_until(expect), out
-    _, status = os.waitpid(pid, 0)
-    read_until(b"\0", 1)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
-
-
 def test_run_it_gives_a_pty(busybox, root) -> None:
-    code, out = _pty_session(
+    code, out = pty_session(
         [*IMAGEGRAPH, "run", "-it", "--rm", "busybox", "sh"],
         [
             (b"", b"# "),
@@ -351,7 +296,7 @@ def test_run_it_gives_a_pty(busybox, root) -> None:
 
 
 def test_detach_keys_leave_the_container_running_and_resize_reaches_its_pty(ig, busybox, root) -> None:
-    code, _ = _pty_session(
+    code, _ = pty_session(
         [*IMAGEGRAPH, "run", "-it", "--name", "det", "busybox", "sh"], [(b"", b"# "), (b"\x10\x11", b"")]
     )
     assert code == 0
@@ -427,7 +372,7 @@ def test_exec_joins_the_running_container(ig, busybox) -> None:
         assert top.rc == 0
         assert top.out.splitlines()[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
         assert any(line.endswith("sleep 1000") for line in top.out.splitlines())
-        code, out = _pty_session(
+        code, out = pty_session(
             [*IMAGEGRAPH, "exec", "-it", "ex", "sh"], [(b"", b"# "), (b"tty\r", b"/dev/pts/"), (b"exit 3\r", b"")]
         )
         assert code == 3, out
