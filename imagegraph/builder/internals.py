@@ -167,11 +167,12 @@ class Internals:
         """Start the container, relay its output into the build's, and wait (containerManager.Run)."""
         runtime = self.svc.runtime
         try:
-            sock = runtime.start(c.id, AttachOptions(stdin=False, stdout=True, stderr=True))
+            socks = runtime.start(c.id, AttachOptions(stdin=False, stdout=True, stderr=True))
         except ContainerRuntimeError as exc:
             raise BuildError(str(exc), exc.code) from None
-        if sock is None:
+        if not socks:
             raise BuildError(f"container {c.short_id} was already running")
+        sock = socks[0]
 
         def text(data: bytes) -> str:
             return data.decode("utf-8", "replace")
