@@ -40,6 +40,23 @@ if TYPE_CHECKING:
     from .evaluator import Builder
 
 _CHUNK = 1 << 20
+PATH_MAX = 4096  # the kernel's limit on a path: a longer archive name cannot be written
+#: How deep COPY and ADD write. Each write goes through the union core, which walks the path
+#: from the root: a hostile 2,000-deep archive would take hours, so it gets one line instead.
+MAX_PATH_DEPTH = 128
+
+
+class TooDeep(Exception):
+    """A source or archive entry nested deeper than MAX_PATH_DEPTH (or longer than PATH_MAX)."""
+
+
+def check_depth(name: str) -> None:
+    if len(name.encode("utf-8", "surrogateescape")) >= PATH_MAX:
+        raise TooDeep(f"{name[:60]!r}…: file name too long")
+    if name.count("/") > MAX_PATH_DEPTH:
+        raise TooDeep(f"{name[:60]!r}…: nested deeper than {MAX_PATH_DEPTH} directories")
+
+
 _NOT_IN_CLASSIC = ("exclude", "parents", "checksum", "keep-git-dir", "unpack")
 
 
@@ -257,7 +274,7 @@ def perform_copy(b: Builder, state: DispatchState, inst: CopyInstruction) -> Non
         for info in inst.infos:
             try:
                 copy_one(writer, dest_path, info, inst.decompress)
-            except (OSError, ContextError, tarfile.TarError, EOFError) as exc:
+            except (OSError, ContextError, tarfile.TarError, EOFError, TooDeep) as exc:
                 raise BuildError(f"failed to copy files: {exc}") from None
         b.internals.commit_container(state, container, config, record_container=False)
     finally:
@@ -334,14 +351,26 @@ class Writer:
         return st is not None and stat.S_ISDIR(st.st_mode)
 
     def resolve(self, path: str) -> str:
+        """`path` with its links followed in scope. A directory the union finds as written has
+        no link on the way (the union core never follows one), so one lookup answers: a deep
+        path costs one walk, not one per component."""
+        clean = "/" + "/".join(p for p in path.split("/") if p)
+        if ".." not in clean.split("/") and self.is_dir(clean):
+            return clean
         return resolve(self.view, path)
 
     def mkdir_all(self, path: str, owner: tuple[int, int] | None) -> None:
         """MkdirAll (0755); new directories get `owner` (MkdirAllAndChown WithOnlyNew)."""
+        if self.is_dir(path):
+            return
         cur = ""
         for part in [p for p in path.split("/") if p]:
-            cur = self.resolve(cur + "/" + part)
-            st = self.lstat_or_none(cur)
+            nxt = cur.rstrip("/") + "/" + part
+            st = self.lstat_or_none(nxt)
+            if (st is not None and stat.S_ISLNK(st.st_mode)) or part == "..":
+                nxt = self.resolve(nxt)
+                st = self.lstat_or_none(nxt)
+            cur = nxt
             if st is None:
                 self.u.mkdir(cur, 0o755, ROOT)
                 if owner is not None:
@@ -500,6 +529,7 @@ def copy_directory(w: Writer, fs: FSView, src: str, dest_path: str) -> None:
             continue
         rel = path[len(base) :].lstrip("/")
         target = dest_path.rstrip("/") + "/" + rel
+        check_depth(target)
         host = fs.host_path(path)
         st = os.lstat(host)
         link = None
@@ -559,6 +589,7 @@ def untar(w: Writer, tar: tarfile.TarFile, dest_path: str) -> None:
     base = dest_path.rstrip("/")
     dirs: list[tuple[str, int]] = []
     for m in tar:
+        check_depth(base + "/" + m.name.strip("/"))
         parts = [p for p in m.name.split("/") if p not in ("", ".")]
         if ".." in parts:
             raise tarfile.TarError(f"invalid archive entry {m.name!r}: outside the destination")
@@ -599,9 +630,10 @@ def _untar_entry(
         w.u.symlink(m.linkname, target, ROOT)
     elif m.islnk():
         parts = [p for p in m.linkname.split("/") if p not in ("", ".")]
-        if ".." in parts:
+        source = w.resolve(os.path.dirname(base + "/" + "/".join(parts))).rstrip("/") + "/" + parts[-1] if parts else ""
+        if ".." in parts or not source.startswith(base + "/"):
             raise tarfile.TarError(f"invalid hardlink {m.linkname!r}: outside the destination")
-        w.u.link(base + "/" + "/".join(parts), target)
+        w.u.link(source, target)
         return
     elif m.isfifo():
         w.u.mkfifo(target, 0o600, ROOT)

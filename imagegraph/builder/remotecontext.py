@@ -268,6 +268,20 @@ def _parent_dir(root: str, rel: str) -> None:
             raise ContextError(f"invalid build context: {rel!r} would be written through {part!r}")
 
 
+def _no_link_on_the_way(root: str, rel: str) -> bool:
+    """True if no parent of `rel` is a symlink: the kernel would follow one out of the context
+    (a hard link to `a/shadow` after `a -> /etc` would take the host's /etc/shadow)."""
+    cur = root
+    for part in rel.split("/")[:-1]:
+        cur = os.path.join(cur, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(cur).st_mode):
+                return False
+        except FileNotFoundError:
+            return False
+    return True
+
+
 def _clear(path: str) -> None:
     try:
         st = os.lstat(path)
@@ -307,6 +321,8 @@ def _make_entry(m: tarfile.TarInfo, path: str, root: str, rel: str, dirs: list[t
         os.symlink(m.linkname, path)
     elif m.islnk():
         target = _safe_name(m.linkname)
+        if not target or not _no_link_on_the_way(root, target):
+            raise ContextError(f"invalid build context: hard link {m.name!r} to {m.linkname!r} leaves the context")
         os.link(os.path.join(root, target), path, follow_symlinks=False)
     elif m.isfifo():
         os.mkfifo(path, 0o600)

@@ -122,6 +122,16 @@ class Lex:
         return _ShellWord(self, env, word).process()[1]
 
 
+_SHOWN = 100
+
+
+def _shortened(word: str) -> str:
+    """A word as an error quotes it: a hostile 15 kB one would drown the line it is in."""
+    if len(word) <= _SHOWN + 20:
+        return word
+    return f"{word[:_SHOWN]}… ({len(word)} characters)"
+
+
 class _ShellWord:
     def __init__(self, lex: Lex, env: Mapping[str, str], source: str) -> None:
         self.lex = lex
@@ -137,7 +147,7 @@ class _ShellWord:
         try:
             return self.process_stop_on(None, self.raw_escapes)
         except ShellError as exc:
-            raise ShellError(f"failed to process {go_quote(self.source)}: {exc}") from None
+            raise ShellError(f"failed to process {go_quote(_shortened(self.source))}: {exc}") from None
 
     def process_stop_on(self, stop: str | None, raw_escapes: bool) -> tuple[str, list[str]]:
         """Up to `stop` (consumed) or the end: (the expanded text, its words)."""

@@ -254,6 +254,102 @@ def test_errors_are_one_line(ig, svc: Services, busybox: str, tmp_path: Path, do
     assert len(r.err.strip().splitlines()) == 1
 
 
+def _hostile_tar(kind: str) -> bytes:
+    """Archives that try to leave ADD's destination, nest too deep, or lie about their size."""
+
+    def reg(name: str, data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes | None]:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        return info, data
+
+    def link(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, bytes | None]:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = kind, target
+        return info, None
+
+    members = {
+        "dotdot": [reg("../../evil")],
+        "through": [link("a", "/etc", tarfile.SYMTYPE), reg("a/evil")],
+        "hardlink": [link("a", "/etc", tarfile.SYMTYPE), link("h", "a/passwd", tarfile.LNKTYPE)],
+        "deep": [reg("d/" * 200 + "f")],
+        "long": [reg("n" * 200 + "/" + "n" * 250 + "/" + ("x" * 250 + "/") * 16 + "f")],
+    }
+    raw = io.BytesIO()
+    if kind == "liar":
+        big = tarfile.TarInfo("big")
+        big.size = 1 << 40  # a terabyte, declared; 10 kB follow
+        raw.write(big.tobuf(format=tarfile.PAX_FORMAT) + b"x" * 10000)
+        return raw.getvalue()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for info, data in members[kind]:
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+    return raw.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("dotdot", "invalid archive entry '../../evil': outside the destination"),
+        ("through", "invalid archive entry 'a/evil': through a link outside the destination"),
+        ("hardlink", "invalid hardlink 'a/passwd': outside the destination"),
+        ("deep", "…: nested deeper than 128 directories"),
+        ("long", "…: file name too long"),
+        ("liar", "unexpected end of data"),
+    ],
+)
+def test_add_of_a_hostile_archive_is_one_line(
+    ig, svc: Services, busybox: str, tmp_path: Path, kind: str, message: str
+) -> None:
+    ctx = context(tmp_path / "c", "FROM busybox\nADD a.tar /x/\n", {"a.tar": _hostile_tar(kind)})
+    r = build(ig, ctx, "-t", "hostile")
+    assert r.rc == 1
+    assert r.err.startswith("failed to copy files: ") and message in r.err
+    assert len(r.err.strip().splitlines()) == 1 and len(r.err) < 300
+    assert svc.containers.containers() == []  # the step's container went
+    assert not exists(svc, busybox, "/evil") and not exists(svc, busybox, "/etc/evil")
+
+
+def test_copy_follows_links_inside_the_context_only(ig, svc: Services, busybox: str, tmp_path: Path) -> None:
+    """A link is followed as if the context were `/` (moby's FollowSymlinkInScope): one to the
+    host's /etc/passwd, or climbing out with `..`, names a file the context does not have."""
+    ctx = context(tmp_path / "c", None, {"etc/hostname": "in the context\n"})
+    (ctx / "abs").symlink_to("/etc/passwd")
+    (ctx / "up").symlink_to("../../../../../../etc")
+    (ctx / "host").symlink_to("/etc/hostname")
+    for src in ("abs", "up/passwd"):
+        (ctx / "Dockerfile").write_text(f"FROM busybox\nCOPY {src} /x\n")
+        r = build(ig, ctx)
+        assert r.rc == 1 and r.err == f"{NOT_FOUND}stat {src}: file does not exist\n"
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY host /x\nADD up/hostname /y\n")
+    r = build(ig, ctx, "-t", "inscope")
+    assert r.rc == 0, r.err
+    assert read(svc, "inscope", "/x") == read(svc, "inscope", "/y") == b"in the context\n"
+
+
+def test_copy_of_a_too_deep_directory_is_one_line(ig, svc: Services, busybox: str, tmp_path: Path) -> None:
+    ctx = context(tmp_path / "c", "FROM busybox\nCOPY deep /deep\n", {"deep/" + "d/" * 130 + "f": "x"})
+    r = build(ig, ctx)
+    assert r.rc == 1
+    assert r.err.startswith("failed to copy files: '/deep/d/d/") and "nested deeper than 128 directories" in r.err
+    assert svc.containers.containers() == []
+
+
+def test_a_long_dockerfile_is_parsed_without_recursion(ig, busybox: str, tmp_path: Path) -> None:
+    """5,000 lines: a RUN continued over all of them, 5,000 ARGs, ONBUILD chained 5,000 deep, and
+    a syntax error on the last line, which is named; nothing runs before the whole file parses."""
+    lines = ["FROM busybox", "RUN echo \\", *[f"  {i} \\" for i in range(5000)], "  end"]
+    lines += [f"ARG A{i}={i}" for i in range(5000)] + ["COPY"]
+    r = build(ig, context(tmp_path / "c", "\n".join(lines) + "\n"))
+    assert r.rc == 1 and "Step 1/" not in r.out
+    assert r.err == (
+        "Error response from daemon: dockerfile parse error on line 10004: COPY requires at least two "
+        "arguments, but only one was provided. Destination could not be determined\n"
+    )
+    r = build(ig, context(tmp_path / "d", "FROM busybox\n" + "ONBUILD " * 5000 + "RUN x\n"))
+    assert r.rc == 1
+    assert r.err.endswith("line 2: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed\n")
+
+
 def test_missing_base_image_is_pulled(ig, busybox: str, tmp_path: Path) -> None:
     """An image the store lacks is pulled, as dockerd does; with no registry in reach, that fails."""
     r = build(ig, context(tmp_path / "c", "FROM nosuchbase\nENV A=1\n"))

@@ -176,3 +176,36 @@ def test_lowercase_dockerfile_is_found() -> None:
     ctx, result = detect(_tar([("dockerfile", b"FROM scratch\n")]), "Dockerfile")
     ctx.close()
     assert result.ast.children[0].value == "FROM"
+
+
+def _hostile(kind: str) -> io.BytesIO:
+    """Context tars that lie: a hard link through a symlink to the host, a declared terabyte."""
+    buf = io.BytesIO()
+    if kind == "liar":
+        big = tarfile.TarInfo("big")
+        big.size = 1 << 40
+        buf.write(big.tobuf(format=tarfile.PAX_FORMAT) + b"x" * 10000)
+    else:
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+            link = tarfile.TarInfo("a")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+            hard = tarfile.TarInfo("h")
+            hard.type, hard.linkname = tarfile.LNKTYPE, "a/passwd"
+            t.addfile(link)
+            t.addfile(hard)
+    buf.seek(0)
+    return buf
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("hardlink", "invalid build context: hard link 'h' to 'a/passwd' leaves the context"),
+        ("liar", "failed to unpack the build context: unexpected end of data"),
+    ],
+)
+def test_hostile_context_is_one_line(kind: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(DaemonContextError) as err:
+        from_archive(_hostile(kind), tmp_path)
+    assert str(err.value) == message
+    assert list(tmp_path.iterdir()) == []  # nothing of it is left

@@ -140,6 +140,8 @@ def test_go_text() -> None:
 
 def test_nesting_is_bounded() -> None:
     word = "${a:-" * 5000 + "x" + "}" * 5000
-    with pytest.raises(ShellError, match="nested too deep"):
+    with pytest.raises(ShellError, match="nested too deep") as err:
         Lex().process_word(word, {})
+    assert len(str(err.value)) < 200  # the hostile word is not quoted whole
+    assert "(30001 characters)" in str(err.value)
     assert Lex().process_word("${a:-" * 50 + "x" + "}" * 50, {}) == "x"

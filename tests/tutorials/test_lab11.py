@@ -33,7 +33,7 @@ def _layer(image: str, which: int) -> str:
         (f"rm {_layer('hello:2', -1)}/srv/size", "hello:2's RUN layer holds what the command wrote"),
         (f"touch {_layer('byhand:4', -1)}/extra", "made by hand, the same step leaves the same files"),
         (
-            "imagegraph rm $(imagegraph ps -aq --no-trunc | head -n 1)",
+            "imagegraph rm $(imagegraph ps -a --no-trunc | grep -F '#(nop)' | cut -c1-64)",
             "no build container with a #(nop) command is left",
         ),
     ],
