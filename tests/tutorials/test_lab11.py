@@ -29,6 +29,7 @@ def _layer(image: str, which: int) -> str:
     "how, expected",
     [
         ("imagegraph rmi byhand:4", "no image tagged byhand:4"),
+        ("imagegraph tag hello:1 hello:docker", "hello:docker is not hello:2"),
         ("imagegraph tag busybox hello:1", "hello:1 is not three parent links above busybox"),
         (f"rm {_layer('hello:2', -1)}/srv/size", "hello:2's RUN layer holds what the command wrote"),
         (f"touch {_layer('byhand:4', -1)}/extra", "made by hand, the same step leaves the same files"),

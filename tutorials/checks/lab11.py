@@ -32,6 +32,13 @@ def check(folder: str) -> list[str]:
             continue
         _check_built(c, store, tag, image, busybox, text)
     built = store.image_id("hello:2")
+    docker = store.image_id("hello:docker")
+    if docker is None:
+        c.problem(
+            "no image tagged hello:docker: step 8 builds it with DOCKER_BUILDKIT=0 docker build -t hello:docker ."
+        )
+    elif built is not None and docker != built:
+        c.problem("hello:docker is not hello:2: step 8's docker build finds every step in the cache step 6 filled")
     byhand = store.image_id("byhand:4")
     if byhand is None:
         c.problem("no image tagged byhand:4: step 7 commits container step4 as byhand:4")
