@@ -452,6 +452,8 @@ def _setup_attach(p: argparse.ArgumentParser) -> None:
 def cmd_attach(a: argparse.Namespace, ctx: Context) -> int:
     runtime = ctx.svc.runtime
     c = runtime.get(a.container)
+    if not c.state.get("Running"):  # the docker CLI's own check, before it asks the daemon
+        raise CLIError("You cannot attach to a stopped container, start it first")
     stdin = bool(c.config.get("OpenStdin")) and not a.no_stdin
     tty = bool(c.config.get("Tty"))
     if tty and stdin:

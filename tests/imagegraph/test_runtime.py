@@ -66,6 +66,55 @@ def test_the_container_sees_its_hostname_itself_as_pid_1_its_own_mounts_and_only
     assert "state UNKNOWN" in net[-1] or "UP" in net[-1]
 
 
+DEV_SCRIPT = """
+stat -c '%n %F %t:%T %a' /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty /dev/pts/ptmx
+for l in fd stdin stdout stderr ptmx; do echo "$l -> $(readlink /dev/$l)"; done
+grep -E '^[^ ]+ /(dev|dev/pts|dev/shm|dev/mqueue|sys) ' /proc/mounts | cut -d' ' -f1-4
+touch /sys/x 2>&1; (echo x > /proc/sys/kernel/hostname) 2>&1
+"""
+
+
+def test_dev_is_a_small_tmpfs_sys_is_read_only_and_proc_paths_are_masked(ig, busybox) -> None:
+    """oci/defaults.go's mounts, runc's default devices and links, Docker's masked and read-only paths."""
+    masked_files = [p for p in MASKED_PATHS if os.path.isfile(p)]
+    masked_dirs = [p for p in MASKED_PATHS if os.path.isdir(p)]
+    ro_paths = [p for p in READONLY_PATHS if os.path.exists(p)]
+    script = DEV_SCRIPT
+    script += "".join(f"echo {p} $(wc -c < {p})\n" for p in masked_files)
+    script += "".join(f"echo {p} $(ls -A {p} | wc -l)\n" for p in masked_dirs)
+    script += "".join(f"grep -q ' {p} [^ ]* ro,' /proc/mounts && echo {p} ro\n" for p in ro_paths)
+    r = ig("run", "--rm", "busybox", "sh", "-c", script)
+    assert r.rc == 0, r.err
+    out = r.out.splitlines()
+    assert out[:7] == [
+        "/dev/null character special file 1:3 666",
+        "/dev/zero character special file 1:5 666",
+        "/dev/full character special file 1:7 666",
+        "/dev/random character special file 1:8 666",
+        "/dev/urandom character special file 1:9 666",
+        "/dev/tty character special file 5:0 666",
+        "/dev/pts/ptmx character special file 5:2 666",  # a new devpts instance, ptmxmode=666
+    ]
+    assert out[7:12] == [
+        "fd -> /proc/self/fd",
+        "stdin -> /proc/self/fd/0",
+        "stdout -> /proc/self/fd/1",
+        "stderr -> /proc/self/fd/2",
+        "ptmx -> pts/ptmx",
+    ]
+    mounts = {line.split()[1]: line.split() for line in out[12:17]}
+    assert mounts["/dev"][2] == "tmpfs" and "size=65536k" in mounts["/dev"][3]
+    assert mounts["/dev/pts"][2] == "devpts" and "ptmxmode=666" in mounts["/dev/pts"][3]
+    assert mounts["/dev/shm"][2] == "tmpfs" and "size=65536k" in mounts["/dev/shm"][3]
+    assert mounts["/dev/mqueue"][2] == "mqueue"
+    assert mounts["/sys"][2] == "sysfs" and mounts["/sys"][3].startswith("ro,")
+    assert out[17:19] == [
+        "touch: /sys/x: Read-only file system",
+        "sh: can't create /proc/sys/kernel/hostname: Read-only file system",  # (UTS-private, were it writable)
+    ]
+    assert out[19:] == [f"{p} 0" for p in masked_files + masked_dirs] + [f"{p} ro" for p in ro_paths]
+
+
 def test_hostname_defaults_to_the_short_id_and_etc_files_are_the_containers(ig, busybox, root) -> None:
     r = ig("run", "--name", "hn", "busybox", "sh", "-c", "hostname; cat /etc/hostname; cat /etc/hosts; id -u")
     assert r.rc == 0, r.err
@@ -89,8 +138,10 @@ def test_the_host_sees_none_of_the_containers_mounts(ig, busybox) -> None:
         assert not [m for m in ours if m.startswith(merged + "/")]  # but nothing inside it
         theirs = mountpoints(str(pid))
         assert "/proc" in theirs and "/dev/pts" in theirs and "/etc/hosts" in theirs
-        assert os.stat(f"/proc/{pid}/ns/mnt").st_ino != os.stat("/proc/self/ns/mnt").st_ino
-        assert os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+        for ns in ("mnt", "pid", "uts", "ipc", "net"):  # new namespaces, the host's left alone
+            assert os.stat(f"/proc/{pid}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino, ns
+        assert os.readlink(f"/proc/{pid}/root") == "/"  # pivot_root: its / is the union, not a chroot below ours
+        assert os.stat(f"/proc/{pid}/root").st_ino == os.stat(merged).st_ino
     finally:
         ig("rm", "-f", "iso")
     assert merged not in mountpoints()  # unmounted when it ended
@@ -160,10 +211,14 @@ def test_limits_are_applied_where_the_machine_has_cgroups(ig, busybox, root) -> 
     from imagegraph.runtime import cgroups
 
     found = cgroups.hierarchies()
-    usable = any(h.version == 2 and {"memory", "pids"} <= h.controllers for h in found) or {"memory", "pids"} <= {
+    needed = {"memory", "pids", "cpu"}
+    usable = any(h.version == 2 and needed <= h.controllers for h in found) or needed <= {
         c for h in found if h.version == 1 for c in h.controllers
     }
-    r = ig("run", "-d", "--name", "lim", "--memory", "64m", "--pids-limit", "20", "busybox", "sleep", "1000")
+    r = ig(
+        "run", "-d", "--name", "lim", "--memory", "64m", "--pids-limit", "20", "--cpus", "0.5",
+        "busybox", "sleep", "1000",
+    )  # fmt: skip
     if not usable:
         assert r.rc == 125 and r.err.startswith("Error response from daemon: cannot apply --memory: ")
         assert len(r.err.splitlines()) == 1
@@ -178,6 +233,12 @@ def test_limits_are_applied_where_the_machine_has_cgroups(ig, busybox, root) -> 
             64 << 20
         )
         assert (pids / "pids.max").read_text().strip() == "20"
+        cpu = Path(cg.dirs["cpu"])
+        if cg.version == 2:
+            assert (cpu / "cpu.max").read_text().split() == ["50000", "100000"]
+        else:
+            assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+            assert (cpu / "cpu.cfs_period_us").read_text().strip() == "100000"
         pid = inspect(ig, "lim")["State"]["Pid"]
         assert str(pid) in (pids / "cgroup.procs").read_text().split()
         r = ig("exec", "lim", "sh", "-c", "for i in $(seq 30); do sleep 2 & done; wait")
@@ -349,6 +410,19 @@ def test_start_attach_and_restart(ig, busybox) -> None:
     second = inspect(ig, "rs")["State"]
     assert second["Running"] and second["Pid"] != first
     ig("rm", "-f", "rs")
+
+
+def test_attach_and_start_ai_join_a_containers_stdio(ig, busybox, root) -> None:
+    """attach: the running container's stdin, stdout and stderr, until it ends with its code."""
+    script = "read line; echo got $line; echo to-err >&2; exit 5"
+    assert ig("run", "-di", "--name", "at", "busybox", "sh", "-c", script).rc == 0
+    res = subprocess.run([*IMAGEGRAPH, "attach", "at"], input=b"hello\n", capture_output=True, timeout=120)
+    assert (res.returncode, res.stdout, res.stderr) == (5, b"got hello\n", b"to-err\n")
+    r = ig("attach", "at")
+    assert r.rc == 1 and r.err == "You cannot attach to a stopped container, start it first\n"
+    res = subprocess.run([*IMAGEGRAPH, "start", "-ai", "at"], input=b"again\n", capture_output=True, timeout=120)
+    assert (res.returncode, res.stdout, res.stderr) == (5, b"got again\n", b"to-err\n")
+    assert ig("logs", "at").out == "got hello\ngot again\n"
 
 
 # ---- exec and top ----------------------------------------------------------------------------------------------

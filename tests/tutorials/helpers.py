@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import sys
 
@@ -13,11 +12,16 @@ from tutorials.checks import run_check
 def check_after(number: str, folder: str, how: str, **env: str) -> list[str]:
     """Break a finished lab with the shell command `how`, run in its folder with IMAGEGRAPH_ROOT
     set to the lab's store (plus `env`), and return what lab `number`'s self-check then finds.
-    This checkout's `imagegraph` and `layerfs` come first on PATH, as in the lab's own steps, so
-    the test needs no `make install`."""
-    bindir = shlex.quote(os.path.dirname(sys.executable))
-    exports = " ".join(
-        f"{k}={v}" for k, v in {"IMAGEGRAPH_ROOT": "$PWD/store", "PATH": f"{bindir}:$PATH", **env}.items()
+    The project's commands come first on PATH, as in the runner: /usr/local/bin/imagegraph may
+    be another checkout's, or missing."""
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
+    exports = " ".join(f"{k}={v}" for k, v in {"IMAGEGRAPH_ROOT": "$PWD/store", **env}.items())
+    subprocess.run(
+        f"export {exports}; {how}",
+        shell=True,
+        cwd=folder,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PATH": path},
     )
-    subprocess.run(f"export {exports}; {how}", shell=True, cwd=folder, check=True, stdout=subprocess.DEVNULL)
     return run_check(number, folder)
