@@ -20,7 +20,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import cli_distribution, cli_run
+from . import cli_build, cli_distribution, cli_run
 from . import graph as graph_mod
 from .archive import ArchiveError
 from .commands import DAEMON_PREFIX, CLIError, CommandTable, Context, UsageError, package_version
@@ -358,7 +358,7 @@ def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
         rows.append(
             {
                 "ID": c.id if a.no_trunc else c.short_id,
-                "Image": c.config.get("Image", ""),
+                "Image": _ps_image(c.config.get("Image", ""), c.image_id, a.no_trunc),
                 "Command": f'"{cmd}"',
                 "CreatedAt": go_time_string(c.created),
                 "RunningFor": ago(c.created, ctx.now),
@@ -378,6 +378,14 @@ def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
         )
     )
     return 0
+
+
+def _ps_image(image: str, image_id: str, no_trunc: bool) -> str:
+    """docker/cli ContainerContext.Image: an image given by ID (a build step's container) shows
+    as the short ID."""
+    if not no_trunc and image and short_id(image) == short_id(image_id):
+        return short_id(image)
+    return image
 
 
 def _setup_rm(p: argparse.ArgumentParser) -> None:
@@ -514,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--whiteouts", choices=("overlay", "aufs"), help="on-disk whiteout encoding of new layers")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     groups: dict[str, argparse._SubParsersAction] = {}
-    for cmd in [*COMMANDS, *cli_distribution.COMMANDS, *cli_run.COMMANDS]:
+    for cmd in [*COMMANDS, *cli_distribution.COMMANDS, *cli_run.COMMANDS, *cli_build.COMMANDS]:
         flat = [x for x in cmd.aliases if " " not in x]
         names = [cmd.name, *(x for x in cmd.aliases if " " in x)]
         for n in names:

@@ -283,29 +283,94 @@ def commit(
 ) -> CommitResult:
     """Turn the container's top layer into a new image whose parent is the container's image."""
     parent = images.get(c.image_id)
-    mount = containers.mount_layer(c)
-    top_dir = containers.layout.layer_dir(mount.mount_id) / "diff"
     # moby: with no config in the request the container's own config is the base, the changes
     # run on it (BuildFromConfig), and merge() fills what they emptied.
     new_cfg = full_config(merge_config(apply_changes(c.config, changes or []), c.config))
-    fd, spool = tempfile.mkstemp(prefix=".tmp-commit-", suffix=".tar", dir=layers.tmp_dir)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            diff_id = archive.write_layer_tar(top_dir, out).diff_id
-        empty = diff_id == EMPTY_LAYER_DIFF_ID
-        diff_ids = list(parent.diff_ids)
-        if not empty:
-            with open(spool, "rb") as f:
-                layer, _ = layers.register(f, parent.top_chain_id or None)
-            diff_ids.append(layer.diff_id)
-    finally:
-        os.unlink(spool)
+    diff_id, diff_ids = register_top_layer(containers, layers, c, parent)
+    empty = diff_id == EMPTY_LAYER_DIFF_ID
     config = _image_config(parent, c, new_cfg, diff_ids, format_time(created_now(created)), author, message, empty)
     image_id = images.create(canonical_config_json(config))
     images.set_built_locally(image_id)
     images.set_parent(image_id, parent.id)
     images.set_last_updated(image_id)
     return CommitResult(image_id, diff_id, empty)
+
+
+def register_top_layer(
+    containers: ContainerStore, layers: LayerStore, c: Container, parent: Image | None
+) -> tuple[str, list[str]]:
+    """The container's top layer as a layer tar, registered on the parent's layers unless it
+    is empty: (its DiffID, the new image's diff_ids)."""
+    mount = containers.mount_layer(c)
+    top_dir = containers.layout.layer_dir(mount.mount_id) / "diff"
+    fd, spool = tempfile.mkstemp(prefix=".tmp-commit-", suffix=".tar", dir=layers.tmp_dir)
+    diff_ids = list(parent.diff_ids) if parent is not None else []
+    try:
+        with os.fdopen(fd, "wb") as out:
+            diff_id = archive.write_layer_tar(top_dir, out).diff_id
+        if diff_id != EMPTY_LAYER_DIFF_ID:
+            with open(spool, "rb") as f:
+                layer, _ = layers.register(f, (parent.top_chain_id if parent is not None else "") or None)
+            diff_ids.append(layer.diff_id)
+    finally:
+        os.unlink(spool)
+    return diff_id, diff_ids
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """What one Dockerfile step commits (moby backend.CommitConfig as the builder fills it)."""
+
+    config: dict[str, Any]  # the image's config: the build's state after the step
+    container_config: dict[str, Any]  # what the step ran: its Cmd becomes the history's created_by
+    author: str = ""  # MAINTAINER
+    record_container: bool = True  # COPY/ADD commit a bare RW layer: no `container` in the config
+
+
+def commit_build_step(
+    containers: ContainerStore,
+    images: ImageStore,
+    layers: LayerStore,
+    c: Container,
+    step: BuildStep,
+    created: float | None = None,
+) -> str:
+    """moby CommitBuildStep/exportImage: the container's top layer over its image (or over
+    nothing, FROM scratch) as the next image of the build's chain; its parent is the image."""
+    parent = images.get(c.image_id) if c.image_id else None
+    diff_id, diff_ids = register_top_layer(containers, layers, c, parent)
+    empty = diff_id == EMPTY_LAYER_DIFF_ID
+    ts = format_time(created_now(created))
+    entry: dict[str, Any] = {"created": ts}
+    if step.author:
+        entry["author"] = step.author
+    created_by = " ".join(step.container_config.get("Cmd") or [])
+    if created_by:
+        entry["created_by"] = created_by
+    if empty:
+        entry["empty_layer"] = True
+    base = parent.config if parent is not None else {}
+    config: dict[str, Any] = {
+        "architecture": base.get("architecture") or go_arch(),
+        "config": full_config(step.config),
+        "container_config": full_config(step.container_config),
+        "created": ts,
+        "history": list(base.get("history") or []) + [entry],
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }
+    if step.record_container:
+        config["container"] = c.id
+    if step.author:
+        config["author"] = step.author
+    for key in ("variant", "os.version", "os.features"):
+        if base.get(key):
+            config[key] = base[key]
+    image_id = images.create(canonical_config_json(config))
+    images.set_built_locally(image_id)
+    if parent is not None:
+        images.set_parent(image_id, parent.id)
+    return image_id
 
 
 def _image_config(
@@ -350,4 +415,15 @@ def _image_config(
     return config
 
 
-__all__ = ["commit", "apply_changes", "merge_config", "ChangeError", "CommitResult", "created_now", "go_arch"]
+__all__ = [
+    "commit",
+    "commit_build_step",
+    "BuildStep",
+    "register_top_layer",
+    "apply_changes",
+    "merge_config",
+    "ChangeError",
+    "CommitResult",
+    "created_now",
+    "go_arch",
+]

@@ -687,14 +687,25 @@ class ContainerStore:
         if driver == "overlay":
             opts = f"lowerdir={':'.join([str(init)] + lowers)},upperdir={top / 'diff'},workdir={top / 'work'}"
             return ["mount", "-t", "overlay", "overlay", "-o", opts, str(target)]
-        parts = []
-        if lowers:
-            parts.append("lowerdir=" + ":".join(lowers))
-        parts += [f"upperdir={top / 'diff'}", f"workdir={top / 'work'}", f"initdir={init}"]
-        parts.append(f"whiteout={self.layers.encoding}")  # the store's encoding for the top layer too
+        options = self.union_options(c)
         if trace is not None:
-            parts.append(f"trace={trace}")
-        return _layerfs_command() + ["mount", "-o", ",".join(parts), str(target)]
+            options += f",trace={trace}"
+        return _layerfs_command() + ["mount", "-o", options, str(target)]
+
+    def union_options(self, c: Container) -> str:
+        """The container's layers as layerfs options: what `mount` passes to layerfs, and what
+        the builder opens in-process (unionfs.union.Union) to write COPY into the top layer."""
+        m = self.mount_layer(c)
+        top = self.layout.layer_dir(m.mount_id)
+        init = self.layout.layer_dir(m.init_id) / "diff"
+        lowers = [str(p) for p in self.layers.lower_dirs(m.parent)]
+        # FROM scratch: no image layer, the init layer is the only one below the top layer
+        parts = [f"lowerdir={':'.join(lowers)}" if lowers else f"lowerdir={init}"]
+        parts += [f"upperdir={top / 'diff'}", f"workdir={top / 'work'}"]
+        if lowers:
+            parts.append(f"initdir={init}")
+        parts.append(f"whiteout={self.layers.encoding}")  # the store's encoding for the top layer too
+        return ",".join(parts)
 
     def mount(
         self, c: Container, target: Path | None = None, driver: str = "layerfs", trace: Path | None = None

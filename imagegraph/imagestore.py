@@ -213,6 +213,10 @@ class ImageStore:
     def set_built_locally(self, image_id: str) -> None:
         atomic_write(self.layout.image_metadata(image_id) / "builtLocally", "1")
 
+    def built_locally(self, image_id: str) -> bool:
+        """Made here by commit or build (the build cache only reuses such images)."""
+        return read_text(self.layout.image_metadata(image_id) / "builtLocally") == "1"
+
     def delete(self, image_id: str) -> list[Layer]:
         """Remove config and metadata, unlink children from it, release its top layer."""
         image = self.get(image_id)

@@ -10,11 +10,17 @@ import sys
 from typing import Any
 
 from .router import Router
+from .router.build import BuildRouter
 from .router.container import ContainerRouter
 from .router.image import ImageRouter
 from .router.system import SystemRouter
 
-ROUTERS: dict[str, type[Router]] = {"image": ImageRouter, "container": ContainerRouter, "system": SystemRouter}
+ROUTERS: dict[str, type[Router]] = {
+    "image": ImageRouter,
+    "container": ContainerRouter,
+    "system": SystemRouter,
+    "build": BuildRouter,
+}
 GO_NAMES = {"GET": "Get", "HEAD": "Head", "POST": "Post", "PUT": "Put", "DELETE": "Delete", "OPTIONS": "Options"}
 
 

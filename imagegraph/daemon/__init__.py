@@ -7,7 +7,8 @@ log, the shutdown signal) and three services cut as moby cuts them:
   prune, search (daemon/images, distribution/);
 - `containers.ContainerService`: create, list, inspect, changes, commit, export, archive,
   rename, rm, prune (daemon/create.go, commit.go, archive.go, …);
-- `system.SystemService`: info, version, disk usage, registry login (daemon/info.go, …).
+- `system.SystemService`: info, version, disk usage, registry login (daemon/info.go, …);
+- `build.BuildService`: the classic builder behind `POST /build` (daemon/builder/backend).
 
 They work through `imagegraph.service.Services`, the same service layer the `imagegraph`
 command uses, opened afresh for each call (each request runs in its own thread; the store's
@@ -79,6 +80,7 @@ class Daemon:
     id: str = ""
 
     def __post_init__(self) -> None:
+        from .build import BuildService
         from .containers import ContainerService
         from .images import ImageService
         from .runtime import RuntimeService
@@ -90,6 +92,7 @@ class Daemon:
         self.containers = ContainerService(self)
         self.runtime = RuntimeService(self)
         self.system = SystemService(self)
+        self.build = BuildService(self)
 
     def _engine_id(self) -> str:
         """dockerd's engine ID: made once, kept in the root (`engine-id`)."""

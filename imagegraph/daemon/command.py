@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from ..api.router.build import BuildRouter
 from ..api.router.container import ContainerRouter
 from ..api.router.image import ImageRouter
 from ..api.router.system import SystemRouter
@@ -202,7 +203,8 @@ def run(a: argparse.Namespace, root: Path, err: TextIO) -> int:
     except (ValueError, OSError) as exc:
         err.write(f"imagegraph daemon: {exc}\n")
         return 1
-    api = APIServer([ImageRouter(daemon), ContainerRouter(daemon), SystemRouter(daemon)], daemon.flow)
+    routers = [ImageRouter(daemon), ContainerRouter(daemon), SystemRouter(daemon), BuildRouter(daemon)]
+    api = APIServer(routers, daemon.flow)
 
     listeners: list[Listener] = []
     host = ""

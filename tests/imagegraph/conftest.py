@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +105,6 @@ def busybox(root: Path) -> str:
 
 @pytest.fixture
 def this_layerfs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Containers mount with this checkout's layerfs (a monitor looks `layerfs` up in PATH)."""
-    import sys
-
+    """Containers (a build's RUN steps, the daemon's) mount with this checkout's layerfs, which a
+    monitor looks up in PATH."""
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
