@@ -68,3 +68,14 @@ def pytest_collection_modifyitems(config, items):
             item.fixturenames.append("need_fuse")
         if item.get_closest_marker("kernel_overlay") and "need_kernel_overlay" not in getattr(item, "fixturenames", ()):
             item.fixturenames.append("need_kernel_overlay")
+
+
+@pytest.fixture
+def deep_tmp(tmp_path):
+    """tmp_path for trees deeper than pytest's own clean-up (a recursive rmtree) survives: emptied
+    here, without recursion, when the test ends."""
+    yield tmp_path
+    from imagegraph.fstree import remove_tree
+
+    for child in tmp_path.iterdir():
+        remove_tree(child)
