@@ -10,20 +10,22 @@ its parent, down the chain.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from . import archive
+from . import archive, fstree
 from .digest import EMPTY_LAYER_DIFF_ID, sha256_digest
 from .store import Layout, hex_of, is_tmp, listdir, read_text, remove_dir_atomically, write_dir_atomically
 
 MAX_DEPTH = 125
+#: Errors of the store's own disk (full, over quota, read-only, failing), said in one line.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EMLINK})
 KEPT_TAR = "layer.tar"  # the original tar, kept only when the directory cannot reproduce it
 
 
@@ -147,7 +149,7 @@ class LayerStore:
         while chain_id and self.exists(chain_id) and self.references(chain_id) == 0:
             layer = self.get(chain_id)
             remove_dir_atomically(self.layout.layer_meta(chain_id))  # the commit point
-            shutil.rmtree(self.layout.layer_dir(layer.cache_id), ignore_errors=True)
+            self._remove_layer_dir(layer.cache_id)
             deleted.append(layer)
             chain_id = layer.parent
         return deleted
@@ -159,8 +161,16 @@ class LayerStore:
         t.mkdir(parents=True, exist_ok=True)
         return t
 
+    def _remove_layer_dir(self, name: str) -> None:
+        """A driver folder goes under a temporary name first (`clean` retries what is left)."""
+        remove_dir_atomically(self.layout.layer_dir(name))
+
     def register(self, stream: BinaryIO, parent: str | None = None) -> tuple[Layer, bool]:
-        """Apply a layer tar on top of `parent`; returns (layer, created). An existing ChainID is reused."""
+        """Apply a layer tar on top of `parent`; returns (layer, created). An existing ChainID is reused.
+
+        The stream is spooled first (a pull or load reads it once); a disk that fills up stops
+        the registration with one line and leaves neither the spool nor half a layer.
+        """
         if parent:
             if not self.exists(parent):
                 raise LayerNotFound(f"layer does not exist: {parent}")
@@ -171,26 +181,43 @@ class LayerStore:
         fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self._tmp())
         try:
             with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(stream, out, 1 << 20)
+                while chunk := stream.read(1 << 20):
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        raise LayerError(f"failed to register layer: {archive.os_error_text(exc)}") from None
             try:
                 with open(spool, "rb") as f:
                     result = archive.apply_layer_tar(f, layer_dir / "diff", self.encoding)
             except BaseException:
-                shutil.rmtree(layer_dir, ignore_errors=True)
+                fstree.remove_quietly(layer_dir)
                 raise
             chain_id = next_chain_id(parent, result.diff_id)
             existing = self._read(chain_id)
             if existing is not None:
-                shutil.rmtree(layer_dir, ignore_errors=True)
+                fstree.remove_quietly(layer_dir)
                 return existing, False
-            files: dict[str, bytes | str] = {"diff": result.diff_id, "size": str(result.size), "cache-id": cache_id}
+            files: dict[str, bytes | str | Path] = {
+                "diff": result.diff_id,
+                "size": str(result.size),
+                "cache-id": cache_id,
+            }
             if parent:
                 files["parent"] = parent
-            if archive.write_layer_tar(layer_dir / "diff").diff_id != result.diff_id:
-                # Another tool's tar: the directory cannot give the same bytes back, so keep them.
-                files[KEPT_TAR] = Path(spool).read_bytes()
-            write_dir_atomically(self.layout.layer_meta(chain_id), files, tmp_parent=self._tmp())
+            # Another tool's tar (or a sparse one) may not come back byte for byte from the
+            # directory: then the original is kept, linked in, never read into memory.
+            if result.sparse or archive.write_layer_tar(layer_dir / "diff").diff_id != result.diff_id:
+                files[KEPT_TAR] = Path(spool)
+            try:
+                write_dir_atomically(self.layout.layer_meta(chain_id), files, tmp_parent=self._tmp())
+            except BaseException:
+                fstree.remove_quietly(layer_dir)
+                raise
             return Layer(chain_id, result.diff_id, parent, cache_id, result.size), True
+        except OSError as exc:
+            if exc.errno not in DISK_ERRNOS:
+                raise  # a stream that cannot be read: the caller words it
+            raise LayerError(f"failed to register layer: {archive.os_error_text(exc)}") from None
         finally:
             try:
                 os.unlink(spool)
@@ -202,7 +229,10 @@ class LayerStore:
         fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self._tmp())
         try:
             with os.fdopen(fd, "wb") as out:
-                archive.write_layer_tar(src_dir, out)
+                try:
+                    archive.write_layer_tar(src_dir, out)
+                except OSError as exc:
+                    raise LayerError(f"failed to register layer: {archive.os_error_text(exc)}") from None
             with open(spool, "rb") as f:
                 return self.register(f, parent)
         finally:
@@ -259,21 +289,25 @@ class LayerStore:
             write_dir_atomically(self.layout.mount_meta(container_id), files, tmp_parent=self._tmp())
         except BaseException:
             for p in made:
-                shutil.rmtree(p, ignore_errors=True)
+                fstree.remove_quietly(p)
             raise
         return MountLayer(container_id, mount_id, init_id, parent)
 
     def release_rw_layer(self, container_id: str) -> list[Layer]:
         m = self.get_mount(container_id)
-        remove_dir_atomically(self.layout.mount_meta(container_id))
+        remove_dir_atomically(self.layout.mount_meta(container_id))  # the commit point
         for name in (m.mount_id, m.init_id):
-            shutil.rmtree(self.layout.layer_dir(name), ignore_errors=True)
+            self._remove_layer_dir(name)
         return self.release(m.parent)
 
     # ---- crash leftovers ----------------------------------------------------------------
 
     def clean(self) -> list[str]:
-        """Remove what a crash left behind: temporary files and layer directories no record names."""
+        """Remove what a crash left behind: temporary files and layer directories no record names.
+
+        Never raises: what cannot be removed now (a mount inside, a full disk) is left for the
+        next run, and the store stays usable.
+        """
         removed: list[str] = []
         for d in (
             self.layout.layerdb / "tmp",
@@ -281,20 +315,24 @@ class LayerStore:
             self.layout.layerdb / "mounts",
             self.layout.driver_root,
         ):
-            if not d.is_dir():
+            try:
+                names = os.listdir(d)
+            except OSError:
                 continue
-            for name in os.listdir(d):
-                p = d / name
+            for name in names:
                 if is_tmp(name) or d.name == "tmp":
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-                    removed.append(str(p))
-        known = {layer.cache_id for layer in self.layers()}
-        for m in self.mounts():
-            known.update((m.mount_id, m.init_id))
+                    if fstree.remove_quietly(d / name) is None:
+                        removed.append(str(d / name))
+        try:
+            known = {layer.cache_id for layer in self.layers()}
+            for m in self.mounts():
+                known.update((m.mount_id, m.init_id))
+        except OSError:
+            return removed
         for name in listdir(self.layout.driver_root):
             if name not in known:
-                shutil.rmtree(self.layout.driver_root / name, ignore_errors=True)
-                removed.append(str(self.layout.driver_root / name))
+                if fstree.remove_quietly(self.layout.driver_root / name) is None:
+                    removed.append(str(self.layout.driver_root / name))
         return removed
 
 

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from .fstree import remove_quietly
 
 DRIVER = "layerfs"
 TMP_PREFIX = ".tmp-"
@@ -156,35 +157,45 @@ def read_text(path: str | os.PathLike[str], default: str | None = None) -> str |
         return default
 
 
-def write_dir_atomically(final: Path, files: dict[str, bytes | str], tmp_parent: Path | None = None) -> None:
-    """Create directory `final` holding `files`, all at once: built under a temporary name, then renamed."""
+def write_dir_atomically(final: Path, files: Mapping[str, bytes | str | Path], tmp_parent: Path | None = None) -> None:
+    """Create directory `final` holding `files`, all at once: built under a temporary name, then renamed.
+
+    A Path value is a file on the same filesystem, hard-linked in rather than read into memory.
+    """
     tmp_parent = tmp_parent or final.parent
     tmp_parent.mkdir(parents=True, exist_ok=True)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=tmp_parent))
     try:
         for name, data in files.items():
-            (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
+            if isinstance(data, Path):
+                os.link(data, tmp / name)
+                os.chmod(tmp / name, 0o600)
+            else:
+                (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
         os.chmod(tmp, 0o755)
         os.rename(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_quietly(tmp)
         raise
 
 
 def remove_dir_atomically(path: Path) -> None:
-    """Rename `path` to a temporary name first, so a crash mid-delete never leaves half a record."""
-    if not path.exists():
+    """Rename `path` to a temporary name first, so a crash mid-delete never leaves half a record.
+
+    What cannot be removed now stays under the temporary name, for `clean` to retry.
+    """
+    if not os.path.lexists(path):
         return
     tmp = path.parent / f"{TMP_PREFIX}rm-{path.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp, ignore_errors=True)
+    if os.path.lexists(tmp):
+        remove_quietly(tmp)
     os.rename(path, tmp)
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_quietly(tmp)
 
 
 def is_tmp(name: str) -> bool:
-    return name.startswith(TMP_PREFIX) or name.startswith(".apply-")
+    return name.startswith((TMP_PREFIX, ".apply-"))
 
 
 def listdir(path: Path) -> Iterator[str]:
