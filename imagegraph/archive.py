@@ -537,7 +537,7 @@ _SPECIAL_TYPES: tuple[bytes, ...] = (
 )
 
 
-class _BoundedTarInfo(tarfile.TarInfo):
+class BoundedTarInfo(tarfile.TarInfo):
     """Python's header parsing with Go's limits: tarfile reads a PAX or long-name header, and a
     sparse map, whole into memory whatever size the archive declares; Go stops at 1 MiB."""
 
@@ -826,7 +826,7 @@ def _check_end(raw: BinaryIO, end: int) -> None:
 
 def _extract_into(reader: _HashingReader, root_fd: int, encoding: str) -> tuple[int, bool]:
     try:
-        tf = tarfile.open(fileobj=reader, mode="r|", format=tarfile.PAX_FORMAT, tarinfo=_BoundedTarInfo)  # type: ignore[call-overload]
+        tf = tarfile.open(fileobj=reader, mode="r|", format=tarfile.PAX_FORMAT, tarinfo=BoundedTarInfo)  # type: ignore[call-overload]
     except ArchiveError:
         raise
     except (tarfile.TarError, ValueError, EOFError) as exc:
