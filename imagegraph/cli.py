@@ -29,7 +29,7 @@ from .layerstore import LayerError
 from .reference import InvalidReference, familiar_name, parse_normalized_named
 from .refstore import RefError
 from .service import ClientError, DaemonError, Services
-from .store import resolve_root
+from .store import StoreError, os_error_line, resolve_root
 
 DAEMON_PREFIX = "Error response from daemon: "
 
@@ -83,12 +83,13 @@ class Context:
     out: Any
     err: Any
     now: float
+    readonly: bool = False  # a command that only reads: a new root is not made on disk
     _svc: Services | None = None
 
     @property
     def svc(self) -> Services:
         if self._svc is None:
-            self._svc = Services.open(self.root, self.driver_encoding)
+            self._svc = Services.open(self.root, self.driver_encoding, create=not self.readonly)
         return self._svc
 
     def print(self, s: str = "") -> None:
@@ -597,6 +598,9 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
         return 125
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    if a.root is not None and not a.root.strip():
+        err.write('invalid argument "" for "--root" flag: the store root must not be empty\n')
+        return 125
     run = getattr(a, "_run", None)
     if run is None and getattr(a, "func", None) is not None:
         try:
@@ -607,7 +611,7 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
     if run is None:
         parser.print_help(out)
         return 0
-    ctx = Context(resolve_root(a.root), a.whiteouts, out, err, time.time())
+    ctx = Context(resolve_root(a.root), a.whiteouts, out, err, time.time(), bool(getattr(a, "_readonly", False)))
     try:
         if getattr(a, "_readonly", False):
             with ctx.svc.lock.held(shared=True):
@@ -619,6 +623,9 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
     except (CLIError, ClientError) as exc:
         err.write(f"{exc}\n")
         return 1
+    except StoreError as exc:
+        err.write(f"Error: {exc}\n")
+        return 1
     except (DaemonError, ContainerError, ImageError, LayerError, RefError, ArchiveError, InvalidReference) as exc:
         err.write(DAEMON_PREFIX + str(exc) + "\n")
         return 1
@@ -626,7 +633,7 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
         err.write("interrupted\n")
         return 130
     except OSError as exc:
-        err.write(f"Error: {exc}\n")
+        err.write(f"Error: {os_error_line(exc, ctx.root)}\n")
         return 1
     except Exception as exc:  # a bug must still be one line, never a traceback
         err.write(f"Error: internal error: {type(exc).__name__}: {exc}\n")

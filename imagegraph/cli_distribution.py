@@ -28,8 +28,8 @@ from .distribution.progress import ProgressWriter
 from .distribution.pull import PullOptions, pull
 from .distribution.push import push
 from .reference import InvalidReference, Reference, parse_normalized_named, tag_name_only
-from .store import resolve_root
-from .tarexport import TarExportError, load, save, save_to_file
+from .store import StoreError, os_error_line, resolve_root
+from .tarexport import TarExportError, check_output_path, load, save, save_to_file
 
 DAEMON_PREFIX = "Error response from daemon: "
 
@@ -47,8 +47,10 @@ class _Sink:
         return False
 
 
-def _store(args: argparse.Namespace) -> LocalStore:
-    return open_local_store(resolve_root(getattr(args, "root", None)), getattr(args, "whiteouts", None))
+def _store(args: argparse.Namespace, create: bool = True) -> LocalStore:
+    """The store; `create` False for commands that only read it (save, push): a new root stays unmade."""
+    root = resolve_root(getattr(args, "root", None))
+    return open_local_store(root, getattr(args, "whiteouts", None), create)
 
 
 def _insecure(args: argparse.Namespace, store: LocalStore) -> tuple[str, ...]:
@@ -82,8 +84,10 @@ def _errors(fn: Callable[[argparse.Namespace, TextIO, TextIO], int]):
             return _fail(err, str(exc), daemon=False)
         except (RegistryError, TarExportError) as exc:
             return _fail(err, str(exc))
+        except StoreError as exc:
+            return _fail(err, f"Error: {exc}", daemon=False)
         except OSError as exc:
-            return _fail(err, f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+            return _fail(err, os_error_line(exc, resolve_root(getattr(args, "root", None))))
         except Exception as exc:  # the store's own errors (ImageError, LayerError, ArchiveError, RefError…)
             return _fail(err, str(exc) or exc.__class__.__name__)
 
@@ -123,7 +127,7 @@ def cmd_push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if ref.digest is not None:
         return _fail(err, "cannot push a digest reference", daemon=False)
     ref = _default_tag(ref, args, out)
-    store = _store(args)
+    store = _store(args, create=False)
     writer = _progress(args, out)
     result = push(store, ref, writer, PullOptions(insecure_registries=_insecure(args, store)))
     if args.quiet:
@@ -187,7 +191,9 @@ def cmd_login(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 @_errors
 def cmd_save(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    store = _store(args)
+    if args.output:
+        check_output_path(Path(args.output))
+    store = _store(args, create=False)
     if args.output:
         save_to_file(store, args.images, Path(args.output))
         return 0

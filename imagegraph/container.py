@@ -374,6 +374,22 @@ def _mounted(path: Path) -> bool:
     return False
 
 
+def _check_mount_point(target: Path) -> None:
+    """The checks mount(8) and mount.fuse make, for both drivers: a directory, and an empty one
+    (the kernel's overlay would hide what is there; layerfs, like FUSE, refuses)."""
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ContainerError(f"mount point {target}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ContainerError(f"mount point {target} is not a directory")
+    with os.scandir(target) as it:
+        if next(it, None) is not None:
+            raise ContainerError(f"mount point {target} is not empty")
+
+
 def _layerfs_command() -> list[str]:
     exe = shutil.which("layerfs")
     if exe:
@@ -610,6 +626,7 @@ class ContainerStore:
             return current
         m = self.mount_layer(c)
         target = Path(target) if target else self.layout.layer_dir(m.mount_id) / "merged"
+        _check_mount_point(target)
         target.mkdir(parents=True, exist_ok=True)
         cmd = self.mount_command(c, target, driver)
         res = subprocess.run(cmd, capture_output=True, text=True)

@@ -21,7 +21,16 @@ from typing import BinaryIO
 
 from . import archive, fstree
 from .digest import EMPTY_LAYER_DIFF_ID, sha256_digest
-from .store import Layout, hex_of, is_tmp, listdir, read_text, remove_dir_atomically, write_dir_atomically
+from .store import (
+    Layout,
+    folder_mode,
+    hex_of,
+    is_tmp,
+    listdir,
+    read_text,
+    remove_dir_atomically,
+    write_dir_atomically,
+)
 
 MAX_DEPTH = 125
 #: Errors of the store's own disk (full, over quota, read-only, failing), said in one line.
@@ -187,6 +196,8 @@ class LayerStore:
                     except OSError as exc:
                         raise LayerError(f"failed to register layer: {archive.os_error_text(exc)}") from None
             try:
+                layer_dir.parent.mkdir(mode=folder_mode(), parents=True, exist_ok=True)
+                os.mkdir(layer_dir, folder_mode())  # unreachable to other users, as Docker's
                 with open(spool, "rb") as f:
                     result = archive.apply_layer_tar(f, layer_dir / "diff", self.encoding)
             except BaseException:
@@ -280,7 +291,7 @@ class LayerStore:
                     (tmp / sub).mkdir(mode=0o755)
                 if name == init_id and init_func is not None:
                     init_func(tmp / "diff")
-                os.chmod(tmp, 0o700)
+                os.chmod(tmp, folder_mode())
                 os.rename(tmp, root / name)
                 made[-1] = root / name
             files = {"mount-id": mount_id, "init-id": init_id}

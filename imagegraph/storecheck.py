@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .digest import chain_ids, sha256_digest
 from .layerstore import next_chain_id
-from .store import Layout, is_tmp
+from .store import Layout, is_tmp, temporary_leftovers
 
 
 def _read(path: Path) -> str | None:
@@ -37,31 +37,6 @@ def _names(path: Path) -> list[str]:
         return sorted(os.listdir(path))
     except (FileNotFoundError, NotADirectoryError):
         return []
-
-
-def temporary_leftovers(root: Path) -> list[str]:
-    """Every temporary name in the store's own folders (layer contents are not looked into)."""
-    layout = Layout(Path(root))
-    found = []
-    for d in (
-        layout.root,
-        layout.image_root,
-        layout.imagedb / "content" / "sha256",
-        layout.imagedb / "metadata" / "sha256",
-        layout.layerdb / "sha256",
-        layout.layerdb / "mounts",
-        layout.driver_root,
-        layout.containers,
-    ):
-        found += [str(d / n) for n in _names(d) if is_tmp(n)]
-    for image in _names(layout.imagedb / "metadata" / "sha256"):
-        d = layout.imagedb / "metadata" / "sha256" / image
-        found += [str(d / n) for n in _names(d) if is_tmp(n)]
-    for cid in _names(layout.containers):
-        d = layout.containers / cid
-        found += [str(d / n) for n in _names(d) if is_tmp(n)]
-    found += [str(layout.layerdb / "tmp" / n) for n in _names(layout.layerdb / "tmp")]
-    return found
 
 
 def check_store(root: str | os.PathLike[str]) -> list[str]:
@@ -164,7 +139,7 @@ def check_store(root: str | os.PathLike[str]) -> list[str]:
     for name in _names(layout.driver_root):
         if not is_tmp(name) and name not in known_dirs:
             problems.append(f"orphan folder {layout.driver_root / name}")
-    problems += [f"temporary leftover {p}" for p in temporary_leftovers(layout.root)]
+    problems += [f"temporary leftover {p}" for p in temporary_leftovers(layout)]
     return problems
 
 

@@ -48,7 +48,7 @@ from .reference import (
     tag_name_only,
 )
 from .refstore import RefNotFound
-from .store import atomic_file, hex_of
+from .store import atomic_file, clear_stale, hex_of
 
 CONTAINERD_IMAGE_NAME = "io.containerd.image.name"
 
@@ -191,10 +191,32 @@ def save(store: LocalStore, names: list[str], out: BinaryIO) -> None:
             _add_bytes(tar, "repositories", go_json(repositories))
 
 
+SAVE_MARKER = ".imagegraph-save-"
+
+
+def check_output_path(path: Path) -> None:
+    """docker/cli's ValidateOutputPath, in its words: the folder must exist, the path must not
+    be a directory (or anything but a regular file)."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise TarExportError(f'failed to save image: invalid output path: directory "{folder}" does not exist')
+    if path.is_dir():
+        raise TarExportError(f'failed to save image: invalid output path: "{path}" is a directory')
+    if path.exists() and not path.is_file():
+        raise TarExportError(f'failed to save image: invalid output path: "{path}" must be a regular file')
+
+
 def save_to_file(store: LocalStore, names: list[str], path: Path) -> None:
-    """save into a temporary sibling, renamed into place only when complete."""
+    """save into a temporary sibling, renamed into place only when complete.
+
+    The temporary file has no name while it is written (O_TMPFILE), so `kill -9` leaves
+    nothing; where the filesystem cannot, it is `.OUT.imagegraph-save-XXXX`, locked while
+    written, and the next save into the same folder removes those whose writer died.
+    """
     path = Path(path)
-    with atomic_file(path, prefix=f".{path.name}.") as f:
+    check_output_path(path)
+    clear_stale(path.parent, SAVE_MARKER)
+    with atomic_file(path, prefix=f".{path.name}{SAVE_MARKER}") as f:
         save(store, names, f)
 
 

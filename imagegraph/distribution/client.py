@@ -17,7 +17,7 @@ import ipaddress
 import socket
 import ssl
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -358,7 +358,7 @@ class RegistryClient:
         size: int | None = None,
         on_chunk: Callable[[int], None] | None = None,
         what: str = "filesystem layer",
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None, None]:
         """Stream a blob, never more than its descriptor's `size`: a longer body is an error, so
         is a shorter one, and so is one that does not hash to `digest`. `what` names the blob
         in the errors ("filesystem layer", "image config")."""

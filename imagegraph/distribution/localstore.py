@@ -1,6 +1,6 @@
 """The slice of the local store that pull, push, save and load need, wired together.
 
-The wiring itself is `Services.wire`'s, so the two cannot drift apart.
+The wiring itself is `Services.open`'s, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ class LocalStore:
         return d
 
 
-def open_local_store(root: Path, encoding: str | None = None) -> LocalStore:
+def open_local_store(root: Path, encoding: str | None = None, create: bool = True) -> LocalStore:
     """`encoding`: the on-disk whiteout encoding for new layers (overlay or aufs; default the store's).
 
-    The stores are wired as `Services.wire` wires them (no lock taken, nothing cleaned here)."""
-    svc = Services.wire(root, encoding)
+    The stores are opened as `Services.open` opens them (crash leftovers cleaned); with
+    `create` False (save, push) a root that does not exist is an empty store, left unmade."""
+    svc = Services.open(root, encoding, create=create)
     return LocalStore(svc.layout, svc.layers, svc.images, svc.refs, V2MetadataStore(svc.layout), svc.lock)
