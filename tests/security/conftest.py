@@ -62,11 +62,12 @@ def run_process(*argv: str, stdin: bytes | None = None, timeout: float = 300) ->
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def store(deep_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A store root under the test's tmp_path, emptied without recursion at the end (deep_tmp)."""
     monkeypatch.delenv("IMAGEGRAPH_ROOT", raising=False)
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # no credentials of the host
-    return tmp_path / "store"
+    monkeypatch.setenv("DOCKER_CONFIG", str(deep_tmp / "docker-config"))  # no credentials of the host
+    return deep_tmp / "store"
 
 
 @pytest.fixture

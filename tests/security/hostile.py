@@ -160,3 +160,71 @@ SPARSE_VERSIONS = ("gnu", "0.0", "0.1", "1.0")
 def allocated(path: str | os.PathLike[str]) -> int:
     """Bytes of disk a file really uses."""
     return os.lstat(path).st_blocks * 512
+
+
+def sha256(data: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def save_archive(layers: list[bytes], tag: str = "evil:1", oci: bool = False) -> bytes:
+    """A `docker save` archive (manifest.json) of one image made of `layers`; with `oci`, a bare
+    OCI layout (index.json, oci-layout, blobs) instead."""
+    import json
+
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [sha256(x) for x in layers]}}
+    ).encode()
+    files: dict[str, bytes] = {f"blobs/sha256/{sha256(x)[7:]}": x for x in layers}
+    files[f"blobs/sha256/{sha256(config)[7:]}"] = config
+    if oci:
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": sha256(config),
+                    "size": len(config),
+                },
+                "layers": [
+                    {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(x), "size": len(x)}
+                    for x in layers
+                ],
+            }
+        ).encode()
+        files[f"blobs/sha256/{sha256(manifest)[7:]}"] = manifest
+        files["oci-layout"] = b'{"imageLayoutVersion":"1.0.0"}'
+        files["index.json"] = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [
+                    {
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": sha256(manifest),
+                        "size": len(manifest),
+                        "annotations": {
+                            "io.containerd.image.name": f"docker.io/{tag}" if "/" in tag else f"docker.io/library/{tag}"
+                        },
+                    }
+                ],
+            }
+        ).encode()
+    else:
+        files["manifest.json"] = json.dumps(
+            [{"Config": f"blobs/sha256/{sha256(config)[7:]}", "RepoTags": [tag], "Layers": list(files)[: len(layers)]}]
+        ).encode()
+    return tar_files(files)
+
+
+def tar_files(files: dict[str, bytes]) -> bytes:
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mtime = 1600000000
+            tf.addfile(ti, io.BytesIO(data))
+    return b.getvalue()
