@@ -291,11 +291,11 @@ class _Archive:
     def _resolve(self, name: str, depth: int = 0) -> tarfile.TarInfo:
         if depth > 16:
             raise TarExportError(f"invalid archive: too many levels of symbolic links at {name}")
+        if name.startswith("/") or ".." in name.split("/"):
+            raise TarExportError(f"invalid archive: path {name!r} escapes the archive")
         key = self.norm(name)
         if key is None or key not in self.members:
             raise TarExportError(f"invalid archive: {name}: no such file in the archive")
-        if name.startswith("/") or ".." in name.split("/"):
-            raise TarExportError(f"invalid archive: path {name!r} escapes the archive")
         m = self.members[key]
         if m.issym() or m.islnk():
             target = m.linkname
