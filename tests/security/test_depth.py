@@ -98,3 +98,23 @@ def test_a_deep_leftover_is_cleaned_by_the_next_command(seeded: Path, ig) -> Non
     make_deep(seeded / "layerfs" / ".apply-crashed", DEPTH)
     _all_still_work(ig, seeded)
     assert not (seeded / "layerfs" / ("f" * 64)).exists()
+
+
+def test_layerfs_tree_prints_a_union_deeper_than_the_recursion_limit() -> None:
+    """`layerfs tree` recursed once per level: a traceback at about 1,000. (The union core names
+    whole paths, so a real union this deep is slow: a stand-in with the same interface.)"""
+    import os
+    import stat as stat_module
+
+    from unionfs.tree import render_tree
+
+    class ChainUnion:
+        def listdir(self, path: str) -> list[str]:
+            return ["d"] if path.count("/d") < DEPTH else ["f"]
+
+        def getattr(self, path: str) -> os.stat_result:
+            mode = stat_module.S_IFREG if path.endswith("/f") else stat_module.S_IFDIR
+            return os.stat_result((mode | 0o755, 0, 0, 1, 0, 0, 0, 0, 0, 0))
+
+    text = render_tree(ChainUnion(), "/", "mnt")  # type: ignore[arg-type]
+    assert text.endswith(f"\n\n{DEPTH + 1} directories, 1 file\n")
