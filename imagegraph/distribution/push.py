@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import BinaryIO
 
 from ..digest import chain_ids
 from ..reference import Reference, familiar_name, parse_normalized_named, with_digest, with_name
@@ -42,9 +41,9 @@ class PushResult:
     mounted: list[str] = field(default_factory=list)
 
 
-def compress_layer(store: LocalStore, chain_id: str, dest: Path) -> tuple[str, int]:
-    """gzip the layer's tar into `dest` with a fixed header (mtime 0, no name), level 6 as Go's
-    default: the same layer always compresses to the same blob digest."""
+def compress_layer(store: LocalStore, chain_id: str, dest: BinaryIO) -> tuple[str, int]:
+    """gzip the layer's tar into the file `dest` with a fixed header (mtime 0, no name), level 6
+    as Go's default: the same layer always compresses to the same blob digest."""
     h = hashlib.sha256()
 
     class _Hashing:
@@ -58,12 +57,13 @@ def compress_layer(store: LocalStore, chain_id: str, dest: Path) -> tuple[str, i
         def flush(self):
             self.f.flush()
 
-    with open(dest, "wb") as raw:
-        hw = _Hashing(raw)
-        with gzip.GzipFile(filename="", mode="wb", fileobj=hw, compresslevel=6, mtime=0) as gz:  # type: ignore[arg-type]
-            for chunk in store.layers.tar_stream(chain_id):
-                gz.write(chunk)
-    return "sha256:" + h.hexdigest(), dest.stat().st_size
+    start = dest.tell()
+    hw = _Hashing(dest)
+    with gzip.GzipFile(filename="", mode="wb", fileobj=hw, compresslevel=6, mtime=0) as gz:  # type: ignore[arg-type]
+        for chunk in store.layers.tar_stream(chain_id):
+            gz.write(chunk)
+    dest.flush()
+    return "sha256:" + h.hexdigest(), dest.tell() - start
 
 
 def push(
@@ -91,23 +91,16 @@ def push(
         out.update(sid, "Preparing")
     result = PushResult("", 0)
     layer_descs: list[M.Descriptor] = [None] * len(diff_ids)  # type: ignore[list-item]
-    scratch = Path(tempfile.mkdtemp(prefix=".tmp-push-", dir=store.tmp_dir))
-    try:
-        for i in reversed(range(len(diff_ids))):
-            layer_descs[i] = _push_layer(
-                store, client, ref, diff_ids[i], chains[i], ids[i], out, scratch, result, chunk_size
-            )
-        config = image.raw
-        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-        if client.head_blob(path, config_digest, push=True) is None:
-            client.upload_blob(path, config_digest, config, len(config), chunk_size=chunk_size)
-        body = M.build_manifest(M.Descriptor(M.DOCKER_CONFIG, config_digest, len(config)), layer_descs)
-        tag = ref.tag or "latest"
-        digest = client.put_manifest(path, tag, body, M.DOCKER_MANIFEST)
-    finally:
-        for p in scratch.iterdir():
-            p.unlink()
-        os.rmdir(scratch)
+    # push holds no store lock: its scratch files have no names a concurrent clean-up could remove
+    for i in reversed(range(len(diff_ids))):
+        layer_descs[i] = _push_layer(store, client, ref, diff_ids[i], chains[i], ids[i], out, result, chunk_size)
+    config = image.raw
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    if client.head_blob(path, config_digest, push=True) is None:
+        client.upload_blob(path, config_digest, config, len(config), chunk_size=chunk_size)
+    body = M.build_manifest(M.Descriptor(M.DOCKER_CONFIG, config_digest, len(config)), layer_descs)
+    tag = ref.tag or "latest"
+    digest = client.put_manifest(path, tag, body, M.DOCKER_MANIFEST)
     result.digest, result.size = digest, len(body)
     out.message(f"{tag}: digest: {digest} size: {len(body)}")
     with store.lock.held():
@@ -127,7 +120,6 @@ def _push_layer(
     chain: str,
     sid: str,
     out: ProgressWriter,
-    scratch: Path,
     result: PushResult,
     chunk_size: int | None,
 ) -> M.Descriptor:
@@ -152,18 +144,22 @@ def _push_layer(
                 result.mounted.append(meta.digest)
                 store.v2meta.add(diff_id, V2Metadata(meta.digest, ref.name))
                 return M.Descriptor(M.DOCKER_LAYER_GZIP, meta.digest, size)
-    blob = scratch / sid
-    digest, size = compress_layer(store, chain, blob)
-    if client.head_blob(path, digest, push=True) is not None:
-        out.update(sid, "Layer already exists")
-        result.existed.append(digest)
-    else:
-        with open(blob, "rb") as f:
+    with tempfile.TemporaryFile(dir=store.tmp_dir) as blob:  # unnamed (O_TMPFILE): nothing to leave
+        digest, size = compress_layer(store, chain, blob)  # type: ignore[arg-type]
+        if client.head_blob(path, digest, push=True) is not None:
+            out.update(sid, "Layer already exists")
+            result.existed.append(digest)
+        else:
+            blob.seek(0)
             client.upload_blob(
-                path, digest, f, size, chunk_size=chunk_size, on_chunk=lambda n: out.progress(sid, "Pushing", n, size)
+                path,
+                digest,
+                blob,  # type: ignore[arg-type]
+                size,
+                chunk_size=chunk_size,
+                on_chunk=lambda n: out.progress(sid, "Pushing", n, size),
             )
-        out.update(sid, "Pushed")
-        result.uploaded.append(digest)
-    blob.unlink()
+            out.update(sid, "Pushed")
+            result.uploaded.append(digest)
     store.v2meta.add(diff_id, V2Metadata(digest, ref.name))
     return M.Descriptor(M.DOCKER_LAYER_GZIP, digest, size)

@@ -195,3 +195,28 @@ def test_one_line_for_every_usage_error() -> None:
     r: Run = run_in_process("images", "--no-such-flag")
     r.refused()
     assert r.rc == 125
+
+
+def test_a_quota_is_said_like_a_full_disk(seeded: Path, ig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EDQUOT (no quota to set up here): the spool write fails as it would over quota."""
+    import errno
+    import io
+
+    from imagegraph import layerstore
+
+    class OverQuota(io.RawIOBase):
+        def __init__(self, fd: int) -> None:
+            os.close(fd)
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b) -> int:  # type: ignore[override]
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    before = snapshot(seeded)
+    monkeypatch.setattr(layerstore.os, "fdopen", lambda fd, mode: OverQuota(fd))  # the spool's only
+    r = ig("import", "-", "q:1", stdin=b"x" * 4096)
+    monkeypatch.undo()
+    r.refused("disk quota exceeded")
+    assert_unchanged(seeded, before)
