@@ -400,13 +400,14 @@ def _sparse_entry(e: TarEntry, regions: list[tuple[int, int]]) -> tuple[TarEntry
     return sparse, map_block
 
 
-def _copy_range(f: BinaryIO, offset: int, length: int, name: str) -> Iterator[bytes]:
+def _copy_range(f: BinaryIO, offset: int, length: int, short: str) -> Iterator[bytes]:
+    """`length` bytes of `f` from `offset`, in chunks; `short` is the error if they are not there."""
     f.seek(offset)
     left = length
     while left:
         chunk = f.read(min(_CHUNK, left))
         if not chunk:
-            raise ArchiveError(f"{name}: file shrank while it was archived")
+            raise ArchiveError(short)
         left -= len(chunk)
         yield chunk
 
@@ -424,14 +425,14 @@ def iter_layer_tar(src_dir: str | os.PathLike[str]) -> Iterator[bytes]:
             regions = _data_regions(f.fileno(), e.size)
             if regions is None:
                 yield encode_header(e)
-                yield from _copy_range(f, 0, e.size, e.name)
+                yield from _copy_range(f, 0, e.size, f"{e.name}: file shrank while it was archived")
                 yield _pad(e.size)
                 continue
             sparse, map_block = _sparse_entry(e, regions)
             yield encode_header(sparse)
             yield map_block
             for off, n in regions:
-                yield from _copy_range(f, off, n, e.name)
+                yield from _copy_range(f, off, n, f"{e.name}: file shrank while it was archived")
             yield _pad(sparse.size)
     yield b"\0" * (2 * BLOCK)
 
@@ -759,15 +760,9 @@ class _Applier:
             assert raw is not None
             tape = m.offset_data
             for off, n in regions:
-                raw.seek(tape)
                 out.seek(off)
-                left = n
-                while left:
-                    chunk = raw.read(min(_CHUNK, left))
-                    if not chunk:
-                        raise ArchiveError(f"broken tar archive: unexpected end of data in {_q(rel)}")
+                for chunk in _copy_range(raw, tape, n, f"broken tar archive: unexpected end of data in {_q(rel)}"):  # type: ignore[arg-type]
                     out.write(chunk)
-                    left -= len(chunk)
                 tape += n
 
     def hardlink(self, dfd: int, base: str, rel: str, m: tarfile.TarInfo) -> None:
