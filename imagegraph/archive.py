@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -24,7 +25,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from . import fstree
 
@@ -49,6 +50,12 @@ NAME_MAX = 255
 
 class ArchiveError(ValueError):
     """A tar that cannot be written or applied; str() is one line for the user."""
+
+
+class ByteStream(Protocol):
+    """What a layer tar is read from: a file, a pipe, a gzip reader or a progress wrapper."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 def default_encoding() -> str:
@@ -144,7 +151,7 @@ def _split_ustar_path(name: bytes) -> tuple[bytes, bytes] | None:
     return name[:i], name[i + 1 :]
 
 
-def _v7_plus(e: TarEntry, name: bytes, fmt_name) -> bytearray:
+def _v7_plus(e: TarEntry, name: bytes, fmt_name: Callable[[bytearray, int, int, bytes], None]) -> bytearray:
     """Go's templateV7Plus: every USTAR field but magic and checksum."""
     buf = bytearray(BLOCK)
     buf[156:157] = e.typeflag
@@ -240,7 +247,8 @@ def _list_xattrs(path: str) -> dict[str, bytes]:
     return out
 
 
-def _is_opaque_dir(path: str) -> bool:
+def is_opaque_dir(path: str) -> bool:
+    """Whether the directory carries an overlay opaque mark (trusted. or user.)."""
     for n in OPAQUE_XATTRS:
         try:
             if os.getxattr(path, n, follow_symlinks=False) == b"y":
@@ -311,7 +319,7 @@ def layer_entries(src_dir: str | os.PathLike[str]) -> Iterator[TarEntry]:
                 e.name = (head + "/" if head else "") + WHITEOUT_PREFIX + tail
                 e.typeflag, e.mode, e.size, e.source, e.linkname = TYPE_REG, 0o600, 0, None, ""
             yield e
-            if stat.S_ISDIR(m) and _is_opaque_dir(xpath):
+            if stat.S_ISDIR(m) and is_opaque_dir(xpath):
                 yield TarEntry(
                     name=rel + "/" + WHITEOUT_OPAQUE,
                     typeflag=TYPE_REG,
@@ -463,7 +471,7 @@ def write_layer_tar(src_dir: str | os.PathLike[str], out: BinaryIO | None = None
 class _HashingReader:
     """Hashes every byte read, so the DiffID comes from the same pass that extracts."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: ByteStream) -> None:
         self.raw = raw
         self.hash = hashlib.sha256()
         self.count = 0
@@ -540,17 +548,24 @@ _SPECIAL_TYPES: tuple[bytes, ...] = (
 
 class BoundedTarInfo(tarfile.TarInfo):
     """Python's header parsing with Go's limits: tarfile reads a PAX or long-name header, and a
-    sparse map, whole into memory whatever size the archive declares; Go stops at 1 MiB."""
+    sparse map, whole into memory whatever size the archive declares; Go stops at 1 MiB.
 
-    def _proc_member(self, tarfile_: tarfile.TarFile):  # type: ignore[override]
+    It overrides tarfile's private `_proc_*` steps, which the stubs do not know: `Any` stands
+    for them below."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo | None:
         if self.type in _SPECIAL_TYPES and self.size > MAX_SPECIAL:
             raise ArchiveError(
                 f"refusing to apply layer: an extended header of {self.size} bytes (more than {MAX_SPECIAL >> 20} MiB)"
             )
-        return super()._proc_member(tarfile_)  # type: ignore[misc]
+        parent: Any = super()
+        result: tarfile.TarInfo | None = parent._proc_member(tarfile_)
+        return result
 
-    def _proc_gnusparse_10(self, next_: tarfile.TarInfo, pax_headers: dict, tarfile_: tarfile.TarFile) -> None:
-        buf = tarfile_.fileobj.read(BLOCK)  # type: ignore[union-attr]
+    def _proc_gnusparse_10(
+        self, next_: tarfile.TarInfo, pax_headers: dict[str, str], tarfile_: tarfile.TarFile
+    ) -> None:
+        buf = tarfile_.fileobj.read(BLOCK)
         head, buf = buf.split(b"\n", 1)
         fields = int(head)
         if not 0 <= fields <= MAX_SPARSE_REGIONS:
@@ -559,41 +574,44 @@ class BoundedTarInfo(tarfile.TarInfo):
         read = BLOCK
         while len(numbers) < fields * 2:
             if b"\n" not in buf:
-                more = tarfile_.fileobj.read(BLOCK)  # type: ignore[union-attr]
+                more = tarfile_.fileobj.read(BLOCK)
                 read += BLOCK
                 if not more or read > MAX_SPECIAL:
                     raise ArchiveError("broken tar archive: invalid sparse map")
                 buf += more
             number, buf = buf.split(b"\n", 1)
             numbers.append(int(number))
-        next_.offset_data = tarfile_.fileobj.tell()  # type: ignore[union-attr]
-        next_.sparse = list(zip(numbers[::2], numbers[1::2], strict=True))  # type: ignore[assignment]
+        target: Any = next_  # the stubs type `sparse` as bytes; tarfile keeps (offset, size) pairs
+        target.offset_data = tarfile_.fileobj.tell()
+        target.sparse = list(zip(numbers[::2], numbers[1::2], strict=True))
 
-    def _proc_sparse(self, tarfile_: tarfile.TarFile):  # type: ignore[override]
-        structs, isextended, origsize = self._sparse_structs  # type: ignore[attr-defined]
-        del self._sparse_structs  # type: ignore[attr-defined]
+    def _proc_sparse(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        me: Any = self  # _sparse_structs, sparse and _block are tarfile's private parts
+        structs, isextended, origsize = me._sparse_structs
+        del me._sparse_structs
+        nti: Any = vars(tarfile)["nti"]  # tarfile's number parser, not in the stubs
         blocks = 0
         while isextended:
             blocks += 1
             if blocks * BLOCK > MAX_SPECIAL:
                 raise ArchiveError("refusing to apply layer: a sparse map of more than 1 MiB")
-            buf = tarfile_.fileobj.read(BLOCK)  # type: ignore[union-attr]
+            buf = tarfile_.fileobj.read(BLOCK)
             if len(buf) < BLOCK:
                 raise ArchiveError("broken tar archive: unexpected end of data")
             pos = 0
             for _ in range(21):
                 try:
-                    offset = tarfile.nti(buf[pos : pos + 12])  # type: ignore[attr-defined]
-                    numbytes = tarfile.nti(buf[pos + 12 : pos + 24])  # type: ignore[attr-defined]
+                    offset = nti(buf[pos : pos + 12])
+                    numbytes = nti(buf[pos + 12 : pos + 24])
                 except ValueError:
                     break
                 if offset and numbytes:
                     structs.append((offset, numbytes))
                 pos += 24
             isextended = bool(buf[504])
-        self.sparse = structs  # type: ignore[attr-defined]
-        self.offset_data = tarfile_.fileobj.tell()  # type: ignore[union-attr]
-        tarfile_.offset = self.offset_data + self._block(self.size)  # type: ignore[attr-defined]
+        me.sparse = structs
+        self.offset_data = tarfile_.fileobj.tell()
+        tarfile_.offset = self.offset_data + me._block(self.size)
         self.size = origsize
         return self
 
@@ -650,7 +668,7 @@ class _Applier:
                 raise ArchiveError(f"broken tar archive: {exc}") from None
             if m is None:
                 break
-            self.tf.members.clear()  # type: ignore[attr-defined]  # stream mode keeps every header
+            vars(self.tf)["members"].clear()  # stream mode would keep every header in memory
             data_end = self.tf.offset
             rel = _clean_name(m.name)
             if rel is None:
@@ -756,12 +774,11 @@ class _Applier:
             regions = _check_sparse(m, rel, data_end)
             self.sparse = True
             out.truncate(m.size)
-            raw = self.tf.fileobj
-            assert raw is not None
+            raw: Any = self.tf.fileobj  # tarfile's stream: it seeks forward, which is all the regions need
             tape = m.offset_data
             for off, n in regions:
                 out.seek(off)
-                for chunk in _copy_range(raw, tape, n, f"broken tar archive: unexpected end of data in {_q(rel)}"):  # type: ignore[arg-type]
+                for chunk in _copy_range(raw, tape, n, f"broken tar archive: unexpected end of data in {_q(rel)}"):
                     out.write(chunk)
                 tape += n
 
@@ -805,14 +822,14 @@ class _Applier:
                 raise ArchiveError(f"write /{rel}: {os_error_text(exc)}") from None
 
 
-def _check_end(raw: BinaryIO, end: int) -> None:
+def _check_end(raw: ByteStream, end: int) -> None:
     """Python's tarfile stops quietly at a broken header; Go's reader fails. Where the stream can
     be re-read, the block where reading stopped must be the zero end-of-archive block."""
     try:
-        if not raw.seekable():
+        if not isinstance(raw, io.IOBase) or not raw.seekable():
             return
         raw.seek(end)
-    except (AttributeError, OSError, ValueError):
+    except (OSError, ValueError):
         return
     block = raw.read(BLOCK)
     if block.strip(b"\0"):
@@ -821,7 +838,7 @@ def _check_end(raw: BinaryIO, end: int) -> None:
 
 def _extract_into(reader: _HashingReader, root_fd: int, encoding: str) -> tuple[int, bool]:
     try:
-        tf = tarfile.open(fileobj=reader, mode="r|", format=tarfile.PAX_FORMAT, tarinfo=BoundedTarInfo)  # type: ignore[call-overload]
+        tf = tarfile.open(fileobj=reader, mode="r|", format=tarfile.PAX_FORMAT, tarinfo=BoundedTarInfo)  # type: ignore[call-overload]  # a stream: the stub wants seek and write too
     except ArchiveError:
         raise
     except (tarfile.TarError, ValueError, EOFError) as exc:
@@ -838,7 +855,7 @@ def _extract_into(reader: _HashingReader, root_fd: int, encoding: str) -> tuple[
     return applier.size, applier.sparse
 
 
-def apply_layer_tar(stream: BinaryIO, dest: str | os.PathLike[str], encoding: str | None = None) -> ApplyResult:
+def apply_layer_tar(stream: ByteStream, dest: str | os.PathLike[str], encoding: str | None = None) -> ApplyResult:
     """Extract a layer tar into the new directory `dest`, whole or not at all.
 
     `dest` must not exist yet: the tar is unpacked into a temporary sibling, which is
@@ -864,10 +881,3 @@ def apply_layer_tar(stream: BinaryIO, dest: str | os.PathLike[str], encoding: st
         fstree.remove_quietly(tmp)
         raise
     return ApplyResult("sha256:" + reader.hash.hexdigest(), size, sparse)
-
-
-def digest_tar_stream(stream: BinaryIO) -> str:
-    """DiffID of a tar stream without extracting it."""
-    r = _HashingReader(stream)
-    r.drain()
-    return "sha256:" + r.hash.hexdigest()

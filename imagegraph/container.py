@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unionfs.mountinfo import mount_at
+
 from . import archive, fstree
 from .digest import go_json
 from .imagestore import Image, format_time, parse_time
@@ -211,7 +213,7 @@ def full_config(c: dict[str, Any]) -> dict[str, Any]:
         "OnBuild": None,
         "Labels": None,
     }
-    base.update({k: v for k, v in c.items()})
+    base.update(c)
     for key in _OMITEMPTY:
         if key in base and not base[key]:
             del base[key]
@@ -237,6 +239,36 @@ CHANGE_MODIFY, CHANGE_ADD, CHANGE_DELETE = 0, 1, 2
 KIND_LETTER = {CHANGE_MODIFY: "C", CHANGE_ADD: "A", CHANGE_DELETE: "D"}
 
 
+def merge_create_config(user: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
+    """moby daemon.merge (create.go and commit.go): what the request leaves empty comes from the
+    image. Env and Labels merge key by key (the request's win), ExposedPorts and Volumes add up;
+    without an Entrypoint of its own, an empty Cmd takes the image's and the Entrypoint too."""
+    out = dict(user)
+    for key in ("User", "WorkingDir", "StopSignal"):
+        if not out.get(key):
+            out[key] = image.get(key, "")
+    for key in ("ExposedPorts", "Volumes"):
+        merged = dict(image.get(key) or {})
+        merged.update(out.get(key) or {})
+        out[key] = merged or None
+    env = list(image.get("Env") or [])
+    for e in out.get("Env") or []:
+        k = e.split("=", 1)[0]
+        env = [x for x in env if x.split("=", 1)[0] != k] + [e]
+    out["Env"] = env or None
+    labels = dict(image.get("Labels") or {})
+    labels.update(out.get("Labels") or {})
+    out["Labels"] = labels or None
+    if not out.get("Entrypoint"):
+        if not out.get("Cmd"):
+            out["Cmd"] = image.get("Cmd")
+        if out.get("Entrypoint") is None:
+            out["Entrypoint"] = image.get("Entrypoint")
+    if not out.get("Healthcheck") and image.get("Healthcheck"):
+        out["Healthcheck"] = image["Healthcheck"]
+    return out
+
+
 def _is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
@@ -255,7 +287,7 @@ def _lstat_at(name: str, dir_fd: int) -> os.stat_result | None:
 def _opaque_at(dir_fd: int, name: str) -> bool:
     """The directory `name` is opaque in either encoding (the overlay xattr, or `.wh..wh..opq` inside)."""
     path = fstree.xattr_path(dir_fd, name)
-    return archive._is_opaque_dir(path) or os.path.lexists(f"{path}/{archive.WHITEOUT_OPAQUE}")
+    return archive.is_opaque_dir(path) or os.path.lexists(f"{path}/{archive.WHITEOUT_OPAQUE}")
 
 
 def _in_lowers(name: str, lower_fds: list[int | None]) -> os.stat_result | None:
@@ -362,16 +394,10 @@ def layer_changes(rw: Path, lowers: list[Path]) -> list[tuple[int, str]]:
 
 
 def _mounted(path: Path) -> bool:
-    target = os.path.realpath(path)
     try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                mp = line.split()[4].encode().decode("unicode_escape")
-                if mp == target:
-                    return True
-    except OSError:
+        return mount_at(path) is not None
+    except OSError:  # no /proc: nothing can be seen as mounted
         return False
-    return False
 
 
 def _check_mount_point(target: Path) -> None:
@@ -469,8 +495,13 @@ class ContainerStore:
         now: float | None = None,
         host_resolv: str = "/etc/resolv.conf",
         seed: str | None = None,
+        config: dict[str, Any] | None = None,
     ) -> Container:
-        """`seed` makes the ID reproducible (SOURCE_DATE_EPOCH mode): commits then give stable image IDs."""
+        """`seed` makes the ID reproducible (SOURCE_DATE_EPOCH mode): commits then give stable image IDs.
+
+        `config` is a container.Config as the Engine API's create sends it (Cmd, Entrypoint, Env,
+        Labels, WorkingDir, User, Hostname, Tty…): it is merged with the image's as moby merges
+        them, and its Cmd wins over `cmd`."""
         taken = {c.name for c in self.containers()}
         if name is not None:
             if not VALID_NAME.match(name):
@@ -486,19 +517,20 @@ class ContainerStore:
         else:
             name = _generate_name(taken)
         img_conf = image.container_config
-        entrypoint = img_conf.get("Entrypoint") or None
-        command = list(cmd) if cmd else (img_conf.get("Cmd") or None)
+        user_conf = merge_create_config(dict(config or {}, Cmd=(config or {}).get("Cmd") or cmd or None), img_conf)
+        entrypoint = user_conf.get("Entrypoint") or None
+        command = user_conf.get("Cmd") or None
         if not entrypoint and not command:
             raise ContainerError("no command specified")
         cid = self._new_id(seed, {c.id for c in self.containers()})
-        hostname = cid[:12]
+        hostname = user_conf.get("Hostname") or cid[:12]
         hosts = HOSTS_TEMPLATE.format(hostname=hostname)
         try:
             resolv = Path(host_resolv).read_text()
         except OSError:
             resolv = DEFAULT_RESOLV
         argv = list(entrypoint or []) + list(command or [])
-        config = full_config({k: v for k, v in img_conf.items()})
+        config = full_config(dict(user_conf) if config is not None else dict(img_conf))
         config.update({"Hostname": hostname, "Cmd": command, "Image": image_ref, "Entrypoint": entrypoint})
         cdir = self.layout.container_dir(cid)
         data = {
@@ -566,10 +598,28 @@ class ContainerStore:
         try:
             self.layers.release_rw_layer(c.id)
         except LayerNotFound:
-            pass
+            pass  # a create that crashed before its layers were made
         except OSError as exc:
             raise ContainerError(f"unable to remove filesystem for {c.id}: {exc.strerror or exc}") from None
         remove_dir_atomically(self.layout.container_dir(c.id))
+
+    def rename(self, c: Container, new_name: str) -> Container:
+        """moby ContainerRename: a valid name no other container has; config.v2.json rewritten whole."""
+        if not VALID_NAME.match(new_name):
+            raise ContainerError(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        new_name = new_name.lstrip("/")
+        if new_name == c.name:
+            raise ContainerError("Renaming a container with the same name as its current name")
+        other = next((o for o in self.containers() if o.name == new_name), None)
+        if other is not None:
+            raise ContainerError(
+                f'Error when allocating new name: Conflict. The container name "/{new_name}" is already in use '
+                f'by container "{other.id}". You have to remove (or rename) that container to be able to reuse '
+                "that name."
+            )
+        data = dict(c.data, Name="/" + new_name)
+        atomic_write(self.layout.container_dir(c.id) / "config.v2.json", go_json(data), 0o600)
+        return Container(data)
 
     def clean(self) -> None:
         """Containers whose config never landed are crash leftovers: drop their layers too.

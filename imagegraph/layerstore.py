@@ -17,10 +17,9 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from . import archive, fstree
-from .digest import EMPTY_LAYER_DIFF_ID, sha256_digest
+from .digest import sha256_digest
 from .store import (
     Layout,
     folder_mode,
@@ -165,7 +164,9 @@ class LayerStore:
 
     # ---- registering ----------------------------------------------------------------------
 
-    def _tmp(self) -> Path:
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space inside the store (same filesystem, so renames into place are atomic)."""
         t = self.layout.layerdb / "tmp"
         t.mkdir(parents=True, exist_ok=True)
         return t
@@ -174,7 +175,7 @@ class LayerStore:
         """A driver folder goes under a temporary name first (`clean` retries what is left)."""
         remove_dir_atomically(self.layout.layer_dir(name))
 
-    def register(self, stream: BinaryIO, parent: str | None = None) -> tuple[Layer, bool]:
+    def register(self, stream: archive.ByteStream, parent: str | None = None) -> tuple[Layer, bool]:
         """Apply a layer tar on top of `parent`; returns (layer, created). An existing ChainID is reused.
 
         The stream is spooled first (a pull or load reads it once); a disk that fills up stops
@@ -187,7 +188,7 @@ class LayerStore:
                 raise LayerError("max depth exceeded")
         cache_id = secrets.token_hex(32)
         layer_dir = self.layout.layer_dir(cache_id)
-        fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self._tmp())
+        fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
             with os.fdopen(fd, "wb") as out:
                 while chunk := stream.read(1 << 20):
@@ -220,7 +221,7 @@ class LayerStore:
             if result.sparse or archive.write_layer_tar(layer_dir / "diff").diff_id != result.diff_id:
                 files[KEPT_TAR] = Path(spool)
             try:
-                write_dir_atomically(self.layout.layer_meta(chain_id), files, tmp_parent=self._tmp())
+                write_dir_atomically(self.layout.layer_meta(chain_id), files, tmp_parent=self.tmp_dir)
             except BaseException:
                 fstree.remove_quietly(layer_dir)
                 raise
@@ -237,7 +238,7 @@ class LayerStore:
 
     def register_dir(self, src_dir: str | os.PathLike[str], parent: str | None = None) -> tuple[Layer, bool]:
         """Register the contents of a directory as a layer (via its Go-compatible tar)."""
-        fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self._tmp())
+        fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
             with os.fdopen(fd, "wb") as out:
                 try:
@@ -273,7 +274,7 @@ class LayerStore:
         return m
 
     def create_rw_layer(
-        self, container_id: str, parent: str | None, init_func: Callable[[Path], None] | None = None
+        self, container_id: str, parent: str | None, init_func: Callable[[Path], object] | None = None
     ) -> MountLayer:
         """The container's `<mount-id>-init` layer (filled by init_func) and its empty RW layer."""
         if parent and not self.exists(parent):
@@ -297,7 +298,7 @@ class LayerStore:
             files = {"mount-id": mount_id, "init-id": init_id}
             if parent:
                 files["parent"] = parent
-            write_dir_atomically(self.layout.mount_meta(container_id), files, tmp_parent=self._tmp())
+            write_dir_atomically(self.layout.mount_meta(container_id), files, tmp_parent=self.tmp_dir)
         except BaseException:
             for p in made:
                 fstree.remove_quietly(p)
@@ -345,7 +346,3 @@ class LayerStore:
                 if fstree.remove_quietly(self.layout.driver_root / name) is None:
                     removed.append(str(self.layout.driver_root / name))
         return removed
-
-
-def is_empty_layer(diff_id: str) -> bool:
-    return diff_id == EMPTY_LAYER_DIFF_ID

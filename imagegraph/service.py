@@ -25,7 +25,7 @@ from .digest import canonical_config_json, chain_ids
 from .formatting import short_id
 from .graph import GraphImage
 from .imagestore import AmbiguousImage, Image, ImageError, ImageNotFound, ImageStore, format_time, parse_time
-from .layerstore import LayerError, LayerStore, next_chain_id
+from .layerstore import Layer, LayerError, LayerStore, next_chain_id
 from .reference import (
     InvalidReference,
     Reference,
@@ -36,7 +36,7 @@ from .reference import (
     tag_name_only,
 )
 from .refstore import RefError, RefNotFound, RefStore
-from .store import Layout, StoreLock, clean_leftovers, hex_of, prepare_root, writable
+from .store import Layout, StoreLock, clean_leftovers, clean_scratch, hex_of, prepare_root, writable
 
 
 class DaemonError(Exception):
@@ -137,6 +137,7 @@ class Services:
                 svc.containers.clean()
                 svc.layers.clean()
                 clean_leftovers(svc.layout)
+                clean_scratch(svc.layout)
         return svc
 
     # ---- lookups -------------------------------------------------------------------------
@@ -233,7 +234,7 @@ class Services:
             self.layers.release(layer.chain_id)  # no-op when the image holds it
         return image_id
 
-    def _register_tar(self, source: str | BinaryIO):
+    def _register_tar(self, source: str | BinaryIO) -> tuple[Layer, bool]:
         if isinstance(source, (str, os.PathLike)):
             try:
                 f: BinaryIO = open(source, "rb")
@@ -242,9 +243,11 @@ class Services:
         else:
             f = source
         try:
-            buffered = io.BufferedReader(f) if not hasattr(f, "peek") else f  # type: ignore[arg-type]
-            magic = buffered.peek(2)[:2]  # type: ignore[union-attr]
-            stream: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb") if magic == b"\x1f\x8b" else buffered
+            buffered = f if isinstance(f, io.BufferedReader) else io.BufferedReader(f)  # type: ignore[type-var]  # any stream with readinto
+            magic = buffered.peek(2)[:2]
+            stream: archive.ByteStream = (
+                gzip.GzipFile(fileobj=buffered, mode="rb") if magic == b"\x1f\x8b" else buffered
+            )
             return self.layers.register(stream)
         except archive.ArchiveError as exc:
             raise InvalidParameter(str(exc)) from None
@@ -563,8 +566,14 @@ class Services:
     # ---- containers ------------------------------------------------------------------------
 
     def create_container(
-        self, image_ref: str, cmd: list[str] | None = None, name: str | None = None, now: float | None = None
+        self,
+        image_ref: str,
+        cmd: list[str] | None = None,
+        name: str | None = None,
+        now: float | None = None,
+        config: dict[str, Any] | None = None,
     ) -> Container:
+        """`config`: the Engine API's container.Config (merged with the image's; see ContainerStore.create)."""
         with self.lock.held():
             self.refs.reload()
             img = self.get_image(image_ref)
@@ -573,7 +582,7 @@ class Services:
                 seed = f"{sde}\0{img.id}\0{image_ref}\0{name}\0{cmd}" if sde else None
                 if now is None and sde:
                     now = created_now(None)
-                return self.containers.create(img, image_ref, cmd, name, now, seed=seed)
+                return self.containers.create(img, image_ref, cmd, name, now, seed=seed, config=config)
             except ContainerError as exc:
                 raise Conflict(str(exc)) if "Conflict." in str(exc) else InvalidParameter(str(exc)) from None
 
@@ -584,6 +593,17 @@ class Services:
                 self.containers.remove(c)
             except ContainerError as exc:
                 raise DaemonError(f'cannot remove container "{c.data["Name"]}": {exc}') from None
+
+    def rename_container(self, ref: str, new_name: str) -> tuple[Container, str]:
+        """`docker rename`: returns the renamed container and its old name."""
+        if not ref or not new_name:
+            raise InvalidParameter("Neither old nor new names may be empty")
+        with self.lock.held():
+            c = self.get_container(ref)
+            try:
+                return self.containers.rename(c, new_name), c.name
+            except ContainerError as exc:
+                raise Conflict(str(exc)) if "Conflict." in str(exc) else InvalidParameter(str(exc)) from None
 
     def commit(
         self,

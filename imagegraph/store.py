@@ -11,6 +11,7 @@ later opens a real Docker host recognises every folder (spec §3.1):
     <root>/layerfs/<cache-id>/diff                               a layer's files
     <root>/layerfs/<mount-id>-init/diff, <root>/layerfs/<mount-id>/{diff,work,merged}
     <root>/containers/<id>/{config.v2.json,hostname,hosts,resolv.conf}
+    <root>/tmp/<scratch>/                                        downloads in flight (dockerd's tmp/)
 
 Every file is written to a temporary name and renamed into place; a directory of metadata
 is built under a temporary name and renamed as a whole, so a crash leaves either the old
@@ -37,7 +38,7 @@ DRIVER = "layerfs"
 TMP_PREFIX = ".tmp-"
 
 
-def resolve_root(arg: str | None = None, env: dict[str, str] | None = None, euid: int | None = None) -> Path:
+def resolve_root(arg: str | None = None, env: Mapping[str, str] | None = None, euid: int | None = None) -> Path:
     """`--root`, else $IMAGEGRAPH_ROOT, else /var/lib/imagegraph for root, ~/.local/share/imagegraph otherwise."""
     env = os.environ if env is None else env
     if arg:
@@ -108,6 +109,11 @@ class Layout:
     def lock_file(self) -> Path:
         return self.root / ".lock"
 
+    @property
+    def tmp(self) -> Path:
+        """Scratch space for work done outside the store lock (downloads, compressed uploads)."""
+        return self.root / "tmp"
+
     def dirs(self) -> list[Path]:
         return [
             self.imagedb / "content" / "sha256",
@@ -117,6 +123,7 @@ class Layout:
             self.layerdb / "tmp",
             self.driver_root,
             self.containers,
+            self.tmp,
         ]
 
 
@@ -425,6 +432,78 @@ def clean_leftovers(layout: Layout) -> list[str]:
         if remove_quietly(p) is None:
             removed.append(str(p))
     return removed
+
+
+@contextmanager
+def scratch_dir(layout: Layout, lock: StoreLock, prefix: str = "scratch-") -> Iterator[Path]:
+    """A private folder under `<root>/tmp` for work done outside the store lock, removed afterwards.
+
+    A long download must not hold the store lock (a pull would block every other command), so
+    its files cannot live in `layerdb/tmp`, which the store empties under the lock. This folder
+    is flock()ed while in use instead, and made under the shared store lock so that a cleaner
+    (which holds it exclusively) never sees it before it is held: `clean_scratch` removes only
+    folders nobody holds, so a crash's leftovers go and a live download in another process stays.
+    """
+    with lock.held(shared=True):
+        layout.tmp.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=layout.tmp))
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield path
+    finally:
+        remove_quietly(path)
+        os.close(fd)
+
+
+def clean_scratch(layout: Layout) -> list[Path]:
+    """Remove the scratch folders that no live process holds (crash leftovers).
+
+    Call it with the store lock held exclusively (see `scratch_dir`)."""
+    removed: list[Path] = []
+    try:
+        names = os.listdir(layout.tmp)
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for name in names:
+        path = layout.tmp / name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:  # not a folder: nothing of ours
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # in use by a live download
+        try:
+            if remove_quietly(path) is None:
+                removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def abandoned_scratch(layout: Layout) -> list[Path]:
+    """Scratch folders no live process holds: what `clean_scratch` would remove (for storecheck)."""
+    found: list[Path] = []
+    try:
+        names = os.listdir(layout.tmp)
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    for name in names:
+        try:
+            fd = os.open(layout.tmp / name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:  # not a folder: nothing of ours
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            found.append(layout.tmp / name)
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+    return found
 
 
 class StoreLock:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .digest import chain_ids, sha256_digest
 from .layerstore import next_chain_id
-from .store import Layout, is_tmp, temporary_leftovers
+from .store import Layout, abandoned_scratch, is_tmp, temporary_leftovers
 
 
 def _read(path: Path) -> str | None:
@@ -140,6 +140,7 @@ def check_store(root: str | os.PathLike[str]) -> list[str]:
         if not is_tmp(name) and name not in known_dirs:
             problems.append(f"orphan folder {layout.driver_root / name}")
     problems += [f"temporary leftover {p}" for p in temporary_leftovers(layout)]
+    problems += [f"abandoned scratch folder {p}" for p in abandoned_scratch(layout)]
     return problems
 
 

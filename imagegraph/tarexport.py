@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 from .archive import ArchiveError, BoundedTarInfo, os_error_text
 from .digest import chain_ids, go_json, sha256_digest
@@ -49,6 +49,9 @@ from .reference import (
 )
 from .refstore import RefNotFound
 from .store import atomic_file, clear_stale, hex_of
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 CONTAINERD_IMAGE_NAME = "io.containerd.image.name"
 
@@ -133,7 +136,7 @@ def save(store: LocalStore, names: list[str], out: BinaryIO) -> None:
             image = store.images.get(exp.image_id)
             layer_paths = []
             layer_descs = []
-            for diff_id, chain in zip(image.diff_ids, chain_ids(image.diff_ids)):
+            for diff_id, chain in zip(image.diff_ids, chain_ids(image.diff_ids), strict=True):
                 path = f"blobs/sha256/{hex_of(diff_id)}"
                 layer_paths.append(path)
                 if diff_id not in written:
@@ -228,21 +231,24 @@ MAX_INDEX = 16 << 20  # manifest.json, index.json, repositories: 20,000 tags nee
 _BLOB_PATH = re.compile(r"^blobs/(sha256|sha384|sha512)/([0-9a-f]+)$")
 
 
-class _VerifyingReader:
+class _VerifyingReader(io.RawIOBase):
     """Reads a blob and, at its end, checks that it hashes to the digest its path names."""
 
-    def __init__(self, f: BinaryIO, algo: str, want: str, name: str) -> None:
+    def __init__(self, f: IO[bytes], algo: str, want: str, name: str) -> None:
+        super().__init__()
         self.f, self.hash, self.want, self.name = f, hashlib.new(algo), want, name
 
-    def read(self, n: int = -1) -> bytes:
-        b = self.f.read(n)
-        self.hash.update(b)
-        if not b and n != 0 and self.hash.hexdigest() != self.want:
-            raise TarExportError(f"invalid archive: {self.name} does not match its digest")
-        return b
+    def readable(self) -> bool:
+        return True
 
-    def peek(self, n: int = 0) -> bytes:
-        return self.f.peek(n) if hasattr(self.f, "peek") else b""  # type: ignore[attr-defined]
+    def readinto(self, buf: WriteableBuffer) -> int:
+        view = memoryview(buf).cast("B")
+        data = self.f.read(len(view))
+        self.hash.update(data)
+        if not data and len(view) and self.hash.hexdigest() != self.want:
+            raise TarExportError(f"invalid archive: {self.name} does not match its digest")
+        view[: len(data)] = data
+        return len(data)
 
     def finish(self) -> None:
         """Read to the end, so the digest is checked even if the reader above stopped early."""
@@ -251,12 +257,27 @@ class _VerifyingReader:
 
     def close(self) -> None:
         self.f.close()
+        super().close()
 
-    def __enter__(self) -> _VerifyingReader:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class _Plain(io.RawIOBase):
+    """A member as a raw stream, so every member reads the same way (a BufferedReader over it)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        super().__init__()
+        self.f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: WriteableBuffer) -> int:
+        view = memoryview(buf).cast("B")
+        data = self.f.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def finish(self) -> None:
+        pass
 
 
 class _Archive:
@@ -288,7 +309,8 @@ class _Archive:
     def has(self, name: str) -> bool:
         return self.norm(name) in self.members
 
-    def _resolve(self, name: str, depth: int = 0) -> tarfile.TarInfo:
+    def resolve(self, name: str, depth: int = 0) -> tarfile.TarInfo:
+        """The regular file `name` names, following links inside the archive only."""
         if depth > 16:
             raise TarExportError(f"invalid archive: too many levels of symbolic links at {name}")
         if name.startswith("/") or ".." in name.split("/"):
@@ -303,22 +325,22 @@ class _Archive:
                 target = posixpath.join(posixpath.dirname(key), target)
             if target.startswith("/") or posixpath.normpath(target).startswith(".."):
                 raise TarExportError(f"invalid archive: link {name} points outside the archive")
-            return self._resolve(posixpath.normpath(target), depth + 1)
+            return self.resolve(posixpath.normpath(target), depth + 1)
         if not m.isfile():
             raise TarExportError(f"invalid archive: {name} is not a regular file")
         return m
 
     def size(self, name: str) -> int:
-        return self._resolve(name).size
+        return self.resolve(name).size
 
-    def open(self, name: str) -> BinaryIO:
-        """The member, its digest checked at its end when its path names one."""
-        f = self.tar.extractfile(self._resolve(name))
-        assert f is not None
+    def open(self, name: str) -> io.BufferedReader:
+        """The member, its digest checked at its end when its path names one (`raw.finish()`)."""
+        f = self.tar.extractfile(self.resolve(name))
+        assert f is not None  # resolve() returns regular files only
         blob = _BLOB_PATH.match(self.norm(name) or "")
         if blob:
-            return _VerifyingReader(f, blob.group(1), blob.group(2), name)  # type: ignore[arg-type, return-value]
-        return f  # type: ignore[return-value]
+            return io.BufferedReader(_VerifyingReader(f, blob.group(1), blob.group(2), name))
+        return io.BufferedReader(_Plain(f))
 
     def read(self, name: str, limit: int = MAX_INDEX, what: str = "") -> bytes:
         """A small member held in memory: at most `limit` bytes."""
@@ -432,16 +454,16 @@ def _check_valid_parent(child: dict, parent: dict) -> bool:
         return True
     if len(ch) - len(ph) != 1:
         return False
-    return all(a == b for a, b in zip(ph, ch, strict=False))
+    return all(a == b for a, b in zip(ph, ch, strict=False))  # a prefix: ch is one longer
 
 
-def _layer_stream(arc: _Archive, path: str) -> tuple[BinaryIO, Callable[[], None]]:
+def _layer_stream(arc: _Archive, path: str) -> tuple[IO[bytes] | gzip.GzipFile, Callable[[], None]]:
     """The layer's uncompressed tar, and a call that reads its blob to the end (checking its digest)."""
     f = arc.open(path)
-    finish: Callable[[], None] = getattr(f, "finish", lambda: None)
-    if f.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[attr-defined]
-        return gzip.GzipFile(fileobj=f, mode="rb"), finish  # type: ignore[return-value]
-    return f, finish
+    raw: _VerifyingReader | _Plain = f.raw  # type: ignore[assignment]  # open() always wraps one of ours
+    if f.peek(2)[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f, mode="rb"), raw.finish
+    return f, raw.finish
 
 
 def load(store: LocalStore, src: BinaryIO, out: ProgressWriter) -> list[str]:
@@ -453,7 +475,7 @@ def load(store: LocalStore, src: BinaryIO, out: ProgressWriter) -> list[str]:
             raise TarExportError(f"failed to load: {os_error_text(exc)}") from None
         spool.seek(0)
         try:
-            tar = tarfile.open(fileobj=spool, mode="r:*", tarinfo=BoundedTarInfo)  # type: ignore[call-overload]
+            tar = tarfile.open(fileobj=spool, mode="r:*", tarinfo=BoundedTarInfo)
         except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile, zlib.error, ArchiveError):
             raise TarExportError("archive/tar: invalid tar header") from None
         with tar:
@@ -485,7 +507,9 @@ def _load_items(store: LocalStore, arc: _Archive, items: list[_LoadItem], out: P
                 config_bytes = arc.read(item.config_path, MAX_CONFIG, "image config")
                 config = _json(config_bytes, item.config_path)
                 try:
-                    diff_ids = list(config["rootfs"]["diff_ids"] or [])  # type: ignore[index]
+                    if not isinstance(config, dict):
+                        raise TypeError(item.config_path)
+                    diff_ids = list(config["rootfs"]["diff_ids"] or [])
                 except (KeyError, TypeError):
                     raise TarExportError(f"invalid archive: {item.config_path} is not an image config") from None
                 if not all(isinstance(d, str) for d in diff_ids):
@@ -533,9 +557,9 @@ def _load_items(store: LocalStore, arc: _Archive, items: list[_LoadItem], out: P
                 if not store.images.exists(image_id):
                     store.images.create(config_bytes)
                     created_images.append(image_id)
-                loaded[image_id] = config  # type: ignore[assignment]
+                loaded[image_id] = config
                 if item.parent and item.parent in loaded and store.images.get_parent(image_id) != item.parent:
-                    if _check_valid_parent(config, loaded[item.parent]):  # type: ignore[arg-type]
+                    if _check_valid_parent(config, loaded[item.parent]):
                         store.images.set_parent(image_id, item.parent)
                 for tag in item.repo_tags:
                     try:

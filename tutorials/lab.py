@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -103,7 +104,7 @@ def parse_lab(text: str, number: str, slug: str, path: str = "<lab>") -> Lab:
     return Lab(number, slug, title, path, needs, minutes, tuple(_steps(text, path)))
 
 
-def _blocks(text: str, path: str):
+def _blocks(text: str, path: str) -> Iterator[tuple[list[str], str, int]]:
     """(info words, body, first line number) for each fenced block, in order."""
     lines = text.splitlines()
     i = 0

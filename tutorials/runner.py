@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from unionfs.mountinfo import unescape
+from unionfs.mountinfo import mounts
 
 from .lab import Lab, Step
 from .normalize import normalize
@@ -52,7 +52,7 @@ def kernel_overlay_missing() -> str | None:
 
 
 def missing(need: str) -> str | None:
-    """Why requirement `need` (fuse, root, kernel-overlay, registry, tree) is not met, or None."""
+    """Why requirement `need` (fuse, root, kernel-overlay, registry, docker, tree) is not met, or None."""
     if need == "fuse":
         return fuse_missing()
     if need == "root":
@@ -61,6 +61,8 @@ def missing(need: str) -> str | None:
         return kernel_overlay_missing()
     if need == "registry":
         return None if shutil.which("docker-registry") else "docker-registry is not installed"
+    if need == "docker":
+        return None if shutil.which("docker") else "the docker CLI is not installed (make setup installs docker.io's)"
     if need == "tree":
         return None if shutil.which("tree") else "tree is not installed"
     return f"unknown requirement '{need}'"
@@ -133,13 +135,8 @@ class Shell:
 def mounts_under(folder: str) -> list[str]:
     """Mount points at or below `folder`, deepest first (so nested mounts go first)."""
     folder = os.path.realpath(folder)
-    found = []
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-            for line in f:
-                point = unescape(line.split()[4])
-                if point == folder or point.startswith(folder + "/"):
-                    found.append(point)
+        found = [m.mountpoint for m in mounts() if m.mountpoint == folder or m.mountpoint.startswith(folder + "/")]
     except OSError:
         return []
     return sorted(set(found), key=lambda p: (-p.count("/"), p))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .namei import normalize
 from .options import OptionError
@@ -65,7 +66,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the project's rule), not usage plus error."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 

@@ -5,11 +5,11 @@ It reads through the union core, so it works without a mount (and without FUSE).
 
 from __future__ import annotations
 
-import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .inode import Stat
 from .namei import join
 from .union import Union
 
@@ -71,7 +71,7 @@ def _walk(union: Union, path: str, prefix: str, options: TreeOptions, counts: di
             counts["files"] += 1
 
 
-def _entries(union: Union, path: str, options: TreeOptions) -> list[tuple[str, str, os.stat_result, bool]]:
+def _entries(union: Union, path: str, options: TreeOptions) -> list[tuple[str, str, Stat, bool]]:
     """The entries tree shows in one directory, each with whether it is the last one."""
     names = [n for n in union.listdir(path) if options.all_files or not n.startswith(".")]
     entries = []

@@ -5,6 +5,7 @@ The wiring itself is `Services.open`'s, so the two cannot drift apart.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from ..imagestore import ImageStore
 from ..layerstore import LayerStore
 from ..refstore import RefStore
 from ..service import Services
-from ..store import Layout, StoreLock
+from ..store import Layout, StoreLock, scratch_dir
 from .metadata import V2MetadataStore
 
 
@@ -28,15 +29,21 @@ class LocalStore:
     @property
     def tmp_dir(self) -> Path:
         """Scratch space inside the store (same filesystem, so renames are atomic)."""
-        d = self.layout.layerdb / "tmp"
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        return self.layers.tmp_dir
+
+    def scratch(self, prefix: str = "scratch-") -> AbstractContextManager[Path]:
+        """A folder for downloads and uploads in flight, outside the store lock (`store.scratch_dir`)."""
+        return scratch_dir(self.layout, self.lock, prefix)
+
+
+def local_store(svc: Services) -> LocalStore:
+    """The stores of `svc`, with the same lock (so a command's lock and the store's are one)."""
+    return LocalStore(svc.layout, svc.layers, svc.images, svc.refs, V2MetadataStore(svc.layout), svc.lock)
 
 
 def open_local_store(root: Path, encoding: str | None = None, create: bool = True) -> LocalStore:
     """`encoding`: the on-disk whiteout encoding for new layers (overlay or aufs; default the store's).
 
-    The stores are opened as `Services.open` opens them (crash leftovers cleaned); with
-    `create` False (save, push) a root that does not exist is an empty store, left unmade."""
-    svc = Services.open(root, encoding, create=create)
-    return LocalStore(svc.layout, svc.layers, svc.images, svc.refs, V2MetadataStore(svc.layout), svc.lock)
+    The stores are wired as `Services.wire` wires them (no lock taken, nothing cleaned here);
+    with `create` False a root that does not exist is an empty store, left unmade."""
+    return local_store(Services.wire(root, encoding, create))

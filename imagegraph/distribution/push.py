@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 from ..digest import chain_ids
@@ -41,29 +41,28 @@ class PushResult:
     mounted: list[str] = field(default_factory=list)
 
 
-def compress_layer(store: LocalStore, chain_id: str, dest: BinaryIO) -> tuple[str, int]:
-    """gzip the layer's tar into the file `dest` with a fixed header (mtime 0, no name), level 6
-    as Go's default: the same layer always compresses to the same blob digest."""
+def compress_layer(store: LocalStore, chain_id: str, dest: Path) -> tuple[str, int]:
+    """gzip the layer's tar into `dest` with a fixed header (mtime 0, no name), level 6 as Go's
+    default: the same layer always compresses to the same blob digest."""
     h = hashlib.sha256()
 
     class _Hashing:
-        def __init__(self, f):
+        def __init__(self, f: BinaryIO) -> None:
             self.f = f
 
-        def write(self, b):
+        def write(self, b: bytes) -> int:
             h.update(b)
             return self.f.write(b)
 
-        def flush(self):
+        def flush(self) -> None:
             self.f.flush()
 
-    start = dest.tell()
-    hw = _Hashing(dest)
-    with gzip.GzipFile(filename="", mode="wb", fileobj=hw, compresslevel=6, mtime=0) as gz:  # type: ignore[arg-type]
-        for chunk in store.layers.tar_stream(chain_id):
-            gz.write(chunk)
-    dest.flush()
-    return "sha256:" + h.hexdigest(), dest.tell() - start
+    with open(dest, "wb") as raw:
+        hw = _Hashing(raw)
+        with gzip.GzipFile(filename="", mode="wb", fileobj=hw, compresslevel=6, mtime=0) as gz:
+            for chunk in store.layers.tar_stream(chain_id):
+                gz.write(chunk)
+    return "sha256:" + h.hexdigest(), dest.stat().st_size
 
 
 def push(
@@ -90,17 +89,20 @@ def push(
     for sid in reversed(ids):
         out.update(sid, "Preparing")
     result = PushResult("", 0)
-    layer_descs: list[M.Descriptor] = [None] * len(diff_ids)  # type: ignore[list-item]
-    # push holds no store lock: its scratch files have no names a concurrent clean-up could remove
-    for i in reversed(range(len(diff_ids))):
-        layer_descs[i] = _push_layer(store, client, ref, diff_ids[i], chains[i], ids[i], out, result, chunk_size)
-    config = image.raw
-    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    if client.head_blob(path, config_digest, push=True) is None:
-        client.upload_blob(path, config_digest, config, len(config), chunk_size=chunk_size)
-    body = M.build_manifest(M.Descriptor(M.DOCKER_CONFIG, config_digest, len(config)), layer_descs)
-    tag = ref.tag or "latest"
-    digest = client.put_manifest(path, tag, body, M.DOCKER_MANIFEST)
+    with store.scratch("push-") as scratch:  # compressed layers in flight, outside the store lock
+        # Top layer first, as docker pushes; the manifest lists them bottom first.
+        pushed = [
+            _push_layer(store, client, ref, diff_ids[i], chains[i], ids[i], out, scratch, result, chunk_size)
+            for i in reversed(range(len(diff_ids)))
+        ]
+        layer_descs = pushed[::-1]
+        config = image.raw
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        if client.head_blob(path, config_digest, push=True) is None:
+            client.upload_blob(path, config_digest, config, len(config), chunk_size=chunk_size)
+        body = M.build_manifest(M.Descriptor(M.DOCKER_CONFIG, config_digest, len(config)), layer_descs)
+        tag = ref.tag or "latest"
+        digest = client.put_manifest(path, tag, body, M.DOCKER_MANIFEST)
     result.digest, result.size = digest, len(body)
     out.message(f"{tag}: digest: {digest} size: {len(body)}")
     with store.lock.held():
@@ -120,6 +122,7 @@ def _push_layer(
     chain: str,
     sid: str,
     out: ProgressWriter,
+    scratch: Path,
     result: PushResult,
     chunk_size: int | None,
 ) -> M.Descriptor:
@@ -144,22 +147,18 @@ def _push_layer(
                 result.mounted.append(meta.digest)
                 store.v2meta.add(diff_id, V2Metadata(meta.digest, ref.name))
                 return M.Descriptor(M.DOCKER_LAYER_GZIP, meta.digest, size)
-    with tempfile.TemporaryFile(dir=store.tmp_dir) as blob:  # unnamed (O_TMPFILE): nothing to leave
-        digest, size = compress_layer(store, chain, blob)  # type: ignore[arg-type]
-        if client.head_blob(path, digest, push=True) is not None:
-            out.update(sid, "Layer already exists")
-            result.existed.append(digest)
-        else:
-            blob.seek(0)
+    blob = scratch / sid
+    digest, size = compress_layer(store, chain, blob)
+    if client.head_blob(path, digest, push=True) is not None:
+        out.update(sid, "Layer already exists")
+        result.existed.append(digest)
+    else:
+        with open(blob, "rb") as f:
             client.upload_blob(
-                path,
-                digest,
-                blob,  # type: ignore[arg-type]
-                size,
-                chunk_size=chunk_size,
-                on_chunk=lambda n: out.progress(sid, "Pushing", n, size),
+                path, digest, f, size, chunk_size=chunk_size, on_chunk=lambda n: out.progress(sid, "Pushing", n, size)
             )
-            out.update(sid, "Pushed")
-            result.uploaded.append(digest)
+        out.update(sid, "Pushed")
+        result.uploaded.append(digest)
+    blob.unlink()
     store.v2meta.add(diff_id, V2Metadata(digest, ref.name))
     return M.Descriptor(M.DOCKER_LAYER_GZIP, digest, size)

@@ -12,8 +12,11 @@ import pytest
 
 from imagegraph.container import KIND_LETTER, ContainerError, ContainerNotFound, layer_changes
 from imagegraph.service import Services
+from unionfs.mountinfo import mount_at
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, trusted.* xattrs)")
+from ..support import require_root
+
+needs_root = pytest.mark.root("mknod, trusted.* xattrs")
 
 
 @pytest.fixture
@@ -238,6 +241,23 @@ def test_mount_with_kernel_overlay(svc: Services, base: str) -> None:
 
 
 @pytest.mark.mount
+def test_a_mount_point_with_a_space_and_an_accent_is_seen_mounted(svc: Services, base: str, tmp_path: Path) -> None:
+    """mountinfo writes `/…/café x` as `café\\040x`: the container must still look mounted."""
+    c = svc.create_container("base", name="accent")
+    target = tmp_path / "café x"
+    merged = svc.containers.mount(c, target)
+    try:
+        assert svc.containers.mountpoint(c) == merged == target
+        assert svc.containers.mount(c, target) == merged  # mounted already: no second mount
+        assert (merged / "etc" / "motd").read_text() == "hello\n"
+    finally:
+        svc.containers.umount(c)
+        if mount_at(target) is not None:  # never leave a mount behind, even when umount failed
+            subprocess.run(["umount", "-l", str(target)])
+    assert svc.containers.mountpoint(c) is None and list(target.iterdir()) == []
+
+
+@pytest.mark.mount
 def test_rm_unmounts_first(svc: Services, base: str) -> None:
     c = svc.create_container("base", name="busy")
     merged = svc.containers.mount(c)
@@ -288,10 +308,9 @@ def test_diff_path_whited_out_in_a_lower_counts_as_absent(tmp_path: Path, encodi
     low1.mkdir()
     if encoding == "aufs":
         (low1 / ".wh.app").write_text("")
-    elif os.geteuid() == 0:
-        os.mknod(low1 / "app", stat.S_IFCHR, os.makedev(0, 0))
     else:
-        pytest.skip("a char 0/0 whiteout needs root")
+        require_root("a char 0/0 whiteout")
+        os.mknod(low1 / "app", stat.S_IFCHR, os.makedev(0, 0))
     _mark_opaque(rw / "app", encoding)
     assert layer_changes(rw, [low1, low2]) == [(1, "/app")]
 
@@ -329,8 +348,8 @@ def _diff_through_a_mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drive
 def test_diff_of_new_directories_through_layerfs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str
 ) -> None:
-    if encoding == "overlay" and os.geteuid() != 0:
-        pytest.skip("the overlay encoding needs root")
+    if encoding == "overlay":
+        require_root("the overlay encoding's char 0/0 whiteouts")
     _diff_through_a_mount(tmp_path, monkeypatch, "layerfs", encoding)
 
 

@@ -124,7 +124,7 @@ def test_endless_padding_after_the_archive_is_refused(tmp_path: Path) -> None:
         def readable(self) -> bool:
             return True
 
-        def readinto(self, b) -> int:  # type: ignore[override]
+        def readinto(self, b) -> int:
             n = len(b)
             if self.head:
                 chunk, self.head = self.head[:n], self.head[n:]

@@ -32,7 +32,7 @@ def test_root_that_is_a_file(tmp_path: Path) -> None:
     assert f.read_text() == "x"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a read-only tmpfs")
+@pytest.mark.root("mounts a read-only tmpfs")
 def test_root_on_a_read_only_filesystem(tmp_path: Path) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -46,10 +46,9 @@ def test_root_on_a_read_only_filesystem(tmp_path: Path) -> None:
         subprocess.run(["umount", str(ro)], check=True)
 
 
+@pytest.mark.root("a read-only bind mount of the store")
 def test_read_only_store_can_still_be_read(seeded: Path, ig, tmp_path: Path) -> None:
     """A store this process may not change (here: a read-only bind of it) is listed, not cleaned."""
-    if os.geteuid() != 0:
-        pytest.skip("bind mounts need root")
     view = tmp_path / "view"
     view.mkdir()
     subprocess.run(["mount", "--bind", "-o", "ro", str(seeded), str(view)], check=True)
@@ -135,7 +134,7 @@ def test_an_older_open_store_is_tightened(seeded: Path, ig) -> None:
     test_store_folders_are_unreachable_to_other_users(seeded)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="runs a command as another user")
+@pytest.mark.root("runs a command as another user")
 def test_another_user_cannot_reach_a_setuid_binary_of_an_image(seeded: Path, ig, tmp_path: Path) -> None:
     src = tmp_path / "suid"
     src.mkdir()
@@ -211,7 +210,7 @@ def test_a_quota_is_said_like_a_full_disk(seeded: Path, ig, tmp_path: Path, monk
         def writable(self) -> bool:
             return True
 
-        def write(self, b) -> int:  # type: ignore[override]
+        def write(self, b) -> int:
             raise OSError(errno.EDQUOT, "Disk quota exceeded")
 
     before = snapshot(seeded)

@@ -116,5 +116,5 @@ def test_layerfs_tree_prints_a_union_deeper_than_the_recursion_limit() -> None:
             mode = stat_module.S_IFREG if path.endswith("/f") else stat_module.S_IFDIR
             return os.stat_result((mode | 0o755, 0, 0, 1, 0, 0, 0, 0, 0, 0))
 
-    text = render_tree(ChainUnion(), "/", "mnt")  # type: ignore[arg-type]
+    text = render_tree(ChainUnion(), "/", "mnt")  # type: ignore[arg-type]  # the part of Union tree uses
     assert text.endswith(f"\n\n{DEPTH + 1} directories, 1 file\n")

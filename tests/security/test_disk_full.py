@@ -17,7 +17,7 @@ from .conftest import REPO, Run, assert_unchanged, command, run_in_process, snap
 from .hostile import E, save_archive, tar_of
 from .lying_registry import LyingRegistry
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
+pytestmark = pytest.mark.root("mounts a small tmpfs")
 
 SIZE_MIB = 16
 
@@ -112,7 +112,7 @@ def test_import_from_an_endless_stream_stops_with_one_line(full_store: Path, sou
             cwd=REPO,
         )
     finally:
-        stdin.close()  # type: ignore[union-attr]
+        stdin.close()  # type: ignore[union-attr]  # Popen.stdout is set: stdout=PIPE
         if feeder is not None:
             feeder.kill()
             feeder.wait()
@@ -159,11 +159,10 @@ def test_save_to_a_full_disk(full_store: Path, small_disk: Path, tmp_path: Path)
     _big_tree(tmp_path / "mid", 5)
     assert ig(full_store, "import", str(tmp_path / "mid"), "mid:1").rc == 0
     filler = small_disk / "filler"
-    free = os.statvfs(small_disk)
-    filler.write_bytes(b"\0" * max(0, free.f_bavail * free.f_frsize - (2 << 20)))
+    filler.write_bytes(b"\0" * max(0, _free(small_disk) - (2 << 20)))
     out = small_disk / "out"
     out.mkdir()
-    before, free = snapshot(full_store), _free(full_store)
+    before = snapshot(full_store)
     r = ig(full_store, "save", "-o", str(out / "img.tar"), "mid:1")
     r.refused("no space left on device")
     assert os.listdir(out) == []

@@ -35,7 +35,9 @@ NEW = "$NEW"  # the committed layer's directory, set in the shell by the test
 def test_check_catches_a_broken_state(finished_lab, how, expected):
     folder = finished_lab("07")
     new = Store(os.path.join(folder, "store"))
-    new_dir = new.diff_dirs(new.image_id("tiny-app"))[-1]
+    image = new.image_id("tiny-app")
+    assert image is not None
+    new_dir = new.diff_dirs(image)[-1]
     assert os.path.exists(new_dir + "/etc/app.conf")
     problems = check_after("07", folder, how, NEW=new_dir)
     assert any(expected in p for p in problems), problems

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from tests.conftest import _skip_or_fail, fuse_unavailable_reason, kernel_overlay_unavailable_reason
 from tests.imagegraph.registry_fixture import require_registry, wait_for_v2
+from tests.support import require_fuse, require_kernel_overlay
 from tutorials.checks import run_check
 from tutorials.checks.lab08 import registry_address, running_registries
 from tutorials.checks.store import Store
@@ -39,9 +39,8 @@ def _processes_in(folder: str) -> list[int]:
 def finished():
     """The lab run for real by the runner (it must pass); yields its lab folder. (A module
     fixture runs before the markers' function fixtures, so it asks for FUSE itself.)"""
-    for reason in (fuse_unavailable_reason(), kernel_overlay_unavailable_reason()):
-        if reason:
-            _skip_or_fail(reason)
+    require_fuse()
+    require_kernel_overlay()
     require_registry()
     out = io.StringIO()
     result = run_lab(find_lab("08"), out=out, keep=True)
@@ -73,10 +72,11 @@ def test_the_pulled_image_shares_its_base_with_tiny(finished):
     """What the page claims, read from the store: two layers, the bottom one tiny's, and a
     RepoDigest; the store holds exactly the two layers (tiny's re-import added none)."""
     store = Store(os.path.join(finished, "store"))
-    name = registry_address(finished) + "/test/hello-world"
-    image = store.image_id(name + ":2.0")
+    name = f"{registry_address(finished)}/test/hello-world"
+    image, tiny = store.image_id(name + ":2.0"), store.image_id("tiny")
+    assert image is not None and tiny is not None
     layers = store.config(image)["rootfs"]["diff_ids"]
-    assert store.config(store.image_id("tiny"))["rootfs"]["diff_ids"] == layers[:1]
+    assert store.config(tiny)["rootfs"]["diff_ids"] == layers[:1]
     assert sorted(Store.chain_ids(layers)) == ["sha256:" + c for c in store.layer_ids()]
     assert any(ref.startswith(name + "@sha256:") and target == image for ref, target in store.tags().items())
     assert store.image_id(name + ":1.0") is None
@@ -114,6 +114,7 @@ def test_check_catches_a_broken_state(lab_copy, how, expected):
     store = Store(os.path.join(lab_copy, "store"))
     reg = registry_address(lab_copy)
     image = store.image_id(f"{reg}/test/hello-world:2.0")
+    assert image is not None
     chains = [c.split(":")[1] for c in Store.chain_ids(store.config(image)["rootfs"]["diff_ids"])]
     base_dir, top_dir = (os.path.dirname(d) for d in store.diff_dirs(image))
     assert os.path.isfile(os.path.join(top_dir, "diff", "hello.txt"))
@@ -139,7 +140,7 @@ def test_check_catches_a_registry_left_running(lab_copy):
         start_new_session=True,
     )
     try:
-        wait_for_v2("http://" + registry_address(lab_copy), proc)
+        wait_for_v2(f"http://{registry_address(lab_copy)}", proc)
         problems = run_check("08", lab_copy)
         assert f"docker-registry (pid {proc.pid}) still serves this lab's registry.yml" in problems[0], problems
     finally:

@@ -27,7 +27,8 @@ def _overlay_marks(c: Checker, upper: str) -> None:
     c.need_file(f"{upper}/conf.d/c.conf", "the new conf.d's only file is written into the upper", "c\n")
     if os.path.isdir(c.path(f"{upper}/conf.d")) and not _opaque_xattr(c.path(f"{upper}/conf.d")):
         c.problem(
-            f"{upper}/conf.d has no overlay.opaque=y attribute: without it image/conf.d/a.conf and b.conf show through again"
+            f"{upper}/conf.d has no overlay.opaque=y attribute: "
+            "without it image/conf.d/a.conf and b.conf show through again"
         )
     c.need_whiteout(upper, "data/x", "rm of a lower file leaves a whiteout (a 0/0 character device in this encoding)")
     c.need_absent(

@@ -70,9 +70,7 @@ def check(folder: str) -> list[str]:
             f"once however many images use it"
         )
     cache_dirs = (
-        [d for d in os.listdir(os.path.join(store.root, "layerfs"))]
-        if os.path.isdir(os.path.join(store.root, "layerfs"))
-        else []
+        os.listdir(os.path.join(store.root, "layerfs")) if os.path.isdir(os.path.join(store.root, "layerfs")) else []
     )
     if ids and len(cache_dirs) != len(CHAIN):
         c.problem(
