@@ -430,19 +430,26 @@ def iter_layer_tar(src_dir: str | os.PathLike[str]) -> Iterator[bytes]:
             yield encode_header(e)
             continue
         with os.fdopen(e.source(), "rb") as f:
-            regions = _data_regions(f.fileno(), e.size)
-            if regions is None:
-                yield encode_header(e)
-                yield from _copy_range(f, 0, e.size, f"{e.name}: file shrank while it was archived")
-                yield _pad(e.size)
-                continue
-            sparse, map_block = _sparse_entry(e, regions)
-            yield encode_header(sparse)
-            yield map_block
-            for off, n in regions:
-                yield from _copy_range(f, off, n, f"{e.name}: file shrank while it was archived")
-            yield _pad(sparse.size)
+            yield from file_member(e, f)
     yield b"\0" * (2 * BLOCK)
+
+
+def file_member(e: TarEntry, f: BinaryIO) -> Iterator[bytes]:
+    """One regular file's header and data (`e.size` bytes of `f`); a file with large holes
+    becomes a sparse member, so a 1 TiB sparse file stays small in any tar we write."""
+    short = f"{e.name}: file shrank while it was archived"
+    regions = _data_regions(f.fileno(), e.size)
+    if regions is None:
+        yield encode_header(e)
+        yield from _copy_range(f, 0, e.size, short)
+        yield _pad(e.size)
+        return
+    sparse, map_block = _sparse_entry(e, regions)
+    yield encode_header(sparse)
+    yield map_block
+    for off, n in regions:
+        yield from _copy_range(f, off, n, short)
+    yield _pad(sparse.size)
 
 
 @dataclass(frozen=True)
