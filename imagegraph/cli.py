@@ -32,7 +32,7 @@ from .reference import InvalidReference, familiar_name, parse_normalized_named
 from .refstore import RefError
 from .runtime.manager import ContainerRuntimeError
 from .service import ClientError, DaemonError
-from .store import resolve_root
+from .store import StoreError, os_error_line, resolve_root
 
 COMMANDS = CommandTable()
 command = COMMANDS.command
@@ -551,11 +551,16 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
         return 125
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    if a.root is not None and not a.root.strip():
+        err.write('invalid argument "" for "--root" flag: the store root must not be empty\n')
+        return 125
     run = getattr(a, "_run", None)
     if run is None:
         parser.print_help(out)
         return 0
-    ctx = Context(resolve_root(a.root), a.whiteouts, out, err, time.time())
+    ctx = Context(
+        resolve_root(a.root), a.whiteouts, out, err, time.time(), readonly=bool(getattr(a, "_readonly", False))
+    )
     try:
         if getattr(a, "_readonly", False):
             with ctx.svc.lock.held(shared=True):
@@ -566,6 +571,9 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
         return 125
     except (CLIError, ClientError) as exc:
         err.write(f"{exc}\n")
+        return 1
+    except StoreError as exc:
+        err.write(f"Error: {exc}\n")
         return 1
     except (
         DaemonError,
@@ -583,7 +591,7 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
         err.write("interrupted\n")
         return 130
     except OSError as exc:
-        err.write(f"Error: {exc}\n")
+        err.write(f"Error: {os_error_line(exc, ctx.root)}\n")
         return 1
     except Exception as exc:  # a bug is one line, unless asked for its traceback (as pip's --debug)
         if a.debug:

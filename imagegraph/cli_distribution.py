@@ -34,8 +34,9 @@ from .distribution.errors import RegistryError
 from .distribution.progress import ProgressWriter
 from .distribution.pull import PullOptions, pull
 from .distribution.push import push
-from .reference import InvalidReference, Reference, parse_normalized_named, tag_name_only
-from .tarexport import TarExportError, load, save, save_to_file
+from .reference import InvalidReference, Reference, familiar_name, parse_normalized_named, tag_name_only
+from .store import StoreError, os_error_line
+from .tarexport import TarExportError, check_output_path, load, save, save_to_file
 
 COMMANDS = CommandTable()
 
@@ -59,7 +60,7 @@ def _insecure(args: argparse.Namespace, root: Path) -> tuple[str, ...]:
     try:
         daemon = json.loads((root / "daemon.json").read_text())
         names += [str(x) for x in daemon.get("insecure-registries") or []]
-    except (FileNotFoundError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError):  # no store (yet), or no daemon.json in it
         pass
     return tuple(names)
 
@@ -81,8 +82,10 @@ def _errors(run: Run) -> Run:
             return _fail(ctx.err, str(exc), daemon=False)
         except (RegistryError, TarExportError) as exc:
             return _fail(ctx.err, str(exc))
+        except StoreError as exc:
+            return _fail(ctx.err, f"Error: {exc}", daemon=False)
         except OSError as exc:
-            return _fail(ctx.err, f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+            return _fail(ctx.err, os_error_line(exc, ctx.root))
 
     return translated
 
@@ -143,6 +146,8 @@ def cmd_push(args: argparse.Namespace, ctx: Context) -> int:
     if ref.digest is not None:
         return _fail(ctx.err, "cannot push a digest reference", daemon=False)
     ref = _default_tag(ref, args, ctx.out)
+    if not ctx.root.is_dir():  # nothing to push, and no store folders to make for it
+        return _fail(ctx.err, f"An image does not exist locally with the tag: {familiar_name(ref)}")
     push(ctx.store, ref, _progress(args, ctx.out), PullOptions(insecure_registries=_insecure(args, ctx.root)))
     if args.quiet:
         ctx.print(str(ref))
@@ -207,6 +212,8 @@ def _setup_save(p: argparse.ArgumentParser) -> None:
 @COMMANDS.command("save", "Save one or more images to a tar archive", setup=_setup_save, readonly=True)
 @_errors
 def cmd_save(args: argparse.Namespace, ctx: Context) -> int:
+    if args.output:
+        check_output_path(Path(args.output))
     store = ctx.store
     if args.output:
         save_to_file(store, args.images, Path(args.output))

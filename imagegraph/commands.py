@@ -46,12 +46,13 @@ class Context:
     out: Any
     err: Any
     now: float
+    readonly: bool = False  # a command that only reads: a new root is not made on disk
     _svc: Services | None = field(default=None, repr=False)
 
     @property
     def svc(self) -> Services:
         if self._svc is None:
-            self._svc = Services.open(self.root, self.driver_encoding)
+            self._svc = Services.open(self.root, self.driver_encoding, create=not self.readonly)
         return self._svc
 
     @property

@@ -8,6 +8,7 @@ layer's changes against everything below it, as `docker diff` prints them (spec 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ from typing import Any
 
 from unionfs.mountinfo import mount_at
 
-from . import archive
+from . import archive, fstree
 from .digest import go_json
 from .imagestore import Image, format_time, parse_time
 from .layerstore import LayerNotFound, LayerStore, MountLayer
@@ -354,76 +355,124 @@ def merge_create_config(user: dict[str, Any], image: dict[str, Any]) -> dict[str
     return out
 
 
-def _opaque(real: str) -> bool:
-    if archive.is_opaque_dir(real):
-        return True
-    return os.path.lexists(os.path.join(real, archive.WHITEOUT_OPAQUE))
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _deleted(real: str, rel: str, st: os.stat_result, lowers: list[Path]) -> str | None:
-    """moby overlayDeletedFile + aufsDeletedFile: the path a whiteout or opaque dir deletes.
+def _lstat_at(name: str, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.lstat(name, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # ".wh." + a 252-byte name
+            return None
+        raise
 
-    An opaque dir deletes only what a lower layer had there: a new directory in a merged
-    parent is opaque too (the kernel marks it so), and `docker diff` shows it as added."""
-    base = os.path.basename(rel)
-    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-        return rel
-    if base.startswith(archive.WHITEOUT_PREFIX):
-        return os.path.join(os.path.dirname(rel), base[len(archive.WHITEOUT_PREFIX) :])
-    if stat.S_ISDIR(st.st_mode) and _opaque(real) and any(os.path.lexists(str(lo) + rel) for lo in lowers):
-        return rel
+
+def _opaque_at(dir_fd: int, name: str) -> bool:
+    """The directory `name` is opaque in either encoding (the overlay xattr, or `.wh..wh..opq` inside)."""
+    path = fstree.xattr_path(dir_fd, name)
+    return archive.is_opaque_dir(path) or os.path.lexists(f"{path}/{archive.WHITEOUT_OPAQUE}")
+
+
+def _in_lowers(name: str, lower_fds: list[int | None]) -> os.stat_result | None:
+    """What the lower layers show under `name`, top first: the first entry found, unless a
+    whiteout (char 0/0, or a `.wh.` file in the aufs encoding) hides it."""
+    for fd in lower_fds:
+        if fd is None:
+            continue
+        st = _lstat_at(name, fd)
+        if st is not None:
+            return None if _is_whiteout(st) else st
+        if _lstat_at(archive.WHITEOUT_PREFIX + name, fd) is not None:
+            return None
     return None
 
 
+def _follow_lowers(entry: fstree.Entry, parents: list[int | None]) -> list[int | None]:
+    """The lower directories that show through under a directory of the top layer: each lower's
+    directory of that name, down to the first one that hides the rest (a whiteout, a file, an
+    opaque directory). Under an opaque top directory no lower shows through."""
+    out: list[int | None] = [None] * len(parents)
+    rw_fd = entry.dir_fd(0)
+    assert rw_fd is not None
+    if _opaque_at(rw_fd, entry.name):
+        return out
+    try:
+        for i, pfd in enumerate(parents):
+            if pfd is None:
+                continue
+            st = _lstat_at(entry.name, pfd)
+            if st is None:
+                if _lstat_at(archive.WHITEOUT_PREFIX + entry.name, pfd) is not None:
+                    break
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                break
+            out[i] = os.open(entry.name, fstree.O_DIR, dir_fd=pfd)
+            if _opaque_at(pfd, entry.name):
+                break
+    except BaseException:
+        for fd in out:
+            if fd is not None:
+                os.close(fd)
+        raise
+    return out
+
+
 def layer_changes(rw: Path, lowers: list[Path]) -> list[tuple[int, str]]:
-    """moby archive.changes(): walk the top layer; A, C or D per path, parents of A/D marked C."""
+    """moby archive.changes() with OverlayChanges' rule: walk the top layer; A, C or D per path,
+    parents of A/D marked C.
+
+    A whiteout (char 0/0 or `.wh.NAME`) is a deletion. An opaque directory (as layerfs and the
+    kernel make every new directory in a merged parent) counts as deleted-and-recreated only
+    where the lowers show the same path (moby's overlayDeletedFile); otherwise it is an
+    addition. The walk is fstree's: no recursion, no path longer than one name, any depth.
+    """
     changes: list[tuple[int, str]] = []
     changed_dirs: set[str] = set()
-
-    def walk(real: str, rel: str) -> None:
-        for name in sorted(os.listdir(real), key=os.fsencode):
-            p = os.path.join(real, name)
-            path = f"{rel}/{name}"
-            st = os.lstat(p)
-            if name.startswith(archive.WHITEOUT_META_PREFIX):
-                continue
-            deleted = _deleted(p, path, st, lowers)
-            if deleted is not None:
-                kind, path_out = CHANGE_DELETE, deleted
+    if not rw.is_dir():
+        return changes
+    for ent in fstree.walk(rw, lowers, _follow_lowers):
+        name, st = ent.name, ent.st
+        if name.startswith(archive.WHITEOUT_META_PREFIX):
+            ent.descend = False
+            continue
+        rw_fd = ent.dir_fd(0)
+        assert rw_fd is not None
+        lower_fds = [ent.dir_fd(i + 1) for i in range(len(lowers))]
+        path = "/" + ent.rel
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if _is_whiteout(st):
+            kind, path_out = CHANGE_DELETE, path
+        elif name.startswith(archive.WHITEOUT_PREFIX):
+            kind, path_out = CHANGE_DELETE, os.path.join(os.path.dirname(path), name[len(archive.WHITEOUT_PREFIX) :])
+        else:
+            lower = _in_lowers(name, lower_fds)
+            path_out = path
+            if lower is None:
+                kind = CHANGE_ADD
+            elif is_dir and _opaque_at(rw_fd, name):
+                kind = CHANGE_DELETE  # deleted and made again: everything below is new
             else:
-                kind, path_out = CHANGE_ADD, path
-                skip = False
-                for lower in lowers:
-                    try:
-                        lst = os.lstat(str(lower) + path)
-                    except (FileNotFoundError, NotADirectoryError):
-                        continue
-                    if stat.S_ISDIR(lst.st_mode) and stat.S_ISDIR(st.st_mode):
-                        if (
-                            lst.st_size == st.st_size
-                            and lst.st_mode == st.st_mode
-                            and lst.st_mtime_ns == st.st_mtime_ns
-                        ):
-                            skip = True
-                    kind = CHANGE_MODIFY
-                    break
-                if skip:
-                    if stat.S_ISDIR(st.st_mode):
-                        walk(p, path)
-                    continue
-            if stat.S_ISDIR(st.st_mode):
-                changed_dirs.add(path)
-            if kind in (CHANGE_ADD, CHANGE_DELETE):
-                parent = os.path.dirname(path_out)
-                if parent not in changed_dirs and parent != "/":
-                    changes.append((CHANGE_MODIFY, parent))
-                    changed_dirs.add(parent)
-            changes.append((kind, path_out))
-            if stat.S_ISDIR(st.st_mode):
-                walk(p, path)
-
-    if rw.is_dir():
-        walk(str(rw), "")
+                if (
+                    is_dir
+                    and stat.S_ISDIR(lower.st_mode)
+                    and lower.st_size == st.st_size
+                    and lower.st_mode == st.st_mode
+                    and lower.st_mtime_ns == st.st_mtime_ns
+                ):
+                    continue  # unchanged directory: its contents are still walked
+                kind = CHANGE_MODIFY
+        if is_dir:
+            changed_dirs.add(path)
+        if kind in (CHANGE_ADD, CHANGE_DELETE):
+            parent = os.path.dirname(path_out)
+            if parent not in changed_dirs and parent != "/":
+                changes.append((CHANGE_MODIFY, parent))
+                changed_dirs.add(parent)
+        changes.append((kind, path_out))
     return changes
 
 
@@ -435,6 +484,22 @@ def _mounted(path: Path) -> bool:
         return mount_at(path) is not None
     except OSError:  # no /proc: nothing can be seen as mounted
         return False
+
+
+def _check_mount_point(target: Path) -> None:
+    """The checks mount(8) and mount.fuse make, for both drivers: a directory, and an empty one
+    (the kernel's overlay would hide what is there; layerfs, like FUSE, refuses)."""
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ContainerError(f"mount point {target}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ContainerError(f"mount point {target} is not a directory")
+    with os.scandir(target) as it:
+        if next(it, None) is not None:
+            raise ContainerError(f"mount point {target} is not empty")
 
 
 def _layerfs_command() -> list[str]:
@@ -586,7 +651,7 @@ class ContainerStore:
             atomic_write(cdir / "config.v2.json", go_json(data), 0o600)  # the commit point
         except BaseException:
             self.layers.release_rw_layer(cid)
-            shutil.rmtree(cdir, ignore_errors=True)
+            fstree.remove_quietly(cdir)
             raise
         return Container(data, hc)
 
@@ -622,7 +687,12 @@ class ContainerStore:
             n += 1
 
     def remove(self, c: Container) -> None:
-        """Unmount if mounted, drop the RW layers, then the container's folder."""
+        """Unmount if mounted, drop the RW layers, then the container's folder.
+
+        Removing the config is the commit point: after it the container is gone, and what
+        could not be removed (say a mount below its layer) is said in one line and left to
+        `clean`, which retries at the next command.
+        """
         if self.mountpoint(c) is not None:
             self.umount(c)
         (self.layout.container_dir(c.id) / "config.v2.json").unlink(missing_ok=True)  # the commit point
@@ -630,6 +700,8 @@ class ContainerStore:
             self.layers.release_rw_layer(c.id)
         except LayerNotFound:
             pass  # a create that crashed before its layers were made
+        except OSError as exc:
+            raise ContainerError(f"unable to remove filesystem for {c.id}: {exc.strerror or exc}") from None
         remove_dir_atomically(self.layout.container_dir(c.id))
 
     def rename(self, c: Container, new_name: str) -> Container:
@@ -651,18 +723,24 @@ class ContainerStore:
         return Container(data)
 
     def clean(self) -> None:
-        """Containers whose config never landed are crash leftovers: drop their layers too."""
+        """Containers whose config never landed are crash leftovers: drop their layers too.
+
+        Never raises: a leftover that cannot go now is tried again next time.
+        """
         for cid in listdir(self.layout.containers):
             if not (self.layout.container_dir(cid) / "config.v2.json").exists():
                 try:
                     self.layers.release_rw_layer(cid)
-                except LayerNotFound:
-                    pass  # it crashed before its layers were made
-                shutil.rmtree(self.layout.container_dir(cid), ignore_errors=True)
+                except (LayerNotFound, OSError):
+                    pass
+                fstree.remove_quietly(self.layout.container_dir(cid))
         ids = set(listdir(self.layout.containers))
         for m in self.layers.mounts():
             if m.container_id not in ids:
-                self.layers.release_rw_layer(m.container_id)
+                try:
+                    self.layers.release_rw_layer(m.container_id)
+                except (LayerNotFound, OSError):
+                    pass
 
     # ---- mounting ----------------------------------------------------------------------
 
@@ -717,6 +795,7 @@ class ContainerStore:
             return current
         m = self.mount_layer(c)
         target = Path(target) if target else self.layout.layer_dir(m.mount_id) / "merged"
+        _check_mount_point(target)
         target.mkdir(parents=True, exist_ok=True)
         cmd = self.mount_command(c, target, driver, trace)
         res = subprocess.run(cmd, capture_output=True, text=True)

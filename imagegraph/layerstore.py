@@ -10,19 +10,30 @@ its parent, down the chain.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import archive
+from . import archive, fstree
 from .digest import sha256_digest
-from .store import Layout, hex_of, is_tmp, listdir, read_text, remove_dir_atomically, write_dir_atomically
+from .store import (
+    Layout,
+    folder_mode,
+    hex_of,
+    is_tmp,
+    listdir,
+    read_text,
+    remove_dir_atomically,
+    write_dir_atomically,
+)
 
 MAX_DEPTH = 125
+#: Errors of the store's own disk (full, over quota, read-only, failing), said in one line.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.EMLINK})
 KEPT_TAR = "layer.tar"  # the original tar, kept only when the directory cannot reproduce it
 
 
@@ -146,7 +157,7 @@ class LayerStore:
         while chain_id and self.exists(chain_id) and self.references(chain_id) == 0:
             layer = self.get(chain_id)
             remove_dir_atomically(self.layout.layer_meta(chain_id))  # the commit point
-            shutil.rmtree(self.layout.layer_dir(layer.cache_id), ignore_errors=True)
+            self._remove_layer_dir(layer.cache_id)
             deleted.append(layer)
             chain_id = layer.parent
         return deleted
@@ -160,8 +171,16 @@ class LayerStore:
         t.mkdir(parents=True, exist_ok=True)
         return t
 
+    def _remove_layer_dir(self, name: str) -> None:
+        """A driver folder goes under a temporary name first (`clean` retries what is left)."""
+        remove_dir_atomically(self.layout.layer_dir(name))
+
     def register(self, stream: archive.ByteStream, parent: str | None = None) -> tuple[Layer, bool]:
-        """Apply a layer tar on top of `parent`; returns (layer, created). An existing ChainID is reused."""
+        """Apply a layer tar on top of `parent`; returns (layer, created). An existing ChainID is reused.
+
+        The stream is spooled first (a pull or load reads it once); a disk that fills up stops
+        the registration with one line and leaves neither the spool nor half a layer.
+        """
         if parent:
             if not self.exists(parent):
                 raise LayerNotFound(f"layer does not exist: {parent}")
@@ -172,26 +191,45 @@ class LayerStore:
         fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
             with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(stream, out, 1 << 20)
+                while chunk := stream.read(1 << 20):
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        raise LayerError(f"failed to register layer: {archive.os_error_text(exc)}") from None
             try:
+                layer_dir.parent.mkdir(mode=folder_mode(), parents=True, exist_ok=True)
+                os.mkdir(layer_dir, folder_mode())  # unreachable to other users, as Docker's
                 with open(spool, "rb") as f:
                     result = archive.apply_layer_tar(f, layer_dir / "diff", self.encoding)
             except BaseException:
-                shutil.rmtree(layer_dir, ignore_errors=True)
+                fstree.remove_quietly(layer_dir)
                 raise
             chain_id = next_chain_id(parent, result.diff_id)
             existing = self._read(chain_id)
             if existing is not None:
-                shutil.rmtree(layer_dir, ignore_errors=True)
+                fstree.remove_quietly(layer_dir)
                 return existing, False
-            files: dict[str, bytes | str] = {"diff": result.diff_id, "size": str(result.size), "cache-id": cache_id}
+            files: dict[str, bytes | str | Path] = {
+                "diff": result.diff_id,
+                "size": str(result.size),
+                "cache-id": cache_id,
+            }
             if parent:
                 files["parent"] = parent
-            if archive.write_layer_tar(layer_dir / "diff").diff_id != result.diff_id:
-                # Another tool's tar: the directory cannot give the same bytes back, so keep them.
-                files[KEPT_TAR] = Path(spool).read_bytes()
-            write_dir_atomically(self.layout.layer_meta(chain_id), files, tmp_parent=self.tmp_dir)
+            # Another tool's tar (or a sparse one) may not come back byte for byte from the
+            # directory: then the original is kept, linked in, never read into memory.
+            if result.sparse or archive.write_layer_tar(layer_dir / "diff").diff_id != result.diff_id:
+                files[KEPT_TAR] = Path(spool)
+            try:
+                write_dir_atomically(self.layout.layer_meta(chain_id), files, tmp_parent=self.tmp_dir)
+            except BaseException:
+                fstree.remove_quietly(layer_dir)
+                raise
             return Layer(chain_id, result.diff_id, parent, cache_id, result.size), True
+        except OSError as exc:
+            if exc.errno not in DISK_ERRNOS:
+                raise  # a stream that cannot be read: the caller words it
+            raise LayerError(f"failed to register layer: {archive.os_error_text(exc)}") from None
         finally:
             try:
                 os.unlink(spool)
@@ -203,7 +241,10 @@ class LayerStore:
         fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
             with os.fdopen(fd, "wb") as out:
-                archive.write_layer_tar(src_dir, out)
+                try:
+                    archive.write_layer_tar(src_dir, out)
+                except OSError as exc:
+                    raise LayerError(f"failed to register layer: {archive.os_error_text(exc)}") from None
             with open(spool, "rb") as f:
                 return self.register(f, parent)
         finally:
@@ -251,7 +292,7 @@ class LayerStore:
                     (tmp / sub).mkdir(mode=0o755)
                 if name == init_id and init_func is not None:
                     init_func(tmp / "diff")
-                os.chmod(tmp, 0o700)
+                os.chmod(tmp, folder_mode())
                 os.rename(tmp, root / name)
                 made[-1] = root / name
             files = {"mount-id": mount_id, "init-id": init_id}
@@ -260,21 +301,25 @@ class LayerStore:
             write_dir_atomically(self.layout.mount_meta(container_id), files, tmp_parent=self.tmp_dir)
         except BaseException:
             for p in made:
-                shutil.rmtree(p, ignore_errors=True)
+                fstree.remove_quietly(p)
             raise
         return MountLayer(container_id, mount_id, init_id, parent)
 
     def release_rw_layer(self, container_id: str) -> list[Layer]:
         m = self.get_mount(container_id)
-        remove_dir_atomically(self.layout.mount_meta(container_id))
+        remove_dir_atomically(self.layout.mount_meta(container_id))  # the commit point
         for name in (m.mount_id, m.init_id):
-            shutil.rmtree(self.layout.layer_dir(name), ignore_errors=True)
+            self._remove_layer_dir(name)
         return self.release(m.parent)
 
     # ---- crash leftovers ----------------------------------------------------------------
 
     def clean(self) -> list[str]:
-        """Remove what a crash left behind: temporary files and layer directories no record names."""
+        """Remove what a crash left behind: temporary files and layer directories no record names.
+
+        Never raises: what cannot be removed now (a mount inside, a full disk) is left for the
+        next run, and the store stays usable.
+        """
         removed: list[str] = []
         for d in (
             self.layout.layerdb / "tmp",
@@ -282,18 +327,22 @@ class LayerStore:
             self.layout.layerdb / "mounts",
             self.layout.driver_root,
         ):
-            if not d.is_dir():
+            try:
+                names = os.listdir(d)
+            except OSError:
                 continue
-            for name in os.listdir(d):
-                p = d / name
+            for name in names:
                 if is_tmp(name) or d.name == "tmp":
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-                    removed.append(str(p))
-        known = {layer.cache_id for layer in self.layers()}
-        for m in self.mounts():
-            known.update((m.mount_id, m.init_id))
+                    if fstree.remove_quietly(d / name) is None:
+                        removed.append(str(d / name))
+        try:
+            known = {layer.cache_id for layer in self.layers()}
+            for m in self.mounts():
+                known.update((m.mount_id, m.init_id))
+        except OSError:
+            return removed
         for name in listdir(self.layout.driver_root):
             if name not in known:
-                shutil.rmtree(self.layout.driver_root / name, ignore_errors=True)
-                removed.append(str(self.layout.driver_root / name))
+                if fstree.remove_quietly(self.layout.driver_root / name) is None:
+                    removed.append(str(self.layout.driver_root / name))
         return removed

@@ -8,6 +8,8 @@ Docker writes `/var/lib/docker/image/overlay2/repositories.json`:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .digest import go_json
@@ -38,8 +40,15 @@ class RefConflict(RefError):
 
 @dataclass
 class RefStore:
+    """The tags of one store. Writes go straight to disk, or once at the end of a `batch()`;
+    lookups by image use an index built once per change, so 20,000 tags stay linear."""
+
     layout: Layout
     repositories: dict[str, dict[str, str]] = field(default_factory=dict)
+    _batching: int = 0
+    _dirty: bool = False
+    _by_image: dict[str, list[Reference]] | None = None
+    _parsed: dict[str, Reference] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reload()
@@ -49,13 +58,37 @@ class RefStore:
             data = json.loads(self.layout.repositories_json.read_bytes() or b"{}")
         except FileNotFoundError:
             data = {}
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise RefError(f"invalid {self.layout.repositories_json}: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("Repositories") or {}, dict):
+            raise RefError(f"invalid {self.layout.repositories_json}: not a tag store")
         self.repositories = {k: dict(v) for k, v in (data.get("Repositories") or {}).items() if v}
+        self._by_image = None
+        self._dirty = False
 
     def _save(self) -> None:
+        self._by_image = None
+        if self._batching:
+            self._dirty = True
+            return
         repos = {name: dict(sorted(refs.items())) for name, refs in sorted(self.repositories.items()) if refs}
         atomic_write(self.layout.repositories_json, go_json({"Repositories": repos}), 0o600)
+        self._dirty = False
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Many changes, one write at the end; on an error nothing is written (the file is reread)."""
+        self._batching += 1
+        try:
+            yield
+        except BaseException:
+            self._batching -= 1
+            if not self._batching:
+                self.reload()
+            raise
+        self._batching -= 1
+        if not self._batching and self._dirty:
+            self._save()
 
     # ---- writing -----------------------------------------------------------------------
 
@@ -113,17 +146,29 @@ class RefStore:
             raise RefNotFound()
         return image
 
+    def _ref(self, key: str) -> Reference:
+        ref = self._parsed.get(key)
+        if ref is None:
+            ref = self._parsed[key] = parse_normalized_named(key)
+        return ref
+
     def all(self) -> list[tuple[Reference, str]]:
         out = []
         for refs in self.repositories.values():
             for key, image in refs.items():
-                out.append((parse_normalized_named(key), image))
+                out.append((self._ref(key), image))
         return sorted(out, key=lambda p: str(p[0]))
 
     def references(self, image_id: str) -> list[Reference]:
         """Every reference to an image, sorted by full string (moby lexicalRefs)."""
-        return [ref for ref, image in self.all() if image == image_id]
+        if self._by_image is None:
+            index: dict[str, list[Reference]] = {}
+            for ref, image in self.all():
+                index.setdefault(image, []).append(ref)
+            self._by_image = index
+        return list(self._by_image.get(image_id, []))
 
     def references_by_name(self, ref: Reference) -> list[tuple[Reference, str]]:
         name = familiar_name(ref)
-        return [(r, i) for r, i in self.all() if familiar_name(r) == name]
+        refs = self.repositories.get(name, {})
+        return sorted(((self._ref(k), i) for k, i in refs.items()), key=lambda p: str(p[0]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -35,7 +36,7 @@ from .reference import (
     tag_name_only,
 )
 from .refstore import RefError, RefNotFound, RefStore
-from .store import Layout, StoreLock, clean_scratch, hex_of
+from .store import Layout, StoreLock, clean_leftovers, clean_scratch, hex_of, prepare_root, writable
 
 if TYPE_CHECKING:
     from .runtime.manager import Runtime
@@ -109,15 +110,16 @@ class Services:
     lock: StoreLock
 
     @classmethod
-    def wire(cls, root: str | os.PathLike[str], encoding: str | None = None) -> Services:
-        """The stores of `root`, its folders made, without taking the lock or cleaning up.
+    def wire(cls, root: str | os.PathLike[str], encoding: str | None = None, create: bool = True) -> Services:
+        """The stores of `root`, its folders made (unless `create` is False), without taking the
+        lock or cleaning up. Without `create`, a root that does not exist reads as an empty
+        store and nothing is made on disk.
 
         The layer store asks the image store which ChainIDs images hold (its reference counts),
         so the image store is handed to it once both exist.
         """
         layout = Layout(Path(root))
-        for d in layout.dirs():
-            d.mkdir(parents=True, exist_ok=True)
+        prepare_root(layout, create)
         holder: dict[str, ImageStore] = {}
         layers = LayerStore(layout, encoding, image_tops=lambda: holder["images"].top_chain_ids())
         images = ImageStore(layout, layers)
@@ -127,13 +129,17 @@ class Services:
         )
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str], encoding: str | None = None, clean: bool = True) -> Services:
-        """`wire`, then, under the lock, remove what interrupted container and layer writes left."""
-        svc = cls.wire(root, encoding)
-        with svc.lock.held():
-            if clean:
+    def open(
+        cls, root: str | os.PathLike[str], encoding: str | None = None, clean: bool = True, create: bool = True
+    ) -> Services:
+        """`wire`, then, under the lock, remove what interrupted writes left (when the store
+        exists and this process may change it)."""
+        svc = cls.wire(root, encoding, create)
+        if clean and svc.layout.root.is_dir() and writable(svc.layout.root):
+            with svc.lock.held():
                 svc.containers.clean()
                 svc.layers.clean()
+                clean_leftovers(svc.layout)
                 clean_scratch(svc.layout)
                 svc.runtime.reconcile_all()  # containers whose monitor died: Exited (255)
         return svc
@@ -256,7 +262,9 @@ class Services:
             return self.layers.register(stream)
         except archive.ArchiveError as exc:
             raise InvalidParameter(str(exc)) from None
-        except (OSError, EOFError) as exc:
+        except OSError as exc:
+            raise InvalidParameter(f"failed to read the archive: {archive.os_error_text(exc)}") from None
+        except (EOFError, zlib.error) as exc:
             raise InvalidParameter(f"failed to read the archive: {exc}") from None
         finally:
             if isinstance(source, (str, os.PathLike)):

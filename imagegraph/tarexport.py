@@ -18,19 +18,24 @@ only when the parent is in the same file and its history is the child's minus on
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import posixpath
+import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterable
+import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
+from .archive import ArchiveError, BoundedTarInfo, os_error_text
 from .digest import chain_ids, go_json, sha256_digest
 from .distribution import manifest as M
+from .distribution.client import MAX_CONFIG, MAX_MANIFEST
 from .distribution.localstore import LocalStore
 from .distribution.progress import ProgressWriter
 from .imagestore import ImageError, ImageNotFound
@@ -43,7 +48,10 @@ from .reference import (
     tag_name_only,
 )
 from .refstore import RefNotFound
-from .store import atomic_file, hex_of
+from .store import atomic_file, clear_stale, hex_of
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 CONTAINERD_IMAGE_NAME = "io.containerd.image.name"
 
@@ -186,24 +194,107 @@ def save(store: LocalStore, names: list[str], out: BinaryIO) -> None:
             _add_bytes(tar, "repositories", go_json(repositories))
 
 
+SAVE_MARKER = ".imagegraph-save-"
+
+
+def check_output_path(path: Path) -> None:
+    """docker/cli's ValidateOutputPath, in its words: the folder must exist, the path must not
+    be a directory (or anything but a regular file)."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise TarExportError(f'failed to save image: invalid output path: directory "{folder}" does not exist')
+    if path.is_dir():
+        raise TarExportError(f'failed to save image: invalid output path: "{path}" is a directory')
+    if path.exists() and not path.is_file():
+        raise TarExportError(f'failed to save image: invalid output path: "{path}" must be a regular file')
+
+
 def save_to_file(store: LocalStore, names: list[str], path: Path) -> None:
-    """save into a temporary sibling, renamed into place only when complete."""
+    """save into a temporary sibling, renamed into place only when complete.
+
+    The temporary file has no name while it is written (O_TMPFILE), so `kill -9` leaves
+    nothing; where the filesystem cannot, it is `.OUT.imagegraph-save-XXXX`, locked while
+    written, and the next save into the same folder removes those whose writer died.
+    """
     path = Path(path)
-    with atomic_file(path, prefix=f".{path.name}.") as f:
+    check_output_path(path)
+    clear_stale(path.parent, SAVE_MARKER)
+    with atomic_file(path, prefix=f".{path.name}{SAVE_MARKER}") as f:
         save(store, names, f)
 
 
 # ---------------------------------------------------------------------------------------------
 # load
 
+MAX_ENTRIES = 1 << 17  # members of an archive to load (each image needs a few)
+MAX_INDEX = 16 << 20  # manifest.json, index.json, repositories: 20,000 tags need about 1 MiB
+_BLOB_PATH = re.compile(r"^blobs/(sha256|sha384|sha512)/([0-9a-f]+)$")
+
+
+class _VerifyingReader(io.RawIOBase):
+    """Reads a blob and, at its end, checks that it hashes to the digest its path names."""
+
+    def __init__(self, f: IO[bytes], algo: str, want: str, name: str) -> None:
+        super().__init__()
+        self.f, self.hash, self.want, self.name = f, hashlib.new(algo), want, name
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: WriteableBuffer) -> int:
+        view = memoryview(buf).cast("B")
+        data = self.f.read(len(view))
+        self.hash.update(data)
+        if not data and len(view) and self.hash.hexdigest() != self.want:
+            raise TarExportError(f"invalid archive: {self.name} does not match its digest")
+        view[: len(data)] = data
+        return len(data)
+
+    def finish(self) -> None:
+        """Read to the end, so the digest is checked even if the reader above stopped early."""
+        while self.read(1 << 20):
+            pass
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
+
+
+class _Plain(io.RawIOBase):
+    """A member as a raw stream, so every member reads the same way (a BufferedReader over it)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        super().__init__()
+        self.f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: WriteableBuffer) -> int:
+        view = memoryview(buf).cast("B")
+        data = self.f.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def finish(self) -> None:
+        pass
+
 
 class _Archive:
-    """Random access to a tar's regular files by normalised path, symlinks resolved inside it."""
+    """Random access to a tar's regular files by normalised path, symlinks resolved inside it.
+
+    A blob under `blobs/<algorithm>/<hex>` is checked against that digest as it is read, so a
+    blob stored under the wrong name is refused whatever points at it.
+    """
 
     def __init__(self, tar: tarfile.TarFile):
         self.tar = tar
         self.members: dict[str, tarfile.TarInfo] = {}
-        for m in tar.getmembers():
+        count = 0
+        while (m := tar.next()) is not None:
+            count += 1
+            if count > MAX_ENTRIES:
+                raise TarExportError(f"invalid archive: more than {MAX_ENTRIES} entries")
             name = self.norm(m.name)
             if name is not None:
                 self.members[name] = m
@@ -222,11 +313,11 @@ class _Archive:
         """The regular file `name` names, following links inside the archive only."""
         if depth > 16:
             raise TarExportError(f"invalid archive: too many levels of symbolic links at {name}")
+        if name.startswith("/") or ".." in name.split("/"):
+            raise TarExportError(f"invalid archive: path {name!r} escapes the archive")
         key = self.norm(name)
         if key is None or key not in self.members:
             raise TarExportError(f"invalid archive: {name}: no such file in the archive")
-        if name.startswith("/") or ".." in name.split("/"):
-            raise TarExportError(f"invalid archive: path {name!r} escapes the archive")
         m = self.members[key]
         if m.issym() or m.islnk():
             target = m.linkname
@@ -239,14 +330,27 @@ class _Archive:
             raise TarExportError(f"invalid archive: {name} is not a regular file")
         return m
 
-    def open(self, name: str) -> IO[bytes]:
+    def size(self, name: str) -> int:
+        return self.resolve(name).size
+
+    def open(self, name: str) -> io.BufferedReader:
+        """The member, its digest checked at its end when its path names one (`raw.finish()`)."""
         f = self.tar.extractfile(self.resolve(name))
         assert f is not None  # resolve() returns regular files only
-        return f
+        blob = _BLOB_PATH.match(self.norm(name) or "")
+        if blob:
+            return io.BufferedReader(_VerifyingReader(f, blob.group(1), blob.group(2), name))
+        return io.BufferedReader(_Plain(f))
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, limit: int = MAX_INDEX, what: str = "") -> bytes:
+        """A small member held in memory: at most `limit` bytes."""
+        size = self.size(name)
+        if size > limit:
+            raise TarExportError(f"invalid archive: {what or name} is {size} bytes, over the {limit >> 20} MiB limit")
         with self.open(name) as f:
-            return f.read()
+            data = f.read()
+            f.read(1)  # the end: a blob's digest is checked there
+        return data
 
 
 @dataclass
@@ -255,23 +359,54 @@ class _LoadItem:
     layer_paths: list[str]
     repo_tags: list[str]
     parent: str | None = None
+    layer_sizes: list[int] | None = None  # the OCI descriptors' sizes, checked against the blobs
+
+
+def _json(data: bytes, what: str) -> object:
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise TarExportError(f"invalid archive: {what}: nested too deeply") from None
+    except ValueError as exc:
+        raise TarExportError(f"invalid archive: {what}: {exc}") from None
+
+
+def _strings(value: object, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TarExportError(f"invalid archive: manifest.json: {what} is not a list of strings")
+    return value
 
 
 def _items_from_manifest_json(arc: _Archive) -> list[_LoadItem]:
-    try:
-        data = json.loads(arc.read("manifest.json"))
-    except ValueError as exc:
-        raise TarExportError(f"invalid archive: manifest.json: {exc}") from None
+    data = _json(arc.read("manifest.json"), "manifest.json")
     if not isinstance(data, list):
         raise TarExportError("invalid archive: manifest.json is not a list")
     items = []
     for d in data:
         if not isinstance(d, dict) or not isinstance(d.get("Config"), str):
             raise TarExportError("invalid archive: manifest.json entry without Config")
+        parent = d.get("Parent") or None
         items.append(
-            _LoadItem(d["Config"], list(d.get("Layers") or []), list(d.get("RepoTags") or []), d.get("Parent") or None)
+            _LoadItem(
+                d["Config"],
+                _strings(d.get("Layers"), "Layers"),
+                _strings(d.get("RepoTags"), "RepoTags"),
+                parent if isinstance(parent, str) else None,
+            )
         )
     return items
+
+
+def _descriptor_blob(arc: _Archive, desc: M.Descriptor, limit: int, what: str) -> bytes:
+    path = f"blobs/{desc.digest.replace(':', '/')}"
+    data = arc.read(path, limit, what)
+    if len(data) != desc.size:
+        raise TarExportError(
+            f"invalid archive: {what} {desc.digest} is {len(data)} bytes, its descriptor says {desc.size}"
+        )
+    return data
 
 
 def _items_from_oci_layout(arc: _Archive) -> list[_LoadItem]:
@@ -290,12 +425,14 @@ def _items_from_oci_layout(arc: _Archive) -> list[_LoadItem]:
                 tags.append(familiar_string(tag_name_only(parse_normalized_named(name))))
             except InvalidReference:
                 pass  # a bare tag such as "latest" names no repository: load untagged
-        target = desc
-        body = arc.read(f"blobs/{desc.digest.replace(':', '/')}")
-        parsed = M.parse(body, desc.media_type if desc.media_type in M.MANIFEST_TYPES + M.INDEX_TYPES else "")
-        if isinstance(parsed, M.Index):
-            target = M.select_platform(parsed, M.host_platform())
-            parsed = M.parse(arc.read(f"blobs/{target.digest.replace(':', '/')}"), target.media_type)
+        body = _descriptor_blob(arc, desc, MAX_MANIFEST, "manifest")
+        try:
+            parsed = M.parse(body, desc.media_type if desc.media_type in M.MANIFEST_TYPES + M.INDEX_TYPES else "")
+            if isinstance(parsed, M.Index):
+                target = M.select_platform(parsed, M.host_platform())
+                parsed = M.parse(_descriptor_blob(arc, target, MAX_MANIFEST, "manifest"), target.media_type)
+        except M.ManifestError as exc:
+            raise TarExportError(f"invalid archive: manifest {desc.digest}: {exc}") from None
         if not isinstance(parsed, M.Manifest):
             raise TarExportError("invalid archive: nested index")
         for layer in parsed.layers:
@@ -305,6 +442,7 @@ def _items_from_oci_layout(arc: _Archive) -> list[_LoadItem]:
                 f"blobs/{parsed.config.digest.replace(':', '/')}",
                 [f"blobs/{d.digest.replace(':', '/')}" for d in parsed.layers],
                 tags,
+                layer_sizes=[d.size for d in parsed.layers],
             )
         )
     return items
@@ -319,28 +457,33 @@ def _check_valid_parent(child: dict, parent: dict) -> bool:
     return all(a == b for a, b in zip(ph, ch, strict=False))  # a prefix: ch is one longer
 
 
-def _layer_stream(arc: _Archive, path: str) -> IO[bytes] | gzip.GzipFile:
+def _layer_stream(arc: _Archive, path: str) -> tuple[IO[bytes] | gzip.GzipFile, Callable[[], None]]:
+    """The layer's uncompressed tar, and a call that reads its blob to the end (checking its digest)."""
     f = arc.open(path)
-    head = f.read(2)
-    f.seek(0)
-    if head == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=f, mode="rb")
-    return f
+    raw: _VerifyingReader | _Plain = f.raw  # type: ignore[assignment]  # open() always wraps one of ours
+    if f.peek(2)[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f, mode="rb"), raw.finish
+    return f, raw.finish
 
 
 def load(store: LocalStore, src: BinaryIO, out: ProgressWriter) -> list[str]:
     """Load every image in the tar `src`; returns the `Loaded image…` lines (also written to out)."""
     with tempfile.TemporaryFile(dir=store.tmp_dir) as spool:
-        shutil.copyfileobj(src, spool, 1 << 20)
+        try:
+            shutil.copyfileobj(src, spool, 1 << 20)
+        except OSError as exc:
+            raise TarExportError(f"failed to load: {os_error_text(exc)}") from None
         spool.seek(0)
         try:
-            tar = tarfile.open(fileobj=spool, mode="r:*")
-        except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile):
+            tar = tarfile.open(fileobj=spool, mode="r:*", tarinfo=BoundedTarInfo)
+        except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile, zlib.error, ArchiveError):
             raise TarExportError("archive/tar: invalid tar header") from None
         with tar:
             try:
                 arc = _Archive(tar)
-            except (tarfile.TarError, EOFError, OSError) as exc:
+            except ArchiveError as exc:
+                raise TarExportError(f"invalid archive: {exc}") from None
+            except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
                 raise TarExportError(f"archive/tar: {exc}") from None
             if arc.has("manifest.json"):
                 items = _items_from_manifest_json(arc)
@@ -361,12 +504,16 @@ def _load_items(store: LocalStore, arc: _Archive, items: list[_LoadItem], out: P
         store.refs.reload()
         try:
             for item in items:
-                config_bytes = arc.read(item.config_path)
+                config_bytes = arc.read(item.config_path, MAX_CONFIG, "image config")
+                config = _json(config_bytes, item.config_path)
                 try:
-                    config = json.loads(config_bytes)
+                    if not isinstance(config, dict):
+                        raise TypeError(item.config_path)
                     diff_ids = list(config["rootfs"]["diff_ids"] or [])
-                except (ValueError, KeyError, TypeError):
+                except (KeyError, TypeError):
                     raise TarExportError(f"invalid archive: {item.config_path} is not an image config") from None
+                if not all(isinstance(d, str) for d in diff_ids):
+                    raise TarExportError(f"invalid archive: {item.config_path} is not an image config")
                 if len(diff_ids) != len(item.layer_paths):
                     raise TarExportError(
                         f"invalid manifest, layers length mismatch: expected {len(diff_ids)}, "
@@ -376,21 +523,37 @@ def _load_items(store: LocalStore, arc: _Archive, items: list[_LoadItem], out: P
                 for i, (diff_id, chain, path) in enumerate(
                     zip(diff_ids, chain_ids(diff_ids), item.layer_paths, strict=True)
                 ):
+                    size = arc.size(path)
+                    if item.layer_sizes is not None and item.layer_sizes[i] != size:
+                        raise TarExportError(
+                            f"invalid archive: layer {path} is {size} bytes, its descriptor says {item.layer_sizes[i]}"
+                        )
                     if not store.layers.exists(chain):
-                        size = arc.resolve(path).size
                         sid = hex_of(diff_id)[:12]
                         out.progress(sid, "Loading layer", 0, size)
-                        with _layer_stream(arc, path) as stream:
-                            layer, was_created = store.layers.register(stream, parent_chain)
-                        if was_created:
-                            created_layers.append(layer.chain_id)
+                        stream, finish = _layer_stream(arc, path)
+                        with stream:
+                            try:
+                                layer, was_created = store.layers.register(stream, parent_chain)
+                            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                                raise TarExportError(f"invalid archive: layer {path}: {exc}") from None
+                            if was_created:
+                                created_layers.append(layer.chain_id)
+                            finish()
                         if layer.diff_id != diff_id:
                             raise TarExportError(
                                 f'invalid diffID for layer {i}: expected "{diff_id}", got "{layer.diff_id}"'
                             )
                         out.progress(sid, "Loading layer", size, size)
+                    else:
+                        with arc.open(path) as honest:  # a stored layer: its blob must still be honest
+                            while honest.read(1 << 20):
+                                pass
                     parent_chain = chain
                 image_id = sha256_digest(config_bytes)
+                named = _BLOB_PATH.match(_Archive.norm(item.config_path) or "")
+                if named and named.group(1) == "sha256" and "sha256:" + named.group(2) != image_id:
+                    raise TarExportError(f"invalid archive: {item.config_path} does not match its digest")
                 if not store.images.exists(image_id):
                     store.images.create(config_bytes)
                     created_images.append(image_id)
@@ -409,17 +572,18 @@ def _load_items(store: LocalStore, arc: _Archive, items: list[_LoadItem], out: P
                     lines.append(f"Loaded image: {familiar_string(tag_name_only(ref))}")
                 if not item.repo_tags:
                     lines.append(f"Loaded image ID: {image_id}")
-            for ref, image_id in pending_tags:
-                try:
-                    old = store.refs.get(ref)
-                except RefNotFound:
-                    old = None
-                if old is not None and old != image_id:
-                    out.message(
-                        f"The image {familiar_string(ref)} already exists, renaming the old one "
-                        f"with ID {old} to empty string"
-                    )
-                store.refs.add_tag(ref, image_id, force=True)
+            with store.refs.batch():  # one write of repositories.json, whatever the number of tags
+                for ref, image_id in pending_tags:
+                    try:
+                        old = store.refs.get(ref)
+                    except RefNotFound:
+                        old = None
+                    if old is not None and old != image_id:
+                        out.message(
+                            f"The image {familiar_string(ref)} already exists, renaming the old one "
+                            f"with ID {old} to empty string"
+                        )
+                    store.refs.add_tag(ref, image_id, force=True)
         except BaseException:
             for image_id in reversed(created_images):
                 try:

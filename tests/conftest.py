@@ -8,6 +8,9 @@ itself lives in tests/support.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from .support import require_fuse, require_kernel_overlay, require_namespaces, require_root
@@ -54,3 +57,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for marker, fixture in MARKER_FIXTURES.items():
             if item.get_closest_marker(marker) and fixture not in names:
                 names.append(fixture)
+
+
+@pytest.fixture
+def deep_tmp(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path for trees deeper than pytest's own clean-up (a recursive rmtree) survives: emptied
+    here, without recursion, when the test ends."""
+    yield tmp_path
+    from imagegraph.fstree import remove_tree
+
+    for child in tmp_path.iterdir():
+        remove_tree(child)

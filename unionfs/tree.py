@@ -9,6 +9,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .inode import Stat
 from .namei import join
 from .union import Union
 
@@ -40,16 +41,16 @@ def render_tree(union: Union, path: str, label: str, options: TreeOptions = Tree
 
 
 def _walk(union: Union, path: str, prefix: str, options: TreeOptions, counts: dict[str, int]) -> Iterator[str]:
-    names = [n for n in union.listdir(path) if options.all_files or not n.startswith(".")]
-    entries = []
-    for name in names:
-        child = join(path, name)
-        st = union.getattr(child)
-        if options.dirs_only and not stat.S_ISDIR(st.st_mode):
+    """Pre-order with an explicit stack: a union nested 5,000 deep must not exhaust recursion."""
+    stack = [iter(_entries(union, path, options))]
+    prefixes = [prefix]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            prefixes.pop()
             continue
-        entries.append((name, child, st))
-    for index, (name, child, st) in enumerate(entries):
-        last = index == len(entries) - 1
+        name, child, st, last = item
         tee, corner, bar, blank = options.glyphs
         branch = corner if last else tee
         shown = name
@@ -60,13 +61,27 @@ def _walk(union: Union, path: str, prefix: str, options: TreeOptions, counts: di
             target = union.readlink(child)
             shown += f" -> {target}"
             is_dir = _points_to_dir(union, child, target)
-        yield prefix + branch + shown
+        yield prefixes[-1] + branch + shown
         if is_dir:
             counts["dirs"] += 1
             if stat.S_ISDIR(st.st_mode):
-                yield from _walk(union, child, prefix + (blank if last else bar), options, counts)
+                stack.append(iter(_entries(union, child, options)))
+                prefixes.append(prefixes[-1] + (blank if last else bar))
         else:
             counts["files"] += 1
+
+
+def _entries(union: Union, path: str, options: TreeOptions) -> list[tuple[str, str, Stat, bool]]:
+    """The entries tree shows in one directory, each with whether it is the last one."""
+    names = [n for n in union.listdir(path) if options.all_files or not n.startswith(".")]
+    entries = []
+    for name in names:
+        child = join(path, name)
+        st = union.getattr(child)
+        if options.dirs_only and not stat.S_ISDIR(st.st_mode):
+            continue
+        entries.append((name, child, st))
+    return [(name, child, st, i == len(entries) - 1) for i, (name, child, st) in enumerate(entries)]
 
 
 def _points_to_dir(union: Union, path: str, target: str) -> bool:

@@ -16,9 +16,12 @@ from ..distribution import errors as registry_errors
 from ..imagestore import ImageNotFound
 from ..reference import InvalidReference
 from ..refstore import RefNotFound
+from ..store import os_error_line
 
 
 def from_error(exc: BaseException) -> int:
+    if isinstance(exc, RecursionError):
+        return 400  # only input nested deeper than Python's stack (JSON) gets this far
     if isinstance(exc, (errdefs.NotFound, ContainerNotFound, ImageNotFound, RefNotFound, registry_errors.NotFound)):
         return 404
     if isinstance(exc, (errdefs.InvalidParameter, InvalidReference, ChangeError, ArchiveError)):
@@ -38,3 +41,14 @@ def from_error(exc: BaseException) -> int:
     if isinstance(exc, ContainerError) and str(exc).startswith("Conflict."):
         return 409
     return 500
+
+
+def error_message(exc: BaseException) -> str:
+    """The error's text for the client, one line that names the user's object: an OSError
+    without Python's `[Errno N]` and without our temporary names (store.os_error_line)."""
+    if isinstance(exc, OSError):
+        return os_error_line(exc)
+    if isinstance(exc, RecursionError):
+        return "invalid input: nested too deeply"
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.splitlines())

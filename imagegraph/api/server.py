@@ -111,7 +111,7 @@ class APIServer:
 
     def _fail(self, w: ResponseWriter, r: Request, exc: Exception) -> None:
         status = httpstatus.from_error(exc)
-        message = str(exc) or type(exc).__name__
+        message = httpstatus.error_message(exc)
         if status >= 500:
             log.error("Handler for %s %s returned error: %s", r.method, r.path, message)
             log.debug("the error's traceback", exc_info=exc)

@@ -11,6 +11,7 @@ Contexts from a URL or a git repository need the network and are refused with on
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import secrets
@@ -215,7 +216,7 @@ def _context_tar(root: str, pm: PatternMatcher) -> Iterator[bytes]:
             continue
         yield archive.encode_header(entry)
         if entry.source and entry.size:
-            yield from _file_chunks(entry.source, entry.size)
+            yield from _file_chunks(path, entry.size)
             yield b"\0" * (-entry.size % archive.BLOCK)
     yield b"\0" * (2 * archive.BLOCK)
 
@@ -228,7 +229,7 @@ def _entry(path: str, rel: str, st: os.stat_result, seen: dict[tuple[int, int], 
     if stat.S_ISREG(m):
         if not os.access(path, os.R_OK):
             raise ContextError(f"checking context: no permission to read from '{path}'")
-        e.size, e.source = st.st_size, path
+        e.size, e.source = st.st_size, functools.partial(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
     elif stat.S_ISDIR(m):
         e.typeflag, e.name = archive.TYPE_DIR, rel + "/"
     elif stat.S_ISLNK(m):

@@ -16,6 +16,7 @@ import os
 import posixpath
 import stat
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from unionfs.union import Union
 
 from ..archive import (
     BLOCK,
+    MAX_SPARSE_REGIONS,
     TYPE_BLOCK,
     TYPE_CHAR,
     TYPE_DIR,
@@ -33,9 +35,13 @@ from ..archive import (
     TYPE_LINK,
     TYPE_REG,
     TYPE_SYMLINK,
+    ArchiveError,
+    BoundedTarInfo,
     TarEntry,
-    _pad,
+    _q,
     encode_header,
+    file_member,
+    os_error_text,
 )
 from ..container import Container, ContainerStore
 from ..digest import go_json
@@ -247,17 +253,11 @@ def tar_stream(u: Union, upath: str, rebase: str | None) -> Iterator[bytes]:
             e, source = _entry(u, path, name, seen)
         except FileNotFoundError:
             continue  # gone meanwhile
-        yield encode_header(e)
         if source is not None and e.size:
-            written = 0
             with open(source, "rb") as f:
-                while written < e.size:
-                    chunk = f.read(min(CHUNK, e.size - written))
-                    if not chunk:
-                        chunk = b"\0" * (e.size - written)  # the file shrank: pad, as the header promised
-                    written += len(chunk)
-                    yield chunk
-            yield _pad(e.size)
+                yield from file_member(e, f)  # large holes stay holes (a sparse member)
+        else:
+            yield encode_header(e)
     yield b"\0" * (2 * BLOCK)
 
 
@@ -283,9 +283,14 @@ def extract(u: Union, dest: str, body: BinaryIO, no_overwrite_dir_non_dir: bool,
     """Unpack a tar into the union below `dest`; returns the number of entries written.
 
     Each write goes through the union, so a file of a lower layer is copied up and a replaced
-    directory's lower contents are whited out, as through a mount."""
+    directory's lower contents are whited out, as through a mount. The tar is the client's, so
+    it is read as a layer is (`BoundedTarInfo`: no header read whole whatever its size), its
+    sparse files stay sparse, and a member that cannot be written is refused in one line that
+    names it."""
     try:
-        tar = tarfile.open(fileobj=body, mode="r|*")
+        tar = tarfile.open(fileobj=body, mode="r|*", tarinfo=BoundedTarInfo)
+    except ArchiveError as exc:
+        raise InvalidParameter(str(exc)) from None
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise InvalidParameter(f"archive/tar: {exc}") from None
     count = 0
@@ -296,11 +301,16 @@ def extract(u: Union, dest: str, body: BinaryIO, no_overwrite_dir_non_dir: bool,
                 target = _safe_join(dest, m.name)
                 if target is None or target == dest and not m.isdir():
                     continue
-                _extract_one(u, tar, m, target, dest, no_overwrite_dir_non_dir, keep_owner)
+                try:
+                    _extract_one(u, tar, m, target, dest, no_overwrite_dir_non_dir, keep_owner)
+                except OSError as exc:
+                    raise InvalidParameter(f"failed to extract {_q(m.name)}: {os_error_text(exc)}") from None
                 if m.isdir():
                     dir_times.append((target, int(m.mtime)))
                 count += 1
-        except tarfile.TarError as exc:
+        except ArchiveError as exc:
+            raise InvalidParameter(str(exc)) from None
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
             raise InvalidParameter(f"archive/tar: {exc}") from None
     for path, mtime in reversed(dir_times):
         try:
@@ -308,6 +318,47 @@ def extract(u: Union, dest: str, body: BinaryIO, no_overwrite_dir_non_dir: bool,
         except OSError:
             pass
     return count
+
+
+def _sparse_regions(m: tarfile.TarInfo) -> list[tuple[int, int]] | None:
+    """The data regions of a sparse member (None for a plain one), checked as Go's
+    validateSparseEntries checks them: in order, apart, inside the file."""
+    sparse = getattr(m, "sparse", None)
+    if sparse is None:
+        return None
+    regions = [(off, n) for off, n in sparse if n]
+    if len(regions) > MAX_SPARSE_REGIONS:
+        raise InvalidParameter(f"archive/tar: {_q(m.name)} has a sparse map of {len(regions)} regions")
+    pos = 0
+    for off, n in regions:
+        if off < pos or n < 0 or off + n > m.size:
+            raise InvalidParameter(f"archive/tar: invalid sparse map for {_q(m.name)}")
+        pos = off + n
+    return regions
+
+
+def _write_member(u: Union, tar: tarfile.TarFile, m: tarfile.TarInfo, target: str, mode: int) -> None:
+    """A regular file's data; a sparse member's holes stay holes (only its regions are read and
+    written, then the file is given its size), so a 1 TiB sparse file costs a few blocks."""
+    regions = _sparse_regions(m)
+    if regions is None:
+        regions = [(0, m.size)]
+    raw = tar.fileobj  # the stored data: the regions one after the other (a stream: forward only)
+    raw.seek(m.offset_data)
+    handle = u.create(target, mode)
+    try:
+        for off, n in regions:
+            done = 0
+            while done < n:
+                chunk = raw.read(min(CHUNK, n - done))
+                if not chunk:
+                    raise tarfile.ReadError("unexpected end of data")
+                u.write(handle, chunk, off + done)
+                done += len(chunk)
+    finally:
+        u.release(handle)
+    if m.size and (not regions or regions[-1][0] + regions[-1][1] < m.size):
+        u.truncate(target, m.size)
 
 
 def _extract_one(
@@ -336,18 +387,7 @@ def _extract_one(
         else:
             u.chmod(target, mode)
     elif m.isreg():
-        src = tar.extractfile(m)
-        handle = u.create(target, mode)
-        try:
-            offset = 0
-            while src is not None:
-                chunk = src.read(CHUNK)
-                if not chunk:
-                    break
-                u.write(handle, chunk, offset)
-                offset += len(chunk)
-        finally:
-            u.release(handle)
+        _write_member(u, tar, m, target, mode)
         u.chmod(target, mode)
     elif m.issym():
         u.symlink(m.linkname, target)

@@ -102,7 +102,7 @@ def error_text(status: int, body: bytes, default: str = "") -> str:
     """
     try:
         data = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         data = None
     if isinstance(data, dict):
         errs = data.get("errors")
@@ -202,7 +202,7 @@ class Authenticator:
         try:
             data = json.loads(body)
             token = data.get("token") or data.get("access_token")
-        except (json.JSONDecodeError, AttributeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, RecursionError):
             token = None
         if not token:
             raise RegistryError("authorization server did not include a token in the response")

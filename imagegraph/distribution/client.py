@@ -17,7 +17,7 @@ import ipaddress
 import socket
 import ssl
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -29,6 +29,22 @@ from .manifest import MANIFEST_ACCEPT
 USER_AGENT = "imagegraph/0.1 (layerlab)"
 DOCKER_HUB_HOST = "registry-1.docker.io"
 CHUNK = 1 << 16
+# What a registry may send that is read into memory (containers/image iolimits, moby, containerd):
+MAX_MANIFEST = 4 << 20  # a manifest or index body
+MAX_CONFIG = 4 << 20  # an image config blob
+MAX_BODY = 1 << 20  # anything else held whole: errors, tokens, pings
+
+
+class BodyTooLarge(RegistryError):
+    """A response body over its limit; the caller names the object."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"response body larger than {limit} bytes")
+        self.limit = limit
+
+
+def mib(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
 
 
 def split_host_port(domain: str) -> tuple[str, str]:
@@ -152,9 +168,18 @@ class RegistryClient:
         return conn, target
 
     def _send(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | BinaryIO | None, stream: bool
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | BinaryIO | None,
+        stream: bool,
+        limit: int = MAX_BODY,
     ) -> Response:
-        """One request, following redirects for GET/HEAD (Authorization only to the same host)."""
+        """One request, following redirects for GET/HEAD (Authorization only to the same host).
+
+        A body that is not streamed is read into memory only up to `limit` (BodyTooLarge beyond).
+        """
         headers = dict(headers)
         headers.setdefault("User-Agent", self.user_agent)
         for _ in range(6):
@@ -171,8 +196,7 @@ class RegistryClient:
                 self.observer(method, url, raw.status, raw.reason, headers, dict(raw.headers.items()))
             if raw.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD") and raw.getheader("Location"):
                 location = urllib.parse.urljoin(url, raw.getheader("Location"))
-                raw.read()
-                conn.close()
+                conn.close()  # the redirect's body is never read
                 if urllib.parse.urlsplit(location).netloc != urllib.parse.urlsplit(url).netloc:
                     headers.pop("Authorization", None)
                 url = location
@@ -182,7 +206,7 @@ class RegistryClient:
                 resp.raw, resp.conn = raw, conn
                 return resp
             try:
-                resp.body = raw.read() if method != "HEAD" else b""
+                resp.body = _read_limited(raw, limit) if method != "HEAD" else b""
             except (OSError, http.client.HTTPException) as exc:
                 raise Unreachable(f'{_method_word(method)} "{url}": unexpected EOF') from exc
             finally:
@@ -231,6 +255,7 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         body: bytes | BinaryIO | None = None,
         stream: bool = False,
+        limit: int = MAX_BODY,
     ) -> Response:
         """Send with auth; on 401 take up the new challenge and retry once."""
         if not url.startswith(("http://", "https://")):
@@ -251,7 +276,7 @@ class RegistryClient:
                 hdrs["Authorization"] = value
             elif self._auth.challenge is not None and self._auth.challenge.scheme == "basic":
                 raise Unauthorized(f'{_method_word(method)} "{url}": no basic auth credentials')
-            resp = self._send(method, url, hdrs, body, stream)
+            resp = self._send(method, url, hdrs, body, stream, limit)
             if resp.status != 401 or attempt == 1:
                 break
             had_value = bool(value)
@@ -281,10 +306,18 @@ class RegistryClient:
         return ManifestResult(b"", resp.header("Content-Type"), resp.header("Docker-Content-Digest"))
 
     def get_manifest(self, repo: str, ref: str, accept: tuple[str, ...] = MANIFEST_ACCEPT) -> ManifestResult:
-        """GET a manifest; when `ref` is a digest the body must hash to it."""
-        resp = self.request(
-            "GET", self._manifest_url(repo, ref), (repository_scope(repo),), {"Accept": ", ".join(accept)}
-        )
+        """GET a manifest (at most MAX_MANIFEST bytes); when `ref` is a digest the body must hash to it."""
+        what = f"manifest {repo}@{ref}" if ":" in ref else f"manifest {repo}:{ref}"
+        try:
+            resp = self.request(
+                "GET",
+                self._manifest_url(repo, ref),
+                (repository_scope(repo),),
+                {"Accept": ", ".join(accept)},
+                limit=MAX_MANIFEST,
+            )
+        except BodyTooLarge:
+            raise RegistryError(f"{what} is larger than {mib(MAX_MANIFEST)}: refused") from None
         self._raise_for(resp, "manifest unknown: manifest unknown")
         actual = "sha256:" + hashlib.sha256(resp.body).hexdigest()
         if ":" in ref and ref != actual:
@@ -307,7 +340,7 @@ class RegistryClient:
         return resp.header("Docker-Content-Digest") or "sha256:" + hashlib.sha256(body).hexdigest()
 
     def tags(self, repo: str) -> list[str]:
-        resp = self.request("GET", f"/v2/{repo}/tags/list", (repository_scope(repo),))
+        resp = self.request("GET", f"/v2/{repo}/tags/list", (repository_scope(repo),), limit=MAX_MANIFEST)
         self._raise_for(resp)
         import json
 
@@ -328,10 +361,16 @@ class RegistryClient:
             return -1
 
     def iter_blob(
-        self, repo: str, digest: str, size: int | None = None, on_chunk: Callable[[int], None] | None = None
-    ) -> Iterator[bytes]:
-        """Stream a blob. The digest (and size, if given) are checked once the body has ended;
-        a mismatch or a short body raises before the generator finishes."""
+        self,
+        repo: str,
+        digest: str,
+        size: int | None = None,
+        on_chunk: Callable[[int], None] | None = None,
+        what: str = "filesystem layer",
+    ) -> Generator[bytes, None, None]:
+        """Stream a blob, never more than its descriptor's `size`: a longer body is an error, so
+        is a shorter one, and so is one that does not hash to `digest`. `what` names the blob
+        in the errors ("filesystem layer", "image config")."""
         resp = self.request("GET", f"/v2/{repo}/blobs/{digest}", (repository_scope(repo),), stream=True)
         if resp.raw is None:
             self._raise_for(resp, "blob unknown: blob unknown to registry")
@@ -342,15 +381,22 @@ class RegistryClient:
         except ValueError as exc:
             resp.close()
             raise DigestMismatch(f"unsupported digest algorithm: {digest}") from exc
+        declared = resp.header("Content-Length")
+        if size is not None and size >= 0 and declared.isdigit() and int(declared) > size:
+            resp.close()
+            raise RegistryError(f"{what} {digest}: the registry sends {declared} bytes, its descriptor says {size}")
         total = 0
         try:
             while True:
+                want_now = CHUNK if size is None or size < 0 else min(CHUNK, size - total + 1)
                 try:
-                    chunk = resp.raw.read(CHUNK)
+                    chunk = resp.raw.read(want_now)
                 except (OSError, http.client.HTTPException) as exc:
-                    raise RegistryError("unexpected EOF") from exc
+                    raise RegistryError(f"{what} {digest}: unexpected EOF") from exc
                 if not chunk:
                     break
+                if size is not None and size >= 0 and total + len(chunk) > size:
+                    raise RegistryError(f"{what} {digest} is larger than its descriptor's size ({size} bytes)")
                 h.update(chunk)
                 total += len(chunk)
                 if on_chunk:
@@ -358,15 +404,28 @@ class RegistryClient:
                 yield chunk
         finally:
             resp.close()
-        if size is not None and size >= 0 and total != size:
-            raise RegistryError(
-                "unexpected EOF" if total < size else f"filesystem layer verification failed for digest {digest}"
-            )
+        if size is not None and size >= 0 and total < size:
+            raise RegistryError(f"{what} {digest}: unexpected EOF after {total} of {size} bytes")
         if h.hexdigest() != want:
-            raise DigestMismatch(f"filesystem layer verification failed for digest {digest}")
+            raise DigestMismatch(f"{what} verification failed for digest {digest}")
 
-    def get_blob(self, repo: str, digest: str, size: int | None = None) -> bytes:
-        return b"".join(self.iter_blob(repo, digest, size))
+    def get_blob(
+        self, repo: str, digest: str, size: int | None = None, limit: int = MAX_CONFIG, what: str = "blob"
+    ) -> bytes:
+        """A small blob (a config) held in memory: never more than `limit` bytes, and never more
+        than the descriptor's `size` when one is given."""
+        if size is not None and size > limit:
+            raise RegistryError(f"{what} {digest}: its descriptor declares {size} bytes, over the {mib(limit)} limit")
+        out = bytearray()
+        blob = self.iter_blob(repo, digest, size, what=what)
+        try:
+            for chunk in blob:
+                out += chunk
+                if len(out) > limit:
+                    raise RegistryError(f"{what} {digest} is larger than {mib(limit)}: refused")
+        finally:
+            blob.close()
+        return bytes(out)
 
     def start_upload(self, repo: str, mount: str = "", from_repo: str = "") -> tuple[str, bool]:
         """POST /blobs/uploads/ (optionally as a cross-repository mount).
@@ -486,6 +545,17 @@ class RegistryClient:
         if resp.status == 403 and not resp.body:
             text = "denied: requested access to the resource is denied"
         raise RegistryError(text)
+
+
+def _read_limited(raw: http.client.HTTPResponse, limit: int) -> bytes:
+    """The whole body, if it is at most `limit` bytes (the declared length is checked first)."""
+    declared = raw.getheader("Content-Length") or ""
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    body = raw.read(limit + 1)
+    if len(body) > limit:
+        raise BodyTooLarge(limit)
+    return body
 
 
 def _describe_oserror(exc: BaseException, url: str) -> str:

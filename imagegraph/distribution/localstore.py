@@ -1,6 +1,6 @@
 """The slice of the local store that pull, push, save and load need, wired together.
 
-The wiring itself is `Services.wire`'s, so the two cannot drift apart.
+The wiring itself is `Services.open`'s, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ def local_store(svc: Services) -> LocalStore:
     return LocalStore(svc.layout, svc.layers, svc.images, svc.refs, V2MetadataStore(svc.layout), svc.lock)
 
 
-def open_local_store(root: Path, encoding: str | None = None) -> LocalStore:
+def open_local_store(root: Path, encoding: str | None = None, create: bool = True) -> LocalStore:
     """`encoding`: the on-disk whiteout encoding for new layers (overlay or aufs; default the store's).
 
-    The stores are wired as `Services.wire` wires them (no lock taken, nothing cleaned here)."""
-    return local_store(Services.wire(root, encoding))
+    The stores are wired as `Services.wire` wires them (no lock taken, nothing cleaned here);
+    with `create` False a root that does not exist is an empty store, left unmade."""
+    return local_store(Services.wire(root, encoding, create))

@@ -177,12 +177,17 @@ class Descriptor:
             raise ManifestError(f"invalid descriptor digest: {digest!r}")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ManifestError(f"invalid descriptor size for {digest}")
+        urls, annotations = d.get("urls") or [], d.get("annotations") or {}
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise ManifestError(f"invalid descriptor urls for {digest}")
+        if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
+            raise ManifestError(f"invalid descriptor annotations for {digest}")
         return cls(
             str(d.get("mediaType", "")),
             digest,
             size,
-            tuple(d.get("urls") or ()),
-            dict(d.get("annotations") or {}),
+            tuple(urls),
+            dict(annotations),
             Platform.from_json(d.get("platform")),
         )
 
@@ -212,6 +217,8 @@ def parse(body: bytes, media_type: str = "") -> Manifest | Index:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"invalid manifest: {exc}") from exc
+    except RecursionError:
+        raise ManifestError("invalid manifest: nested too deeply") from None
     if not isinstance(data, dict):
         raise ManifestError("invalid manifest: not a JSON object")
     declared = data.get("mediaType") or ""
@@ -226,18 +233,25 @@ def parse(body: bytes, media_type: str = "") -> Manifest | Index:
         mt = OCI_INDEX if "manifests" in data else OCI_MANIFEST
     if data.get("schemaVersion") != 2:
         raise ManifestError(f"unsupported manifest schema version {data.get('schemaVersion')!r}")
+    annotations = data.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        raise ManifestError("invalid manifest: annotations is not an object")
     if mt in INDEX_TYPES:
-        return Index(
-            mt, tuple(Descriptor.from_json(m) for m in data.get("manifests") or ()), dict(data.get("annotations") or {})
-        )
+        manifests = data.get("manifests") or []
+        if not isinstance(manifests, list):
+            raise ManifestError("invalid index: manifests is not a list")
+        return Index(mt, tuple(Descriptor.from_json(m) for m in manifests), dict(annotations))
     if mt in MANIFEST_TYPES:
         if "config" not in data:
             raise ManifestError("invalid manifest: no config descriptor")
+        layers = data.get("layers") or []
+        if not isinstance(layers, list):
+            raise ManifestError("invalid manifest: layers is not a list")
         return Manifest(
             mt,
             Descriptor.from_json(data["config"]),
-            tuple(Descriptor.from_json(layer) for layer in data.get("layers") or ()),
-            dict(data.get("annotations") or {}),
+            tuple(Descriptor.from_json(layer) for layer in layers),
+            dict(annotations),
         )
     raise ManifestError(f"unsupported manifest media type and no default available: {mt}")
 

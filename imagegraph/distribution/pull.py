@@ -31,7 +31,7 @@ from ..refstore import RefNotFound
 from . import manifest as M
 from .client import RegistryClient
 from .credentials import get_auth
-from .errors import DigestMismatch, NotFound, RegistryError, Unauthorized, Unreachable
+from .errors import NotFound, RegistryError, Unauthorized, Unreachable
 from .localstore import LocalStore
 from .metadata import V2Metadata
 from .progress import ProgressWriter
@@ -150,15 +150,15 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     out.message(f"Pulling from {ref.path}", tag_or_digest)
 
     config_desc = man.config
-    try:
-        config_bytes = client.get_blob(ref.path, config_desc.digest, config_desc.size)
-    except DigestMismatch as exc:
-        raise PullError(f"image config verification failed for digest {config_desc.digest}") from exc
+    config_bytes = client.get_blob(ref.path, config_desc.digest, config_desc.size, what="image config")
     try:
         config = json.loads(config_bytes)
         diff_ids = list(config["rootfs"]["diff_ids"] or [])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PullError(f"invalid image config {config_desc.digest}: {exc}") from exc
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())
+        raise PullError(f"invalid image config {config_desc.digest}: {why}") from exc
+    if not all(isinstance(d, str) for d in diff_ids):
+        raise PullError(f"invalid image config {config_desc.digest}: rootfs.diff_ids")
     if options.platform is not None:
         have = M.Platform(config.get("os", ""), config.get("architecture", ""), config.get("variant", "") or "")
         if not M.platform_matches(options.platform, have):

@@ -14,6 +14,8 @@ from imagegraph.container import KIND_LETTER, ContainerError, ContainerNotFound,
 from imagegraph.service import Services
 from unionfs.mountinfo import mount_at
 
+from ..support import require_root
+
 needs_root = pytest.mark.root("mknod, trusted.* xattrs")
 
 
@@ -284,3 +286,94 @@ def test_rm_unmounts_first(svc: Services, base: str) -> None:
     assert not merged.exists()
     r = subprocess.run(["findmnt", str(merged)], capture_output=True)
     assert r.returncode != 0
+
+
+# ---- diff of new and re-made directories (moby OverlayChanges / overlayDeletedFile) ----------------
+
+
+def _mark_opaque(d: Path, encoding: str) -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    if encoding == "aufs":
+        (d / ".wh..wh..opq").write_text("")
+    else:
+        os.setxattr(d, "trusted.overlay.opaque" if os.geteuid() == 0 else "user.overlay.opaque", b"y")
+
+
+@pytest.mark.parametrize("encoding", ["aufs", "overlay"])
+def test_diff_new_opaque_directory_is_an_addition(tmp_path: Path, encoding: str) -> None:
+    """layerfs and the kernel mark a directory made in a merged parent opaque: with nothing of that
+    name below, it is `A /app`, not `D /app` (Docker prints A)."""
+    lower, rw = tmp_path / "lower", tmp_path / "rw"
+    (lower / "etc").mkdir(parents=True)
+    _mark_opaque(rw / "app", encoding)
+    (rw / "app" / "f").write_text("x")
+    assert layer_changes(rw, [lower]) == [(1, "/app"), (1, "/app/f")]
+
+
+@pytest.mark.parametrize("encoding", ["aufs", "overlay"])
+def test_diff_remade_directory_is_deleted_then_its_contents_added(tmp_path: Path, encoding: str) -> None:
+    lower, rw = tmp_path / "lower", tmp_path / "rw"
+    (lower / "etc").mkdir(parents=True)
+    (lower / "etc" / "passwd").write_text("old")
+    _mark_opaque(rw / "etc", encoding)
+    (rw / "etc" / "passwd").write_text("new")
+    assert layer_changes(rw, [lower]) == [(2, "/etc"), (1, "/etc/passwd")]
+
+
+@pytest.mark.parametrize("encoding", ["aufs", "overlay"])
+def test_diff_path_whited_out_in_a_lower_counts_as_absent(tmp_path: Path, encoding: str) -> None:
+    """A lower layer deleted /app (its whiteout hides the /app further down): making /app again is
+    an addition, as the merged view of the lowers has no /app."""
+    low1, low2, rw = tmp_path / "low1", tmp_path / "low2", tmp_path / "rw"
+    (low2 / "app").mkdir(parents=True)
+    low1.mkdir()
+    if encoding == "aufs":
+        (low1 / ".wh.app").write_text("")
+    else:
+        require_root("a char 0/0 whiteout")
+        os.mknod(low1 / "app", stat.S_IFCHR, os.makedev(0, 0))
+    _mark_opaque(rw / "app", encoding)
+    assert layer_changes(rw, [low1, low2]) == [(1, "/app")]
+
+
+def _container_changes_after(svc: Services, driver: str, script: list[str]) -> list[str]:
+    c = svc.create_container("base", name=f"mk-{driver}")
+    merged = svc.containers.mount(c, driver=driver)
+    try:
+        subprocess.run(["sh", "-c", " && ".join(script)], cwd=merged, check=True)
+        return [f"{KIND_LETTER[k]} {p}" for k, p in svc.containers.changes(c)]
+    finally:
+        svc.containers.umount(c)
+        svc.remove_container(c.id)
+
+
+def _diff_through_a_mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, driver: str, encoding: str) -> None:
+    import sys
+
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")  # this tree's layerfs
+    svc = Services.open(tmp_path / "store", encoding=encoding)
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc" / "passwd").write_text("root\n")
+    (rootfs / "bin").mkdir()
+    svc.import_image(str(rootfs), "base", changes=['CMD ["/bin/sh"]'])
+    assert _container_changes_after(svc, driver, ["mkdir app", "echo x > app/f"]) == ["A /app", "A /app/f"]
+    assert _container_changes_after(svc, driver, ["rm -rf etc", "mkdir etc", "echo y > etc/x"]) == [
+        "D /etc",
+        "A /etc/x",
+    ]
+
+
+@pytest.mark.mount
+@pytest.mark.parametrize("encoding", ["overlay", "aufs"])
+def test_diff_of_new_directories_through_layerfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str
+) -> None:
+    if encoding == "overlay":
+        require_root("the overlay encoding's char 0/0 whiteouts")
+    _diff_through_a_mount(tmp_path, monkeypatch, "layerfs", encoding)
+
+
+@pytest.mark.kernel_overlay
+def test_diff_of_new_directories_through_the_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _diff_through_a_mount(tmp_path, monkeypatch, "overlay", "overlay")

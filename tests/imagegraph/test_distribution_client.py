@@ -151,8 +151,11 @@ def test_corrupted_blob_fails_verification(registry):
     path = blob_data_path(registry, d)
     path.write_bytes(b"X" + data[1:])  # same size, wrong bytes
     with pytest.raises(DigestMismatch) as exc:
-        c.get_blob("corrupt/one", d, len(data))
+        b"".join(c.iter_blob("corrupt/one", d, len(data)))
     assert str(exc.value) == f"filesystem layer verification failed for digest {d}"
+    with pytest.raises(DigestMismatch) as exc:
+        c.get_blob("corrupt/one", d, len(data), what="image config")
+    assert str(exc.value) == f"image config verification failed for digest {d}"  # the object is named
 
 
 def test_truncated_blob_is_unexpected_eof(registry):
@@ -161,7 +164,7 @@ def test_truncated_blob_is_unexpected_eof(registry):
     d = digest_of(data)
     c.upload_blob("trunc/one", d, data, len(data))
     blob_data_path(registry, d).write_bytes(data[:4000])
-    with pytest.raises(RegistryError, match="^unexpected EOF$"):
+    with pytest.raises(RegistryError, match=f"^blob {d}: unexpected EOF"):
         c.get_blob("trunc/one", d, len(data))
 
 

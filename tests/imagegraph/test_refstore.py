@@ -86,3 +86,29 @@ def test_references_sorted_by_full_string_and_delete(refs: RefStore) -> None:
     with pytest.raises(RefNotFound):
         refs.delete(P("zeta"))
     assert [str(r) for r, _ in refs.references_by_name(P("alpha"))] == ["docker.io/library/alpha:2"]
+
+
+def test_batch_writes_once_and_an_error_writes_nothing(tmp_path, monkeypatch) -> None:
+    """load with 20,000 tags rewrote repositories.json once per tag (quadratic): a batch writes once."""
+    from imagegraph import refstore as refstore_module
+    from imagegraph.reference import parse_normalized_named
+    from imagegraph.refstore import RefStore
+    from imagegraph.store import Layout
+
+    writes = []
+    real = refstore_module.atomic_write
+    monkeypatch.setattr(refstore_module, "atomic_write", lambda *a, **k: (writes.append(a[0]), real(*a, **k)))
+    refs = RefStore(Layout(tmp_path))
+    image = "sha256:" + "a" * 64
+    with refs.batch():
+        for i in range(2000):
+            refs.add_tag(parse_normalized_named(f"many:t{i}"), image)
+    assert len(writes) == 1
+    assert len(RefStore(Layout(tmp_path)).references(image)) == 2000
+    try:
+        with refs.batch():
+            refs.add_tag(parse_normalized_named("other:1"), image)
+            raise RuntimeError("a load failed half-way")
+    except RuntimeError:
+        pass
+    assert len(writes) == 1 and len(refs.references(image)) == 2000  # nothing written, memory reread

@@ -318,12 +318,22 @@ def test_diff_id_mismatch_and_rollback_of_earlier_layers(env):
     other = _evil_layer(tarfile.TarInfo("another"))
     data = _image_tar_with_layers([good, other])
     files = members(data)
-    # swap the second layer's bytes so its DiffID no longer matches the config
-    name = f"blobs/sha256/{sha(other)[7:]}"
-    files[name] = _evil_layer(tarfile.TarInfo("different"))
+    # the second layer is another tar (stored honestly under its own digest): its DiffID no
+    # longer matches the config
+    different = _evil_layer(tarfile.TarInfo("different"))
+    files[f"blobs/sha256/{sha(different)[7:]}"] = different
+    manifest = json.loads(files["manifest.json"])
+    manifest[0]["Layers"][1] = f"blobs/sha256/{sha(different)[7:]}"
+    files["manifest.json"] = json.dumps(manifest).encode()
     before = snapshot(b.layout.root)
     with pytest.raises(
         TarExportError, match=r'^invalid diffID for layer 1: expected "sha256:[0-9a-f]{64}", got "sha256:'
     ):
+        do_load(b, make_tar(files))
+    assert snapshot(b.layout.root) == before
+    # the same bytes swapped in under the old name: the blob no longer matches its digest (issue 10)
+    files = members(data)
+    files[f"blobs/sha256/{sha(other)[7:]}"] = different
+    with pytest.raises(TarExportError, match=r"^invalid archive: blobs/sha256/[0-9a-f]{64} does not match its digest$"):
         do_load(b, make_tar(files))
     assert snapshot(b.layout.root) == before

@@ -205,7 +205,7 @@ def filters_from_json(text: str) -> dict[str, list[str]]:
         return {}
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadRequest("invalid filter") from None
     if not isinstance(data, dict):
         raise BadRequest("invalid filter")
@@ -240,6 +240,8 @@ def read_json(r: Request, limit: int = 16 << 20) -> Any:
         return None
     try:
         return json.loads(data)
+    except RecursionError:
+        raise BadRequest("invalid JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"invalid JSON: {exc}") from None
 
@@ -265,7 +267,7 @@ def decode_auth_config(encoded: str) -> AuthConfig:
     try:
         raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
         data = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         return AuthConfig()
     if not isinstance(data, dict):
         return AuthConfig()

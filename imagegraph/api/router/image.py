@@ -20,7 +20,7 @@ from ...reference import (
     with_digest,
     with_tag,
 )
-from .. import version_less
+from .. import httpstatus, version_less
 from ..httputils import (
     BadRequest,
     Request,
@@ -103,8 +103,9 @@ class ImageRouter(Router):
         """moby: an error before anything was sent is an HTTP error; after, it joins the stream."""
         if not w.flushed:
             raise exc
-        out.error(str(exc))
-        w.flow_detail = f"stream ended with error: {exc}"
+        message = httpstatus.error_message(exc)
+        out.error(message)
+        w.flow_detail = f"stream ended with error: {message}"
 
     # ---- POST ------------------------------------------------------------------------------------
 
@@ -184,8 +185,9 @@ class ImageRouter(Router):
         try:
             self.backend.images.load_image(r.stream, out)
         except Exception as exc:  # moby writes load's error into the stream, whatever was sent
-            out.error(str(exc))
-            w.flow_detail = f"stream ended with error: {exc}"
+            message = httpstatus.error_message(exc)
+            out.error(message)
+            w.flow_detail = f"stream ended with error: {message}"
             return
         w.flow_detail = f"stream ended: {out.last_status}"
 
@@ -249,7 +251,7 @@ class ImageRouter(Router):
                 w.headers.pop("Content-Type", None)
                 raise
             w.close_connection = True  # a broken tar: the client sees the stream end early
-            w.flow_detail = f"stream ended with error: {exc}"
+            w.flow_detail = f"stream ended with error: {httpstatus.error_message(exc)}"
 
     def getImagesSearch(self, w: ResponseWriter, r: Request) -> None:
         limit = int_value(r, "limit", 0)
