@@ -453,7 +453,8 @@ def _extract_into(reader: _HashingReader, root: str, encoding: str) -> int:
     dirs: list[tuple[str, int]] = []
     seen: set[str] = set()
     try:
-        tf = tarfile.open(fileobj=reader, mode="r|", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]  # a stream: the stub wants seek and write too
+        # 1 MiB reads, not tarfile's 10 KiB records: a tenth of the Python calls per byte.
+        tf = tarfile.open(fileobj=reader, mode="r|", format=tarfile.PAX_FORMAT, bufsize=_CHUNK)  # type: ignore[call-overload]  # a stream: the stub wants seek and write too
     except tarfile.ReadError as exc:
         raise ArchiveError(f"not a tar archive: {exc}") from None
     with tf:
