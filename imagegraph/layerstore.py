@@ -10,13 +10,16 @@ its parent, down the chain.
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from . import archive
 from .digest import sha256_digest
@@ -32,6 +35,10 @@ class LayerError(Exception):
 
 class LayerNotFound(LayerError):
     pass
+
+
+class DiffIDMismatch(LayerError):
+    """The tar's sha256 is not the DiffID its image config names: nothing was registered."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,17 @@ class MountLayer:
     mount_id: str
     init_id: str
     parent: str | None  # ChainID of the image's top layer, None for scratch
+
+
+def _is_regular_file_at_start(stream: object) -> bool:
+    """A real file read from its start can serve as the spool itself: no copy is needed."""
+    raw = stream.raw if isinstance(stream, io.BufferedReader | io.BufferedRandom) else stream
+    if not isinstance(raw, io.FileIO):  # not a gzip reader or a tar member, whose fileno() is another file's
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(raw.fileno()).st_mode) and raw.tell() == 0 and raw.readable()
+    except (OSError, ValueError):
+        return False
 
 
 def next_chain_id(parent: str | None, diff_id: str) -> str:
@@ -160,51 +178,73 @@ class LayerStore:
         t.mkdir(parents=True, exist_ok=True)
         return t
 
-    def register(self, stream: archive.ByteStream, parent: str | None = None) -> tuple[Layer, bool]:
-        """Apply a layer tar on top of `parent`; returns (layer, created). An existing ChainID is reused."""
+    def register(
+        self, stream: archive.ByteStream, parent: str | None = None, expected_diff_id: str | None = None
+    ) -> tuple[Layer, bool]:
+        """Apply a layer tar on top of `parent`; returns (layer, created). An existing ChainID is reused.
+
+        With `expected_diff_id`, a tar whose sha256 differs raises DiffIDMismatch before anything
+        is registered: the check costs no pass of its own (the extraction hashes what it reads).
+        """
         if parent:
             if not self.exists(parent):
                 raise LayerNotFound(f"layer does not exist: {parent}")
             if self.depth(parent) >= MAX_DEPTH:
                 raise LayerError("max depth exceeded")
-        cache_id = secrets.token_hex(32)
-        layer_dir = self.layout.layer_dir(cache_id)
+        if _is_regular_file_at_start(stream):
+            return self._register_spooled(stream, parent, expected_diff_id)  # type: ignore[arg-type]  # a real file
         fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(stream, out, 1 << 20)
-            try:
-                with open(spool, "rb") as f:
-                    result = archive.apply_layer_tar(f, layer_dir / "diff", self.encoding)
-            except BaseException:
-                shutil.rmtree(layer_dir, ignore_errors=True)
-                raise
-            chain_id = next_chain_id(parent, result.diff_id)
-            existing = self._read(chain_id)
-            if existing is not None:
-                shutil.rmtree(layer_dir, ignore_errors=True)
-                return existing, False
-            files: dict[str, bytes | str] = {"diff": result.diff_id, "size": str(result.size), "cache-id": cache_id}
-            if parent:
-                files["parent"] = parent
-            if archive.write_layer_tar(layer_dir / "diff").diff_id != result.diff_id:
-                # Another tool's tar: the directory cannot give the same bytes back, so keep them.
-                files[KEPT_TAR] = Path(spool).read_bytes()
-            write_dir_atomically(self.layout.layer_meta(chain_id), files, tmp_parent=self.tmp_dir)
-            return Layer(chain_id, result.diff_id, parent, cache_id, result.size), True
+            with os.fdopen(fd, "w+b") as f:
+                shutil.copyfileobj(stream, f, 1 << 20)
+                f.seek(0)
+                return self._register_spooled(f, parent, expected_diff_id)
         finally:
-            try:
-                os.unlink(spool)
-            except FileNotFoundError:
-                pass
+            os.unlink(spool)
+
+    def _register_spooled(
+        self, spool: BinaryIO, parent: str | None, expected_diff_id: str | None
+    ) -> tuple[Layer, bool]:
+        """Register the tar in the regular file `spool` (read from its start; re-read if kept)."""
+        cache_id = secrets.token_hex(32)
+        layer_dir = self.layout.layer_dir(cache_id)
+        try:
+            result = archive.apply_layer_tar(spool, layer_dir / "diff", self.encoding)
+            if expected_diff_id is not None and result.diff_id != expected_diff_id:
+                raise DiffIDMismatch(f"layer tar is {result.diff_id}, not {expected_diff_id}")
+        except BaseException:
+            shutil.rmtree(layer_dir, ignore_errors=True)
+            raise
+        chain_id = next_chain_id(parent, result.diff_id)
+        existing = self._read(chain_id)
+        if existing is not None:
+            shutil.rmtree(layer_dir, ignore_errors=True)
+            return existing, False
+        files: dict[str, bytes | str | BinaryIO] = {
+            "diff": result.diff_id,
+            "size": str(result.size),
+            "cache-id": cache_id,
+        }
+        if parent:
+            files["parent"] = parent
+        if archive.write_layer_tar(layer_dir / "diff").diff_id != result.diff_id:
+            # Another tool's tar: the directory cannot give the same bytes back, so keep them.
+            spool.seek(0)
+            files[KEPT_TAR] = spool
+        try:
+            write_dir_atomically(self.layout.layer_meta(chain_id), files, tmp_parent=self.tmp_dir)
+        except BaseException:
+            shutil.rmtree(layer_dir, ignore_errors=True)
+            raise
+        return Layer(chain_id, result.diff_id, parent, cache_id, result.size), True
 
     def register_dir(self, src_dir: str | os.PathLike[str], parent: str | None = None) -> tuple[Layer, bool]:
         """Register the contents of a directory as a layer (via its Go-compatible tar)."""
         fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
-            with os.fdopen(fd, "wb") as out:
-                archive.write_layer_tar(src_dir, out)
-            with open(spool, "rb") as f:
+            with os.fdopen(fd, "w+b") as f:
+                archive.write_layer_tar(src_dir, f)
+                f.seek(0)
                 return self.register(f, parent)
         finally:
             os.unlink(spool)

@@ -163,15 +163,23 @@ def read_text(path: str | os.PathLike[str], default: str | None = None) -> str |
         return default
 
 
-def write_dir_atomically(final: Path, files: Mapping[str, bytes | str], tmp_parent: Path | None = None) -> None:
-    """Create directory `final` holding `files`, all at once: built under a temporary name, then renamed."""
+def write_dir_atomically(
+    final: Path, files: Mapping[str, bytes | str | BinaryIO], tmp_parent: Path | None = None
+) -> None:
+    """Create directory `final` holding `files`, all at once: built under a temporary name, then renamed.
+
+    A value that is an open file is copied from where it stands, never held in memory whole."""
     tmp_parent = tmp_parent or final.parent
     tmp_parent.mkdir(parents=True, exist_ok=True)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=tmp_parent))
     try:
         for name, data in files.items():
-            (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
+            if isinstance(data, (bytes, str)):
+                (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
+            else:
+                with open(tmp / name, "wb") as out:
+                    shutil.copyfileobj(data, out, 1 << 20)
         os.chmod(tmp, 0o755)
         os.rename(tmp, final)
     except BaseException:
