@@ -29,6 +29,7 @@ from .manifest import MANIFEST_ACCEPT
 USER_AGENT = "imagegraph/0.1 (layerlab)"
 DOCKER_HUB_HOST = "registry-1.docker.io"
 CHUNK = 1 << 16
+BODY_BLOCK = 1 << 20  # an uploaded file is sent in blocks this big (http.client's default: 8 KiB)
 
 
 def split_host_port(domain: str) -> tuple[str, str]:
@@ -145,10 +146,10 @@ class RegistryClient:
         if parts.scheme == "https":
             ctx = ssl.create_default_context()
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                parts.netloc, timeout=self.timeout, context=ctx
+                parts.netloc, timeout=self.timeout, context=ctx, blocksize=BODY_BLOCK
             )
         else:
-            conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
+            conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout, blocksize=BODY_BLOCK)
         return conn, target
 
     def _send(
