@@ -32,6 +32,7 @@ from ..api.router.container import ContainerRouter
 from ..api.router.image import ImageRouter
 from ..api.router.system import SystemRouter
 from ..api.server import APIServer, Listener, listen_tcp, listen_unix
+from ..commands import positive_int
 from . import Daemon, DaemonConfig
 from .flow import Flow
 
@@ -152,6 +153,10 @@ def setup_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--shutdown-timeout", type=float, default=10.0, metavar="SECONDS", help="grace for running requests (10)"
     )
+    p.add_argument(
+        "--max-concurrent-downloads", type=positive_int, metavar="N", help="layers a pull downloads at once (3)"
+    )
+    p.add_argument("--max-concurrent-uploads", type=positive_int, metavar="N", help="layers a push uploads at once (5)")
 
 
 class _LogrusFormatter(logging.Formatter):
@@ -198,6 +203,8 @@ def run(a: argparse.Namespace, root: Path, err: TextIO) -> int:
     try:
         config = DaemonConfig.load(root, a.whiteouts, tuple(a.insecure_registry), tuple(hosts), level <= logging.DEBUG)
         config.shutdown_timeout = a.shutdown_timeout
+        config.max_concurrent_downloads = a.max_concurrent_downloads or config.max_concurrent_downloads
+        config.max_concurrent_uploads = a.max_concurrent_uploads or config.max_concurrent_uploads
         daemon = Daemon(config, Flow(flow_out))
     except (ValueError, OSError) as exc:
         err.write(f"imagegraph daemon: {exc}\n")

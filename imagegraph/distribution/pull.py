@@ -213,20 +213,64 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     return result
 
 
-class _Cancelled(Exception):
-    """Another layer failed: the downloads still running stop at their next chunk."""
+#: A transfer smaller than this is finished before the next one starts: concurrency gains
+#: nothing on it, and the registry's log and the flow log keep the manifest's order.
+SMALL_TRANSFER = 1 << 20
+
+
+class Cancelled(Exception):
+    """Another layer failed: the transfers still running stop at their next chunk."""
+
+
+class Turns:
+    """Transfers start in order: number i waits until i-1 has its first answer (or has ended,
+    when it is small), as dockerd hands layers to its transfer slots one after another."""
+
+    def __init__(self, count: int) -> None:
+        self._ready = [threading.Event() for _ in range(count)]
+        self.stop = threading.Event()
+
+    def wait(self, i: int) -> None:
+        if i > 0:
+            self._ready[i - 1].wait()
+        if self.stop.is_set():
+            raise Cancelled()
+
+    def ready(self, i: int) -> None:
+        self._ready[i].set()
+
+    def cancel(self) -> None:
+        self.stop.set()
+        for event in self._ready:
+            event.set()
 
 
 def _download(
-    client: RegistryClient, ref: Reference, desc: M.Descriptor, dest: Path, out: LockedProgress, stop: threading.Event
+    client: RegistryClient,
+    ref: Reference,
+    desc: M.Descriptor,
+    dest: Path,
+    out: LockedProgress,
+    turns: Turns,
+    turn: int,
 ) -> None:
     """One blob into `dest`, its digest checked as it comes (a transfer thread)."""
-    report = functools.partial(out.progress, short_id(desc.digest), "Downloading", total=desc.size)
-    with open(dest, "wb") as f:  # outside the store lock: other commands go on meanwhile
-        for chunk in client.iter_blob(ref.path, desc.digest, desc.size, on_chunk=report):
-            if stop.is_set():
-                raise _Cancelled()
-            f.write(chunk)
+    sid = short_id(desc.digest)
+
+    def report(done: int) -> None:
+        if desc.size >= SMALL_TRANSFER:
+            turns.ready(turn)  # the registry has answered: the next download may start
+        out.progress(sid, "Downloading", done, desc.size)
+
+    try:
+        turns.wait(turn)
+        with open(dest, "wb") as f:  # outside the store lock: other commands go on meanwhile
+            for chunk in client.iter_blob(ref.path, desc.digest, desc.size, on_chunk=report):
+                if turns.stop.is_set():
+                    raise Cancelled()
+                f.write(chunk)
+    finally:
+        turns.ready(turn)
 
 
 def _fetch_layers(
@@ -250,16 +294,21 @@ def _fetch_layers(
             out.update(short_id(desc.digest), "Pulling fs layer")
             todo.append(desc.digest)
     shared = LockedProgress(out)
-    stop = threading.Event()
+    wanted = [
+        i
+        for i, (desc, chain) in enumerate(zip(man.layers, chains, strict=True))
+        if desc.digest in todo and not store.layers.exists(chain)
+    ]
+    turns = Turns(len(wanted))
     with store.scratch("pull-") as scratch, ThreadPoolExecutor(max(1, downloads), "pull") as pool:
-        pending: dict[int, Future[Any]] = {}
-        for i, (desc, chain) in enumerate(zip(man.layers, chains, strict=True)):
-            if desc.digest in todo and not store.layers.exists(chain):
-                pending[i] = pool.submit(_download, client, ref, desc, scratch / f"{i}.blob", shared, stop)
+        pending: dict[int, Future[Any]] = {
+            i: pool.submit(_download, client, ref, man.layers[i], scratch / f"{i}.blob", shared, turns, turn)
+            for turn, i in enumerate(wanted)
+        }
         try:
             _register_in_order(store, man, diff_ids, chains, scratch, pending, shared, result, created)
         finally:
-            stop.set()
+            turns.cancel()
             for future in pending.values():
                 future.cancel()
 
