@@ -40,8 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # bench/ is a folder of scripts: its common.py, and the checkout's packages.
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BenchError, Figure, MountSet, format_ratio, format_seconds
 
@@ -51,6 +50,7 @@ except ImportError:  # the venv has it; a bare python3 may not
     print("image_bench: the tabulate package is missing (run `make setup`, then use .venv/bin/python)", file=sys.stderr)
     raise SystemExit(2) from None
 
+REPO = Path(__file__).resolve().parents[1]
 PROG = "image_bench"
 MiB = 1 << 20
 GROUPS = ("import", "commit", "push", "pull", "pull-mount", "save", "load", "daemon")
@@ -522,7 +522,8 @@ def measure_pull(bench: Bench, images: Images, fx: Fixture) -> None:
 
     def theirs(i: int) -> Sample:
         dest = bench.scratch("pull-oci")
-        sample = run_step(_skopeo("--src-tls-verify=false", f"docker://{ref}", f"oci:{dest}:latest"), bench.env, "skopeo")
+        copy = _skopeo("--src-tls-verify=false", f"docker://{ref}", f"oci:{dest}:latest")
+        sample = run_step(copy, bench.env, "skopeo")
         shutil.rmtree(dest, ignore_errors=True)
         return sample
 
@@ -536,9 +537,13 @@ def measure_pull_mount(bench: Bench, images: Images, fx: Fixture) -> None:
 
     def ours(i: int) -> Sample:
         root = bench.scratch("pullmount-root")
-        steps = [ig(root, "pull", "-q", ref), ig(root, "create", "--name", "c", ref, "true"), ig(root, "mount", "c")]
-        samples = [run_step(step, bench.env, f"imagegraph {step[4]}") for step in steps]
-        subprocess.run(ig(root, "umount", "c"), env=bench.env, capture_output=True)
+        steps = [
+            ig(root, "pull", "-q", ref),
+            ig(root, "create", "--name", "mounted", ref, "true"),
+            ig(root, "mount", "mounted"),
+        ]
+        samples = [run_step(step, bench.env, f"imagegraph {step[5]}") for step in steps]
+        subprocess.run(ig(root, "umount", "mounted"), env=bench.env, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
         return Sample(sum(s.seconds for s in samples), max(s.peak_rss for s in samples))
 
@@ -754,7 +759,10 @@ def report(bench: Bench) -> str:
     if ours:
         rss, key = max(ours)
         verdict = "met" if rss <= RSS_AIM else "missed"
-        parts += ["", f"Peak RSS of imagegraph's commands: at most {rss / MiB:.0f} MiB ({key}); aim ≤ 150 MiB — {verdict}"]
+        parts += [
+            "",
+            f"Peak RSS of imagegraph's commands: at most {rss / MiB:.0f} MiB ({key}); aim ≤ 150 MiB — {verdict}",
+        ]
     parts += bench.notes
     return "\n".join(parts) + "\n"
 
@@ -808,7 +816,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--measures", default=",".join(GROUPS), help=f"comma-separated groups among {','.join(GROUPS)} (default all)"
     )
     parser.add_argument(
-        "--fixtures", default="big,small,image", help="comma-separated fixtures among big,small,image (default all)"
+        "--fixtures",
+        help="comma-separated fixtures among big,small,image (default all; with --quick, the image only "
+        "for the registry measures)",
     )
     parser.add_argument("--json", type=Path, help="also save the figures to this JSON file")
     parser.add_argument(
@@ -848,23 +858,27 @@ def _missing_tools(groups: list[str]) -> dict[str, str]:
     return out
 
 
-def _chosen(args: argparse.Namespace, sizes: Sizes) -> tuple[list[str], list[Fixture]]:
+def _chosen(args: argparse.Namespace, sizes: Sizes) -> tuple[list[str], list[Fixture], list[Fixture]]:
+    """(measure groups, fixtures for import and commit, fixtures for the registry measures)."""
     groups = [g.strip() for g in args.measures.split(",") if g.strip()]
     bad = [g for g in groups if g not in GROUPS]
     if bad or not groups:
         raise BenchError(f"unknown measure '{bad[0] if bad else args.measures}' (choose among {', '.join(GROUPS)})")
     table = fixtures(sizes)
-    names = [f.strip() for f in args.fixtures.split(",") if f.strip()]
+    names = [f.strip() for f in (args.fixtures or "big,small,image").split(",") if f.strip()]
     unknown = [n for n in names if n not in table]
     if unknown or not names:
-        raise BenchError(f"unknown fixture '{unknown[0] if unknown else args.fixtures}' (choose among big, small, image)")
+        bad_name = unknown[0] if unknown else args.fixtures
+        raise BenchError(f"unknown fixture '{bad_name}' (choose among big, small, image)")
     if args.repeat is not None and args.repeat < 1:
         raise BenchError("--repeat must be at least 1")
-    return groups, [table[n] for n in names]
+    chosen = [table[n] for n in names]
+    # A smoke run: the two trees for import and commit, the 5-layer image for the rest.
+    images = [table["image"]] if args.quick and not args.fixtures else chosen
+    return groups, [fx for fx in chosen if fx.key != "image"], images
 
 
-def run_all(bench: Bench, groups: list[str], chosen: list[Fixture]) -> None:
-    trees = [fx for fx in chosen if fx.key != "image"]
+def run_all(bench: Bench, groups: list[str], trees: list[Fixture], chosen: list[Fixture]) -> None:
     if "import" in groups:
         for fx in trees:
             measure_import(bench, fx)
@@ -898,7 +912,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         sizes = Sizes.quick() if args.quick else Sizes()
-        groups, chosen = _chosen(args, sizes)
+        groups, trees, chosen = _chosen(args, sizes)
         repeat = args.repeat or (1 if args.quick else 5)
         signal.signal(signal.SIGTERM, _sigterm)
         for group, reason in _missing_tools(groups).items():
@@ -912,7 +926,7 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(workdir, sizes, repeat, _env(), base)
         try:
             with MountSet(str(workdir / "runs")):  # a mount left by pull + mount comes down, whatever happens
-                run_all(bench, groups, chosen)
+                run_all(bench, groups, trees, chosen)
         finally:
             shutil.rmtree(workdir / "runs", ignore_errors=True)
         after = os.getloadavg()
