@@ -330,6 +330,17 @@ def iter_layer_tar(src_dir: str | os.PathLike[str]) -> Iterator[bytes]:
     yield b"\0" * (2 * BLOCK)
 
 
+def layer_tar_size(src_dir: str | os.PathLike[str]) -> int:
+    """The length of `iter_layer_tar(src_dir)` from the headers alone, no file read: what a
+    tar that embeds the layer (save) must declare before the bytes follow."""
+    total = 2 * BLOCK
+    for e in layer_entries(src_dir):
+        total += len(encode_header(e))
+        if e.source and e.size:
+            total += e.size + len(_pad(e.size))
+    return total
+
+
 @dataclass(frozen=True)
 class TarResult:
     diff_id: str

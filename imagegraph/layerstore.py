@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import stat
+import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -62,10 +63,41 @@ class MountLayer:
     parent: str | None  # ChainID of the image's top layer, None for scratch
 
 
-def _is_regular_file_at_start(stream: object) -> bool:
-    """A real file read from its start can serve as the spool itself: no copy is needed."""
+class TarReader:
+    """A file-like view of a layer's tar chunks (what tarfile.addfile reads), of a length known
+    beforehand: a layer that changed under it is an error, never a tar with a wrong size."""
+
+    def __init__(self, chunks: Iterator[bytes], size: int) -> None:
+        self.size = size
+        self._chunks = chunks
+        self._pending: list[bytes] = []  # joined once per read: no quadratic copying of small headers
+        self._held = 0
+        self._done = 0
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or self._held < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._pending.append(chunk)
+            self._held += len(chunk)
+        data = b"".join(self._pending)
+        out, rest = (data, b"") if n < 0 else (data[:n], data[n:])
+        self._pending, self._held = ([rest] if rest else []), len(rest)
+        self._done += len(out)
+        if self._done > self.size or (not out and n != 0 and self._done != self.size):
+            raise LayerError(f"layer changed while it was read: {self._done} bytes, {self.size} expected")
+        return out
+
+
+def rereadable(stream: object) -> bool:
+    """Whether `stream` can serve as its own spool: a regular file, or a member of a tar file,
+    at its start, that a seek brings back to its start. (A gzip reader can seek too, but only by
+    decompressing again; its fileno() is the compressed file's.)"""
+    if isinstance(stream, tarfile.ExFileObject):
+        return stream.seekable() and stream.tell() == 0
     raw = stream.raw if isinstance(stream, io.BufferedReader | io.BufferedRandom) else stream
-    if not isinstance(raw, io.FileIO):  # not a gzip reader or a tar member, whose fileno() is another file's
+    if not isinstance(raw, io.FileIO):
         return False
     try:
         return stat.S_ISREG(os.fstat(raw.fileno()).st_mode) and raw.tell() == 0 and raw.readable()
@@ -148,6 +180,17 @@ class LayerStore:
             return
         yield from archive.iter_layer_tar(self.diff_dir(layer))
 
+    def tar_size(self, chain_id: str) -> int:
+        """The length of `tar_stream(chain_id)`, found without reading the layer's files."""
+        kept = self.layout.layer_meta(chain_id) / KEPT_TAR
+        if kept.exists():
+            return kept.stat().st_size
+        return archive.layer_tar_size(self.diff_dir(self.get(chain_id)))
+
+    def tar_reader(self, chain_id: str) -> TarReader:
+        """`tar_stream` as a file to read from, that checks it gives exactly `tar_size` bytes."""
+        return TarReader(self.tar_stream(chain_id), self.tar_size(chain_id))
+
     # ---- reference counts ---------------------------------------------------------------
 
     def references(self, chain_id: str) -> int:
@@ -191,7 +234,7 @@ class LayerStore:
                 raise LayerNotFound(f"layer does not exist: {parent}")
             if self.depth(parent) >= MAX_DEPTH:
                 raise LayerError("max depth exceeded")
-        if _is_regular_file_at_start(stream):
+        if rereadable(stream):
             return self._register_spooled(stream, parent, expected_diff_id)  # type: ignore[arg-type]  # a real file
         fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
