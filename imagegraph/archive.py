@@ -313,21 +313,38 @@ def layer_entries(src_dir: str | os.PathLike[str]) -> Iterator[TarEntry]:
             )
 
 
+def _entry_chunks(e: TarEntry, header: bytes) -> Iterator[bytes]:
+    """One entry's bytes in the tar: its header, its file's data, the padding."""
+    yield header
+    if e.source and e.size:
+        written = 0
+        with open(e.source, "rb") as f:
+            while written < e.size:
+                chunk = f.read(min(_CHUNK, e.size - written))
+                if not chunk:
+                    raise ArchiveError(f"{e.name}: file shrank while it was archived")
+                written += len(chunk)
+                yield chunk
+        yield _pad(e.size)
+
+
 def iter_layer_tar(src_dir: str | os.PathLike[str]) -> Iterator[bytes]:
     """The layer tar of `src_dir` as a stream of chunks, never held whole in memory."""
     for e in layer_entries(src_dir):
-        yield encode_header(e)
-        if e.source and e.size:
-            written = 0
-            with open(e.source, "rb") as f:
-                while written < e.size:
-                    chunk = f.read(min(_CHUNK, e.size - written))
-                    if not chunk:
-                        raise ArchiveError(f"{e.name}: file shrank while it was archived")
-                    written += len(chunk)
-                    yield chunk
-            yield _pad(e.size)
+        yield from _entry_chunks(e, encode_header(e))
     yield b"\0" * (2 * BLOCK)
+
+
+def headers_digest(src_dir: str | os.PathLike[str]) -> str:
+    """The sha256 of the headers alone of `src_dir`'s layer tar (no file is read).
+
+    Two trees with the same headers digest give the same tar wherever their files hold the
+    same bytes: how a layer extracted from our own tar is checked to reproduce it, without
+    reading and hashing its data a second time."""
+    h = hashlib.sha256()
+    for e in layer_entries(src_dir):
+        h.update(encode_header(e))
+    return "sha256:" + h.hexdigest()
 
 
 def layer_tar_size(src_dir: str | os.PathLike[str]) -> int:
@@ -345,18 +362,26 @@ def layer_tar_size(src_dir: str | os.PathLike[str]) -> int:
 class TarResult:
     diff_id: str
     tar_size: int
+    headers: str  # headers_digest of the tree, from the same pass
 
 
 def write_layer_tar(src_dir: str | os.PathLike[str], out: BinaryIO | None = None) -> TarResult:
     """Write (to `out`, if given) and hash the layer tar of `src_dir` in one pass."""
-    h = hashlib.sha256()
+    h, heads = hashlib.sha256(), hashlib.sha256()
     n = 0
-    for chunk in iter_layer_tar(src_dir):
-        h.update(chunk)
-        n += len(chunk)
-        if out is not None:
-            out.write(chunk)
-    return TarResult("sha256:" + h.hexdigest(), n)
+    for e in layer_entries(src_dir):
+        header = encode_header(e)
+        heads.update(header)
+        for chunk in _entry_chunks(e, header):
+            h.update(chunk)
+            n += len(chunk)
+            if out is not None:
+                out.write(chunk)
+    end = b"\0" * (2 * BLOCK)
+    h.update(end)
+    if out is not None:
+        out.write(end)
+    return TarResult("sha256:" + h.hexdigest(), n + len(end), "sha256:" + heads.hexdigest())
 
 
 # --------------------------------------------------------------------------------------

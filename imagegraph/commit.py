@@ -291,12 +291,13 @@ def commit(
     fd, spool = tempfile.mkstemp(prefix=".tmp-commit-", suffix=".tar", dir=layers.tmp_dir)
     try:
         with os.fdopen(fd, "wb") as out:
-            diff_id = archive.write_layer_tar(top_dir, out).diff_id
+            written = archive.write_layer_tar(top_dir, out)
+        diff_id = written.diff_id
         empty = diff_id == EMPTY_LAYER_DIFF_ID
         diff_ids = list(parent.diff_ids)
         if not empty:
             with open(spool, "rb") as f:
-                layer, _ = layers.register(f, parent.top_chain_id or None)
+                layer, _ = layers.register(f, parent.top_chain_id or None, diff_id, written.headers)
             diff_ids.append(layer.diff_id)
     finally:
         os.unlink(spool)

@@ -222,12 +222,18 @@ class LayerStore:
         return t
 
     def register(
-        self, stream: archive.ByteStream, parent: str | None = None, expected_diff_id: str | None = None
+        self,
+        stream: archive.ByteStream,
+        parent: str | None = None,
+        expected_diff_id: str | None = None,
+        source_headers: str | None = None,
     ) -> tuple[Layer, bool]:
         """Apply a layer tar on top of `parent`; returns (layer, created). An existing ChainID is reused.
 
         With `expected_diff_id`, a tar whose sha256 differs raises DiffIDMismatch before anything
         is registered: the check costs no pass of its own (the extraction hashes what it reads).
+        `source_headers` says the tar is our own writer's, of a tree with that headers digest:
+        the layer then reproduces it when its headers digest is the same (no data re-read).
         """
         if parent:
             if not self.exists(parent):
@@ -235,18 +241,18 @@ class LayerStore:
             if self.depth(parent) >= MAX_DEPTH:
                 raise LayerError("max depth exceeded")
         if rereadable(stream):
-            return self._register_spooled(stream, parent, expected_diff_id)  # type: ignore[arg-type]  # a real file
+            return self._register_spooled(stream, parent, expected_diff_id, source_headers)  # type: ignore[arg-type]  # a real file
         fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
             with os.fdopen(fd, "w+b") as f:
                 shutil.copyfileobj(stream, f, 1 << 20)
                 f.seek(0)
-                return self._register_spooled(f, parent, expected_diff_id)
+                return self._register_spooled(f, parent, expected_diff_id, source_headers)
         finally:
             os.unlink(spool)
 
     def _register_spooled(
-        self, spool: BinaryIO, parent: str | None, expected_diff_id: str | None
+        self, spool: BinaryIO, parent: str | None, expected_diff_id: str | None, source_headers: str | None
     ) -> tuple[Layer, bool]:
         """Register the tar in the regular file `spool` (read from its start; re-read if kept)."""
         cache_id = secrets.token_hex(32)
@@ -270,7 +276,7 @@ class LayerStore:
         }
         if parent:
             files["parent"] = parent
-        if archive.write_layer_tar(layer_dir / "diff").diff_id != result.diff_id:
+        if not self._reproduces(layer_dir / "diff", result.diff_id, source_headers):
             # Another tool's tar: the directory cannot give the same bytes back, so keep them.
             spool.seek(0)
             files[KEPT_TAR] = spool
@@ -281,14 +287,21 @@ class LayerStore:
             raise
         return Layer(chain_id, result.diff_id, parent, cache_id, result.size), True
 
+    @staticmethod
+    def _reproduces(diff_dir: Path, diff_id: str, source_headers: str | None) -> bool:
+        """Whether the extracted layer gives its tar back byte for byte."""
+        if source_headers is not None and archive.headers_digest(diff_dir) == source_headers:
+            return True  # the same headers, and every file holds the bytes the tar gave it
+        return archive.write_layer_tar(diff_dir).diff_id == diff_id
+
     def register_dir(self, src_dir: str | os.PathLike[str], parent: str | None = None) -> tuple[Layer, bool]:
         """Register the contents of a directory as a layer (via its Go-compatible tar)."""
         fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
             with os.fdopen(fd, "w+b") as f:
-                archive.write_layer_tar(src_dir, f)
+                written = archive.write_layer_tar(src_dir, f)
                 f.seek(0)
-                return self.register(f, parent)
+                return self.register(f, parent, written.diff_id, written.headers)
         finally:
             os.unlink(spool)
 
