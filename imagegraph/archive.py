@@ -392,14 +392,16 @@ def write_layer_tar(src_dir: str | os.PathLike[str], out: BinaryIO | None = None
 class _HashingReader:
     """Hashes every byte read, so the DiffID comes from the same pass that extracts."""
 
-    def __init__(self, raw: ByteStream) -> None:
+    def __init__(self, raw: ByteStream, hashing: bool = True) -> None:
         self.raw = raw
         self.hash = hashlib.sha256()
+        self.hashing = hashing
         self.count = 0
 
     def read(self, n: int = -1) -> bytes:
         b = self.raw.read(n)
-        self.hash.update(b)
+        if self.hashing:
+            self.hash.update(b)
         self.count += len(b)
         return b
 
@@ -585,19 +587,22 @@ def _check_end(raw: ByteStream, end: int) -> None:
         raise ArchiveError("broken tar archive: invalid tar header")
 
 
-def apply_layer_tar(stream: ByteStream, dest: str | os.PathLike[str], encoding: str | None = None) -> ApplyResult:
+def apply_layer_tar(
+    stream: ByteStream, dest: str | os.PathLike[str], encoding: str | None = None, diff_id: str | None = None
+) -> ApplyResult:
     """Extract a layer tar into the new directory `dest`, whole or not at all.
 
     `dest` must not exist yet: the tar is unpacked into a temporary sibling, which is
     renamed to `dest` only after the last entry was written. OCI whiteouts are stored in
     `encoding` (overlay: char 0/0 and opaque xattr; aufs: the `.wh.` files as they are).
+    `diff_id`: the tar's sha256 when the caller hashed it as it wrote it (no second hash).
     """
     dest = os.fspath(dest)
     encoding = encoding or default_encoding()
     parent = os.path.dirname(os.path.abspath(dest)) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".apply-", dir=parent)
-    reader = _HashingReader(stream)
+    reader = _HashingReader(stream, hashing=diff_id is None)
     try:
         size = _extract_into(reader, tmp, encoding)
         os.chmod(tmp, 0o755)
@@ -605,4 +610,4 @@ def apply_layer_tar(stream: ByteStream, dest: str | os.PathLike[str], encoding: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ApplyResult("sha256:" + reader.hash.hexdigest(), size)
+    return ApplyResult(diff_id or "sha256:" + reader.hash.hexdigest(), size)

@@ -232,8 +232,9 @@ class LayerStore:
 
         With `expected_diff_id`, a tar whose sha256 differs raises DiffIDMismatch before anything
         is registered: the check costs no pass of its own (the extraction hashes what it reads).
-        `source_headers` says the tar is our own writer's, of a tree with that headers digest:
-        the layer then reproduces it when its headers digest is the same (no data re-read).
+        `source_headers` says the tar is our own writer's, of a tree with that headers digest, and
+        `expected_diff_id` the sha256 it computed as it wrote it: the extraction does not hash
+        again, and the layer reproduces the tar when its headers digest is the same.
         """
         if parent:
             if not self.exists(parent):
@@ -258,7 +259,9 @@ class LayerStore:
         cache_id = secrets.token_hex(32)
         layer_dir = self.layout.layer_dir(cache_id)
         try:
-            result = archive.apply_layer_tar(spool, layer_dir / "diff", self.encoding)
+            # Our own writer's tar, hashed as it was written: extracting it need not hash it again.
+            known = expected_diff_id if source_headers is not None else None
+            result = archive.apply_layer_tar(spool, layer_dir / "diff", self.encoding, known)
             if expected_diff_id is not None and result.diff_id != expected_diff_id:
                 raise DiffIDMismatch(f"layer tar is {result.diff_id}, not {expected_diff_id}")
         except BaseException:
