@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 # bench/ is a folder of scripts: its common.py, and the checkout's packages.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -425,15 +426,13 @@ def measure_commit(bench: Bench, fx: Fixture) -> None:
     base = bench.scratch("commit-base")
     (base / "etc").mkdir(parents=True)
     (base / "etc" / "hostname").write_text("bench\n")
-    check(ig(root, "import", str(base), "bench/base:latest"), bench.env, "imagegraph import")
-    check(ig(root, "create", "--name", "committer", "bench/base:latest", "true"), bench.env, "imagegraph create")
-    info = json.loads(check(ig(root, "inspect", "committer"), bench.env, "imagegraph inspect"))
-    upper = Path(info[0]["GraphDriver"]["Data"]["UpperDir"])
-    check(["cp", "-a", str(bench.fixtures / fx.key) + "/.", str(upper)], bench.env, "cp")
+    svc = services(root)
+    svc.import_image(str(base), "bench/base:latest")
+    upper = container_with(svc, "bench/base:latest", "committer", bench.fixtures / fx.key)
 
     def ours(i: int) -> Sample:
         sample = run_step(ig(root, "commit", "committer", "bench/committed:latest"), bench.env, "imagegraph commit")
-        check(ig(root, "rmi", "bench/committed:latest"), bench.env, "imagegraph rmi")
+        services(root).image_delete("bench/committed:latest")
         return sample
 
     def theirs(i: int) -> Sample:
@@ -452,6 +451,21 @@ class Images:
     archives: Path  # <fixture>.tar : `imagegraph save` of each image
 
 
+def services(root: Path) -> Any:
+    """imagegraph's service layer on `root`, in this process: set-up needs no start-up per step."""
+    from imagegraph.service import Services
+
+    return Services.open(root)
+
+
+def container_with(svc: Any, image: str, name: str, tree: Path) -> Path:
+    """A container of `image` whose top layer holds a copy of `tree`; its top layer's folder."""
+    c = svc.create_container(image, ["true"], name)
+    upper = svc.layout.layer_dir(svc.containers.mount_layer(c).mount_id) / "diff"
+    subprocess.run(["cp", "-a", f"{tree}/.", str(upper)], check=True)
+    return Path(upper)
+
+
 def build_images(bench: Bench, reg: str, wanted: list[Fixture]) -> Images:
     """Import each fixture as an image (the 5-layer one by commits), push it, save it."""
     store = bench.scratch("source-store")
@@ -462,22 +476,19 @@ def build_images(bench: Bench, reg: str, wanted: list[Fixture]) -> Images:
     for fx in wanted:
         _progress(f"preparing the image {fx.label}")
         name = f"bench/{fx.key}:latest"
+        svc = services(store)
         if fx.key != "image":
-            check(ig(store, "import", str(bench.fixtures / fx.key), name), env, "imagegraph import")
+            svc.import_image(str(bench.fixtures / fx.key), name)
         else:
             layers = sorted((bench.fixtures / "image").iterdir())
-            check(ig(store, "import", str(layers[0]), name), env, "imagegraph import")
+            svc.import_image(str(layers[0]), name)
             for n, layer in enumerate(layers[1:], start=2):
-                cname = f"builder{n}"
-                check(ig(store, "create", "--name", cname, name, "true"), env, "imagegraph create")
-                info = json.loads(check(ig(store, "inspect", cname), env, "imagegraph inspect"))
-                upper = info[0]["GraphDriver"]["Data"]["UpperDir"]
-                check(["cp", "-a", str(layer) + "/.", upper], env, "cp")
-                check(ig(store, "commit", cname, name), env, "imagegraph commit")
-                check(ig(store, "rm", cname), env, "imagegraph rm")
-        check(ig(store, "tag", name, f"{reg}/{name}"), env, "imagegraph tag")
+                container_with(svc, name, f"builder{n}", layer)
+                svc.commit(f"builder{n}", name)
+                svc.remove_container(f"builder{n}")
+        svc.tag(name, f"{reg}/{name}")
         check(ig(store, "push", f"{reg}/{name}"), env, "imagegraph push")
-        check(ig(store, "rmi", f"{reg}/{name}"), env, "imagegraph rmi")
+        services(store).image_delete(f"{reg}/{name}")
         archive = archives / f"{fx.key}.tar"
         check(ig(store, "save", "-o", str(archive), name), env, "imagegraph save")
         with tarfile.open(archive) as tar:
@@ -495,9 +506,9 @@ def measure_push(bench: Bench, images: Images, fx: Fixture) -> None:
 
     def ours(i: int) -> Sample:
         with registry(bench.scratch("push-registry")) as reg:
-            check(ig(images.store, "tag", name, f"{reg}/{name}"), bench.env, "imagegraph tag")
+            services(images.store).tag(name, f"{reg}/{name}")
             sample = run_step(ig(images.store, "push", f"{reg}/{name}"), bench.env, "imagegraph push")
-            check(ig(images.store, "rmi", f"{reg}/{name}"), bench.env, "imagegraph rmi")
+            services(images.store).image_delete(f"{reg}/{name}")
         return sample
 
     def theirs(i: int) -> Sample:
@@ -601,9 +612,7 @@ def measure_load(bench: Bench, images: Images, fx: Fixture) -> None:
 # -- through the daemon ---------------------------------------------------------------------
 def _fill_store(root: Path, count: int, workdir: Path) -> None:
     """`count` small distinct images, imported in this process (the quickest way to many)."""
-    from imagegraph.service import Services
-
-    svc = Services.open(root)
+    svc = services(root)
     for i in range(count):
         tree = workdir / f"img{i}"
         (tree / "etc").mkdir(parents=True, exist_ok=True)

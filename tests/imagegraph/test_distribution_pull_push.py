@@ -120,11 +120,11 @@ def test_big_layers_go_up_and_down_concurrently_with_the_same_output(registry, s
         result = pull(store, ref, out, PullOptions(max_concurrent_downloads=downloads))
         assert result.image_id == image_id and len(result.downloaded) == 4
         outputs.append(buf.getvalue())
-        layers = sorted(
+        stored = sorted(
             (layer.chain_id, layer.diff_id, layer.parent, layer.size, sorted(os.listdir(store.layers.diff_dir(layer))))
             for layer in store.layers.layers()
         )
-        snaps.append((layers, store.images.get(image_id).raw))
+        snaps.append((stored, store.images.get(image_id).raw))
     assert outputs[0] == outputs[1]
     assert [line.split(": ", 1)[1] for line in outputs[1].splitlines()[1:-2]] == (
         ["Pulling fs layer"] * 4 + ["Verifying Checksum", "Download complete", "Pull complete"] * 4
