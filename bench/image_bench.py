@@ -5,9 +5,10 @@
                                           [--json FILE] [--workdir DIR]
 
 Each figure pairs an `imagegraph` command with the tool a user would otherwise reach for, run
-on the same data in the same run: `tar -c DIR | sha256sum` for import and commit, `skopeo copy`
-for push, pull, save and load, `skopeo copy` + `umoci unpack` for pull + mount, and
-`imagegraph` itself for the same work through `imagegraph daemon` and the real `docker` CLI.
+on the same data in the same run: `tar -c DIR | sha256sum` ("tar + sha256sum" in the tables)
+for import and commit, `skopeo copy` for push, pull, save and load, `skopeo copy` + `umoci
+unpack` for pull + mount, and `imagegraph` itself for the same work through `imagegraph daemon`
+and the real `docker` CLI.
 Every figure is the median of N runs (min and max beside it) and its ratio to its yardstick;
 runs are interleaved (run 1 of both, then run 2, ...), so a noisy neighbour slows both alike.
 Each command runs as its own process, and its peak RSS (from wait4) is reported too.
@@ -415,9 +416,9 @@ def measure_import(bench: Bench, fx: Fixture) -> None:
         return sample
 
     def theirs(i: int) -> Sample:
-        return run_step(tar_sha256(tree), bench.env, "tar | sha256sum")
+        return run_step(tar_sha256(tree), bench.env, "tar + sha256sum")
 
-    bench.pair(Pair(f"import-{fx.key}", f"import: {fx.label}", "tar | sha256sum", 1.2), ours, theirs)
+    bench.pair(Pair(f"import-{fx.key}", f"import: {fx.label}", "tar + sha256sum", 1.2), ours, theirs)
 
 
 def measure_commit(bench: Bench, fx: Fixture) -> None:
@@ -436,9 +437,9 @@ def measure_commit(bench: Bench, fx: Fixture) -> None:
         return sample
 
     def theirs(i: int) -> Sample:
-        return run_step(tar_sha256(upper), bench.env, "tar | sha256sum")
+        return run_step(tar_sha256(upper), bench.env, "tar + sha256sum")
 
-    bench.pair(Pair(f"commit-{fx.key}", f"commit: {fx.label}", "tar | sha256sum", 1.2), ours, theirs)
+    bench.pair(Pair(f"commit-{fx.key}", f"commit: {fx.label}", "tar + sha256sum", 1.2), ours, theirs)
     shutil.rmtree(root, ignore_errors=True)
 
 
