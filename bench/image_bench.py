@@ -399,6 +399,13 @@ class Bench:
         except BenchError as exc:
             self.failed[pair.key] = str(exc)
             print(f"failed: {pair.label}: {exc}", flush=True)
+            return
+        # Each result as it comes (stderr): a long run cut short still says what it measured.
+        mine, base = self.figures[(pair.key, IMAGEGRAPH)], self.figures[(pair.key, pair.yardstick)]
+        _progress(
+            f"{pair.label}: imagegraph {format_seconds(mine.median)}, {pair.yardstick} "
+            f"{format_seconds(base.median)}, {format_ratio(mine.median / base.median if base.median else None)}"
+        )
 
 
 def tar_sha256(tree: Path) -> tuple[Sequence[str], ...]:
