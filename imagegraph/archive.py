@@ -23,7 +23,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
@@ -456,18 +456,68 @@ def file_member(e: TarEntry, f: BinaryIO) -> Iterator[bytes]:
 class TarResult:
     diff_id: str
     tar_size: int
+    headers: str  # headers_digest of the tree, from the same pass
 
 
 def write_layer_tar(src_dir: str | os.PathLike[str], out: BinaryIO | None = None) -> TarResult:
     """Write (to `out`, if given) and hash the layer tar of `src_dir` in one pass."""
-    h = hashlib.sha256()
+    h, heads = hashlib.sha256(), hashlib.sha256()
     n = 0
-    for chunk in iter_layer_tar(src_dir):
-        h.update(chunk)
-        n += len(chunk)
-        if out is not None:
-            out.write(chunk)
-    return TarResult("sha256:" + h.hexdigest(), n)
+    for e in layer_entries(src_dir):
+        heads.update(encode_header(e))
+        if e.source is None or not e.size:
+            chunks: Iterable[bytes] = (encode_header(e),)
+        else:
+            f = os.fdopen(e.source(), "rb")
+            chunks = _closing_chunks(f, file_member(e, f))
+        for chunk in chunks:
+            h.update(chunk)
+            n += len(chunk)
+            if out is not None:
+                out.write(chunk)
+    end = b"\0" * (2 * BLOCK)
+    h.update(end)
+    if out is not None:
+        out.write(end)
+    return TarResult("sha256:" + h.hexdigest(), n + len(end), "sha256:" + heads.hexdigest())
+
+
+def _closing_chunks(f: BinaryIO, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    with f:
+        yield from chunks
+
+
+def headers_digest(src_dir: str | os.PathLike[str]) -> str:
+    """The sha256 of the headers alone of `src_dir`'s layer tar (no file is read).
+
+    Two trees with the same headers digest give the same tar wherever their files hold the
+    same bytes (and none is sparse): how a layer extracted from our own tar is checked to
+    reproduce it, without reading and hashing its data a second time."""
+    h = hashlib.sha256()
+    for e in layer_entries(src_dir):
+        h.update(encode_header(e))
+    return "sha256:" + h.hexdigest()
+
+
+def layer_tar_size(src_dir: str | os.PathLike[str]) -> int:
+    """The length of `iter_layer_tar(src_dir)` without reading its files' data: what a tar
+    that embeds the layer (save) must declare before the bytes follow."""
+    total = 2 * BLOCK
+    for e in layer_entries(src_dir):
+        if e.source is None or not e.size:
+            total += len(encode_header(e))
+            continue
+        fd = e.source()
+        try:
+            regions = _data_regions(fd, e.size)
+        finally:
+            os.close(fd)
+        if regions is None:
+            total += len(encode_header(e)) + e.size + len(_pad(e.size))
+        else:
+            sparse, map_block = _sparse_entry(e, regions)
+            total += len(encode_header(sparse)) + sparse.size + len(_pad(sparse.size))
+    return total
 
 
 # --------------------------------------------------------------------------------------
@@ -478,14 +528,16 @@ def write_layer_tar(src_dir: str | os.PathLike[str], out: BinaryIO | None = None
 class _HashingReader:
     """Hashes every byte read, so the DiffID comes from the same pass that extracts."""
 
-    def __init__(self, raw: ByteStream) -> None:
+    def __init__(self, raw: ByteStream, hashing: bool = True) -> None:
         self.raw = raw
         self.hash = hashlib.sha256()
+        self.hashing = hashing
         self.count = 0
 
     def read(self, n: int = -1) -> bytes:
         b = self.raw.read(n)
-        self.hash.update(b)
+        if self.hashing:
+            self.hash.update(b)
         self.count += len(b)
         return b
 
@@ -862,20 +914,23 @@ def _extract_into(reader: _HashingReader, root_fd: int, encoding: str) -> tuple[
     return applier.size, applier.sparse
 
 
-def apply_layer_tar(stream: ByteStream, dest: str | os.PathLike[str], encoding: str | None = None) -> ApplyResult:
+def apply_layer_tar(
+    stream: ByteStream, dest: str | os.PathLike[str], encoding: str | None = None, diff_id: str | None = None
+) -> ApplyResult:
     """Extract a layer tar into the new directory `dest`, whole or not at all.
 
     `dest` must not exist yet: the tar is unpacked into a temporary sibling, which is
     renamed to `dest` only after the last entry was written. OCI whiteouts are stored in
     `encoding` (overlay: char 0/0 and opaque xattr; aufs: the `.wh.` files as they are).
     Every entry is written relative to its open parent directory, so no depth is too deep.
+    `diff_id`: the tar's sha256 when the caller hashed it as it wrote it (no second hash).
     """
     dest = os.fspath(dest)
     encoding = encoding or default_encoding()
     parent = os.path.dirname(os.path.abspath(dest)) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".apply-", dir=parent)
-    reader = _HashingReader(stream)
+    reader = _HashingReader(stream, hashing=diff_id is None)
     try:
         root_fd = fstree.open_dir(tmp)
         try:
@@ -887,4 +942,4 @@ def apply_layer_tar(stream: ByteStream, dest: str | os.PathLike[str], encoding: 
     except BaseException:
         fstree.remove_quietly(tmp)
         raise
-    return ApplyResult("sha256:" + reader.hash.hexdigest(), size, sparse)
+    return ApplyResult(diff_id or "sha256:" + reader.hash.hexdigest(), size, sparse)

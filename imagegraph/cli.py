@@ -491,7 +491,7 @@ def cmd_graph(a: argparse.Namespace, ctx: Context) -> int:
 
 
 def _setup_daemon(p: argparse.ArgumentParser) -> None:
-    from .daemon.command import setup_args
+    from .daemon.options import setup_args
 
     setup_args(p)
 

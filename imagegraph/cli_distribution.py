@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from .commands import DAEMON_PREFIX, CommandTable, Context, Run
+from .commands import DAEMON_PREFIX, CommandTable, Context, Run, positive_int
 from .distribution import manifest as M
 from .distribution.client import RegistryClient
 from .distribution.credentials import (
@@ -32,7 +32,7 @@ from .distribution.credentials import (
 )
 from .distribution.errors import RegistryError
 from .distribution.progress import ProgressWriter
-from .distribution.pull import PullOptions, pull
+from .distribution.pull import DEFAULT_DOWNLOADS, DEFAULT_UPLOADS, PullOptions, pull
 from .distribution.push import push
 from .reference import InvalidReference, Reference, familiar_name, parse_normalized_named, tag_name_only
 from .store import StoreError, os_error_line
@@ -109,6 +109,13 @@ def _setup_pull(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
     p.add_argument("--platform", help="Set platform if server is multi-platform capable (OS/ARCH[/VARIANT])")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument(
+        "--max-concurrent-downloads",
+        type=positive_int,
+        default=DEFAULT_DOWNLOADS,
+        metavar="N",
+        help=f"Layers downloaded at once (default {DEFAULT_DOWNLOADS}, as dockerd's)",
+    )
     _insecure_registry_flag(p)
 
 
@@ -127,7 +134,11 @@ def cmd_pull(args: argparse.Namespace, ctx: Context) -> int:
     ref = parse_normalized_named(args.name)
     platform = M.parse_platform(args.platform) if args.platform else None
     ref = _default_tag(ref, args, ctx.out)
-    options = PullOptions(platform=platform, insecure_registries=_insecure(args, ctx.root))
+    options = PullOptions(
+        platform=platform,
+        insecure_registries=_insecure(args, ctx.root),
+        max_concurrent_downloads=args.max_concurrent_downloads,
+    )
     pull(ctx.store, ref, _progress(args, ctx.out), options)
     ctx.print(str(ref))
     return 0
@@ -136,6 +147,13 @@ def cmd_pull(args: argparse.Namespace, ctx: Context) -> int:
 def _setup_push(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME[:TAG]")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument(
+        "--max-concurrent-uploads",
+        type=positive_int,
+        default=DEFAULT_UPLOADS,
+        metavar="N",
+        help=f"Layers uploaded at once (default {DEFAULT_UPLOADS}, as dockerd's)",
+    )
     _insecure_registry_flag(p)
 
 
@@ -148,7 +166,9 @@ def cmd_push(args: argparse.Namespace, ctx: Context) -> int:
     ref = _default_tag(ref, args, ctx.out)
     if not ctx.root.is_dir():  # nothing to push, and no store folders to make for it
         return _fail(ctx.err, f"An image does not exist locally with the tag: {familiar_name(ref)}")
-    push(ctx.store, ref, _progress(args, ctx.out), PullOptions(insecure_registries=_insecure(args, ctx.root)))
+    uploads = args.max_concurrent_uploads
+    options = PullOptions(insecure_registries=_insecure(args, ctx.root), max_concurrent_uploads=uploads)
+    push(ctx.store, ref, _progress(args, ctx.out), options)
     if args.quiet:
         ctx.print(str(ref))
     return 0

@@ -100,3 +100,14 @@ class CommandTable(list[Command]):
             return run
 
         return register
+
+
+def positive_int(text: str) -> int:
+    """argparse type for a count of 1 or more (dockerd refuses 0 and negatives too)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: not a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: must be 1 or more")
+    return value

@@ -307,10 +307,12 @@ def register_top_layer(
     diff_ids = list(parent.diff_ids) if parent is not None else []
     try:
         with os.fdopen(fd, "wb") as out:
-            diff_id = archive.write_layer_tar(top_dir, out).diff_id
-        if diff_id != EMPTY_LAYER_DIFF_ID:
+            written = archive.write_layer_tar(top_dir, out)
+        diff_id = written.diff_id
+        if diff_id != EMPTY_LAYER_DIFF_ID:  # our own tar: its DiffID and headers are known, not hashed again
             with open(spool, "rb") as f:
-                layer, _ = layers.register(f, (parent.top_chain_id if parent is not None else "") or None)
+                parent_chain = (parent.top_chain_id if parent is not None else "") or None
+                layer, _ = layers.register(f, parent_chain, diff_id, written.headers)
             diff_ids.append(layer.diff_id)
     finally:
         os.unlink(spool)

@@ -11,12 +11,16 @@ its parent, down the chain.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import secrets
+import stat
+import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from . import archive, fstree
 from .digest import sha256_digest
@@ -45,6 +49,10 @@ class LayerNotFound(LayerError):
     pass
 
 
+class DiffIDMismatch(LayerError):
+    """The tar's sha256 is not the DiffID its image config names: nothing was registered."""
+
+
 @dataclass(frozen=True)
 class Layer:
     """One read-only layer (moby roLayer): this layer's own size is `size` (DiffSize)."""
@@ -64,6 +72,48 @@ class MountLayer:
     mount_id: str
     init_id: str
     parent: str | None  # ChainID of the image's top layer, None for scratch
+
+
+class TarReader:
+    """A file-like view of a layer's tar chunks (what tarfile.addfile reads), of a length known
+    beforehand: a layer that changed under it is an error, never a tar with a wrong size."""
+
+    def __init__(self, chunks: Iterator[bytes], size: int) -> None:
+        self.size = size
+        self._chunks = chunks
+        self._pending: list[bytes] = []  # joined once per read: no quadratic copying of small headers
+        self._held = 0
+        self._done = 0
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or self._held < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._pending.append(chunk)
+            self._held += len(chunk)
+        data = b"".join(self._pending)
+        out, rest = (data, b"") if n < 0 else (data[:n], data[n:])
+        self._pending, self._held = ([rest] if rest else []), len(rest)
+        self._done += len(out)
+        if self._done > self.size or (not out and n != 0 and self._done != self.size):
+            raise LayerError(f"layer changed while it was read: {self._done} bytes, {self.size} expected")
+        return out
+
+
+def rereadable(stream: object) -> bool:
+    """Whether `stream` can serve as its own spool: a regular file, or a member of a tar file,
+    at its start, that a seek brings back to its start. (A gzip reader can seek too, but only by
+    decompressing again; its fileno() is the compressed file's.)"""
+    if isinstance(stream, tarfile.ExFileObject):
+        return stream.seekable() and stream.tell() == 0
+    raw = stream.raw if isinstance(stream, io.BufferedReader | io.BufferedRandom) else stream
+    if not isinstance(raw, io.FileIO):
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(raw.fileno()).st_mode) and raw.tell() == 0 and raw.readable()
+    except (OSError, ValueError):
+        return False
 
 
 def next_chain_id(parent: str | None, diff_id: str) -> str:
@@ -141,6 +191,17 @@ class LayerStore:
             return
         yield from archive.iter_layer_tar(self.diff_dir(layer))
 
+    def tar_size(self, chain_id: str) -> int:
+        """The length of `tar_stream(chain_id)`, found without reading the layer's data."""
+        kept = self.layout.layer_meta(chain_id) / KEPT_TAR
+        if kept.exists():
+            return kept.stat().st_size
+        return archive.layer_tar_size(self.diff_dir(self.get(chain_id)))
+
+    def tar_reader(self, chain_id: str) -> TarReader:
+        """`tar_stream` as a file to read from, that checks it gives exactly `tar_size` bytes."""
+        return TarReader(self.tar_stream(chain_id), self.tar_size(chain_id))
+
     # ---- reference counts ---------------------------------------------------------------
 
     def references(self, chain_id: str) -> int:
@@ -175,78 +236,118 @@ class LayerStore:
         """A driver folder goes under a temporary name first (`clean` retries what is left)."""
         remove_dir_atomically(self.layout.layer_dir(name))
 
-    def register(self, stream: archive.ByteStream, parent: str | None = None) -> tuple[Layer, bool]:
+    def register(
+        self,
+        stream: archive.ByteStream,
+        parent: str | None = None,
+        expected_diff_id: str | None = None,
+        source_headers: str | None = None,
+    ) -> tuple[Layer, bool]:
         """Apply a layer tar on top of `parent`; returns (layer, created). An existing ChainID is reused.
 
-        The stream is spooled first (a pull or load reads it once); a disk that fills up stops
-        the registration with one line and leaves neither the spool nor half a layer.
+        A stream that is not a file to re-read is spooled first (a pull or load reads it once);
+        a disk that fills up stops the registration with one line and leaves neither the spool
+        nor half a layer. With `expected_diff_id`, a tar whose sha256 differs raises
+        DiffIDMismatch before anything is registered: the extraction hashes what it reads, so
+        the check costs no pass of its own. `source_headers` says the tar is our own writer's,
+        of a tree with that headers digest, and `expected_diff_id` the sha256 it computed as it
+        wrote it: the extraction does not hash again, and the layer reproduces the tar when its
+        headers digest is the same.
         """
         if parent:
             if not self.exists(parent):
                 raise LayerNotFound(f"layer does not exist: {parent}")
             if self.depth(parent) >= MAX_DEPTH:
                 raise LayerError("max depth exceeded")
-        cache_id = secrets.token_hex(32)
-        layer_dir = self.layout.layer_dir(cache_id)
-        fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(1 << 20):
-                    try:
-                        out.write(chunk)
-                    except OSError as exc:
-                        raise LayerError(f"failed to register layer: {archive.os_error_text(exc)}") from None
+            if rereadable(stream):
+                return self._register_spooled(stream, None, parent, expected_diff_id, source_headers)  # type: ignore[arg-type]  # a real file
+            fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
             try:
-                layer_dir.parent.mkdir(mode=folder_mode(), parents=True, exist_ok=True)
-                os.mkdir(layer_dir, folder_mode())  # unreachable to other users, as Docker's
+                with os.fdopen(fd, "wb") as out:
+                    while chunk := stream.read(1 << 20):
+                        try:
+                            out.write(chunk)
+                        except OSError as exc:
+                            raise LayerError(f"failed to register layer: {archive.os_error_text(exc)}") from None
                 with open(spool, "rb") as f:
-                    result = archive.apply_layer_tar(f, layer_dir / "diff", self.encoding)
-            except BaseException:
-                fstree.remove_quietly(layer_dir)
-                raise
-            chain_id = next_chain_id(parent, result.diff_id)
-            existing = self._read(chain_id)
-            if existing is not None:
-                fstree.remove_quietly(layer_dir)
-                return existing, False
-            files: dict[str, bytes | str | Path] = {
-                "diff": result.diff_id,
-                "size": str(result.size),
-                "cache-id": cache_id,
-            }
-            if parent:
-                files["parent"] = parent
-            # Another tool's tar (or a sparse one) may not come back byte for byte from the
-            # directory: then the original is kept, linked in, never read into memory.
-            if result.sparse or archive.write_layer_tar(layer_dir / "diff").diff_id != result.diff_id:
-                files[KEPT_TAR] = Path(spool)
-            try:
-                write_dir_atomically(self.layout.layer_meta(chain_id), files, tmp_parent=self.tmp_dir)
-            except BaseException:
-                fstree.remove_quietly(layer_dir)
-                raise
-            return Layer(chain_id, result.diff_id, parent, cache_id, result.size), True
+                    return self._register_spooled(f, Path(spool), parent, expected_diff_id, source_headers)
+            finally:
+                try:
+                    os.unlink(spool)
+                except FileNotFoundError:
+                    pass
         except OSError as exc:
             if exc.errno not in DISK_ERRNOS:
                 raise  # a stream that cannot be read: the caller words it
             raise LayerError(f"failed to register layer: {archive.os_error_text(exc)}") from None
-        finally:
-            try:
-                os.unlink(spool)
-            except FileNotFoundError:
-                pass
+
+    def _register_spooled(
+        self,
+        f: BinaryIO,
+        spool: Path | None,
+        parent: str | None,
+        expected_diff_id: str | None,
+        source_headers: str | None,
+    ) -> tuple[Layer, bool]:
+        """Register the tar in the file `f`, read from its start; `spool` is its path when it is
+        our own spool (linked in if the tar must be kept), else `f` is copied from its start."""
+        cache_id = secrets.token_hex(32)
+        layer_dir = self.layout.layer_dir(cache_id)
+        try:
+            layer_dir.parent.mkdir(mode=folder_mode(), parents=True, exist_ok=True)
+            os.mkdir(layer_dir, folder_mode())  # unreachable to other users, as Docker's
+            # Our own writer's tar, hashed as it was written: extracting it need not hash it again.
+            known = expected_diff_id if source_headers is not None else None
+            result = archive.apply_layer_tar(f, layer_dir / "diff", self.encoding, known)
+            if expected_diff_id is not None and result.diff_id != expected_diff_id:
+                raise DiffIDMismatch(f"layer tar is {result.diff_id}, not {expected_diff_id}")
+        except BaseException:
+            fstree.remove_quietly(layer_dir)
+            raise
+        chain_id = next_chain_id(parent, result.diff_id)
+        existing = self._read(chain_id)
+        if existing is not None:
+            fstree.remove_quietly(layer_dir)
+            return existing, False
+        files: dict[str, bytes | str | Path | BinaryIO] = {
+            "diff": result.diff_id,
+            "size": str(result.size),
+            "cache-id": cache_id,
+        }
+        if parent:
+            files["parent"] = parent
+        # Another tool's tar (or a sparse one) may not come back byte for byte from the
+        # directory: then the original is kept, linked in or copied, never read into memory.
+        if result.sparse or not self._reproduces(layer_dir / "diff", result.diff_id, source_headers):
+            if spool is None:
+                f.seek(0)
+            files[KEPT_TAR] = spool or f
+        try:
+            write_dir_atomically(self.layout.layer_meta(chain_id), files, tmp_parent=self.tmp_dir)
+        except BaseException:
+            fstree.remove_quietly(layer_dir)
+            raise
+        return Layer(chain_id, result.diff_id, parent, cache_id, result.size), True
+
+    @staticmethod
+    def _reproduces(diff_dir: Path, diff_id: str, source_headers: str | None) -> bool:
+        """Whether the extracted layer gives its tar back byte for byte."""
+        if source_headers is not None and archive.headers_digest(diff_dir) == source_headers:
+            return True  # the same headers, and every file holds the bytes the tar gave it
+        return archive.write_layer_tar(diff_dir).diff_id == diff_id
 
     def register_dir(self, src_dir: str | os.PathLike[str], parent: str | None = None) -> tuple[Layer, bool]:
         """Register the contents of a directory as a layer (via its Go-compatible tar)."""
         fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
-            with os.fdopen(fd, "wb") as out:
+            with os.fdopen(fd, "w+b") as out:
                 try:
-                    archive.write_layer_tar(src_dir, out)
+                    written = archive.write_layer_tar(src_dir, out)
                 except OSError as exc:
                     raise LayerError(f"failed to register layer: {archive.os_error_text(exc)}") from None
-            with open(spool, "rb") as f:
-                return self.register(f, parent)
+                out.seek(0)
+                return self.register(out, parent, written.diff_id, written.headers)
         finally:
             os.unlink(spool)
 

@@ -24,6 +24,7 @@ import errno
 import fcntl
 import os
 import secrets
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -341,10 +342,13 @@ def read_text(path: str | os.PathLike[str], default: str | None = None) -> str |
         return default
 
 
-def write_dir_atomically(final: Path, files: Mapping[str, bytes | str | Path], tmp_parent: Path | None = None) -> None:
+def write_dir_atomically(
+    final: Path, files: Mapping[str, bytes | str | Path | BinaryIO], tmp_parent: Path | None = None
+) -> None:
     """Create directory `final` holding `files`, all at once: built under a temporary name, then renamed.
 
-    A Path value is a file on the same filesystem, hard-linked in rather than read into memory.
+    A Path value is a file on the same filesystem, hard-linked in rather than read into memory;
+    an open file is copied from where it stands, in chunks.
     """
     tmp_parent = tmp_parent or final.parent
     tmp_parent.mkdir(parents=True, exist_ok=True)
@@ -355,8 +359,12 @@ def write_dir_atomically(final: Path, files: Mapping[str, bytes | str | Path], t
             if isinstance(data, Path):
                 os.link(data, tmp / name)
                 os.chmod(tmp / name, 0o600)
-            else:
+            elif isinstance(data, (bytes, str)):
                 (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
+            else:
+                fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(data, out, 1 << 20)
         os.chmod(tmp, 0o755)
         os.rename(tmp, final)
     except BaseException:

@@ -17,6 +17,7 @@ only when the parent is in the same file and its history is the child's minus on
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -39,6 +40,7 @@ from .distribution.client import MAX_CONFIG, MAX_MANIFEST
 from .distribution.localstore import LocalStore
 from .distribution.progress import ProgressWriter
 from .imagestore import ImageError, ImageNotFound
+from .layerstore import rereadable
 from .reference import (
     InvalidReference,
     Reference,
@@ -106,6 +108,9 @@ def _resolve_names(store: LocalStore, names: Iterable[str]) -> list[_Export]:
     return list(out.values())
 
 
+_BLOCK = 1 << 20  # tarfile's own: 10 KiB records, 16 KiB copies
+
+
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -129,7 +134,8 @@ def save(store: LocalStore, names: list[str], out: BinaryIO) -> None:
     manifest_json: list[dict] = []
     repositories: dict[str, dict[str, str]] = {}
     layer_sizes: dict[str, int] = {}
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=_BLOCK) as tar:
+        tar.copybufsize = _BLOCK  # type: ignore[attr-defined]  # TarFile has it (3.8+); the stub does not
         _add_dir(tar, "blobs/")
         _add_dir(tar, "blobs/sha256/")
         for exp in exports:
@@ -140,14 +146,14 @@ def save(store: LocalStore, names: list[str], out: BinaryIO) -> None:
                 path = f"blobs/sha256/{hex_of(diff_id)}"
                 layer_paths.append(path)
                 if diff_id not in written:
-                    with tempfile.TemporaryFile(dir=store.tmp_dir) as spool:
-                        for chunk in store.layers.tar_stream(chain):
-                            spool.write(chunk)
-                        size = spool.tell()
-                        spool.seek(0)
-                        info = tarfile.TarInfo(path)
-                        info.size, info.mode = size, 0o644
-                        tar.addfile(info, spool)
+                    # Streamed once, straight into the archive: the size comes from the headers.
+                    reader = store.layers.tar_reader(chain)
+                    size = reader.size
+                    info = tarfile.TarInfo(path)
+                    info.size, info.mode = size, 0o644
+                    tar.addfile(info, reader)
+                    if reader.read(1):
+                        raise TarExportError(f"layer {diff_id} changed while it was saved")
                     written.add(diff_id)
                     layer_sizes[diff_id] = size
                 layer_descs.append(M.Descriptor(M.OCI_LAYER, diff_id, layer_sizes[diff_id]))
@@ -468,12 +474,16 @@ def _layer_stream(arc: _Archive, path: str) -> tuple[IO[bytes] | gzip.GzipFile, 
 
 def load(store: LocalStore, src: BinaryIO, out: ProgressWriter) -> list[str]:
     """Load every image in the tar `src`; returns the `Loaded image…` lines (also written to out)."""
-    with tempfile.TemporaryFile(dir=store.tmp_dir) as spool:
-        try:
-            shutil.copyfileobj(src, spool, 1 << 20)
-        except OSError as exc:
-            raise TarExportError(f"failed to load: {os_error_text(exc)}") from None
-        spool.seek(0)
+    with contextlib.ExitStack() as stack:
+        if rereadable(src):
+            spool: BinaryIO = src  # a file given by path is read where it is
+        else:
+            spool = stack.enter_context(tempfile.TemporaryFile(dir=store.tmp_dir))
+            try:
+                shutil.copyfileobj(src, spool, 1 << 20)
+            except OSError as exc:
+                raise TarExportError(f"failed to load: {os_error_text(exc)}") from None
+            spool.seek(0)
         try:
             tar = tarfile.open(fileobj=spool, mode="r:*", tarinfo=BoundedTarInfo)
         except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile, zlib.error, ArchiveError):

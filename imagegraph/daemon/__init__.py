@@ -27,6 +27,7 @@ from pathlib import Path
 from ..distribution.client import RegistryClient
 from ..distribution.credentials import AuthConfig
 from ..distribution.localstore import LocalStore, open_local_store
+from ..distribution.pull import DEFAULT_DOWNLOADS, DEFAULT_UPLOADS
 from ..service import Services
 from ..store import atomic_write
 from .events import Events
@@ -44,6 +45,8 @@ class DaemonConfig:
     hosts: tuple[str, ...] = ()
     debug: bool = False
     shutdown_timeout: float = 10.0
+    max_concurrent_downloads: int = DEFAULT_DOWNLOADS  # dockerd's flags and daemon.json keys
+    max_concurrent_uploads: int = DEFAULT_UPLOADS
 
     @classmethod
     def load(
@@ -67,7 +70,13 @@ class DaemonConfig:
             raise ValueError(f"unable to configure the Docker daemon with file {path}: not a JSON object")
         insecure = [str(x) for x in data.get("insecure-registries") or []] + list(insecure_registries)
         search = [str(x) for x in data.get("search-registries") or []]
-        return cls(root, encoding, tuple(insecure), tuple(search), tuple(hosts), debug)
+        config = cls(root, encoding, tuple(insecure), tuple(search), tuple(hosts), debug)
+        for key in ("max-concurrent-downloads", "max-concurrent-uploads"):
+            value = data.get(key, getattr(config, key.replace("-", "_")))
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"unable to configure the Docker daemon with file {path}: {key} must be 1 or more")
+            setattr(config, key.replace("-", "_"), value)
+        return config
 
 
 @dataclass

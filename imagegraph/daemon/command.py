@@ -35,11 +35,10 @@ from ..api.router.system import SystemRouter
 from ..api.server import APIServer, Listener, listen_tcp, listen_unix
 from . import Daemon, DaemonConfig
 from .flow import Flow
+from .options import LOG_LEVELS
 
 log = logging.getLogger("imagegraph.daemon")
 
-LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
-LOG_LEVELS["fatal"] = logging.CRITICAL
 DEFAULT_TCP_PORT = 2375
 
 
@@ -134,27 +133,6 @@ def prepare_socket_path(path: str) -> None:
     raise HostError(f"another daemon is listening on {path}: stop it, or give another -H unix:///PATH")
 
 
-def setup_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-H",
-        "--host",
-        action="append",
-        dest="hosts",
-        metavar="ADDRESS",
-        help="unix:///PATH or tcp://127.0.0.1:PORT (repeatable; default: a private unix socket)",
-    )
-    p.add_argument("--root", dest="daemon_root", metavar="ROOT", help="the store (default: imagegraph's --root)")
-    p.add_argument(
-        "--flow", metavar="FILE", help="write one line per hop (client → daemon → registry) to FILE, - for stderr"
-    )
-    p.add_argument("--log-level", "-l", choices=sorted(LOG_LEVELS), default="info", help="as dockerd's (default info)")
-    p.add_argument("-D", "--debug", action="store_true", dest="daemon_debug", help="same as --log-level debug")
-    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT", help="plain-HTTP registry")
-    p.add_argument(
-        "--shutdown-timeout", type=float, default=10.0, metavar="SECONDS", help="grace for running requests (10)"
-    )
-
-
 class _LogrusFormatter(logging.Formatter):
     """dockerd's log lines: time="…" level=info msg="…"."""
 
@@ -199,6 +177,8 @@ def run(a: argparse.Namespace, root: Path, err: TextIO) -> int:
     try:
         config = DaemonConfig.load(root, a.whiteouts, tuple(a.insecure_registry), tuple(hosts), level <= logging.DEBUG)
         config.shutdown_timeout = a.shutdown_timeout
+        config.max_concurrent_downloads = a.max_concurrent_downloads or config.max_concurrent_downloads
+        config.max_concurrent_uploads = a.max_concurrent_uploads or config.max_concurrent_uploads
         daemon = Daemon(config, Flow(flow_out))
     except (ValueError, OSError) as exc:
         err.write(f"imagegraph daemon: {exc}\n")

@@ -271,6 +271,8 @@ class ImageService:
             platform=platform,
             insecure_registries=self.daemon.config.insecure_registries,
             client_factory=lambda domain: self.daemon.registry_client(domain, auth),
+            max_concurrent_downloads=self.daemon.config.max_concurrent_downloads,
+            max_concurrent_uploads=self.daemon.config.max_concurrent_uploads,
         )
 
     def pull_image(self, ref: Reference, platform: M.Platform | None, auth: AuthConfig, out: ProgressOutput) -> None:

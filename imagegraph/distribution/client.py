@@ -29,6 +29,7 @@ from .manifest import MANIFEST_ACCEPT
 USER_AGENT = "imagegraph/0.1 (layerlab)"
 DOCKER_HUB_HOST = "registry-1.docker.io"
 CHUNK = 1 << 16
+BODY_BLOCK = 1 << 20  # an uploaded file is sent in blocks this big (http.client's default: 8 KiB)
 # What a registry may send that is read into memory (containers/image iolimits, moby, containerd):
 MAX_MANIFEST = 4 << 20  # a manifest or index body
 MAX_CONFIG = 4 << 20  # an image config blob
@@ -161,10 +162,10 @@ class RegistryClient:
         if parts.scheme == "https":
             ctx = ssl.create_default_context()
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                parts.netloc, timeout=self.timeout, context=ctx
+                parts.netloc, timeout=self.timeout, context=ctx, blocksize=BODY_BLOCK
             )
         else:
-            conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
+            conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout, blocksize=BODY_BLOCK)
         return conn, target
 
     def _send(

@@ -4,10 +4,13 @@
    then GET it by digest; for an index, take the manifest for the platform. Only then is
    "Pulling from" said (moby's pullTag), so a refused or unknown name fails before any output.
 2. GET the config. If an image with that ID is stored, nothing else is fetched.
-3. For each layer whose ChainID is not stored: download to a scratch file, verify the blob
-   digest, verify the uncompressed DiffID against `rootfs.diff_ids`, then register it.
-   Downloads run outside the store lock (in a `scratch` folder the store's cleaner leaves
-   alone), so a long pull does not block other commands; each registration takes the lock.
+3. For each layer whose ChainID is not stored: download to a scratch file (up to
+   `max_concurrent_downloads` at once, 3 as dockerd's default), verify the blob digest, then,
+   in the manifest's order, extract and register it, verifying the uncompressed DiffID against
+   `rootfs.diff_ids` in the same pass. Downloads run outside the store lock (in a `scratch`
+   folder the store's cleaner leaves alone), so a long pull does not block other commands;
+   each registration takes the lock. Status lines come in the manifest's order whatever order
+   the downloads end in, so the output on a pipe is the same from run to run.
 4. Create the image (ID = config digest), tag it, record `repo@<manifest digest>`.
 
 Any failure rolls back the layers this pull registered, so the store is as it was.
@@ -18,14 +21,16 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import io
 import json
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..digest import chain_ids
+from ..layerstore import DiffIDMismatch
 from ..reference import Reference, familiar_string, tag_name_only, with_digest, with_name
 from ..refstore import RefNotFound
 from . import manifest as M
@@ -41,12 +46,39 @@ class PullError(RegistryError):
     """A pull failed; str() is the one line to print."""
 
 
+#: dockerd's defaults for --max-concurrent-downloads and --max-concurrent-uploads.
+DEFAULT_DOWNLOADS = 3
+DEFAULT_UPLOADS = 5
+
+
 @dataclass
 class PullOptions:
     platform: M.Platform | None = None
     insecure_registries: tuple[str, ...] = ()
     env: Mapping[str, str] | None = None
     client_factory: Callable[[str], RegistryClient] | None = None
+    max_concurrent_downloads: int = DEFAULT_DOWNLOADS
+    max_concurrent_uploads: int = DEFAULT_UPLOADS
+
+
+class LockedProgress:
+    """A progress writer shared by the transfer threads: one call at a time, so lines never mix."""
+
+    def __init__(self, out: ProgressWriter) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def message(self, status: str, id: str = "") -> None:
+        with self._lock:
+            self._out.message(status, id)
+
+    def update(self, id: str, status: str) -> None:
+        with self._lock:
+            self._out.update(id, status)
+
+    def progress(self, id: str, status: str, current: int, total: int, start: float = 0.0) -> None:
+        with self._lock:
+            self._out.progress(id, status, current, total, start)
 
 
 @dataclass
@@ -84,24 +116,6 @@ class _ProgressReader:
             self.done += len(b)
             self.report(self.done)
         return b
-
-
-def _open_layer(path: Path) -> io.BufferedIOBase:
-    """The uncompressed tar of a downloaded blob: gzip is recognised by its magic bytes."""
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
-
-
-def _diff_id(path: Path) -> str:
-    h = hashlib.sha256()
-    try:
-        with _open_layer(path) as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise PullError(f"failed to register layer: {exc}") from exc
-    return "sha256:" + h.hexdigest()
 
 
 def resolve_manifest(
@@ -177,7 +191,7 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
     try:
         if not store.images.exists(image_id):
-            _fetch_layers(store, client, ref, man, diff_ids, out, result, created)
+            _fetch_layers(store, client, ref, man, diff_ids, out, result, created, options.max_concurrent_downloads)
         with store.lock.held():
             if not store.images.exists(image_id):
                 image_id = store.images.create(config_bytes)
@@ -199,6 +213,66 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     return result
 
 
+#: A transfer smaller than this is finished before the next one starts: concurrency gains
+#: nothing on it, and the registry's log and the flow log keep the manifest's order.
+SMALL_TRANSFER = 1 << 20
+
+
+class Cancelled(Exception):
+    """Another layer failed: the transfers still running stop at their next chunk."""
+
+
+class Turns:
+    """Transfers start in order: number i waits until i-1 has its first answer (or has ended,
+    when it is small), as dockerd hands layers to its transfer slots one after another."""
+
+    def __init__(self, count: int) -> None:
+        self._ready = [threading.Event() for _ in range(count)]
+        self.stop = threading.Event()
+
+    def wait(self, i: int) -> None:
+        if i > 0:
+            self._ready[i - 1].wait()
+        if self.stop.is_set():
+            raise Cancelled()
+
+    def ready(self, i: int) -> None:
+        self._ready[i].set()
+
+    def cancel(self) -> None:
+        self.stop.set()
+        for event in self._ready:
+            event.set()
+
+
+def _download(
+    client: RegistryClient,
+    ref: Reference,
+    desc: M.Descriptor,
+    dest: Path,
+    out: LockedProgress,
+    turns: Turns,
+    turn: int,
+) -> None:
+    """One blob into `dest`, its digest checked as it comes (a transfer thread)."""
+    sid = short_id(desc.digest)
+
+    def report(done: int) -> None:
+        if desc.size >= SMALL_TRANSFER:
+            turns.ready(turn)  # the registry has answered: the next download may start
+        out.progress(sid, "Downloading", done, desc.size)
+
+    try:
+        turns.wait(turn)
+        with open(dest, "wb") as f:  # outside the store lock: other commands go on meanwhile
+            for chunk in client.iter_blob(ref.path, desc.digest, desc.size, on_chunk=report):
+                if turns.stop.is_set():
+                    raise Cancelled()
+                f.write(chunk)
+    finally:
+        turns.ready(turn)
+
+
 def _fetch_layers(
     store: LocalStore,
     client: RegistryClient,
@@ -208,6 +282,7 @@ def _fetch_layers(
     out: ProgressWriter,
     result: PullResult,
     created: list[str],
+    downloads: int = DEFAULT_DOWNLOADS,
 ) -> None:
     chains = chain_ids(diff_ids)
     todo = []
@@ -218,44 +293,69 @@ def _fetch_layers(
         else:
             out.update(short_id(desc.digest), "Pulling fs layer")
             todo.append(desc.digest)
-    with store.scratch("pull-") as scratch:
-        parent: str | None = None
-        for i, (desc, chain) in enumerate(zip(man.layers, chains, strict=True)):
-            if desc.digest not in todo or store.layers.exists(chain):
-                parent = chain
-                continue
-            sid = short_id(desc.digest)
-            blob = scratch / f"{i}.blob"
-            with open(blob, "wb") as f:  # outside the store lock: other commands go on meanwhile
-                for chunk in client.iter_blob(
-                    ref.path,
-                    desc.digest,
-                    desc.size,
-                    on_chunk=functools.partial(out.progress, sid, "Downloading", total=desc.size),
-                ):
-                    f.write(chunk)
-            out.update(sid, "Verifying Checksum")
-            out.update(sid, "Download complete")
-            result.downloaded.append(desc.digest)
-            diff_id = _diff_id(blob)
-            if diff_id != diff_ids[i]:
-                raise PullError("layers from manifest don't match image configuration")
-            size = blob.stat().st_size
+    shared = LockedProgress(out)
+    wanted = [
+        i
+        for i, (desc, chain) in enumerate(zip(man.layers, chains, strict=True))
+        if desc.digest in todo and not store.layers.exists(chain)
+    ]
+    turns = Turns(len(wanted))
+    with store.scratch("pull-") as scratch, ThreadPoolExecutor(max(1, downloads), "pull") as pool:
+        pending: dict[int, Future[Any]] = {
+            i: pool.submit(_download, client, ref, man.layers[i], scratch / f"{i}.blob", shared, turns, turn)
+            for turn, i in enumerate(wanted)
+        }
+        try:
+            _register_in_order(store, man, diff_ids, chains, scratch, pending, shared, result, created)
+        finally:
+            turns.cancel()
+            for future in pending.values():
+                future.cancel()
+
+
+def _register_in_order(
+    store: LocalStore,
+    man: M.Manifest,
+    diff_ids: list[str],
+    chains: list[str],
+    scratch: Path,
+    pending: dict[int, Future[Any]],
+    out: LockedProgress,
+    result: PullResult,
+    created: list[str],
+) -> None:
+    """Wait for each layer's download in the manifest's order, then extract and register it."""
+    parent: str | None = None
+    for i, (desc, chain) in enumerate(zip(man.layers, chains, strict=True)):
+        if i not in pending or store.layers.exists(chain):
+            parent = chain
+            continue
+        sid = short_id(desc.digest)
+        pending[i].result()  # the download's error, if it had one
+        out.update(sid, "Verifying Checksum")
+        out.update(sid, "Download complete")
+        result.downloaded.append(desc.digest)
+        blob = scratch / f"{i}.blob"
+        size = blob.stat().st_size
+        try:
             with store.lock.held(), open(blob, "rb") as raw:
                 reader = _ProgressReader(raw, functools.partial(out.progress, sid, "Extracting", total=size))
-                magic = raw.read(2)
+                gzipped = raw.read(2) == b"\x1f\x8b"
                 raw.seek(0)
-                gzipped = magic == b"\x1f\x8b"
                 stream = gzip.GzipFile(fileobj=reader, mode="rb") if gzipped else reader  # type: ignore[call-overload]  # reads only: GzipFile seeks just to rewind
-                layer, was_created = store.layers.register(stream, parent)
+                layer, was_created = store.layers.register(stream, parent, expected_diff_id=diff_ids[i])
                 if was_created:
                     created.append(layer.chain_id)
-            if layer.chain_id != chain:
-                raise PullError("layers from manifest don't match image configuration")
-            result.blob_diff_ids.append((desc.digest, diff_id))  # recorded once the image is in
-            out.update(sid, "Pull complete")
-            parent = chain
-            blob.unlink()
+        except DiffIDMismatch:
+            raise PullError("layers from manifest don't match image configuration") from None
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise PullError(f"failed to register layer: {exc}") from exc
+        if layer.chain_id != chain:
+            raise PullError("layers from manifest don't match image configuration")
+        result.blob_diff_ids.append((desc.digest, diff_ids[i]))  # recorded once the image is in
+        out.update(sid, "Pull complete")
+        parent = chain
+        blob.unlink()
 
 
 def _record_refs(store: LocalStore, ref: Reference, image_id: str, manifest_digest: str) -> bool:

@@ -1,6 +1,7 @@
 """`imagegraph push`: a tagged image from the local store to a registry (moby push_v2).
 
-Each layer, top first: if the store remembers a compressed digest for its DiffID in this
+Each layer, top first (up to `max_concurrent_uploads` at once, 5 as dockerd's default; the
+status lines still come top first): if the store remembers a compressed digest for its DiffID in this
 repository and the registry still has it (HEAD), it is skipped ("Layer already exists"); if
 it was seen in another repository of the same registry, a cross-repository mount is tried
 ("Mounted from …"). Otherwise the layer tar is gzip-compressed (deterministically, so the
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -25,7 +27,7 @@ from .errors import RegistryError
 from .localstore import LocalStore
 from .metadata import V2Metadata
 from .progress import ProgressWriter
-from .pull import PullOptions, make_client, short_id
+from .pull import SMALL_TRANSFER, Cancelled, LockedProgress, PullOptions, Turns, make_client, short_id
 
 
 class PushError(RegistryError):
@@ -89,13 +91,25 @@ def push(
     for sid in reversed(ids):
         out.update(sid, "Preparing")
     result = PushResult("", 0)
-    with store.scratch("push-") as scratch:  # compressed layers in flight, outside the store lock
-        # Top layer first, as docker pushes; the manifest lists them bottom first.
-        pushed = [
-            _push_layer(store, client, ref, diff_ids[i], chains[i], ids[i], out, scratch, result, chunk_size)
-            for i in reversed(range(len(diff_ids)))
-        ]
-        layer_descs = pushed[::-1]
+    shared = LockedProgress(out)
+    order = list(reversed(range(len(diff_ids))))  # top layer first, as docker pushes
+    turns = Turns(len(order))
+    # Compressed layers in flight live in the scratch folder, outside the store lock.
+    with store.scratch("push-") as scratch, ThreadPoolExecutor(max(1, options.max_concurrent_uploads), "push") as pool:
+        job = _LayerPush(store, client, ref, shared, scratch, chunk_size, turns)
+        futures = [pool.submit(job.run, diff_ids[i], chains[i], ids[i], turn) for turn, i in enumerate(order)]
+        pushed: list[M.Descriptor] = []
+        try:
+            for i, future in zip(order, futures, strict=True):
+                desc, kind, status = future.result()
+                out.update(ids[i], status)
+                getattr(result, kind).append(desc.digest)
+                pushed.append(desc)
+        finally:
+            turns.cancel()
+            for future in futures:
+                future.cancel()
+        layer_descs = pushed[::-1]  # the manifest lists them bottom first
         config = image.raw
         config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
         if client.head_blob(path, config_digest, push=True) is None:
@@ -114,51 +128,63 @@ def push(
     return result
 
 
-def _push_layer(
-    store: LocalStore,
-    client: RegistryClient,
-    ref: Reference,
-    diff_id: str,
-    chain: str,
-    sid: str,
-    out: ProgressWriter,
-    scratch: Path,
-    result: PushResult,
-    chunk_size: int | None,
-) -> M.Descriptor:
-    path = ref.path
-    for meta in store.v2meta.get(diff_id):
+@dataclass
+class _LayerPush:
+    """What every layer's upload shares; `run` is one transfer thread's work."""
+
+    store: LocalStore
+    client: RegistryClient
+    ref: Reference
+    out: LockedProgress
+    scratch: Path
+    chunk_size: int | None
+    turns: Turns
+
+    def run(self, diff_id: str, chain: str, sid: str, turn: int) -> tuple[M.Descriptor, str, str]:
+        """(the layer's descriptor, which PushResult list it joins, its status line)."""
         try:
-            source = parse_normalized_named(meta.source_repository)
-        except ValueError:
-            continue
-        if source.domain != ref.domain:
-            continue
-        if source.name == ref.name:
-            size = client.head_blob(path, meta.digest, push=True)
-            if size is not None:
-                out.update(sid, "Layer already exists")
-                result.existed.append(meta.digest)
-                return M.Descriptor(M.DOCKER_LAYER_GZIP, meta.digest, size)
-        else:
-            if client.mount_blob(path, meta.digest, source.path):
+            self.turns.wait(turn)
+            if self.store.layers.get(chain).size >= SMALL_TRANSFER:
+                self.turns.ready(turn)  # a big layer: the next one may start beside it
+            return self._push(diff_id, chain, sid)
+        finally:
+            self.turns.ready(turn)
+
+    def _push(self, diff_id: str, chain: str, sid: str) -> tuple[M.Descriptor, str, str]:
+        store, client, ref = self.store, self.client, self.ref
+        path = ref.path
+        for meta in store.v2meta.get(diff_id):
+            try:
+                source = parse_normalized_named(meta.source_repository)
+            except ValueError:
+                continue
+            if source.domain != ref.domain:
+                continue
+            if source.name == ref.name:
+                size = client.head_blob(path, meta.digest, push=True)
+                if size is not None:
+                    return M.Descriptor(M.DOCKER_LAYER_GZIP, meta.digest, size), "existed", "Layer already exists"
+            elif client.mount_blob(path, meta.digest, source.path):
                 size = client.head_blob(path, meta.digest, push=True) or 0
-                out.update(sid, f"Mounted from {source.path}")
-                result.mounted.append(meta.digest)
                 store.v2meta.add(diff_id, V2Metadata(meta.digest, ref.name))
-                return M.Descriptor(M.DOCKER_LAYER_GZIP, meta.digest, size)
-    blob = scratch / sid
-    digest, size = compress_layer(store, chain, blob)
-    if client.head_blob(path, digest, push=True) is not None:
-        out.update(sid, "Layer already exists")
-        result.existed.append(digest)
-    else:
-        with open(blob, "rb") as f:
-            client.upload_blob(
-                path, digest, f, size, chunk_size=chunk_size, on_chunk=lambda n: out.progress(sid, "Pushing", n, size)
-            )
-        out.update(sid, "Pushed")
-        result.uploaded.append(digest)
-    blob.unlink()
-    store.v2meta.add(diff_id, V2Metadata(digest, ref.name))
-    return M.Descriptor(M.DOCKER_LAYER_GZIP, digest, size)
+                return M.Descriptor(M.DOCKER_LAYER_GZIP, meta.digest, size), "mounted", f"Mounted from {source.path}"
+        blob = self.scratch / sid
+        digest, size = compress_layer(store, chain, blob)
+        if self.turns.stop.is_set():
+            raise Cancelled()
+        if client.head_blob(path, digest, push=True) is not None:
+            kind, status = "existed", "Layer already exists"
+        else:
+            with open(blob, "rb") as f:
+                client.upload_blob(
+                    path,
+                    digest,
+                    f,
+                    size,
+                    chunk_size=self.chunk_size,
+                    on_chunk=lambda n: self.out.progress(sid, "Pushing", n, size),
+                )
+            kind, status = "uploaded", "Pushed"
+        blob.unlink()
+        store.v2meta.add(diff_id, V2Metadata(digest, ref.name))
+        return M.Descriptor(M.DOCKER_LAYER_GZIP, digest, size), kind, status

@@ -223,6 +223,12 @@ def test_apply_round_trip_gives_the_same_diff_id(tmp_path: Path) -> None:
     assert os.readlink(out / "etc" / "mtab") == "/proc/mounts"
     assert stat.S_IMODE(os.stat(out / "etc").st_mode) == 0o750
     assert int(os.stat(out / "etc").st_mtime) == 1600000000
+    # The headers digest says so without reading data: the same for both trees, from the write too.
+    assert archive.headers_digest(out) == archive.headers_digest(d) == write_layer_tar(d).headers
+    os.utime(out / "etc" / "hosts", (1, 1))
+    assert archive.headers_digest(out) != archive.headers_digest(d)
+    # ... and a size known from the headers alone.
+    assert archive.layer_tar_size(d) == len(src)
 
 
 def test_apply_aufs_encoding_keeps_whiteout_files(tmp_path: Path) -> None:

@@ -254,3 +254,25 @@ def test_insecure_registries_from_flag_and_daemon_json(tmp_path):
     assert registry_base_url("10.2.3.4:5000", _insecure(args, root)) == "http://10.2.3.4:5000"
     assert registry_base_url("reg.lan:5000", _insecure(args, root)) == "http://reg.lan:5000"
     assert registry_base_url("public.example.com", _insecure(args, root)) == "https://public.example.com"
+
+
+def test_transfer_concurrency_flags_and_daemon_json(tmp_path):
+    """dockerd's --max-concurrent-downloads/--max-concurrent-uploads: 1 or more, from the
+    pull/push flags, the daemon's flags or daemon.json; anything else is one line and no store."""
+    from imagegraph.daemon import DaemonConfig
+
+    root = tmp_path / "s"
+    for argv in (("pull", "--max-concurrent-downloads", "0", "x"), ("push", "--max-concurrent-uploads", "z", "x")):
+        result = run(root, *argv)
+        err = result.stderr.decode()
+        assert result.returncode != 0 and len(err.strip().splitlines()) == 1 and "--max-concurrent-" in err, err
+        assert not root.exists()
+    root.mkdir()
+    config = DaemonConfig.load(root)
+    assert (config.max_concurrent_downloads, config.max_concurrent_uploads) == (3, 5)
+    (root / "daemon.json").write_text('{"max-concurrent-downloads": 1, "max-concurrent-uploads": 2}')
+    config = DaemonConfig.load(root)
+    assert (config.max_concurrent_downloads, config.max_concurrent_uploads) == (1, 2)
+    (root / "daemon.json").write_text('{"max-concurrent-uploads": 0}')
+    with pytest.raises(ValueError, match="max-concurrent-uploads must be 1 or more"):
+        DaemonConfig.load(root)

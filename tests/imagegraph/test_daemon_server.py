@@ -218,3 +218,25 @@ def test_docker_version_and_info(daemon: RunningDaemon) -> None:
     data = json.loads(daemon.docker("info", "--format", "{{json .}}").stdout)
     assert data["Driver"] == "layerfs" and data["OSType"] == "linux"
     assert "127.0.0.0/8" in daemon.docker("info", "--format", "{{json .RegistryConfig}}").stdout
+
+
+def test_fifty_clients_connecting_at_once_are_all_served(daemon: RunningDaemon) -> None:
+    """dockerd listens with the kernel's backlog; socketserver's default of 5 refused the rest
+    of 50 `docker inspect` started together ("Cannot connect to the Docker daemon")."""
+    socks = []
+    try:
+        for _ in range(50):  # all connected before the daemon answers any of them
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(60)
+            s.connect(str(daemon.sock))
+            socks.append(s)
+        for s in socks:
+            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        for s in socks:
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"OK")
+    finally:
+        for s in socks:
+            s.close()

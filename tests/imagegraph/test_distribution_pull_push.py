@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
 import json
+import os
 
 import pytest
 
@@ -95,6 +97,39 @@ def test_push_then_pull_round_trip(registry, stores):
     repull = pull(b, ref, out)
     assert not repull.downloaded and not repull.tag_updated
     assert buf.getvalue().splitlines()[-1] == f"Status: Image is up to date for {name}"
+
+
+def test_big_layers_go_up_and_down_concurrently_with_the_same_output(registry, stores, tmp_path):
+    """Layers over 1 MiB are transferred side by side (5 up, 3 down by default); the status
+    lines, the manifest and the store come out as with one transfer at a time."""
+    a, _, w = stores
+    name = f"{registry.domain}/conc/big:v1"
+    layers = [{f"blob{i}": base64.b64encode(os.urandom(1536 * 1024)).decode()} for i in range(4)]
+    image_id = build_image(a, w, layers, name)
+    ref = parse_normalized_named(name)
+    buf, out = pipe()
+    pushed = push(a, ref, out, PullOptions(max_concurrent_uploads=5))
+    ids = [d.split(":")[1][:12] for d in a.images.get(image_id).diff_ids][::-1]
+    preparing, done = [f"{i}: Preparing" for i in ids], [f"{i}: Pushed" for i in ids]
+    assert buf.getvalue().splitlines()[1:-1] == preparing + done
+    assert len(pushed.uploaded) == 4
+    outputs, snaps = [], []
+    for downloads in (1, 3):
+        store = open_local_store(tmp_path / f"pulled-{downloads}")
+        buf, out = pipe()
+        result = pull(store, ref, out, PullOptions(max_concurrent_downloads=downloads))
+        assert result.image_id == image_id and len(result.downloaded) == 4
+        outputs.append(buf.getvalue())
+        stored = sorted(
+            (layer.chain_id, layer.diff_id, layer.parent, layer.size, sorted(os.listdir(store.layers.diff_dir(layer))))
+            for layer in store.layers.layers()
+        )
+        snaps.append((stored, store.images.get(image_id).raw))
+    assert outputs[0] == outputs[1]
+    assert [line.split(": ", 1)[1] for line in outputs[1].splitlines()[1:-2]] == (
+        ["Pulling fs layer"] * 4 + ["Verifying Checksum", "Download complete", "Pull complete"] * 4
+    )
+    assert snaps[0] == snaps[1] and len(snaps[0][0]) == 4
 
 
 def test_already_exists_for_stored_chain(registry, stores):

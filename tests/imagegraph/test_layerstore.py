@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from imagegraph.archive import ArchiveError
-from imagegraph.layerstore import MAX_DEPTH, LayerError, LayerStore, next_chain_id
+from imagegraph.layerstore import MAX_DEPTH, DiffIDMismatch, LayerError, LayerStore, next_chain_id
 from imagegraph.store import Layout, StoreLock, atomic_write, resolve_root
 
 
@@ -132,6 +133,36 @@ def test_a_foreign_tar_is_kept_so_its_diff_id_can_be_reproduced(layers: LayerSto
     assert layer.diff_id == "sha256:" + hashlib.sha256(gnu.read_bytes()).hexdigest()
     stream = b"".join(layers.tar_stream(layer.chain_id))
     assert "sha256:" + hashlib.sha256(stream).hexdigest() == layer.diff_id
+
+
+def test_a_foreign_tar_from_a_gzip_stream_is_kept_too(layers: LayerStore, tmp_path: Path) -> None:
+    """Not a plain file: spooled first (a gzip reader's fileno() is the compressed file's)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("data")
+    gnu = tmp_path / "g.tar"
+    subprocess.run(["tar", "-cf", str(gnu), "-C", str(src), "f"], check=True)
+    packed = tmp_path / "g.tar.gz"
+    packed.write_bytes(gzip.compress(gnu.read_bytes()))
+    with gzip.open(packed, "rb") as stream:
+        layer, _ = layers.register(stream)
+    assert layer.diff_id == "sha256:" + hashlib.sha256(gnu.read_bytes()).hexdigest()
+    assert (layers.layout.layer_meta(layer.chain_id) / "layer.tar").read_bytes() == gnu.read_bytes()
+
+
+def test_an_unexpected_diff_id_registers_nothing(layers: LayerStore, tmp_path: Path) -> None:
+    data = tar_of({"a": "1"})
+    with pytest.raises(DiffIDMismatch):
+        layers.register(io.BytesIO(data), expected_diff_id="sha256:" + "0" * 64)
+    spool = tmp_path / "layer.tar"
+    spool.write_bytes(data)
+    with open(spool, "rb") as f, pytest.raises(DiffIDMismatch):
+        layers.register(f, expected_diff_id="sha256:" + "0" * 64)
+    assert layers.layers() == []
+    assert not layers.layout.driver_root.exists() or list(layers.layout.driver_root.iterdir()) == []
+    with open(spool, "rb") as f:
+        layer, created = layers.register(f, expected_diff_id="sha256:" + hashlib.sha256(data).hexdigest())
+    assert created and layers.exists(layer.chain_id)
 
 
 def test_own_tars_are_regenerated_from_the_directory(layers: LayerStore, tmp_path: Path) -> None:
