@@ -535,6 +535,10 @@ class ContainerStore:
         if lowers:
             parts.append("lowerdir=" + ":".join(lowers))
         parts += [f"upperdir={top / 'diff'}", f"workdir={top / 'work'}", f"initdir={init}"]
+        if self.layers.encoding == "aufs":
+            # Layers unpacked with `.wh.` files: tell the overlay dialect they are marks (by
+            # default it reads `.wh.x` as the kernel does, as an ordinary file).
+            parts.append("whiteout=aufs")
         return _layerfs_command() + ["mount", "-o", ",".join(parts), str(target)]
 
     def mount(self, c: Container, target: Path | None = None, driver: str = "layerfs") -> Path:

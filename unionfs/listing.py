@@ -47,7 +47,7 @@ def stat_entries(union: Union, path: str, names: list[str]) -> dict[str, Stat]:
                 else:
                     out[name] = Stat.of(st)
                 continue
-            if aufs_whiteout_exists(upper_dir, name):
+            if aufs_whiteout_exists(upper_dir, name, resolver.wh_files):
                 continue
         if lower_path is None:
             continue

@@ -57,12 +57,14 @@ class Super:
                 Branch(b.path, Role.LOWER if b.role is Role.UPPER else b.role, b.label, b.index, b.whiteouts)
                 for b in branches
             )
-        resolver = Resolver(branches, spec.dialect)
         tmpdir = marks = None
         if upper is not None and spec.workdir:
             tmpdir = spec.workdir if spec.dialect is Dialect.AUFS else os.path.join(spec.workdir, "work")
             _clear_work_dir(tmpdir)
             marks = MarkWriter.probe(tmpdir, spec.encoding is Encoding.AUFS)
+        # A writer that cannot make 0/0 devices (a user on a kernel before 5.8) falls back to
+        # `.wh.` files, as fuse-overlayfs does: then the union must read them as marks too.
+        resolver = Resolver(branches, spec.dialect, wh_files_are_marks(spec) or bool(marks and marks.writes_wh_files))
         umask = os.umask(0o022)
         os.umask(umask)
         prefix = marks.xattr_prefix if marks else ("trusted." if os.geteuid() == 0 else "user.")
@@ -89,7 +91,8 @@ class Super:
         """The union of a live mount, for reading only: the roles are kept (so provenance
         names the upper), and the work directory is left to the daemon that owns it."""
         branches = tuple(Branch(b.path, b.role, b.label, i, b.whiteouts) for i, b in enumerate(spec.branches))
-        return cls(spec, branches, Resolver(branches, spec.dialect), None, None, None, None, Libc.load())
+        resolver = Resolver(branches, spec.dialect, wh_files_are_marks(spec))
+        return cls(spec, branches, resolver, None, None, None, None, Libc.load())
 
     def temp_name(self, hint: str = "") -> str:
         """A fresh name in the work directory (kernel style: '#<hex>')."""
@@ -99,6 +102,13 @@ class Super:
     def emit(self, event: str, **fields: object) -> None:
         if self.tracer is not None:
             self.tracer({"event": event, **fields})
+
+
+def wh_files_are_marks(spec: UnionSpec) -> bool:
+    """Are `.wh.` names whiteouts and opaque marks in this union? In the aufs dialect always;
+    in the overlay dialect only with `whiteout=aufs`: the kernel's OverlayFS treats `.wh.x`
+    as an ordinary file, and so does layerfs's overlay dialect by default."""
+    return spec.dialect is Dialect.AUFS or spec.encoding is Encoding.AUFS
 
 
 def _clear_work_dir(tmpdir: str) -> None:

@@ -129,8 +129,8 @@ OPERATIONS: list[tuple[str, Callable[[Path], object]]] = [
 # Known differences, kept out of the list above (see the report in the commit history):
 # - renameat2(RENAME_EXCHANGE): the kernel swaps, layerfs says EINVAL;
 # - setxattr("trusted.overlay.*") through the mount: the kernel (>= 6.7) stores it escaped,
-#   layerfs refuses with EOPNOTSUPP (its private names are never settable);
-# - names starting with ".wh.": the kernel allows them, layerfs says EINVAL (as fuse-overlayfs).
+#   layerfs refuses with EOPNOTSUPP (its private names are never settable).
+# Names starting with ".wh." are ordinary names on both: test_wh_names_differential.py.
 
 
 def outcome(fn: Callable[[Path], object], mnt: Path) -> str:
