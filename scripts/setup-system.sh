@@ -6,7 +6,7 @@ set -euo pipefail
 # fuse3 brings fusermount3 and mount.fuse; libfuse3 is what mfusepy loads.
 # The rest are peers and real components used by the tests, the labs and bench/.
 packages=(fuse3 libfuse3-3 fuse-overlayfs unionfs-fuse docker-registry skopeo umoci
-          tree attr graphviz apache2-utils python3-venv curl)
+          tree attr graphviz fonts-wqy-microhei apache2-utils python3-venv curl)
 
 missing=()
 for p in "${packages[@]}"; do
