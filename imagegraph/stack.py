@@ -37,6 +37,7 @@ class StackLayer:
     created_by: str
     writable: bool
     path: str  # the layer's directory (diff/)
+    entries: int | None = None  # shown instead of the size (the init layer's bytes are the host's resolv.conf)
 
 
 @dataclass
@@ -63,6 +64,15 @@ def _layer_history(history: list[dict[str, object]]) -> list[str]:
 
 def dir_size(path: str) -> int:
     """Bytes of regular files below `path` (a container's layer: small, but walked with a limit)."""
+    return _walk(path)[0]
+
+
+def file_count(path: str) -> int:
+    """Entries below `path`, directories included (what `find PATH -mindepth 1` counts)."""
+    return _walk(path)[1]
+
+
+def _walk(path: str) -> tuple[int, int]:
     total = seen = 0
     stack = [path]
     while stack and seen < FILE_LIMIT:
@@ -77,7 +87,7 @@ def dir_size(path: str) -> int:
                         total += st.st_size
         except OSError:
             continue
-    return total
+    return total, seen
 
 
 def image_layers(svc: Services, img: Image) -> list[StackLayer]:
@@ -135,6 +145,7 @@ def stack_of(svc: Services, name: str) -> LayerStack:
             "hosts, hostname, resolv.conf …",
             False,
             str(init_dir),
+            file_count(str(init_dir)),
         ),
         *image_layers(svc, img),
     ]
@@ -161,7 +172,8 @@ def _cells(layer: StackLayer) -> list[str]:
     by = layer.created_by
     if len(by) > CREATED_BY_WIDTH:
         by = by[: CREATED_BY_WIDTH - 1] + "…"
-    return [layer.label, "rw" if layer.writable else "ro", ident, human_size(layer.size), by]
+    size = f"{layer.entries} entries" if layer.entries is not None else human_size(layer.size)
+    return [layer.label, "rw" if layer.writable else "ro", ident, size, by]
 
 
 def render_text(stack: LayerStack) -> str:

@@ -97,7 +97,9 @@ class Store:
     def union(self, image_id: str, extra_top: list[str] = ()) -> Union:
         """The image's merged rootfs (plus optional upper dirs on top), observed read-only."""
         dirs = list(extra_top) + list(reversed(self.diff_dirs(image_id)))
-        return Union(Super.observe(validate(parse_options("lowerdir=" + ":".join(dirs)))))
+        # Store layers come from layer tars: either encoding may be on disk (`.wh.` files in a
+        # store written with --whiteouts aufs), so `.wh.` names are read as marks here.
+        return Union(Super.observe(validate(parse_options("lowerdir=" + ":".join(dirs) + ",whiteout=aufs"))))
 
     def containers(self) -> list[dict]:
         folder = os.path.join(self.root, "containers")
