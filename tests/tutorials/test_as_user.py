@@ -1,0 +1,170 @@
+"""Every lab as an ordinary user (uid 1000), from a shared install, as a classroom server runs it.
+
+The shared install is the Makefile's `install-shared` (the one root command of the README),
+into scratch paths: the venv from Debian's python3 (the one every user can run), the profile
+script that puts it on every user's PATH, the links. /dev/fuse is made usable for the test (0666, as stock
+Debian and Ubuntu have it) and put back afterwards. Each lab runs with `python -m tutorials
+run`: its steps (the `as=user` forms where the page has them, and the `text as=user` outputs),
+its self-check, its worked answers and their checks.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _skip_or_fail
+from tutorials.lab import all_labs
+
+REPO = Path(__file__).parents[2]
+USER = 1000
+SYSTEM_PYTHON = "/usr/bin/python3"
+pytestmark = pytest.mark.mount
+
+
+def _can_switch() -> str | None:
+    if os.geteuid() != 0:
+        return "running the labs as uid 1000 needs root to switch to it"
+    if not shutil.which("setpriv"):
+        return "setpriv is not installed (util-linux)"
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return f"{SYSTEM_PYTHON} (Debian's python3) is not installed"
+    return None
+
+
+@pytest.fixture(scope="module")
+def shared_install():
+    """`make install-shared` into scratch paths every user can read; yields the venv."""
+    reason = _can_switch()
+    if reason:
+        _skip_or_fail(reason)
+    base = tempfile.mkdtemp(prefix="layerlab-shared-")
+    os.chmod(base, 0o755)
+    venv = os.path.join(base, "venv")
+    os.mkdir(os.path.join(base, "bin"))
+    try:
+        proc = subprocess.run(
+            [
+                "make",
+                "-s",
+                "install-shared",
+                f"SHARED={venv}",
+                f"SYSTEM_PYTHON={SYSTEM_PYTHON}",
+                f"PROFILE={base}/profile.sh",
+                f"BINDIR={base}/bin",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        yield venv
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dev_fuse_for_everyone():
+    """/dev/fuse usable by every user for the test, as stock Debian/Ubuntu have it; put back."""
+    before = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+    if before & 0o006 != 0o006:
+        os.chmod("/dev/fuse", before | 0o666)
+    try:
+        yield
+    finally:
+        os.chmod("/dev/fuse", before)
+
+
+def run_as_user(venv: str, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    home = tempfile.mkdtemp(prefix="layerlab-user-home-")
+    os.chown(home, USER, USER)
+    env = {
+        "HOME": home,
+        "USER": pwd.getpwuid(USER).pw_name if _has_user() else "student",
+        "PATH": f"{venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+    }
+    for key in ("LAYERLAB_REQUIRE_FUSE", "TMPDIR"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    try:
+        return subprocess.run(
+            ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups", f"{venv}/bin/python", *args],
+            cwd=home,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _has_user() -> bool:
+    try:
+        pwd.getpwuid(USER)
+        return True
+    except KeyError:
+        return False
+
+
+def test_the_shared_install_is_debians_python_not_roots(shared_install):
+    python = os.path.realpath(os.path.join(shared_install, "bin", "python"))
+    assert python.startswith("/usr/bin/python3"), python
+    proc = run_as_user(shared_install, "-c", "import tutorials, unionfs, imagegraph, mfusepy; print('ok')")
+    assert proc.stdout == "ok\n", proc.stderr
+
+
+def test_the_profile_puts_the_tools_and_the_labs_on_a_users_path(shared_install):
+    """A login shell of any user reads /etc/profile.d/layerlab.sh (here: the scratch copy)."""
+    base = os.path.dirname(shared_install)
+    proc = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={USER}",
+            f"--regid={USER}",
+            "--clear-groups",
+            "env",
+            "-i",
+            "HOME=/tmp",
+            "bash",
+            "-c",
+            f". {base}/profile.sh; . {base}/profile.sh; command -v python layerfs imagegraph; echo $PATH",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = proc.stdout.splitlines()
+    assert lines[:3] == [
+        f"{shared_install}/bin/python",
+        f"{shared_install}/bin/layerfs",
+        f"{shared_install}/bin/imagegraph",
+    ]
+    assert lines[3].count(f"{shared_install}/bin") == 1  # read twice, added once
+    assert os.readlink(f"{base}/bin/layerfs") == f"{shared_install}/bin/layerfs"  # for root's mount.fuse
+
+
+def test_list_says_what_an_ordinary_user_can_do(shared_install, dev_fuse_for_everyone):
+    proc = run_as_user(shared_install, "-m", "tutorials", "list")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("You are ") and lines[0].endswith(f"(uid {USER}), not root. What you can do here:")
+    assert "yes  FUSE mounts" in proc.stdout
+
+
+@pytest.mark.parametrize("number", [lab.number for lab in all_labs()])
+def test_the_lab_runs_as_an_ordinary_user(number, shared_install, dev_fuse_for_everyone):
+    proc = run_as_user(shared_install, "-m", "tutorials", "run", number)
+    report = proc.stdout + proc.stderr
+    assert proc.returncode == 0, report
+    assert "not root; scratch folder" in report.splitlines()[0], report
+    assert f"lab {number} ok:" in report and ", 0 failed;" in report, report
