@@ -12,7 +12,7 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 PROFILE       ?= /etc/profile.d/layerlab.sh
 BINDIR        ?= /usr/local/bin
 
-.PHONY: setup system demo test install install-shared shared-venv conformance bench clean
+.PHONY: setup system demo test lint unit install install-shared shared-venv conformance bench clean
 
 setup: system $(STAMP) install-if-root
 
@@ -59,11 +59,24 @@ shared-venv:
 demo: setup
 	@$(PY) -m unionfs.demo
 
-test: setup
+# Lint and type-check first: a new warning fails `make test`, and so CI.
+test: setup lint
 	@$(PY) -m pytest -q
 
+# The same checks as .pre-commit-config.yaml, on the whole tree.
+lint: $(STAMP)
+	@$(VENV)/bin/ruff check --quiet .
+	@$(VENV)/bin/ruff format --check --quiet .
+	@$(VENV)/bin/mypy
+	@$(VENV)/bin/vulture
+
+# The tests that need no mount, no kernel OverlayFS and no registry: quick, and fine without root.
+unit: $(STAMP)
+	@$(PY) -m pytest -q -m "not mount and not kernel_overlay and not registry" -p no:cacheprovider
+
+# Long random runs: no per-test time limit.
 conformance: setup
-	@$(PY) -m pytest -q tests/conformance --hypothesis-profile=long --hypothesis-seed=$${SEED:-$$RANDOM} -p no:cacheprovider
+	@$(PY) -m pytest -q tests/conformance --hypothesis-profile=long --hypothesis-seed=$${SEED:-$$RANDOM} -p no:cacheprovider --timeout=0
 
 bench: setup
 	@$(PY) bench/union_bench.py

@@ -8,13 +8,14 @@ The machines are shared and noisy, so every figure is a list of samples reported
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+
+from unionfs.mountinfo import mounts
 
 
 class BenchError(Exception):
@@ -88,15 +89,9 @@ def drop_caches() -> None:
 
 
 # -- mounts --------------------------------------------------------------------------------
-def _unescape_mountinfo(text: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as a backslash and three octal digits."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
-
-
 def mounted_paths() -> list[str]:
     """Every mount point this process sees, in mount order."""
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-        return [_unescape_mountinfo(line.split()[4]) for line in f if line.strip()]
+    return [m.mountpoint for m in mounts()]
 
 
 def is_mounted(path: str) -> bool:
@@ -146,7 +141,7 @@ class MountSet:
     def __enter__(self) -> MountSet:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         self.unmount_all()
 
     def add(self, path: str) -> None:

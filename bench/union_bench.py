@@ -18,6 +18,7 @@ undone on the way out, whatever happened.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -33,6 +34,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+# bench/ is a folder of scripts: its common.py, and the checkout's packages (unionfs.mountinfo).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     BenchError,
@@ -51,7 +54,7 @@ try:
     from tabulate import tabulate
 except ImportError:  # the venv has it; a bare python3 may not
     print("union_bench: the tabulate package is missing (run `make setup`, then use .venv/bin/python)", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(2) from None
 
 PROG = "union_bench"
 SYSTEMS = ("bare", "kernel", "fuse-overlayfs", "unionfs-fuse", "layerfs")
@@ -293,9 +296,14 @@ class Bench:
         for d in (upper, work, target):
             d.mkdir(parents=True)
         command = mount_command(system, layers, str(upper), str(work), str(target))
+
+        def mount() -> None:
+            run(command, f"mounting {system}")
+            wait_mounted(str(target))
+
         self.mounts.add(str(target))
         try:
-            seconds = timed(lambda: (run(command, f"mounting {system}"), wait_mounted(str(target))))
+            seconds = timed(mount)
             if layers is self.layout.main:
                 self.record("mount", system, seconds)
             yield target
@@ -376,9 +384,25 @@ def _each(bench: Bench, systems: list[str], repeat: int, body: Callable[[str], N
 
 
 def run_measures(bench: Bench, systems: list[str], repeat: int, cold: bool) -> None:
+    """Every measure the chosen groups ask for, each system in turn, `repeat` times."""
+    want = bench.groups.__contains__
+    if cold:
+        _measure_cold(bench, systems, repeat)
+    if want("read") or want("stat"):
+        _measure_warm(bench, systems, repeat)
+    _measure_on_fresh_mounts(bench, systems, repeat)
+    if want("scale"):
+        _measure_scaling(bench, [s for s in systems if s in SCALING_SYSTEMS], repeat)
+
+
+def _progress(text: str) -> None:
+    print(f"· {text}", file=sys.stderr, flush=True)
+
+
+def _measure_cold(bench: Bench, systems: list[str], repeat: int) -> None:
+    """A sequential read and a stat walk with the page cache dropped first (root only)."""
     sizes = bench.sizes
     walk_total = sizes.walk_files + sizes.walk_dirs
-    progress = lambda text: print(f"· {text}", file=sys.stderr, flush=True)  # noqa: E731
 
     def cold_read(system: str) -> None:
         with bench.view(system) as root:
@@ -396,44 +420,53 @@ def run_measures(bench: Bench, systems: list[str], repeat: int, cold: bool) -> N
                 "stat-cold", system, timed(lambda: _check(system, "stat walk", stat_walk(root / "walk"), walk_total))
             )
 
-    want = bench.groups.__contains__
-    if cold and want("read"):
-        progress("sequential read, cold")
+    if "read" in bench.groups:
+        _progress("sequential read, cold")
         _each(bench, systems, repeat, cold_read)
-    if cold and want("stat"):
-        progress("stat walk, cold")
+    if "stat" in bench.groups:
+        _progress("stat walk, cold")
         _each(bench, systems, repeat, cold_walk)
 
-    if want("read") or want("stat"):
-        progress("sequential read and stat walk, warm")
-        with _open_views(bench, systems) as views:
-            walked: dict[str, float] = {}
-            for system, root in list(views.items()):  # warm up, and check what each one shows
-                try:
-                    if want("read"):
-                        _check(system, "read bytes", read_file(root / "big.bin"), sizes.big_bytes)
-                    if want("stat"):
-                        _check(system, "stat walk", stat_walk(root / "walk"), walk_total)
-                        walked[system] = time.monotonic()
-                except (BenchError, OSError) as exc:
-                    bench.failed[system] = str(exc)
-            live = [s for s in views if s not in bench.failed]
-            if want("read"):
-                _each(
-                    bench,
-                    live,
-                    repeat,
-                    lambda s: bench.record("read-warm", s, timed(lambda: read_file(views[s] / "big.bin"))),
-                )
 
-            def warm_walks(system: str) -> None:
-                time.sleep(max(0.0, walked[system] + WARM_GAP - time.monotonic()))
-                bench.record("stat-warm", system, timed(lambda: stat_walk(views[system] / "walk")))
-                bench.record("stat-hot", system, timed(lambda: stat_walk(views[system] / "walk")))
-                walked[system] = time.monotonic()
+def _measure_warm(bench: Bench, systems: list[str], repeat: int) -> None:
+    """The same read and walk again and again on one mount per system, caches warm."""
+    sizes = bench.sizes
+    walk_total = sizes.walk_files + sizes.walk_dirs
+    want = bench.groups.__contains__
+    _progress("sequential read and stat walk, warm")
+    with _open_views(bench, systems) as views:
+        walked: dict[str, float] = {}
+        for system, root in list(views.items()):  # warm up, and check what each one shows
+            try:
+                if want("read"):
+                    _check(system, "read bytes", read_file(root / "big.bin"), sizes.big_bytes)
+                if want("stat"):
+                    _check(system, "stat walk", stat_walk(root / "walk"), walk_total)
+                    walked[system] = time.monotonic()
+            except (BenchError, OSError) as exc:
+                bench.failed[system] = str(exc)
+        live = [s for s in views if s not in bench.failed]
+        if want("read"):
+            _each(
+                bench,
+                live,
+                repeat,
+                lambda s: bench.record("read-warm", s, timed(lambda: read_file(views[s] / "big.bin"))),
+            )
 
-            if want("stat"):
-                _each(bench, live, repeat, warm_walks)
+        def warm_walks(system: str) -> None:
+            time.sleep(max(0.0, walked[system] + WARM_GAP - time.monotonic()))
+            bench.record("stat-warm", system, timed(lambda: stat_walk(views[system] / "walk")))
+            bench.record("stat-hot", system, timed(lambda: stat_walk(views[system] / "walk")))
+            walked[system] = time.monotonic()
+
+        if want("stat"):
+            _each(bench, live, repeat, warm_walks)
+
+
+def _measure_on_fresh_mounts(bench: Bench, systems: list[str], repeat: int) -> None:
+    """readdir, copy-up and file creation, each on a fresh mount with an empty upper."""
+    sizes = bench.sizes
 
     def readdir(system: str) -> None:
         with bench.view(system) as root:
@@ -457,14 +490,16 @@ def run_measures(bench: Bench, systems: list[str], repeat: int, cold: bool) -> N
         ("copy-up", "copy-up", copy_up),
         ("create", "create small files", create),
     ):
-        if want(group):
-            progress(text)
+        if group in bench.groups:
+            _progress(text)
             _each(bench, systems, repeat, body)
 
-    scaling = [s for s in systems if s in SCALING_SYSTEMS] if want("scale") else []
-    paths = [f"d/f{k:05d}" for k in range(sizes.scale_files)]
+
+def _measure_scaling(bench: Bench, scaling: list[str], repeat: int) -> None:
+    """Lookups of the same files under more and more layers (fresh mounts)."""
+    paths = [f"d/f{k:05d}" for k in range(bench.sizes.scale_files)]
     for count, layers in bench.layout.scaling.items():
-        progress(f"lookups under {count} layer{'s' * (count > 1)} (fresh mount)")
+        _progress(f"lookups under {count} layer{'s' * (count > 1)} (fresh mount)")
 
         def scale(system: str, layers: LayerSet = layers, count: int = count) -> None:
             with bench.view(system, layers) as root:
@@ -504,10 +539,10 @@ def run_references(bench: Bench, repeat: int, cold: bool) -> None:
         for _ in range(repeat):
             if cold:
                 drop_caches()
-                bench.record(f"{kind}-cold", name, timed(lambda: run(command, name)))
+                bench.record(f"{kind}-cold", name, timed(functools.partial(run, command, name)))
         run(command, name)
         for _ in range(repeat):
-            bench.record(f"{kind}-warm", name, timed(lambda: run(command, name)))
+            bench.record(f"{kind}-warm", name, timed(functools.partial(run, command, name)))
 
 
 # -- report --------------------------------------------------------------------------------
@@ -523,6 +558,29 @@ def ratio(bench: Bench, measure: str, system: str, baseline: str) -> float | Non
 
 
 def report(bench: Bench, systems: list[str], baseline: str) -> str:
+    parts = [
+        "Medians with min and max (seconds of wall clock; lower is better):",
+        "",
+        _detail_table(bench, systems, baseline),
+        "",
+        f"Ratios of medians to {baseline} (1.00× = as fast; lower is better):",
+        "",
+        _ratio_table(bench, systems, baseline),
+    ]
+    growth = _growth_table(bench, systems)
+    if growth:
+        parts += [
+            "",
+            f"Stat of {_n(bench.sizes.scale_files)} files at the bottom of N layers, fresh mount "
+            "(the aim: no growth with N):",
+            "",
+            growth,
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def _detail_table(bench: Bench, systems: list[str], baseline: str) -> str:
+    """Every figure: median, min, max and runs, systems then the reference tools."""
     order = systems + [r for r in REFERENCES if any(k[1] == r for k in bench.figures)]
     rows = []
     for m in measures(bench.sizes):
@@ -541,54 +599,43 @@ def report(bench: Bench, systems: list[str], baseline: str) -> str:
                     format_ratio(ratio(bench, m.key, system, baseline)),
                 ]
             )
-    detail = tabulate(
+    return tabulate(
         rows,
         headers=["measure", "system", "median", "min", "max", "runs", f"× {baseline}"],
         tablefmt="github",
         disable_numparse=True,
     )
-    summary_rows = []
+
+
+def _ratio_table(bench: Bench, systems: list[str], baseline: str) -> str:
+    """One row per measure, one ratio to the baseline per system."""
+    rows = []
     for m in measures(bench.sizes):
         cells = [format_ratio(ratio(bench, m.key, s, baseline)) if (m.key, s) in bench.figures else "" for s in systems]
         if any(cells):
-            summary_rows.append([m.label] + cells)
-    summary = tabulate(
-        summary_rows, headers=["median ÷ " + baseline] + systems, tablefmt="github", disable_numparse=True
-    )
-    growth_rows = []
-    first, last = bench.sizes.scale_layers[0], bench.sizes.scale_layers[-1]
+            rows.append([m.label] + cells)
+    return tabulate(rows, headers=["median ÷ " + baseline] + systems, tablefmt="github", disable_numparse=True)
+
+
+def _growth_table(bench: Bench, systems: list[str]) -> str:
+    """Lookup time per layer count, and how much it grew; "" without scaling figures."""
+    rows = []
+    counts = bench.sizes.scale_layers
     for system in systems:
-        figs = [bench.figures.get((f"scale-{n}", system)) for n in bench.sizes.scale_layers]
-        if all(figs):
-            growth_rows.append(
+        found = [bench.figures.get((f"scale-{n}", system)) for n in counts]
+        figs = [f for f in found if f is not None]
+        if len(figs) == len(found):
+            rows.append(
                 [system] + [format_seconds(f.median) for f in figs] + [format_ratio(figs[-1].median / figs[0].median)]
             )
-    parts = [
-        "Medians with min and max (seconds of wall clock; lower is better):",
-        "",
-        detail,
-        "",
-        f"Ratios of medians to {baseline} (1.00× = as fast; lower is better):",
-        "",
-        summary,
-    ]
-    if growth_rows:
-        growth = tabulate(
-            growth_rows,
-            headers=["lookup scaling"]
-            + [f"{n} layer{'s' * (n > 1)}" for n in bench.sizes.scale_layers]
-            + [f"{last}÷{first}"],
-            tablefmt="github",
-            disable_numparse=True,
-        )
-        parts += [
-            "",
-            f"Stat of {_n(bench.sizes.scale_files)} files at the bottom of N layers, fresh mount "
-            "(the aim: no growth with N):",
-            "",
-            growth,
-        ]
-    return "\n".join(parts) + "\n"
+    if not rows:
+        return ""
+    return tabulate(
+        rows,
+        headers=["lookup scaling"] + [f"{n} layer{'s' * (n > 1)}" for n in counts] + [f"{counts[-1]}÷{counts[0]}"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
 
 
 def layerfs_version() -> str:
@@ -674,39 +721,49 @@ class Terminated(BaseException):
     """SIGTERM, raised where the run is, so every `with` unwinds and the mounts come down."""
 
 
-def _sigterm(signum: int, frame: object) -> None:
+def _sigterm(_signum: int, _frame: object) -> None:
     raise Terminated()
+
+
+def _chosen(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(systems, measure groups) the command line asks for, each checked."""
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in SYSTEMS]
+    if unknown or not wanted:
+        raise BenchError(f"unknown system '{unknown[0] if unknown else args.only}' (choose among {', '.join(SYSTEMS)})")
+    if args.baseline not in SYSTEMS:
+        raise BenchError(f"unknown baseline '{args.baseline}' (choose among {', '.join(SYSTEMS)})")
+    groups = [g.strip() for g in args.measures.split(",") if g.strip()]
+    bad = [g for g in groups if g not in GROUPS]
+    if bad or not groups:
+        raise BenchError(f"unknown measure '{bad[0] if bad else args.measures}' (choose among {', '.join(GROUPS)})")
+    if args.repeat < 1:
+        raise BenchError("--repeat must be at least 1")
+    return wanted, groups
+
+
+def _available(wanted: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(the wanted systems this machine has, in a fixed order; why each other one is skipped)."""
+    systems, skipped = [], {}
+    for system in SYSTEMS:
+        if system not in wanted:
+            continue
+        reason = unavailable(system)
+        if reason:
+            skipped[system] = reason
+            print(f"skip: {system}: {reason}", flush=True)
+        else:
+            systems.append(system)
+    return systems, skipped
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        wanted = [s.strip() for s in args.only.split(",") if s.strip()]
-        unknown = [s for s in wanted if s not in SYSTEMS]
-        if unknown or not wanted:
-            raise BenchError(
-                f"unknown system '{unknown[0] if unknown else args.only}' (choose among {', '.join(SYSTEMS)})"
-            )
-        if args.baseline not in SYSTEMS:
-            raise BenchError(f"unknown baseline '{args.baseline}' (choose among {', '.join(SYSTEMS)})")
-        groups = [g.strip() for g in args.measures.split(",") if g.strip()]
-        bad = [g for g in groups if g not in GROUPS]
-        if bad or not groups:
-            raise BenchError(f"unknown measure '{bad[0] if bad else args.measures}' (choose among {', '.join(GROUPS)})")
-        if args.repeat < 1:
-            raise BenchError("--repeat must be at least 1")
+        wanted, groups = _chosen(args)
         sizes = Sizes.quick() if args.quick else Sizes()
         signal.signal(signal.SIGTERM, _sigterm)
-        systems, skipped = [], {}
-        for system in SYSTEMS:  # a fixed order, whatever --only says
-            if system not in wanted:
-                continue
-            reason = unavailable(system)
-            if reason:
-                skipped[system] = reason
-                print(f"skip: {system}: {reason}", flush=True)
-            else:
-                systems.append(system)
+        systems, skipped = _available(wanted)
         cold = not args.no_cold and can_drop_caches()
         if not args.no_cold and not cold:
             print("skip: cold-cache figures: dropping the page cache needs root", flush=True)

@@ -16,14 +16,15 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
+import io
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 BLOCK = 512
 WHITEOUT_PREFIX = ".wh."
@@ -41,6 +42,12 @@ _CHUNK = 1 << 20
 
 class ArchiveError(ValueError):
     """A tar that cannot be written or applied; str() is one line for the user."""
+
+
+class ByteStream(Protocol):
+    """What a layer tar is read from: a file, a pipe, a gzip reader or a progress wrapper."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 @functools.cache
@@ -143,7 +150,7 @@ def _split_ustar_path(name: bytes) -> tuple[bytes, bytes] | None:
     return name[:i], name[i + 1 :]
 
 
-def _v7_plus(e: TarEntry, name: bytes, fmt_name) -> bytearray:
+def _v7_plus(e: TarEntry, name: bytes, fmt_name: Callable[[bytearray, int, int, bytes], None]) -> bytearray:
     """Go's templateV7Plus: every USTAR field but magic and checksum."""
     buf = bytearray(BLOCK)
     buf[156:157] = e.typeflag
@@ -236,7 +243,8 @@ def _list_xattrs(path: str) -> dict[str, bytes]:
     return out
 
 
-def _is_opaque_dir(path: str) -> bool:
+def is_opaque_dir(path: str) -> bool:
+    """Whether the directory carries an overlay opaque mark (trusted. or user.)."""
     for n in OPAQUE_XATTRS:
         try:
             if os.getxattr(path, n, follow_symlinks=False) == b"y":
@@ -306,7 +314,7 @@ def layer_entries(src_dir: str | os.PathLike[str]) -> Iterator[TarEntry]:
             e.name = (head + "/" if head else "") + WHITEOUT_PREFIX + tail
             e.typeflag, e.mode, e.size, e.source, e.linkname = TYPE_REG, 0o600, 0, None, ""
         yield e
-        if stat.S_ISDIR(m) and _is_opaque_dir(real):
+        if stat.S_ISDIR(m) and is_opaque_dir(real):
             yield TarEntry(
                 name=rel + "/" + WHITEOUT_OPAQUE,
                 typeflag=TYPE_REG,
@@ -360,7 +368,7 @@ def write_layer_tar(src_dir: str | os.PathLike[str], out: BinaryIO | None = None
 class _HashingReader:
     """Hashes every byte read, so the DiffID comes from the same pass that extracts."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: ByteStream) -> None:
         self.raw = raw
         self.hash = hashlib.sha256()
         self.count = 0
@@ -457,7 +465,7 @@ def _extract_into(reader: _HashingReader, root: str, encoding: str) -> int:
     dirs: list[tuple[str, int]] = []
     seen: set[str] = set()
     try:
-        tf = tarfile.open(fileobj=reader, mode="r|", format=tarfile.PAX_FORMAT)  # type: ignore[arg-type]
+        tf = tarfile.open(fileobj=reader, mode="r|", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]  # a stream: the stub wants seek and write too
     except tarfile.ReadError as exc:
         raise ArchiveError(f"not a tar archive: {exc}") from None
     with tf:
@@ -509,11 +517,10 @@ def _extract_into(reader: _HashingReader, root: str, encoding: str) -> int:
                     os.symlink(m.linkname, path)
                 elif m.islnk():
                     target_rel = _clean_name(m.linkname.lstrip("/"))
-                    target = os.path.join(root, target_rel) if target_rel else None
-                    if target is None or target_rel not in seen:
+                    if not target_rel or target_rel not in seen:
                         raise ArchiveError(f'invalid hardlink "{rel}" -> "{m.linkname}": target is not in the layer')
                     _ensure_parent(root, target_rel)
-                    os.link(target, path, follow_symlinks=False)
+                    os.link(os.path.join(root, target_rel), path, follow_symlinks=False)
                 elif m.ischr() or m.isblk():
                     kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
                     try:
@@ -539,21 +546,21 @@ def _extract_into(reader: _HashingReader, root: str, encoding: str) -> int:
     return size
 
 
-def _check_end(raw: BinaryIO, end: int) -> None:
+def _check_end(raw: ByteStream, end: int) -> None:
     """Python's tarfile stops quietly at a broken header; Go's reader fails. Where the stream can
     be re-read, the block where reading stopped must be the zero end-of-archive block."""
     try:
-        if not raw.seekable():
+        if not isinstance(raw, io.IOBase) or not raw.seekable():
             return
         raw.seek(end)
-    except (AttributeError, OSError, ValueError):
+    except (OSError, ValueError):
         return
     block = raw.read(BLOCK)
     if block.strip(b"\0"):
         raise ArchiveError("broken tar archive: invalid tar header")
 
 
-def apply_layer_tar(stream: BinaryIO, dest: str | os.PathLike[str], encoding: str | None = None) -> ApplyResult:
+def apply_layer_tar(stream: ByteStream, dest: str | os.PathLike[str], encoding: str | None = None) -> ApplyResult:
     """Extract a layer tar into the new directory `dest`, whole or not at all.
 
     `dest` must not exist yet: the tar is unpacked into a temporary sibling, which is
@@ -574,10 +581,3 @@ def apply_layer_tar(stream: BinaryIO, dest: str | os.PathLike[str], encoding: st
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ApplyResult("sha256:" + reader.hash.hexdigest(), size)
-
-
-def digest_tar_stream(stream: BinaryIO) -> str:
-    """DiffID of a tar stream without extracting it."""
-    r = _HashingReader(stream)
-    r.drain()
-    return "sha256:" + r.hash.hexdigest()

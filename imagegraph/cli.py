@@ -1,100 +1,42 @@
 """The `imagegraph` command: Docker's image and container commands on a local store.
 
-Each subcommand is one `cmd_*` function registered with `@command(...)` in COMMANDS, so
-more (pull, push, save, load) are added by writing a function and a `register` hook, without
-touching the others. Output, tables and error texts follow the docker CLI: a daemon error is
-printed as `Error response from daemon: <text>`, every error is one line on stderr and
-exits 1; argument errors exit 125 as docker's do.
+Each subcommand is one `cmd_*` function registered with `@command(...)` in a module's
+`CommandTable` (commands.py): this module's images and containers, cli_distribution's pull,
+push, login, save and load; `build_parser` makes one parser of the tables. Output, tables and
+error texts follow the docker CLI: a daemon error is printed as `Error response from daemon:
+<text>`, every error is one line on stderr and exits 1; argument errors exit 125 as docker's do.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from . import cli_distribution
 from . import graph as graph_mod
 from . import render as render_mod
 from . import stack as stack_mod
 from .archive import ArchiveError
+from .commands import DAEMON_PREFIX, CLIError, CommandTable, Context, UsageError, package_version
 from .container import KIND_LETTER, ContainerError
 from .formatting import ago, created_at, ellipsis, human_size, json_lines, short_id, table, truncate_cmd
 from .imagestore import ImageError
 from .layerstore import LayerError
 from .reference import InvalidReference, familiar_name, parse_normalized_named
 from .refstore import RefError
-from .service import ClientError, DaemonError, Services
+from .service import ClientError, DaemonError
 from .store import resolve_root
 
-DAEMON_PREFIX = "Error response from daemon: "
-
-
-class UsageError(Exception):
-    """Bad command-line use: one line, exit status 125 (docker's)."""
-
-
-class CLIError(Exception):
-    """An error printed as is (client-side checks in docker)."""
-
-
-@dataclass
-class Command:
-    name: str
-    help: str
-    setup: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace, Context], int]
-    aliases: tuple[str, ...] = ()
-    readonly: bool = False  # runs under a shared lock, so a concurrent writer is never seen half-way
-
-
-COMMANDS: list[Command] = []
-
-
-def command(name: str, help: str, aliases: tuple[str, ...] = (), readonly: bool = False):
-    """Register `run` under `name`; `setup` is the function's `.args` attribute (set by @args)."""
-
-    def deco(run: Callable[[argparse.Namespace, Context], int]):
-        setup = getattr(run, "setup", lambda p: None)
-        COMMANDS.append(Command(name, help, setup, run, aliases, readonly))
-        return run
-
-    return deco
-
-
-def args(setup: Callable[[argparse.ArgumentParser], None]):
-    def deco(run):
-        run.setup = setup
-        return run
-
-    return deco
-
-
-@dataclass
-class Context:
-    """What a command needs: the store (opened lazily), output streams and the clock."""
-
-    root: Path
-    driver_encoding: str | None
-    out: Any
-    err: Any
-    now: float
-    _svc: Services | None = None
-
-    @property
-    def svc(self) -> Services:
-        if self._svc is None:
-            self._svc = Services.open(self.root, self.driver_encoding)
-        return self._svc
-
-    def print(self, s: str = "") -> None:
-        self.out.write(s + "\n")
+COMMANDS = CommandTable()
+command = COMMANDS.command
 
 
 def go_time_string(ts: float) -> str:
@@ -105,7 +47,7 @@ def go_time_string(ts: float) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}. See '{self.prog} --help'.")
 
 
@@ -164,8 +106,7 @@ def _setup_images(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", help="'json' for JSON lines, else the table")
 
 
-@command("images", "List images", aliases=("image ls",), readonly=True)
-@args(_setup_images)
+@command("images", "List images", aliases=("image ls",), readonly=True, setup=_setup_images)
 def cmd_images(a: argparse.Namespace, ctx: Context) -> int:
     filters = _filters(a.filter)
     if a.repository:
@@ -216,8 +157,7 @@ def _setup_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--message", default="", help="Set commit message for imported image")
 
 
-@command("import", "Import the contents from a directory or tarball to create a filesystem image")
-@args(_setup_import)
+@command("import", "Import the contents from a directory or tarball to create a filesystem image", setup=_setup_import)
 def cmd_import(a: argparse.Namespace, ctx: Context) -> int:
     src: Any = a.source
     if src == "-":
@@ -239,8 +179,7 @@ def _setup_history(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format")
 
 
-@command("history", "Show the history of an image", readonly=True)
-@args(_setup_history)
+@command("history", "Show the history of an image", readonly=True, setup=_setup_history)
 def cmd_history(a: argparse.Namespace, ctx: Context) -> int:
     human = str(a.human).lower() not in ("false", "0", "no")
     rows = ctx.svc.history(a.image)
@@ -286,8 +225,7 @@ def _setup_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--type", choices=("image", "container"))
 
 
-@command("inspect", "Return low-level information on images and containers", readonly=True)
-@args(_setup_inspect)
+@command("inspect", "Return low-level information on images and containers", readonly=True, setup=_setup_inspect)
 def cmd_inspect(a: argparse.Namespace, ctx: Context) -> int:
     out, errors = [], []
     for n in a.names:
@@ -317,8 +255,7 @@ def _setup_tag(p: argparse.ArgumentParser) -> None:
     p.add_argument("target")
 
 
-@command("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
-@args(_setup_tag)
+@command("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", setup=_setup_tag)
 def cmd_tag(a: argparse.Namespace, ctx: Context) -> int:
     ctx.svc.tag(a.source, a.target)
     return 0
@@ -344,8 +281,7 @@ def _setup_rmi(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-prune", action="store_true")
 
 
-@command("rmi", "Remove one or more images")
-@args(_setup_rmi)
+@command("rmi", "Remove one or more images", setup=_setup_rmi)
 def cmd_rmi(a: argparse.Namespace, ctx: Context) -> int:
     def remove(name: str) -> None:
         for rec in ctx.svc.image_delete(name, a.force, not a.no_prune):
@@ -359,8 +295,7 @@ def _setup_prune(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
 
 
-@command("image prune", "Remove unused images")
-@args(_setup_prune)
+@command("image prune", "Remove unused images", setup=_setup_prune)
 def cmd_image_prune(a: argparse.Namespace, ctx: Context) -> int:
     if not a.force:
         warning = (
@@ -393,8 +328,7 @@ def _setup_create(p: argparse.ArgumentParser) -> None:
     p.add_argument("cmd", nargs=argparse.REMAINDER)
 
 
-@command("create", "Create a new container")
-@args(_setup_create)
+@command("create", "Create a new container", setup=_setup_create)
 def cmd_create(a: argparse.Namespace, ctx: Context) -> int:
     c = ctx.svc.create_container(a.image, a.cmd or None, a.name)
     ctx.print(c.id)
@@ -408,8 +342,7 @@ def _setup_ps(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format")
 
 
-@command("ps", "List containers", readonly=True)
-@args(_setup_ps)
+@command("ps", "List containers", readonly=True, setup=_setup_ps)
 def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
     cs = ctx.svc.containers.containers() if a.all else []  # nothing runs: only -a shows created containers
     if a.quiet:
@@ -449,8 +382,7 @@ def _setup_rm(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true")
 
 
-@command("rm", "Remove one or more containers")
-@args(_setup_rm)
+@command("rm", "Remove one or more containers", setup=_setup_rm)
 def cmd_rm(a: argparse.Namespace, ctx: Context) -> int:
     def remove(name: str) -> None:
         ctx.svc.remove_container(name, a.force)
@@ -464,8 +396,9 @@ def _setup_diff(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format")
 
 
-@command("diff", "Inspect changes to files or directories on a container's filesystem", readonly=True)
-@args(_setup_diff)
+@command(
+    "diff", "Inspect changes to files or directories on a container's filesystem", readonly=True, setup=_setup_diff
+)
 def cmd_diff(a: argparse.Namespace, ctx: Context) -> int:
     c = ctx.svc.get_container(a.container)
     changes = ctx.svc.containers.changes(c)
@@ -483,12 +416,13 @@ def _setup_commit(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--author", default="")
     p.add_argument("-m", "--message", default="")
     p.add_argument("-c", "--change", action="append", default=[])
-    p.add_argument("-p", "--pause", default="true", help="(ignored: nothing runs)")
-    p.add_argument("--no-pause", action="store_true", help="(ignored: nothing runs)")
+    # A flag, as in docker (`-p c1 img` is container c1); `--pause=false` as pflag spells it.
+    p.add_argument("-p", "--pause", action="store_true", default=True, help="Pause container during commit (no-op)")
+    p.add_argument("--pause=false", dest="pause", action="store_false", help=argparse.SUPPRESS)
+    p.add_argument("--pause=true", dest="pause", action="store_true", help=argparse.SUPPRESS)
 
 
-@command("commit", "Create a new image from a container's changes")
-@args(_setup_commit)
+@command("commit", "Create a new image from a container's changes", setup=_setup_commit)
 def cmd_commit(a: argparse.Namespace, ctx: Context) -> int:
     res = ctx.svc.commit(a.container, a.repository, a.author, a.message, a.change)
     ctx.print(res.image_id)
@@ -506,8 +440,7 @@ def _setup_mount(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command("mount", "Mount a container's layers and print the merged directory")
-@args(_setup_mount)
+@command("mount", "Mount a container's layers and print the merged directory", setup=_setup_mount)
 def cmd_mount(a: argparse.Namespace, ctx: Context) -> int:
     svc = ctx.svc
     with svc.lock.held():
@@ -521,8 +454,7 @@ def _setup_umount(p: argparse.ArgumentParser) -> None:
     p.add_argument("container")
 
 
-@command("umount", "Unmount a container's layers", aliases=("unmount",))
-@args(_setup_umount)
+@command("umount", "Unmount a container's layers", aliases=("unmount",), setup=_setup_umount)
 def cmd_umount(a: argparse.Namespace, ctx: Context) -> int:
     svc = ctx.svc
     with svc.lock.held():
@@ -567,8 +499,7 @@ def _emit(ctx: Context, a: argparse.Namespace, text: str, dot: str) -> int:
     return 0
 
 
-@command("graph", "Show images as a tree of parents and bases, with shared layers", readonly=True)
-@args(_setup_picture)
+@command("graph", "Show images as a tree of parents and bases, with shared layers", readonly=True, setup=_setup_picture)
 def cmd_graph(a: argparse.Namespace, ctx: Context) -> int:
     images = ctx.svc.graph_images()
     text = graph_mod.render_text(images) if a.format == "text" else ""
@@ -581,8 +512,12 @@ def _setup_stack(p: argparse.ArgumentParser) -> None:
     _setup_picture(p)
 
 
-@command("stack", "Draw the layers of an image or a container, top first, beside their union mount", readonly=True)
-@args(_setup_stack)
+@command(
+    "stack",
+    "Draw the layers of an image or a container, top first, beside their union mount",
+    readonly=True,
+    setup=_setup_stack,
+)
 def cmd_stack(a: argparse.Namespace, ctx: Context) -> int:
     stack = stack_mod.stack_of(ctx.svc, a.name)
     text = stack_mod.render_text(stack) if a.format == "text" else ""
@@ -595,42 +530,35 @@ def cmd_stack(a: argparse.Namespace, ctx: Context) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="imagegraph", description="Docker's image model on a local store")
+    parser.add_argument("-v", "-V", "--version", action="version", version=f"imagegraph version {package_version()}")
+    parser.add_argument(
+        "-D",
+        "--debug",
+        action="store_true",
+        default=os.environ.get("IMAGEGRAPH_DEBUG", "") not in ("", "0"),
+        help="show the traceback of an internal error (also IMAGEGRAPH_DEBUG=1)",
+    )
     parser.add_argument(
         "--root", help="store root (default $IMAGEGRAPH_ROOT, /var/lib/imagegraph or ~/.local/share/imagegraph)"
     )
     parser.add_argument("--whiteouts", choices=("overlay", "aufs"), help="on-disk whiteout encoding of new layers")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     groups: dict[str, argparse._SubParsersAction] = {}
-    for cmd in COMMANDS:
+    for cmd in [*COMMANDS, *cli_distribution.COMMANDS]:
         flat = [x for x in cmd.aliases if " " not in x]
         names = [cmd.name, *(x for x in cmd.aliases if " " in x)]
         for n in names:
             words = n.split()
             if len(words) == 1:
-                p = sub.add_parser(words[0], help=cmd.help, aliases=flat)
+                p = sub.add_parser(words[0], help=cmd.help, description=cmd.help, aliases=flat)
             else:
                 if words[0] not in groups:
                     gp = sub.add_parser(words[0], help=f"Manage {words[0]}s")
                     groups[words[0]] = gp.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
-                p = groups[words[0]].add_parser(words[1], help=cmd.help)
+                p = groups[words[0]].add_parser(words[1], help=cmd.help, description=cmd.help)
             cmd.setup(p)
             p.set_defaults(_run=cmd.run, _readonly=cmd.readonly)
-    for extension in EXTENSIONS:
-        extension(sub)
     return parser
-
-
-def _distribution(sub: argparse._SubParsersAction) -> None:
-    """pull, push, login, save, load: registered by their own module (handlers `func(args, out, err)`)."""
-    try:
-        from . import cli_distribution
-    except ImportError:
-        return
-    cli_distribution.register(sub)
-
-
-#: Hooks that add subcommands defined in other modules.
-EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = [_distribution]
 
 
 def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int:
@@ -638,19 +566,14 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
     err = err or sys.stderr
     parser = build_parser()
     try:
-        a = parser.parse_args(argv)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):  # --help, --version
+            a = parser.parse_args(argv)
     except UsageError as exc:
         err.write(f"{exc}\n")
         return 125
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     run = getattr(a, "_run", None)
-    if run is None and getattr(a, "func", None) is not None:
-        try:
-            return int(a.func(a, out, err))
-        except Exception as exc:  # one line, never a traceback
-            err.write(f"Error: {exc}\n")
-            return 1
     if run is None:
         parser.print_help(out)
         return 0
@@ -675,8 +598,10 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
     except OSError as exc:
         err.write(f"Error: {exc}\n")
         return 1
-    except Exception as exc:  # a bug must still be one line, never a traceback
-        err.write(f"Error: internal error: {type(exc).__name__}: {exc}\n")
+    except Exception as exc:  # a bug is one line, unless asked for its traceback (as pip's --debug)
+        if a.debug:
+            raise
+        err.write(f"Error: internal error: {type(exc).__name__}: {exc} (--debug shows where)\n")
         return 1
 
 

@@ -1,8 +1,9 @@
 """The `pull`, `push`, `login`, `save` and `load` subcommands of `imagegraph`.
 
-cli.py registers them with `cli_distribution.register(subparsers)`; each handler takes the
-parsed args and returns the exit status. Errors are one line on stderr, in Docker's words
-(server-side ones prefixed `Error response from daemon: `, as the docker CLI shows them).
+Registered in this module's `COMMANDS` table and run as cli.py runs every command (commands.py).
+Errors are one line on stderr, in Docker's words: the client's own checks (a bad reference,
+credentials) as they are, the registry's and the store's prefixed `Error response from daemon: `,
+as the docker CLI shows them.
 
 Insecure (plain HTTP) registries: loopback always; others with `--insecure-registry HOST:PORT`
 or listed under `insecure-registries` in `<store root>/daemon.json`, like dockerd's option.
@@ -13,25 +14,23 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
-from collections.abc import Callable
+import tempfile
 from pathlib import Path
 from typing import TextIO
 
+from .commands import DAEMON_PREFIX, CommandTable, Context, Run
 from .distribution import manifest as M
 from .distribution.client import RegistryClient
 from .distribution.credentials import INDEX_SERVER, AuthConfig, CredentialsError, config_path, store_auth
 from .distribution.errors import RegistryError
-from .distribution.localstore import LocalStore, open_local_store
 from .distribution.progress import ProgressWriter
 from .distribution.pull import PullOptions, pull
 from .distribution.push import push
 from .reference import InvalidReference, Reference, parse_normalized_named, tag_name_only
-from .store import resolve_root
 from .tarexport import TarExportError, load, save, save_to_file
 
-DAEMON_PREFIX = "Error response from daemon: "
+COMMANDS = CommandTable()
 
 
 class _Sink:
@@ -47,14 +46,11 @@ class _Sink:
         return False
 
 
-def _store(args: argparse.Namespace) -> LocalStore:
-    return open_local_store(resolve_root(getattr(args, "root", None)), getattr(args, "whiteouts", None))
-
-
-def _insecure(args: argparse.Namespace, store: LocalStore) -> tuple[str, ...]:
+def _insecure(args: argparse.Namespace, root: Path) -> tuple[str, ...]:
+    """`--insecure-registry` values, then the store's daemon.json `insecure-registries`."""
     names = list(getattr(args, "insecure_registry", None) or [])
     try:
-        daemon = json.loads((store.layout.root / "daemon.json").read_text())
+        daemon = json.loads((root / "daemon.json").read_text())
         names += [str(x) for x in daemon.get("insecure-registries") or []]
     except (FileNotFoundError, ValueError, AttributeError):
         pass
@@ -68,26 +64,20 @@ def _fail(err: TextIO, message: str, daemon: bool = True) -> int:
     return 1
 
 
-def _errors(fn: Callable[[argparse.Namespace, TextIO, TextIO], int]):
-    """Turn the failures we know into one line and exit status 1."""
+def _errors(run: Run) -> Run:
+    """Docker's wording for what these commands know can fail; the rest goes to cli.main."""
 
-    def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-        out = out or sys.stdout
-        err = err or sys.stderr
+    def translated(args: argparse.Namespace, ctx: Context) -> int:
         try:
-            return fn(args, out, err)
-        except InvalidReference as exc:
-            return _fail(err, str(exc), daemon=False)
-        except CredentialsError as exc:
-            return _fail(err, str(exc), daemon=False)
+            return run(args, ctx)
+        except (InvalidReference, CredentialsError) as exc:  # the docker CLI's own checks
+            return _fail(ctx.err, str(exc), daemon=False)
         except (RegistryError, TarExportError) as exc:
-            return _fail(err, str(exc))
+            return _fail(ctx.err, str(exc))
         except OSError as exc:
-            return _fail(err, f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
-        except Exception as exc:  # the store's own errors (ImageError, LayerError, ArchiveError, RefError…)
-            return _fail(err, str(exc) or exc.__class__.__name__)
+            return _fail(ctx.err, f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
 
-    return run
+    return translated
 
 
 def _default_tag(ref: Reference, args: argparse.Namespace, out: TextIO) -> Reference:
@@ -102,33 +92,53 @@ def _default_tag(ref: Reference, args: argparse.Namespace, out: TextIO) -> Refer
 
 def _progress(args: argparse.Namespace, out: TextIO) -> ProgressWriter:
     """Docker's progress lines on `out`, or nowhere with -q."""
-    return ProgressWriter(_Sink() if args.quiet else out)  # type: ignore[arg-type]
+    return ProgressWriter(_Sink() if args.quiet else out)  # type: ignore[arg-type]  # _Sink has what it uses
 
 
+def _setup_pull(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
+    p.add_argument("--platform", help="Set platform if server is multi-platform capable (OS/ARCH[/VARIANT])")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    _insecure_registry_flag(p)
+
+
+def _insecure_registry_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        metavar="HOST:PORT",
+        help="Use plain HTTP for this registry (repeatable)",
+    )
+
+
+@COMMANDS.command("pull", "Download an image from a registry", setup=_setup_pull)
 @_errors
-def cmd_pull(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_pull(args: argparse.Namespace, ctx: Context) -> int:
     ref = parse_normalized_named(args.name)
     platform = M.parse_platform(args.platform) if args.platform else None
-    ref = _default_tag(ref, args, out)
-    store = _store(args)
-    writer = _progress(args, out)
-    pull(store, ref, writer, PullOptions(platform=platform, insecure_registries=_insecure(args, store)))
-    out.write(f"{ref}\n")
+    ref = _default_tag(ref, args, ctx.out)
+    options = PullOptions(platform=platform, insecure_registries=_insecure(args, ctx.root))
+    pull(ctx.store, ref, _progress(args, ctx.out), options)
+    ctx.print(str(ref))
     return 0
 
 
+def _setup_push(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME[:TAG]")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    _insecure_registry_flag(p)
+
+
+@COMMANDS.command("push", "Upload an image to a registry", setup=_setup_push)
 @_errors
-def cmd_push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_push(args: argparse.Namespace, ctx: Context) -> int:
     ref = parse_normalized_named(args.name)
     if ref.digest is not None:
-        return _fail(err, "cannot push a digest reference", daemon=False)
-    ref = _default_tag(ref, args, out)
-    store = _store(args)
-    writer = _progress(args, out)
-    result = push(store, ref, writer, PullOptions(insecure_registries=_insecure(args, store)))
+        return _fail(ctx.err, "cannot push a digest reference", daemon=False)
+    ref = _default_tag(ref, args, ctx.out)
+    push(ctx.store, ref, _progress(args, ctx.out), PullOptions(insecure_registries=_insecure(args, ctx.root)))
     if args.quiet:
-        out.write(f"{ref}\n")
-    del result
+        ctx.print(str(ref))
     return 0
 
 
@@ -142,10 +152,19 @@ def _login_domain(server: str | None) -> str:
     return "docker.io" if server in ("index.docker.io", "registry-1.docker.io") else server
 
 
+def _setup_login(p: argparse.ArgumentParser) -> None:
+    p.add_argument("server", nargs="?", metavar="SERVER")
+    p.add_argument("-u", "--username", help="Username")
+    p.add_argument("-p", "--password", help="Password")
+    p.add_argument("--password-stdin", action="store_true", help="Take the password from stdin")
+    _insecure_registry_flag(p)
+
+
+@COMMANDS.command("login", "Log in to a registry", setup=_setup_login)
 @_errors
-def cmd_login(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def cmd_login(args: argparse.Namespace, ctx: Context) -> int:
+    out, err = ctx.out, ctx.err
     domain = _login_domain(args.server)
-    stdin = getattr(args, "stdin", None) or sys.stdin
     username, password = args.username or "", args.password or ""
     if args.password and args.password_stdin:
         return _fail(err, "--password and --password-stdin are mutually exclusive", daemon=False)
@@ -154,22 +173,20 @@ def cmd_login(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.password_stdin:
         if not username:
             return _fail(err, "Must provide --username with --password-stdin", daemon=False)
-        password = stdin.read().rstrip("\r\n")
+        password = sys.stdin.read().rstrip("\r\n")
     if not username or not password:
-        if not stdin.isatty():
+        if not sys.stdin.isatty():
             return _fail(err, "Error: Cannot perform an interactive login from a non TTY device", daemon=False)
         if not username:
             out.write("Username: ")
             out.flush()
-            username = stdin.readline().strip()
+            username = sys.stdin.readline().strip()
         if not password:
             password = getpass.getpass("Password: ")
     if not username:
         return _fail(err, "Error: Non-null Username Required", daemon=False)
     auth = AuthConfig(username, password)
-    store = _store(args) if getattr(args, "root", None) or os.environ.get("IMAGEGRAPH_ROOT") else None
-    insecure = _insecure(args, store) if store else tuple(getattr(args, "insecure_registry", None) or [])
-    RegistryClient(domain, auth, insecure).check_login()
+    RegistryClient(domain, auth, _insecure(args, ctx.root)).check_login()
     raw = json.loads(Path(config_path()).read_text()) if Path(config_path()).exists() else {}
     key_has_helper = bool(
         raw.get("credsStore") or (raw.get("credHelpers") or {}).get(INDEX_SERVER if domain == "docker.io" else domain)
@@ -181,22 +198,26 @@ def cmd_login(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             "Configure a credential helper to remove this warning. See\n"
             "https://docs.docker.com/engine/reference/commandline/login/#credentials-store\n\n"
         )
-    out.write("Login Succeeded\n")
+    ctx.print("Login Succeeded")
     return 0
 
 
+def _setup_save(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
+
+
+@COMMANDS.command("save", "Save one or more images to a tar archive", setup=_setup_save, readonly=True)
 @_errors
-def cmd_save(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    store = _store(args)
+def cmd_save(args: argparse.Namespace, ctx: Context) -> int:
+    store = ctx.store
     if args.output:
         save_to_file(store, args.images, Path(args.output))
         return 0
-    binary = getattr(out, "buffer", None)
-    if out.isatty() or binary is None:
-        return _fail(err, "cowardly refusing to save to a terminal. Use the -o flag or redirect", daemon=False)
+    binary = getattr(ctx.out, "buffer", None)
+    if ctx.out.isatty() or binary is None:
+        return _fail(ctx.err, "cowardly refusing to save to a terminal. Use the -o flag or redirect", daemon=False)
     # Build the whole tar first, so a failure writes nothing to stdout.
-    import tempfile
-
     with tempfile.TemporaryFile(dir=store.tmp_dir) as spool:
         save(store, args.images, spool)
         spool.seek(0)
@@ -206,117 +227,23 @@ def cmd_save(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-@_errors
-def cmd_load(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    store = _store(args)
-    writer = _progress(args, out)
-    if args.input:
-        with open(args.input, "rb") as f:
-            lines = load(store, f, writer)
-    else:
-        stdin = getattr(args, "stdin", None) or sys.stdin
-        if stdin.isatty():
-            return _fail(err, "requested load from stdin, but stdin is empty", daemon=False)
-        lines = load(store, stdin.buffer, writer)
-    if args.quiet:
-        for line in lines:
-            out.write(line + "\n")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add pull, push, login, save and load to the `imagegraph` parser."""
-    p = subparsers.add_parser("pull", help="Download an image from a registry")
-    p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
-    p.add_argument("--platform", help="Set platform if server is multi-platform capable (OS/ARCH[/VARIANT])")
-    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
-    p.add_argument(
-        "--insecure-registry",
-        action="append",
-        metavar="HOST:PORT",
-        help="Use plain HTTP for this registry (repeatable)",
-    )
-    p.set_defaults(func=cmd_pull)
-
-    p = subparsers.add_parser("push", help="Upload an image to a registry")
-    p.add_argument("name", metavar="NAME[:TAG]")
-    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
-    p.add_argument("--insecure-registry", action="append", metavar="HOST:PORT")
-    p.set_defaults(func=cmd_push)
-
-    p = subparsers.add_parser("login", help="Log in to a registry")
-    p.add_argument("server", nargs="?", metavar="SERVER")
-    p.add_argument("-u", "--username")
-    p.add_argument("-p", "--password")
-    p.add_argument("--password-stdin", action="store_true", help="Take the password from stdin")
-    p.add_argument("--insecure-registry", action="append", metavar="HOST:PORT")
-    p.set_defaults(func=cmd_login)
-
-    p = subparsers.add_parser("save", help="Save one or more images to a tar archive")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
-    p.set_defaults(func=cmd_save)
-
-    p = subparsers.add_parser("load", help="Load an image from a tar archive or STDIN")
+def _setup_load(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--input", help="Read from tar archive file, instead of STDIN")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress the load output")
-    p.set_defaults(func=cmd_load)
 
 
-_SPECS = (
-    ("pull", "Download an image from a registry"),
-    ("push", "Upload an image to a registry"),
-    ("login", "Log in to a registry"),
-    ("save", "Save one or more images to a tar archive"),
-    ("load", "Load an image from a tar archive or STDIN"),
-)
-
-
-def install(cli_module) -> None:
-    """Add our commands to imagegraph.cli's COMMANDS table (its `register` hook).
-
-    cli.py calls `cli_distribution.install(sys.modules[__name__])` once, after its own
-    commands; each of ours runs as `handler(args, ctx.out, ctx.err)` and uses `args.root`.
-    """
-    scratch = argparse.ArgumentParser()
-    sub = scratch.add_subparsers()
-    register(sub)
-    for name, help_text in _SPECS:
-        if any(c.name == name for c in cli_module.COMMANDS):
-            continue
-        parser = sub.choices[name]
-        handler = parser.get_default("func")
-
-        def setup(p: argparse.ArgumentParser, _src: argparse.ArgumentParser = parser) -> None:
-            for action in _src._actions:
-                if isinstance(action, argparse._HelpAction):
-                    continue
-                kwargs = {"dest": action.dest, "default": action.default, "help": action.help}
-                if action.option_strings:
-                    if isinstance(action, argparse._StoreTrueAction):
-                        p.add_argument(*action.option_strings, action="store_true", **kwargs)
-                    elif isinstance(action, argparse._AppendAction):
-                        p.add_argument(*action.option_strings, action="append", metavar=action.metavar, **kwargs)
-                    else:
-                        p.add_argument(*action.option_strings, metavar=action.metavar, **kwargs)
-                else:
-                    p.add_argument(action.dest, nargs=action.nargs, metavar=action.metavar, help=action.help)
-
-        def run(a: argparse.Namespace, ctx, _handler=handler) -> int:
-            return _handler(a, ctx.out, ctx.err)
-
-        cli_module.COMMANDS.append(cli_module.Command(name, help_text, setup, run))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m imagegraph.cli_distribution`) until cli.py registers us."""
-    parser = argparse.ArgumentParser(prog="imagegraph")
-    parser.add_argument("--root", help="store root (default $IMAGEGRAPH_ROOT or /var/lib/imagegraph)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+@COMMANDS.command("load", "Load an image from a tar archive or STDIN", setup=_setup_load)
+@_errors
+def cmd_load(args: argparse.Namespace, ctx: Context) -> int:
+    writer = _progress(args, ctx.out)
+    if args.input:
+        with open(args.input, "rb") as f:
+            lines = load(ctx.store, f, writer)
+    else:
+        if sys.stdin.isatty():
+            return _fail(ctx.err, "requested load from stdin, but stdin is empty", daemon=False)
+        lines = load(ctx.store, sys.stdin.buffer, writer)
+    if args.quiet:
+        for line in lines:
+            ctx.print(line)
+    return 0

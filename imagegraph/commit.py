@@ -22,7 +22,7 @@ from typing import Any
 from . import archive
 from .container import Container, ContainerStore, full_config
 from .digest import EMPTY_LAYER_DIFF_ID, canonical_config_json
-from .imagestore import ImageStore, format_time
+from .imagestore import Image, ImageStore, format_time
 from .layerstore import LayerStore
 
 VALID_COMMIT_COMMANDS = (
@@ -175,18 +175,8 @@ def _healthcheck(rest: str) -> dict[str, Any]:
 def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
     """moby BuildFromConfig: each change is one Dockerfile line run against `config` (a copy is returned)."""
     cfg = json.loads(json.dumps(config))
-    parsed = []
     cmd_set = False
-    for line in changes:
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        instr, _, rest = line.partition(" ")
-        instr = instr.lower()
-        if instr not in VALID_COMMIT_COMMANDS:
-            raise ChangeError(f"{instr} is not a valid change command")
-        parsed.append((instr, rest.strip()))
-    for instr, rest in parsed:
+    for instr, rest in _parse_changes(changes):
         if instr == "cmd":
             cfg["Cmd"] = _cmd_form(rest)
             cmd_set = True
@@ -204,28 +194,13 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
             labels.update(_name_values(instr, rest))
             cfg["Labels"] = labels
         elif instr == "expose":
-            ports = dict(cfg.get("ExposedPorts") or {})
-            for p in rest.split():
-                port, _, proto = p.partition("/")
-                proto = (proto or "tcp").lower()
-                lo, _, hi = port.partition("-")
-                if not lo.isdigit() or (hi and not hi.isdigit()):
-                    raise ChangeError(f"invalid containerPort: {port}")
-                for n in range(int(lo), int(hi or lo) + 1):
-                    ports[f"{n}/{proto}"] = {}
-            cfg["ExposedPorts"] = ports
+            cfg["ExposedPorts"] = _exposed_ports(dict(cfg.get("ExposedPorts") or {}), rest)
         elif instr == "user":
             if not rest:
                 raise ChangeError("USER requires exactly one argument")
             cfg["User"] = rest
         elif instr == "volume":
-            vols = dict(cfg.get("Volumes") or {})
-            arr = _json_array(rest)
-            for v in arr if arr is not None else rest.split():
-                if not v.strip():
-                    raise ChangeError("VOLUME specified can not be an empty string")
-                vols[v] = {}
-            cfg["Volumes"] = vols
+            cfg["Volumes"] = _volumes(dict(cfg.get("Volumes") or {}), rest)
         elif instr == "workdir":
             if not rest:
                 raise ChangeError("WORKDIR requires exactly one argument")
@@ -243,6 +218,44 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
         elif instr == "healthcheck":
             cfg["Healthcheck"] = _healthcheck(rest)
     return cfg
+
+
+def _parse_changes(changes: list[str]) -> list[tuple[str, str]]:
+    """(instruction in lower case, its arguments) per line; every line is checked before any runs."""
+    parsed = []
+    for line in changes:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instr, _, rest = line.partition(" ")
+        instr = instr.lower()
+        if instr not in VALID_COMMIT_COMMANDS:
+            raise ChangeError(f"{instr} is not a valid change command")
+        parsed.append((instr, rest.strip()))
+    return parsed
+
+
+def _exposed_ports(ports: dict[str, Any], rest: str) -> dict[str, Any]:
+    """EXPOSE 80 443/udp 8000-8002: every port of a range, tcp unless said."""
+    for p in rest.split():
+        port, _, proto = p.partition("/")
+        proto = (proto or "tcp").lower()
+        lo, _, hi = port.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            raise ChangeError(f"invalid containerPort: {port}")
+        for n in range(int(lo), int(hi or lo) + 1):
+            ports[f"{n}/{proto}"] = {}
+    return ports
+
+
+def _volumes(volumes: dict[str, Any], rest: str) -> dict[str, Any]:
+    """VOLUME /a /b, or its JSON form VOLUME ["/a", "/b"]."""
+    arr = _json_array(rest)
+    for v in arr if arr is not None else rest.split():
+        if not v.strip():
+            raise ChangeError("VOLUME specified can not be an empty string")
+        volumes[v] = {}
+    return volumes
 
 
 def merge_config(user: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
@@ -295,7 +308,7 @@ def commit(
     # moby: with no config in the request the container's own config is the base, the changes
     # run on it (BuildFromConfig), and merge() fills what they emptied.
     new_cfg = full_config(merge_config(apply_changes(c.config, changes or []), c.config))
-    fd, spool = tempfile.mkstemp(prefix=".tmp-commit-", suffix=".tar", dir=layers._tmp())
+    fd, spool = tempfile.mkstemp(prefix=".tmp-commit-", suffix=".tar", dir=layers.tmp_dir)
     try:
         with os.fdopen(fd, "wb") as out:
             diff_id = archive.write_layer_tar(top_dir, out).diff_id
@@ -307,7 +320,26 @@ def commit(
             diff_ids.append(layer.diff_id)
     finally:
         os.unlink(spool)
-    ts = format_time(created_now(created))
+    config = _image_config(parent, c, new_cfg, diff_ids, format_time(created_now(created)), author, message, empty)
+    image_id = images.create(canonical_config_json(config))
+    images.set_built_locally(image_id)
+    images.set_parent(image_id, parent.id)
+    images.set_last_updated(image_id)
+    return CommitResult(image_id, diff_id, empty)
+
+
+def _image_config(
+    parent: Image,
+    c: Container,
+    new_cfg: dict[str, Any],
+    diff_ids: list[str],
+    ts: str,
+    author: str,
+    message: str,
+    empty: bool,
+) -> dict[str, Any]:
+    """The new image's config as moby's CommitImage writes it: the parent's history plus one
+    entry (`empty_layer` when the top layer had no change)."""
     entry: dict[str, Any] = {"created": ts}
     if author:
         entry["author"] = author
@@ -335,11 +367,7 @@ def commit(
     for key in ("variant", "os.version", "os.features"):
         if cfg.get(key):
             config[key] = cfg[key]
-    image_id = images.create(canonical_config_json(config))
-    images.set_built_locally(image_id)
-    images.set_parent(image_id, parent.id)
-    images.set_last_updated(image_id)
-    return CommitResult(image_id, diff_id, empty)
+    return config
 
 
 __all__ = ["commit", "apply_changes", "merge_config", "ChangeError", "CommitResult", "created_now", "go_arch"]

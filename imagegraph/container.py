@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unionfs.mountinfo import mount_at
+
 from . import archive
 from .digest import go_json
 from .imagestore import Image, format_time, parse_time
-from .layerstore import LayerStore, MountLayer
+from .layerstore import LayerNotFound, LayerStore, MountLayer
 from .store import Layout, atomic_write, listdir, remove_dir_atomically
 
 VALID_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -210,7 +212,7 @@ def full_config(c: dict[str, Any]) -> dict[str, Any]:
         "OnBuild": None,
         "Labels": None,
     }
-    base.update({k: v for k, v in c.items()})
+    base.update(c)
     for key in _OMITEMPTY:
         if key in base and not base[key]:
             del base[key]
@@ -237,7 +239,7 @@ KIND_LETTER = {CHANGE_MODIFY: "C", CHANGE_ADD: "A", CHANGE_DELETE: "D"}
 
 
 def _opaque(real: str) -> bool:
-    if archive._is_opaque_dir(real):
+    if archive.is_opaque_dir(real):
         return True
     return os.path.lexists(os.path.join(real, archive.WHITEOUT_OPAQUE))
 
@@ -310,16 +312,10 @@ def layer_changes(rw: Path, lowers: list[Path]) -> list[tuple[int, str]]:
 
 
 def _mounted(path: Path) -> bool:
-    target = os.path.realpath(path)
     try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                mp = line.split()[4].encode().decode("unicode_escape")
-                if mp == target:
-                    return True
-    except OSError:
+        return mount_at(path) is not None
+    except OSError:  # no /proc: nothing can be seen as mounted
         return False
-    return False
 
 
 def _layerfs_command() -> list[str]:
@@ -430,7 +426,7 @@ class ContainerStore:
         except OSError:
             resolv = DEFAULT_RESOLV
         argv = list(entrypoint or []) + list(command or [])
-        config = full_config({k: v for k, v in img_conf.items()})
+        config = full_config(dict(img_conf))
         config.update({"Hostname": hostname, "Cmd": command, "Image": image_ref, "Entrypoint": entrypoint})
         cdir = self.layout.container_dir(cid)
         data = {
@@ -492,8 +488,8 @@ class ContainerStore:
         (self.layout.container_dir(c.id) / "config.v2.json").unlink(missing_ok=True)  # the commit point
         try:
             self.layers.release_rw_layer(c.id)
-        except Exception:
-            pass
+        except LayerNotFound:
+            pass  # a create that crashed before its layers were made
         remove_dir_atomically(self.layout.container_dir(c.id))
 
     def clean(self) -> None:
@@ -502,8 +498,8 @@ class ContainerStore:
             if not (self.layout.container_dir(cid) / "config.v2.json").exists():
                 try:
                     self.layers.release_rw_layer(cid)
-                except Exception:
-                    pass
+                except LayerNotFound:
+                    pass  # it crashed before its layers were made
                 shutil.rmtree(self.layout.container_dir(cid), ignore_errors=True)
         ids = set(listdir(self.layout.containers))
         for m in self.layers.mounts():

@@ -156,6 +156,7 @@ def _go_float(f: float) -> str:
     if math.isnan(f) or math.isinf(f):
         raise ValueError(f"json: unsupported value: {f!r}")
     sign, digits_t, exp = Decimal(repr(f)).as_tuple()
+    assert isinstance(exp, int)  # a finite number: not 'n', 'N' or 'F'
     digits = "".join(map(str, digits_t)).lstrip("0") or "0"
     exp += len(digits_t) - len(digits) if digits != "0" else 0
     if digits != "0":  # drop trailing zeros into the exponent: shortest form

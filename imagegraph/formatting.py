@@ -180,7 +180,7 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
     lasts = [heads[-1], *(r[-1] for r in body)]
     assert len(lines) == len(lasts)
     cut = len(_SENTINEL)
-    return "\n".join(line[:-cut] + last for line, last in zip(lines, lasts))
+    return "\n".join(line[:-cut] + last for line, last in zip(lines, lasts, strict=True))
 
 
 def to_json(obj: Mapping[str, Any]) -> str:

@@ -64,8 +64,23 @@ def _build(images: Iterable[GraphImage]) -> _Graph:
         if img.id in by_id:
             raise ValueError(f"image {short_id(img.id)} appears twice")
         by_id[img.id] = img
-
     notes: dict[str, str] = {}
+    children = _children(by_id, notes)
+    roots = _roots(by_id, children, notes)
+    users: dict[str, list[str]] = {}
+    for img in by_id.values():
+        for layer in dict.fromkeys(img.layers):
+            users.setdefault(layer, []).append(img.id)
+    own: dict[str, list[str]] = {}
+    for img in by_id.values():
+        parent = by_id.get(img.parent) if img.parent else None
+        inherited = set(parent.layers) if parent else set()
+        own[img.id] = [layer for layer in img.layers if layer not in inherited]
+    return _Graph(by_id, children, roots, users, own, _shared_without_parent(by_id, own, children), notes)
+
+
+def _children(by_id: dict[str, GraphImage], notes: dict[str, str]) -> dict[str, list[str]]:
+    """Each image's children, in display order; a missing parent goes into `notes`."""
     children: dict[str, list[str]] = {i: [] for i in by_id}
     for img in by_id.values():
         if img.parent is not None:
@@ -75,42 +90,44 @@ def _build(images: Iterable[GraphImage]) -> _Graph:
                 notes[img.id] = f"parent {short_id(img.parent)} not present"
     for kids in children.values():
         kids.sort(key=lambda i: _sort_key(by_id[i]))
+    return children
 
+
+def _roots(by_id: dict[str, GraphImage], children: dict[str, list[str]], notes: dict[str, str]) -> list[str]:
+    """The trees' roots, biggest tree first. Images in a parent cycle are reachable from no
+    root: the first of each cycle is shown as a root too, flagged in `notes`."""
     roots = [i for i, img in by_id.items() if img.parent is None or img.parent not in by_id]
     roots.sort(key=lambda i: (-len(_descendants(i, children)), _sort_key(by_id[i])))
-    # images in a parent cycle are reachable from no root: show them as roots, flagged
     reached: set[str] = set()
-    stack = list(roots)
+    _reach(roots, children, reached)
+    for i in sorted(set(by_id) - reached, key=lambda i: _sort_key(by_id[i])):
+        if i not in reached:
+            notes[i] = "parent cycle"
+            roots.append(i)
+            _reach([i], children, reached)
+    return roots
+
+
+def _reach(starts: list[str], children: dict[str, list[str]], reached: set[str]) -> None:
+    """Add to `reached` every image below `starts` (without recursion: a chain may be deep)."""
+    stack = list(starts)
     while stack:
         i = stack.pop()
         if i not in reached:
             reached.add(i)
             stack.extend(children[i])
-    for i in sorted(set(by_id) - reached, key=lambda i: _sort_key(by_id[i])):
-        if i not in reached:
-            notes[i] = "parent cycle"
-            roots.append(i)
-            stack = [i]
-            while stack:
-                j = stack.pop()
-                if j not in reached:
-                    reached.add(j)
-                    stack.extend(children[j])
 
-    users: dict[str, list[str]] = {}
-    for img in by_id.values():
-        for layer in dict.fromkeys(img.layers):
-            users.setdefault(layer, []).append(img.id)
 
-    own: dict[str, list[str]] = {}
-    for img in by_id.values():
-        parent = by_id.get(img.parent) if img.parent else None
-        inherited = set(parent.layers) if parent else set()
-        own[img.id] = [layer for layer in img.layers if layer not in inherited]
+def _shared_without_parent(
+    by_id: dict[str, GraphImage], own: dict[str, list[str]], children: dict[str, list[str]]
+) -> dict[str, dict[str, int]]:
+    """image → image → layers shared without a parent link.
 
-    # Layers reached without a parent link: a ChainID that several images introduce as
-    # their own (two pulls of stacks with the same bottom). A ChainID names the whole
-    # stack below it, so the topmost such layer says how many layers a pair shares.
+    Such a layer is a ChainID that several images introduce as their own (two pulls of stacks
+    with the same bottom). A ChainID names the whole stack below it, so the topmost such layer
+    says how many layers a pair shares. Only the deepest link is kept: image_0 ~ redis is
+    implied by image_1 ~ redis.
+    """
     introducers: dict[str, list[str]] = {}
     for i, layers in own.items():
         for layer in layers:
@@ -124,7 +141,6 @@ def _build(images: Iterable[GraphImage]) -> _Graph:
                 if j != i:
                     key = frozenset((i, j))
                     pairs[key] = max(pairs.get(key, 0), depth)
-    # keep the deepest link only: image_0 ~ redis is implied by image_1 ~ redis
     desc = {i: _descendants(i, children) for i in by_id}
     cross: dict[str, dict[str, int]] = {i: {} for i in by_id}
     for key, n in pairs.items():
@@ -137,7 +153,7 @@ def _build(images: Iterable[GraphImage]) -> _Graph:
         )
         if not implied:
             cross[a][b] = cross[b][a] = n
-    return _Graph(by_id, children, roots, users, own, cross, notes)
+    return cross
 
 
 def _descendants(i: str, children: dict[str, list[str]]) -> set[str]:

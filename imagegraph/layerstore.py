@@ -17,10 +17,9 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from . import archive
-from .digest import EMPTY_LAYER_DIFF_ID, sha256_digest
+from .digest import sha256_digest
 from .store import Layout, hex_of, is_tmp, listdir, read_text, remove_dir_atomically, write_dir_atomically
 
 MAX_DEPTH = 125
@@ -154,12 +153,14 @@ class LayerStore:
 
     # ---- registering ----------------------------------------------------------------------
 
-    def _tmp(self) -> Path:
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space inside the store (same filesystem, so renames into place are atomic)."""
         t = self.layout.layerdb / "tmp"
         t.mkdir(parents=True, exist_ok=True)
         return t
 
-    def register(self, stream: BinaryIO, parent: str | None = None) -> tuple[Layer, bool]:
+    def register(self, stream: archive.ByteStream, parent: str | None = None) -> tuple[Layer, bool]:
         """Apply a layer tar on top of `parent`; returns (layer, created). An existing ChainID is reused."""
         if parent:
             if not self.exists(parent):
@@ -168,7 +169,7 @@ class LayerStore:
                 raise LayerError("max depth exceeded")
         cache_id = secrets.token_hex(32)
         layer_dir = self.layout.layer_dir(cache_id)
-        fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self._tmp())
+        fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
             with os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(stream, out, 1 << 20)
@@ -189,7 +190,7 @@ class LayerStore:
             if archive.write_layer_tar(layer_dir / "diff").diff_id != result.diff_id:
                 # Another tool's tar: the directory cannot give the same bytes back, so keep them.
                 files[KEPT_TAR] = Path(spool).read_bytes()
-            write_dir_atomically(self.layout.layer_meta(chain_id), files, tmp_parent=self._tmp())
+            write_dir_atomically(self.layout.layer_meta(chain_id), files, tmp_parent=self.tmp_dir)
             return Layer(chain_id, result.diff_id, parent, cache_id, result.size), True
         finally:
             try:
@@ -199,7 +200,7 @@ class LayerStore:
 
     def register_dir(self, src_dir: str | os.PathLike[str], parent: str | None = None) -> tuple[Layer, bool]:
         """Register the contents of a directory as a layer (via its Go-compatible tar)."""
-        fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self._tmp())
+        fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
             with os.fdopen(fd, "wb") as out:
                 archive.write_layer_tar(src_dir, out)
@@ -232,7 +233,7 @@ class LayerStore:
         return m
 
     def create_rw_layer(
-        self, container_id: str, parent: str | None, init_func: Callable[[Path], None] | None = None
+        self, container_id: str, parent: str | None, init_func: Callable[[Path], object] | None = None
     ) -> MountLayer:
         """The container's `<mount-id>-init` layer (filled by init_func) and its empty RW layer."""
         if parent and not self.exists(parent):
@@ -256,7 +257,7 @@ class LayerStore:
             files = {"mount-id": mount_id, "init-id": init_id}
             if parent:
                 files["parent"] = parent
-            write_dir_atomically(self.layout.mount_meta(container_id), files, tmp_parent=self._tmp())
+            write_dir_atomically(self.layout.mount_meta(container_id), files, tmp_parent=self.tmp_dir)
         except BaseException:
             for p in made:
                 shutil.rmtree(p, ignore_errors=True)
@@ -296,7 +297,3 @@ class LayerStore:
                 shutil.rmtree(self.layout.driver_root / name, ignore_errors=True)
                 removed.append(str(self.layout.driver_root / name))
         return removed
-
-
-def is_empty_layer(diff_id: str) -> bool:
-    return diff_id == EMPTY_LAYER_DIFF_ID

@@ -24,7 +24,7 @@ from .digest import canonical_config_json, chain_ids
 from .formatting import short_id
 from .graph import GraphImage
 from .imagestore import AmbiguousImage, Image, ImageError, ImageNotFound, ImageStore, format_time, parse_time
-from .layerstore import LayerError, LayerStore, next_chain_id
+from .layerstore import Layer, LayerError, LayerStore, next_chain_id
 from .reference import (
     InvalidReference,
     Reference,
@@ -227,7 +227,7 @@ class Services:
             self.layers.release(layer.chain_id)  # no-op when the image holds it
         return image_id
 
-    def _register_tar(self, source: str | BinaryIO):
+    def _register_tar(self, source: str | BinaryIO) -> tuple[Layer, bool]:
         if isinstance(source, (str, os.PathLike)):
             try:
                 f: BinaryIO = open(source, "rb")
@@ -236,9 +236,11 @@ class Services:
         else:
             f = source
         try:
-            buffered = io.BufferedReader(f) if not hasattr(f, "peek") else f  # type: ignore[arg-type]
-            magic = buffered.peek(2)[:2]  # type: ignore[union-attr]
-            stream: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb") if magic == b"\x1f\x8b" else buffered
+            buffered = f if isinstance(f, io.BufferedReader) else io.BufferedReader(f)  # type: ignore[type-var]  # any stream with readinto
+            magic = buffered.peek(2)[:2]
+            stream: archive.ByteStream = (
+                gzip.GzipFile(fileobj=buffered, mode="rb") if magic == b"\x1f\x8b" else buffered
+            )
             return self.layers.register(stream)
         except archive.ArchiveError as exc:
             raise InvalidParameter(str(exc)) from None

@@ -23,7 +23,7 @@ import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,7 @@ DRIVER = "layerfs"
 TMP_PREFIX = ".tmp-"
 
 
-def resolve_root(arg: str | None = None, env: dict[str, str] | None = None, euid: int | None = None) -> Path:
+def resolve_root(arg: str | None = None, env: Mapping[str, str] | None = None, euid: int | None = None) -> Path:
     """`--root`, else $IMAGEGRAPH_ROOT, else /var/lib/imagegraph for root, ~/.local/share/imagegraph otherwise."""
     env = os.environ if env is None else env
     if arg:
@@ -156,7 +156,7 @@ def read_text(path: str | os.PathLike[str], default: str | None = None) -> str |
         return default
 
 
-def write_dir_atomically(final: Path, files: dict[str, bytes | str], tmp_parent: Path | None = None) -> None:
+def write_dir_atomically(final: Path, files: Mapping[str, bytes | str], tmp_parent: Path | None = None) -> None:
     """Create directory `final` holding `files`, all at once: built under a temporary name, then renamed."""
     tmp_parent = tmp_parent or final.parent
     tmp_parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +184,7 @@ def remove_dir_atomically(path: Path) -> None:
 
 
 def is_tmp(name: str) -> bool:
-    return name.startswith(TMP_PREFIX) or name.startswith(".apply-")
+    return name.startswith((TMP_PREFIX, ".apply-"))
 
 
 def listdir(path: Path) -> Iterator[str]:

@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from .digest import chain_ids, go_json, sha256_digest
 from .distribution import manifest as M
@@ -128,7 +128,7 @@ def save(store: LocalStore, names: list[str], out: BinaryIO) -> None:
             image = store.images.get(exp.image_id)
             layer_paths = []
             layer_descs = []
-            for diff_id, chain in zip(image.diff_ids, chain_ids(image.diff_ids)):
+            for diff_id, chain in zip(image.diff_ids, chain_ids(image.diff_ids), strict=True):
                 path = f"blobs/sha256/{hex_of(diff_id)}"
                 layer_paths.append(path)
                 if diff_id not in written:
@@ -218,7 +218,8 @@ class _Archive:
     def has(self, name: str) -> bool:
         return self.norm(name) in self.members
 
-    def _resolve(self, name: str, depth: int = 0) -> tarfile.TarInfo:
+    def resolve(self, name: str, depth: int = 0) -> tarfile.TarInfo:
+        """The regular file `name` names, following links inside the archive only."""
         if depth > 16:
             raise TarExportError(f"invalid archive: too many levels of symbolic links at {name}")
         key = self.norm(name)
@@ -233,15 +234,15 @@ class _Archive:
                 target = posixpath.join(posixpath.dirname(key), target)
             if target.startswith("/") or posixpath.normpath(target).startswith(".."):
                 raise TarExportError(f"invalid archive: link {name} points outside the archive")
-            return self._resolve(posixpath.normpath(target), depth + 1)
+            return self.resolve(posixpath.normpath(target), depth + 1)
         if not m.isfile():
             raise TarExportError(f"invalid archive: {name} is not a regular file")
         return m
 
-    def open(self, name: str) -> BinaryIO:
-        f = self.tar.extractfile(self._resolve(name))
-        assert f is not None
-        return f  # type: ignore[return-value]
+    def open(self, name: str) -> IO[bytes]:
+        f = self.tar.extractfile(self.resolve(name))
+        assert f is not None  # resolve() returns regular files only
+        return f
 
     def read(self, name: str) -> bytes:
         with self.open(name) as f:
@@ -315,15 +316,15 @@ def _check_valid_parent(child: dict, parent: dict) -> bool:
         return True
     if len(ch) - len(ph) != 1:
         return False
-    return all(a == b for a, b in zip(ph, ch))
+    return all(a == b for a, b in zip(ph, ch, strict=False))  # a prefix: ch is one longer
 
 
-def _layer_stream(arc: _Archive, path: str) -> BinaryIO:
+def _layer_stream(arc: _Archive, path: str) -> IO[bytes] | gzip.GzipFile:
     f = arc.open(path)
     head = f.read(2)
     f.seek(0)
     if head == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=f, mode="rb")
     return f
 
 
@@ -372,9 +373,11 @@ def _load_items(store: LocalStore, arc: _Archive, items: list[_LoadItem], out: P
                         f"got {len(item.layer_paths)}"
                     )
                 parent_chain = None
-                for i, (diff_id, chain, path) in enumerate(zip(diff_ids, chain_ids(diff_ids), item.layer_paths)):
+                for i, (diff_id, chain, path) in enumerate(
+                    zip(diff_ids, chain_ids(diff_ids), item.layer_paths, strict=True)
+                ):
                     if not store.layers.exists(chain):
-                        size = arc._resolve(path).size
+                        size = arc.resolve(path).size
                         sid = hex_of(diff_id)[:12]
                         out.progress(sid, "Loading layer", 0, size)
                         with _layer_stream(arc, path) as stream:

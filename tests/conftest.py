@@ -1,70 +1,44 @@
-"""Shared test fixtures: where FUSE and the kernel's OverlayFS are needed, and what happens without them.
+"""Markers that name a real component a test needs, turned into the fixture that requires it.
 
-A test that needs FUSE skips on a machine without it, but fails in CI, where .ci/run sets
-LAYERLAB_REQUIRE_FUSE=1: a missing install step must never hide behind a skip.
+`@pytest.mark.mount` (FUSE), `@pytest.mark.kernel_overlay` and `@pytest.mark.root` skip the
+test where the component is missing, and fail it in CI (LAYERLAB_REQUIRE_FUSE=1): the rule
+itself lives in tests/support.py.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
+from .support import require_fuse, require_kernel_overlay, require_root
 
-def fuse_unavailable_reason() -> str | None:
-    """Why a FUSE mount cannot be made here, or None when it can."""
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse does not exist"
-    if not (shutil.which("fusermount3") or shutil.which("fusermount")):
-        return "fusermount3 is not installed (apt-get install fuse3)"
-    os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # as unionfs.fuse_ops does: libfuse 3 first
-    try:
-        import mfusepy  # noqa: F401  (loads libfuse)
-    except (ImportError, OSError) as exc:
-        return f"mfusepy cannot load libfuse: {exc}"
-    return None
-
-
-def kernel_overlay_unavailable_reason() -> str | None:
-    """Why the kernel's OverlayFS cannot be used as an oracle here, or None."""
-    if os.geteuid() != 0:
-        return "the kernel's OverlayFS needs root"
-    try:
-        with open("/proc/filesystems") as f:
-            if "overlay" not in f.read():
-                return "the kernel has no overlay filesystem"
-    except OSError as exc:
-        return str(exc)
-    return None
-
-
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("LAYERLAB_REQUIRE_FUSE") == "1":
-        pytest.fail(f"LAYERLAB_REQUIRE_FUSE=1 but: {reason}")
-    pytest.skip(reason)
+MARKER_FIXTURES = {"mount": "need_fuse", "kernel_overlay": "need_kernel_overlay", "root": "need_root"}
 
 
 @pytest.fixture
 def need_fuse() -> None:
     """Use in every test that mounts with layerfs."""
-    reason = fuse_unavailable_reason()
-    if reason:
-        _skip_or_fail(reason)
+    require_fuse()
 
 
 @pytest.fixture
 def need_kernel_overlay() -> None:
     """Use in every test that compares with the kernel's OverlayFS."""
-    reason = kernel_overlay_unavailable_reason()
-    if reason:
-        _skip_or_fail(reason)
+    require_kernel_overlay()
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tests marked `mount` get the need_fuse fixture, so the rule lives in one place."""
+@pytest.fixture
+def need_root(request: pytest.FixtureRequest) -> None:
+    """`@pytest.mark.root("what needs it")`: mknod, trusted.* xattrs, mount(8)…"""
+    marker = request.node.get_closest_marker("root")
+    require_root(str(marker.args[0]) if marker and marker.args else "")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each marked test gets its marker's fixture, so the rule lives in one place."""
     for item in items:
-        if item.get_closest_marker("mount") and "need_fuse" not in getattr(item, "fixturenames", ()):
-            item.fixturenames.append("need_fuse")
-        if item.get_closest_marker("kernel_overlay") and "need_kernel_overlay" not in getattr(item, "fixturenames", ()):
-            item.fixturenames.append("need_kernel_overlay")
+        names = getattr(item, "fixturenames", None)
+        if names is None:
+            continue
+        for marker, fixture in MARKER_FIXTURES.items():
+            if item.get_closest_marker(marker) and fixture not in names:
+                names.append(fixture)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -167,7 +168,7 @@ def parse_answers(text: str, path: str = "<answers>") -> list[Exercise]:
     return found
 
 
-def _blocks(text: str, path: str):
+def _blocks(text: str, path: str) -> Iterator[tuple[list[str], str, int]]:
     """(info words, body, first line number) for each fenced block, in order."""
     lines = text.splitlines()
     i = 0

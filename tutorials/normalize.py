@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import re
 
+# Docker's HumanDuration: "Less than a second", "About a minute", "3 hours"
+_HUMAN_DURATION = (
+    r"Less than a second|About an? (?:minute|hour)|\d+ (?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)"
+)
+
 # Order matters: longer, more specific patterns first.
 _RULES: list[tuple[re.Pattern[str], str]] = [
     # a local registry's port (lab 08 chooses a free one): 127.0.0.1:41234 -> 127.0.0.1:<PORT>
@@ -22,15 +27,11 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?(?: [A-Z]{3,4})?"), "<TIME>"),
     # Docker's HumanDuration: "Less than a second ago", "About a minute ago", "3 hours ago"
     (
-        re.compile(
-            r"\b(?:Less than a second|About an? (?:minute|hour)|\d+ (?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)) ago\b"
-        ),
+        re.compile(rf"\b(?:{_HUMAN_DURATION}) ago\b"),
         "<WHEN>",
     ),
     (
-        re.compile(
-            r"\bUp (?:Less than a second|About an? (?:minute|hour)|\d+ (?:seconds?|minutes?|hours?|days?|weeks?|months?|years?))\b"
-        ),
+        re.compile(rf"\bUp (?:{_HUMAN_DURATION})\b"),
         "Up <WHEN>",
     ),
     # ls -l dates: "Nov 27 17:13" / "Nov 27  2024"
@@ -48,8 +49,8 @@ def normalize(text: str, scratch: str | None = None) -> str:
     Sizes are kept: a layer's size follows from its files, so a size on a page that is not
     what the same files give is a mistake on the page (lab 07 once said 15B for 20 bytes).
 
-    No-break spaces and tabs count as spaces, and runs of two or more spaces count as one column gap, so a table whose columns widen
-    because a size or a time has a different width still matches.
+    No-break spaces and tabs count as spaces, and runs of two or more spaces count as one column
+    gap, so a table whose columns widen because a size or a time has a different width still matches.
     """
     if scratch:
         text = text.replace(scratch.rstrip("/"), "~")

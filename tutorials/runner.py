@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from unionfs.mountinfo import unescape
+from unionfs.mountinfo import mounts
 
 from .checks import CheckError, has_check, run_check
 from .lab import Lab, Step
@@ -201,13 +201,8 @@ class Shell:
 def mounts_under(folder: str) -> list[str]:
     """Mount points at or below `folder`, deepest first (so nested mounts go first)."""
     folder = os.path.realpath(folder)
-    found = []
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-            for line in f:
-                point = unescape(line.split()[4])
-                if point == folder or point.startswith(folder + "/"):
-                    found.append(point)
+        found = [m.mountpoint for m in mounts() if m.mountpoint == folder or m.mountpoint.startswith(folder + "/")]
     except OSError:
         return []
     return sorted(set(found), key=lambda p: (-p.count("/"), p))

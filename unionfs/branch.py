@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from .options import Role
 
 WH_PREFIX = ".wh."
-WH_META_PREFIX = ".wh..wh."
 WH_OPAQUE = ".wh..wh..opq"
 # The kernel makes its whiteouts with mode 0 (include/linux/fs.h WHITEOUT_MODE).
 WHITEOUT_MODE = 0
@@ -56,7 +55,7 @@ class XattrNames:
         """The caller's name for a name on disk, or None for a private one."""
         if name.startswith(self.escaped):
             return self.private + name[len(self.escaped) :]
-        if name.startswith(self.private) or name.startswith(LAYERFS_XATTR_PREFIX):
+        if name.startswith((self.private, LAYERFS_XATTR_PREFIX)):
             return None
         return name
 
@@ -212,17 +211,3 @@ class MarkWriter:
 
     def set_redirect(self, real_dir: str, value: str) -> None:
         os.setxattr(real_dir, self.xattr_prefix + "overlay.redirect", value.encode("utf-8", "surrogateescape"))
-
-
-def remove_whiteouts(real_dir: str, name: str, wh_files: bool = True) -> bool:
-    """Remove any whiteout of `name` in `real_dir` (both encodings, `.wh.` files only where
-    they are marks); True if one was there."""
-    removed = False
-    st = lstat_or_none(os.path.join(real_dir, name))
-    if st is not None and is_whiteout_stat(st):
-        os.unlink(os.path.join(real_dir, name))
-        removed = True
-    if aufs_whiteout_exists(real_dir, name, wh_files):
-        os.unlink(os.path.join(real_dir, WH_PREFIX + name))
-        removed = True
-    return removed

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn, Protocol
 
 from .namei import normalize
 from .options import OptionError
@@ -37,16 +38,19 @@ def open_target(options: list[str] | None, target: str | None) -> tuple[Union, s
     return union, union_path, target
 
 
-def use_colour(when: str, stream=None) -> bool:
+class Stream(Protocol):
+    def isatty(self) -> bool: ...
+
+
+def use_colour(when: str, stream: Stream | None = None) -> bool:
     """ls's --color rule: always, never, or auto (a terminal, unless NO_COLOR is set or TERM is dumb)."""
     if when == "always":
         return True
     if when == "never":
         return False
-    stream = stream or sys.stdout
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
-    return bool(getattr(stream, "isatty", lambda: False)())
+    return (stream or sys.stdout).isatty()
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
@@ -79,7 +83,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the project's rule), not usage plus error."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 

@@ -11,7 +11,7 @@ import errno
 import os
 import stat
 
-from .branch import XattrNames
+from .branch import Branch, MarkWriter, XattrNames
 from .fsutil import copy_data
 from .namei import Entry, Node, join, split_path
 from .super import Super
@@ -21,10 +21,17 @@ def erofs(path: str) -> OSError:
     return OSError(errno.EROFS, os.strerror(errno.EROFS), path)
 
 
-def require_upper(sb: Super, path: str):
+def require_upper(sb: Super, path: str) -> Branch:
     if sb.upper is None or sb.tmpdir is None:
         raise erofs(path)
     return sb.upper
+
+
+def require_marks(sb: Super, path: str) -> MarkWriter:
+    """The writer of whiteouts, opaque marks and redirects, which a writable union has."""
+    if sb.marks is None:
+        raise erofs(path)
+    return sb.marks
 
 
 def copy_xattrs(src: str, dst: str, names_rule: XattrNames) -> None:

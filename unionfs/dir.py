@@ -14,8 +14,8 @@ import shutil
 import stat
 from collections.abc import Callable
 
-from .branch import WH_PREFIX, aufs_whiteout_exists, lstat_or_none
-from .copy_up import copy_up, ensure_upper_dir, require_upper
+from .branch import WH_PREFIX, MarkWriter, aufs_whiteout_exists, lstat_or_none
+from .copy_up import copy_up, ensure_upper_dir, require_marks, require_upper
 from .fsutil import RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT
 from .namei import Node, parent_of
 from .options import Dialect
@@ -53,9 +53,8 @@ def _chown_new(real: str, owner: tuple[int, int, bool] | None) -> None:
         os.chmod(real, stat.S_IMODE(os.lstat(real).st_mode) | stat.S_ISGID)
 
 
-def _whiteout_form(sb: Super) -> str:
-    assert sb.marks is not None
-    return "char device 0/0" if sb.marks.writes_char_whiteouts else ".wh. file"
+def _whiteout_form(marks: MarkWriter) -> str:
+    return "char device 0/0" if marks.writes_char_whiteouts else ".wh. file"
 
 
 def create_entry(
@@ -66,7 +65,7 @@ def create_entry(
     Where no whiteout is in the way it is made in place. Over a whiteout it is built in the
     work directory and swapped in, and a directory becomes opaque.
     """
-    upper = require_upper(sb, path)
+    upper, marks = require_upper(sb, path), require_marks(sb, path)
     with sb.lock:
         node = sb.resolver.lookup(path)
         if node.exists:
@@ -93,7 +92,7 @@ def create_entry(
         try:
             _chown_new(temp, owner)
             if needs_opaque:
-                sb.marks.set_opaque(temp)  # type: ignore[union-attr]
+                marks.set_opaque(temp)
             char_whiteout = lstat_or_none(target)
             if char_whiteout is not None:  # a char 0/0 whiteout: swap atomically, then drop it
                 sb.libc.renameat2(temp, target, RENAME_EXCHANGE)
@@ -106,7 +105,7 @@ def create_entry(
         if aufs_whiteout_exists(parent_real, node.name, sb.resolver.wh_files):
             os.unlink(os.path.join(parent_real, WH_PREFIX + node.name))
         if needs_opaque:
-            sb.emit("opaque", path=path, trigger=trigger, branch=upper.label, form=_opaque_form(sb))
+            sb.emit("opaque", path=path, trigger=trigger, branch=upper.label, form=_opaque_form(marks))
         return target
 
 
@@ -168,8 +167,9 @@ def link(sb: Super, existing: str, new: str) -> None:
 
 
 def _whiteout(sb: Super, parent_real: str, name: str, path: str, trigger: str) -> None:
-    sb.marks.whiteout_in(parent_real, name)  # type: ignore[union-attr]
-    sb.emit("whiteout", path=path, trigger=trigger, branch=sb.upper.label, form=_whiteout_form(sb))  # type: ignore[union-attr]
+    marks = require_marks(sb, path)
+    marks.whiteout_in(parent_real, name)
+    sb.emit("whiteout", path=path, trigger=trigger, branch=require_upper(sb, path).label, form=_whiteout_form(marks))
 
 
 def unlink(sb: Super, path: str) -> None:
@@ -210,13 +210,15 @@ def _remove(sb: Super, node: Node, trigger: str) -> None:
     if not node.in_upper:
         _whiteout(sb, parent_real, node.name, node.path, trigger)
         return
-    if sb.marks.writes_char_whiteouts:  # type: ignore[union-attr]
+    marks = require_marks(sb, node.path)
+    if marks.writes_char_whiteouts:
         # Swap a fresh whiteout with the entry, so no moment shows the lower file.
         temp = sb.temp_name()
-        sb.marks.make_whiteout_at(temp)  # type: ignore[union-attr]
+        marks.make_whiteout_at(temp)
         sb.libc.renameat2(temp, target, RENAME_EXCHANGE)
         _remove_tree(temp)
-        sb.emit("whiteout", path=node.path, trigger=trigger, branch=sb.upper.label, form=_whiteout_form(sb))  # type: ignore[union-attr]
+        label = require_upper(sb, node.path).label
+        sb.emit("whiteout", path=node.path, trigger=trigger, branch=label, form=_whiteout_form(marks))
         return
     # .wh. files: the whiteout first; while both exist the entry still wins (OCI rule).
     _whiteout(sb, parent_real, node.name, node.path, trigger)
@@ -251,62 +253,32 @@ def _remove_tree(path: str) -> None:
 
 def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
     """rename(2) and renameat2(2) with RENAME_NOREPLACE."""
-    require_upper(sb, old)
+    upper, marks = require_upper(sb, old), require_marks(sb, old)
     if flags & ~RENAME_NOREPLACE:
         raise _err(errno.EINVAL, old)
     with sb.lock:
         src = _existing(sb, old)
         dst = sb.resolver.lookup(new)
-        # The checks in the order the VFS makes them (do_renameat2, then vfs_rename). The
-        # union's root is a mount point: renaming it to or from elsewhere crosses mounts.
-        if (old == "/") != (new == "/"):
-            raise _err(errno.EXDEV, old)
-        if flags & RENAME_NOREPLACE and dst.exists:
-            raise _err(errno.EEXIST, new)
-        if old == new:  # the same name: nothing to do
+        if not _rename_needed(sb, src, dst, old, new, flags):
             return
-        if (new + "/").startswith(old + "/"):
-            raise _err(errno.EINVAL, new)  # a directory into itself
-        if (old + "/").startswith(new + "/"):
-            raise _err(errno.ENOTEMPTY, new)  # onto one of its own ancestors
-        if dst.exists:
-            if src.is_dir and not dst.is_dir:
-                raise _err(errno.ENOTDIR, new)
-            if not src.is_dir and dst.is_dir:
-                raise _err(errno.EISDIR, new)
-            if dst.is_dir and not is_empty_dir(sb, dst):
-                raise _err(errno.ENOTEMPTY, new)
-        redirect: str | None = None
-        opaque = False
-        if src.is_dir and (src.merged or not src.in_upper):
-            if sb.spec.dialect is Dialect.AUFS:
-                if not _lower_parts_empty(src):
-                    raise _err(errno.EXDEV, old)
-                opaque = True
-            else:
-                redirect = _plan_redirect(sb, src, old, new)
-        elif src.is_dir:
-            # The kernel marks a moved upper directory opaque when the new parent has lower
-            # parts (merged once copied up): a lower directory there must not show through.
-            opaque = dst.parent_merged
+        redirect, opaque = _dir_move_marks(sb, src, dst, old, new)
         if not src.in_upper:
             src = copy_up(sb, old, "rename")
         old_parent = ensure_upper_dir(sb, parent_of(old), "rename")
         new_parent = ensure_upper_dir(sb, parent_of(new), "rename")
         source = old_parent + "/" + src.name
         target = new_parent + "/" + dst.name
-        upper_label = sb.upper.label  # type: ignore[union-attr]
         if redirect is not None:
             if len(os.fsencode(redirect)) > REDIRECT_MAX:
                 # The kernel's ovl_set_redirect refuses with EXDEV, after the copy-ups.
                 raise _err(errno.EXDEV, old)
-            sb.marks.set_redirect(source, redirect)  # type: ignore[union-attr]
+            marks.set_redirect(source, redirect)
             sb.resolver.forget_upper(source)
-            sb.emit("redirect", path=new, target=redirect, branch=upper_label)
+            sb.emit("redirect", path=new, target=redirect, branch=upper.label)
         elif opaque and not sb.resolver.upper_dir_info(source, os.lstat(source))[0]:
-            sb.marks.set_opaque(source)  # type: ignore[union-attr]
+            marks.set_opaque(source)
             sb.resolver.forget_upper(source)
-            sb.emit("opaque", path=new, trigger="rename", branch=upper_label, form=_opaque_form(sb))
+            sb.emit("opaque", path=new, trigger="rename", branch=upper.label, form=_opaque_form(marks))
         if dst.in_upper and dst.is_dir:
             _clear_upper_dir(target)
             sb.resolver.forget_all_upper()  # the replaced directory's inode may come back
@@ -316,12 +288,12 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
             # name, which is just what the old name needs when a lower layer still has it.
             sb.libc.renameat2(source, target, RENAME_EXCHANGE)
             if src.has_lower:
-                sb.emit("whiteout", path=old, trigger="rename", branch=upper_label, form=_whiteout_form(sb))
+                sb.emit("whiteout", path=old, trigger="rename", branch=upper.label, form=_whiteout_form(marks))
             else:
                 os.unlink(source)
-        elif src.has_lower and sb.marks.writes_char_whiteouts:  # type: ignore[union-attr]
+        elif src.has_lower and marks.writes_char_whiteouts:
             sb.libc.renameat2(source, target, RENAME_WHITEOUT)
-            sb.emit("whiteout", path=old, trigger="rename", branch=upper_label, form=_whiteout_form(sb))
+            sb.emit("whiteout", path=old, trigger="rename", branch=upper.label, form=_whiteout_form(marks))
         else:
             if src.has_lower:  # .wh. file first: while both exist, the entry still wins
                 _whiteout(sb, old_parent, src.name, old, "rename")
@@ -330,12 +302,50 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
             os.unlink(os.path.join(new_parent, WH_PREFIX + dst.name))
 
 
+def _rename_needed(sb: Super, src: Node, dst: Node, old: str, new: str, flags: int) -> bool:
+    """rename's checks, in the order the VFS makes them (do_renameat2, then vfs_rename): raise
+    the first failure's errno, else say whether there is anything to do (not for the same name).
+    The union's root is a mount point: renaming it to or from elsewhere crosses mounts."""
+    if (old == "/") != (new == "/"):
+        raise _err(errno.EXDEV, old)
+    if flags & RENAME_NOREPLACE and dst.exists:
+        raise _err(errno.EEXIST, new)
+    if old == new:
+        return False
+    if (new + "/").startswith(old + "/"):
+        raise _err(errno.EINVAL, new)  # a directory into itself
+    if (old + "/").startswith(new + "/"):
+        raise _err(errno.ENOTEMPTY, new)  # onto one of its own ancestors
+    if dst.exists:
+        if src.is_dir and not dst.is_dir:
+            raise _err(errno.ENOTDIR, new)
+        if not src.is_dir and dst.is_dir:
+            raise _err(errno.EISDIR, new)
+        if dst.is_dir and not is_empty_dir(sb, dst):
+            raise _err(errno.ENOTEMPTY, new)
+    return True
+
+
+def _dir_move_marks(sb: Super, src: Node, dst: Node, old: str, new: str) -> tuple[str | None, bool]:
+    """(redirect, opaque) that a moved directory needs so its lower parts follow it, or do not
+    show through where it lands. aufs cannot follow: a non-empty lower part is EXDEV."""
+    if src.is_dir and (src.merged or not src.in_upper):
+        if sb.spec.dialect is Dialect.AUFS:
+            if not _lower_parts_empty(src):
+                raise _err(errno.EXDEV, old)
+            return None, True
+        return _plan_redirect(sb, src, old, new), False
+    if src.is_dir:
+        # The kernel marks a moved upper directory opaque when the new parent has lower
+        # parts (merged once copied up): a lower directory there must not show through.
+        return None, dst.parent_merged
+    return None, False
+
+
 REDIRECT_MAX = 256  # the kernel's redirect_max module parameter (default 256 bytes)
 
 
-def _opaque_form(sb: Super) -> str:
-    marks = sb.marks
-    assert marks is not None
+def _opaque_form(marks: MarkWriter) -> str:
     return ".wh..wh..opq" if marks.aufs_encoding else f"{marks.xattr_prefix}overlay.opaque=y"
 
 

@@ -39,6 +39,9 @@ UTIME_OMIT = (1 << 30) - 2
 FUSE_READDIR_PLUS = 1  # enum fuse_readdir_flags
 FUSE_FILL_DIR_PLUS = 2  # enum fuse_fill_dir_flags
 
+#: A listing entry for libfuse: (name, attributes or None, offset of the next entry).
+Entry = tuple[str, dict[str, int] | None, int]
+
 
 @dataclass
 class DirHandle:
@@ -191,9 +194,7 @@ class LayerOps(fuse.Operations):
         self._listed: set[str] = set()  # directories whose entries' attributes the kernel got
         self.invalidate = Invalidator()
         self._local = threading.local()
-        # Copy-ups are reported through the union's tracer: listen there, and pass events on.
-        self._tracer = union.sb.tracer
-        union.sb.tracer = self._on_event
+        union.listen(self._on_event)  # copy-ups change what the kernel has cached
 
     # -- telling the kernel what it cannot see ---------------------------------------------
     def _on_event(self, event: dict) -> None:
@@ -204,8 +205,6 @@ class LayerOps(fuse.Operations):
             if pending is None:
                 pending = self._local.copied = []
             pending.append(str(event.get("path")))
-        if self._tracer is not None:
-            self._tracer(event)
 
     @contextlib.contextmanager
     def _changing(self, *paths: str, skip: tuple[str, ...] = ()) -> Iterator[None]:
@@ -298,7 +297,7 @@ class LayerOps(fuse.Operations):
         now = time.time_ns()
         current = None
         resolved = []
-        for value, which in zip(times, ("st_atime_ns", "st_mtime_ns")):
+        for value, which in zip(times, ("st_atime_ns", "st_mtime_ns"), strict=True):
             if value == UTIME_NOW:
                 value = now
             elif value == UTIME_OMIT:
@@ -435,7 +434,7 @@ class LayerOps(fuse.Operations):
             raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
         return self.dirs.add(DirHandle(path))
 
-    def readdir_with_offset(self, path: str, offset: int, fh: int):
+    def readdir_with_offset(self, path: str, offset: int, fh: int) -> Iterator[Entry]:
         """Entries after `offset`; offset 0 (a new read or a rewinddir) takes a fresh listing.
 
         A generator: libfuse stops asking once the kernel's buffer is full.
@@ -446,7 +445,7 @@ class LayerOps(fuse.Operations):
         names = handle.names
         return ((names[i], None, i + 1) for i in range(offset, len(names)))
 
-    def readdir_plus(self, path: str, offset: int, fh: int):
+    def readdir_plus(self, path: str, offset: int, fh: int) -> Iterator[Entry]:
         """The kernel asks for a listing with attributes (READDIRPLUS): give them the first
         time it lists a directory, so a cold `find` or `ls -l` needs no LOOKUP per entry.
 
@@ -466,7 +465,7 @@ class LayerOps(fuse.Operations):
         entries = self.readdir_with_offset(path, offset, fh)
         return self._with_attrs(handle, entries) if handle.plus else entries
 
-    def _with_attrs(self, handle: DirHandle, entries) -> Iterator[tuple[str, dict[str, int] | None, int]]:
+    def _with_attrs(self, handle: DirHandle, entries: Iterator[Entry]) -> Iterator[Entry]:
         """`entries` with their attributes, worked out a batch at a time (libfuse stops
         asking once the kernel's buffer is full)."""
         base = handle.path.rstrip("/") + "/"
@@ -497,7 +496,7 @@ class LayerOps(fuse.Operations):
 class _LayerFUSE(fuse.FUSE):
     """mfusepy's FUSE, passing on what its libfuse 3 wrappers drop."""
 
-    def opendir(self, path: bytes, fip) -> int:
+    def opendir(self, path: bytes, fip: fuse.fuse_fi_p) -> int:
         """Let the kernel keep listings (FOPEN_CACHE_DIR, kept across opens): it drops them
         itself when the directory changes through the mount, the only way it can change."""
         fi = fip.contents
@@ -507,7 +506,9 @@ class _LayerFUSE(fuse.FUSE):
             fi.keep_cache = 1
         return 0
 
-    def readdir_fuse_3(self, path, buf, filler, offset: int, fip, flags: int) -> int:
+    def readdir_fuse_3(
+        self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: fuse.fuse_fi_p, flags: int
+    ) -> int:
         """READDIRPLUS: hand libfuse each entry's attributes with FUSE_FILL_DIR_PLUS."""
         if not flags & FUSE_READDIR_PLUS:
             return self._readdir(path, buf, filler, offset, fip)
@@ -532,7 +533,7 @@ class _LayerFUSE(fuse.FUSE):
             old.decode(self.encoding, self.errors), new.decode(self.encoding, self.errors), flags
         )
 
-    def _times(self, buf) -> tuple[int, int] | None:
+    def _times(self, buf: fuse.c_utimbuf_p) -> tuple[int, int] | None:
         if not buf:
             return None
         out = []
@@ -543,11 +544,17 @@ class _LayerFUSE(fuse.FUSE):
                 out.append(ts.tv_sec * 10**9 + ts.tv_nsec)
         return out[0], out[1]
 
-    def utimens_fuse_3(self, path, buf, fip) -> int:
-        return self.operations.utimens(path.decode(self.encoding, self.errors), self._times(buf))
+    def utimens_fuse_3(self, path: bytes | None, buf: fuse.c_utimbuf_p, fip: fuse.fuse_fi_p) -> int:
+        return self.operations.utimens(self._path(path), self._times(buf))
 
-    def utimens_fuse_2(self, path, buf) -> int:
-        return self.operations.utimens(path.decode(self.encoding, self.errors), self._times(buf))
+    def utimens_fuse_2(self, path: bytes | None, buf: fuse.c_utimbuf_p) -> int:
+        return self.operations.utimens(self._path(path), self._times(buf))
+
+    def _path(self, path: bytes | None) -> str:
+        """libfuse's high-level API gives a path unless `nullpath_ok` is set, which we never set."""
+        if path is None:
+            raise OSError(errno.EINVAL, "no path given")
+        return path.decode(self.encoding, self.errors)
 
 
 def run_fuse(ops: LayerOps, mountpoint: str, fuse_options: dict[str, Any]) -> None:

@@ -16,11 +16,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .mountinfo import FSTYPE, STATE_PREFIX, mounts, state_dir
+from .mountinfo import FSTYPE, STATE_PREFIX, make_state_dir, mount_at
 from .options import UnionSpec, format_options, parse_options, validate
+from .trace import TraceFile
+from .union import Union
 
 # Mount flags libfuse applies itself (lib/mount.c mount_flags[]): passed through unchanged.
 KERNEL_FLAGS = frozenset(
@@ -99,11 +102,10 @@ def mount_source(options: str) -> str:
     if len(escape_fsname(options)) <= FSNAME_LIMIT:
         return options
     data = options.encode("utf-8", "surrogateescape")
-    directory = state_dir()
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    path = os.path.join(directory, hashlib.sha256(data).hexdigest()[:32] + ".options")
+    path = os.path.join(make_state_dir(), hashlib.sha256(data).hexdigest()[:32] + ".options")
     temp = f"{path}.{os.getpid()}.tmp"
-    with open(temp, "wb") as f:
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with open(fd, "wb") as f:
         f.write(data)
     os.replace(temp, path)  # whole or absent, never half-written
     return STATE_PREFIX + path
@@ -195,10 +197,7 @@ def plan(request: MountRequest) -> Plan:
 
 
 # -- mounting -----------------------------------------------------------------------------
-def _open_union(p: Plan):
-    from .trace import TraceFile
-    from .union import Union
-
+def _open_union(p: Plan) -> Union:
     try:
         return Union.from_spec(p.spec, TraceFile(p.trace) if p.trace else None)
     except OSError as exc:
@@ -235,13 +234,13 @@ def mount(request: MountRequest) -> None:
     raise MountError(message or f"mounting {request.mountpoint} failed: the daemon exited")
 
 
-def _in_thread(fn, *args) -> None:
+def _in_thread(fn: Callable[..., object], *args: object) -> None:
     import threading
 
     threading.Thread(target=fn, args=args, daemon=True).start()
 
 
-def _daemon(union, p: Plan, status_fd: int) -> int:
+def _daemon(union: Union, p: Plan, status_fd: int) -> int:
     """The child: detach, run FUSE, report readiness (or the error) on `status_fd`."""
     from .fuse_ops import LayerOps, run_fuse
 
@@ -299,7 +298,7 @@ def set_read_ahead(mountpoint: str, kb: int = READ_AHEAD_KB) -> bool:
 def unmount(mountpoint: str, lazy: bool = False) -> None:
     """End a union mount (the daemon then closes its files and exits)."""
     real = os.path.realpath(mountpoint)
-    info = next((m for m in reversed(mounts()) if m.mountpoint == real), None)
+    info = mount_at(real)
     if info is None:
         raise MountError(f"{mountpoint} is not mounted")
     if info.fstype != FSTYPE:

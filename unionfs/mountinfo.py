@@ -1,4 +1,8 @@
-"""Finding live layerfs mounts in /proc/self/mountinfo, and opening their union again.
+"""The one reader of /proc/self/mountinfo, and finding live layerfs mounts in it.
+
+Everything in the project that asks "is this mounted?" reads the table here (imagegraph's
+containers, the bench, the labs' runner, the tests): one parser, so one way to get escapes
+and non-ASCII mount points right.
 
 A layerfs mount records its layers in its source field (the FUSE fsname, written by
 `mount.plan` with `options.format_options`), so the kernel's own mount table is all that is
@@ -9,9 +13,15 @@ left to the daemon that owns it.
 from __future__ import annotations
 
 import os
+import re
+import stat
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .options import OptionError, UnionSpec, parse_options, validate
+
+if TYPE_CHECKING:
+    from .union import Union  # imported when used: this module stays light for imagegraph and the bench
 
 FSTYPE = "fuse.layerfs"
 MOUNTINFO = "/proc/self/mountinfo"
@@ -25,46 +35,85 @@ def state_dir() -> str:
     return os.path.join(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/layerfs-{os.geteuid()}", "layerfs")
 
 
+def make_state_dir(directory: str | None = None) -> str:
+    """`state_dir()`, made if missing, and only if this user owns it and its parent and no one
+    else may write to them: in /tmp another user could have made `/tmp/layerfs-$UID` first,
+    and then swap the files that record which layers a mount serves."""
+    directory = directory or state_dir()
+    for path, mode in ((os.path.dirname(directory), 0o700), (directory, 0o755)):
+        try:
+            os.mkdir(path, mode)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise OptionError(f"cannot make {path}: {exc.strerror}") from None
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise OptionError(
+                f"{path} is not a private directory of this user (it must be a directory owned by uid "
+                f"{os.geteuid()} that no one else can write to): remove it, or set XDG_RUNTIME_DIR"
+            )
+    return directory
+
+
 @dataclass(frozen=True)
 class MountInfo:
-    """One line of mountinfo, the fields we use."""
+    """One line of mountinfo (proc(5)), the fields we use, unescaped."""
 
     mountpoint: str
     fstype: str
     source: str
-    options: str
+    options: str  # per mount: rw,nosuid,nodev,…
+    super_options: str = ""  # per superblock: rw,user_id=0,allow_other,…
 
 
-def unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as \\ooo."""
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
 
 
-def parse_mountinfo(text: str) -> list[MountInfo]:
+def unescape(field: str | bytes) -> str:
+    """mountinfo writes space, tab, newline and backslash as \\ooo, and every other byte as is.
+
+    The escapes are undone on the bytes, which are then decoded as the os module decodes
+    paths (UTF-8, other bytes kept as surrogates), so `/tmp/café\\040x` is `/tmp/café x`.
+    """
+    raw = os.fsencode(field) if isinstance(field, str) else field
+    return os.fsdecode(_OCTAL_ESCAPE.sub(lambda m: bytes([int(m[1], 8)]), raw))
+
+
+def parse_mountinfo(text: str | bytes) -> list[MountInfo]:
+    """Every well-formed line: `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL…] - TYPE SOURCE SUPER`."""
+    raw = os.fsencode(text) if isinstance(text, str) else text
     result = []
-    for line in text.splitlines():
+    for line in raw.splitlines():
         fields = line.split()
         try:
-            sep = fields.index("-", 6)
+            sep = fields.index(b"-", 6)
         except ValueError:
             continue
         if len(fields) < sep + 3:
             continue
-        result.append(MountInfo(unescape(fields[4]), fields[sep + 1], unescape(fields[sep + 2]), fields[5]))
+        result.append(
+            MountInfo(
+                mountpoint=unescape(fields[4]),
+                fstype=unescape(fields[sep + 1]),
+                source=unescape(fields[sep + 2]),
+                options=unescape(fields[5]),
+                super_options=unescape(fields[sep + 3]) if len(fields) > sep + 3 else "",
+            )
+        )
     return result
 
 
 def mounts(path: str = MOUNTINFO) -> list[MountInfo]:
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+    """This process's mount table, in mount order (a later mount on the same point is on top)."""
+    with open(path, "rb") as f:
         return parse_mountinfo(f.read())
+
+
+def mount_at(path: str | os.PathLike[str], table: list[MountInfo] | None = None) -> MountInfo | None:
+    """The topmost mount whose mount point is `path` (symlinks resolved), or None."""
+    real = os.path.realpath(path)
+    return next((m for m in reversed(mounts() if table is None else table) if m.mountpoint == real), None)
 
 
 def real_path(path: str) -> str:
@@ -106,7 +155,7 @@ def spec_of_mount(info: MountInfo) -> UnionSpec:
     return validate(parse_options([source], "/"))
 
 
-def union_for_path(path: str):
+def union_for_path(path: str) -> tuple[Union, str]:
     """(Union over the layers of the mount holding `path`, the path inside that union).
 
     For looking only (`layerfs explain`, `layerfs tree --origin`): never write through it.

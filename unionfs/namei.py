@@ -139,6 +139,18 @@ def _redirect_target(lower_path: str, redirect: str) -> str:
 
 
 @dataclass
+class _Cursor:
+    """Where a lookup stands: the union path so far, its directory in the upper (None where the
+    upper has none), and where the lower layers are looked up (None once a whiteout or an
+    opaque directory cuts them off)."""
+
+    path: str
+    upper_dir: str | None
+    upper_dir_st: os.stat_result | None
+    lower_path: str | None
+
+
+@dataclass
 class Resolver:
     """Path resolution over one stack; `branches` is top first, the upper (if any) at 0."""
 
@@ -266,99 +278,85 @@ class Resolver:
         """
         names = split_path(path)
         upper = self.upper
-        upper_dir: str | None = upper.path if upper else None
-        upper_dir_st: os.stat_result | None = None
-        lower_path: str | None = "/"
         lowers = self._lower("/", 0).entries
-        entries: tuple[Entry, ...]
+        entries: tuple[Entry, ...] = lowers
+        cursor = _Cursor(path="/", upper_dir=None, upper_dir_st=None, lower_path="/")
         if upper is not None:
             # Fresh attributes only when the root itself is asked for: on the way down it only
             # has to be a directory, and it always is (a creator stats a root parent itself).
             if not names or self._upper_root_st is None:
                 self._upper_root_st = os.lstat(upper.path)
             root_st = self._upper_root_st
-            upper_dir_st = None if names else root_st
             entries = (Entry(upper, upper.path, root_st),) + lowers
-        else:
-            entries = lowers
-        current = "/"
-        node = Node("/", entries, lowers, "/", None)
+            cursor.upper_dir, cursor.upper_dir_st = upper.path, None if names else root_st
+        node = Node(path="/", entries=entries, lowers=lowers, lower_path="/", parent_upper=None)
         for i, name in enumerate(names):
             if not node.is_dir:
                 code = errno.ENOTDIR if node.exists else errno.ENOENT
-                raise OSError(code, os.strerror(code), current)
+                raise OSError(code, os.strerror(code), cursor.path)
             self.check_name(name)
-            parent_upper, parent_upper_st = upper_dir, upper_dir_st
-            # Merged, or about to be once copied up: the parent has lower parts.
-            parent_merged = node.merged or (node.is_dir and not node.in_upper)
-            current = join(current, name)
-            child_lower = join(lower_path, name) if lower_path is not None else None
-            lowers = self._lower(child_lower, 0).entries if child_lower is not None else ()
-            upper_entry: Entry | None = None
-            whiteout = False
-            if parent_upper is not None:
-                real = parent_upper + "/" + name
-                st = lstat_or_none(real)
-                if st is None:
-                    whiteout = aufs_whiteout_exists(parent_upper, name, self.wh_files)
-                elif is_whiteout_stat(st):
-                    whiteout = True
-                else:
-                    upper_entry = Entry(upper, real, st)  # type: ignore[arg-type]
-            if whiteout:
-                node = Node(current, (), lowers, child_lower, parent_upper, True, parent_upper_st, parent_merged)
-                upper_dir, lower_path = None, None
-            elif upper_entry is not None:
-                if upper_entry.is_dir:
-                    opaque, redirect = self.upper_dir_info(upper_entry.real, upper_entry.st)
-                    merge_path = child_lower
-                    if opaque:
-                        merge_path = None
-                    elif redirect and redirect.startswith("/"):
-                        merge_path = normalize(redirect)  # from the layers' roots, even below an
-                        # opaque or upper-only parent (ovl_lookup: poe = roe)
-                    elif redirect and lower_path is not None:
-                        merge_path = _redirect_target(child_lower or current, redirect)
-                    merge = self._lower(merge_path, 0).entries if merge_path is not None else ()
-                    if merge and not merge[0].is_dir:
-                        merge = ()
-                    node = Node(
-                        current,
-                        (upper_entry,) + merge,
-                        lowers,
-                        merge_path,
-                        parent_upper,
-                        False,
-                        parent_upper_st,
-                        parent_merged,
-                    )
-                    upper_dir, upper_dir_st, lower_path = upper_entry.real, upper_entry.st, merge_path
-                else:
-                    node = Node(
-                        current,
-                        (upper_entry,),
-                        lowers,
-                        child_lower,
-                        parent_upper,
-                        False,
-                        parent_upper_st,
-                        parent_merged,
-                    )
-                    upper_dir, lower_path = None, None
-            else:
-                node = Node(current, lowers, lowers, child_lower, parent_upper, False, parent_upper_st, parent_merged)
-                upper_dir = None
-                lower_path = child_lower if (lowers and lowers[0].is_dir) else None
+            node = self._child(node, name, cursor)
             if i < len(names) - 1 and not node.exists:
-                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), current)
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), cursor.path)
         return node
 
-    def invalidate(self) -> None:
-        """Forget cached lower lookups (only needed if a read-only layer was changed offline)."""
-        self._lower.cache_clear()
-        self._listing.cache_clear()
-        self._layer_dir.cache_clear()
-        self._upper_info.clear()
+    def _child(self, parent: Node, name: str, cursor: _Cursor) -> Node:
+        """The entry `name` of the directory `parent`, which `cursor` stands on; moves it there."""
+        parent_upper, parent_upper_st = cursor.upper_dir, cursor.upper_dir_st
+        # Merged, or about to be once copied up: the parent has lower parts.
+        parent_merged = parent.merged or (parent.is_dir and not parent.in_upper)
+        current = cursor.path = join(cursor.path, name)
+        parent_lower = cursor.lower_path
+        child_lower = join(parent_lower, name) if parent_lower is not None else None
+        lowers = self._lower(child_lower, 0).entries if child_lower is not None else ()
+
+        def child(entries: tuple[Entry, ...], lower_path: str | None, whiteout: bool = False) -> Node:
+            return Node(
+                path=current,
+                entries=entries,
+                lowers=lowers,
+                lower_path=lower_path,
+                parent_upper=parent_upper,
+                upper_whiteout=whiteout,
+                parent_upper_st=parent_upper_st,
+                parent_merged=parent_merged,
+            )
+
+        upper_entry: Entry | None = None
+        whiteout = False
+        if parent_upper is not None and self.upper is not None:
+            real = parent_upper + "/" + name
+            st = lstat_or_none(real)
+            if st is None:
+                whiteout = aufs_whiteout_exists(parent_upper, name, self.wh_files)
+            elif is_whiteout_stat(st):
+                whiteout = True
+            else:
+                upper_entry = Entry(self.upper, real, st)
+        if whiteout:
+            cursor.upper_dir, cursor.lower_path = None, None
+            return child((), child_lower, whiteout=True)
+        if upper_entry is None:
+            cursor.upper_dir = None
+            cursor.lower_path = child_lower if (lowers and lowers[0].is_dir) else None
+            return child(lowers, child_lower)
+        if not upper_entry.is_dir:
+            cursor.upper_dir, cursor.lower_path = None, None
+            return child((upper_entry,), child_lower)
+        opaque, redirect = self.upper_dir_info(upper_entry.real, upper_entry.st)
+        merge_path = child_lower
+        if opaque:
+            merge_path = None
+        elif redirect and redirect.startswith("/"):
+            merge_path = normalize(redirect)  # from the layers' roots, even below an
+            # opaque or upper-only parent (ovl_lookup: poe = roe)
+        elif redirect and parent_lower is not None:
+            merge_path = _redirect_target(child_lower or current, redirect)
+        merge = self._lower(merge_path, 0).entries if merge_path is not None else ()
+        if merge and not merge[0].is_dir:
+            merge = ()
+        cursor.upper_dir, cursor.upper_dir_st, cursor.lower_path = upper_entry.real, upper_entry.st, merge_path
+        return child((upper_entry,) + merge, merge_path)
 
 
 @dataclass(frozen=True)
@@ -460,7 +458,8 @@ def explain(resolver: Resolver, path: str) -> list[ExplainLine]:
             lines.append(
                 (
                     branch,
-                    f"has {path} ({_kind(st)}), ignored: a {'directory' if node.is_dir else 'file'} above has another type"
+                    f"has {path} ({_kind(st)}), ignored: "
+                    f"a {'directory' if node.is_dir else 'file'} above has another type"
                     if node.is_dir != stat.S_ISDIR(st.st_mode)
                     else f"has {path} ({_kind(st)}), hidden: an opaque directory or redirect above",
                 )

@@ -12,27 +12,27 @@ Every problem is an ``OptionError`` whose text is one line for the user.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
 class OptionError(ValueError):
     """A union description that cannot be mounted; the message is one line."""
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     UPPER = "upper"
     INIT = "init"
     LOWER = "lower"
 
 
-class Dialect(str, Enum):
+class Dialect(StrEnum):
     AUFS = "aufs"
     OVERLAY = "overlay"
 
 
-class Encoding(str, Enum):
+class Encoding(StrEnum):
     """How whiteouts and opaque directories are written."""
 
     AUFS = "aufs"  # .wh.NAME files and .wh..wh..opq
@@ -349,8 +349,3 @@ def format_options(spec: UnionSpec) -> str:
     if spec.encoding is Encoding.AUFS:
         out.append("whiteout=aufs")  # `.wh.` names are marks here: whoever reopens the union must know
     return ",".join(out)
-
-
-def branch_specs(paths: Iterable[tuple[str, Role, str]]) -> tuple[BranchSpec, ...]:
-    """Build branches from Python (path, role, label) triples, for library users."""
-    return tuple(BranchSpec(os.path.abspath(p), role, label) for p, role, label in paths)

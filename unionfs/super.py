@@ -36,7 +36,7 @@ class Super:
     upper: Branch | None
     tmpdir: str | None  # where copy-ups and swaps are built, on the upper's filesystem
     marks: MarkWriter | None
-    tracer: Tracer | None
+    listeners: list[Tracer]  # told of every copy-up, whiteout, opaque dir and redirect
     libc: Libc
     # One lock for namespace changes and copy-up: two writers of one lower file copy it once.
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -75,7 +75,7 @@ class Super:
             upper,
             tmpdir,
             marks,
-            tracer,
+            [tracer] if tracer is not None else [],
             Libc.load(),
             umask=umask,
             xattrs=XattrNames(prefix + "overlay."),
@@ -92,16 +92,18 @@ class Super:
         names the upper), and the work directory is left to the daemon that owns it."""
         branches = tuple(Branch(b.path, b.role, b.label, i, b.whiteouts) for i, b in enumerate(spec.branches))
         resolver = Resolver(branches, spec.dialect, wh_files_are_marks(spec))
-        return cls(spec, branches, resolver, None, None, None, None, Libc.load())
+        return cls(spec, branches, resolver, None, None, None, [], Libc.load())
 
-    def temp_name(self, hint: str = "") -> str:
+    def temp_name(self) -> str:
         """A fresh name in the work directory (kernel style: '#<hex>')."""
         assert self.tmpdir is not None
         return os.path.join(self.tmpdir, f"#{os.getpid():x}.{next(self._counter):x}")
 
     def emit(self, event: str, **fields: object) -> None:
-        if self.tracer is not None:
-            self.tracer({"event": event, **fields})
+        if self.listeners:
+            record = {"event": event, **fields}
+            for listener in self.listeners:
+                listener(record)
 
 
 def wh_files_are_marks(spec: UnionSpec) -> bool:

@@ -51,10 +51,9 @@ def describe(event: Event) -> str:
             f"copy-up   {path}  ({event.get('type', 'file')}, {size} bytes copied, "
             f"because of {event.get('trigger', '?')}) from {event.get('from', '?')} to {event.get('to', '?')}"
         )
-    if kind == "whiteout":
-        return f"whiteout  {path}  ({event.get('form', '?')} in {event.get('branch', '?')}, because of {event.get('trigger', '?')})"
-    if kind == "opaque":
-        return f"opaque    {path}  ({event.get('form', '?')} in {event.get('branch', '?')}, because of {event.get('trigger', '?')})"
+    if kind in ("whiteout", "opaque"):
+        where = f"{event.get('form', '?')} in {event.get('branch', '?')}"
+        return f"{kind:<9} {path}  ({where}, because of {event.get('trigger', '?')})"
     if kind == "redirect":
         return f"redirect  {path}  -> lower {event.get('target', '?')} (rename of a lower directory)"
     return json.dumps(event, ensure_ascii=False)

@@ -8,9 +8,10 @@ names by type, and a legend of the layers follows (`colour=True`).
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from .branch import Branch
 from .namei import join
 from .union import Union
 
@@ -21,7 +22,7 @@ INIT_COLOUR = "1;32"
 LOWER_COLOURS = ("1;34", "1;36", "1;35", "1;31", "34", "36", "35", "31", "1;94", "1;96", "1;95", "1;91")
 
 
-def layer_colours(branches) -> dict[int, str]:
+def layer_colours(branches: Iterable[Branch]) -> dict[int, str]:
     """{branch index: SGR colour}: the upper and the init layer fixed, the lowers in turn."""
     out: dict[int, str] = {}
     lowers = 0

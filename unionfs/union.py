@@ -15,6 +15,7 @@ from . import dir as dir_ops
 from . import file as file_ops
 from . import inode
 from . import readdir as readdir_ops
+from .branch import Branch
 from .file import Handle
 from .inode import Stat
 from .namei import ExplainLine, Node, explain, normalize
@@ -50,12 +51,17 @@ class Union:
         return self.sb.spec
 
     @property
-    def branches(self):
+    def branches(self) -> tuple[Branch, ...]:
         return self.sb.branches
 
     @property
     def readonly(self) -> bool:
         return self.sb.upper is None
+
+    def listen(self, listener: Tracer) -> None:
+        """Call `listener(event)` for every copy-up, whiteout, opaque dir and redirect (see
+        trace.py for the events), after the tracer given when the union was opened."""
+        self.sb.listeners.append(listener)
 
     # -- lookup and provenance ----------------------------------------------------------------
     def lookup(self, path: str) -> Node:
@@ -123,7 +129,8 @@ class Union:
         """The whole content of a union file (a convenience for tools and tests)."""
         handle = self.open(path)
         try:
-            chunks, offset = [], 0
+            chunks: list[bytes] = []
+            offset = 0
             while True:
                 chunk = handle.read(1 << 20, offset)
                 if not chunk:

@@ -6,9 +6,12 @@ Modelled on moby's daemon/internal/distribution and docker/distribution's regist
 - `auth` answers the registry's 401 challenge (Basic, or Bearer tokens per scope);
 - `client` speaks the HTTP API (manifests, blobs, uploads, mounts);
 - `manifest` knows the media types, parses and builds manifests and indexes, matches platforms;
-- `progress` renders Docker's per-layer progress lines on a terminal or a pipe.
+- `progress` renders Docker's per-layer progress lines on a terminal or a pipe;
+- `errors` holds the registry errors, in Docker's words.
 
-Nothing here touches the local image store; `pull` and `push` join the two.
+Those know nothing of the local image store. `localstore` is the slice of it (layers, images,
+references, the lock, and the v2 metadata kept by `metadata`) that `pull` and `push` join to
+the registry, and that `tarexport`'s save and load use too.
 """
 
 from __future__ import annotations

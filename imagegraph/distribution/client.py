@@ -124,7 +124,7 @@ class RegistryClient:
     timeout: float = 30.0
     user_agent: str = USER_AGENT
     base_url: str = ""
-    _auth: Authenticator | None = None
+    _auth: Authenticator = field(init=False, repr=False, compare=False)
     _pinged: bool = False
 
     def __post_init__(self) -> None:
@@ -185,7 +185,7 @@ class RegistryClient:
 
     def _fetch_plain(self, url: str, headers: Mapping[str, str]) -> tuple[int, Mapping[str, str], bytes]:
         resp = self._send("GET", url, headers, None, stream=False)
-        return resp.status, resp.headers, resp.body
+        return resp.status, dict(resp.headers.items()), resp.body
 
     def ping(self) -> None:
         """`GET /v2/`: learn the auth challenge (or that none is needed)."""
@@ -230,7 +230,8 @@ class RegistryClient:
             url = self.base_url + url
         if not self._pinged:
             self.ping()
-        start = body.tell() if body is not None and hasattr(body, "tell") else None
+        stream_body = None if body is None or isinstance(body, bytes) else body
+        start = stream_body.tell() if stream_body is not None else None
         for attempt in (0, 1):
             hdrs = dict(headers or {})
             try:
@@ -249,11 +250,12 @@ class RegistryClient:
             had_value = bool(value)
             if not self._auth.handle_challenge(resp.header("WWW-Authenticate")):
                 break
-            if self._auth.challenge.scheme == "basic" and had_value:
+            challenge = self._auth.challenge
+            if had_value and challenge is not None and challenge.scheme == "basic":
                 break  # the same credentials will not work a second time
             self._auth.forget(scopes)
-            if start is not None:
-                body.seek(start)
+            if stream_body is not None and start is not None:
+                stream_body.seek(start)
         if resp.status == 401:
             raise Unauthorized(f'{_method_word(method)} "{url}": {error_text(401, resp.body)}')
         return resp
@@ -418,12 +420,11 @@ class RegistryClient:
                 on_chunk(size)
             return
         offset = 0
-        reader = data if not isinstance(data, bytes) else None
         while offset < size:
-            if reader is None:
-                chunk = data[offset : offset + chunk_size]  # type: ignore[index]
+            if isinstance(data, bytes):
+                chunk = data[offset : offset + chunk_size]
             else:
-                chunk = reader.read(min(chunk_size, size - offset))
+                chunk = data.read(min(chunk_size, size - offset))
             if not chunk:
                 raise RegistryError("unexpected EOF reading the blob to upload")
             end = offset + len(chunk) - 1

@@ -28,14 +28,16 @@ class LocalStore:
     @property
     def tmp_dir(self) -> Path:
         """Scratch space inside the store (same filesystem, so renames are atomic)."""
-        d = self.layout.layerdb / "tmp"
-        d.mkdir(parents=True, exist_ok=True)
-        return d
+        return self.layers.tmp_dir
+
+
+def local_store(svc: Services) -> LocalStore:
+    """The stores of `svc`, with the same lock (so a command's lock and the store's are one)."""
+    return LocalStore(svc.layout, svc.layers, svc.images, svc.refs, V2MetadataStore(svc.layout), svc.lock)
 
 
 def open_local_store(root: Path, encoding: str | None = None) -> LocalStore:
     """`encoding`: the on-disk whiteout encoding for new layers (overlay or aufs; default the store's).
 
     The stores are wired as `Services.wire` wires them (no lock taken, nothing cleaned here)."""
-    svc = Services.wire(root, encoding)
-    return LocalStore(svc.layout, svc.layers, svc.images, svc.refs, V2MetadataStore(svc.layout), svc.lock)
+    return local_store(Services.wire(root, encoding))

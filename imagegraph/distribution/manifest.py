@@ -7,7 +7,6 @@ Schema 1 manifests are refused, as moby does.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform as _platform
 import re
@@ -41,16 +40,10 @@ MANIFEST_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
 INDEX_TYPES = (DOCKER_MANIFEST_LIST, OCI_INDEX)
 # What moby puts in Accept when it resolves a tag: every registered manifest type.
 MANIFEST_ACCEPT = (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST, OCI_INDEX)
-CONFIG_TYPES = (DOCKER_CONFIG, OCI_CONFIG)
 GZIP_LAYER_TYPES = (OCI_LAYER_GZIP, DOCKER_LAYER_GZIP, OCI_LAYER_ND_GZIP, DOCKER_FOREIGN_LAYER)
 PLAIN_LAYER_TYPES = (OCI_LAYER, DOCKER_LAYER, OCI_LAYER_ND)
-LAYER_TYPES = GZIP_LAYER_TYPES + PLAIN_LAYER_TYPES + (OCI_LAYER_ZSTD,)
 
 _DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
-
-
-def sha256_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)

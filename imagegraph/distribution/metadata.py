@@ -42,12 +42,6 @@ class V2MetadataStore:
             return []
         return [V2Metadata(d["Digest"], d.get("SourceRepository", "")) for d in data if "Digest" in d]
 
-    def diff_id_of(self, digest: str) -> str | None:
-        try:
-            return self._by_digest(digest).read_text().strip() or None
-        except FileNotFoundError:
-            return None
-
     def add(self, diff_id: str, meta: V2Metadata) -> None:
         """Record (most recent first, no duplicates), as moby's V2MetadataService.Add does."""
         entries = [m for m in self.get(diff_id) if m != meta]

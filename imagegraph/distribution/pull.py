@@ -12,8 +12,10 @@ Any failure rolls back the layers this pull registered, so the store is as it wa
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -81,14 +83,11 @@ class _ProgressReader:
         return b
 
 
-def _open_layer(path: Path) -> BinaryIO:
+def _open_layer(path: Path) -> io.BufferedIOBase:
     """The uncompressed tar of a downloaded blob: gzip is recognised by its magic bytes."""
-    f = open(path, "rb")
-    magic = f.read(2)
-    f.seek(0)
-    if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
-    return f
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
 def _diff_id(path: Path) -> str:
@@ -209,7 +208,7 @@ def _fetch_layers(
 ) -> None:
     chains = chain_ids(diff_ids)
     todo = []
-    for desc, chain in zip(man.layers, chains):
+    for desc, chain in zip(man.layers, chains, strict=True):
         if store.layers.exists(chain):
             out.update(short_id(desc.digest), "Already exists")
             result.existed.append(desc.digest)
@@ -219,7 +218,7 @@ def _fetch_layers(
     scratch = Path(tempfile.mkdtemp(prefix=".tmp-pull-", dir=store.tmp_dir))
     try:
         parent: str | None = None
-        for i, (desc, chain) in enumerate(zip(man.layers, chains)):
+        for i, (desc, chain) in enumerate(zip(man.layers, chains, strict=True)):
             if desc.digest not in todo or store.layers.exists(chain):
                 parent = chain
                 continue
@@ -227,7 +226,10 @@ def _fetch_layers(
             blob = scratch / f"{i}.blob"
             with open(blob, "wb") as f:
                 for chunk in client.iter_blob(
-                    ref.path, desc.digest, desc.size, on_chunk=lambda n: out.progress(sid, "Downloading", n, desc.size)
+                    ref.path,
+                    desc.digest,
+                    desc.size,
+                    on_chunk=functools.partial(out.progress, sid, "Downloading", total=desc.size),
                 ):
                     f.write(chunk)
             out.update(sid, "Verifying Checksum")
@@ -238,11 +240,12 @@ def _fetch_layers(
                 raise PullError("layers from manifest don't match image configuration")
             size = blob.stat().st_size
             with open(blob, "rb") as raw:
-                reader = _ProgressReader(raw, lambda n: out.progress(sid, "Extracting", n, size))
+                reader = _ProgressReader(raw, functools.partial(out.progress, sid, "Extracting", total=size))
                 magic = raw.read(2)
                 raw.seek(0)
-                stream = gzip.GzipFile(fileobj=reader, mode="rb") if magic == b"\x1f\x8b" else reader
-                layer, was_created = store.layers.register(stream, parent)  # type: ignore[arg-type]
+                gzipped = magic == b"\x1f\x8b"
+                stream = gzip.GzipFile(fileobj=reader, mode="rb") if gzipped else reader  # type: ignore[call-overload]  # reads only: GzipFile seeks just to rewind
+                layer, was_created = store.layers.register(stream, parent)
             if layer.chain_id != chain:
                 if was_created:
                     store.layers.release(layer.chain_id)

@@ -16,6 +16,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from ..digest import chain_ids
 from ..reference import Reference, familiar_name, parse_normalized_named, with_digest, with_name
@@ -48,19 +49,19 @@ def compress_layer(store: LocalStore, chain_id: str, dest: Path) -> tuple[str, i
     h = hashlib.sha256()
 
     class _Hashing:
-        def __init__(self, f):
+        def __init__(self, f: BinaryIO) -> None:
             self.f = f
 
-        def write(self, b):
+        def write(self, b: bytes) -> int:
             h.update(b)
             return self.f.write(b)
 
-        def flush(self):
+        def flush(self) -> None:
             self.f.flush()
 
     with open(dest, "wb") as raw:
         hw = _Hashing(raw)
-        with gzip.GzipFile(filename="", mode="wb", fileobj=hw, compresslevel=6, mtime=0) as gz:  # type: ignore[arg-type]
+        with gzip.GzipFile(filename="", mode="wb", fileobj=hw, compresslevel=6, mtime=0) as gz:
             for chunk in store.layers.tar_stream(chain_id):
                 gz.write(chunk)
     return "sha256:" + h.hexdigest(), dest.stat().st_size
@@ -90,13 +91,14 @@ def push(
     for sid in reversed(ids):
         out.update(sid, "Preparing")
     result = PushResult("", 0)
-    layer_descs: list[M.Descriptor] = [None] * len(diff_ids)  # type: ignore[list-item]
     scratch = Path(tempfile.mkdtemp(prefix=".tmp-push-", dir=store.tmp_dir))
     try:
-        for i in reversed(range(len(diff_ids))):
-            layer_descs[i] = _push_layer(
-                store, client, ref, diff_ids[i], chains[i], ids[i], out, scratch, result, chunk_size
-            )
+        # Top layer first, as docker pushes; the manifest lists them bottom first.
+        pushed = [
+            _push_layer(store, client, ref, diff_ids[i], chains[i], ids[i], out, scratch, result, chunk_size)
+            for i in reversed(range(len(diff_ids)))
+        ]
+        layer_descs = pushed[::-1]
         config = image.raw
         config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
         if client.head_blob(path, config_digest, push=True) is None:

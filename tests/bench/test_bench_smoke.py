@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _skip_or_fail, fuse_unavailable_reason, kernel_overlay_unavailable_reason
+from tests.support import require_fuse, require_kernel_overlay
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "union_bench.py"
 _spec = importlib.util.spec_from_file_location("bench_common", ROOT / "bench" / "common.py")
+assert _spec is not None and _spec.loader is not None
 common = importlib.util.module_from_spec(_spec)  # bench/ is scripts, not a package
 sys.modules["bench_common"] = common  # dataclasses look their module up
 _spec.loader.exec_module(common)
@@ -64,9 +65,8 @@ def table_rows(stdout: str, first_header: str) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def full_quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict, Path]:
-    reason = kernel_overlay_unavailable_reason() or fuse_unavailable_reason()
-    if reason:  # module-scoped, so it runs before the markers' fixtures: apply their rule here
-        _skip_or_fail(reason)
+    require_kernel_overlay()  # module-scoped, so it runs before the markers' fixtures: apply their rule here
+    require_fuse()
     workdir = tmp_path_factory.mktemp("bench")
     result = bench(workdir, "--json", str(workdir / "out.json"))
     data = json.loads((workdir / "out.json").read_text()) if (workdir / "out.json").exists() else {}
@@ -190,10 +190,6 @@ def test_mountset_unmounts_on_failure(tmp_path):
             assert common.is_mounted(str(mnt)) and (mnt / "f").read_text() == "x"
             raise RuntimeError("a benchmark failed")
     assert not common.is_mounted(str(mnt))
-
-
-def test_mountinfo_paths_are_unescaped():
-    assert common._unescape_mountinfo(r"/tmp/a\040b\134c") == "/tmp/a b\\c"
 
 
 def test_figures_report_median_min_max():

@@ -69,7 +69,7 @@ class Run:
 
     def _set_up(self) -> None:
         self.src = os.path.join(self.base, "s")
-        self.lowers_src, self.upper_src = layers.build_stack(self.src, self.stack, self.build_log)
+        self.lowers_src, _upper_src = layers.build_stack(self.src, self.stack, self.build_log)
         self.sides: dict[str, tuple[list[str], str]] = {}
         for side in ("k", "f") + (("a",) if self.aufs else ()):
             layers.clone(self.src, os.path.join(self.base, side))
@@ -87,7 +87,6 @@ class Run:
         self.f_options = layerfs_options(fl, fu, os.path.join(self.base, "fw"))
         os.makedirs(os.path.join(self.base, "fw"))
         self.fmnt = os.path.join(self.base, "fm")
-        self.aufs_fs: UnionFS | None = None
         if self.fuse:
             from .fusemount import fuse_mount
 

@@ -221,7 +221,7 @@ def clone(src: str, dst: str) -> None:
 
 def to_aufs_encoding(root: str) -> None:
     """Rewrite a layer in place from the kernel encoding to `.wh.` files and `.wh..wh..opq`."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         try:
             if os.getxattr(dirpath, OPAQUE_XATTR) == b"y":
                 os.removexattr(dirpath, OPAQUE_XATTR)

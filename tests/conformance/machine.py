@@ -51,9 +51,15 @@ class UnionMachine(RuleBasedStateMachine):
         note(f"layers built in {self.run.base}")
         self._refresh()
 
+    @property
+    def active(self) -> Run:
+        """The run `build` made (hypothesis initializes before any rule runs)."""
+        assert self.run is not None
+        return self.run
+
     # -- operands -----------------------------------------------------------------------------
     def _refresh(self) -> None:
-        self.every, self.dirs, self.links = self.run.paths()
+        self.every, self.dirs, self.links = self.active.paths()
 
     def path(self, data, new: bool | None = None) -> str:
         """An existing path, a new name in an existing dir, or a path through a symlink."""
@@ -78,7 +84,7 @@ class UnionMachine(RuleBasedStateMachine):
         return path
 
     def step(self, op: str, *args) -> None:
-        k, f = self.run.step(op, args)
+        k, f = self.active.step(op, args)
         self.steps += 1
         if k != f:
             raise AssertionError(self._report(f"{op}{args!r}: kernel {k!r}, layerfs {f!r}"))
@@ -86,12 +92,12 @@ class UnionMachine(RuleBasedStateMachine):
 
     def _report(self, what: str) -> str:
         steps = "\n".join(
-            f"  {op}{args!r} -> {k!r}" + ("" if k == f else f" / layerfs {f!r}") for op, args, k, f in self.run.ops
+            f"  {op}{args!r} -> {k!r}" + ("" if k == f else f" / layerfs {f!r}") for op, args, k, f in self.active.ops
         )
-        layers_ = "\n".join(f"  l{i}: {layer!r}" for i, layer in enumerate(self.run.stack.lowers))
+        layers_ = "\n".join(f"  l{i}: {layer!r}" for i, layer in enumerate(self.active.stack.lowers))
         return (
-            f"divergence: {what}\nlayers:\n{layers_}\n  upper: {self.run.stack.upper!r}\n"
-            f"steps (kernel result):\n{steps}\n--- reproduction script ---\n{self.run.script()}"
+            f"divergence: {what}\nlayers:\n{layers_}\n  upper: {self.active.stack.upper!r}\n"
+            f"steps (kernel result):\n{steps}\n--- reproduction script ---\n{self.active.script()}"
         )
 
     # -- rules --------------------------------------------------------------------------------

@@ -74,8 +74,10 @@ def apply_changeset(tar_bytes: bytes, root: str) -> None:
                     os.mkdir(path)
                 dirs.append((path, m))
             elif m.isreg():
+                src = tf.extractfile(m)
+                assert src is not None  # a regular member always has data
                 with open(path, "wb") as f:
-                    shutil.copyfileobj(tf.extractfile(m), f)  # type: ignore[arg-type]
+                    shutil.copyfileobj(src, f)
             elif m.issym():
                 os.symlink(m.linkname, path)
             elif m.islnk():

@@ -84,8 +84,8 @@ def _protected_hardlinks() -> bool:
 @pytest.mark.parametrize("name", ["lower", "upper"])
 def test_impermissible_opens_truncates_and_times(name):
     path = f"/d/{name}"
-    steps = [("open", (0, path, flags, 0)) for flags, _ in WRITE_DENIED]
-    expected = [("err", e) for _, e in WRITE_DENIED]
+    steps: list[tuple[str, tuple[object, ...]]] = [("open", (0, path, flags, 0)) for flags, _ in WRITE_DENIED]
+    expected: list[tuple[str, object]] = [("err", e) for _, e in WRITE_DENIED]
     steps += [
         ("open", (1, path, os.O_RDONLY, 0)),
         ("pread", (1, 100, 0)),
@@ -115,4 +115,5 @@ def test_impermissible_opens_truncates_and_times(name):
     expected += [("ok", f"{name} data".encode()), ("ok", (0o100000, 0o644, 0, 0, len(f"{name} data")))]
     results, problems = replay_as(ROOTS, steps, BIN, BIN)
     assert problems == []
-    assert list(zip(steps, results)) == list(zip(steps, expected))
+    assert len(results) == len(steps)
+    assert list(zip(steps, results, strict=True)) == list(zip(steps, expected, strict=True))

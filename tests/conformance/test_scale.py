@@ -29,6 +29,7 @@ class HundredLayers(UnionMachine):
 def _bounded(examples: int) -> settings:
     """A tenth of the profile's examples (at least `examples`): each one builds a deep stack."""
     current = settings.default
+    assert current is not None and current.max_examples is not None
     return settings(current, max_examples=max(examples, current.max_examples // 10))
 
 

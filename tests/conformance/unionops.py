@@ -12,6 +12,7 @@ import errno
 import os
 import stat
 
+from unionfs.file import Handle
 from unionfs.union import Union
 
 MAX_SYMLINKS = 40
@@ -30,7 +31,7 @@ class UnionFS:
 
     def __init__(self, union: Union) -> None:
         self.u = union
-        self.handles: dict[int, object] = {}
+        self.handles: dict[int, Handle] = {}
 
     # -- the VFS's part -----------------------------------------------------------------------
     def resolve(self, path: str, follow: bool) -> tuple[str, bool]:

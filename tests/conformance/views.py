@@ -11,6 +11,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 # Names of the union's private xattrs: never shown through a union, so never compared.
 PRIVATE_PREFIXES = ("trusted.overlay.", "user.overlay.", "user.layerfs.", "user.fuseoverlayfs.")
@@ -54,16 +55,31 @@ def _kind(mode: int) -> str:
     return "sock"
 
 
+class StatLike(Protocol):
+    """The fields compared: os.stat_result and the union's Stat both have them."""
+
+    @property
+    def st_mode(self) -> int: ...
+    @property
+    def st_uid(self) -> int: ...
+    @property
+    def st_gid(self) -> int: ...
+    @property
+    def st_nlink(self) -> int: ...
+    @property
+    def st_size(self) -> int: ...
+
+
 @dataclass
 class Reader:
     """What a view is read through: plain functions on union paths (no symlink following)."""
 
-    lstat: Callable[[str], object]
+    lstat: Callable[[str], StatLike]
     listdir: Callable[[str], list[str]]
     readlink: Callable[[str], str]
     read: Callable[[str], bytes]
     listxattr: Callable[[str], list[str]]
-    getxattr: Callable[[str], str]
+    getxattr: Callable[[str, str], bytes]
 
     @classmethod
     def real(cls, root: str) -> Reader:

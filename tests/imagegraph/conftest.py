@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 
 from imagegraph.cli import main
 from imagegraph.service import Services
+
+from .registry_fixture import RunningRegistry, start_registry
 
 
 @dataclass
@@ -74,3 +77,17 @@ def rootfs(tmp_path: Path) -> Path:
         tmp_path / "rootfs",
         {"bin/sh": "#!fake shell\n", "etc/motd": "hello\n", "etc/passwd": "root:x:0:0::/root:/bin/sh\n"},
     )
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> Iterator[RunningRegistry]:
+    """An open registry (no auth), shared by the session; tests use their own repositories."""
+    with start_registry(tmp_path_factory.mktemp("registry")) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def basic_registry(tmp_path_factory) -> Iterator[RunningRegistry]:
+    """A registry with htpasswd Basic auth; user `alice`, password `wonderland`."""
+    with start_registry(tmp_path_factory.mktemp("basic-registry"), users={"alice": "wonderland"}) as reg:
+        yield reg

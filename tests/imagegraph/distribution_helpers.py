@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from imagegraph.digest import go_json
 from imagegraph.distribution.localstore import LocalStore
@@ -26,7 +27,7 @@ def build_image(
         layer, _ = store.layers.register_dir(src, parent)
         parent = layer.chain_id
         diff_ids.append(layer.diff_id)
-    config = {
+    config: dict[str, Any] = {
         "architecture": "amd64",
         "os": "linux",
         "created": "2024-01-02T03:04:05Z",

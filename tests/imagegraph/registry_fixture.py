@@ -5,8 +5,8 @@ starts the binary on a free port, waits until `GET /v2/` answers, and stops it a
 Variants: htpasswd Basic auth (`users=`), and token auth in front of a token server
 (`token=` settings from token_server.py).
 
-Without the binary the tests skip, except in CI (LAYERLAB_REQUIRE_FUSE=1 or CI set), where a
-missing install step must be a failure.
+Without the binary the tests skip, except in CI, where a missing install step must be a
+failure (tests/support.py's rule).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from ..support import require_tool
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
@@ -35,23 +34,9 @@ def free_port() -> int:
 
 def require_registry() -> str:
     """The registry binary's path; skip (or fail in CI) when it is not installed."""
-    path = REGISTRY_BIN if os.access(REGISTRY_BIN, os.X_OK) else shutil.which("docker-registry")
-    if path:
-        return path
-    reason = "docker-registry is not installed (scripts/setup-system.sh installs it)"
-    if os.environ.get("LAYERLAB_REQUIRE_FUSE") == "1" or os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path:
-        return path
-    reason = f"{name} is not installed (scripts/setup-system.sh installs it)"
-    if os.environ.get("LAYERLAB_REQUIRE_FUSE") == "1" or os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
+    if os.access(REGISTRY_BIN, os.X_OK):
+        return REGISTRY_BIN
+    return require_tool("docker-registry")
 
 
 @dataclass
@@ -65,12 +50,6 @@ class RunningRegistry:
     log: Path
     process: subprocess.Popen
     users: dict[str, str]
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
 
 
 def _htpasswd(path: Path, users: dict[str, str]) -> None:
@@ -186,17 +165,3 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory) -> Iterator[RunningRegistry]:
-    """An open registry (no auth), shared by the session; tests use their own repositories."""
-    with start_registry(tmp_path_factory.mktemp("registry")) as reg:
-        yield reg
-
-
-@pytest.fixture(scope="session")
-def basic_registry(tmp_path_factory) -> Iterator[RunningRegistry]:
-    """A registry with htpasswd Basic auth; user `alice`, password `wonderland`."""
-    with start_registry(tmp_path_factory.mktemp("basic-registry"), users={"alice": "wonderland"}) as reg:
-        yield reg

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from imagegraph import cli, cli_distribution
 from imagegraph.digest import canonical_config_json, chain_id
 from imagegraph.service import Services
 
-from .conftest import make_rootfs
+from .conftest import Result, make_rootfs
 
 
 def one_line_error(r, text: str | None = None) -> None:
@@ -353,6 +354,10 @@ def test_create_ps_diff_commit_rm(ig, rootfs: Path, root: Path) -> None:
     (img,) = json.loads(ig("inspect", "site:1").out)
     assert img["Author"] == "me" and img["Comment"] == "site" and img["Config"]["ExposedPorts"] == {"80/tcp": {}}
     assert img["Parent"] == json.loads(ig("inspect", "base").out)[0]["Id"]
+    # -p/--pause is a flag, as in docker: `-p web site:2` commits web as site:2
+    for pause in ("-p", "--pause", "--pause=false", "--pause=true"):
+        r = ig("commit", pause, "web", "site:2")
+        assert r.rc == 0 and ig("inspect", "--type", "image", "site:2").rc == 0, (pause, r.err)
     assert ig("rm", "web").out == "web\n"
     assert ig("ps", "-a", "-q").out == ""
     one_line_error(ig("rm", "web"), "Error response from daemon: No such container: web")
@@ -423,17 +428,17 @@ def test_seed_reuse_chain(ig, tmp_path: Path, root: Path) -> None:
     assert parent == {i0: None, i1: i0, i3: i1, ub: i3, my: ub, rd: i3}
     # base image = the one at the bottom of the parent chain
     for i in (my, rd):
-        cur = i
-        while parent[cur]:
-            cur = parent[cur]
-        assert cur == i0
+        bottom = i
+        while (up := parent[bottom]) is not None:
+            bottom = up
+        assert bottom == i0
     # shared layers stored once: 6 images, 6 distinct ChainIDs, 6 layer directories
     all_chains = [
         chain_id(s.images.get(i).diff_ids[:n]) for i in (my, rd) for n in range(1, len(s.images.get(i).diff_ids) + 1)
     ]
     assert len(all_chains) == 5 + 4 and len(set(all_chains)) == 6
     assert len(s.layers.layers()) == 6
-    assert len([p for p in (root / "layerfs").iterdir()]) == 6
+    assert len(list((root / "layerfs").iterdir())) == 6
     assert s.images.get(my).diff_ids[:3] == s.images.get(rd).diff_ids[:3]
     # history of mysql walks the chain
     assert ig("history", "-q", "mysql").out.split() == [x[7:19] for x in (my, ub, i3, i1, i0)]
@@ -505,3 +510,47 @@ def test_concurrent_imports_share_one_layer(tmp_path: Path, rootfs: Path) -> Non
     s = Services.open(tmp_path / "r")
     assert len(s.layers.layers()) == 1 and len(list((tmp_path / "r" / "layerfs").iterdir())) == 1
     assert len(s.refs.all()) == 4
+
+
+ALL_COMMANDS = [*cli.COMMANDS, *cli_distribution.COMMANDS]
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS, ids=[c.name for c in ALL_COMMANDS])
+def test_every_command_has_the_same_help(ig, command, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whichever module defines it, `imagegraph CMD --help` says what CMD does, and
+    `imagegraph --help` lists it beside the global options every command takes."""
+    monkeypatch.setenv("COLUMNS", "200")  # argparse wraps at the terminal's width
+    result = ig(*command.name.split(), "--help")
+    assert (result.rc, result.err) == (0, "")
+    assert result.out.startswith(f"usage: imagegraph {command.name} ")
+    assert f"\n\n{command.help}\n\n" in result.out
+    top = ig("--help").out
+    assert f"    {command.name.split()[0]} " in top and "--root ROOT" in top and "--whiteouts" in top
+
+
+def test_version_is_the_package_version(ig) -> None:
+    import importlib.metadata
+
+    expected = f"imagegraph version {importlib.metadata.version('layerlab')}\n"
+    for flag in ("--version", "-V", "-v"):
+        assert ig(flag) == Result(0, expected, "")
+
+
+def test_an_internal_error_is_one_line_unless_debugging(ig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug prints one line; --debug (or IMAGEGRAPH_DEBUG=1) lets it out with its traceback, as pip's."""
+
+    def broken(self, *args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(Services, "list_images", broken)
+    monkeypatch.delenv("IMAGEGRAPH_DEBUG", raising=False)
+    r = ig("images")
+    assert r.rc == 1 and r.out == ""
+    assert r.err == "Error: internal error: ZeroDivisionError: a bug (--debug shows where)\n"
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        ig("--debug", "images")
+    monkeypatch.setenv("IMAGEGRAPH_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        ig("images")
+    # known failures stay one line, debugging or not
+    assert ig("inspect", "--type", "image", "nothing") == Result(1, "[]\n", "Error: No such image: nothing\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -9,20 +10,22 @@ import pty
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from imagegraph.cli import main
 from imagegraph.distribution.localstore import open_local_store
 
 from .distribution_helpers import build_image, snapshot
-from .registry_fixture import basic_registry, free_port, registry  # noqa: F401
+from .registry_fixture import free_port
 from .test_distribution_progress import render_terminal
 
 
 def run(root, *argv, env=None, stdin=None, input_bytes=None):
     e = dict(os.environ, **(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "imagegraph.cli_distribution", "--root", str(root), *argv],
+        [sys.executable, "-m", "imagegraph", "--root", str(root), *argv],
         capture_output=True,
         env=e,
         input=input_bytes,
@@ -35,7 +38,7 @@ def run_in_terminal(root, *argv, env=None) -> str:
     pid, fd = pty.fork()
     if pid == 0:  # child
         os.environ.update(env or {})
-        os.execv(sys.executable, [sys.executable, "-m", "imagegraph.cli_distribution", "--root", str(root), *argv])
+        os.execv(sys.executable, [sys.executable, "-m", "imagegraph", "--root", str(root), *argv])
     chunks = []
     while True:
         try:
@@ -203,43 +206,38 @@ def test_save_and_load_commands(src_store):
     assert r.returncode == 1 and len(r.stderr.decode().splitlines()) == 1
 
 
-def test_install_into_a_command_table(src_store):
-    """install() adds the five commands to a cli module's COMMANDS, parsed as the real parser does."""
-    import argparse
-    import types
-    from dataclasses import dataclass
-
+def test_save_reads_under_the_shared_lock_like_every_reading_command(src_store, monkeypatch):
+    """save comes through the same command path as images or history: while it reads, the
+    store's lock is held shared, so another reader may come in but a writer must wait."""
     from imagegraph import cli_distribution
 
-    @dataclass
-    class Command:
-        name: str
-        help: str
-        setup: object
-        run: object
-        aliases: tuple = ()
-
-    fake = types.SimpleNamespace(COMMANDS=[], Command=Command)
-    cli_distribution.install(fake)
-    cli_distribution.install(fake)  # twice: no duplicates
-    assert [c.name for c in fake.COMMANDS] == ["pull", "push", "login", "save", "load"]
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--root")
-    sub = parser.add_subparsers()
-    for c in fake.COMMANDS:
-        p = sub.add_parser(c.name)
-        c.setup(p)
-        p.set_defaults(_run=c.run)
     src, tmp = src_store
-    build_image(src, tmp / "w", [{"f": "x"}], "inst/app:1")
-    a = parser.parse_args(["--root", str(src.layout.root), "save", "-o", str(tmp / "i.tar"), "inst/app:1"])
+    build_image(src, tmp / "w", [{"f": "x"}], "locked/app:1")
+    seen: list[tuple[bool, bool]] = []
+    real_save_to_file = cli_distribution.save_to_file
+
+    def probing_save_to_file(*args):
+        seen.append((_lock_free(src.layout.lock_file, fcntl.LOCK_SH), _lock_free(src.layout.lock_file, fcntl.LOCK_EX)))
+        return real_save_to_file(*args)
+
+    monkeypatch.setattr(cli_distribution, "save_to_file", probing_save_to_file)
     out, err = io.StringIO(), io.StringIO()
-    assert a._run(a, types.SimpleNamespace(out=out, err=err)) == 0, err.getvalue()
-    a = parser.parse_args(["--root", str(tmp / "other"), "load", "-q", "-i", str(tmp / "i.tar")])
-    assert a._run(a, types.SimpleNamespace(out=out, err=err)) == 0, err.getvalue()
-    assert out.getvalue() == "Loaded image: inst/app:1\n"
-    a = parser.parse_args(["pull", "--platform", "linux/arm64", "-q", "--insecure-registry", "h:1", "x"])
-    assert (a.platform, a.quiet, a.insecure_registry, a.name) == ("linux/arm64", True, ["h:1"], "x")
+    argv = ["--root", str(src.layout.root), "save", "-o", str(tmp / "a.tar"), "locked/app:1"]
+    assert main(argv, out, err) == 0, err.getvalue()
+    assert seen == [(True, False)]
+    assert (tmp / "a.tar").stat().st_size > 0
+
+
+def _lock_free(path: Path, mode: int) -> bool:
+    """Whether another process could take the lock file in `mode` right now."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def test_insecure_registries_from_flag_and_daemon_json(tmp_path):
@@ -247,12 +245,13 @@ def test_insecure_registries_from_flag_and_daemon_json(tmp_path):
 
     from imagegraph.cli_distribution import _insecure
 
-    store = open_local_store(tmp_path / "s")
-    (store.layout.root / "daemon.json").write_text('{"insecure-registries": ["reg.lan:5000", "10.0.0.0/8"]}')
+    root = tmp_path / "s"
+    root.mkdir()
+    (root / "daemon.json").write_text('{"insecure-registries": ["reg.lan:5000", "10.0.0.0/8"]}')
     args = argparse.Namespace(insecure_registry=["other.lan:443"])
-    assert _insecure(args, store) == ("other.lan:443", "reg.lan:5000", "10.0.0.0/8")
+    assert _insecure(args, root) == ("other.lan:443", "reg.lan:5000", "10.0.0.0/8")
     from imagegraph.distribution.client import registry_base_url
 
-    assert registry_base_url("10.2.3.4:5000", _insecure(args, store)) == "http://10.2.3.4:5000"
-    assert registry_base_url("reg.lan:5000", _insecure(args, store)) == "http://reg.lan:5000"
-    assert registry_base_url("public.example.com", _insecure(args, store)) == "https://public.example.com"
+    assert registry_base_url("10.2.3.4:5000", _insecure(args, root)) == "http://10.2.3.4:5000"
+    assert registry_base_url("reg.lan:5000", _insecure(args, root)) == "http://reg.lan:5000"
+    assert registry_base_url("public.example.com", _insecure(args, root)) == "https://public.example.com"

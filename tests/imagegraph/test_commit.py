@@ -81,7 +81,7 @@ def test_round_trip(svc: Services, base: str) -> None:
     assert (lowers[1] / "etc" / "motd").read_text() == "hello\n"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for char 0/0 whiteouts")
+@pytest.mark.root("char 0/0 whiteouts")
 def test_overlay_whiteouts_are_committed_in_oci_form(svc: Services, base: str) -> None:
     svc.create_container("base:1", name="ov")
     top = top_dir(svc, "ov")

@@ -12,8 +12,9 @@ import pytest
 
 from imagegraph.container import KIND_LETTER, ContainerError, ContainerNotFound, layer_changes
 from imagegraph.service import Services
+from unionfs.mountinfo import mount_at
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, trusted.* xattrs)")
+needs_root = pytest.mark.root("mknod, trusted.* xattrs")
 
 
 @pytest.fixture
@@ -234,6 +235,23 @@ def test_mount_with_layerfs(svc: Services, base: str) -> None:
 @pytest.mark.kernel_overlay
 def test_mount_with_kernel_overlay(svc: Services, base: str) -> None:
     _exercise_mount(svc, "overlay")
+
+
+@pytest.mark.mount
+def test_a_mount_point_with_a_space_and_an_accent_is_seen_mounted(svc: Services, base: str, tmp_path: Path) -> None:
+    """mountinfo writes `/…/café x` as `café\\040x`: the container must still look mounted."""
+    c = svc.create_container("base", name="accent")
+    target = tmp_path / "café x"
+    merged = svc.containers.mount(c, target)
+    try:
+        assert svc.containers.mountpoint(c) == merged == target
+        assert svc.containers.mount(c, target) == merged  # mounted already: no second mount
+        assert (merged / "etc" / "motd").read_text() == "hello\n"
+    finally:
+        svc.containers.umount(c)
+        if mount_at(target) is not None:  # never leave a mount behind, even when umount failed
+            subprocess.run(["umount", "-l", str(target)])
+    assert svc.containers.mountpoint(c) is None and list(target.iterdir()) == []
 
 
 @pytest.mark.mount

@@ -12,7 +12,7 @@ from imagegraph.distribution.client import RegistryClient
 from imagegraph.distribution.credentials import AuthConfig
 from imagegraph.distribution.errors import Unauthorized
 
-from .registry_fixture import basic_registry, start_registry  # noqa: F401  (fixture)
+from .registry_fixture import start_registry
 from .token_server import TokenServer, make_keypair
 
 

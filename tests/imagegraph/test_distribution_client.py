@@ -14,7 +14,7 @@ from imagegraph.distribution import manifest as M
 from imagegraph.distribution.client import RegistryClient, is_insecure, registry_base_url
 from imagegraph.distribution.errors import DigestMismatch, NotFound, RegistryError, Unreachable
 
-from .registry_fixture import free_port, registry  # noqa: F401  (fixture)
+from .registry_fixture import free_port
 
 pytestmark = pytest.mark.registry
 
@@ -44,7 +44,7 @@ def test_chunked_upload_from_a_file(registry, tmp_path):
     d = digest_of(data)
     f = tmp_path / "blob"
     f.write_bytes(data)
-    seen = []
+    seen: list[int] = []
     with open(f, "rb") as fh:
         c.upload_blob("chunk/one", d, fh, len(data), chunk_size=65_536, on_chunk=seen.append)
     assert seen == [65_536, 131_072, 196_608, 200_001]
@@ -108,7 +108,10 @@ def test_oci_index_round_trip_and_platform_choice(registry):
     c = RegistryClient(registry.domain)
     _, amd = _push_image(c, "idx/img", "amd")
     _, arm = _push_image(c, "idx/img", "arm")
-    size = lambda t: len(c.get_manifest("idx/img", t).body)  # noqa: E731
+
+    def size(tag: str) -> int:
+        return len(c.get_manifest("idx/img", tag).body)
+
     index = M.build_index(
         [
             M.Descriptor(M.DOCKER_MANIFEST, arm, size("arm"), platform=M.Platform("linux", "arm64", "v8")),
@@ -119,6 +122,7 @@ def test_oci_index_round_trip_and_platform_choice(registry):
     got = c.get_manifest("idx/img", "multi")
     assert got.media_type == M.OCI_INDEX
     parsed = M.parse(got.body, got.media_type)
+    assert isinstance(parsed, M.Index)
     assert M.select_platform(parsed, M.parse_platform("linux/amd64")).digest == amd
     assert M.select_platform(parsed, M.parse_platform("linux/arm64")).digest == arm
     with pytest.raises(M.ManifestError, match="no matching manifest for linux/s390x in the manifest list entries"):

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+from collections.abc import Set
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from imagegraph.digest import go_json
 from imagegraph.distribution.localstore import open_local_store
 from imagegraph.reference import parse_normalized_named
 
-from .registry_fixture import registry, require_tool  # noqa: F401
+from ..support import require_tool
 
 pytestmark = [pytest.mark.registry, pytest.mark.mount]
 
@@ -54,9 +55,9 @@ def tool(*argv: str) -> None:
     assert r.returncode == 0, f"{' '.join(argv)}: {r.stderr.decode()}"
 
 
-def tree(root: Path, skip: set[str] = frozenset()) -> dict[str, tuple]:
+def tree(root: Path, skip: Set[str] = frozenset()) -> dict[str, tuple[str, str | bytes | None, int]]:
     """path → (kind, content or link target, permission bits) for everything under root."""
-    out = {}
+    out: dict[str, tuple[str, str | bytes | None, int]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             p = Path(dirpath) / name
@@ -164,7 +165,7 @@ def check_expected(view: dict[str, tuple]) -> None:
     assert view["bin/sh"] == ("link", "busybox", 0)
 
 
-def test_pushed_image_through_skopeo_and_umoci(registry, tmp_path, need_fuse):
+def test_pushed_image_through_skopeo_and_umoci(registry, tmp_path):
     root = tmp_path / "store"
     name = f"{registry.domain}/interop/pushed:1"
     build_whiteout_image(root, name)
@@ -177,7 +178,7 @@ def test_pushed_image_through_skopeo_and_umoci(registry, tmp_path, need_fuse):
     assert mounted_tree(root, name) == umoci_view
 
 
-def test_saved_archive_through_skopeo_and_umoci(tmp_path, need_fuse):
+def test_saved_archive_through_skopeo_and_umoci(tmp_path):
     root = tmp_path / "store"
     build_whiteout_image(root, "interop/saved:1")
     ig(root, "save", "-o", str(tmp_path / "saved.tar"), "interop/saved:1")
@@ -190,7 +191,7 @@ def test_saved_archive_through_skopeo_and_umoci(tmp_path, need_fuse):
     assert mounted_tree(root, "interop/saved:1") == view
 
 
-def test_umoci_image_pulls_loads_and_mounts(registry, tmp_path, need_fuse):
+def test_umoci_image_pulls_loads_and_mounts(registry, tmp_path):
     layout = tmp_path / "umoci-layout"
     tool("umoci", "init", "--layout", str(layout))
     tool("umoci", "new", "--image", f"{layout}:base")

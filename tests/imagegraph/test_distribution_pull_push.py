@@ -19,9 +19,10 @@ from imagegraph.distribution.progress import ProgressWriter
 from imagegraph.distribution.pull import PullError, PullOptions, pull
 from imagegraph.distribution.push import PushError, push
 from imagegraph.reference import parse_normalized_named
+from imagegraph.refstore import RefNotFound
 
 from .distribution_helpers import build_image, snapshot
-from .registry_fixture import basic_registry, free_port, registry  # noqa: F401
+from .registry_fixture import free_port
 
 pytestmark = pytest.mark.registry
 
@@ -91,8 +92,8 @@ def test_push_then_pull_round_trip(registry, stores):
     assert (b.layers.diff_dir(top) / "bin/tool").read_text() == "x" * 5000
     # pulling again: nothing downloaded, "up to date"
     buf, out = pipe()
-    again = pull(b, ref, out)
-    assert not again.downloaded and not again.tag_updated
+    repull = pull(b, ref, out)
+    assert not repull.downloaded and not repull.tag_updated
     assert buf.getvalue().splitlines()[-1] == f"Status: Image is up to date for {name}"
 
 
@@ -122,7 +123,7 @@ def test_pull_by_digest(registry, stores):
     assert lines[0] == f"{pushed.digest}: Pulling from dig/img"
     assert lines[-1] == f"Status: Downloaded newer image for {registry.domain}/dig/img@{pushed.digest}"
     assert b.refs.get(ref) == image_id
-    with pytest.raises(Exception):
+    with pytest.raises(RefNotFound):
         b.refs.get(parse_normalized_named(f"{registry.domain}/dig/img:t"))  # no tag recorded
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from imagegraph import formatting as fm
 
-KB, MB, GB, TB, PB = 1000, 1000**2, 1000**3, 1000**4, 1000**5
+MB, GB, TB, PB = 1000**2, 1000**3, 1000**4, 1000**5
 KiB, MiB, GiB, TiB, PiB = 1024, 1024**2, 1024**3, 1024**4, 1024**5
 
 

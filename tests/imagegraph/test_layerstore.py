@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from imagegraph.archive import ArchiveError
 from imagegraph.layerstore import MAX_DEPTH, LayerError, LayerStore, next_chain_id
 from imagegraph.store import Layout, StoreLock, atomic_write, resolve_root
 
@@ -164,7 +165,7 @@ def test_crash_leftovers_are_ignored_then_cleaned(layers: LayerStore) -> None:
 
 def test_failed_register_leaves_nothing(layers: LayerStore) -> None:
     bad = tar_of({"ok": "1"})[:512] + b"\x01" * 600
-    with pytest.raises(Exception):
+    with pytest.raises((ArchiveError, tarfile.TarError)):
         layers.register(io.BytesIO(bad))
     assert layers.layers() == []
     assert not layers.layout.driver_root.exists() or list(layers.layout.driver_root.iterdir()) == []

@@ -56,9 +56,10 @@ def test_stack_text_of_a_container_top_first(ig, built):
     lines = r.out.splitlines()
     assert lines[0].startswith("container web (") and "of image app:1, top layer first:" in lines[0]
     order = [i for i, line in enumerate(lines) if re.search(r"│ (top layer|init layer|layer \d)", line)]
-    labels = [
-        re.search(r"│ (top layer \(读写层\)|init layer \(初始化层\)|layer \d( \(base\))?)", lines[i])[1] for i in order
+    found = [
+        re.search(r"│ (top layer \(读写层\)|init layer \(初始化层\)|layer \d( \(base\))?)", lines[i]) for i in order
     ]
+    labels = [m[1] for m in found if m is not None]
     assert labels == ["top layer (读写层)", "init layer (初始化层)", "layer 2", "layer 1 (base)"]
     img = built.get_image("app:1")
     chain = built.layers.chain(img.top_chain_id)  # top first

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .registry_fixture import require_tool
+from ..support import require_tool
 
 SERVICE = "layerlab-registry"
 ISSUER = "layerlab-token-server"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import _skip_or_fail, fuse_unavailable_reason
+from tests.support import require_fuse
 from tutorials.lab import find_lab
 from tutorials.runner import LabResult, run_lab, unmount_all
 
@@ -54,9 +54,7 @@ def remove_run(result: LabResult) -> None:
 def finished(request):
     """The module's lab (its `LAB` number), run once by the runner; it must pass. (A module
     fixture runs before the markers' function fixtures, so it asks for FUSE itself.)"""
-    reason = fuse_unavailable_reason()
-    if reason:
-        _skip_or_fail(reason)
+    require_fuse()
     for need in getattr(request.module, "REQUIRES", ()):
         need()
     run = run_kept(request.module.LAB)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import _skip_or_fail
+from tests.support import require_root, require_tool, skip_or_fail
 from tutorials.lab import all_labs
 
 REPO = Path(__file__).parents[2]
@@ -29,22 +29,13 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 pytestmark = pytest.mark.mount
 
 
-def _can_switch() -> str | None:
-    if os.geteuid() != 0:
-        return "running the labs as uid 1000 needs root to switch to it"
-    if not shutil.which("setpriv"):
-        return "setpriv is not installed (util-linux)"
-    if not os.access(SYSTEM_PYTHON, os.X_OK):
-        return f"{SYSTEM_PYTHON} (Debian's python3) is not installed"
-    return None
-
-
 @pytest.fixture(scope="module")
 def shared_install():
     """`make install-shared` into scratch paths every user can read; yields the venv."""
-    reason = _can_switch()
-    if reason:
-        _skip_or_fail(reason)
+    require_root("to run the labs as uid 1000")
+    require_tool("setpriv")
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        skip_or_fail(f"{SYSTEM_PYTHON} (Debian's python3, which every user can run) is not installed")
     base = tempfile.mkdtemp(prefix="layerlab-shared-")
     os.chmod(base, 0o755)
     venv = os.path.join(base, "venv")
@@ -153,7 +144,8 @@ def test_the_profile_puts_the_tools_and_the_labs_on_a_users_path(shared_install)
     assert os.readlink(f"{base}/bin/layerfs") == f"{shared_install}/bin/layerfs"  # for root's mount.fuse
 
 
-def test_list_says_what_an_ordinary_user_can_do(shared_install, dev_fuse_for_everyone):
+@pytest.mark.usefixtures("dev_fuse_for_everyone")
+def test_list_says_what_an_ordinary_user_can_do(shared_install):
     proc = run_as_user(shared_install, "-m", "tutorials", "list")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -161,8 +153,9 @@ def test_list_says_what_an_ordinary_user_can_do(shared_install, dev_fuse_for_eve
     assert "yes  FUSE mounts" in proc.stdout
 
 
+@pytest.mark.usefixtures("dev_fuse_for_everyone")
 @pytest.mark.parametrize("number", [lab.number for lab in all_labs()])
-def test_the_lab_runs_as_an_ordinary_user(number, shared_install, dev_fuse_for_everyone):
+def test_the_lab_runs_as_an_ordinary_user(number, shared_install):
     proc = run_as_user(shared_install, "-m", "tutorials", "run", number)
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0, report

@@ -27,7 +27,8 @@ def test_lab_its_answers_and_every_check_pass(finished, capsys):
         ("echo x > vegetables/x", "vegetables/ has x that the lab does not make: vegetables is a read-only branch"),
         (
             "rm fruits/tomato",
-            "dirs=./fruits:./vegetables: /tomato comes from vegetables/, expected fruits/: the first branch in dirs= is the top",
+            "dirs=./fruits:./vegetables: /tomato comes from vegetables/, expected fruits/: "
+            "the first branch in dirs= is the top",
         ),
         (
             "echo 'tomato, from vegetables' > fruits/tomato",

@@ -22,7 +22,8 @@ def test_lab_its_answers_and_every_check_pass(finished):
         # the student edited the lower layer directly instead of through the mount
         (
             "echo 'port=8080' >> image/etc/app.conf",
-            "image/etc/app.conf holds 'port=80\\nport=8080\\n', expected 'port=80\\n': the read-only layer never changes",
+            "image/etc/app.conf holds 'port=80\\nport=8080\\n', expected 'port=80\\n': "
+            "the read-only layer never changes",
         ),
         ("rm top/.wh.secret.txt", "top/ has no whiteout for secret.txt"),
         ("rm top/.wh.secret.txt", "dirs=./top=rw:./image=ro: /secret.txt is still visible in the merged view"),

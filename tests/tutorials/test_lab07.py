@@ -42,7 +42,9 @@ NEW = "$NEW"  # the committed layer's directory, set in the shell by the test
 )
 def test_check_catches_a_broken_state(lab_copy, how, expected):
     new = Store(os.path.join(lab_copy, "store"))
-    new_dir = new.diff_dirs(new.image_id("tiny-app"))[-1]
+    image = new.image_id("tiny-app")
+    assert image is not None
+    new_dir = new.diff_dirs(image)[-1]
     assert os.path.exists(new_dir + "/etc/app.conf")
     assert run_check(LAB, lab_copy) == []
     problems = check_after(LAB, lab_copy, how, NEW=new_dir)

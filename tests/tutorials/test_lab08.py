@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.imagegraph.registry_fixture import require_registry, wait_for_v2
+from tests.support import require_tool
 from tests.tutorials.helpers import assert_every_check_passed, check_after, exercise_folder
 from tutorials.checks import run_check
 from tutorials.checks.lab08 import registry_address, running_registries
@@ -56,10 +57,11 @@ def test_the_pulled_image_shares_its_base_with_tiny(finished):
     """What the page claims, read from the store: two layers, the bottom one tiny's, and a
     RepoDigest; the store holds exactly the two layers (tiny's re-import added none)."""
     store = Store(os.path.join(finished.folder, "store"))
-    name = registry_address(finished.folder) + "/test/hello-world"
-    image = store.image_id(name + ":2.0")
+    name = f"{registry_address(finished.folder)}/test/hello-world"
+    image, tiny = store.image_id(name + ":2.0"), store.image_id("tiny")
+    assert image is not None and tiny is not None
     layers = store.config(image)["rootfs"]["diff_ids"]
-    assert store.config(store.image_id("tiny"))["rootfs"]["diff_ids"] == layers[:1]
+    assert store.config(tiny)["rootfs"]["diff_ids"] == layers[:1]
     assert sorted(Store.chain_ids(layers)) == ["sha256:" + c for c in store.layer_ids()]
     assert any(ref.startswith(name + "@sha256:") and target == image for ref, target in store.tags().items())
     assert store.image_id(name + ":1.0") is None
@@ -97,6 +99,7 @@ def test_check_catches_a_broken_state(lab_copy, how, expected):
     store = Store(os.path.join(lab_copy, "store"))
     reg = registry_address(lab_copy)
     image = store.image_id(f"{reg}/test/hello-world:2.0")
+    assert image is not None
     chains = [c.split(":")[1] for c in Store.chain_ids(store.config(image)["rootfs"]["diff_ids"])]
     base_dir, top_dir = (os.path.dirname(d) for d in store.diff_dirs(image))
     assert os.path.isfile(os.path.join(top_dir, "diff", "hello.txt"))
@@ -122,7 +125,7 @@ def test_check_catches_a_registry_left_running(lab_copy):
         start_new_session=True,
     )
     try:
-        wait_for_v2("http://" + registry_address(lab_copy), proc)
+        wait_for_v2(f"http://{registry_address(lab_copy)}", proc)
         problems = run_check("08", lab_copy)
         assert f"docker-registry (pid {proc.pid}) still serves this lab's registry.yml" in problems[0], problems
     finally:
@@ -170,7 +173,7 @@ def test_an_exercise_check_names_a_registry_left_running(lab_copy):
         start_new_session=True,
     )
     try:
-        wait_for_v2("http://" + registry_address(lab), proc)
+        wait_for_v2(f"http://{registry_address(lab)}", proc)
         problems = run_check(LAB, folder, 1)
         assert f"docker-registry (pid {proc.pid}) still serves the lab's registry.yml" in problems[0], problems
     finally:
@@ -214,9 +217,7 @@ class _FakeEngine(threading.Thread):
 def test_the_page_quotes_what_the_docker_cli_sends(tmp_path):
     """The seed's `docker image pull test/hello-world:1.0`, sent by the real docker CLI to a
     socket that records it: the query lab 08 quotes is the one the CLI sends."""
-    docker = shutil.which("docker")
-    if docker is None:
-        pytest.skip("the docker CLI is not installed")
+    docker = require_tool("docker")
     page = (Path(__file__).parents[2] / "tutorials" / "08-pull.md").read_text(encoding="utf-8")
     quoted = re.search(r"`POST (/images/create\?[^`]+)`", page)
     assert quoted, "lab 08 quotes the client's request"

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from unionfs.mountinfo import MountInfo, mount_at
+
 LAYERFS = str(Path(sys.executable).parent / "layerfs")
 
 SEED = {
@@ -26,17 +28,15 @@ def make_seed(root: Path) -> Path:
     return root
 
 
-def mountinfo_line(mountpoint: str | Path) -> str | None:
-    real = os.path.realpath(mountpoint)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            if line.split()[4] == real:
-                return line.strip()
-    return None
+def mount_info(mountpoint: str | Path) -> MountInfo:
+    """The mount table's entry for `mountpoint`, which must be mounted."""
+    info = mount_at(mountpoint)
+    assert info is not None, f"{mountpoint} is not mounted"
+    return info
 
 
 def is_mounted(mountpoint: str | Path) -> bool:
-    return mountinfo_line(mountpoint) is not None
+    return mount_at(mountpoint) is not None
 
 
 def force_unmount(mountpoint: str | Path) -> None:
@@ -52,13 +52,14 @@ def run(argv: Sequence[str], cwd: str | Path | None = None, **kwargs) -> subproc
 
 @contextlib.contextmanager
 def mounted(
-    options: str | Sequence[str],
+    options: str | Sequence[str] | None,
     mountpoint: str | Path,
     cwd: str | Path | None = None,
     argv: Sequence[str] | None = None,
 ) -> Iterator[Path]:
     """Mount with `layerfs mount -o … MOUNTPOINT` (or the given argv), unmount afterwards."""
     if argv is None:
+        assert options is not None
         opts = [options] if isinstance(options, str) else list(options)
         argv = [LAYERFS, "mount"] + [a for o in opts for a in ("-o", o)] + [str(mountpoint)]
     result = run(argv, cwd=cwd)

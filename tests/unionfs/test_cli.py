@@ -13,6 +13,8 @@ import pytest
 
 from unionfs.cli import main
 
+from ..support import require_tool
+
 SEED_TREE = """./mnt
 ├── apple
 ├── carrots
@@ -43,8 +45,8 @@ def test_tree_prints_the_seed_listing(seed, capsys):
     assert out.endswith("\n1 directory, 3 files\n")
 
 
-@pytest.mark.skipif(shutil.which("tree") is None, reason="tree(1) is not installed")
 def test_tree_matches_real_tree_on_a_plain_copy(seed, capsys, tmp_path):
+    tree = require_tool("tree")
     # Flatten the union by hand (fruits wins) and let tree(1) print it: same text.
     merged = tmp_path / "merged"
     shutil.copytree(seed / "vegetables", merged)
@@ -56,7 +58,7 @@ def test_tree_matches_real_tree_on_a_plain_copy(seed, capsys, tmp_path):
     (seed / "fruits" / "sub" / "x").write_text("")
     os.symlink("apple", seed / "fruits" / "link")
     expected = subprocess.run(
-        ["tree", "merged"], cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C.UTF-8"}
+        [tree, "merged"], cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C.UTF-8"}
     ).stdout
     _, out, _ = run(capsys, "tree", "-o", "dirs=./fruits:./vegetables", "--label", "merged")
     assert out == expected

@@ -6,6 +6,7 @@ import errno
 import os
 import stat
 import threading
+from typing import Any
 
 import pytest
 
@@ -13,16 +14,17 @@ from unionfs.fsutil import RENAME_NOREPLACE
 from unionfs.trace import TraceList
 from unionfs.union import Cred, Union
 
+from ..support import require_root
 from .layers import OPAQUE, WHITEOUT, Symlink, is_opaque, is_whiteout, make_union, upper_names
 
 DIALECTS = ["aufs", "overlay"]
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="char devices and trusted xattrs need root")
+needs_root = pytest.mark.root("char devices and trusted xattrs")
 
 
 @pytest.fixture(params=DIALECTS)
 def dialect(request):
-    if request.param == "overlay" and os.geteuid() != 0:
-        pytest.skip("overlay encoding needs root for char-device whiteouts")
+    if request.param == "overlay":
+        require_root("the overlay encoding's char-device whiteouts")
     return request.param
 
 
@@ -51,7 +53,11 @@ def test_seed_fruits_and_vegetables(tmp_path, monkeypatch):
 
 
 def test_seed_three_layer_rootfs(tmp_path):
-    layers = [{"lib": {}, "etc": {}}, {"media": {}, "opt": {}, "home": {}}, {"var": {}, "boot": {}, "proc": {}}]
+    layers: list[dict[str, Any]] = [
+        {"lib": {}, "etc": {}},
+        {"media": {}, "opt": {}, "home": {}},
+        {"var": {}, "boot": {}, "proc": {}},
+    ]
     u = make_union(tmp_path, "aufs", layers, writable=False)
     assert names(u) == sorted(["lib", "etc", "media", "opt", "home", "var", "boot", "proc"])
     assert u.lookup("/var").top.branch.label.endswith("l2")
@@ -190,7 +196,7 @@ def test_reserved_names_never_listed(tmp_path):
 
 @needs_root
 def test_copy_up_preserves_attributes(tmp_path, dialect):
-    u = make_union(tmp_path, dialect, [{"d": {"f": "content"}}])
+    make_union(tmp_path, dialect, [{"d": {"f": "content"}}])
     lower = tmp_path / "l0"
     os.chmod(lower / "d", 0o750)
     os.chown(lower / "d" / "f", 1234, 5678)
@@ -229,6 +235,26 @@ def test_copy_up_on_write_keeps_lower_untouched(tmp_path, dialect):
     assert (tmp_path / "l0" / "f").read_text() == "hello"
     assert (tmp_path / "upper" / "f").read_text() == "Jello"
     assert trace.events[0]["event"] == "copy_up" and trace.events[0]["bytes"] == 5
+
+
+def test_listeners_hear_every_event_after_the_tracer(tmp_path, dialect):
+    """The FUSE adapter listens for copy-ups (to fix the kernel's caches) beside the trace file."""
+    trace, heard = TraceList(), []
+    u = make_union(tmp_path, dialect, [{"d": {"f": "x"}}], tracer=trace)
+    u.listen(lambda event: heard.append(("first", event["event"], event["path"])))
+    u.listen(lambda event: heard.append(("second", event["event"], event["path"])))
+    u.chmod("/d/f", 0o600)
+    u.unlink("/d/f")
+    assert [(e["event"], e["path"]) for e in trace.events] == [
+        ("copy_up", "/d"),
+        ("copy_up", "/d/f"),
+        ("whiteout", "/d/f"),
+    ]
+    assert heard == [
+        (who, kind, path)
+        for kind, path in [(e["event"], e["path"]) for e in trace.events]
+        for who in ("first", "second")
+    ]
 
 
 def test_read_only_open_does_not_copy_up(tmp_path, dialect):
@@ -326,6 +352,7 @@ def test_concurrent_writers_copy_up_once(tmp_path, dialect):
 def test_work_dir_leftovers_are_cleared(tmp_path, dialect):
     u = make_union(tmp_path, dialect, [{"f": "x"}])
     tmp = u.sb.tmpdir
+    assert tmp is not None
     with open(os.path.join(tmp, "#dead.1"), "w") as f:
         f.write("half a copy-up")
     os.mkdir(os.path.join(tmp, "#dead.2"))
@@ -465,9 +492,8 @@ def test_rename_lower_dir_by_dialect(tmp_path, dialect):
     assert is_whiteout(tmp_path, dialect, "/d")
 
 
+@pytest.mark.root("trusted.overlay.redirect")
 def test_rename_lower_dir_same_parent_relative_redirect(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
     u = make_union(tmp_path, "overlay", [{"d": {"f": "x"}}])
     u.rename("/d", "/e")
     assert os.getxattr(tmp_path / "upper" / "e", "trusted.overlay.redirect") == b"d"
@@ -535,8 +561,7 @@ def test_new_files_belong_to_the_caller(tmp_path, dialect):
 def test_private_xattrs_are_hidden_and_user_names_escaped(tmp_path):
     """As the kernel's OverlayFS (6.7+): the union's own overlay.* xattrs never show; a
     caller's trusted.overlay.X is stored as trusted.overlay.overlay.X and copied up."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    require_root("trusted.* xattrs")
     u = make_union(tmp_path, "overlay", [{"d": {OPAQUE: True}, "f": "x"}])
     os.setxattr(tmp_path / "l0" / "f", "trusted.overlay.origin", b"private")
     os.setxattr(tmp_path / "l0" / "f", "trusted.overlay.overlay.mine", b"escaped")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from unionfs.listing import stat_entries
 
+from ..support import require_root
 from .layers import OPAQUE, WHITEOUT, Symlink, make_union
 
 DIALECTS = ["aufs", "overlay"]
@@ -15,8 +14,8 @@ DIALECTS = ["aufs", "overlay"]
 
 @pytest.fixture(params=DIALECTS)
 def dialect(request):
-    if request.param == "overlay" and os.geteuid() != 0:
-        pytest.skip("overlay encoding needs root for char-device whiteouts")
+    if request.param == "overlay":
+        require_root("the overlay encoding's char-device whiteouts")
     return request.param
 
 

@@ -187,7 +187,7 @@ def test_a_cold_walk_gets_attributes_with_the_listing(tmp_path):
     assert not [line for line in text.splitlines() if "LOOKUP" in line and "/d/f" in line]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the readahead is a sysfs setting: root only")
+@pytest.mark.root("the readahead is a sysfs setting")
 def test_root_mounts_read_ahead_a_mebibyte(union):
     from unionfs.mount import READ_AHEAD_KB
 

@@ -52,7 +52,7 @@ def union(request):
         yield mnt, upper, lower, root / "trace.jsonl"
 
 
-def _errno(fn, *args) -> int:
+def _errno(fn, *args) -> int | None:
     with pytest.raises(OSError) as err:
         fn(*args)
     return err.value.errno
@@ -165,7 +165,7 @@ class _Dir:
         assert self.handle
 
     def read(self, count: int | None = None) -> list[str]:
-        names = []
+        names: list[str] = []
         while count is None or len(names) < count:
             entry = _libc.readdir(self.handle)
             if not entry:

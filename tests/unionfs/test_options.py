@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from unionfs.options import Dialect, Encoding, OptionError, Role, format_options, parse_options, split_escaped, validate
+
+from ..support import require_second_filesystem
 
 
 def test_seed_aufs_line_first_branch_rw(tmp_path):
@@ -110,10 +110,9 @@ def test_validate_workdir_rules(fs):
 def test_validate_workdir_on_other_filesystem(tmp_path):
     (tmp_path / "l").mkdir()
     (tmp_path / "u").mkdir()
-    if os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
-        pytest.skip("no second filesystem")
+    other = require_second_filesystem(tmp_path)
     with pytest.raises(OptionError, match="not on the upper directory's filesystem"):
-        validate(parse_options(f"lowerdir={tmp_path}/l,upperdir={tmp_path}/u,workdir=/dev/shm"))
+        validate(parse_options(f"lowerdir={tmp_path}/l,upperdir={tmp_path}/u,workdir={other}"))
 
 
 def test_format_options_round_trip():

@@ -13,6 +13,8 @@ import pytest
 
 from unionfs.union import Union
 
+from ..support import skip_or_fail
+
 
 @pytest.mark.parametrize("operation", ["unlink", "rmdir", "rename"])
 def test_overlay_whiteouts_have_mode_zero(tmp_path, operation):
@@ -22,8 +24,9 @@ def test_overlay_whiteouts_have_mode_zero(tmp_path, operation):
     (lower / "file").write_text("x\n")
     (lower / "dir").mkdir()
     union = Union.from_options(f"lowerdir={lower},upperdir={upper},workdir={work}")
+    assert union.sb.marks is not None
     if not union.sb.marks.writes_char_whiteouts:
-        pytest.skip("this process cannot mknod: whiteouts are .wh. files here")
+        skip_or_fail("this process cannot mknod: whiteouts are .wh. files here")
     if operation == "unlink":
         union.unlink("/file")
         name = "file"

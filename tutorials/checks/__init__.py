@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import os
 import stat
+from collections.abc import Set
 from dataclasses import dataclass, field
 
 from unionfs.options import OptionError, parse_options, validate
@@ -93,7 +94,7 @@ class Checker:
         self.problem(f"{rel} should not exist: {why}")
         return False
 
-    def need_only(self, rel: str, names: set[str], why: str, allowed: set[str] = frozenset()) -> None:
+    def need_only(self, rel: str, names: set[str], why: str, allowed: Set[str] = frozenset()) -> None:
         """The folder `rel` holds exactly `names` (plus, optionally, `allowed`)."""
         try:
             have = set(os.listdir(self.path(rel)))

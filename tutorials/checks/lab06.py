@@ -26,7 +26,10 @@ def check(folder: str) -> list[str]:
         c.problem(f"container web was made from {web.get('Image', '?')[:19]}, not tiny ({image_id[:19]})")
     image_dirs = store.diff_dirs(image_id)
     image_layer = image_dirs[-1] if image_dirs else ""
-    rel = lambda p: os.path.relpath(p, folder)  # noqa: E731
+
+    def rel(p: str) -> str:
+        return os.path.relpath(p, folder)
+
     c.need_file(
         rel(os.path.join(image_layer, "etc/os-release")),
         "the image's read-only layer (只读层) keeps os-release; the rm only whited it out",

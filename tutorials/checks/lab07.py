@@ -42,7 +42,10 @@ def check(folder: str) -> list[str]:
     if len(history) != len(layers):
         c.problem(f"tiny-app's history has {len(history)} layer entries for {len(layers)} layers")
     top = store.diff_dirs(new)[-1]
-    rel = lambda p: os.path.relpath(p, folder)  # noqa: E731
+
+    def rel(p: str) -> str:
+        return os.path.relpath(p, folder)
+
     c.need_file(
         rel(top + "/etc/app.conf"),
         "the file written in the container is in the committed layer",

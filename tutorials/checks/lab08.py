@@ -102,7 +102,7 @@ def check(folder: str) -> list[str]:
         c.problem(f"{name}:{TAG}'s bottom layer is not tiny's: both come from ./rootfs, so they share one layer")
     layerdb = os.path.join(store.image_dir, "layerdb", "sha256")
     parent = None
-    for n, (diff, chain) in enumerate(zip(diff_ids, Store.chain_ids(diff_ids)), 1):
+    for n, (diff, chain) in enumerate(zip(diff_ids, Store.chain_ids(diff_ids), strict=True), 1):
         entry = os.path.join(layerdb, sha_hex(chain))
         rel = os.path.relpath(entry, folder)
         if read_file(os.path.join(entry, "diff")) != diff:

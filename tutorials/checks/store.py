@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from unionfs.options import parse_options, validate
@@ -94,7 +95,7 @@ class Store:
                 chain.append("sha256:" + hashlib.sha256(f"{chain[-1]} {diff}".encode()).hexdigest())
         return chain
 
-    def union(self, image_id: str, extra_top: list[str] = ()) -> Union:
+    def union(self, image_id: str, extra_top: Sequence[str] = ()) -> Union:
         """The image's merged rootfs (plus optional upper dirs on top), observed read-only."""
         dirs = list(extra_top) + list(reversed(self.diff_dirs(image_id)))
         # Store layers come from layer tars: either encoding may be on disk (`.wh.` files in a
