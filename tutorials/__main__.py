@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import unicodedata
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -51,10 +52,18 @@ def cmd_list(args: argparse.Namespace) -> int:
         reason = missing(need)
         print(f"  {'no ' if reason else 'yes'}  {text}" + (f": {reason}" if reason else ""))
     print()
-    for lab in all_labs():
+    labs = all_labs()
+    titles = max((_columns(lab.title) for lab in labs), default=0)
+    for lab in labs:
         needs = ", ".join(NEED_NAMES.get(n, n) for n in sorted(lab.needs)) or "nothing"
-        print(f"{lab.number}  {lab.title:<46} needs {needs:<22} ~{lab.minutes} min  {_lab_state(lab)}")
+        title = lab.title + " " * (titles - _columns(lab.title))
+        print(f"{lab.number}  {title}  needs {needs:<16} ~{lab.minutes} min  {_lab_state(lab)}")
     return 0
+
+
+def _columns(text: str) -> int:
+    """Terminal columns: the labs' Chinese terms take two each."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
