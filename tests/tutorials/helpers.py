@@ -18,6 +18,16 @@ def check_after(number: str, folder: str, how: str, exercise: int | None = None,
     return run_check(number, folder, exercise)
 
 
+def assert_check_finds(
+    number: str, folder: str, how: str, expected: str, exercise: int | None = None, **env: str
+) -> None:
+    """Lab `number`'s check (or exercise `exercise`'s) passes on `folder` as it is, and after
+    `how` breaks it, names a problem containing `expected`."""
+    assert run_check(number, folder, exercise) == []
+    problems = check_after(number, folder, how, exercise, **env)
+    assert any(expected in p for p in problems), problems
+
+
 def assert_every_check_passed(number: str, result: LabResult) -> None:
     """The lab's check, each exercise's check after its worked answer, and the lab's check
     once more after the exercises: all ran, all passed."""

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.tutorials.helpers import assert_every_check_passed, check_after, exercise_folder
+from tests.tutorials.helpers import assert_check_finds, assert_every_check_passed, check_after, exercise_folder
 from tutorials.__main__ import main
 from tutorials.checks import run_check
 
@@ -79,10 +79,7 @@ def test_an_exercise_not_done_fails_its_check(lab_copy, exercise):
     ],
 )
 def test_exercise_check_catches_a_broken_state(lab_copy, exercise, how, expected):
-    folder = exercise_folder(lab_copy, exercise)
-    assert run_check(LAB, folder, exercise) == []
-    problems = check_after(LAB, folder, how, exercise)
-    assert any(expected in p for p in problems), problems
+    assert_check_finds(LAB, exercise_folder(lab_copy, exercise), how, expected, exercise)
 
 
 def test_check_from_the_lab_folder_finds_the_exercise_folder(lab_copy, capsys, monkeypatch):

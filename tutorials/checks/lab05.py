@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from . import Checker
-from .store import Store
+from .store import Store, store_or_problem
 
 # image -> (parent, the file its own layer adds)
 CHAIN = {
@@ -18,14 +18,10 @@ CHAIN = {
 }
 
 
-def _store(c: Checker, folder: str) -> Store | None:
-    store = Store.find(folder)
-    if store is None:
-        c.problem(
-            "store/ is missing (or has no image/layerfs): step 1 sets IMAGEGRAPH_ROOT=~/layerlab/lab05/store "
-            "before the first imagegraph command (for an exercise: a copy of the lab's folder, and its store)"
-        )
-    return store
+LAB_STORE = (
+    "step 1 sets IMAGEGRAPH_ROOT=~/layerlab/lab05/store before the first imagegraph command (for an "
+    "exercise: a copy of the lab's folder, and its store)"
+)
 
 
 def _layer_count(c: Checker, store: Store, want: int, why: str) -> None:
@@ -40,7 +36,7 @@ def _layer_count(c: Checker, store: Store, want: int, why: str) -> None:
 
 def check(folder: str) -> list[str]:
     c = Checker(folder)
-    store = _store(c, folder)
+    store = store_or_problem(c, folder, LAB_STORE)
     if store is None:
         return c.problems
     ids = {}
@@ -98,7 +94,7 @@ def _parent_of(c: Checker, store: Store, child: str, parent: str) -> None:
 def exercise_1(folder: str) -> list[str]:
     """rmi nginx frees its own layer; rmi ubuntu only untags an image that has a child."""
     c = Checker(folder)
-    store = _store(c, folder)
+    store = store_or_problem(c, folder, LAB_STORE)
     if store is None:
         return c.problems
     for name in ("nginx", "ubuntu"):
@@ -118,7 +114,7 @@ def exercise_1(folder: str) -> list[str]:
 def exercise_2(folder: str) -> list[str]:
     """Two more children: image_2 under image_1, image_3b under image_2, two more layers."""
     c = Checker(folder)
-    store = _store(c, folder)
+    store = store_or_problem(c, folder, LAB_STORE)
     if store is None:
         return c.problems
     _parent_of(c, store, "image_2", "image_1")
@@ -137,7 +133,7 @@ def exercise_2(folder: str) -> list[str]:
 def exercise_3(folder: str) -> list[str]:
     """The same directory imported again: a new image on the layer the store already has."""
     c = Checker(folder)
-    store = _store(c, folder)
+    store = store_or_problem(c, folder, LAB_STORE)
     if store is None:
         return c.problems
     base, other = store.image_id("image_0"), store.image_id("other_base")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from . import Checker
-from .store import INIT_FILES, Store, container_dirs, container_named
+from .store import INIT_FILES, Store, container_dirs, container_named, store_or_problem
 
 
 def check(folder: str) -> list[str]:
@@ -76,9 +76,8 @@ def check(folder: str) -> list[str]:
 
 
 def _web(c: Checker, folder: str) -> tuple[Store, dict] | None:
-    store = Store.find(folder)
+    store = store_or_problem(c, folder, "do the exercise in a copy of the lab's folder (cp -a ../lab06 .)")
     if store is None:
-        c.problem("store/ is missing: do the exercise in a copy of the lab's folder (cp -a ../lab06 .)")
         return None
     web = container_named(store, "web")
     if web is None:

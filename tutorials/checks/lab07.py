@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from . import Checker
-from .store import INIT_FILES, Store, container_dirs, container_named, read_file, sha_hex
+from .store import INIT_FILES, Store, container_dirs, container_named, read_file, sha_hex, store_or_problem
 
 
 def check(folder: str) -> list[str]:
@@ -81,17 +81,10 @@ def check(folder: str) -> list[str]:
     return c.problems
 
 
-def _store(c: Checker, folder: str) -> Store | None:
-    store = Store.find(folder)
-    if store is None:
-        c.problem("store/ is missing: do the exercise in a copy of the lab's folder (cp -a ../lab07 .)")
-    return store
-
-
 def exercise_1(folder: str) -> list[str]:
     """The same top layer committed again: no new layer, but a new image."""
     c = Checker(folder)
-    store = _store(c, folder)
+    store = store_or_problem(c, folder, "do the exercise in a copy of the lab's folder (cp -a ../lab07 .)")
     if store is None:
         return c.problems
     first, again = store.image_id("tiny-app"), store.image_id("tiny-app2")
@@ -113,7 +106,7 @@ def exercise_1(folder: str) -> list[str]:
 def exercise_2(folder: str) -> list[str]:
     """A write to /etc/hosts in the container is committed with the top layer."""
     c = Checker(folder)
-    store = _store(c, folder)
+    store = store_or_problem(c, folder, "do the exercise in a copy of the lab's folder (cp -a ../lab07 .)")
     if store is None:
         return c.problems
     leaky = store.image_id("leaky")
@@ -132,7 +125,7 @@ def exercise_2(folder: str) -> list[str]:
 def exercise_3(folder: str) -> list[str]:
     """rm dev: its two layer directories go; tiny-app and prod stay."""
     c = Checker(folder)
-    store = _store(c, folder)
+    store = store_or_problem(c, folder, "do the exercise in a copy of the lab's folder (cp -a ../lab07 .)")
     if store is None:
         return c.problems
     if container_named(store, "dev") is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 
 from . import Checker
 from .store import Store, container_named, read_file, sha_hex
@@ -180,22 +181,30 @@ def check(folder: str) -> list[str]:
     return c.problems
 
 
-def _exercise(folder: str) -> tuple[Checker, Store, str, str] | None:
-    """(checker, the exercise's store, the lab's folder, the image name) for an exercise done
-    in ~/layerlab/lab08-exK with a copy of the lab's store and the lab's registry."""
+@dataclass
+class _Exercise:
+    """An exercise done in ~/layerlab/lab08-exK with a copy of the lab's store and the lab's
+    registry: the checker, the store (None: a problem says so), the lab's folder, the name."""
+
+    c: Checker
+    store: Store | None
+    lab: str
+    name: str
+
+
+def _exercise(folder: str) -> _Exercise:
     c = Checker(folder)
     lab = os.path.join(os.path.dirname(folder), "lab08")
     for pid in running_registries(lab):
         c.problem(f"docker-registry (pid {pid}) still serves the lab's registry.yml: stop it (kill {pid})")
-    store = Store.find(folder)
     reg = registry_address(lab)
-    if store is None or not os.path.isdir(os.path.join(folder, "store")):
+    store = Store.find(folder) if os.path.isdir(os.path.join(folder, "store")) else None
+    if store is None:
         c.problem("store/ is missing: the exercise works on a copy of the lab's store (cp -a ../lab08/store .)")
-        return None
     if reg is None:
         c.problem("../lab08/registry.yml is missing: the exercise starts the lab's registry again from it")
-        return None
-    return c, store, lab, f"{reg}/{REPOSITORY}"
+        store = None
+    return _Exercise(c, store, lab, f"{reg}/{REPOSITORY}")
 
 
 def _tag_link(lab: str, tag: str) -> str | None:
@@ -215,10 +224,10 @@ def _requests(c: Checker, rel: str) -> list[str] | None:
 
 def exercise_1(folder: str) -> list[str]:
     """1.0 pulled again onto a store that has its base layer: one layer blob fetched."""
-    found = _exercise(folder)
-    if found is None:
-        return Checker(folder).problems or ["store/ is missing: the exercise works on a copy of the lab's store"]
-    c, store, lab, name = found
+    ex = _exercise(folder)
+    c, store, lab, name = ex.c, ex.store, ex.lab, ex.name
+    if store is None:
+        return c.problems
     image = store.tags().get(f"{name}:1.0")
     if image is None:
         c.problem(f"no image tagged {name}:1.0: pull it from the lab's registry")
@@ -244,10 +253,10 @@ def exercise_1(folder: str) -> list[str]:
 
 def exercise_2(folder: str) -> list[str]:
     """1.0 pulled by its digest: no HEAD, no tag, a digest reference."""
-    found = _exercise(folder)
-    if found is None:
-        return Checker(folder).problems or ["store/ is missing: the exercise works on a copy of the lab's store"]
-    c, store, lab, name = found
+    ex = _exercise(folder)
+    c, store, lab, name = ex.c, ex.store, ex.lab, ex.name
+    if store is None:
+        return c.problems
     link = _tag_link(lab, "1.0")
     if link is None:
         c.problem("the lab's registry has no tag 1.0: the lab's step 3 pushes it")
@@ -269,10 +278,10 @@ def exercise_2(folder: str) -> list[str]:
 
 def exercise_3(folder: str) -> list[str]:
     """2.0 pulled a second time: up to date, no layer downloaded."""
-    found = _exercise(folder)
-    if found is None:
-        return Checker(folder).problems or ["store/ is missing: the exercise works on a copy of the lab's store"]
-    c, store, lab, name = found
+    ex = _exercise(folder)
+    c, store, name = ex.c, ex.store, ex.name
+    if store is None:
+        return c.problems
     image = store.tags().get(f"{name}:{TAG}")
     if image is None:
         c.problem(f"no image tagged {name}:{TAG}: the copy of the lab's store has it")

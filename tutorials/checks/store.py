@@ -10,10 +10,14 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from unionfs.options import parse_options, validate
 from unionfs.super import Super
 from unionfs.union import Union
+
+if TYPE_CHECKING:
+    from . import Checker
 
 DRIVER = "layerfs"
 # What `create` writes into a container's init layer (Docker's initlayer and the container's /etc files).
@@ -110,6 +114,15 @@ class Store:
             if text:
                 out.append(json.loads(text))
         return out
+
+
+def store_or_problem(c: Checker, folder: str, how: str) -> Store | None:
+    """The store of the lab's (or an exercise's) folder; if there is none, a problem that says
+    `how` it is made."""
+    store = Store.find(folder)
+    if store is None:
+        c.problem(f"store/ is missing (or has no image/layerfs): {how}")
+    return store
 
 
 def container_named(store: Store, name: str) -> dict | None:
