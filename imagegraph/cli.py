@@ -164,7 +164,10 @@ def cmd_import(a: argparse.Namespace, ctx: Context) -> int:
         src = sys.stdin.buffer
     elif not os.path.exists(src):
         raise DaemonError(f"open {src}: no such file or directory")
-    image_id = ctx.svc.import_image(src, a.repository, a.change, a.message)
+    # The daemon's default (postImagesCreate): docker import streams the tar as "-", and a
+    # directory is imported as its layer tar, so the same files give the same image either way.
+    message = a.message or "Imported from -"
+    image_id = ctx.svc.import_image(src, a.repository, a.change, message)
     ctx.print(image_id)
     return 0
 
@@ -227,26 +230,28 @@ def _setup_inspect(p: argparse.ArgumentParser) -> None:
 
 @command("inspect", "Return low-level information on images and containers", readonly=True, setup=_setup_inspect)
 def cmd_inspect(a: argparse.Namespace, ctx: Context) -> int:
+    """docker inspect: untyped, a miss is `Error: No such object`; with --type, the daemon's error."""
     out, errors = [], []
     for n in a.names:
         obj = None
+        failure = f"Error: No such object: {n}"
         if a.type in (None, "container"):
             try:
                 obj = ctx.svc.inspect_container(ctx.svc.get_container(n))
-            except DaemonError:
-                obj = None
+            except DaemonError as exc:
+                obj, failure = None, DAEMON_PREFIX + str(exc) if a.type else failure
         if obj is None and a.type in (None, "image"):
             try:
                 obj = ctx.svc.inspect_image(ctx.svc.get_image(n))
-            except DaemonError:
-                obj = None
+            except DaemonError as exc:
+                obj, failure = None, DAEMON_PREFIX + str(exc) if a.type else failure
         if obj is None:
-            errors.append(f"No such object: {n}" if a.type is None else f"No such {a.type}: {n}")
+            errors.append(failure)
         else:
             out.append(obj)
     ctx.print(json.dumps(out, indent=4, ensure_ascii=False))
     for e in errors:
-        ctx.err.write(f"Error: {e}\n")
+        ctx.err.write(f"{e}\n")
     return 1 if errors else 0
 
 
@@ -330,7 +335,12 @@ def _setup_create(p: argparse.ArgumentParser) -> None:
 
 @command("create", "Create a new container", setup=_setup_create)
 def cmd_create(a: argparse.Namespace, ctx: Context) -> int:
-    c = ctx.svc.create_container(a.image, a.cmd or None, a.name)
+    # What the docker CLI sends for `docker create IMAGE CMD` (stdout and stderr attached by
+    # default), so a container is the same whichever client made it.
+    config: dict[str, Any] = {"AttachStdout": True, "AttachStderr": True}
+    if a.cmd:
+        config["Cmd"] = a.cmd
+    c = ctx.svc.create_container(a.image, a.cmd or None, a.name, config=config)
     ctx.print(c.id)
     return 0
 
@@ -523,6 +533,22 @@ def cmd_stack(a: argparse.Namespace, ctx: Context) -> int:
     text = stack_mod.render_text(stack) if a.format == "text" else ""
     dot = stack_mod.render_dot(stack) if a.format != "text" else ""
     return _emit(ctx, a, text, dot)
+
+
+# ---- the daemon ------------------------------------------------------------------------------------
+
+
+def _setup_daemon(p: argparse.ArgumentParser) -> None:
+    from .daemon.command import setup_args
+
+    setup_args(p)
+
+
+@command("daemon", "Serve Docker's Engine API on a socket, so the docker client drives this store", setup=_setup_daemon)
+def cmd_daemon(a: argparse.Namespace, ctx: Context) -> int:
+    from .daemon.command import run
+
+    return run(a, Path(a.daemon_root).absolute() if a.daemon_root else ctx.root, ctx.err)
 
 
 # ---- the parser ------------------------------------------------------------------------------------

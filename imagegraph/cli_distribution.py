@@ -22,7 +22,14 @@ from typing import TextIO
 from .commands import DAEMON_PREFIX, CommandTable, Context, Run
 from .distribution import manifest as M
 from .distribution.client import RegistryClient
-from .distribution.credentials import INDEX_SERVER, AuthConfig, CredentialsError, config_path, store_auth
+from .distribution.credentials import (
+    INDEX_SERVER,
+    AuthConfig,
+    CredentialsError,
+    config_path,
+    login_domain,
+    store_auth,
+)
 from .distribution.errors import RegistryError
 from .distribution.progress import ProgressWriter
 from .distribution.pull import PullOptions, pull
@@ -142,16 +149,6 @@ def cmd_push(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _login_domain(server: str | None) -> str:
-    if not server:
-        return "docker.io"
-    for prefix in ("https://", "http://"):
-        if server.startswith(prefix):
-            server = server[len(prefix) :]
-    server = server.split("/", 1)[0]
-    return "docker.io" if server in ("index.docker.io", "registry-1.docker.io") else server
-
-
 def _setup_login(p: argparse.ArgumentParser) -> None:
     p.add_argument("server", nargs="?", metavar="SERVER")
     p.add_argument("-u", "--username", help="Username")
@@ -164,7 +161,7 @@ def _setup_login(p: argparse.ArgumentParser) -> None:
 @_errors
 def cmd_login(args: argparse.Namespace, ctx: Context) -> int:
     out, err = ctx.out, ctx.err
-    domain = _login_domain(args.server)
+    domain = login_domain(args.server)
     username, password = args.username or "", args.password or ""
     if args.password and args.password_stdin:
         return _fail(err, "--password and --password-stdin are mutually exclusive", daemon=False)

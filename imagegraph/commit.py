@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import archive
-from .container import Container, ContainerStore, full_config
+from .container import Container, ContainerStore, full_config, merge_create_config
 from .digest import EMPTY_LAYER_DIFF_ID, canonical_config_json
 from .imagestore import Image, ImageStore, format_time
 from .layerstore import LayerStore
@@ -259,29 +259,9 @@ def _volumes(volumes: dict[str, Any], rest: str) -> dict[str, Any]:
 
 
 def merge_config(user: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
-    """moby daemon.merge: fields the changes left empty come from the container's config."""
-    out = dict(user)
-    for key in ("User", "WorkingDir", "StopSignal"):
-        if not out.get(key):
-            out[key] = container.get(key, "")
-    for key in ("ExposedPorts", "Volumes"):
-        merged = dict(container.get(key) or {})
-        merged.update(out.get(key) or {})
-        out[key] = merged or None
-    env = list(container.get("Env") or [])
-    for e in out.get("Env") or []:
-        k = e.split("=", 1)[0]
-        env = [x for x in env if x.split("=", 1)[0] != k] + [e]
-    out["Env"] = env or None
-    labels = dict(container.get("Labels") or {})
-    labels.update(out.get("Labels") or {})
-    out["Labels"] = labels or None
-    if not out.get("Entrypoint") and not out.get("Cmd"):
-        out["Entrypoint"] = container.get("Entrypoint")
-        out["Cmd"] = container.get("Cmd")
-    if not out.get("Healthcheck") and container.get("Healthcheck"):
-        out["Healthcheck"] = container["Healthcheck"]
-    return out
+    """moby daemon.merge: fields the changes left empty come from the container's config
+    (the same merge as create's, `container.merge_create_config`)."""
+    return merge_create_config(user, container)
 
 
 @dataclass(frozen=True)

@@ -238,20 +238,53 @@ CHANGE_MODIFY, CHANGE_ADD, CHANGE_DELETE = 0, 1, 2
 KIND_LETTER = {CHANGE_MODIFY: "C", CHANGE_ADD: "A", CHANGE_DELETE: "D"}
 
 
+def merge_create_config(user: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
+    """moby daemon.merge (create.go and commit.go): what the request leaves empty comes from the
+    image. Env and Labels merge key by key (the request's win), ExposedPorts and Volumes add up;
+    without an Entrypoint of its own, an empty Cmd takes the image's and the Entrypoint too."""
+    out = dict(user)
+    for key in ("User", "WorkingDir", "StopSignal"):
+        if not out.get(key):
+            out[key] = image.get(key, "")
+    for key in ("ExposedPorts", "Volumes"):
+        merged = dict(image.get(key) or {})
+        merged.update(out.get(key) or {})
+        out[key] = merged or None
+    env = list(image.get("Env") or [])
+    for e in out.get("Env") or []:
+        k = e.split("=", 1)[0]
+        env = [x for x in env if x.split("=", 1)[0] != k] + [e]
+    out["Env"] = env or None
+    labels = dict(image.get("Labels") or {})
+    labels.update(out.get("Labels") or {})
+    out["Labels"] = labels or None
+    if not out.get("Entrypoint"):
+        if not out.get("Cmd"):
+            out["Cmd"] = image.get("Cmd")
+        if out.get("Entrypoint") is None:
+            out["Entrypoint"] = image.get("Entrypoint")
+    if not out.get("Healthcheck") and image.get("Healthcheck"):
+        out["Healthcheck"] = image["Healthcheck"]
+    return out
+
+
 def _opaque(real: str) -> bool:
     if archive.is_opaque_dir(real):
         return True
     return os.path.lexists(os.path.join(real, archive.WHITEOUT_OPAQUE))
 
 
-def _deleted(real: str, rel: str, st: os.stat_result) -> str | None:
-    """moby overlayDeletedFile + aufsDeletedFile: the path a whiteout or opaque dir deletes."""
+def _deleted(real: str, rel: str, st: os.stat_result, lowers: list[Path]) -> str | None:
+    """moby overlayDeletedFile + aufsDeletedFile: the path a whiteout or opaque dir deletes.
+
+    An opaque dir deletes only what a lower layer had there: a new directory in a merged
+    parent is opaque too (the kernel marks it so), and `docker diff` shows it as added."""
     base = os.path.basename(rel)
     if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
         return rel
     if base.startswith(archive.WHITEOUT_PREFIX):
         return os.path.join(os.path.dirname(rel), base[len(archive.WHITEOUT_PREFIX) :])
-    if stat.S_ISDIR(st.st_mode) and _opaque(real):
+    if stat.S_ISDIR(st.st_mode) and _opaque(real) and any(os.path.lexists(str(lo) + rel) for lo in lowers):
         return rel
     return None
 
@@ -268,7 +301,7 @@ def layer_changes(rw: Path, lowers: list[Path]) -> list[tuple[int, str]]:
             st = os.lstat(p)
             if name.startswith(archive.WHITEOUT_META_PREFIX):
                 continue
-            deleted = _deleted(p, path, st)
+            deleted = _deleted(p, path, st, lowers)
             if deleted is not None:
                 kind, path_out = CHANGE_DELETE, deleted
             else:
@@ -397,8 +430,13 @@ class ContainerStore:
         now: float | None = None,
         host_resolv: str = "/etc/resolv.conf",
         seed: str | None = None,
+        config: dict[str, Any] | None = None,
     ) -> Container:
-        """`seed` makes the ID reproducible (SOURCE_DATE_EPOCH mode): commits then give stable image IDs."""
+        """`seed` makes the ID reproducible (SOURCE_DATE_EPOCH mode): commits then give stable image IDs.
+
+        `config` is a container.Config as the Engine API's create sends it (Cmd, Entrypoint, Env,
+        Labels, WorkingDir, User, Hostname, Tty…): it is merged with the image's as moby merges
+        them, and its Cmd wins over `cmd`."""
         taken = {c.name for c in self.containers()}
         if name is not None:
             if not VALID_NAME.match(name):
@@ -414,19 +452,20 @@ class ContainerStore:
         else:
             name = _generate_name(taken)
         img_conf = image.container_config
-        entrypoint = img_conf.get("Entrypoint") or None
-        command = list(cmd) if cmd else (img_conf.get("Cmd") or None)
+        user_conf = merge_create_config(dict(config or {}, Cmd=(config or {}).get("Cmd") or cmd or None), img_conf)
+        entrypoint = user_conf.get("Entrypoint") or None
+        command = user_conf.get("Cmd") or None
         if not entrypoint and not command:
             raise ContainerError("no command specified")
         cid = self._new_id(seed, {c.id for c in self.containers()})
-        hostname = cid[:12]
+        hostname = user_conf.get("Hostname") or cid[:12]
         hosts = HOSTS_TEMPLATE.format(hostname=hostname)
         try:
             resolv = Path(host_resolv).read_text()
         except OSError:
             resolv = DEFAULT_RESOLV
         argv = list(entrypoint or []) + list(command or [])
-        config = full_config(dict(img_conf))
+        config = full_config(dict(user_conf) if config is not None else dict(img_conf))
         config.update({"Hostname": hostname, "Cmd": command, "Image": image_ref, "Entrypoint": entrypoint})
         cdir = self.layout.container_dir(cid)
         data = {
@@ -491,6 +530,24 @@ class ContainerStore:
         except LayerNotFound:
             pass  # a create that crashed before its layers were made
         remove_dir_atomically(self.layout.container_dir(c.id))
+
+    def rename(self, c: Container, new_name: str) -> Container:
+        """moby ContainerRename: a valid name no other container has; config.v2.json rewritten whole."""
+        if not VALID_NAME.match(new_name):
+            raise ContainerError(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        new_name = new_name.lstrip("/")
+        if new_name == c.name:
+            raise ContainerError("Renaming a container with the same name as its current name")
+        other = next((o for o in self.containers() if o.name == new_name), None)
+        if other is not None:
+            raise ContainerError(
+                f'Error when allocating new name: Conflict. The container name "/{new_name}" is already in use '
+                f'by container "{other.id}". You have to remove (or rename) that container to be able to reuse '
+                "that name."
+            )
+        data = dict(c.data, Name="/" + new_name)
+        atomic_write(self.layout.container_dir(c.id) / "config.v2.json", go_json(data), 0o600)
+        return Container(data)
 
     def clean(self) -> None:
         """Containers whose config never landed are crash leftovers: drop their layers too."""

@@ -35,7 +35,7 @@ from .reference import (
     tag_name_only,
 )
 from .refstore import RefError, RefNotFound, RefStore
-from .store import Layout, StoreLock, hex_of
+from .store import Layout, StoreLock, clean_scratch, hex_of
 
 
 class DaemonError(Exception):
@@ -131,6 +131,7 @@ class Services:
             if clean:
                 svc.containers.clean()
                 svc.layers.clean()
+                clean_scratch(svc.layout)
         return svc
 
     # ---- lookups -------------------------------------------------------------------------
@@ -557,8 +558,14 @@ class Services:
     # ---- containers ------------------------------------------------------------------------
 
     def create_container(
-        self, image_ref: str, cmd: list[str] | None = None, name: str | None = None, now: float | None = None
+        self,
+        image_ref: str,
+        cmd: list[str] | None = None,
+        name: str | None = None,
+        now: float | None = None,
+        config: dict[str, Any] | None = None,
     ) -> Container:
+        """`config`: the Engine API's container.Config (merged with the image's; see ContainerStore.create)."""
         with self.lock.held():
             self.refs.reload()
             img = self.get_image(image_ref)
@@ -567,7 +574,7 @@ class Services:
                 seed = f"{sde}\0{img.id}\0{image_ref}\0{name}\0{cmd}" if sde else None
                 if now is None and sde:
                     now = created_now(None)
-                return self.containers.create(img, image_ref, cmd, name, now, seed=seed)
+                return self.containers.create(img, image_ref, cmd, name, now, seed=seed, config=config)
             except ContainerError as exc:
                 raise Conflict(str(exc)) if "Conflict." in str(exc) else InvalidParameter(str(exc)) from None
 
@@ -578,6 +585,17 @@ class Services:
                 self.containers.remove(c)
             except ContainerError as exc:
                 raise DaemonError(f'cannot remove container "{c.data["Name"]}": {exc}') from None
+
+    def rename_container(self, ref: str, new_name: str) -> tuple[Container, str]:
+        """`docker rename`: returns the renamed container and its old name."""
+        if not ref or not new_name:
+            raise InvalidParameter("Neither old nor new names may be empty")
+        with self.lock.held():
+            c = self.get_container(ref)
+            try:
+                return self.containers.rename(c, new_name), c.name
+            except ContainerError as exc:
+                raise Conflict(str(exc)) if "Conflict." in str(exc) else InvalidParameter(str(exc)) from None
 
     def commit(
         self,

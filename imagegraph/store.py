@@ -11,6 +11,7 @@ later opens a real Docker host recognises every folder (spec §3.1):
     <root>/layerfs/<cache-id>/diff                               a layer's files
     <root>/layerfs/<mount-id>-init/diff, <root>/layerfs/<mount-id>/{diff,work,merged}
     <root>/containers/<id>/{config.v2.json,hostname,hosts,resolv.conf}
+    <root>/tmp/<scratch>/                                        downloads in flight (dockerd's tmp/)
 
 Every file is written to a temporary name and renamed into place; a directory of metadata
 is built under a temporary name and renamed as a whole, so a crash leaves either the old
@@ -104,6 +105,11 @@ class Layout:
     def lock_file(self) -> Path:
         return self.root / ".lock"
 
+    @property
+    def tmp(self) -> Path:
+        """Scratch space for work done outside the store lock (downloads, compressed uploads)."""
+        return self.root / "tmp"
+
     def dirs(self) -> list[Path]:
         return [
             self.imagedb / "content" / "sha256",
@@ -113,6 +119,7 @@ class Layout:
             self.layerdb / "tmp",
             self.driver_root,
             self.containers,
+            self.tmp,
         ]
 
 
@@ -196,6 +203,56 @@ def listdir(path: Path) -> Iterator[str]:
     for n in names:
         if not is_tmp(n):
             yield n
+
+
+@contextmanager
+def scratch_dir(layout: Layout, lock: StoreLock, prefix: str = "scratch-") -> Iterator[Path]:
+    """A private folder under `<root>/tmp` for work done outside the store lock, removed afterwards.
+
+    A long download must not hold the store lock (a pull would block every other command), so
+    its files cannot live in `layerdb/tmp`, which the store empties under the lock. This folder
+    is flock()ed while in use instead, and made under the shared store lock so that a cleaner
+    (which holds it exclusively) never sees it before it is held: `clean_scratch` removes only
+    folders nobody holds, so a crash's leftovers go and a live download in another process stays.
+    """
+    with lock.held(shared=True):
+        layout.tmp.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=layout.tmp))
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+
+
+def clean_scratch(layout: Layout) -> list[Path]:
+    """Remove the scratch folders that no live process holds (crash leftovers).
+
+    Call it with the store lock held exclusively (see `scratch_dir`)."""
+    removed: list[Path] = []
+    try:
+        names = os.listdir(layout.tmp)
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for name in names:
+        path = layout.tmp / name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:  # not a folder: nothing of ours
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # in use by a live download
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+        removed.append(path)
+    return removed
 
 
 class StoreLock:

@@ -12,6 +12,9 @@ missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# The docker CLI is the real client of `imagegraph daemon`. Any docker on PATH will do; without
+# one, Debian's docker.io brings it (its dockerd is never started: see below).
+command -v docker >/dev/null 2>&1 || missing+=(docker.io)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -24,6 +27,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "layerlab: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# No service may start while installing (docker.io's dockerd above all): invoke-rc.d asks
+# policy-rc.d, and 101 means "not now". Ours is removed afterwards; one already there is kept.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
     # One unknown name (a renamed package on another release) must not block the others.
@@ -32,5 +42,8 @@ if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; 
             || echo "layerlab: could not install $p; the tests that need it will say so" >&2
     done
 fi
-# Debian starts the registry as a service on :5000; the tests run their own on a free port.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
+# Debian starts the registry as a service on :5000, and docker.io would start dockerd: the tests
+# run their own registry on a free port, and imagegraph daemon is the only daemon docker talks to.
+if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now docker-registry docker.service docker.socket >/dev/null 2>&1 || true
+fi

@@ -20,9 +20,16 @@ CAPABILITIES = [
     ("fuse", "FUSE mounts (layerfs mount; unmount with umount or fusermount3 -u)"),
     ("kernel-overlay", "the kernel's OverlayFS (as root; else in a user namespace: unshare -Urm, userxattr)"),
     ("registry", "a registry of your own (docker-registry on a free port, htpasswd logins)"),
+    ("docker", "the docker client (lab 09 drives imagegraph's daemon with it)"),
     ("tree", "tree(1)"),
 ]
-NEED_NAMES = {"fuse": "FUSE", "kernel-overlay": "kernel OverlayFS", "registry": "registry", "tree": "tree"}
+NEED_NAMES = {
+    "fuse": "FUSE",
+    "kernel-overlay": "kernel OverlayFS",
+    "registry": "registry",
+    "docker": "docker client",
+    "tree": "tree",
+}
 
 
 class UsageError(Exception):
@@ -53,11 +60,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {'no ' if reason else 'yes'}  {text}" + (f": {reason}" if reason else ""))
     print()
     labs = all_labs()
+    needs = {lab.number: ", ".join(NEED_NAMES.get(n, n) for n in sorted(lab.needs)) or "nothing" for lab in labs}
     titles = max((_columns(lab.title) for lab in labs), default=0)
+    widest = max((len(n) for n in needs.values()), default=0)
     for lab in labs:
-        needs = ", ".join(NEED_NAMES.get(n, n) for n in sorted(lab.needs)) or "nothing"
         title = lab.title + " " * (titles - _columns(lab.title))
-        print(f"{lab.number}  {title}  needs {needs:<16} ~{lab.minutes} min  {_lab_state(lab)}")
+        print(f"{lab.number}  {title}  needs {needs[lab.number]:<{widest}}  ~{lab.minutes} min  {_lab_state(lab)}")
     return 0
 
 

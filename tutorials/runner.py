@@ -117,8 +117,8 @@ def registry_missing() -> str | None:
 
 
 def missing(need: str) -> str | None:
-    """Why requirement `need` (fuse, root, kernel-overlay, userns, registry, tree) is not met
-    for this user, or None."""
+    """Why requirement `need` (fuse, root, kernel-overlay, userns, registry, docker, tree) is not
+    met for this user, or None."""
     if need == "fuse":
         return fuse_missing()
     if need == "root":
@@ -129,6 +129,8 @@ def missing(need: str) -> str | None:
         return None if is_root() else userns_missing()
     if need == "registry":
         return registry_missing()
+    if need == "docker":
+        return None if shutil.which("docker") else "the docker CLI is not installed (make setup installs docker.io's)"
     if need == "tree":
         return None if shutil.which("tree") else "tree is not installed"
     return f"unknown requirement '{need}'"

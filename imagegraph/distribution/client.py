@@ -124,6 +124,9 @@ class RegistryClient:
     timeout: float = 30.0
     user_agent: str = USER_AGENT
     base_url: str = ""
+    # Told of every exchange (method, url, status, reason, headers sent, headers received): the
+    # daemon's flow log. Never given a body.
+    observer: Callable[[str, str, int, str, Mapping[str, str], Mapping[str, str]], None] | None = None
     _auth: Authenticator = field(init=False, repr=False, compare=False)
     _pinged: bool = False
 
@@ -161,7 +164,11 @@ class RegistryClient:
                 raw = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
+                if self.observer is not None:
+                    self.observer(method, url, 0, _describe_oserror(exc, url), headers, {})
                 raise Unreachable(f'{_method_word(method)} "{url}": {_describe_oserror(exc, url)}') from exc
+            if self.observer is not None:
+                self.observer(method, url, raw.status, raw.reason, headers, dict(raw.headers.items()))
             if raw.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD") and raw.getheader("Location"):
                 location = urllib.parse.urljoin(url, raw.getheader("Location"))
                 raw.read()

@@ -62,6 +62,17 @@ def auth_key(domain: str) -> str:
     return domain
 
 
+def login_domain(server: str | None) -> str:
+    """The registry `docker login SERVER` means: scheme and path dropped; Docker Hub's names → docker.io."""
+    if not server:
+        return "docker.io"
+    for prefix in ("https://", "http://"):
+        if server.startswith(prefix):
+            server = server[len(prefix) :]
+    server = server.split("/", 1)[0]
+    return "docker.io" if server in ("index.docker.io", "registry-1.docker.io") else server
+
+
 def convert_to_hostname(key: str) -> str:
     """Strip a scheme and path from a legacy key such as `https://host:5000/v1/`."""
     for prefix in ("http://", "https://"):

@@ -5,6 +5,7 @@ The wiring itself is `Services.wire`'s, so the two cannot drift apart.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from ..imagestore import ImageStore
 from ..layerstore import LayerStore
 from ..refstore import RefStore
 from ..service import Services
-from ..store import Layout, StoreLock
+from ..store import Layout, StoreLock, scratch_dir
 from .metadata import V2MetadataStore
 
 
@@ -29,6 +30,10 @@ class LocalStore:
     def tmp_dir(self) -> Path:
         """Scratch space inside the store (same filesystem, so renames are atomic)."""
         return self.layers.tmp_dir
+
+    def scratch(self, prefix: str = "scratch-") -> AbstractContextManager[Path]:
+        """A folder for downloads and uploads in flight, outside the store lock (`store.scratch_dir`)."""
+        return scratch_dir(self.layout, self.lock, prefix)
 
 
 def local_store(svc: Services) -> LocalStore:

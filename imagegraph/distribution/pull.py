@@ -1,10 +1,13 @@
 """`imagegraph pull`: an image from a registry into the local store, as moby's pull_v2 does.
 
 1. HEAD the tag's manifest (Accept: every manifest and index type) to learn its digest,
-   then GET it by digest; for an index, take the manifest for the platform.
+   then GET it by digest; for an index, take the manifest for the platform. Only then is
+   "Pulling from" said (moby's pullTag), so a refused or unknown name fails before any output.
 2. GET the config. If an image with that ID is stored, nothing else is fetched.
 3. For each layer whose ChainID is not stored: download to a scratch file, verify the blob
    digest, verify the uncompressed DiffID against `rootfs.diff_ids`, then register it.
+   Downloads run outside the store lock (in a `scratch` folder the store's cleaner leaves
+   alone), so a long pull does not block other commands; each registration takes the lock.
 4. Create the image (ID = config digest), tag it, record `repo@<manifest digest>`.
 
 Any failure rolls back the layers this pull registered, so the store is as it was.
@@ -17,8 +20,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from ..refstore import RefNotFound
 from . import manifest as M
 from .client import RegistryClient
 from .credentials import get_auth
-from .errors import DigestMismatch, NotFound, RegistryError
+from .errors import DigestMismatch, NotFound, RegistryError, Unauthorized, Unreachable
 from .localstore import LocalStore
 from .metadata import V2Metadata
 from .progress import ProgressWriter
@@ -57,6 +58,7 @@ class PullResult:
     downloaded: list[str] = field(default_factory=list)  # blob digests fetched
     existed: list[str] = field(default_factory=list)  # blob digests skipped ("Already exists")
     blob_diff_ids: list[tuple[str, str]] = field(default_factory=list)
+    layer_blobs: list[str] = field(default_factory=list)  # the manifest's layer digests, bottom first
 
 
 def short_id(digest: str) -> str:
@@ -78,8 +80,9 @@ class _ProgressReader:
 
     def read(self, n: int = -1) -> bytes:
         b = self.f.read(n)
-        self.done += len(b)
-        self.report(self.done)
+        if b:  # a read at the end says nothing new: no repeated "Extracting" message
+            self.done += len(b)
+            self.report(self.done)
         return b
 
 
@@ -112,7 +115,7 @@ def resolve_manifest(
             try:
                 head = client.head_manifest(path, target)
                 target = head.digest or target
-            except NotFound:
+            except (NotFound, Unauthorized, Unreachable):
                 raise
             except RegistryError as exc:
                 if "unauthorized" in str(exc) or "dial tcp" in str(exc):
@@ -170,26 +173,28 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     if len(diff_ids) != len(man.layers):
         raise PullError("layers from manifest don't match image configuration")
 
-    result = PullResult("", record_digest, ref, False)
+    result = PullResult("", record_digest, ref, False, layer_blobs=[d.digest for d in man.layers])
     created: list[str] = []  # ChainIDs this pull registered, for rollback
     new_image = False
-    with store.lock.held():
-        try:
-            image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+    image_id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+    try:
+        if not store.images.exists(image_id):
+            _fetch_layers(store, client, ref, man, diff_ids, out, result, created)
+        with store.lock.held():
             if not store.images.exists(image_id):
-                _fetch_layers(store, client, ref, man, diff_ids, out, result, created)
                 image_id = store.images.create(config_bytes)
                 new_image = True
             result.image_id = image_id
             result.tag_updated = _record_refs(store, ref, image_id, record_digest)
             for blob_digest, diff_id in result.blob_diff_ids:
                 store.v2meta.add(diff_id, V2Metadata(blob_digest, ref.name))
-        except BaseException:
+    except BaseException:
+        with store.lock.held():
             if new_image:
                 store.images.delete(image_id)
             for chain in reversed(created):
                 store.layers.release(chain)
-            raise
+        raise
     out.message(f"Digest: {record_digest}")
     word = "Downloaded newer image" if result.tag_updated else "Image is up to date"
     out.message(f"Status: {word} for {familiar_string(ref)}")
@@ -215,8 +220,7 @@ def _fetch_layers(
         else:
             out.update(short_id(desc.digest), "Pulling fs layer")
             todo.append(desc.digest)
-    scratch = Path(tempfile.mkdtemp(prefix=".tmp-pull-", dir=store.tmp_dir))
-    try:
+    with store.scratch("pull-") as scratch:
         parent: str | None = None
         for i, (desc, chain) in enumerate(zip(man.layers, chains, strict=True)):
             if desc.digest not in todo or store.layers.exists(chain):
@@ -224,7 +228,7 @@ def _fetch_layers(
                 continue
             sid = short_id(desc.digest)
             blob = scratch / f"{i}.blob"
-            with open(blob, "wb") as f:
+            with open(blob, "wb") as f:  # outside the store lock: other commands go on meanwhile
                 for chunk in client.iter_blob(
                     ref.path,
                     desc.digest,
@@ -239,27 +243,21 @@ def _fetch_layers(
             if diff_id != diff_ids[i]:
                 raise PullError("layers from manifest don't match image configuration")
             size = blob.stat().st_size
-            with open(blob, "rb") as raw:
+            with store.lock.held(), open(blob, "rb") as raw:
                 reader = _ProgressReader(raw, functools.partial(out.progress, sid, "Extracting", total=size))
                 magic = raw.read(2)
                 raw.seek(0)
                 gzipped = magic == b"\x1f\x8b"
                 stream = gzip.GzipFile(fileobj=reader, mode="rb") if gzipped else reader  # type: ignore[call-overload]  # reads only: GzipFile seeks just to rewind
                 layer, was_created = store.layers.register(stream, parent)
-            if layer.chain_id != chain:
                 if was_created:
-                    store.layers.release(layer.chain_id)
+                    created.append(layer.chain_id)
+            if layer.chain_id != chain:
                 raise PullError("layers from manifest don't match image configuration")
-            if was_created:
-                created.append(layer.chain_id)
             result.blob_diff_ids.append((desc.digest, diff_id))  # recorded once the image is in
             out.update(sid, "Pull complete")
             parent = chain
             blob.unlink()
-    finally:
-        for p in scratch.iterdir():
-            p.unlink()
-        os.rmdir(scratch)
 
 
 def _record_refs(store: LocalStore, ref: Reference, image_id: str, manifest_digest: str) -> bool:

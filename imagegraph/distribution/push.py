@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -91,8 +89,7 @@ def push(
     for sid in reversed(ids):
         out.update(sid, "Preparing")
     result = PushResult("", 0)
-    scratch = Path(tempfile.mkdtemp(prefix=".tmp-push-", dir=store.tmp_dir))
-    try:
+    with store.scratch("push-") as scratch:  # compressed layers in flight, outside the store lock
         # Top layer first, as docker pushes; the manifest lists them bottom first.
         pushed = [
             _push_layer(store, client, ref, diff_ids[i], chains[i], ids[i], out, scratch, result, chunk_size)
@@ -106,10 +103,6 @@ def push(
         body = M.build_manifest(M.Descriptor(M.DOCKER_CONFIG, config_digest, len(config)), layer_descs)
         tag = ref.tag or "latest"
         digest = client.put_manifest(path, tag, body, M.DOCKER_MANIFEST)
-    finally:
-        for p in scratch.iterdir():
-            p.unlink()
-        os.rmdir(scratch)
     result.digest, result.size = digest, len(body)
     out.message(f"{tag}: digest: {digest} size: {len(body)}")
     with store.lock.held():

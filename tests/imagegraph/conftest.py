@@ -13,6 +13,7 @@ import pytest
 from imagegraph.cli import main
 from imagegraph.service import Services
 
+from .daemon_fixture import daemon  # noqa: F401  (the `daemon` fixture: a real imagegraph daemon)
 from .registry_fixture import RunningRegistry, start_registry
 
 

@@ -553,4 +553,6 @@ def test_an_internal_error_is_one_line_unless_debugging(ig, monkeypatch: pytest.
     with pytest.raises(ZeroDivisionError):
         ig("images")
     # known failures stay one line, debugging or not
-    assert ig("inspect", "--type", "image", "nothing") == Result(1, "[]\n", "Error: No such image: nothing\n")
+    assert ig("inspect", "--type", "image", "nothing") == Result(
+        1, "[]\n", "Error response from daemon: No such image: nothing:latest\n"
+    )
