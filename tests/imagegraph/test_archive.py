@@ -15,7 +15,7 @@ import pytest
 from imagegraph import archive
 from imagegraph.archive import ArchiveError, apply_layer_tar, encode_header, write_layer_tar
 
-from ..support import skip_or_fail
+from ..support import require_root, require_tool, skip_or_fail
 
 EMPTY = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 needs_root = pytest.mark.root("mknod, trusted.* xattrs")
@@ -309,11 +309,12 @@ def test_apply_creates_missing_parents_and_sums_sizes(tmp_path: Path) -> None:
     assert res.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switches to uid 1000 in a child")
 def test_an_ordinary_user_stores_the_kernels_marks_where_the_kernel_lets_them() -> None:
     """Since Linux 5.8 anyone may make the 0/0 whiteout device: a user's store then uses the
     kernel's encoding (0/0 and user.overlay.opaque), as the kernel's userxattr mode does; where
     mknod is refused it falls back to `.wh.` files."""
+    require_root("switches to uid 1000 in a child")
+    require_tool("setpriv")
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: become uid 1000, probe, report

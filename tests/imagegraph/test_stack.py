@@ -17,9 +17,16 @@ import pytest
 from imagegraph.formatting import short_id
 from imagegraph.service import Services
 
+from ..support import require_tool
 from .test_cli import commit_step, imported
 
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz (dot) is not installed")
+
+@pytest.fixture
+def needs_dot() -> None:
+    """Graphviz draws the SVG and PNG; scripts/setup-system.sh installs it (skip here, fail in CI)."""
+    require_tool("dot")
+
+
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -84,7 +91,7 @@ def test_stack_of_nothing_is_one_line(ig, built):
     assert r.rc == 1 and r.err.count("\n") == 1 and "No such image: nope" in r.err
 
 
-@needs_dot
+@pytest.mark.usefixtures("needs_dot")
 def test_stack_svg_draws_the_layers_in_order_each_labelled(ig, built):
     r = ig("stack", "web", "--format", "svg")
     assert r.rc == 0, r.err
@@ -105,7 +112,7 @@ def test_stack_svg_draws_the_layers_in_order_each_labelled(ig, built):
     assert mount_x > max(x for _, x, t in texts if re.match(r"layer \d", t))
 
 
-@needs_dot
+@pytest.mark.usefixtures("needs_dot")
 def test_graph_svg_draws_each_image_below_its_parent(ig, built):
     r = ig("graph", "--format", "svg")
     assert r.rc == 0, r.err
@@ -115,7 +122,7 @@ def test_graph_svg_draws_each_image_below_its_parent(ig, built):
     assert any(t == "base image, 1 layer" for _, _, t in texts)
 
 
-@needs_dot
+@pytest.mark.usefixtures("needs_dot")
 def test_png_goes_to_a_file_and_never_to_a_terminal(ig, built, tmp_path: Path):
     for command in (["stack", "web"], ["graph"]):
         out = tmp_path / f"{command[0]}.png"
