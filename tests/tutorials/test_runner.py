@@ -429,6 +429,24 @@ def test_cli_answer_and_exercise_check(capsys, tmp_path):
     assert capsys.readouterr().out.splitlines()[-1].startswith("lab 02, exercise 1: ")
 
 
+def test_every_exercise_on_a_page_has_a_worked_answer_and_a_check():
+    """The exercises a page numbers under `## Exercises` are the ones `answer` and `check
+    --exercise` know: a lab that adds an exercise (or a whole lab) without them fails here."""
+    import re
+    from pathlib import Path
+
+    from tutorials.checks import exercise_numbers
+
+    for lab in all_labs():
+        text = Path(lab.path).read_text(encoding="utf-8")
+        section = text.split("\n## Exercises\n", 1)[1].split("\n## ", 1)[0] if "\n## Exercises\n" in text else ""
+        asked = [int(n) for n in re.findall(r"^(\d+)\. ", section, re.M)]
+        assert asked, f"{lab.name} has no numbered exercises"
+        assert [e.number for e in lab.exercises()] == asked, f"{lab.name}: answers/{lab.number}.md"
+        assert exercise_numbers(lab.number) == asked, f"{lab.name}: tutorials/checks/lab{lab.number}.py"
+        assert f"python -m tutorials answer {lab.number} K" in section, lab.name
+
+
 def test_list_says_what_this_user_can_do(capsys, monkeypatch):
     import tutorials.__main__ as cli
 
