@@ -16,6 +16,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,11 @@ def dev_fuse_for_everyone():
         os.chmod("/dev/fuse", before)
 
 
-def run_as_user(venv: str, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+def run_as_user(
+    venv: str, *args: str, timeout: float = 1800, wrap: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` of the shared install as uid USER in a fresh home (`wrap`: a command
+    that runs as root first and then execs the rest, e.g. to set up a mount namespace)."""
     home = tempfile.mkdtemp(prefix="layerlab-user-home-")
     os.chown(home, USER, USER)
     env = {
@@ -88,7 +93,7 @@ def run_as_user(venv: str, *args: str, timeout: float = 1800) -> subprocess.Comp
             env[key] = os.environ[key]
     try:
         return subprocess.run(
-            ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups", f"{venv}/bin/python", *args],
+            [*wrap, "setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups", f"{venv}/bin/python", *args],
             cwd=home,
             env=env,
             capture_output=True,
@@ -161,3 +166,44 @@ def test_the_lab_runs_as_an_ordinary_user(number, shared_install):
     assert proc.returncode == 0, report
     assert "not root; scratch folder" in report.splitlines()[0], report
     assert f"lab {number} ok:" in report and ", 0 failed;" in report, report
+
+
+def test_list_opens_dev_fuse_and_says_no_where_it_is_roots_alone(shared_install, tmp_path):
+    """/dev/fuse exists but is 0600 (some images and containers ship it so): `list` opens it,
+    so it says FUSE is not usable, and why. The 0600 device is bound over /dev/fuse in a mount
+    namespace of the test's own: the machine's /dev/fuse is not touched."""
+    require_tool("unshare")
+    device = str(tmp_path / "fuse")
+    rdev = os.stat("/dev/fuse").st_rdev
+    wrap = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        f'mknod "$0" c {os.major(rdev)} {os.minor(rdev)} && chmod 600 "$0" && mount --bind "$0" /dev/fuse && exec "$@"',
+        device,
+    ]
+    proc = run_as_user(shared_install, "-m", "tutorials", "list", wrap=wrap, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if "FUSE mounts" in x)
+    assert line.startswith("  no   FUSE mounts") and "/dev/fuse cannot be opened by" in line, line
+    assert "(Permission denied; mode 0600)" in line, line
+    lab03 = next(x for x in proc.stdout.splitlines() if x.startswith("03  "))
+    assert "cannot run here: no FUSE (/dev/fuse cannot be opened" in lab03, lab03
+
+
+def test_list_says_whether_this_user_may_make_a_user_namespace(shared_install):
+    """What `list` says of the kernel's OverlayFS is what `unshare -Urm` does for this user."""
+    probe = subprocess.run(
+        ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups", "unshare", "-Urm", "true"],
+        capture_output=True,
+        timeout=60,
+    )
+    proc = run_as_user(shared_install, "-m", "tutorials", "list", timeout=120)
+    line = next(x for x in proc.stdout.splitlines() if "the kernel's OverlayFS" in x)
+    if probe.returncode == 0:
+        assert line.startswith("  yes  the kernel's OverlayFS"), line
+    else:
+        assert line.startswith("  no   the kernel's OverlayFS") and "user namespaces are not allowed here" in line, line
