@@ -157,8 +157,9 @@ class MarkWriter:
     xattr_prefix: str  # "trusted." or "user."
 
     @classmethod
-    def probe(cls, workdir: str, aufs_encoding: bool) -> MarkWriter:
-        """Find out in the work directory what this process may write."""
+    def probe(cls, workdir: str, aufs_encoding: bool, user_xattrs: bool = False) -> MarkWriter:
+        """Find out in the work directory what this process may write (`user_xattrs`: keep
+        marks in user.overlay.* even where trusted.* could be written, as `userxattr`)."""
         probe = os.path.join(workdir, "#probe")
         can_mknod = False
         try:
@@ -167,19 +168,7 @@ class MarkWriter:
             os.unlink(probe)
         except OSError:
             pass
-        prefix = "user."
-        try:
-            os.mkdir(probe)
-            try:
-                os.setxattr(probe, "trusted.overlay.probe", b"y")
-                prefix = "trusted."
-            except OSError:
-                pass
-            finally:
-                os.rmdir(probe)
-        except OSError:
-            pass
-        return cls(aufs_encoding, can_mknod, prefix)
+        return cls(aufs_encoding, can_mknod, "user." if user_xattrs else _trusted_or_user(probe))
 
     @property
     def writes_char_whiteouts(self) -> bool:
@@ -211,3 +200,18 @@ class MarkWriter:
 
     def set_redirect(self, real_dir: str, value: str) -> None:
         os.setxattr(real_dir, self.xattr_prefix + "overlay.redirect", value.encode("utf-8", "surrogateescape"))
+
+
+def _trusted_or_user(probe: str) -> str:
+    """ "trusted." where this process may write trusted.* xattrs (root), else "user."."""
+    try:
+        os.mkdir(probe)
+    except OSError:
+        return "user."
+    try:
+        os.setxattr(probe, "trusted.overlay.probe", b"y")
+        return "trusted."
+    except OSError:
+        return "user."
+    finally:
+        os.rmdir(probe)

@@ -2,7 +2,7 @@
 
 Subcommands that need no mount: `tree`, `explain`, `trace`. Mounting (`mount`, `umount`, and
 the forms mount.fuse and containers-storage use: `layerfs [SOURCE] MOUNTPOINT -o OPTIONS`)
-lives in `cli_mount`. Every error is one line on stderr and a non-zero exit.
+and `-V`/`--version` live in `cli_mount`. Every error is one line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -88,8 +88,18 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog=PROG, description="A union filesystem you can see through.")
+    parser = OneLineParser(
+        prog=PROG,
+        description="A union filesystem you can see through.",
+        epilog="Also: layerfs -o OPTIONS [SOURCE] MOUNTPOINT (containers-storage's mount_program form) and "
+        "mount -t fuse.layerfs -o OPTIONS SOURCE MOUNTPOINT. 'layerfs COMMAND --help' for each command.",
+    )
+    parser.add_argument("-V", "--version", action="store_true", help="print layerfs's and libfuse's versions")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # mount and umount are parsed by cli_mount (they take mount.fuse's and fuse-overlayfs's argv
+    # forms too); they are listed here so that --help names every command.
+    sub.add_parser("mount", help="mount a union with FUSE (see 'layerfs mount --help' for every option)")
+    sub.add_parser("umount", help="unmount a layerfs mount")
 
     p = sub.add_parser("tree", help="print the merged tree, as tree(1) does")
     p.add_argument("-o", dest="options", action="append", metavar="OPTIONS", help="mount options (repeatable)")
@@ -130,6 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args_list and args_list[0] in ("-h", "--help"):
             build_parser().print_help()
+            return 0
+        if args_list and args_list[0] in ("-V", "--version"):
+            from .cli_mount import version_text
+
+            sys.stdout.write(version_text())
             return 0
         if not args_list or args_list[0] not in SUBCOMMANDS:
             # `layerfs mount …`, `layerfs umount …` and mount.fuse's `layerfs SRC MNT -o OPTS`.

@@ -5,6 +5,7 @@
     layerfs SOURCE MOUNTPOINT -o OPTIONS                  (what mount.fuse runs for
                                                            `mount -t fuse.layerfs SOURCE MOUNTPOINT -o …`)
     layerfs umount [-l] MOUNTPOINT
+    layerfs -V | --version                                (podman info runs it)
 
 containers-storage runs `[mount_program, "-o", OPTIONS, TARGET]` (the second form). SOURCE is
 ignored, as fuse-overlayfs ignores it: the layers are in the options.
@@ -21,13 +22,55 @@ from .mount import MountError, MountRequest, mount, unmount
 from .options import OptionError
 
 PROG = "layerfs"
-USAGE = (
-    "usage: layerfs mount [-f] -o OPTIONS MOUNTPOINT\n"
-    "       layerfs [-f] -o OPTIONS [SOURCE] MOUNTPOINT\n"
-    "       layerfs SOURCE MOUNTPOINT -o OPTIONS\n"
-    "       layerfs umount [-l] MOUNTPOINT\n"
-    "       layerfs tree|explain|trace …  (see 'layerfs --help')\n"
-)
+MOUNT_USAGE = """usage: layerfs mount [-f] [-d] [-s] -o OPTIONS [-o OPTIONS]... MOUNTPOINT
+       layerfs [-f] -o OPTIONS [SOURCE] MOUNTPOINT      (fuse-overlayfs's form: containers-storage)
+       layerfs SOURCE MOUNTPOINT -o OPTIONS             (what mount -t fuse.layerfs runs)
+
+Mount a union of layer directories with FUSE; return once the mount is live.
+
+  -o OPTIONS       comma-separated options (repeatable); the layers are either
+                   dirs=TOP:…:BOTTOM or br=… (aufs: each BRANCH[=rw|ro|rr|ro+wh], the first
+                   rw unless -o ro), or lowerdir=TOP:…:BOTTOM,upperdir=DIR,workdir=DIR
+                   [,initdir=DIR] (the kernel's OverlayFS); \\: and \\, escape : and ,
+  -f, --foreground stay in the foreground until unmounted
+  -d, --debug      print every FUSE request (implies -f)
+  -s               serve one request at a time (the same as -o threaded=0)
+  -h, --help       this help
+  -V, --version    layerfs's and libfuse's versions
+"""
+UMOUNT_USAGE = """usage: layerfs umount [-l] MOUNTPOINT
+
+Unmount a layerfs mount (as umount(8) or fusermount3 -u would); the daemon then closes its
+files and exits.
+
+  -l, --lazy      detach now, finish when the mount is no longer busy
+  -h, --help      this help
+  -V, --version   layerfs's and libfuse's versions
+"""
+
+
+def mount_help() -> str:
+    from .params import help_lines
+
+    return MOUNT_USAGE + "\n".join(help_lines()) + "\n"
+
+
+def version_text() -> str:
+    """fuse-overlayfs's -V: our version, then libfuse's (and the kernel interface's)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("layerlab")
+    except PackageNotFoundError:
+        ours = "unknown"
+    lines = [f"layerfs: version {ours}"]
+    try:
+        from .fuse_ops import library_versions
+
+        lines += library_versions()
+    except (ImportError, OSError, AttributeError) as exc:
+        lines.append(f"FUSE library not available: {exc}")
+    return "\n".join(lines) + "\n"
 
 
 class CommandLineError(Exception):
@@ -63,8 +106,10 @@ def parse_mount_argv(argv: Sequence[str]) -> MountArgs:
             args.foreground = True
         elif token in ("-d", "--debug"):
             args.options.append("debug")
-        elif token in ("-s", "-n", "-v"):
-            pass  # single-threaded / no mtab / verbose, as mount helpers may pass: nothing to do
+        elif token == "-s":
+            args.options.append("threaded=0")
+        elif token in ("-n", "-v"):
+            pass  # no mtab / verbose, as mount(8) passes to helpers: nothing for us to do
         else:
             raise CommandLineError(f"unknown argument '{token}' (see 'layerfs --help')")
         i += 1
@@ -86,6 +131,12 @@ def run_mount_command(argv: Sequence[str]) -> int:
         if not argv:
             raise CommandLineError("give a command: mount, umount, tree, explain or trace (see 'layerfs --help')")
         if argv[0] == "umount":
+            if any(a in ("-h", "--help") for a in argv[1:]):
+                sys.stdout.write(UMOUNT_USAGE)
+                return 0
+            if any(a in ("-V", "--version") for a in argv[1:]):
+                sys.stdout.write(version_text())
+                return 0
             rest = [a for a in argv[1:] if a not in ("-l", "--lazy")]
             if len(rest) != 1 or rest[0].startswith("-"):
                 raise CommandLineError("usage: layerfs umount [-l] MOUNTPOINT")
@@ -94,6 +145,13 @@ def run_mount_command(argv: Sequence[str]) -> int:
         command = "mount"
         if argv[0] == "mount":
             argv = argv[1:]
+        options_end = argv.index("--") if "--" in argv else len(argv)
+        if any(a in ("-h", "--help") for a in argv[:options_end]):
+            sys.stdout.write(mount_help())
+            return 0
+        if any(a in ("-V", "--version") for a in argv[:options_end]):
+            sys.stdout.write(version_text())
+            return 0
         args = parse_mount_argv(argv)
         mount(MountRequest(tuple(args.options), _mountpoint(args, command), os.getcwd(), args.foreground))
         return 0

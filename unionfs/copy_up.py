@@ -1,8 +1,9 @@
 """Copy-up: bring a lower object into the upper before it changes (fs/overlayfs/copy_up.c).
 
 Parents first, with their attributes; then the object, built in the work directory with its
-mode, owner, times, xattrs (not the union's private ones), symlink target and sparse holes,
-and renamed into place. No reader and no crash ever sees a partial file.
+mode, owner, times, xattrs (not the union's private ones), symlink target, sparse holes and
+the `overlay.origin` mark (origin.py), its data synced unless the union is volatile, and
+renamed into place. No reader and no crash ever sees a partial file.
 """
 
 from __future__ import annotations
@@ -117,6 +118,10 @@ def copy_up_node(sb: Super, node: Node, trigger: str, data_bytes: int | None = N
                 dst_fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 try:
                     copied = copy_data(src_fd, dst_fd, size)
+                    if sb.spec.features.fsync:
+                        # As the kernel (unless volatile): the data is on disk before the copy
+                        # replaces the lower file in the union, so a crash cannot show an empty one.
+                        os.fsync(dst_fd)
                 finally:
                     os.close(dst_fd)
             finally:
@@ -126,6 +131,7 @@ def copy_up_node(sb: Super, node: Node, trigger: str, data_bytes: int | None = N
         else:
             os.mknod(temp, mode, st.st_rdev)
         copy_xattrs(source.real, temp, sb.xattrs)
+        sb.origins.mark(source.real, st, temp)
         set_attrs(temp, st)
         os.rename(temp, target)
     except BaseException:

@@ -27,18 +27,21 @@ def _err(code: int, path: str) -> OSError:
     return OSError(code, os.strerror(code), path)
 
 
-def _owner(pst: os.stat_result, cred: Cred | None, is_dir: bool) -> tuple[int, int, bool] | None:
-    """uid, gid and setgid for a new object: the caller's, with a setgid parent's group.
+def _owner(sb: Super, pst: os.stat_result, cred: Cred | None, is_dir: bool) -> tuple[int, int, bool] | None:
+    """uid, gid (as stored) and setgid for a new object: the caller's, with a setgid parent's group.
 
     A setgid parent counts without a caller too: an object built in the work directory
     would otherwise miss the group (and a directory the setgid bit) that the kernel's
-    overlay gives it (inode_init_owner on the overlay's parent inode).
+    overlay gives it (inode_init_owner on the overlay's parent inode). The caller's ids are
+    mapped back to stored ids (`uidmapping=`); the parent's group is stored already.
     """
+    features = sb.spec.features
+    uid = features.uid_map.stored(cred.uid) if cred is not None else -1
     if pst.st_mode & stat.S_ISGID:
-        return (cred.uid if cred is not None else -1), pst.st_gid, is_dir
+        return uid, pst.st_gid, is_dir
     if cred is None:
         return None
-    return cred.uid, cred.gid, False
+    return uid, features.gid_map.stored(cred.gid), False
 
 
 def _chown_new(real: str, owner: tuple[int, int, bool] | None) -> None:
@@ -76,7 +79,7 @@ def create_entry(
             parent_real = ensure_upper_dir(sb, parent_of(path), trigger)
             parent_st = os.stat(parent_real)
         target = parent_real + "/" + node.name
-        owner = _owner(parent_st, cred, is_dir)
+        owner = _owner(sb, parent_st, cred, is_dir)
         # Over a whiteout a new directory must be opaque. The kernel also marks every new
         # directory in a merged parent opaque ("just an optimization" in ovl_create_upper);
         # the overlay dialect does the same, so both uppers look alike.
@@ -202,7 +205,10 @@ def _remove(sb: Super, node: Node, trigger: str) -> None:
     if not node.has_lower:
         if node.in_upper:
             if node.is_dir:
-                _clear_upper_dir(target)
+                if node.merged or sb.spec.dialect is Dialect.AUFS:
+                    _clear_upper_dir(target)  # its whiteouts hide lower names: they go with it
+                # A directory only in the upper is removed as the upper fs removes it (the
+                # kernel's ovl_remove_upper): a whiteout left there by hand keeps it (ENOTEMPTY).
                 os.rmdir(target)
             else:
                 os.unlink(target)
@@ -279,8 +285,8 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
             marks.set_opaque(source)
             sb.resolver.forget_upper(source)
             sb.emit("opaque", path=new, trigger="rename", branch=upper.label, form=_opaque_form(marks))
-        if dst.in_upper and dst.is_dir:
-            _clear_upper_dir(target)
+        if dst.in_upper and dst.is_dir and (dst.merged or sb.spec.dialect is Dialect.AUFS):
+            _clear_upper_dir(target)  # as in _remove: only a merged directory's whiteouts go
             sb.resolver.forget_all_upper()  # the replaced directory's inode may come back
         target_st = lstat_or_none(target)
         if target_st is not None and not dst.exists:
@@ -321,15 +327,24 @@ def _rename_needed(sb: Super, src: Node, dst: Node, old: str, new: str, flags: i
             raise _err(errno.ENOTDIR, new)
         if not src.is_dir and dst.is_dir:
             raise _err(errno.EISDIR, new)
-        if dst.is_dir and not is_empty_dir(sb, dst):
-            raise _err(errno.ENOTEMPTY, new)
+    if _moves_lower_dir(src) and sb.spec.dialect is Dialect.OVERLAY and not sb.spec.features.creates_redirects:
+        # ovl_can_move: without redirects a directory with lower parts cannot move, even an
+        # empty one (unionmount-testsuite's rename-exdev), before the target is read.
+        raise _err(errno.EXDEV, old)
+    if dst.exists and dst.is_dir and not is_empty_dir(sb, dst):
+        raise _err(errno.ENOTEMPTY, new)
     return True
+
+
+def _moves_lower_dir(src: Node) -> bool:
+    """Is `src` a directory with lower parts (merged, or not copied up yet)?"""
+    return src.is_dir and (src.merged or not src.in_upper)
 
 
 def _dir_move_marks(sb: Super, src: Node, dst: Node, old: str, new: str) -> tuple[str | None, bool]:
     """(redirect, opaque) that a moved directory needs so its lower parts follow it, or do not
     show through where it lands. aufs cannot follow: a non-empty lower part is EXDEV."""
-    if src.is_dir and (src.merged or not src.in_upper):
+    if _moves_lower_dir(src):
         if sb.spec.dialect is Dialect.AUFS:
             if not _lower_parts_empty(src):
                 raise _err(errno.EXDEV, old)

@@ -29,6 +29,7 @@ class Handle:
     path: str
     flags: int
     real: str
+    sync: bool = True  # False in a volatile union: fsync(2) returns at once
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reopen(self, real: str) -> None:
@@ -52,7 +53,8 @@ class Handle:
         os.ftruncate(self.fd, length)
 
     def fsync(self, datasync: bool = False) -> None:
-        (os.fdatasync if datasync else os.fsync)(self.fd)
+        if self.sync:
+            (os.fdatasync if datasync else os.fsync)(self.fd)
 
     def close(self) -> None:
         with self._lock:
@@ -86,7 +88,7 @@ def open_file(sb: Super, path: str, flags: int, mode: int = 0o644, cred: Cred | 
         if wants_write(flags) or flags & os.O_CREAT:
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
         fd = os.open(node.top.real, os.O_RDONLY | os.O_DIRECTORY)
-        return Handle(fd, path, flags, node.top.real)
+        return Handle(fd, path, flags, node.top.real, sb.spec.features.fsync)
     if flags & os.O_DIRECTORY:
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
     real_flags = (flags & ~_CREATE_FLAGS) | os.O_NOFOLLOW
@@ -100,7 +102,7 @@ def open_file(sb: Super, path: str, flags: int, mode: int = 0o644, cred: Cred | 
     fd = os.open(real, real_flags)
     if flags & os.O_TRUNC and cred is not None and cred.uid != 0:
         _kill_setid(fd)
-    handle = Handle(fd, path, flags, real)
+    handle = Handle(fd, path, flags, real, sb.spec.features.fsync)
     if not node.in_upper and stat.S_ISREG(node.top.st.st_mode) and sb.upper is not None:
         key = (node.top.st.st_dev, node.top.st.st_ino)
         with sb.lock:
@@ -110,6 +112,19 @@ def open_file(sb: Super, path: str, flags: int, mode: int = 0o644, cred: Cred | 
             if current.in_upper and current.top.real != real:
                 handle.reopen(current.top.real)
     return handle
+
+
+def fsync_dir(sb: Super, path: str) -> None:
+    """fsync(2) on a directory: the upper's, when it is there (nothing to sync below)."""
+    if not sb.spec.features.fsync:
+        return
+    node = sb.resolver.lookup(path)
+    if node.exists and node.is_dir and node.in_upper:
+        fd = os.open(node.top.real, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _kill_setid(fd: int) -> None:
@@ -142,4 +157,4 @@ def create_file(sb: Super, path: str, flags: int, mode: int, cred: Cred | None) 
             os.close(holder["fd"])
         raise
     # Built in the work dir over a whiteout or in place: either way the descriptor follows.
-    return Handle(holder["fd"], path, flags, real)
+    return Handle(holder["fd"], path, flags, real, sb.spec.features.fsync)

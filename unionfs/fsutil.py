@@ -1,10 +1,12 @@
-"""System calls the standard library lacks (renameat2) and in-kernel data copies with holes."""
+"""System calls the standard library lacks (renameat2, file handles, the fs UUID) and in-kernel
+data copies with holes."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
 from dataclasses import dataclass
 
@@ -12,11 +14,22 @@ RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 RENAME_WHITEOUT = 4
 _AT_FDCWD = -100
+MAX_HANDLE_SZ = 128
+# FS_IOC_GETFSUUID = _IOR(0x15, 0, struct fsuuid2 { __u8 len; __u8 uuid[16]; }) (Linux 6.5+).
+FS_IOC_GETFSUUID = (2 << 30) | (17 << 16) | (0x15 << 8)
+
+
+class _FileHandle(ctypes.Structure):
+    _fields_ = [
+        ("handle_bytes", ctypes.c_uint),
+        ("handle_type", ctypes.c_int),
+        ("f_handle", ctypes.c_ubyte * MAX_HANDLE_SZ),
+    ]
 
 
 @dataclass(frozen=True)
 class Libc:
-    """A handle on libc's renameat2, loaded once per union (no module-level state)."""
+    """A handle on libc's renameat2 and file-handle calls, loaded once per union (no module-level state)."""
 
     lib: ctypes.CDLL
 
@@ -31,6 +44,53 @@ class Libc:
         if result != 0:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code), old, None, new)
+
+    def name_to_handle_at(self, path: str) -> tuple[int, bytes]:
+        """(handle type, file id) of `path` itself (a symlink is not followed), as the
+        kernel's exportfs encodes it; OSError (EOPNOTSUPP) where the fs has no handles."""
+        handle = _FileHandle()
+        handle.handle_bytes = MAX_HANDLE_SZ
+        mount_id = ctypes.c_int()
+        fn = self.lib.name_to_handle_at
+        fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+        if fn(_AT_FDCWD, os.fsencode(path), ctypes.byref(handle), ctypes.byref(mount_id), 0) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), path)
+        return handle.handle_type, bytes(handle.f_handle[: handle.handle_bytes])
+
+    def open_by_handle_at(self, mount_fd: int, handle_type: int, fid: bytes) -> int:
+        """An O_PATH descriptor on the object a handle names (needs CAP_DAC_READ_SEARCH)."""
+        if len(fid) > MAX_HANDLE_SZ:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        handle = _FileHandle()
+        handle.handle_bytes = len(fid)
+        handle.handle_type = handle_type
+        ctypes.memmove(handle.f_handle, fid, len(fid))
+        fn = self.lib.open_by_handle_at
+        fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+        fd = fn(mount_fd, ctypes.byref(handle), os.O_PATH | os.O_NOFOLLOW)
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        return fd
+
+
+def fs_uuid(path: str) -> bytes:
+    """The UUID of the filesystem holding `path` (the kernel's s_uuid); 16 zero bytes where
+    the kernel cannot say (before Linux 6.5, or a filesystem without one)."""
+    buf = bytearray(17)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return bytes(16)
+    try:
+        fcntl.ioctl(fd, FS_IOC_GETFSUUID, buf)
+    except OSError:
+        return bytes(16)
+    finally:
+        os.close(fd)
+    length = min(buf[0], 16)
+    return bytes(buf[1 : 1 + length]).ljust(16, b"\0")
 
 
 def copy_data(src_fd: int, dst_fd: int, size: int) -> int:

@@ -175,6 +175,38 @@ class Invalidator:
             self._fn(self._fuse, os.fsencode(path))
 
 
+def library_versions() -> list[str]:
+    """libfuse's version lines, as fuse-overlayfs -V prints them: fuse_pkgversion(), then what
+    fuse_lowlevel_version() prints (the kernel interface version, and fusermount3's)."""
+    import sys
+    import tempfile
+
+    lib = fuse._libfuse
+    lines = []
+    pkgversion = getattr(lib, "fuse_pkgversion", None)
+    if pkgversion is not None:
+        pkgversion.restype = ctypes.c_char_p
+        lines.append(f"FUSE library version {pkgversion().decode()}")
+    lowlevel = getattr(lib, "fuse_lowlevel_version", None)
+    if lowlevel is None:
+        return lines
+    # It prints with C's stdio (and runs fusermount3 --version): catch fd 1 in a file.
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as out:
+        os.dup2(out.fileno(), 1)
+        try:
+            lowlevel()
+            libc.fflush(None)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        out.seek(0)
+        lines += [line for line in out.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines
+
+
 def _caller() -> Cred:
     uid, gid, _pid = fuse.fuse_get_context()
     return Cred(uid, gid)
@@ -490,6 +522,7 @@ class LayerOps(fuse.Operations):
         return 0
 
     def fsyncdir(self, path: str, datasync: int, fh: int) -> int:
+        self.union.fsyncdir(path)
         return 0
 
 
@@ -563,4 +596,6 @@ def run_fuse(ops: LayerOps, mountpoint: str, fuse_options: dict[str, Any]) -> No
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        _LayerFUSE(ops, mountpoint, foreground=True, nothreads=False, **fuse_options)
+        options = dict(fuse_options)
+        nothreads = bool(options.pop("nothreads", False))
+        _LayerFUSE(ops, mountpoint, foreground=True, nothreads=nothreads, **options)

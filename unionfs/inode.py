@@ -11,6 +11,7 @@ import stat
 from dataclasses import dataclass
 
 from .copy_up import copy_up, require_upper
+from .namei import Entry
 from .super import Super
 
 ORIGIN_XATTR = "user.layerfs.origin"
@@ -34,30 +35,62 @@ class Stat:
     st_blocks: int
     st_blksize: int
 
-    @classmethod
-    def of(cls, st: os.stat_result, nlink: int | None = None) -> Stat:
-        return cls(
-            st.st_mode,
-            st.st_ino,
-            st.st_dev,
-            st.st_nlink if nlink is None else nlink,
-            st.st_uid,
-            st.st_gid,
-            st.st_size,
-            st.st_atime_ns,
-            st.st_mtime_ns,
-            st.st_ctime_ns,
-            st.st_rdev,
-            st.st_blocks,
-            st.st_blksize,
-        )
-
 
 def getattr_(sb: Super, path: str) -> Stat:
-    node = sb.resolver.lookup(path)
     # The lookup's lstat is fresh for the upper, and lower layers do not change while open.
-    # The kernel reports nlink 1 for a merged directory rather than count the subdirectories.
-    return Stat.of(node.top.st, 1 if node.merged else None)
+    node = sb.resolver.lookup(path)
+    if not node.exists:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    return stat_of(sb, node.entries, node.lowers, root=path == "/")
+
+
+def stat_of(sb: Super, entries: tuple[Entry, ...], lowers: tuple[Entry, ...], root: bool = False) -> Stat:
+    """What stat(2) shows for a resolved object, as the kernel's ovl_getattr reports it.
+
+    `entries` serve the object (the first) and, for a directory, are merged under it;
+    `lowers` are what the read-only layers hold at its place.
+
+    - st_ino: a lower object shows its own number; an upper directory merged with lower
+      ones shows the first lower's (not the root: ovl_get_root gives it the upper's); an
+      upper non-directory copied up from a single-link lower file shows its origin's (so the
+      number survives copy-up and renames); anything else its upper number. Every name of
+      a hard link is one object, hence one number. Layers on several filesystems get the
+      layer's filesystem in the high bits (`xino`).
+    - st_nlink: 1 for a merged directory (the kernel does not count subdirectories), or for
+      every directory with `static_nlink`.
+    - owners: as `uidmapping=`/`gidmapping=`/`squash_to_*` show them.
+    - st_dev: one device for the whole union.
+    """
+    top = entries[0]
+    st = top.st
+    is_dir = stat.S_ISDIR(st.st_mode)
+    number_of = st
+    features = sb.spec.features
+    if top.branch.writable and not features.fast_ino:
+        if is_dir:
+            if len(entries) > 1 and not root:
+                number_of = entries[1].st
+        else:
+            here = lowers[0] if lowers and not lowers[0].is_dir else None
+            origin = sb.origins.find(top.real, st, here.st if here else None, here.real if here else None)
+            if origin is not None and origin.st_nlink == 1:
+                number_of = origin
+    nlink = 1 if is_dir and (len(entries) > 1 or features.static_nlink) else st.st_nlink
+    return Stat(
+        st.st_mode,
+        sb.inos.number(number_of),
+        sb.inos.dev,
+        nlink,
+        features.uid_map.shown(st.st_uid),
+        features.gid_map.shown(st.st_gid),
+        st.st_size,
+        st.st_atime_ns,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        st.st_rdev,
+        st.st_blocks,
+        st.st_blksize,
+    )
 
 
 def readlink(sb: Super, path: str) -> str:
@@ -75,8 +108,10 @@ def chmod(sb: Super, path: str, mode: int) -> None:
 
 
 def chown(sb: Super, path: str, uid: int, gid: int) -> None:
+    """`uid`/`gid` as seen through the union (-1: unchanged), stored mapped back."""
+    features = sb.spec.features
     node = copy_up(sb, path, "chown")
-    os.chown(node.top.real, uid, gid, follow_symlinks=False)
+    os.chown(node.top.real, features.uid_map.stored(uid), features.gid_map.stored(gid), follow_symlinks=False)
 
 
 def utimens(sb: Super, path: str, ns: tuple[int, int] | None) -> None:
@@ -109,7 +144,14 @@ def origin(sb: Super, path: str) -> str:
     return sb.resolver.lookup(path).top.branch.describe()
 
 
+def _xattrs_enabled(sb: Super, path: str) -> None:
+    """noxattrs=1: every xattr call fails, as on a filesystem without xattrs."""
+    if not sb.spec.features.xattrs:
+        raise OSError(errno.ENOTSUP, os.strerror(errno.ENOTSUP), path)
+
+
 def getxattr(sb: Super, path: str, name: str) -> bytes:
+    _xattrs_enabled(sb, path)
     if name == ORIGIN_XATTR:
         return origin(sb, path).encode("utf-8", "surrogateescape")
     node = sb.resolver.lookup(path)
@@ -117,6 +159,7 @@ def getxattr(sb: Super, path: str, name: str) -> bytes:
 
 
 def listxattr(sb: Super, path: str) -> list[str]:
+    _xattrs_enabled(sb, path)
     node = sb.resolver.lookup(path)
     shown = (sb.xattrs.from_real(n) for n in os.listxattr(node.top.real, follow_symlinks=False))
     return [n for n in shown if n is not None]
@@ -131,6 +174,7 @@ def _check_user_xattr_target(sb: Super, path: str, name: str) -> None:
 
 
 def setxattr(sb: Super, path: str, name: str, value: bytes, flags: int = 0) -> None:
+    _xattrs_enabled(sb, path)
     real_name = sb.xattrs.to_real(name)
     require_upper(sb, path)
     _check_user_xattr_target(sb, path, name)
@@ -141,6 +185,7 @@ def setxattr(sb: Super, path: str, name: str, value: bytes, flags: int = 0) -> N
 
 
 def removexattr(sb: Super, path: str, name: str) -> None:
+    _xattrs_enabled(sb, path)
     real_name = sb.xattrs.to_real(name)
     require_upper(sb, path)
     _check_user_xattr_target(sb, path, name)

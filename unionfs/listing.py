@@ -13,27 +13,30 @@ import os
 import stat
 
 from .branch import aufs_whiteout_exists, is_whiteout_stat
-from .inode import Stat
-from .namei import join, normalize
+from .inode import Stat, stat_of
+from .namei import Entry, join, normalize
 from .union import Union
 
 
 def stat_entries(union: Union, path: str, names: list[str]) -> dict[str, Stat]:
     """{name: Stat} for the entries of directory `path`; names gone meanwhile are left out."""
-    resolver = union.sb.resolver
+    sb = union.sb
+    resolver = sb.resolver
     dir_path = normalize(path)
     node = resolver.lookup(dir_path)
     if not node.is_dir:
         raise NotADirectoryError(20, os.strerror(20), path)
-    upper_dir = node.top.real if node.in_upper else None
+    upper = node.top if node.in_upper else None
     lower_path = node.lower_path
     out: dict[str, Stat] = {}
     for name in names:
         if name in (".", ".."):
             continue
-        if upper_dir is not None:
+        lowers = resolver.lower(join(lower_path, name), 0).entries if lower_path is not None else ()
+        if upper is not None:
+            real = upper.real + "/" + name
             try:
-                st = os.lstat(upper_dir + "/" + name)
+                st = os.lstat(real)
             except (FileNotFoundError, NotADirectoryError):
                 st = None
             if st is not None:
@@ -45,14 +48,10 @@ def stat_entries(union: Union, path: str, names: list[str]) -> dict[str, Stat]:
                     except OSError:
                         pass
                 else:
-                    out[name] = Stat.of(st)
+                    out[name] = stat_of(sb, (Entry(upper.branch, real, st),), lowers)
                 continue
-            if aufs_whiteout_exists(upper_dir, name, resolver.wh_files):
+            if aufs_whiteout_exists(upper.real, name, resolver.wh_files):
                 continue
-        if lower_path is None:
-            continue
-        lowers = resolver.lower(join(lower_path, name), 0).entries
         if lowers:
-            top = lowers[0]
-            out[name] = Stat.of(top.st, 1 if top.is_dir and len(lowers) > 1 else None)
+            out[name] = stat_of(sb, lowers, lowers)
     return out

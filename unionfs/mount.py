@@ -17,35 +17,18 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .mountinfo import FSTYPE, STATE_PREFIX, make_state_dir, mount_at
+from .mountinfo import FSTYPE, STATE_PREFIX, make_state_dir, mount_at, mounts, plain_path
 from .options import UnionSpec, format_options, parse_options, validate
+from .params import CONTEXT_OPTIONS
 from .trace import TraceFile
 from .union import Union
 
-# Mount flags libfuse applies itself (lib/mount.c mount_flags[]): passed through unchanged.
+# Mount flags libfuse 3 applies itself (lib/mount.c mount_flags[]): passed through unchanged.
 KERNEL_FLAGS = frozenset(
-    {
-        "ro",
-        "rw",
-        "dev",
-        "nodev",
-        "suid",
-        "nosuid",
-        "exec",
-        "noexec",
-        "sync",
-        "async",
-        "dirsync",
-        "noatime",
-        "nodiratime",
-        "relatime",
-        "norelatime",
-        "strictatime",
-        "nostrictatime",
-    }
+    {"ro", "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "sync", "async", "dirsync", "atime", "noatime"}
 )
 # Options for libfuse's high-level layer, passed with their values.
 FUSE_VALUES = frozenset({"uid", "gid", "umask", "max_read"})
@@ -63,6 +46,7 @@ FSNAME_LIMIT = 3800  # the kernel copies at most a page of mount source
 # MiB (libfuse's requests go up to 1 MiB). Measured on the bench's cold 256 MiB read: 2,048
 # requests and ~230 ms at 128 KiB, 256 requests and ~134 ms at 1 MiB.
 READ_AHEAD_KB = 1024
+SELINUX_FS = "/sys/fs/selinux"
 
 
 class MountError(Exception):
@@ -153,6 +137,11 @@ def attr_seconds() -> float:
 def plan(request: MountRequest) -> Plan:
     """Check everything a mount needs; raise OptionError or MountError with one line."""
     spec = validate(parse_options(list(request.options), request.cwd))
+    features = spec.features
+    if not (features.uid_map.identity and features.gid_map.identity):
+        # Owners are mapped here, once: read every layer as stored (see mountinfo.plain_path).
+        table = mounts()
+        spec = replace(spec, branches=tuple(replace(b, path=plain_path(b.path, table)) for b in spec.branches))
     mountpoint = os.path.join(request.cwd, request.mountpoint)
     mountpoint = check_mountpoint(mountpoint, request.mountpoint, "nonempty" in spec.flags)
     for branch in spec.branches:
@@ -166,12 +155,24 @@ def plan(request: MountRequest) -> Plan:
 
     opts: dict[str, Any] = {"subtype": "layerfs"}
     opts["fsname"] = escape_fsname(mount_source(format_options(spec)))
-    for flag in sorted(spec.flags & KERNEL_FLAGS):
+    root = os.geteuid() == 0
+    flags = set(spec.flags)
+    if root:
+        # mount(8)'s defaults: setuid programs and device files work unless refused
+        # (libfuse's own default is nosuid,nodev; a user's mount stays so, fusermount forces it).
+        flags |= {"suid"} if "nosuid" not in flags else set()
+        flags |= {"dev"} if "nodev" not in flags else set()
+    for flag in sorted(flags & KERNEL_FLAGS):
         opts[flag] = True
     if spec.readonly:
         opts["ro"] = True
         opts.pop("rw", None)
-    root = os.geteuid() == 0
+    for key in CONTEXT_OPTIONS:
+        label = spec.value(key)
+        if label is not None:
+            if not os.path.exists(SELINUX_FS):
+                raise MountError(f"{key}={label}: the kernel has no SELinux here")
+            opts[key] = label
     if root or "allow_other" in spec.flags:
         opts["allow_other"] = True
     if root or "default_permissions" in spec.flags:
@@ -182,9 +183,14 @@ def plan(request: MountRequest) -> Plan:
         value = spec.value(key)
         if value is not None:
             opts[key] = value
-    opts.update(
-        kernel_cache=True, entry_timeout=ENTRY_SECONDS, attr_timeout=attr_seconds(), negative_timeout=ENTRY_SECONDS
-    )
+    timeout = spec.value("timeout")
+    entry = ENTRY_SECONDS if timeout is None else float(timeout)
+    attr = attr_seconds() if timeout is None else float(timeout)
+    # use_ino: st_ino is the union's own number (inode.py), so that every name of a hard link
+    # shows one inode and a copied-up file keeps its number, as on the kernel's overlay.
+    opts.update(kernel_cache=True, entry_timeout=entry, attr_timeout=attr, negative_timeout=entry, use_ino=True)
+    if spec.value("threaded") == "0":
+        opts["nothreads"] = True
     debug = "debug" in spec.flags
     if debug:
         opts["debug"] = True

@@ -63,8 +63,14 @@ class MountInfo:
     mountpoint: str
     fstype: str
     source: str
-    options: str  # per mount: rw,nosuid,nodev,…
+    options: str  # per mount: rw,nosuid,nodev,… (idmapped for an idmapped mount)
     super_options: str = ""  # per superblock: rw,user_id=0,allow_other,…
+    root: str = "/"  # the directory of the filesystem that is mounted here (a bind mount's)
+    device: str = ""  # MAJ:MIN of the filesystem
+
+    @property
+    def idmapped(self) -> bool:
+        return "idmapped" in self.options.split(",")
 
 
 _OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
@@ -99,6 +105,8 @@ def parse_mountinfo(text: str | bytes) -> list[MountInfo]:
                 source=unescape(fields[sep + 2]),
                 options=unescape(fields[5]),
                 super_options=unescape(fields[sep + 3]) if len(fields) > sep + 3 else "",
+                root=unescape(fields[3]),
+                device=unescape(fields[2]),
             )
         )
     return result
@@ -127,6 +135,50 @@ def real_path(path: str) -> str:
 
 def _inside(child: str, parent: str) -> bool:
     return child == parent or child.startswith(parent.rstrip("/") + "/")
+
+
+def mount_of(path: str, table: list[MountInfo]) -> MountInfo | None:
+    """The innermost mount that holds `path` (a real path), the later one where two share a point."""
+    best: MountInfo | None = None
+    for info in table:
+        if _inside(path, info.mountpoint) and (best is None or len(info.mountpoint) >= len(best.mountpoint)):
+            best = info
+    return best
+
+
+def _under(root: str, inner: str) -> str:
+    return root.rstrip("/") + inner if inner != "/" else root
+
+
+def plain_path(path: str, table: list[MountInfo] | None = None) -> str:
+    """`path` through a mount that is not idmapped: itself when its own mount is not.
+
+    podman 4.3 hands a mount program lower layers through idmapped mounts that show the
+    stored owners shifted, and passes uidmapping= as well; mapping the shifted owners again
+    would show the overflow id. The same directory through another mount of the same
+    filesystem (checked by inode) shows the owners as stored. OptionError where there is none.
+    """
+    table = mounts() if table is None else table
+    real = os.path.realpath(path)
+    own = mount_of(real, table)
+    if own is None or not own.idmapped:
+        return real
+    inside = _under(own.root, real[len(own.mountpoint.rstrip("/")) :] or "/")
+    target = os.stat(real)
+    for info in table:
+        if info.device != own.device or info.idmapped or not _inside(inside, info.root):
+            continue
+        candidate = _under(info.mountpoint, inside[len(info.root.rstrip("/")) :] or "/")
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            return candidate
+    raise OptionError(
+        f"{path} is on an idmapped mount and no plain mount of its filesystem shows it here: "
+        "uidmapping=/gidmapping= would map its owners twice"
+    )
 
 
 def find_union_mount(path: str, table: list[MountInfo] | None = None) -> MountInfo | None:

@@ -156,6 +156,7 @@ class Resolver:
 
     branches: tuple[Branch, ...]
     dialect: Dialect
+    follow_redirects: bool = True  # False with redirect_dir=nofollow: a redirect to follow is EPERM
     wh_files: bool = True  # are `.wh.` names marks (aufs/OCI), or ordinary names (the kernel's encoding)?
     cache_size: int = 1 << 17
     _upper_info: dict[tuple[int, int], tuple[bool, str | None]] = field(default_factory=dict)
@@ -221,6 +222,8 @@ class Resolver:
                 redirect = read_redirect(real)
                 if redirect:
                     position = self.readonly.index(branch) + 1
+                    if position < len(self.readonly):
+                        self._may_follow(path)
                     rest = self._lower(_redirect_target(path, redirect), position)
                     if rest.entries and rest.entries[0].is_dir:
                         found.extend(rest.entries)
@@ -300,6 +303,12 @@ class Resolver:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), cursor.path)
         return node
 
+    def _may_follow(self, path: str) -> None:
+        """A redirect is about to be followed: EPERM with redirect_dir=nofollow (the kernel's
+        "refusing to follow redirect")."""
+        if not self.follow_redirects:
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), path)
+
     def _child(self, parent: Node, name: str, cursor: _Cursor) -> Node:
         """The entry `name` of the directory `parent`, which `cursor` stands on; moves it there."""
         parent_upper, parent_upper_st = cursor.upper_dir, cursor.upper_dir_st
@@ -344,6 +353,8 @@ class Resolver:
             cursor.upper_dir, cursor.lower_path = None, None
             return child((upper_entry,), child_lower)
         opaque, redirect = self.upper_dir_info(upper_entry.real, upper_entry.st)
+        if redirect and not opaque and self.readonly:
+            self._may_follow(current)
         merge_path = child_lower
         if opaque:
             merge_path = None

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+
+from .params import Features, ParamError, check_param, features
 
 
 class OptionError(ValueError):
@@ -49,61 +51,6 @@ class BranchSpec:
     whiteouts: bool = True  # aufs `ro` branches do not look for whiteouts (aufs(5) "ro")
 
 
-# Options accepted and honoured beside the layers; FUSE-level ones are passed through.
-FLAG_OPTIONS = frozenset(
-    {
-        "ro",
-        "rw",
-        "dev",
-        "nodev",
-        "suid",
-        "nosuid",
-        "exec",
-        "noexec",
-        "atime",
-        "noatime",
-        "relatime",
-        "nodiratime",
-        "allow_other",
-        "allow_root",
-        "default_permissions",
-        "debug",
-        "auto",
-        "noauto",
-        "user",
-        "nouser",
-        "users",
-        "nofail",
-        "_netdev",
-        "defaults",
-        "async",
-        "sync",
-        "lazytime",
-        "nonempty",
-    }
-)
-VALUE_OPTIONS = frozenset(
-    {
-        "whiteout",
-        "trace",
-        "fsname",
-        "subtype",
-        "redirect_dir",
-        "index",
-        "xino",
-        "metacopy",
-        "userxattr",
-        "x-systemd.requires",
-        "context",
-        "max_read",
-        "uid",
-        "gid",
-        "umask",
-        "comment",
-    }
-)
-
-
 @dataclass(frozen=True)
 class UnionSpec:
     """A union, described: its stack (top first), work directory and what it writes."""
@@ -115,6 +62,7 @@ class UnionSpec:
     readonly: bool
     flags: frozenset[str] = frozenset()
     values: tuple[tuple[str, str], ...] = ()
+    features: Features = field(default_factory=Features)
 
     @property
     def upper(self) -> BranchSpec | None:
@@ -134,6 +82,13 @@ def _split(text: str, separators: str, keep_escapes: bool) -> list[str]:
         if ch == "\\" and i + 1 < len(text):
             current.append(text[i : i + 2] if keep_escapes else text[i + 1])
             i += 2
+            continue
+        if ch == '"' and keep_escapes:
+            # A quoted value (SELinux's context="u:r:t:s0:c1,c2") keeps its commas.
+            end = text.find('"', i + 1)
+            end = len(text) - 1 if end < 0 else end
+            current.append(text[i : end + 1])
+            i = end + 1
             continue
         if ch in separators:
             parts.append("".join(current))
@@ -219,19 +174,24 @@ def parse_options(option_strings: Sequence[str] | str, cwd: str | None = None) -
             if key in overlay:
                 raise OptionError(f"'{key}' given twice")
             overlay[key] = value
-        elif key in FLAG_OPTIONS and not value and "=" not in item:
-            flags.add(key)
-        elif key in VALUE_OPTIONS and "=" in item:
-            values[key] = value
         else:
-            raise OptionError(f"unknown option '{item}'")
+            try:
+                check_param(key, value if "=" in item else None)
+            except ParamError as exc:
+                raise OptionError(str(exc)) from None
+            if "=" in item:
+                values[key] = value  # a later value wins, as in mount(8)
+            else:
+                flags.add(key)
 
     readonly = "ro" in flags
     if aufs_branches is not None and overlay:
         raise OptionError("use either dirs=/br= (aufs) or lowerdir=/upperdir= (overlay), not both")
+    try:
+        union_features = features(frozenset(flags), values, overlay=aufs_branches is None)
+    except (ParamError, ValueError) as exc:
+        raise OptionError(str(exc)) from None
     encoding_value = values.get("whiteout")
-    if encoding_value is not None and encoding_value not in ("aufs", "overlay"):
-        raise OptionError(f"unknown whiteout encoding '{encoding_value}' (use aufs or overlay)")
 
     if aufs_branches is not None:
         branches = _parse_aufs_branches(aufs_branches, readonly, cwd)
@@ -252,7 +212,7 @@ def parse_options(option_strings: Sequence[str] | str, cwd: str | None = None) -
         spec = _parse_overlay(overlay, readonly, flags, values, encoding_value, cwd)
     else:
         raise OptionError("no branch given: use dirs=A:B (aufs) or lowerdir=… (overlay)")
-    return spec
+    return replace(spec, features=union_features)
 
 
 def _parse_overlay(
@@ -323,7 +283,7 @@ def validate(spec: UnionSpec) -> UnionSpec:
                 raise OptionError(f"work directory {workdir} is not on the upper directory's filesystem")
         else:
             workdir = os.path.join(upper.path, ".wh..wh.work")
-    return UnionSpec(spec.dialect, tuple(resolved), workdir, spec.encoding, spec.readonly, spec.flags, spec.values)
+    return replace(spec, branches=tuple(resolved), workdir=workdir)
 
 
 def format_options(spec: UnionSpec) -> str:

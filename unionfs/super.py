@@ -17,6 +17,7 @@ from .branch import Branch, MarkWriter, XattrNames
 from .fsutil import Libc
 from .namei import Resolver
 from .options import Dialect, Encoding, Role, UnionSpec
+from .origin import Origins
 from .trace import Tracer
 
 
@@ -38,6 +39,8 @@ class Super:
     marks: MarkWriter | None
     listeners: list[Tracer]  # told of every copy-up, whiteout, opaque dir and redirect
     libc: Libc
+    inos: InodeNumbers  # st_ino and st_dev as the union reports them
+    origins: Origins  # overlay.origin marks: written at copy-up, read at stat time
     # One lock for namespace changes and copy-up: two writers of one lower file copy it once.
     lock: threading.RLock = field(default_factory=threading.RLock)
     # Read-only handles opened on a lower file, by (dev, ino), to move them after a copy-up.
@@ -61,22 +64,47 @@ class Super:
         if upper is not None and spec.workdir:
             tmpdir = spec.workdir if spec.dialect is Dialect.AUFS else os.path.join(spec.workdir, "work")
             _clear_work_dir(tmpdir)
-            marks = MarkWriter.probe(tmpdir, spec.encoding is Encoding.AUFS)
-        # A writer that cannot make 0/0 devices (a user on a kernel before 5.8) falls back to
-        # `.wh.` files, as fuse-overlayfs does: then the union must read them as marks too.
-        resolver = Resolver(branches, spec.dialect, wh_files_are_marks(spec) or bool(marks and marks.writes_wh_files))
+            marks = MarkWriter.probe(tmpdir, spec.encoding is Encoding.AUFS, spec.features.userxattr)
         umask = os.umask(0o022)
         os.umask(umask)
-        prefix = marks.xattr_prefix if marks else ("trusted." if os.geteuid() == 0 else "user.")
+        if marks:
+            prefix = marks.xattr_prefix
+        else:
+            prefix = "trusted." if os.geteuid() == 0 and not spec.features.userxattr else "user."
+        return cls._assemble(spec, branches, upper, tmpdir, marks, tracer, prefix, umask)
+
+    @classmethod
+    def _assemble(
+        cls,
+        spec: UnionSpec,
+        branches: tuple[Branch, ...],
+        upper: Branch | None,
+        tmpdir: str | None,
+        marks: MarkWriter | None,
+        tracer: Tracer | None,
+        prefix: str,
+        umask: int = 0o022,
+    ) -> Super:
+        libc = Libc.load()
+        features = spec.features
         return cls(
             spec,
             branches,
-            resolver,
+            # A writer that cannot make 0/0 devices (a user on a kernel before 5.8) falls back to
+            # `.wh.` files, as fuse-overlayfs does: then the union must read them as marks too.
+            Resolver(
+                branches,
+                spec.dialect,
+                follow_redirects=features.follows_redirects,
+                wh_files=wh_files_are_marks(spec) or bool(marks and marks.writes_wh_files),
+            ),
             upper,
             tmpdir,
             marks,
             [tracer] if tracer is not None else [],
-            Libc.load(),
+            libc,
+            InodeNumbers.for_branches([b.path for b in branches], features.xino, features.ino32),
+            Origins(libc, prefix + "overlay.origin", tuple(b.path for b in branches if not b.writable)),
             umask=umask,
             xattrs=XattrNames(prefix + "overlay."),
         )
@@ -91,8 +119,8 @@ class Super:
         """The union of a live mount, for reading only: the roles are kept (so provenance
         names the upper), and the work directory is left to the daemon that owns it."""
         branches = tuple(Branch(b.path, b.role, b.label, i, b.whiteouts) for i, b in enumerate(spec.branches))
-        resolver = Resolver(branches, spec.dialect, wh_files_are_marks(spec))
-        return cls(spec, branches, resolver, None, None, None, [], Libc.load())
+        prefix = "trusted." if os.geteuid() == 0 and not spec.features.userxattr else "user."
+        return cls._assemble(spec, branches, None, None, None, None, prefix)
 
     def temp_name(self) -> str:
         """A fresh name in the work directory (kernel style: '#<hex>')."""
@@ -111,6 +139,55 @@ def wh_files_are_marks(spec: UnionSpec) -> bool:
     in the overlay dialect only with `whiteout=aufs`: the kernel's OverlayFS treats `.wh.x`
     as an ordinary file, and so does layerfs's overlay dialect by default."""
     return spec.dialect is Dialect.AUFS or spec.encoding is Encoding.AUFS
+
+
+@dataclass
+class InodeNumbers:
+    """Real (device, inode) pairs to the union's inode numbers (the kernel's ovl_map_dev_ino).
+
+    Layers on one filesystem: the real numbers, which are unique there. On several: with
+    `xino=auto|on` the layer's filesystem index in the high bits (upper's filesystem 0), so
+    numbers stay unique and persistent; with `xino=off`, or a number too large for that, a
+    number counted per mount (unique, not persistent), as the kernel does for directories
+    without xino. `ino32_t` keeps the low 32 bits.
+    """
+
+    dev: int
+    fsids: dict[int, int]
+    xino: str = "auto"
+    ino32: bool = False
+    _pseudo: dict[tuple[int, int], int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def for_branches(cls, roots: list[str], xino: str, ino32: bool) -> InodeNumbers:
+        fsids: dict[int, int] = {}
+        for root in roots:
+            fsids.setdefault(os.stat(root).st_dev, len(fsids))
+        return cls(next(iter(fsids), 0), fsids, xino, ino32)
+
+    @property
+    def samefs(self) -> bool:
+        return len(self.fsids) <= 1
+
+    def number(self, st: os.stat_result) -> int:
+        ino = st.st_ino
+        if not self.samefs:
+            ino = self._spread(st.st_dev, ino)
+        return ino & 0xFFFFFFFF if self.ino32 else ino
+
+    def _spread(self, dev: int, ino: int) -> int:
+        fsid = self.fsids.get(dev)
+        if self.xino != "off" and fsid is not None:
+            bits = (len(self.fsids) - 1).bit_length() + 1  # one bit kept for per-mount numbers
+            shift = 64 - bits
+            if ino >> shift == 0:
+                return ino | (fsid << shift)
+        with self._lock:
+            number = self._pseudo.get((dev, ino))
+            if number is None:
+                number = self._pseudo[(dev, ino)] = (1 << 63) | (len(self._pseudo) + 1)
+            return number
 
 
 def _clear_work_dir(tmpdir: str) -> None:

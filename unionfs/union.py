@@ -121,6 +121,9 @@ class Union:
     def fsync(handle: Handle, datasync: bool = False) -> None:
         handle.fsync(datasync)
 
+    def fsyncdir(self, path: str) -> None:
+        file_ops.fsync_dir(self.sb, normalize(path))
+
     @staticmethod
     def release(handle: Handle) -> None:
         handle.close()

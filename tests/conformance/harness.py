@@ -22,7 +22,7 @@ from . import layers, oci, realops
 from .layers import Stack
 from .realops import RealFS, run
 from .unionops import UnionFS
-from .views import Entry, Reader, diff, snapshot, snapshot_one, walk
+from .views import Entry, Reader, diff, lower_inode_labels, snapshot, snapshot_one, walk
 
 KERNEL_OPTS = "redirect_dir=on,index=off"
 
@@ -113,6 +113,11 @@ class Run:
         if self.aufs:
             self.aufs_union = Union.from_options(aufs_options(al, au))
             self.aufs_fs = UnionFS(self.aufs_union)
+        # Last: the aufs copies' char whiteouts are gone by now, and with them inode numbers
+        # that a new upper file may get again. Lower objects that stay never lend theirs out.
+        self.lower_inos = lower_inode_labels(
+            [[self.sides[side][0][i] for side in self.sides] for i in range(len(self.lowers_src))]
+        )
 
     # -- steps --------------------------------------------------------------------------------
     def step(self, op: str, args: tuple) -> tuple[tuple, tuple]:
@@ -124,7 +129,7 @@ class Run:
         return k, f
 
     def views(self) -> tuple[dict, dict]:
-        return snapshot(self.kreader), snapshot(self.freader)
+        return snapshot(self.kreader, self.lower_inos), snapshot(self.freader, self.lower_inos)
 
     def paths(self) -> tuple[list[str], list[str], list[str]]:
         """(all paths, directories, symlinks) of the kernel's merged view, for drawing operands."""
@@ -160,7 +165,7 @@ class Run:
     def final_checks(self) -> list[str]:
         """(a) uppers equivalent, (b) cross-mounts, (c) OCI apply; returns the problems found."""
         problems: list[str] = []
-        kview = snapshot(self.kreader)
+        kview = snapshot(self.kreader, self.lower_inos)
         aufs_view = snapshot(Reader.union(self.aufs_union)) if self.aufs else None
         self.unmount()
         kl, ku = self.sides["k"]
@@ -170,13 +175,17 @@ class Run:
         xm = os.path.join(self.base, "xm")
         kernel_mount(kl, fu, os.path.join(self.base, "xw"), xm)
         try:
-            problems += [f"(b) kernel over layerfs's upper: {line}" for line in diff(kview, snapshot(Reader.real(xm)))]
+            problems += [
+                f"(b) kernel over layerfs's upper: {line}"
+                for line in diff(kview, snapshot(Reader.real(xm), self.lower_inos))
+            ]
         finally:
             umount(xm)
         os.makedirs(os.path.join(self.base, "yw"))
         other = Union.from_options(layerfs_options(fl, ku, os.path.join(self.base, "yw")))
         problems += [
-            f"(b) layerfs over the kernel's upper: {line}" for line in diff(kview, snapshot(Reader.union(other)))
+            f"(b) layerfs over the kernel's upper: {line}"
+            for line in diff(kview, snapshot(Reader.union(other), self.lower_inos))
         ]
         # (c) the upper as an OCI layer on the flattened lowers.
         if not oci.has_redirects(ku):
@@ -245,8 +254,9 @@ class Run:
 def for_oci(view: dict) -> dict:
     """What a layer tar can carry. Link counts cannot survive flattening: a lower's hard link
     broken by a copy-up still counts its lower twin in the union, while the applied tar has one
-    name left. The root directory is no entry of a layer tar, so its attributes are not either."""
-    return {p: replace(e, nlink=0) for p, e in view.items() if p != "/"}
+    name left; inode numbers are the extracting filesystem's. The root directory is no entry of
+    a layer tar, so its attributes are not either."""
+    return {p: replace(e, nlink=0, ino="", root_dev=True) for p, e in view.items() if p != "/"}
 
 
 def upper_snapshot(root: str, lowers: list[str]) -> dict:

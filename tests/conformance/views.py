@@ -10,16 +10,13 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 # Names of the union's private xattrs: never shown through a union, so never compared.
 PRIVATE_PREFIXES = ("trusted.overlay.", "user.overlay.", "user.layerfs.", "user.fuseoverlayfs.")
 
 KNOWN_DIFFERENCES = {
-    "st_ino": "layerfs reports the serving branch's inode; it changes on copy-up (the kernel, all "
-    "layers on one fs and xino off, also shows the real inode, but FUSE renumbers it)",
-    "st_dev": "through FUSE every object has the mount's st_dev; the kernel's non-dirs show the real fs's st_dev",
     "dir st_size": "a directory's size is the upper ext4 dir's size, which depends on its history "
     "(whiteouts created and removed, work files): not a union property",
     "stray whiteouts": "the kernel's readdir of a non-merged lower dir passes a whiteout that hides "
@@ -39,6 +36,11 @@ class Entry:
     size: int | None  # None for directories (see KNOWN_DIFFERENCES["dir st_size"])
     data: bytes | str | None  # file content or symlink target
     xattrs: tuple[tuple[str, bytes], ...]
+    # st_ino, as a label both sides can share: the lower object it is ("l0:/a", which holds
+    # across copy-up), else the first path of the view with the same number ("=/a": every
+    # name of a hard link gets the first name's label). "" where not compared.
+    ino: str = ""
+    root_dev: bool = True  # st_dev is the union root's (one device for the whole mount)
 
 
 def _kind(mode: int) -> str:
@@ -68,6 +70,10 @@ class StatLike(Protocol):
     def st_nlink(self) -> int: ...
     @property
     def st_size(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+    @property
+    def st_dev(self) -> int: ...
 
 
 @dataclass
@@ -131,9 +137,40 @@ def walk(reader: Reader, path: str = "/") -> Iterator[str]:
             yield from walk(reader, ("" if path == "/" else path) + "/" + name)
 
 
-def snapshot(reader: Reader) -> dict[str, Entry]:
-    """The whole merged tree: every path with what the issue asks to compare."""
-    return {path: snapshot_one(reader, path) for path in walk(reader)}
+def snapshot(reader: Reader, lower_inos: dict[int, str] | None = None) -> dict[str, Entry]:
+    """The whole merged tree: every path with what the issue asks to compare.
+
+    With `lower_inos` (real inode number -> label, for every lower object of every copy of
+    the layers) each entry's st_ino is compared as a label, and st_dev against the root's.
+    """
+    view = {path: snapshot_one(reader, path) for path in walk(reader)}
+    if lower_inos is None:
+        return view
+    first: dict[int, str] = {}
+    root_dev = reader.lstat("/").st_dev
+    out = {}
+    for path, entry in view.items():
+        st = reader.lstat(path)
+        label = lower_inos.get(st.st_ino) or "=" + first.setdefault(st.st_ino, path)
+        out[path] = replace(entry, ino=label, root_dev=st.st_dev == root_dev)
+    return out
+
+
+def lower_inode_labels(layers: list[list[str]]) -> dict[int, str]:
+    """{inode number: "l<i>:<path>"} for every object of the read-only layers, where
+    `layers[i]` lists the copies of layer i (each side's clone): the same object in every
+    copy gets the same label; hard links within a layer get their first path's."""
+    labels: dict[int, str] = {}
+    for i, copies in enumerate(layers):
+        for root in copies:
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames.sort()
+                rel = dirpath[len(root) :] or "/"
+                labels.setdefault(os.lstat(dirpath).st_ino, f"l{i}:{rel}")
+                for name in sorted(dirnames + filenames):
+                    full = os.path.join(dirpath, name)
+                    labels.setdefault(os.lstat(full).st_ino, f"l{i}:{('' if rel == '/' else rel)}/{name}")
+    return labels
 
 
 def snapshot_one(reader: Reader, path: str) -> Entry:

@@ -115,7 +115,8 @@ def repos_in_order(stdout: str) -> str:
     lines = stdout.splitlines(keepends=True)
     if not lines or not lines[0].startswith("REPOSITORY"):
         return stdout
-    out, run, run_key = [lines[0]], [], None
+    out, run_key = [lines[0]], None
+    run: list[str] = []
     for line in lines[1:]:
         key = re.split(r"\s{2,}", line.strip())[-3:]  # IMAGE ID, CREATED, SIZE
         if key != run_key:

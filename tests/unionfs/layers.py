@@ -43,9 +43,16 @@ def build_layer(root: Path, spec: dict, encoding: str) -> None:
 
 
 def make_union(
-    tmp_path: Path, dialect: str, lowers: list[dict], upper: dict | None = None, writable: bool = True, tracer=None
+    tmp_path: Path,
+    dialect: str,
+    lowers: list[dict],
+    upper: dict | None = None,
+    writable: bool = True,
+    tracer=None,
+    extra: str = "",
 ) -> Union:
-    """A union over lowers (top first) and an upper, described as the dialect's options say."""
+    """A union over lowers (top first) and an upper, described as the dialect's options say
+    (`extra`: more options, comma-separated)."""
     encoding = "aufs" if dialect == "aufs" else "overlay"
     lower_dirs = []
     for i, spec in enumerate(lowers):
@@ -63,7 +70,7 @@ def make_union(
         options = "lowerdir=" + ":".join(str(d) for d in lower_dirs)
         if writable:
             options += f",upperdir={upper_dir},workdir={tmp_path / 'work'}"
-    return Union.from_options(options, tracer=tracer)
+    return Union.from_options(options + ("," + extra if extra else ""), tracer=tracer)
 
 
 def upper_names(tmp_path: Path, sub: str = "") -> set[str]:

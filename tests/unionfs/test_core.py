@@ -213,7 +213,9 @@ def test_copy_up_preserves_attributes(tmp_path, dialect):
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 5678, 0o640)
     assert stat.S_IMODE(os.lstat(tmp_path / "upper" / "d").st_mode) == 0o750
     assert os.getxattr(up, "user.colour") == b"red"
-    assert "trusted.overlay.origin" not in os.listxattr(up)
+    # The lower's own private origin is not copied: the copy gets a new one, naming the lower file.
+    assert os.getxattr(up, "trusted.overlay.origin") != b"private"
+    assert os.getxattr(up, "trusted.overlay.origin")[:2] == b"\x00\xfb"
     assert up.read_bytes() == b"content+"
     assert (lower / "d" / "f").read_bytes() == b"content"
 
@@ -575,7 +577,8 @@ def test_private_xattrs_are_hidden_and_user_names_escaped(tmp_path):
     upper = tmp_path / "upper" / "f"
     assert os.getxattr(upper, "trusted.overlay.overlay.opaque") == b"y"
     assert os.getxattr(upper, "trusted.overlay.overlay.mine") == b"escaped"
-    assert "trusted.overlay.origin" not in os.listxattr(upper)
+    assert os.getxattr(upper, "trusted.overlay.origin") != b"private"  # the copy's own origin mark
+    assert "trusted.overlay.origin" not in u.listxattr("/f")
     u.setxattr("/d", "trusted.overlay.opaque", b"n")  # the caller's own, not a mark
     assert u.listdir("/d") == []
     with pytest.raises(OSError) as info:

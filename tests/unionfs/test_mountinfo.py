@@ -27,7 +27,7 @@ TABLE = (
 
 def test_fields_are_unescaped_and_decoded_as_paths() -> None:
     root, union, odd = parse_mountinfo(TABLE)
-    assert root == MountInfo("/", "ext4", "/dev/sda1", "rw,relatime", "rw,errors=remount-ro")
+    assert root == MountInfo("/", "ext4", "/dev/sda1", "rw,relatime", "rw,errors=remount-ro", "/", "0:21")
     assert union.mountpoint == "/tmp/café x"
     assert (union.fstype, union.source) == ("fuse.layerfs", "dirs=/srv/a\\b:/srv/c")
     assert union.options == "rw,nosuid,nodev"
