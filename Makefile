@@ -12,7 +12,7 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 PROFILE       ?= /etc/profile.d/layerlab.sh
 BINDIR        ?= /usr/local/bin
 
-.PHONY: setup system demo test lint unit install install-shared shared-venv conformance bench clean
+.PHONY: setup system demo test lint unit install install-shared shared-venv conformance bench clean busybox
 
 setup: system $(STAMP) bytecode install-if-root
 
@@ -87,6 +87,10 @@ conformance: setup
 
 bench: setup
 	@$(PY) bench/union_bench.py
+
+# The offline busybox image, into $$IMAGEGRAPH_ROOT (or imagegraph's default store).
+busybox: setup
+	@$(PY) -m tutorials.images busybox
 
 clean:
 	rm -rf $(VENV) *.egg-info

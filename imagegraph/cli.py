@@ -20,7 +20,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import cli_distribution
+from . import cli_distribution, cli_run
 from . import graph as graph_mod
 from . import render as render_mod
 from . import stack as stack_mod
@@ -32,6 +32,7 @@ from .imagestore import ImageError
 from .layerstore import LayerError
 from .reference import InvalidReference, familiar_name, parse_normalized_named
 from .refstore import RefError
+from .runtime.manager import ContainerRuntimeError
 from .service import ClientError, DaemonError
 from .store import resolve_root
 
@@ -327,20 +328,12 @@ def cmd_image_prune(a: argparse.Namespace, ctx: Context) -> int:
 # ---- containers ---------------------------------------------------------------------------------
 
 
-def _setup_create(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name")
-    p.add_argument("image")
-    p.add_argument("cmd", nargs=argparse.REMAINDER)
-
-
-@command("create", "Create a new container", setup=_setup_create)
+@command("create", "Create a new container", setup=cli_run.add_container_flags)
 def cmd_create(a: argparse.Namespace, ctx: Context) -> int:
-    # What the docker CLI sends for `docker create IMAGE CMD` (stdout and stderr attached by
-    # default), so a container is the same whichever client made it.
-    config: dict[str, Any] = {"AttachStdout": True, "AttachStderr": True}
-    if a.cmd:
-        config["Cmd"] = a.cmd
-    c = ctx.svc.create_container(a.image, a.cmd or None, a.name, config=config)
+    # What the docker CLI sends for `docker create` (stdout and stderr attached by default), so a
+    # container is the same whichever client made it.
+    config, host = cli_run.container_request(a, attach=True)
+    c = ctx.svc.create_container(a.image, a.cmd or None, a.name, config=config, host_config=host)
     ctx.print(c.id)
     return 0
 
@@ -354,7 +347,9 @@ def _setup_ps(p: argparse.ArgumentParser) -> None:
 
 @command("ps", "List containers", readonly=True, setup=_setup_ps)
 def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
-    cs = ctx.svc.containers.containers() if a.all else []  # nothing runs: only -a shows created containers
+    from .runtime.state import status, status_text
+
+    cs = [c for c in ctx.svc.containers.containers() if a.all or c.state.get("Running")]
     if a.quiet:
         for c in cs:
             ctx.print(c.id if a.no_trunc else c.short_id)
@@ -369,10 +364,10 @@ def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
                 "Command": f'"{cmd}"',
                 "CreatedAt": go_time_string(c.created),
                 "RunningFor": ago(c.created, ctx.now),
-                "Status": "Created",
+                "Status": status_text(c.state, ctx.now),
                 "Ports": "",
                 "Names": c.name,
-                "State": "created",
+                "State": status(c.state),
             }
         )
     if a.format == "json":
@@ -570,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--whiteouts", choices=("overlay", "aufs"), help="on-disk whiteout encoding of new layers")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     groups: dict[str, argparse._SubParsersAction] = {}
-    for cmd in [*COMMANDS, *cli_distribution.COMMANDS]:
+    for cmd in [*COMMANDS, *cli_distribution.COMMANDS, *cli_run.COMMANDS]:
         flat = [x for x in cmd.aliases if " " not in x]
         names = [cmd.name, *(x for x in cmd.aliases if " " in x)]
         for n in names:
@@ -615,7 +610,16 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
     except (CLIError, ClientError, render_mod.RenderError) as exc:
         err.write(f"{exc}\n")
         return 1
-    except (DaemonError, ContainerError, ImageError, LayerError, RefError, ArchiveError, InvalidReference) as exc:
+    except (
+        DaemonError,
+        ContainerError,
+        ImageError,
+        LayerError,
+        RefError,
+        ArchiveError,
+        InvalidReference,
+        ContainerRuntimeError,
+    ) as exc:
         err.write(DAEMON_PREFIX + str(exc) + "\n")
         return 1
     except KeyboardInterrupt:

@@ -14,11 +14,12 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +29,10 @@ from . import archive
 from .digest import go_json
 from .imagestore import Image, format_time, parse_time
 from .layerstore import LayerNotFound, LayerStore, MountLayer
+from .runtime import network
 from .store import Layout, atomic_write, listdir, remove_dir_atomically
 
 VALID_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-
-HOSTS_TEMPLATE = """127.0.0.1\tlocalhost
-::1\tlocalhost ip6-localhost ip6-loopback
-fe00::0\tip6-localnet
-ff00::0\tip6-mcastprefix
-ff02::1\tip6-allnodes
-ff02::2\tip6-allrouters
-127.0.1.1\t{hostname}
-"""
-DEFAULT_RESOLV = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
 
 # moby's namesgenerator, abridged: `docker create` without --name gets adjective_surname.
 _LEFT = (
@@ -127,9 +119,10 @@ class ContainerNotFound(ContainerError):
 
 @dataclass
 class Container:
-    """What config.v2.json holds, as far as a container without a process needs it."""
+    """What config.v2.json holds (Docker's container record), plus hostconfig.json beside it."""
 
     data: dict[str, Any]
+    host_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -152,6 +145,10 @@ class Container:
         return self.data["Config"]
 
     @property
+    def state(self) -> dict[str, Any]:
+        return self.data.setdefault("State", {})
+
+    @property
     def created(self) -> float:
         return parse_time(self.data.get("Created", ""))
 
@@ -166,21 +163,35 @@ class Container:
         return " ".join(self.config.get("Cmd") or [])
 
 
-def init_layer_files(diff: Path, hostname: str, hosts: str, resolv: str) -> None:
-    """Fill an init layer (moby setupInitLayer), with the files' contents in place of bind mounts."""
-    for d in ("dev/pts", "dev/shm", "proc", "sys", "etc"):
-        (diff / d).mkdir(mode=0o755, parents=True, exist_ok=True)
-    for f, content in (
-        (".dockerenv", ""),
-        ("etc/resolv.conf", resolv),
-        ("etc/hosts", hosts),
-        ("etc/hostname", hostname + "\n"),
-        ("dev/console", ""),
-    ):
-        p = diff / f
-        p.write_text(content)
-        os.chmod(p, 0o755 if not content else 0o644)
-    os.symlink("/proc/mounts", diff / "etc" / "mtab")
+#: moby daemon/initlayer: what every container's init layer holds, as empty placeholders.
+#: The real hostname, hosts and resolv.conf live in containers/<id>/ and are bind-mounted over
+#: the placeholders when the container starts; proc, sys, dev/pts and dev/shm are mount points.
+INIT_LAYER = (
+    ("/dev/pts", "dir"),
+    ("/dev/shm", "dir"),
+    ("/proc", "dir"),
+    ("/sys", "dir"),
+    ("/.dockerenv", "file"),
+    ("/etc/resolv.conf", "file"),
+    ("/etc/hosts", "file"),
+    ("/etc/hostname", "file"),
+    ("/dev/console", "file"),
+    ("/etc/mtab", "/proc/mounts"),
+)
+
+
+def init_layer_files(diff: Path) -> None:
+    """Fill an init layer as moby's initlayer.Setup does: directories 0755, empty files 0755, one symlink."""
+    for rel, kind in INIT_LAYER:
+        p = diff / rel.lstrip("/")
+        p.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if kind == "dir":
+            p.mkdir(mode=0o755, parents=True, exist_ok=True)
+        elif kind == "file":
+            fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o755)
+            os.close(fd)
+        else:
+            os.symlink(kind, p)
 
 
 def _generate_name(taken: set[str]) -> str:
@@ -219,6 +230,83 @@ def full_config(c: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
+def create_config(user: dict[str, Any], image_conf: dict[str, Any]) -> dict[str, Any]:
+    """moby mergeAndVerifyConfig: the config `create` records, the image's with the request's
+    fields merged in (`merge_create_config`); `--entrypoint ""` resets; no command is an error.
+
+    Starts from the image's config so that a container made without flags carries it unchanged.
+    """
+    out = full_config(json.loads(json.dumps(image_conf or {})))
+    out["Hostname"] = ""
+    merged = merge_create_config(user, image_conf or {})
+    out.update(merged)
+    out["Cmd"], out["Entrypoint"] = merged.get("Cmd"), merged.get("Entrypoint")  # a request's Entrypoint drops Cmd
+    if out.get("Entrypoint") == [""]:
+        out["Entrypoint"] = None
+    if not out.get("Entrypoint") and not out.get("Cmd"):
+        raise ContainerError("no command specified")
+    return full_config(out)
+
+
+def full_host_config(hc: dict[str, Any]) -> dict[str, Any]:
+    """HostConfig as hostconfig.json holds it: Docker's defaults, then the request's fields."""
+    from .runtime.spec import MASKED_PATHS, READONLY_PATHS
+
+    base: dict[str, Any] = {
+        "Binds": None,
+        "ContainerIDFile": "",
+        "LogConfig": {"Type": "json-file", "Config": {}},
+        "NetworkMode": "none",
+        "PortBindings": {},
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": False,
+        "ConsoleSize": [0, 0],
+        "CapAdd": None,
+        "CapDrop": None,
+        "Dns": [],
+        "DnsOptions": [],
+        "DnsSearch": [],
+        "ExtraHosts": None,
+        "IpcMode": "private",
+        "PidMode": "",
+        "Privileged": False,
+        "ReadonlyRootfs": False,
+        "SecurityOpt": None,
+        "UTSMode": "",
+        "ShmSize": 67108864,
+        "Runtime": "layerlab",
+        "Memory": 0,
+        "NanoCpus": 0,
+        "PidsLimit": None,
+        "MaskedPaths": list(MASKED_PATHS),
+        "ReadonlyPaths": list(READONLY_PATHS),
+    }
+    base.update({k: v for k, v in hc.items() if v is not None or k in base})
+    if base["NetworkMode"] in ("", "default"):
+        base["NetworkMode"] = "none"
+    return base
+
+
+def new_state() -> dict[str, Any]:
+    """A created container's State, as config.v2.json holds it."""
+    return {
+        "Running": False,
+        "Paused": False,
+        "Restarting": False,
+        "OOMKilled": False,
+        "RemovalInProgress": False,
+        "Dead": False,
+        "Pid": 0,
+        "ExitCode": 0,
+        "Error": "",
+        "StartedAt": ZERO_TIME,
+        "FinishedAt": ZERO_TIME,
+    }
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
 # container.Config fields tagged `json:",omitempty"`.
 _OMITEMPTY = (
     "ExposedPorts",
@@ -250,11 +338,9 @@ def merge_create_config(user: dict[str, Any], image: dict[str, Any]) -> dict[str
         merged = dict(image.get(key) or {})
         merged.update(out.get(key) or {})
         out[key] = merged or None
-    env = list(image.get("Env") or [])
-    for e in out.get("Env") or []:
-        k = e.split("=", 1)[0]
-        env = [x for x in env if x.split("=", 1)[0] != k] + [e]
-    out["Env"] = env or None
+    keys = {e.split("=", 1)[0] for e in out.get("Env") or []}
+    env = list(out.get("Env") or []) + [e for e in image.get("Env") or [] if e.split("=", 1)[0] not in keys]
+    out["Env"] = env or None  # the request's first, then the image's other keys, as moby appends them
     labels = dict(image.get("Labels") or {})
     labels.update(out.get("Labels") or {})
     out["Labels"] = labels or None
@@ -369,13 +455,7 @@ class ContainerStore:
     # ---- reading -----------------------------------------------------------------------
 
     def containers(self) -> list[Container]:
-        out = []
-        for cid in listdir(self.layout.containers):
-            try:
-                data = json.loads((self.layout.container_dir(cid) / "config.v2.json").read_bytes())
-            except (OSError, ValueError):
-                continue  # a crash leftover without its config
-            out.append(Container(data))
+        out = [c for c in map(self.load, listdir(self.layout.containers)) if c is not None]
         return sorted(out, key=lambda c: c.created, reverse=True)
 
     def get(self, ref: str) -> Container:
@@ -431,12 +511,14 @@ class ContainerStore:
         host_resolv: str = "/etc/resolv.conf",
         seed: str | None = None,
         config: dict[str, Any] | None = None,
+        host_config: dict[str, Any] | None = None,
     ) -> Container:
-        """`seed` makes the ID reproducible (SOURCE_DATE_EPOCH mode): commits then give stable image IDs.
+        """`docker create`: the init layer, the empty top layer and the container's record.
 
-        `config` is a container.Config as the Engine API's create sends it (Cmd, Entrypoint, Env,
-        Labels, WorkingDir, User, Hostname, Tty…): it is merged with the image's as moby merges
-        them, and its Cmd wins over `cmd`."""
+        `config` holds the request's container.Config fields (what `run`'s flags set), merged
+        with the image's as moby does; `host_config` its HostConfig. `seed` makes the ID
+        reproducible (SOURCE_DATE_EPOCH mode): commits then give stable image IDs.
+        """
         taken = {c.name for c in self.containers()}
         if name is not None:
             if not VALID_NAME.match(name):
@@ -451,42 +533,40 @@ class ContainerStore:
                 )
         else:
             name = _generate_name(taken)
-        img_conf = image.container_config
-        user_conf = merge_create_config(dict(config or {}, Cmd=(config or {}).get("Cmd") or cmd or None), img_conf)
-        entrypoint = user_conf.get("Entrypoint") or None
-        command = user_conf.get("Cmd") or None
-        if not entrypoint and not command:
-            raise ContainerError("no command specified")
+        user = dict(config or {})
+        if cmd and not user.get("Cmd"):
+            user["Cmd"] = list(cmd)
+        merged = create_config(user, image.container_config)
+        hc = full_host_config(host_config or {})
+        mode = hc["NetworkMode"]
+        if mode not in network.NETWORK_MODES:
+            raise ContainerError(
+                f"network {mode} not found: this runtime has no bridge; "
+                "containers get --network none (the default) or host"
+            )
         cid = self._new_id(seed, {c.id for c in self.containers()})
-        hostname = user_conf.get("Hostname") or cid[:12]
-        hosts = HOSTS_TEMPLATE.format(hostname=hostname)
-        try:
-            resolv = Path(host_resolv).read_text()
-        except OSError:
-            resolv = DEFAULT_RESOLV
-        argv = list(entrypoint or []) + list(command or [])
-        config = full_config(dict(user_conf) if config is not None else dict(img_conf))
-        config.update({"Hostname": hostname, "Cmd": command, "Image": image_ref, "Entrypoint": entrypoint})
+        if merged.get("Hostname"):
+            hostname = merged["Hostname"]
+        elif network.is_host_network(mode):
+            hostname = socket.gethostname()
+        else:
+            hostname = cid[:12]
+        merged["Hostname"] = hostname
+        merged["Image"] = image_ref
+        if network.is_host_network(mode):
+            hosts = network.read_host_file("/etc/hosts")
+        else:
+            hosts = network.hosts_file(hostname)
+        resolv = network.resolv_conf(network.read_host_file(host_resolv), host_resolv, mode)
+        argv = list(merged.get("Entrypoint") or []) + list(merged.get("Cmd") or [])
         cdir = self.layout.container_dir(cid)
         data = {
-            "State": {
-                "Running": False,
-                "Paused": False,
-                "Restarting": False,
-                "OOMKilled": False,
-                "RemovalInProgress": False,
-                "Dead": False,
-                "Pid": 0,
-                "ExitCode": 0,
-                "Error": "",
-                "StartedAt": "0001-01-01T00:00:00Z",
-                "FinishedAt": "0001-01-01T00:00:00Z",
-            },
+            "State": new_state(),
             "ID": cid,
             "Created": format_time(time.time() if now is None else now),
             "Path": argv[0],
             "Args": argv[1:],
-            "Config": config,
+            "Config": merged,
             "Image": image.id,
             "Name": "/" + name,
             "Driver": "layerfs",
@@ -494,20 +574,41 @@ class ContainerStore:
             "HostnamePath": str(cdir / "hostname"),
             "HostsPath": str(cdir / "hosts"),
             "ResolvConfPath": str(cdir / "resolv.conf"),
+            "LogPath": "",
+            "RestartCount": 0,
         }
-        self.layers.create_rw_layer(
-            cid, image.top_chain_id or None, lambda diff: init_layer_files(diff, hostname, hosts, resolv)
-        )
+        self.layers.create_rw_layer(cid, image.top_chain_id or None, init_layer_files)
         try:
-            atomic_write(cdir / "hostname", hostname + "\n")
+            atomic_write(cdir / "hostname", network.hostname_file(hostname))
             atomic_write(cdir / "hosts", hosts)
             atomic_write(cdir / "resolv.conf", resolv)
+            atomic_write(cdir / "hostconfig.json", go_json(hc), 0o600)
             atomic_write(cdir / "config.v2.json", go_json(data), 0o600)  # the commit point
         except BaseException:
             self.layers.release_rw_layer(cid)
             shutil.rmtree(cdir, ignore_errors=True)
             raise
-        return Container(data)
+        return Container(data, hc)
+
+    def save(self, c: Container) -> None:
+        """Write config.v2.json again (its State changed); the caller holds the store lock."""
+        atomic_write(self.layout.container_dir(c.id) / "config.v2.json", go_json(c.data), 0o600)
+
+    def reload(self, c: Container) -> Container:
+        """The record as it is on disk now (a monitor may have written it)."""
+        return self.load(c.id) or c
+
+    def load(self, cid: str) -> Container | None:
+        cdir = self.layout.container_dir(cid)
+        try:
+            data = json.loads((cdir / "config.v2.json").read_bytes())
+        except (OSError, ValueError):
+            return None  # a crash leftover without its config, or removed meanwhile
+        try:
+            hc = json.loads((cdir / "hostconfig.json").read_bytes())
+        except (OSError, ValueError):
+            hc = full_host_config({})  # made before hostconfig.json existed
+        return Container(data, hc)
 
     @staticmethod
     def _new_id(seed: str | None, taken: set[str]) -> str:
@@ -576,7 +677,9 @@ class ContainerStore:
         p = Path(rec["path"])
         return p if _mounted(p) else None
 
-    def mount_command(self, c: Container, target: Path, driver: str = "layerfs") -> list[str]:
+    def mount_command(
+        self, c: Container, target: Path, driver: str = "layerfs", trace: Path | None = None
+    ) -> list[str]:
         m = self.mount_layer(c)
         top = self.layout.layer_dir(m.mount_id)
         init = self.layout.layer_dir(m.init_id) / "diff"
@@ -588,20 +691,26 @@ class ContainerStore:
         if lowers:
             parts.append("lowerdir=" + ":".join(lowers))
         parts += [f"upperdir={top / 'diff'}", f"workdir={top / 'work'}", f"initdir={init}"]
-        if self.layers.encoding == "aufs":
-            # Layers unpacked with `.wh.` files: tell the overlay dialect they are marks (by
-            # default it reads `.wh.x` as the kernel does, as an ordinary file).
-            parts.append("whiteout=aufs")
+        # The store's encoding for every layer, the top one too: a `.wh.`-encoded store's
+        # `.wh.` files are marks (by default the overlay dialect reads `.wh.x` as the kernel
+        # does, as an ordinary file).
+        parts.append(f"whiteout={self.layers.encoding}")
+        if trace is not None:
+            parts.append(f"trace={trace}")
         return _layerfs_command() + ["mount", "-o", ",".join(parts), str(target)]
 
-    def mount(self, c: Container, target: Path | None = None, driver: str = "layerfs") -> Path:
+    def mount(
+        self, c: Container, target: Path | None = None, driver: str = "layerfs", trace: Path | None = None
+    ) -> Path:
+        """Mount the container's layers (layerfs, or the kernel's overlay); `trace` records
+        layerfs's copy-ups and whiteouts as JSON lines."""
         current = self.mountpoint(c)
         if current is not None:
             return current
         m = self.mount_layer(c)
         target = Path(target) if target else self.layout.layer_dir(m.mount_id) / "merged"
         target.mkdir(parents=True, exist_ok=True)
-        cmd = self.mount_command(c, target, driver)
+        cmd = self.mount_command(c, target, driver, trace)
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             msg = (res.stderr or res.stdout).strip().splitlines()

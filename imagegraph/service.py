@@ -14,7 +14,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from . import archive
 from .commit import ChangeError, CommitResult, apply_changes, created_now, go_arch
@@ -36,6 +36,9 @@ from .reference import (
 )
 from .refstore import RefError, RefNotFound, RefStore
 from .store import Layout, StoreLock, clean_scratch, hex_of
+
+if TYPE_CHECKING:
+    from .runtime.manager import Runtime
 
 
 class DaemonError(Exception):
@@ -132,7 +135,15 @@ class Services:
                 svc.containers.clean()
                 svc.layers.clean()
                 clean_scratch(svc.layout)
+                svc.runtime.reconcile_all()  # containers whose monitor died: Exited (255)
         return svc
+
+    @property
+    def runtime(self) -> Runtime:
+        """Running containers: start, stop, kill, wait, attach, logs, exec, top."""
+        from .runtime.manager import Runtime
+
+        return Runtime(self)
 
     # ---- lookups -------------------------------------------------------------------------
 
@@ -522,22 +533,34 @@ class Services:
         return out
 
     def inspect_container(self, c: Container) -> dict[str, Any]:
-        d = c.data
+        """The Engine API's ContainerJSON, its fields in Docker's order."""
+        from .runtime.state import inspect_state
+
+        d = self.runtime.refresh(c).data
         return {
             "Id": c.id,
             "Created": d.get("Created"),
             "Path": d.get("Path"),
             "Args": d.get("Args"),
-            "State": dict(d.get("State") or {}, Status="created"),
+            "State": inspect_state(d.get("State") or {}),
             "Image": c.image_id,
             "ResolvConfPath": d.get("ResolvConfPath"),
             "HostnamePath": d.get("HostnamePath"),
             "HostsPath": d.get("HostsPath"),
+            "LogPath": d.get("LogPath", ""),
             "Name": d.get("Name"),
+            "RestartCount": d.get("RestartCount", 0),
             "Driver": d.get("Driver"),
             "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": None,
+            "HostConfig": c.host_config,
             "GraphDriver": {"Data": self.containers.graph_driver_data(c), "Name": "layerfs"},
+            "Mounts": [],
             "Config": c.config,
+            "NetworkSettings": {"Networks": {}},
         }
 
     def graph_images(self) -> list[GraphImage]:
@@ -564,8 +587,9 @@ class Services:
         name: str | None = None,
         now: float | None = None,
         config: dict[str, Any] | None = None,
+        host_config: dict[str, Any] | None = None,
     ) -> Container:
-        """`config`: the Engine API's container.Config (merged with the image's; see ContainerStore.create)."""
+        """`docker create`: `config` and `host_config` are the request's container.Config and HostConfig."""
         with self.lock.held():
             self.refs.reload()
             img = self.get_image(image_ref)
@@ -574,11 +598,25 @@ class Services:
                 seed = f"{sde}\0{img.id}\0{image_ref}\0{name}\0{cmd}" if sde else None
                 if now is None and sde:
                     now = created_now(None)
-                return self.containers.create(img, image_ref, cmd, name, now, seed=seed, config=config)
+                return self.containers.create(
+                    img, image_ref, cmd, name, now, seed=seed, config=config, host_config=host_config
+                )
             except ContainerError as exc:
                 raise Conflict(str(exc)) if "Conflict." in str(exc) else InvalidParameter(str(exc)) from None
 
     def remove_container(self, ref: str, force: bool = False) -> None:
+        """`docker rm`: a running container only with force, killed first (moby ContainerRm)."""
+        c = self.runtime.refresh(self.get_container(ref))
+        if c.state.get("Running"):
+            if not force:
+                raise Conflict(
+                    f'cannot remove container "{c.data["Name"]}": container is running: '
+                    "stop the container before removing or force remove"
+                )
+            from .runtime.state import INIT_PID, signal_pid_file
+
+            signal_pid_file(self.layout.container_dir(c.id) / INIT_PID, 9)
+            self.runtime.wait_exit(c, None)
         with self.lock.held():
             c = self.get_container(ref)
             try:

@@ -1,6 +1,7 @@
 """Markers that name a real component a test needs, turned into the fixture that requires it.
 
-`@pytest.mark.mount` (FUSE), `@pytest.mark.kernel_overlay` and `@pytest.mark.root` skip the
+`@pytest.mark.mount` (FUSE), `@pytest.mark.kernel_overlay`, `@pytest.mark.root` and
+`@pytest.mark.namespaces` (running containers) skip the
 test where the component is missing, and fail it in CI (LAYERLAB_REQUIRE_FUSE=1): the rule
 itself lives in tests/support.py.
 """
@@ -9,9 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from .support import require_fuse, require_kernel_overlay, require_root
+from .support import require_fuse, require_kernel_overlay, require_namespaces, require_root
 
-MARKER_FIXTURES = {"mount": "need_fuse", "kernel_overlay": "need_kernel_overlay", "root": "need_root"}
+MARKER_FIXTURES = {
+    "mount": "need_fuse",
+    "kernel_overlay": "need_kernel_overlay",
+    "root": "need_root",
+    "namespaces": "need_namespaces",
+}
 
 
 @pytest.fixture
@@ -24,6 +30,12 @@ def need_fuse() -> None:
 def need_kernel_overlay() -> None:
     """Use in every test that compares with the kernel's OverlayFS."""
     require_kernel_overlay()
+
+
+@pytest.fixture
+def need_namespaces() -> None:
+    """Use in every test that runs a container."""
+    require_namespaces()
 
 
 @pytest.fixture

@@ -65,6 +65,16 @@ def kernel_overlay_unavailable_reason() -> str | None:
     return None
 
 
+def namespaces_unavailable_reason() -> str | None:
+    """Why containers cannot run here (new mount, PID, UTS, IPC and network namespaces), or None."""
+    if os.geteuid() != 0:
+        return "running containers needs root (namespaces, mounts)"
+    for ns in ("mnt", "pid", "uts", "ipc", "net"):
+        if not os.path.exists(f"/proc/self/ns/{ns}"):
+            return f"this kernel has no {ns} namespaces"
+    return None
+
+
 # -- requiring it ----------------------------------------------------------------------------
 
 
@@ -76,6 +86,12 @@ def require_fuse() -> None:
 
 def require_kernel_overlay() -> None:
     reason = kernel_overlay_unavailable_reason()
+    if reason:
+        skip_or_fail(reason)
+
+
+def require_namespaces() -> None:
+    reason = namespaces_unavailable_reason()
     if reason:
         skip_or_fail(reason)
 

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from imagegraph.runtime.state import start_time
 from unionfs.mountinfo import mounts
 
 from .checks import CheckError, has_check, run_check
@@ -210,8 +211,39 @@ def mounts_under(folder: str) -> list[str]:
     return sorted(set(found), key=lambda p: (-p.count("/"), p))
 
 
+def stop_containers(folder: str) -> list[int]:
+    """Kill the monitors of containers whose store is below `folder` (a lab that failed midway
+    leaves them running): each takes its container with it. Returns the monitors' pids."""
+    folder = os.path.realpath(folder)
+    killed = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().decode("utf-8", "replace").split("\0")
+        except OSError:
+            continue
+        if "imagegraph.runtime.monitor" not in argv or "--root" not in argv:
+            continue
+        root = os.path.realpath(argv[argv.index("--root") + 1]) if argv.index("--root") + 1 < len(argv) else ""
+        if root == folder or root.startswith(folder + "/"):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                killed.append(int(entry))
+            except ProcessLookupError:
+                pass
+    for pid in killed:
+        for _ in range(100):
+            if start_time(pid) is None:  # gone, or a zombie: its container went with it
+                break
+            time.sleep(0.05)
+    return killed
+
+
 def unmount_all(folder: str) -> list[str]:
-    """Unmount everything below `folder`; returns what could not be unmounted."""
+    """Stop the containers, then unmount everything below `folder`; returns what could not be unmounted."""
+    stop_containers(folder)
     stuck = []
     for point in mounts_under(folder):
         for command in (["fusermount3", "-u", point], ["umount", point], ["umount", "-l", point]):

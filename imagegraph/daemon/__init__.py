@@ -81,12 +81,14 @@ class Daemon:
     def __post_init__(self) -> None:
         from .containers import ContainerService
         from .images import ImageService
+        from .runtime import RuntimeService
         from .system import SystemService
 
         Services.open(self.config.root, self.config.encoding)  # folders made, crash leftovers gone
         self.id = self.id or self._engine_id()
         self.images = ImageService(self)
         self.containers = ContainerService(self)
+        self.runtime = RuntimeService(self)
         self.system = SystemService(self)
 
     def _engine_id(self) -> str:

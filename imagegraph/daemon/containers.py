@@ -1,10 +1,9 @@
 """The container service (moby daemon/create.go, list.go, inspect.go, changes.go, commit.go,
-export.go, archive.go, rename.go, delete.go, prune.go), for containers that do not run.
+export.go, archive.go, rename.go, delete.go, prune.go): containers as records and layers.
 
-Every container here is in the `created` state: it has its init and top layers, can be
-changed through `docker cp`, diffed, committed, exported, renamed and removed. The routes that
-start processes (start, stop, kill, wait, attach, logs, exec, top, …) belong to the runtime and
-join the container router (`api/router/container.py`) when it exists.
+A container has its init and top layers and can be changed through `docker cp`, diffed,
+committed, exported, renamed and removed, whether or not it runs; its State is the runtime's.
+Running it (start, stop, kill, wait, attach, logs, exec, top, …) is `daemon/runtime.py`'s.
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from ..container import KIND_LETTER, Container, ContainerError
 from ..digest import _CONTAINER_CONFIG_ORDER
 from ..imagestore import parse_time
 from ..reference import Reference, familiar_string
+from ..runtime.state import status, status_text
 from ..service import Conflict, InvalidParameter, NotFound, Services
-from ..store import atomic_write
 from . import archive
 from .system import dir_size
 
@@ -81,21 +80,14 @@ class ContainerService:
             raise InvalidParameter("config cannot be empty in order to create a container")
         user = {k: config[k] for k in CREATE_FIELDS if k in config and config[k] not in (None, "", [], {})}
         svc = self.daemon.services()
-        c = svc.create_container(image, user.get("Cmd") or None, name or None, config=user)
+        # only what says more than the defaults: the store fills hostconfig.json as `imagegraph create`
         hc = {k: v for k, v in (host_config or {}).items() if _meaningful(k, v)}
-        if hc:  # only what differs from the defaults, so a plain create leaves the store as `imagegraph create`
-            with svc.lock.held():
-                path = self.daemon.config.root / "containers" / c.id / "hostconfig.json"
-                atomic_write(path, json.dumps(dict(DEFAULT_HOST_CONFIG, **hc)), 0o600)
+        c = svc.create_container(image, user.get("Cmd") or None, name or None, config=user, host_config=hc)
         self.log_container_event(c, "create")
         return c.id
 
     def host_config(self, c: Container) -> dict[str, Any]:
-        try:
-            data = json.loads((self.daemon.config.root / "containers" / c.id / "hostconfig.json").read_text())
-            return data if isinstance(data, dict) else dict(DEFAULT_HOST_CONFIG)
-        except (OSError, ValueError):
-            return dict(DEFAULT_HOST_CONFIG)
+        return c.host_config or dict(DEFAULT_HOST_CONFIG)
 
     def _summary(self, svc: Services, c: Container, size: bool) -> dict[str, Any]:
         """types.Container, as `docker ps` reads it."""
@@ -118,8 +110,8 @@ class ContainerService:
         out.update(
             {
                 "Labels": c.config.get("Labels") or {},
-                "State": "created",
-                "Status": "Created",
+                "State": status(c.state),
+                "Status": status_text(c.state),
                 "HostConfig": {"NetworkMode": self.host_config(c).get("NetworkMode", "none")},
                 "NetworkSettings": {"Networks": {}},
                 "Mounts": [],
@@ -136,20 +128,21 @@ class ContainerService:
         since: str = "",
         before: str = "",
     ) -> list[dict[str, Any]]:
-        """GET /containers/json. Nothing runs, so without `all` the list is empty, as `docker ps`
-        of a daemon whose containers are all created or stopped."""
+        """GET /containers/json: the running containers, or with `all` every one."""
         filters = dict(filters or {})
         for key in filters:
             if key not in ("id", "name", "label", "status", "ancestor", "before", "since", "exited"):
                 raise InvalidParameter(f"invalid filter '{key}'")
-        for status in filters.get("status", []):
-            if status not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
-                raise InvalidParameter(f"invalid filter 'status={status}'")
+        for wanted in filters.get("status", []):
+            if wanted not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+                raise InvalidParameter(f"invalid filter 'status={wanted}'")
         svc = self.daemon.services()
+        with svc.lock.held():
+            svc.runtime.reconcile_all()  # a container whose monitor died is Exited (255)
         with svc.lock.held(shared=True):
             cs = svc.containers.containers()
             if not (all_ or limit > 0 or since or before or "status" in filters):
-                return []
+                cs = [c for c in cs if c.state.get("Running")]
             wanted_ancestors = {svc.get_image(a).id for a in filters.get("ancestor", []) if a}
             out = []
             for c in self._filtered(svc, cs, filters, wanted_ancestors, since, before):
@@ -174,10 +167,12 @@ class ContainerService:
                 continue
             if filters.get("name") and not any(x.lstrip("/") in c.name for x in filters["name"]):
                 continue
-            if filters.get("status") and "created" not in filters["status"]:
+            if filters.get("status") and status(c.state) not in filters["status"]:
                 continue
-            if filters.get("exited"):
-                continue  # no container has exited: none has run
+            if filters.get("exited") and (
+                status(c.state) != "exited" or str(c.state.get("ExitCode", 0)) not in filters["exited"]
+            ):
+                continue
             if ancestors and c.image_id not in ancestors:
                 continue
             labels = c.config.get("Labels") or {}
@@ -195,8 +190,7 @@ class ContainerService:
         with svc.lock.held(shared=True):
             c = svc.get_container(name)
             base = svc.inspect_container(c)
-            stored = {k: v for k, v in (base["State"] or {}).items() if k not in ("Status", "RemovalInProgress")}
-            state = {"Status": "created", **stored}
+            state = base["State"]
             out: dict[str, Any] = {
                 "Id": c.id,
                 "Created": base["Created"],
@@ -207,9 +201,9 @@ class ContainerService:
                 "ResolvConfPath": base["ResolvConfPath"],
                 "HostnamePath": base["HostnamePath"],
                 "HostsPath": base["HostsPath"],
-                "LogPath": "",
+                "LogPath": base["LogPath"],
                 "Name": base["Name"],
-                "RestartCount": 0,
+                "RestartCount": base["RestartCount"],
                 "Driver": base["Driver"],
                 "Platform": "linux",
                 "MountLabel": "",
@@ -348,7 +342,7 @@ class ContainerService:
         self.log_container_event(c, "destroy")
 
     def containers_prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
-        """POST /containers/prune: every container that is not running (here: all of them)."""
+        """POST /containers/prune: every container that is not running."""
         for key in filters:
             if key not in ("until", "label", "label!"):
                 raise InvalidParameter(f"invalid filter '{key}'")
@@ -365,6 +359,8 @@ class ContainerService:
         reclaimed = 0
         with svc.lock.held():
             for c in svc.containers.containers():
+                if c.state.get("Running"):
+                    continue
                 labels = c.config.get("Labels") or {}
                 if until is not None and not c.created < until:
                     continue

@@ -92,3 +92,19 @@ def basic_registry(tmp_path_factory) -> Iterator[RunningRegistry]:
     """A registry with htpasswd Basic auth; user `alice`, password `wonderland`."""
     with start_registry(tmp_path_factory.mktemp("basic-registry"), users={"alice": "wonderland"}) as reg:
         yield reg
+
+
+@pytest.fixture
+def busybox(root: Path) -> str:
+    """The offline busybox image (tutorials.images), in this test's store; its ID."""
+    from tutorials.images import build_busybox
+
+    return build_busybox(Services.open(root))
+
+
+@pytest.fixture
+def this_layerfs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Containers mount with this checkout's layerfs (a monitor looks `layerfs` up in PATH)."""
+    import sys
+
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")

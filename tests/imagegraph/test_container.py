@@ -33,23 +33,43 @@ def test_create_builds_init_and_top_layers(svc: Services, base: str, tmp_path: P
     assert (meta / "init-id").read_text() == mount_id + "-init"
     assert (meta / "parent").read_text() == img.top_chain_id
     init = lo.layer_dir(mount_id + "-init") / "diff"
-    assert (init / "etc" / "hostname").read_text() == c.id[:12] + "\n"
-    hosts = (init / "etc" / "hosts").read_text()
-    assert hosts.startswith("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-    assert hosts.endswith(f"\t{c.id[:12]}\n")
-    assert (init / "etc" / "resolv.conf").read_text() == "nameserver 192.0.2.53\n"
-    assert (init / ".dockerenv").is_file() and (init / ".dockerenv").stat().st_size == 0
-    assert (init / "dev" / "console").is_file()
+    # moby's initlayer: empty placeholders (mode 0755), the mount points and the mtab link
+    for f in (".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf", "dev/console"):
+        st = (init / f).lstat()
+        assert stat.S_ISREG(st.st_mode) and st.st_size == 0 and stat.S_IMODE(st.st_mode) == 0o755, f
     for d in ("dev/pts", "dev/shm", "proc", "sys"):
-        assert (init / d).is_dir()
+        assert (init / d).is_dir() and not (init / d).is_symlink()
     assert os.readlink(init / "etc" / "mtab") == "/proc/mounts"
+    assert sorted(str(p.relative_to(init)) for p in init.rglob("*")) == [
+        ".dockerenv",
+        "dev",
+        "dev/console",
+        "dev/pts",
+        "dev/shm",
+        "etc",
+        "etc/hostname",
+        "etc/hosts",
+        "etc/mtab",
+        "etc/resolv.conf",
+        "proc",
+        "sys",
+    ]
     top = lo.layer_dir(mount_id)
     assert sorted(p.name for p in top.iterdir()) == ["diff", "merged", "work"]
     assert list((top / "diff").iterdir()) == []
+    # the real files, bind-mounted over the placeholders when the container starts
     cdir = lo.container_dir(c.id)
     assert (cdir / "hostname").read_text() == c.id[:12] + "\n"
-    assert (cdir / "hosts").read_text() == hosts
-    assert (cdir / "resolv.conf").read_text() == "nameserver 192.0.2.53\n"
+    assert (cdir / "hosts").read_text() == (
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\n"
+        "ff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+    )
+    assert (cdir / "resolv.conf").read_text().splitlines()[4:] == [
+        "nameserver 192.0.2.53",
+        "",
+        f"# Based on host file: '{resolv}' (legacy)",
+        "# Overrides: []",
+    ]
     cfg = json.loads((cdir / "config.v2.json").read_text())
     assert cfg["ID"] == c.id and cfg["Name"] == "/web" and cfg["Image"] == base
     assert cfg["Path"] == "/bin/sh" and cfg["Args"] == ["-c", "true"]
@@ -170,7 +190,8 @@ def test_mount_command_lines(svc: Services, base: str) -> None:
     assert cmd[-4:] == [
         "mount",
         "-o",
-        f"lowerdir={lower},upperdir={top}/diff,workdir={top}/work,initdir={lo.layer_dir(m.init_id)}/diff",
+        f"lowerdir={lower},upperdir={top}/diff,workdir={top}/work,initdir={lo.layer_dir(m.init_id)}/diff,"
+        f"whiteout={svc.layers.encoding}",
         f"{top}/merged",
     ]
     ov = svc.containers.mount_command(c, top / "merged", "overlay")
@@ -198,7 +219,7 @@ def _exercise_mount(svc: Services, driver: str) -> None:
     try:
         assert svc.containers.mountpoint(c) == merged
         assert (merged / "etc" / "motd").read_text() == "hello\n"  # image layer
-        assert (merged / "etc" / "hostname").read_text() == c.id[:12] + "\n"  # init layer wins
+        assert (merged / "etc" / "hostname").read_text() == ""  # the init layer's placeholder
         assert (merged / ".dockerenv").exists()
         (merged / "etc" / "motd").write_text("edited\n")
         (merged / "added").write_text("new")
@@ -219,7 +240,8 @@ def _exercise_mount(svc: Services, driver: str) -> None:
         assert (merged2 / "etc" / "motd").read_text() == "edited\n"
         assert (merged2 / "added").read_text() == "new"
         assert not (merged2 / "bin" / "sh").exists()
-        assert (merged2 / "etc" / "hostname").read_text() == c2.id[:12] + "\n"
+        assert (merged2 / "etc" / "hostname").read_text() == ""
+        assert (svc.layout.container_dir(c2.id) / "hostname").read_text() == c2.id[:12] + "\n"
     finally:
         svc.containers.umount(c2)
     new_layer = svc.layers.lower_dirs(img.top_chain_id)[0]

@@ -43,7 +43,7 @@ def test_create_inspect_and_ps(daemon: RunningDaemon, tmp_path: Path) -> None:
     info = json.loads(daemon.docker("inspect", "web").stdout)[0]
     assert info["Id"] == cid and info["Name"] == "/web" and info["Image"] == image_id
     assert info["State"]["Status"] == "created" and info["State"]["Running"] is False
-    assert info["Config"]["Env"] == ["BASE=1", "A=1"]  # the image's, then the request's
+    assert info["Config"]["Env"] == ["A=1", "BASE=1"]  # moby merge: the request's, then the image's other keys
     assert info["Config"]["Labels"] == {"team": "blue"}
     assert info["Config"]["WorkingDir"] == "/srv" and info["Config"]["Hostname"] == "box"
     assert info["Config"]["Cmd"] == ["/bin/sh"]  # from the image

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 from tutorials.checks import exercise_numbers, run_check
 from tutorials.lab import find_lab
@@ -12,9 +14,18 @@ from tutorials.runner import LabResult
 def check_after(number: str, folder: str, how: str, exercise: int | None = None, **env: str) -> list[str]:
     """Break a finished lab with the shell command `how`, run in `folder` with IMAGEGRAPH_ROOT
     set to the folder's store (plus `env`), and return what lab `number`'s self-check (or
-    exercise `exercise`'s) then finds there."""
+    exercise `exercise`'s) then finds there. The project's commands come first on PATH, as in
+    the runner: /usr/local/bin/imagegraph may be another checkout's, or missing."""
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
     exports = " ".join(f"{k}={v}" for k, v in {"IMAGEGRAPH_ROOT": "$PWD/store", **env}.items())
-    subprocess.run(f"export {exports}; {how}", shell=True, cwd=folder, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        f"export {exports}; {how}",
+        shell=True,
+        cwd=folder,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PATH": path},
+    )
     return run_check(number, folder, exercise)
 
 

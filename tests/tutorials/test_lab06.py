@@ -25,6 +25,8 @@ INIT = "store/layerfs/$(cat store/image/layerfs/layerdb/mounts/*/init-id)/diff"
     [
         ("imagegraph rm web", "no container named web"),
         (f"rm {INIT}/etc/hostname", "-init/diff/etc/hostname is missing: create writes it into the init layer"),
+        (f"echo web > {INIT}/etc/hosts", "-init/diff/etc/hosts holds 'web\\n', expected '': create writes it"),
+        ("for f in store/containers/*/hostname; do echo x > $f; done", "/hostname holds 'x\\n', expected"),
         (f"rm {UPPER}/etc/os-release", "has no whiteout for etc/os-release"),
         (f"rm {UPPER}/etc/os-release", "web's merged view: /etc/os-release is still visible"),
         (

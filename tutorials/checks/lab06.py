@@ -46,9 +46,13 @@ def check(folder: str) -> list[str]:
         return c.problems
     init, upper = dirs
     for name in INIT_FILES:
-        c.need_file(rel(init + name), "create writes it into the init layer (初始化层)")
-    hostname = web["ID"][:12] + "\n"
-    c.need_file(rel(init + "/etc/hostname"), "a container's hostname is its short ID", hostname)
+        c.need_file(rel(init + name), "create writes it into the init layer (初始化层), an empty placeholder", "")
+    cdir = os.path.join(store.root, "containers", web["ID"])
+    c.need_file(
+        rel(os.path.join(cdir, "hostname")),
+        "the container's real hostname (its short ID) lives beside its record, bind-mounted at start",
+        web["ID"][:12] + "\n",
+    )
     c.need_file(
         rel(upper + "/var/log/app.log"),
         "step 4 writes it through the merged view into the top layer (读写层)",

@@ -75,8 +75,11 @@ def check(folder: str) -> list[str]:
     view = store.union(new, extra_top=[upper, init])
     c.need_served_by(view, "/etc/app.conf", rel(top), "prod's merged view", "a new container sees the committed change")
     c.need_hidden(view, "/etc/os-release", "prod's merged view", "the committed whiteout hides the base's file")
+    c.need_file(rel(init + "/etc/hostname"), "prod gets its own init layer, with its own placeholders", "")
     c.need_file(
-        rel(init + "/etc/hostname"), "prod gets its own init layer, with its own hostname", prod["ID"][:12] + "\n"
+        rel(os.path.join(store.root, "containers", prod["ID"], "hostname")),
+        "prod has its own hostname, its short ID, kept beside its record",
+        prod["ID"][:12] + "\n",
     )
     return c.problems
 

@@ -50,6 +50,12 @@ class BodyReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    @property
+    def raw(self) -> io.BufferedIOBase:
+        """The connection's reader past this body: a hijacked stream (attach, exec) reads on
+        from here, so bytes the server's buffer already holds are not lost."""
+        return self._rfile
+
     def _next_chunk(self) -> None:
         line = self._rfile.readline(1024)
         if not line.endswith(b"\n"):

@@ -1,8 +1,9 @@
-"""The container router (moby api/server/router/container), for containers that do not run yet.
+"""The container router (moby api/server/router/container).
 
-`init_routes` lists the routes of this issue; the runtime's routes (start, stop, kill, restart,
-wait, resize, attach, logs, top, exec…) are added where marked, with `add_routes`, by the
-code that runs containers. A hijacking handler (attach, exec start) calls `w.hijack()` and
+Here the routes of containers as things on disk (create, list, inspect, diff, commit, export,
+archive, rename, rm, prune); the routes of running containers (start, stop, kill, restart,
+wait, resize, attach, logs, top, exec) are the handlers of `container_run.ContainerRunRoutes`,
+which this router is too. A hijacking handler (attach, exec start) calls `w.hijack()` and
 then speaks on `r.connection`.
 """
 
@@ -24,6 +25,7 @@ from ..httputils import (
     write_json,
 )
 from . import Router, new_delete_route, new_get_route, new_head_route, new_post_route, new_put_route
+from .container_run import ContainerRunRoutes
 
 if TYPE_CHECKING:
     from ...daemon import Daemon
@@ -48,7 +50,7 @@ def _negotiate_encoding(accept: str) -> str:
     return ""
 
 
-class ContainerRouter(Router):
+class ContainerRouter(ContainerRunRoutes, Router):
     def __init__(self, daemon: Daemon) -> None:
         self.backend = daemon
         super().__init__()
@@ -72,9 +74,10 @@ class ContainerRouter(Router):
             new_put_route("/containers/{name:.*}/archive", self.putContainersArchive),
             # DELETE
             new_delete_route("/containers/{name:.*}", self.deleteContainers),
-            # Running containers (start, stop, kill, restart, wait, resize, attach, logs, top,
-            # exec, /exec/{id}/…) are added here by the runtime, with add_routes, before the
-            # catch-all DELETE above matters: routes match by method, so order among methods is free.
+            # Running containers: start, stop, kill, restart, wait, resize, attach, logs, top,
+            # exec and /exec/{id}/… (container_run.py). Routes match by method, so the catch-all
+            # DELETE above takes none of them.
+            *self.run_routes(),
         ]
 
     # ---- create, list, inspect ---------------------------------------------------------------------
@@ -134,7 +137,7 @@ class ContainerRouter(Router):
             r.get("author"),
             r.get("comment"),
             r.values("changes"),
-            config,  # `pause` is moot: nothing runs
+            config,  # `pause` is not honoured: a running container is not frozen while its layer is read
         )
         write_json(w, 201, {"Id": image_id})
 
