@@ -61,6 +61,18 @@ UPPER_OF_WEB = (
             "imagegraph rm web2 && imagegraph import -m other ./rootfs other && imagegraph create --name web2 other x",
             "web2 was not made from tiny",
         ),
+        (
+            1,
+            "for c in store/containers/*; do echo x > $c/hostname; done",
+            "/hostname holds 'x\\n', expected",
+        ),
+        (
+            1,
+            "echo web2 > $(imagegraph inspect web2 | python3 -c "
+            "\"import json,sys; print(json.load(sys.stdin)[0]['GraphDriver']['Data']['LowerDir'].split(':')[0])\")"
+            "/etc/hostname",
+            "web2's init layer has the same empty placeholder",
+        ),
         (2, f"rm {UPPER_OF_WEB}/etc/hosts", "/etc/hosts is missing: the write copies hosts up"),
         (2, "imagegraph mount web", "is still mounted: imagegraph umount web"),
         (3, "echo .dockerenv >> image-only.txt", "image-only.txt holds"),

@@ -91,7 +91,7 @@ def _web(c: Checker, folder: str) -> tuple[Store, dict] | None:
 
 
 def exercise_1(folder: str) -> list[str]:
-    """A second container: an init layer of its own, with its own hostname."""
+    """A second container: an init layer of its own (empty placeholders), its own hostname."""
     c = Checker(folder)
     found = _web(c, folder)
     if found is None:
@@ -110,7 +110,9 @@ def exercise_1(folder: str) -> list[str]:
     rel = lambda p: os.path.relpath(p, folder)  # noqa: E731
     if dirs[0] == dirs2[0]:
         c.problem("web and web2 share one init layer: each container gets its own")
-    c.need_file(rel(dirs2[0] + "/etc/hostname"), "web2's hostname is its own short ID", web2["ID"][:12] + "\n")
+    c.need_file(rel(dirs2[0] + "/etc/hostname"), "web2's init layer has the same empty placeholder as web's", "")
+    cdir2 = os.path.join(store.root, "containers", web2["ID"])
+    c.need_file(rel(cdir2 + "/hostname"), "web2's real hostname is its own short ID", web2["ID"][:12] + "\n")
     return c.problems
 
 
