@@ -60,6 +60,12 @@ def test_an_exercise_not_done_fails_its_check(lab_copy, exercise):
         (1, "imagegraph rmi tiny-app2", "no image tagged tiny-app2:latest"),
         (1, "imagegraph tag tiny tiny-app2", "tiny-app2's layers are not tiny-app's"),
         (2, "imagegraph tag tiny-app leaky", "/etc/hosts is missing: the changed /etc/hosts was copied"),
+        (
+            2,
+            ": > $(imagegraph inspect leaky | python3 -c "
+            "\"import json,sys; print(json.load(sys.stdin)[0]['GraphDriver']['Data']['UpperDir'])\")/etc/hosts",
+            "/etc/hosts has no line of yours",
+        ),
         (3, "imagegraph create --name dev tiny /bin/sh", "container dev still exists"),
         (3, "mkdir store/layerfs/0123456789abcdef", "store/layerfs still has 0123456789ab…"),
     ],

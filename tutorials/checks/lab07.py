@@ -120,7 +120,7 @@ def exercise_2(folder: str) -> list[str]:
     rel = os.path.relpath(top + "/etc/hosts", folder)
     if c.need_file(rel, "the changed /etc/hosts was copied into dev's top layer, so commit packs it"):
         with open(top + "/etc/hosts", encoding="utf-8", errors="replace") as f:
-            if len(f.read().splitlines()) < 3:
+            if not f.read().strip():  # the init layer's placeholder is empty: any line is the student's
                 c.problem(f"{rel} has no line of yours: append one through the mount before the commit")
     return c.problems
 
