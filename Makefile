@@ -5,8 +5,14 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
+# The shared install: Debian's own python3 (one every user can run; a pyenv or a venv in
+# root's home is not), a venv in SHARED with the tools and the labs, on every user's PATH.
+SHARED        ?= /opt/layerlab
+SYSTEM_PYTHON ?= /usr/bin/python3
+PROFILE       ?= /etc/profile.d/layerlab.sh
+BINDIR        ?= /usr/local/bin
 
-.PHONY: setup system demo test lint unit install conformance bench bench-quick clean busybox
+.PHONY: setup system demo test lint unit install install-shared shared-venv conformance bench bench-quick clean busybox
 
 setup: system $(STAMP) bytecode install-if-root
 
@@ -36,6 +42,28 @@ install: $(STAMP)
 .PHONY: install-if-root
 install-if-root: $(STAMP)
 	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) -s install; fi
+
+# One command, as root, for a classroom server: `sudo make install-shared`. Every user then
+# has layerfs, imagegraph and `python -m tutorials` on PATH (new logins read $(PROFILE)).
+install-shared: system
+	@test "$$(id -u)" -eq 0 || { echo "layerlab: install-shared writes $(SHARED) and $(PROFILE): run it as root (sudo make install-shared)" >&2; exit 1; }
+	@$(MAKE) -s shared-venv SHARED=$(SHARED) SYSTEM_PYTHON=$(SYSTEM_PYTHON)
+	@printf '%s\n' '# layerlab (make install-shared): its tools and labs on every user'"'"'s PATH' \
+	  'case ":$$PATH:" in *":$(SHARED)/bin:"*) ;; *) PATH="$(SHARED)/bin:$$PATH" ;; esac' 'export PATH' > $(PROFILE)
+	@chmod 644 $(PROFILE)
+	@ln -sf "$(SHARED)/bin/layerfs" $(BINDIR)/layerfs
+	@ln -sf "$(SHARED)/bin/imagegraph" $(BINDIR)/imagegraph
+	@echo "layerlab: installed in $(SHARED) for every user; log in again, or run: . $(PROFILE)"
+
+# The venv alone (also what the tests build in a scratch folder to run the labs as uid 1000).
+# A copy of the project, not an editable link: it must not depend on this checkout's folder.
+shared-venv:
+	@test -x "$(SHARED)/bin/python" || $(SYSTEM_PYTHON) -m venv "$(SHARED)"
+	@"$(SHARED)/bin/python" -m pip install -q --upgrade pip >/dev/null
+	@"$(SHARED)/bin/python" -m pip install -q --force-reinstall --no-deps "$(CURDIR)" >/dev/null
+	@"$(SHARED)/bin/python" -m pip install -q "$(CURDIR)" >/dev/null
+	@rm -rf "$(CURDIR)/build"
+	@chmod -R a+rX "$(SHARED)"
 
 demo: setup
 	@$(PY) -m unionfs.demo

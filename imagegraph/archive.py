@@ -14,6 +14,7 @@ that is renamed into place only when the whole tar was good.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import io
 import json
@@ -58,9 +59,20 @@ class ByteStream(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+@functools.cache
 def default_encoding() -> str:
-    """Overlay marks need root (mknod, trusted.* xattrs); other users get the aufs/OCI files."""
-    return ENCODING_OVERLAY if os.geteuid() == 0 else ENCODING_AUFS
+    """The kernel's marks where this process can write them: root always; another user where
+    the kernel lets anyone make the 0/0 whiteout device (Linux 5.8 and later), with
+    `user.overlay.*` xattrs, as the kernel's OverlayFS itself does with `userxattr`. Else the
+    aufs/OCI `.wh.` files, which need no privilege."""
+    if os.geteuid() == 0:
+        return ENCODING_OVERLAY
+    try:
+        with tempfile.TemporaryDirectory(prefix="imagegraph-probe-") as d:
+            os.mknod(os.path.join(d, "wh"), stat.S_IFCHR | 0o600, os.makedev(0, 0))
+    except OSError:
+        return ENCODING_AUFS
+    return ENCODING_OVERLAY
 
 
 # --------------------------------------------------------------------------------------

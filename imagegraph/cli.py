@@ -22,6 +22,8 @@ from typing import Any, NoReturn
 
 from . import cli_build, cli_distribution, cli_run
 from . import graph as graph_mod
+from . import render as render_mod
+from . import stack as stack_mod
 from .archive import ArchiveError
 from .commands import DAEMON_PREFIX, CLIError, CommandTable, Context, UsageError, package_version
 from .container import KIND_LETTER, ContainerError
@@ -475,16 +477,65 @@ def cmd_umount(a: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _setup_graph(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=("text", "dot"), default="text")
+def _setup_picture(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        choices=render_mod.FORMATS,
+        default="text",
+        help="text (for terminals), dot (Graphviz's language), svg or png (drawn by Graphviz)",
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
 
 
-@command("graph", "Show images as a tree of parents and bases, with shared layers", readonly=True, setup=_setup_graph)
+def _emit(ctx: Context, a: argparse.Namespace, text: str, dot: str) -> int:
+    """Write the text, the DOT, or the picture Graphviz draws from it, where -o says."""
+    if a.format in render_mod.PICTURES:
+        data = render_mod.render(dot, a.format)
+    else:
+        body = text if a.format == "text" else dot
+        data = (body if body.endswith("\n") else body + "\n").encode("utf-8")
+    if a.output:
+        tmp = f"{a.output}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, a.output)
+        return 0
+    if a.format == "png" and getattr(ctx.out, "isatty", lambda: False)():
+        raise CLIError("--format png writes binary data: redirect it to a file, or use -o FILE")
+    buffer = getattr(ctx.out, "buffer", None)
+    if buffer is not None:
+        ctx.out.flush()
+        buffer.write(data)
+        buffer.flush()
+    else:
+        ctx.out.write(data.decode("utf-8", "replace"))
+    return 0
+
+
+@command("graph", "Show images as a tree of parents and bases, with shared layers", readonly=True, setup=_setup_picture)
 def cmd_graph(a: argparse.Namespace, ctx: Context) -> int:
     images = ctx.svc.graph_images()
-    text = graph_mod.render_dot(images) if a.format == "dot" else graph_mod.render_text(images)
-    ctx.out.write(text if text.endswith("\n") else text + "\n")
-    return 0
+    text = graph_mod.render_text(images) if a.format == "text" else ""
+    dot = graph_mod.render_dot(images) if a.format != "text" else ""
+    return _emit(ctx, a, text, dot)
+
+
+def _setup_stack(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="IMAGE|CONTAINER")
+    _setup_picture(p)
+
+
+@command(
+    "stack",
+    "Draw the layers of an image or a container, top first, beside their union mount",
+    readonly=True,
+    setup=_setup_stack,
+)
+def cmd_stack(a: argparse.Namespace, ctx: Context) -> int:
+    stack = stack_mod.stack_of(ctx.svc, a.name)
+    text = stack_mod.render_text(stack) if a.format == "text" else ""
+    dot = stack_mod.render_dot(stack) if a.format != "text" else ""
+    return _emit(ctx, a, text, dot)
 
 
 # ---- the daemon ------------------------------------------------------------------------------------
@@ -569,7 +620,7 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
     except UsageError as exc:
         err.write(f"{exc}\n")
         return 125
-    except (CLIError, ClientError) as exc:
+    except (CLIError, ClientError, render_mod.RenderError) as exc:
         err.write(f"{exc}\n")
         return 1
     except StoreError as exc:

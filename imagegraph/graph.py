@@ -6,6 +6,10 @@ shows the parent links (who was committed on top of whom); the second part shows
 the tree cannot: layers used by images that are not each other's ancestors, which is
 how two independently pulled images share disk space.
 
+"Base image" means what the seed means: the bottom image of a stack, with no parent image
+and so one layer (基础镜像). An image with no parent here but several layers (pulled or
+loaded: Docker keeps no parent for those either) is called just that, "no parent image".
+
 The input is a small model of its own (GraphImage), so the renderer needs no store.
 """
 
@@ -167,12 +171,29 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _is_base(img: GraphImage) -> bool:
+    """The seed's base image: no parent image, so nothing below its one layer."""
+    return img.parent is None and len(img.layers) <= 1
+
+
+def _root_text(g: _Graph, img: GraphImage) -> str:
+    kind = "base image" if _is_base(img) else "no parent image"
+    return f"{kind}, {_plural(len(g.own[img.id]), 'layer')}"
+
+
+HEADER = "Images (roots have no parent image here; each child was built on its parent):"
+NO_PARENT_NOTE = (
+    "no parent image: it came whole (pulled or loaded), so no image here holds the layers below its top;\n"
+    "Docker shows an empty Parent for it too. A base image (基础镜像) is the bottom of a stack: no parent, one layer."
+)
+
+
 def _node_text(g: _Graph, i: str) -> str:
     img = g.images[i]
     parts = [short_id(img.id), _label(img)]
     own = len(g.own[i])
     if img.parent is None:
-        parts.append(f"base image, {_plural(own, 'layer')}")
+        parts.append(_root_text(g, img))
     else:
         parts.append(f"+{_plural(own, 'layer')} ({len(img.layers)} in all)")
     for j, n in sorted(g.cross[i].items(), key=lambda kv: _sort_key(g.images[kv[0]])):
@@ -187,7 +208,7 @@ def render_text(images: Sequence[GraphImage]) -> str:
     g = _build(images)
     if not g.images:
         return "No images.\n"
-    lines = ["Images (base images first; each child was built on its parent):", ""]
+    lines = [HEADER, ""]
 
     shown: set[str] = set()
 
@@ -205,6 +226,9 @@ def render_text(images: Sequence[GraphImage]) -> str:
 
     for r in g.roots:
         walk(r, "", True, True)
+    if any(g.images[r].parent is None and not _is_base(g.images[r]) for r in g.roots):
+        lines.append("")
+        lines.extend(NO_PARENT_NOTE.split("\n"))
 
     shared = [(layer, ids) for layer, ids in g.users.items() if len(ids) > 1]
     lines.append("")
@@ -245,9 +269,12 @@ def render_dot(images: Sequence[GraphImage]) -> str:
         img = g.images[i]
         own = len(g.own[i])
         lines = [short_id(img.id), _label(img)]
-        if img.parent is None:
-            lines.append(f"base image, {_plural(own, 'layer')}")
+        if _is_base(img):
+            lines.append(_root_text(g, img))
             attrs = 'fillcolor="#dde8f5", peripheries=2'
+        elif img.parent is None:
+            lines.append(_root_text(g, img))
+            attrs = 'fillcolor="#eef3f9", style="rounded,filled,dashed"'
         else:
             lines.append(f"+{_plural(own, 'layer')} ({len(img.layers)} in all)")
             attrs = 'fillcolor="#ffffff"'

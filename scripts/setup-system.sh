@@ -11,7 +11,7 @@ set -euo pipefail
 # (tests/unionfs/test_podman.py), with what they need here: an OCI runtime (crun, runc), conmon,
 # the CNI plugins, slirp4netns and newuidmap (uidmap).
 packages=(fuse3 libfuse3-3 fuse-overlayfs unionfs-fuse docker-registry skopeo umoci
-          tree attr graphviz apache2-utils python3-venv curl
+          tree attr graphviz fonts-wqy-microhei apache2-utils python3-venv curl
           podman buildah crun runc conmon containernetworking-plugins slirp4netns uidmap
           busybox-static procps)
 

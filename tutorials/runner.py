@@ -9,11 +9,14 @@ under the scratch folder is unmounted and the shell (with anything it left runni
 from __future__ import annotations
 
 import difflib
+import functools
 import os
+import pwd
 import secrets
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -24,44 +27,109 @@ from typing import TextIO
 from imagegraph.runtime.state import start_time
 from unionfs.mountinfo import mounts
 
+from .checks import CheckError, has_check, run_check
 from .lab import Lab, Step
 from .normalize import normalize
 
 STEP_TIMEOUT = 120.0
 
 
-# -- what this machine can do -------------------------------------------------------------
+# -- what this machine can do, for this user ---------------------------------------------
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def user_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
 def fuse_missing() -> str | None:
-    """Why a FUSE mount cannot be made here (None: it can)."""
+    """Why this user cannot make a FUSE mount here (None: they can). /dev/fuse is opened, not
+    only looked at: a device that exists with mode 0600 is root's alone."""
     if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse does not exist"
+        return "/dev/fuse does not exist (no FUSE in this machine or container)"
     if not (shutil.which("fusermount3") or shutil.which("fusermount")):
         return "fusermount3 is not installed (apt-get install fuse3)"
+    try:
+        os.close(os.open("/dev/fuse", os.O_RDWR))
+    except OSError as exc:
+        mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+        return (
+            f"/dev/fuse cannot be opened by {user_name()} ({exc.strerror}; mode {mode:04o}): "
+            "stock Debian and Ubuntu make it 0666, ask the administrator"
+        )
     return None
 
 
+@functools.cache
+def userns_missing() -> str | None:
+    """Why this user cannot make a user namespace with its own mounts (`unshare -Urm`)."""
+    if not shutil.which("unshare"):
+        return "unshare is not installed (util-linux)"
+    try:
+        proc = subprocess.run(["unshare", "-Urm", "true"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare -Urm failed: {exc}"
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        return "user namespaces are not allowed here: " + (lines[-1] if lines else f"exit status {proc.returncode}")
+    return None
+
+
+@functools.cache
 def kernel_overlay_missing() -> str | None:
-    if os.geteuid() != 0:
-        return "the kernel's OverlayFS needs root"
+    """Why this user cannot mount the kernel's OverlayFS: root mounts it, an ordinary user in a
+    user namespace of their own (`unshare -Urm`, with the `userxattr` option)."""
     try:
         with open("/proc/filesystems", encoding="ascii") as f:
             if "overlay" not in f.read():
                 return "this kernel has no overlay filesystem"
     except OSError as exc:
         return str(exc)
+    if is_root():
+        return None
+    reason = userns_missing()
+    if reason:
+        return f"the kernel's OverlayFS needs root, or a user namespace: {reason}"
+    with tempfile.TemporaryDirectory(prefix="layerlab-probe-") as d:
+        for name in ("l", "u", "w", "m"):
+            os.mkdir(os.path.join(d, name))
+        opts = f"lowerdir={d}/l,upperdir={d}/u,workdir={d}/w,userxattr"
+        proc = subprocess.run(
+            ["unshare", "-Urm", "mount", "-t", "overlay", "overlay", "-o", opts, f"{d}/m"],
+            capture_output=True,
+            text=True,
+        )
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        return "the kernel refuses OverlayFS in a user namespace: " + (lines[-1] if lines else "")
+    return None
+
+
+def registry_missing() -> str | None:
+    if not shutil.which("docker-registry"):
+        return "docker-registry is not installed"
+    if not shutil.which("htpasswd"):
+        return "htpasswd is not installed (apache2-utils)"
     return None
 
 
 def missing(need: str) -> str | None:
-    """Why requirement `need` (fuse, root, kernel-overlay, registry, docker, tree) is not met, or None."""
+    """Why requirement `need` (fuse, root, kernel-overlay, userns, registry, docker, tree) is not
+    met for this user, or None."""
     if need == "fuse":
         return fuse_missing()
     if need == "root":
-        return None if os.geteuid() == 0 else "needs root"
+        return None if is_root() else "needs root"
     if need == "kernel-overlay":
         return kernel_overlay_missing()
+    if need == "userns":
+        return None if is_root() else userns_missing()
     if need == "registry":
-        return None if shutil.which("docker-registry") else "docker-registry is not installed"
+        return registry_missing()
     if need == "docker":
         return None if shutil.which("docker") else "the docker CLI is not installed (make setup installs docker.io's)"
     if need == "tree":
@@ -203,26 +271,46 @@ class StepResult:
 
 
 @dataclass
+class CheckResult:
+    """One self-check the runner ran: the lab's (exercise None) or an exercise's."""
+
+    label: str
+    exercise: int | None
+    status: str  # "ok", "FAIL", "skip"
+    problems: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
 class LabResult:
     lab: Lab
     results: list[StepResult] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
     seconds: float = 0.0
     error: str = ""
     home: str = ""  # the scratch HOME (removed after the run unless kept)
 
     @property
     def ok(self) -> bool:
-        return not self.error and all(r.status != "FAIL" for r in self.results)
+        return (
+            not self.error
+            and all(r.status != "FAIL" for r in self.results)
+            and all(c.status != "FAIL" for c in self.checks)
+        )
 
     @property
     def failed(self) -> list[StepResult]:
         return [r for r in self.results if r.status == "FAIL"]
 
+    @property
+    def folder(self) -> str:
+        return self.lab.folder(self.home)
+
 
 def lab_environment(home: str) -> dict[str, str]:
     """The student's environment: the project's commands first on PATH, UTF-8 tree drawing,
     HOME in the scratch folder (so ~/.docker and stores stay inside it)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEGRAPH_", "LAYERFS_", "PYTEST_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGEGRAPH_", "LAYERFS_", "PYTEST_", "NO_COLOR"))}
     bindir = os.path.dirname(sys.executable)
     env.update(
         HOME=home,
@@ -238,9 +326,11 @@ def lab_environment(home: str) -> dict[str, str]:
     return env
 
 
-def compare(step: Step, output: str, status: int, scratch: str, where: str) -> str:
-    """A unified diff of the normalised texts (empty when they match)."""
-    want, got = normalize(step.expected, scratch), normalize(output, scratch)
+def compare(step: Step, output: str, status: int, scratch: str, where: str, root: bool | None = None) -> str:
+    """A unified diff of the normalised texts (empty when they match). The expected text is
+    the page's block for this kind of user (`text as=user` for an ordinary user, if given)."""
+    root = is_root() if root is None else root
+    want, got = normalize(step.expected_for(root), scratch), normalize(output, scratch)
     diff = "".join(
         difflib.unified_diff(
             want.splitlines(keepends=True),
@@ -257,10 +347,94 @@ def compare(step: Step, output: str, status: int, scratch: str, where: str) -> s
     return diff
 
 
+@dataclass
+class _Session:
+    """One run's shell, output and state while its steps and checks go by."""
+
+    lab: Lab
+    shell: Shell
+    home: str
+    out: TextIO
+    result: LabResult
+    keep_going: bool
+    timeout: float
+    failed: bool = False
+    count: int = 0
+
+    def steps(self, steps: tuple[Step, ...]) -> bool:
+        """Run `steps` in order; False if one failed (or was not run because of that)."""
+        root = is_root()
+        ran_all = True
+        for step in steps:
+            if not step.runs_for(root):
+                continue  # the page's form for the other kind of user
+            self.count += 1
+            first = step.command.strip().splitlines()[0]
+            where = f"{step.source}:{step.line}"
+            reason = next((r for r in (missing(n) for n in sorted(step.needs)) if r), None)
+            if self.failed and not self.keep_going:
+                reason = "an earlier step failed"
+            if reason:
+                self.result.results.append(StepResult(step, "skip", reason=reason))
+                self.out.write(f"  skip  {self.count:2d}  {where:<22} {first}  ({reason})\n")
+                ran_all = False
+                continue
+            t0 = time.monotonic()
+            try:
+                output, status = self.shell.run(step.command, self.timeout)
+            except StepTimeout as exc:
+                output, status = str(exc), -1
+            seconds = time.monotonic() - t0
+            diff = compare(step, output, status, self.home, where, root)
+            state = "FAIL" if diff else "ok"
+            self.result.results.append(StepResult(step, state, seconds, output, status, diff))
+            self.out.write(f"  {state:<4}  {self.count:2d}  {where:<22} {first}  ({seconds:.2f}s)\n")
+            if diff:
+                self.failed = True
+                ran_all = False
+                self.out.write("".join("        " + line for line in diff.splitlines(keepends=True)))
+            self.out.flush()
+        return ran_all and not self.failed
+
+    def check(self, label: str, exercise: int | None, folder: str, skip: str = "") -> bool:
+        """Run the lab's (or an exercise's) self-check on `folder`, as a student would."""
+        if self.failed and not skip:
+            skip = "an earlier step failed"
+        if skip:
+            self.result.checks.append(CheckResult(label, exercise, "skip", reason=skip))
+            self.out.write(f"  skip  check  {label}  ({skip})\n")
+            return False
+        if exercise is None and not has_check(self.lab.number):
+            self.result.checks.append(CheckResult(label, exercise, "skip", reason="no self-check"))
+            self.out.write(f"  skip  check  {label}  (no self-check)\n")
+            return False
+        try:
+            problems = run_check(self.lab.number, folder, exercise)
+        except CheckError as exc:
+            problems = [str(exc)]
+        state = "FAIL" if problems else "ok"
+        self.result.checks.append(CheckResult(label, exercise, state, problems))
+        self.out.write(f"  {state:<4}  check  {label}\n")
+        for problem in problems:
+            self.out.write(f"        {problem}\n")
+        if problems:
+            self.failed = True
+        self.out.flush()
+        return not problems
+
+
 def run_lab(
-    lab: Lab, out: TextIO = sys.stdout, keep: bool = False, keep_going: bool = False, timeout: float = STEP_TIMEOUT
+    lab: Lab,
+    out: TextIO = sys.stdout,
+    keep: bool = False,
+    keep_going: bool = False,
+    timeout: float = STEP_TIMEOUT,
+    exercises: bool = True,
+    checks: bool = True,
 ) -> LabResult:
-    """Run every step of `lab` in a fresh scratch folder; print progress and diffs to `out`."""
+    """Run every step of `lab` in a fresh scratch folder, then its self-check; then each
+    exercise's worked answer and the exercise's check; then the lab's check once more (doing the
+    exercises must not break the lab). Progress and diffs go to `out`."""
     result = LabResult(lab)
     for need in sorted(lab.needs):
         reason = missing(need)
@@ -273,35 +447,23 @@ def run_lab(
     os.mkdir(home)
     os.mkdir(private)
     result.home = home
-    out.write(f"lab {lab.number}: {lab.title}  (scratch folder {home})\n")
+    who = "root" if is_root() else f"{user_name()}, not root"
+    out.write(f"lab {lab.number}: {lab.title}  (as {who}; scratch folder {home})\n")
     started = time.monotonic()
     shell = Shell(home, lab_environment(home), private)
+    session = _Session(lab, shell, home, out, result, keep_going, timeout)
     try:
-        failed = False
-        for number, step in enumerate(lab.steps, 1):
-            first = step.command.strip().splitlines()[0]
-            where = f"{os.path.basename(lab.path)}:{step.line}"
-            reason = next((r for r in (missing(n) for n in sorted(step.needs)) if r), None)
-            if failed and not keep_going:
-                reason = "an earlier step failed"
-            if reason:
-                result.results.append(StepResult(step, "skip", reason=reason))
-                out.write(f"  skip  {number:2d}  {where:<22} {first}  ({reason})\n")
-                continue
-            t0 = time.monotonic()
-            try:
-                output, status = shell.run(step.command, timeout)
-            except StepTimeout as exc:
-                output, status = str(exc), -1
-            seconds = time.monotonic() - t0
-            diff = compare(step, output, status, home, where)
-            state = "FAIL" if diff else "ok"
-            result.results.append(StepResult(step, state, seconds, output, status, diff))
-            out.write(f"  {state:<4}  {number:2d}  {where:<22} {first}  ({seconds:.2f}s)\n")
-            if diff:
-                failed = True
-                out.write("".join("        " + line for line in diff.splitlines(keepends=True)))
-            out.flush()
+        session.steps(lab.steps)
+        if checks:
+            session.check(f"lab {lab.number}", None, lab.folder(home))
+        answers = lab.exercises() if exercises else []
+        for exercise in answers:
+            done = session.steps(exercise.steps)
+            if checks:
+                skip = "" if done or session.failed else "its answer was not run here"
+                session.check(f"exercise {exercise.number}", exercise.number, lab.folder(home, exercise.number), skip)
+        if checks and answers:
+            session.check(f"lab {lab.number} after the exercises", None, lab.folder(home))
     finally:
         shell.close()
         stuck = unmount_all(base)
@@ -314,9 +476,10 @@ def run_lab(
         else:
             shutil.rmtree(base, ignore_errors=True)
     skipped = sum(r.status == "skip" for r in result.results)
+    failed_checks = sum(c.status == "FAIL" for c in result.checks)
     verdict = "ok" if result.ok else "FAILED"
     out.write(
-        f"lab {lab.number} {verdict}: {len(lab.steps)} steps, {len(result.failed)} failed, "
-        f"{skipped} skipped, {result.seconds:.1f}s\n"
+        f"lab {lab.number} {verdict}: {session.count} steps, {len(result.failed)} failed, "
+        f"{skipped} skipped; {len(result.checks)} checks, {failed_checks} failed; {result.seconds:.1f}s\n"
     )
     return result

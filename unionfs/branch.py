@@ -1,8 +1,10 @@
 """One layer directory, and the marks that live in it: whiteouts, opaque dirs, redirects.
 
-Both encodings are always read, so that OCI-extracted layers (``.wh.`` files) and kernel
-OverlayFS upper dirs (char device 0/0, ``overlay.*`` xattrs) both work as layers. What is
-written depends on the union's encoding.
+The kernel's marks (char device 0/0, ``overlay.*`` xattrs) are always read. The aufs/OCI
+marks (``.wh.NAME`` files, ``.wh..wh..opq``) are read where the union says ``.wh.`` names are
+marks (`wh_files`): always in the aufs dialect; in the overlay dialect only with
+``whiteout=aufs`` (layers unpacked from OCI tars), because the kernel's OverlayFS treats a
+``.wh.x`` as an ordinary file named ``.wh.x``. What is written depends on the union's encoding.
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ class XattrNames:
         return self.from_real(name) is not None
 
 
-def is_reserved_name(name: str) -> bool:
-    """Names that no user may create or see: the aufs/OCI whiteout namespace."""
-    return name.startswith(WH_PREFIX)
+def is_reserved_name(name: str, wh_files: bool = True) -> bool:
+    """Names that no user may create or see: the aufs/OCI whiteout namespace, where `.wh.`
+    names are marks (`wh_files`); in the kernel's encoding they are ordinary names."""
+    return wh_files and name.startswith(WH_PREFIX)
 
 
 def is_whiteout_stat(st: os.stat_result) -> bool:
@@ -112,20 +115,24 @@ def lstat_or_none(path: str) -> os.stat_result | None:
         return None
 
 
-def aufs_whiteout_exists(real_dir: str, name: str) -> bool:
-    """Is there an aufs/OCI whiteout ``.wh.NAME`` (a regular file) for `name` in `real_dir`?"""
+def aufs_whiteout_exists(real_dir: str, name: str, wh_files: bool = True) -> bool:
+    """Is there an aufs/OCI whiteout ``.wh.NAME`` (a regular file) for `name` in `real_dir`?
+    (Never where `.wh.` names are ordinary files: `wh_files` False.)"""
+    if not wh_files:
+        return False
     if len(os.fsencode(WH_PREFIX + name)) > 255:
         return False  # longer than NAME_MAX: no such file can exist (lstat says ENAMETOOLONG)
     st = lstat_or_none(os.path.join(real_dir, WH_PREFIX + name))
     return st is not None and stat.S_ISREG(st.st_mode)
 
 
-def is_opaque_dir(real_dir: str) -> bool:
-    """Opaque by ``.wh..wh..opq`` or by ``overlay.opaque=y`` (trusted or user)."""
+def is_opaque_dir(real_dir: str, wh_files: bool = True) -> bool:
+    """Opaque by ``overlay.opaque=y`` (trusted or user), or by ``.wh..wh..opq`` where `.wh.`
+    names are marks."""
     for attr in OPAQUE_XATTRS:
         if _getxattr(real_dir, attr) == b"y":
             return True
-    return lstat_or_none(os.path.join(real_dir, WH_OPAQUE)) is not None
+    return wh_files and lstat_or_none(os.path.join(real_dir, WH_OPAQUE)) is not None
 
 
 def read_redirect(real_dir: str) -> str | None:
@@ -166,6 +173,11 @@ class MarkWriter:
     @property
     def writes_char_whiteouts(self) -> bool:
         return not self.aufs_encoding and self.can_mknod
+
+    @property
+    def writes_wh_files(self) -> bool:
+        """Does it write `.wh.` whiteouts (so the union must read them as marks)?"""
+        return not self.writes_char_whiteouts
 
     def whiteout_in(self, real_dir: str, name: str) -> None:
         """Write a whiteout for `name` into `real_dir` (which has no entry `name`)."""

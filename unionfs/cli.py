@@ -7,9 +7,10 @@ and `-V`/`--version` live in `cli_mount`. Every error is one line on stderr and 
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from .options import OptionError
 
@@ -43,11 +44,27 @@ def open_target(options: list[str] | None, target: str | None) -> tuple[Union, s
     return union, union_path, target
 
 
+class Stream(Protocol):
+    def isatty(self) -> bool: ...
+
+
+def use_colour(when: str, stream: Stream | None = None) -> bool:
+    """ls's --color rule: always, never, or auto (a terminal, unless NO_COLOR is set or TERM is dumb)."""
+    if when == "always":
+        return True
+    if when == "never":
+        return False
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    return (stream or sys.stdout).isatty()
+
+
 def cmd_tree(args: argparse.Namespace) -> int:
     from .tree import TreeOptions, render_tree
 
     union, path, label = open_target(args.options, args.path)
-    options = TreeOptions(args.all, args.origin, args.dirs_only, ascii=args.charset == "ascii")
+    colour = use_colour(args.color)
+    options = TreeOptions(args.all, args.origin, args.dirs_only, ascii=args.charset == "ascii", colour=colour)
     sys.stdout.write(render_tree(union, path, args.label or label, options))
     return 0
 
@@ -102,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", dest="dirs_only", action="store_true", help="directories only")
     p.add_argument("--label", help="the name printed on the first line (default: PATH, or '.')")
     p.add_argument("--charset", choices=["utf-8", "ascii"], default="utf-8", help="line drawing characters")
+    p.add_argument(
+        "--color",
+        "--colour",
+        nargs="?",
+        const="always",
+        default="auto",
+        choices=["auto", "always", "never"],
+        help="colour names by layer, with a legend: auto (on a terminal, unless NO_COLOR is set), always, never",
+    )
     p.add_argument("path", nargs="?", help="union path (with -o) or a path on a layerfs mount")
     p.set_defaults(func=cmd_tree)
 

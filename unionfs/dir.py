@@ -104,7 +104,7 @@ def create_entry(
         except BaseException:
             _remove_tree(temp)
             raise
-        if aufs_whiteout_exists(parent_real, node.name):
+        if aufs_whiteout_exists(parent_real, node.name, sb.resolver.wh_files):
             os.unlink(os.path.join(parent_real, WH_PREFIX + node.name))
         if needs_opaque:
             sb.emit("opaque", path=path, trigger=trigger, branch=upper.label, form=_opaque_form(marks))
@@ -307,7 +307,7 @@ def rename(sb: Super, old: str, new: str, flags: int = 0) -> None:
             if src.has_lower:  # .wh. file first: while both exist, the entry still wins
                 _whiteout(sb, old_parent, src.name, old, "rename")
             os.rename(source, target)
-        if aufs_whiteout_exists(new_parent, dst.name):
+        if aufs_whiteout_exists(new_parent, dst.name, sb.resolver.wh_files):
             os.unlink(os.path.join(new_parent, WH_PREFIX + dst.name))
 
 

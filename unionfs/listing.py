@@ -50,7 +50,7 @@ def stat_entries(union: Union, path: str, names: list[str]) -> dict[str, Stat]:
                 else:
                     out[name] = stat_of(sb, (Entry(upper.branch, real, st),), lowers)
                 continue
-            if aufs_whiteout_exists(upper.real, name):
+            if aufs_whiteout_exists(upper.real, name, resolver.wh_files):
                 continue
         if lowers:
             out[name] = stat_of(sb, lowers, lowers)

@@ -157,6 +157,7 @@ class Resolver:
     branches: tuple[Branch, ...]
     dialect: Dialect
     follow_redirects: bool = True  # False with redirect_dir=nofollow: a redirect to follow is EPERM
+    wh_files: bool = True  # are `.wh.` names marks (aufs/OCI), or ordinary names (the kernel's encoding)?
     cache_size: int = 1 << 17
     _upper_info: dict[tuple[int, int], tuple[bool, str | None]] = field(default_factory=dict)
     _upper_root_st: os.stat_result | None = None
@@ -171,8 +172,10 @@ class Resolver:
 
     # -- reserved names -------------------------------------------------------------------
     def check_name(self, name: str) -> None:
-        """A `.wh.` name cannot be looked up or created: aufs says EPERM, overlay EINVAL."""
-        if is_reserved_name(name):
+        """Where `.wh.` names are marks, such a name cannot be looked up or created: aufs says
+        EPERM, the overlay dialect with `whiteout=aufs` EINVAL. The kernel's encoding has no
+        reserved names."""
+        if is_reserved_name(name, self.wh_files):
             code = errno.EPERM if self.dialect is Dialect.AUFS else errno.EINVAL
             raise OSError(code, os.strerror(code), name)
 
@@ -213,7 +216,7 @@ class Resolver:
                 found.append(entry)
                 if not entry.is_dir:
                     break
-            if branch.whiteouts and is_opaque_dir(real):
+            if branch.whiteouts and is_opaque_dir(real, self.wh_files):
                 break
             if self.dialect is Dialect.OVERLAY:
                 redirect = read_redirect(real)
@@ -228,7 +231,7 @@ class Resolver:
         return LowerResult(tuple(found))
 
     def _read_layer_dir(self, real_dir: str) -> LayerDir:
-        return LayerDir.read(real_dir)
+        return LayerDir.read(real_dir, self.wh_files)
 
     def lower_listing(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
         """Names the read-only layers show in directory `path`, and the names they white out."""
@@ -254,7 +257,10 @@ class Resolver:
         key = (st.st_dev, st.st_ino)
         info = self._upper_info.get(key)
         if info is None:
-            info = (is_opaque_dir(real), read_redirect(real) if self.dialect is Dialect.OVERLAY else None)
+            info = (
+                is_opaque_dir(real, self.wh_files),
+                read_redirect(real) if self.dialect is Dialect.OVERLAY else None,
+            )
             if len(self._upper_info) > 65536:
                 self._upper_info.clear()
             self._upper_info[key] = info
@@ -331,7 +337,7 @@ class Resolver:
             real = parent_upper + "/" + name
             st = lstat_or_none(real)
             if st is None:
-                whiteout = aufs_whiteout_exists(parent_upper, name)
+                whiteout = aufs_whiteout_exists(parent_upper, name, self.wh_files)
             elif is_whiteout_stat(st):
                 whiteout = True
             else:
@@ -368,9 +374,10 @@ class Resolver:
 class LayerDir:
     """One layer directory, listed once: its real names and the names it whites out.
 
-    A `.wh.NAME` file whites NAME out; a char device 0/0 at NAME too (kept apart, since a
-    layer that honours no whiteouts shows it as the device it is). Reserved `.wh.*` names
-    are never real names.
+    A char device 0/0 at NAME whites NAME out (kept apart, since a layer that honours no
+    whiteouts shows it as the device it is). Where `.wh.` names are marks (`wh_files`), a
+    `.wh.NAME` file whites NAME out too, and `.wh.*` names are never real names; in the
+    kernel's encoding they are ordinary names, as the kernel's OverlayFS sees them.
     """
 
     names: frozenset[str]
@@ -378,14 +385,14 @@ class LayerDir:
     char_whiteouts: frozenset[str]
 
     @classmethod
-    def read(cls, real_dir: str) -> LayerDir:
+    def read(cls, real_dir: str, wh_files: bool = True) -> LayerDir:
         names: set[str] = set()
         whiteouts: set[str] = set()
         chars: set[str] = set()
         with os.scandir(real_dir) as it:
             for d in it:
                 name = d.name
-                if name.startswith(".wh."):
+                if wh_files and name.startswith(".wh."):
                     if not name.startswith(".wh..wh.") and d.is_file(follow_symlinks=False):
                         whiteouts.add(name[4:])
                     continue
@@ -406,9 +413,11 @@ class LayerDir:
         return self.names | self.char_whiteouts, frozenset()
 
 
-def read_layer_dir(real_dir: str, whiteouts_count: bool) -> tuple[frozenset[str], frozenset[str]]:
+def read_layer_dir(
+    real_dir: str, whiteouts_count: bool, wh_files: bool = True
+) -> tuple[frozenset[str], frozenset[str]]:
     """One layer's directory, read now (for the upper, which changes): (shown, hidden)."""
-    return LayerDir.read(real_dir).shown(whiteouts_count)
+    return LayerDir.read(real_dir, wh_files).shown(whiteouts_count)
 
 
 ExplainLine = tuple[Branch, str]
@@ -431,7 +440,7 @@ def explain(resolver: Resolver, path: str) -> list[ExplainLine]:
         if path != "/":
             parent_real = branch.real(parent_of(path))
             wh = (st is not None and is_whiteout_stat(st)) or (
-                st is None and aufs_whiteout_exists(parent_real, node.name)
+                st is None and aufs_whiteout_exists(parent_real, node.name, resolver.wh_files)
             )
         else:
             wh = False

@@ -306,4 +306,6 @@ def format_options(spec: UnionSpec) -> str:
             out.append(f"initdir={esc(b.path)}")
     if spec.workdir and spec.upper:
         out.append(f"workdir={esc(spec.workdir)}")
+    if spec.encoding is Encoding.AUFS:
+        out.append("whiteout=aufs")  # `.wh.` names are marks here: whoever reopens the union must know
     return ",".join(out)

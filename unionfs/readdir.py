@@ -1,5 +1,5 @@
 """The merged listing (fs/overlayfs/readdir.c): upper first, then the lower layers' names;
-whiteouts, the names they hide and reserved `.wh.*` names are left out."""
+whiteouts, the names they hide and (where `.wh.` names are marks) `.wh.*` names are left out."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def list_names(sb: Super, node: Node) -> list[str]:
     if not top.branch.writable:
         visible, _ = sb.resolver.lower_listing(node.lower_path or node.path)
         return sorted(visible)
-    names, hidden = read_layer_dir(top.real, True)
+    names, hidden = read_layer_dir(top.real, True, sb.resolver.wh_files)
     if len(node.entries) == 1 or node.lower_path is None:
         return sorted(names)
     lower_visible, _ = sb.resolver.lower_listing(node.lower_path)

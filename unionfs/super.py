@@ -89,7 +89,14 @@ class Super:
         return cls(
             spec,
             branches,
-            Resolver(branches, spec.dialect, features.follows_redirects),
+            # A writer that cannot make 0/0 devices (a user on a kernel before 5.8) falls back to
+            # `.wh.` files, as fuse-overlayfs does: then the union must read them as marks too.
+            Resolver(
+                branches,
+                spec.dialect,
+                follow_redirects=features.follows_redirects,
+                wh_files=wh_files_are_marks(spec) or bool(marks and marks.writes_wh_files),
+            ),
             upper,
             tmpdir,
             marks,
@@ -124,6 +131,13 @@ class Super:
             record = {"event": event, **fields}
             for listener in self.listeners:
                 listener(record)
+
+
+def wh_files_are_marks(spec: UnionSpec) -> bool:
+    """Are `.wh.` names whiteouts and opaque marks in this union? In the aufs dialect always;
+    in the overlay dialect only with `whiteout=aufs`: the kernel's OverlayFS treats `.wh.x`
+    as an ordinary file, and so does layerfs's overlay dialect by default."""
+    return spec.dialect is Dialect.AUFS or spec.encoding is Encoding.AUFS
 
 
 @dataclass

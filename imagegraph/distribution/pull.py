@@ -161,6 +161,8 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     client = make_client(ref.domain, options)
     tag_or_digest = ref.digest or ref.tag or "latest"
     record_digest, man, _ = resolve_manifest(client, ref, options.platform)
+    # moby's pullV2Tag says "Pulling from" only once the manifest is in hand: a missing tag
+    # prints nothing but the error.
     out.message(f"Pulling from {ref.path}", tag_or_digest)
 
     config_desc = man.config

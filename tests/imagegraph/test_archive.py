@@ -15,7 +15,7 @@ import pytest
 from imagegraph import archive
 from imagegraph.archive import ArchiveError, apply_layer_tar, encode_header, write_layer_tar
 
-from ..support import skip_or_fail
+from ..support import require_root, require_tool, skip_or_fail
 
 EMPTY = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
 needs_root = pytest.mark.root("mknod, trusted.* xattrs")
@@ -313,3 +313,35 @@ def test_apply_creates_missing_parents_and_sums_sizes(tmp_path: Path) -> None:
     assert res.size == 2
     # Python's tarfile pads to 10240: the DiffID is over every byte, padding included
     assert res.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_an_ordinary_user_stores_the_kernels_marks_where_the_kernel_lets_them() -> None:
+    """Since Linux 5.8 anyone may make the 0/0 whiteout device: a user's store then uses the
+    kernel's encoding (0/0 and user.overlay.opaque), as the kernel's userxattr mode does; where
+    mknod is refused it falls back to `.wh.` files."""
+    require_root("switches to uid 1000 in a child")
+    require_tool("setpriv")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: become uid 1000, probe, report
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(1000)
+            os.setuid(1000)
+            os.write(write, archive.default_encoding.__wrapped__().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        found = f.read()
+    os.waitpid(pid, 0)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as probe:  # in /tmp: uid 1000 can reach it
+        os.chown(probe, 1000, 1000)
+        can = subprocess.run(
+            ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "mknod", f"{probe}/wh", "c", "0", "0"],
+            capture_output=True,
+        )
+    assert found == ("overlay" if can.returncode == 0 else "aufs"), can.stderr

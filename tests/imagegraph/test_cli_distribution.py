@@ -117,6 +117,7 @@ def test_errors_are_one_line_and_leave_the_store(registry, tmp_path):
         f"Error response from daemon: manifest for {registry.domain}/nope/nope:1 not found: "
         "manifest unknown: manifest unknown\n"
     )
+    assert r.stdout.decode() == "", "moby says 'Pulling from' only after the manifest is found"
     port = free_port()
     r = run(root, "pull", f"127.0.0.1:{port}/x")
     assert r.returncode == 1

@@ -68,7 +68,7 @@ def test_seed_chain_renders_as_a_nested_tree():
     assert "ubuntu:latest" in lines["image_4"] and "mysql:8.0" in lines["image_5"]
     assert "<none>" in lines["image_3"]
     assert "base image, 1 layer" in lines["image_0"]
-    assert "base image, 3 layers" in lines["redis"]
+    assert "no parent image, 3 layers" in lines["redis"]  # pulled whole: no parent, not a base
     assert "+1 layer (5 in all)" in lines["image_5"]
     assert "base image" not in lines["image_4"]
 
@@ -196,13 +196,14 @@ def test_dot_structure():
         ("image_1", "nginx"),
     ]:
         assert f'"{img_id(parent)}" -> "{img_id(child)}";' in dot
-    # base images are drawn double-bordered, the others not
+    # base images (no parent, one layer) are drawn double-bordered; an image with no parent
+    # but several layers (pulled whole) dashed; the others plain
     base_lines = [line for line in dot.split("\n") if "peripheries=2" in line]
-    assert len(base_lines) == 2
-    assert any(img_id("image_0") in line for line in base_lines)
-    assert any(img_id("redis") in line for line in base_lines)
+    assert len(base_lines) == 1 and img_id("image_0") in base_lines[0]
+    dashed_nodes = [line for line in dot.split("\n") if 'style="rounded,filled,dashed"' in line]
+    assert len(dashed_nodes) == 1 and img_id("redis") in dashed_nodes[0] and "no parent image" in dashed_nodes[0]
     # the layer-sharing link without parentage is a dashed undirected edge
-    dashed = [line for line in dot.split("\n") if "style=dashed" in line]
+    dashed = [line for line in dot.split("\n") if "style=dashed" in line and "->" in line]
     assert len(dashed) == 1
     assert img_id("redis") in dashed[0] and img_id("image_1") in dashed[0]
     assert "shares bottom 2 layers" in dashed[0]
@@ -230,3 +231,23 @@ def test_rail_continues_past_a_child_with_children():
         "│   └── " + S("a2"),
         "└── " + S("b"),
     ]
+
+
+def test_base_image_is_the_seeds_and_a_pulled_image_is_said_to_have_no_parent():
+    """The seed's base image (基础镜像) has no parent and is the bottom of a stack: one layer.
+    A two-layer image with no parent (pulled whole) is not called a base image, and the graph
+    says what its "no parent" means."""
+    chain = chain_ids([diff(0), diff(1)])
+    built = [
+        GraphImage(img_id("tiny"), None, ["tiny:latest"], chain[:1]),
+        GraphImage(img_id("app"), img_id("tiny"), ["app:1"], chain[:2]),
+    ]
+    text = render_text(built)
+    assert text.startswith("Images (roots have no parent image here; each child was built on its parent):")
+    assert "base image, 1 layer" in text and "no parent image" not in text.split("\n\n")[1]
+    pulled = [GraphImage(img_id("hello"), None, ["hello:2.0"], chain[:2]), built[0]]
+    text = render_text(pulled)
+    hello = next(line for line in _tree(text) if S("hello") in line)
+    assert "no parent image, 2 layers" in hello and "base image" not in hello
+    assert "no parent image: it came whole (pulled or loaded)" in text
+    assert "A base image (基础镜像) is the bottom of a stack: no parent, one layer." in text

@@ -1,4 +1,5 @@
-"""Lab 07 (commit): the page runs as written, and its self-check catches broken states."""
+"""Lab 07 (commit): the page and its worked answers run as written, and the self-checks catch
+broken states."""
 
 from __future__ import annotations
 
@@ -6,15 +7,16 @@ import os
 
 import pytest
 
-from tests.tutorials.helpers import check_after
+from tests.tutorials.helpers import assert_check_finds, assert_every_check_passed, exercise_folder
 from tutorials.checks import run_check
 from tutorials.checks.store import Store
 
-pytestmark = [pytest.mark.mount, pytest.mark.kernel_overlay]  # imagegraph mount as root
+LAB = "07"
+pytestmark = pytest.mark.mount
 
 
-def test_lab_runs_and_its_check_passes(finished_lab):
-    assert run_check("07", finished_lab("07")) == []
+def test_lab_its_answers_and_every_check_pass(finished):
+    assert_every_check_passed(LAB, finished.result)
 
 
 NEW = "$NEW"  # the committed layer's directory, set in the shell by the test
@@ -30,14 +32,43 @@ NEW = "$NEW"  # the committed layer's directory, set in the shell by the test
         (f"rm {NEW}/etc/os-release", "prod's merged view: /etc/os-release is still visible"),
         ("imagegraph rm prod", "no container named prod"),
         ("imagegraph mount prod", "is still mounted: imagegraph umount it"),
+        # the page once said 15B for tiny's 20 bytes: the check knows the size the files give
+        (
+            "echo 15 > store/image/layerfs/layerdb/sha256/$(ls store/image/layerfs/layerdb/sha256 | "
+            "while read c; do [ -e store/image/layerfs/layerdb/sha256/$c/parent ] || echo $c; done)/size",
+            "tiny's layer is 15 bytes, expected 20",
+        ),
     ],
 )
-def test_check_catches_a_broken_state(finished_lab, how, expected):
-    folder = finished_lab("07")
-    new = Store(os.path.join(folder, "store"))
+def test_check_catches_a_broken_state(lab_copy, how, expected):
+    new = Store(os.path.join(lab_copy, "store"))
     image = new.image_id("tiny-app")
     assert image is not None
     new_dir = new.diff_dirs(image)[-1]
     assert os.path.exists(new_dir + "/etc/app.conf")
-    problems = check_after("07", folder, how, NEW=new_dir)
-    assert any(expected in p for p in problems), problems
+    assert_check_finds(LAB, lab_copy, how, expected, NEW=new_dir)
+
+
+@pytest.mark.parametrize("exercise", [1, 2, 3])
+def test_an_exercise_not_done_fails_its_check(lab_copy, exercise):
+    assert run_check(LAB, lab_copy, exercise) != []
+
+
+@pytest.mark.parametrize(
+    "exercise, how, expected",
+    [
+        (1, "imagegraph rmi tiny-app2", "no image tagged tiny-app2:latest"),
+        (1, "imagegraph tag tiny tiny-app2", "tiny-app2's layers are not tiny-app's"),
+        (2, "imagegraph tag tiny-app leaky", "/etc/hosts is missing: the changed /etc/hosts was copied"),
+        (
+            2,
+            ": > $(imagegraph inspect leaky | python3 -c "
+            "\"import json,sys; print(json.load(sys.stdin)[0]['GraphDriver']['Data']['UpperDir'])\")/etc/hosts",
+            "/etc/hosts has no line of yours",
+        ),
+        (3, "imagegraph create --name dev tiny /bin/sh", "container dev still exists"),
+        (3, "mkdir store/layerfs/0123456789abcdef", "store/layerfs still has 0123456789ab…"),
+    ],
+)
+def test_exercise_check_catches_a_broken_state(lab_copy, exercise, how, expected):
+    assert_check_finds(LAB, exercise_folder(lab_copy, exercise), how, expected, exercise)

@@ -1,25 +1,30 @@
-"""Lab 08 (pull): the page runs as written and stops its registry; its self-check catches
-broken states. The lab runs once per module; each breaking test works on its own copy."""
+"""Lab 08 (pull): the page and its worked answers run as written and stop their registry; the
+self-checks catch broken states. The lab runs once per module; each breaking test works on its
+own copy."""
 
 from __future__ import annotations
 
-import io
 import os
+import re
 import shutil
+import socket
 import subprocess
+import threading
+from pathlib import Path
 
 import pytest
 
 from tests.imagegraph.registry_fixture import require_registry, wait_for_v2
-from tests.support import require_fuse, require_kernel_overlay
+from tests.support import require_tool
+from tests.tutorials.helpers import assert_check_finds, assert_every_check_passed, exercise_folder
 from tutorials.checks import run_check
 from tutorials.checks.lab08 import registry_address, running_registries
 from tutorials.checks.store import Store
-from tutorials.lab import find_lab
 from tutorials.normalize import normalize
-from tutorials.runner import run_lab, unmount_all
 
-pytestmark = [pytest.mark.mount, pytest.mark.kernel_overlay]  # imagegraph mount as root
+LAB = "08"
+REQUIRES = (require_registry,)
+pytestmark = pytest.mark.mount
 
 
 def _processes_in(folder: str) -> list[int]:
@@ -35,44 +40,24 @@ def _processes_in(folder: str) -> list[int]:
     return found
 
 
-@pytest.fixture(scope="module")
-def finished():
-    """The lab run for real by the runner (it must pass); yields its lab folder. (A module
-    fixture runs before the markers' function fixtures, so it asks for FUSE itself.)"""
-    require_fuse()
-    require_kernel_overlay()
-    require_registry()
-    out = io.StringIO()
-    result = run_lab(find_lab("08"), out=out, keep=True)
-    base = os.path.dirname(result.home) if result.home else None
-    try:
-        assert result.ok, out.getvalue()
-        yield os.path.join(result.home, "layerlab", "lab08")
-    finally:
-        if base:
-            unmount_all(base)
-            shutil.rmtree(base, ignore_errors=True)
+def test_lab_its_answers_and_every_check_pass_and_no_registry_is_left(finished):
+    assert_every_check_passed(LAB, finished.result)
+    assert running_registries(finished.folder) == []
+    assert _processes_in(os.path.dirname(finished.home)) == []
 
 
-@pytest.fixture
-def lab_copy(finished, tmp_path):
-    """A copy of the finished lab folder (the store's paths are all inside it)."""
-    copy = str(tmp_path / "lab08")
-    shutil.copytree(finished, copy, symlinks=True)
-    return copy
-
-
-def test_lab_runs_its_check_passes_and_no_registry_is_left(finished):
-    assert run_check("08", finished) == []
-    assert running_registries(finished) == []
-    assert _processes_in(os.path.dirname(os.path.dirname(finished))) == []
+def test_the_registry_wants_a_password(finished):
+    """One registry per student: htpasswd auth, so nobody pushes into anyone else's."""
+    text = Path(finished.folder, "registry.yml").read_text()
+    assert re.search(r"^auth:\n  htpasswd:\n    realm: lab08\n    path: \S+/htpasswd$", text, re.M), text
+    assert Path(finished.folder, "htpasswd").read_text().startswith("student:$2y$")
 
 
 def test_the_pulled_image_shares_its_base_with_tiny(finished):
     """What the page claims, read from the store: two layers, the bottom one tiny's, and a
     RepoDigest; the store holds exactly the two layers (tiny's re-import added none)."""
-    store = Store(os.path.join(finished, "store"))
-    name = f"{registry_address(finished)}/test/hello-world"
+    store = Store(os.path.join(finished.folder, "store"))
+    name = f"{registry_address(finished.folder)}/test/hello-world"
     image, tiny = store.image_id(name + ":2.0"), store.image_id("tiny")
     assert image is not None and tiny is not None
     layers = store.config(image)["rootfs"]["diff_ids"]
@@ -147,6 +132,108 @@ def test_check_catches_a_registry_left_running(lab_copy):
         proc.terminate()
         proc.wait(timeout=10)
     assert run_check("08", lab_copy) == []
+
+
+@pytest.mark.parametrize("exercise", [1, 2, 3])
+def test_an_exercise_not_done_fails_its_check(lab_copy, exercise):
+    assert run_check(LAB, lab_copy, exercise) != []
+
+
+RMI_1_0 = "imagegraph rmi $(sed -n 's/^  addr: //p' ../lab08/registry.yml)/test/hello-world:1.0"
+A_BLOB = "echo 'GET /v2/test/hello-world/blobs/sha256:0 HTTP/1.1'"
+
+
+@pytest.mark.parametrize(
+    "exercise, how, expected",
+    [
+        (1, RMI_1_0, "no image tagged 127.0.0.1:"),
+        (1, A_BLOB + " >> registry.log", "registry.log shows 3 blob downloads"),
+        (2, "echo 'HEAD /v2/test/hello-world/manifests/1.0 HTTP/1.1' >> registry.log", "shows a HEAD request"),
+        (2, "rm -r store && cp -a ../lab08/store .", "the store has no 127.0.0.1:"),
+        (3, A_BLOB + " >> requests.txt", "requests.txt shows a layer blob downloaded"),
+        (3, ": > requests.txt", "requests.txt has no HEAD of tag 2.0"),
+    ],
+)
+def test_exercise_check_catches_a_broken_state(lab_copy, exercise, how, expected):
+    assert_check_finds(LAB, exercise_folder(lab_copy, exercise), how, expected, exercise)
+
+
+def test_an_exercise_check_names_a_registry_left_running(lab_copy):
+    """Exercise 1 starts the lab's registry again: left running, its check names the PID."""
+    folder = exercise_folder(lab_copy, 1)
+    lab = os.path.join(os.path.dirname(folder), "lab08")
+    proc = subprocess.Popen(
+        [shutil.which("docker-registry") or "/usr/bin/docker-registry", "serve", "../lab08/registry.yml"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for_v2(f"http://{registry_address(lab)}", proc)
+        problems = run_check(LAB, folder, 1)
+        assert f"docker-registry (pid {proc.pid}) still serves the lab's registry.yml" in problems[0], problems
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+class _FakeEngine(threading.Thread):
+    """An Engine API socket that records the request lines the real docker CLI sends."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.requests: list[str] = []
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(path)
+        self.sock.listen(8)
+
+    def run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                head = conn.recv(65536).decode("latin-1").split("\r\n")[0]
+                self.requests.append(head)
+                ping = "/_ping" in head
+                body = b"OK" if ping else b'{"status":"done"}\r\n'
+                ctype = b"text/plain" if ping else b"application/json"
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nApi-Version: 1.50\r\nConnection: close\r\nContent-Type: "
+                    + ctype
+                    + b"\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                    + body
+                )
+
+
+def test_the_page_quotes_what_the_docker_cli_sends(tmp_path):
+    """The seed's `docker image pull test/hello-world:1.0`, sent by the real docker CLI to a
+    socket that records it: the query lab 08 quotes is the one the CLI sends."""
+    docker = require_tool("docker")
+    page = (Path(__file__).parents[2] / "tutorials" / "08-pull.md").read_text(encoding="utf-8")
+    quoted = re.search(r"`POST (/images/create\?[^`]+)`", page)
+    assert quoted, "lab 08 quotes the client's request"
+    engine = _FakeEngine(str(tmp_path / "docker.sock"))
+    engine.start()
+    try:
+        subprocess.run(
+            [docker, "-H", f"unix://{engine.path}", "image", "pull", "test/hello-world:1.0"],
+            env={**os.environ, "HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path / ".docker")},
+            capture_output=True,
+            timeout=60,
+        )
+    finally:
+        engine.sock.close()
+    creates = [r for r in engine.requests if "/images/create" in r]
+    assert creates, engine.requests
+    method, target, _ = creates[0].split(" ")
+    assert method == "POST"
+    assert re.sub(r"^/v[0-9.]+", "", target) == quoted[1]
 
 
 @pytest.mark.parametrize(

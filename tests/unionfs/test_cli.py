@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -136,3 +137,52 @@ def test_python_dash_m_works(seed):
         [sys.executable, "-m", "unionfs", "tree", "-o", "dirs=./fruits:./vegetables"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "carrots" in result.stdout
+
+
+# -- colour by layer -----------------------------------------------------------------------------
+def test_tree_colours_each_name_by_its_layer_with_a_legend(seed, capsys):
+    code, out, _ = run(capsys, "tree", "--origin", "--color=always", "-o", "dirs=./fruits:./vegetables")
+    assert code == 0
+    fruits, vegetables = "\x1b[1;33m", "\x1b[1;34m"  # the upper, then the first read-only layer
+    assert f"{fruits}[./fruits]\x1b[0m  {fruits}apple\x1b[0m" in out
+    assert f"{vegetables}[./vegetables]\x1b[0m  {vegetables}carrots\x1b[0m" in out
+    assert f"{fruits}tomato" in out  # fruits serves tomato
+    legend = out.split("\n\n")[-1].splitlines()
+    assert legend == [
+        "layers, top first:",
+        f"  {fruits}██\x1b[0m  ./fruits (upper)",
+        f"  {vegetables}██\x1b[0m  ./vegetables (lower)",
+    ]
+
+
+def test_tree_is_plain_in_a_pipe_with_no_color_or_when_told(seed, capsys, monkeypatch):
+    plain = run(capsys, "tree", "--origin", "-o", "dirs=./fruits:./vegetables")[1]
+    assert "\x1b[" not in plain and "layers, top first" not in plain  # capsys is no terminal
+    assert run(capsys, "tree", "--origin", "--color=never", "-o", "dirs=./fruits:./vegetables")[1] == plain
+    from unionfs.cli import use_colour
+
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert use_colour("auto", Terminal())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not use_colour("auto", Terminal())
+    assert use_colour("always", Terminal())  # as ls: an explicit --color=always wins
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("TERM", "dumb")
+    assert not use_colour("auto", Terminal())
+
+
+def test_tree_colours_the_upper_init_and_lowers_apart(tmp_path, capsys, monkeypatch):
+    for d in ("up", "init", "l0", "l1", "work"):
+        (tmp_path / d).mkdir()
+    for d in ("up", "init", "l0", "l1"):
+        (tmp_path / d / f"from-{d}").write_text(d)
+    monkeypatch.chdir(tmp_path)
+    opts = "lowerdir=./l0:./l1,initdir=./init,upperdir=./up,workdir=./work"
+    out = run(capsys, "tree", "--color=always", "-o", opts)[1]
+    colours = dict(re.findall(r"\x1b\[([0-9;]+)m(from-\w+)", out)[i][::-1] for i in range(4))
+    assert colours == {"from-up": "1;33", "from-init": "1;32", "from-l0": "1;34", "from-l1": "1;36"}

@@ -111,6 +111,8 @@ def test_directory_above_ignores_file_below(tmp_path, dialect):
 @pytest.mark.parametrize("encoding", ["aufs", "overlay"])
 @needs_root
 def test_both_encodings_are_read_in_both_dialects(tmp_path, dialect, encoding):
+    """The aufs dialect reads both; the overlay dialect reads `.wh.` marks with whiteout=aufs
+    (layers unpacked from OCI tars), and the kernel's marks always."""
     from .layers import build_layer
 
     top, bottom = tmp_path / "top", tmp_path / "bottom"
@@ -119,9 +121,26 @@ def test_both_encodings_are_read_in_both_dialects(tmp_path, dialect, encoding):
     if dialect == "aufs":
         u = Union.from_options(f"br={top}=ro+wh:{bottom}=ro")
     else:
-        u = Union.from_options(f"lowerdir={top}:{bottom}")
+        u = Union.from_options(f"lowerdir={top}:{bottom},whiteout=aufs")
     assert names(u) == ["d", "kept"]
     assert names(u, "/d") == []
+
+
+def test_wh_names_are_ordinary_files_in_the_kernels_encoding(tmp_path):
+    """The kernel's OverlayFS treats `.wh.x` and `.wh..wh..opq` in a layer as files like any
+    other, and so does the overlay dialect unless told `whiteout=aufs`."""
+    from .layers import build_layer
+
+    top, bottom = tmp_path / "top", tmp_path / "bottom"
+    build_layer(top, {".wh.gone": "", "d": {".wh..wh..opq": ""}}, "overlay")
+    build_layer(bottom, {"gone": "x", "kept": "y", "d": {"hidden": "z"}}, "overlay")
+    u = Union.from_options(f"lowerdir={top}:{bottom}")
+    assert names(u) == [".wh.gone", "d", "gone", "kept"]
+    assert names(u, "/d") == [".wh..wh..opq", "hidden"]
+    assert u.origin("/.wh.gone").startswith(str(top))
+    aufs = Union.from_options(f"lowerdir={top}:{bottom},whiteout=aufs")
+    assert names(aufs) == ["d", "kept"]
+    assert names(aufs, "/d") == []
 
 
 def test_whiteout_applies_only_to_lower_layers(tmp_path):
@@ -130,13 +149,41 @@ def test_whiteout_applies_only_to_lower_layers(tmp_path):
     assert u.read_file("/a") == b"same layer"
 
 
-def test_reserved_names(tmp_path, dialect):
-    u = make_union(tmp_path, dialect, [{"f": "x"}])
-    code = errno.EPERM if dialect == "aufs" else errno.EINVAL
+@pytest.mark.parametrize("options", ["aufs", "overlay,whiteout=aufs"])
+def test_reserved_names(tmp_path, options):
+    """Where `.wh.` names are marks, none can be looked up or made: aufs says EPERM, the
+    overlay dialect with whiteout=aufs EINVAL (fuse-overlayfs's answer)."""
+    if options == "aufs":
+        u = make_union(tmp_path, "aufs", [{"f": "x"}])
+    else:
+        (tmp_path / "l0").mkdir()
+        (tmp_path / "l0" / "f").write_text("x")
+        for d in ("upper", "work"):
+            (tmp_path / d).mkdir()
+        u = Union.from_options(
+            f"lowerdir={tmp_path}/l0,upperdir={tmp_path}/upper,workdir={tmp_path}/work,whiteout=aufs"
+        )
+    code = errno.EPERM if options == "aufs" else errno.EINVAL
     for op in (lambda: u.getattr("/.wh.f"), lambda: u.write_file("/.wh.x", b""), lambda: u.mkdir("/.wh.d")):
         with pytest.raises(OSError) as info:
             op()
         assert info.value.errno == code
+
+
+def test_wh_names_can_be_made_and_removed_in_the_kernels_encoding(tmp_path):
+    """As on the kernel's OverlayFS: `.wh.x` is a name like any other, and making or removing
+    it never touches the whiteout of `x`."""
+    u = make_union(tmp_path, "overlay", [{"x": "lower x"}])
+    u.unlink("/x")
+    u.write_file("/.wh.x", b"a file, not a whiteout")
+    assert names(u) == [".wh.x"]
+    assert u.read_file("/.wh.x") == b"a file, not a whiteout"
+    u.mkdir("/.wh..wh..opq")
+    u.write_file("/x", b"new x")  # over the char-device whiteout; .wh.x stays
+    assert names(u) == [".wh..wh..opq", ".wh.x", "x"]
+    u.unlink("/.wh.x")
+    assert names(u) == [".wh..wh..opq", "x"]
+    assert u.read_file("/x") == b"new x"
 
 
 def test_reserved_names_never_listed(tmp_path):

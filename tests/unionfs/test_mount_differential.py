@@ -129,8 +129,8 @@ OPERATIONS: list[tuple[str, Callable[[Path], object]]] = [
 # Known differences, kept out of the list above (see the report in the commit history):
 # - renameat2(RENAME_EXCHANGE): the kernel swaps, layerfs says EINVAL;
 # - setxattr("trusted.overlay.*") through the mount: the kernel (>= 6.7) stores it escaped,
-#   layerfs refuses with EOPNOTSUPP (its private names are never settable);
-# - names starting with ".wh.": the kernel allows them, layerfs says EINVAL (as fuse-overlayfs).
+#   layerfs refuses with EOPNOTSUPP (its private names are never settable).
+# Names starting with ".wh." are ordinary names on both: test_wh_names_differential.py.
 
 
 def outcome(fn: Callable[[Path], object], mnt: Path) -> str:
@@ -223,10 +223,14 @@ def test_layerfs_behaves_like_the_kernels_overlayfs(layers, tmp_path):
     assert not _diff(merged_kernel, merged_ours), "merged views differ:\n" + "\n".join(
         _diff(merged_kernel, merged_ours)
     )
+    assert_same_upper_and_the_kernel_reads_it(kernel, ours, merged_ours, tmp_path)
+
+
+def assert_same_upper_and_the_kernel_reads_it(kernel: Path, ours: Path, merged_ours: dict, tmp_path: Path) -> None:
+    """The two uppers are alike, and the kernel, mounting layerfs's upper over the lowers,
+    shows what layerfs showed."""
     uppers = _diff(view(kernel / "upper"), view(ours / "upper"))
     assert not uppers, "upper directories differ:\n" + "\n".join(uppers)
-
-    # The kernel reads what layerfs wrote.
     check, work2 = tmp_path / "check", tmp_path / "work2"
     check.mkdir()
     work2.mkdir()

@@ -2,12 +2,15 @@
 
 A check looks at the layer directories and at the merged view through the `Union` library,
 never at console text. Each problem is one line that says what is wrong and why it matters.
-One module per lab (`lab02.py` …), each with `check(folder) -> list[str]`.
+One module per lab (`lab02.py` …), each with `check(folder) -> list[str]` for the lab and
+`EXERCISES = {K: function}` for its exercises, each done in a folder of its own
+(`~/layerlab/labNN-exK`), so that doing more than the lab asks never breaks the lab's check.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import stat
 from collections.abc import Set
@@ -22,12 +25,31 @@ class CheckError(Exception):
     """The check itself cannot run (no such lab check)."""
 
 
-def run_check(number: str, folder: str) -> list[str]:
+def run_check(number: str, folder: str, exercise: int | None = None) -> list[str]:
+    """The problems lab `number`'s check (or exercise `exercise`'s) finds in `folder`."""
     try:
         module = importlib.import_module(f"tutorials.checks.lab{number}")
     except ModuleNotFoundError:
         raise CheckError(f"lab {number} has no self-check yet") from None
-    return module.check(folder)
+    if exercise is None:
+        return module.check(folder)
+    exercises = getattr(module, "EXERCISES", {})
+    if exercise not in exercises:
+        known = ", ".join(str(k) for k in sorted(exercises)) or "none"
+        raise CheckError(f"lab {number} has no exercise {exercise} (its exercises: {known})")
+    return exercises[exercise](folder)
+
+
+def has_check(number: str) -> bool:
+    return importlib.util.find_spec(f"tutorials.checks.lab{number}") is not None
+
+
+def exercise_numbers(number: str) -> list[int]:
+    try:
+        module = importlib.import_module(f"tutorials.checks.lab{number}")
+    except ModuleNotFoundError:
+        return []
+    return sorted(getattr(module, "EXERCISES", {}))
 
 
 @dataclass
@@ -98,6 +120,59 @@ class Checker:
         self.problem(f"{layer}/ has no whiteout for {rel}: {why}")
         return False
 
+    def need_read_only_whiteout(self, rel: str, why: str) -> bool:
+        """`rel` is a `.wh.` whiteout as a mount writes it: an empty file nobody may write
+        (a `touch` by hand makes a writable one)."""
+        if not self.need_file(rel, why):
+            return False
+        st = os.lstat(self.path(rel))
+        if st.st_mode & 0o222 or st.st_size:
+            self.problem(
+                f"{rel} is {stat.filemode(st.st_mode)}, {st.st_size} bytes: a mount writes whiteouts empty and "
+                f"read-only (r--r--r--), so this one was made by hand: {why}"
+            )
+            return False
+        return True
+
+    def trace_events(self, rel: str, why: str) -> list[dict] | None:
+        """The events of a mount's trace file (`-o trace=FILE`), or None (and a problem)."""
+        from unionfs.trace import read_events
+
+        if not self.need_file(rel, why):
+            return None
+        try:
+            with open(self.path(rel), encoding="utf-8") as f:
+                return read_events(f)
+        except (OSError, ValueError) as exc:
+            self.problem(f"{rel} cannot be read as a trace ({exc}): {why}")
+            return None
+
+    def need_traced(self, events: list[dict], rel: str, event: str, path: str, why: str) -> bool:
+        """The trace `rel` records `event` ("copy_up", "whiteout", …) on union path `path`."""
+        if any(e.get("event") == event and e.get("path") == path for e in events):
+            return True
+        shown = event.replace("_", "-")
+        self.problem(f"{rel} records no {shown} of {path}: {why}")
+        return False
+
+    def need_char_whiteout(self, layer: str, rel: str, why: str) -> bool:
+        """A whiteout for `rel` in `layer` in the kernel's encoding: a char device 0/0 at `rel`.
+        A `.wh.` file there is an ordinary file to the kernel, so it is named as the mistake."""
+        st = _lstat(self.path(os.path.join(layer, rel)))
+        if st is not None and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return True
+        parent, name = os.path.split(rel)
+        aufs = os.path.join(layer, parent, ".wh." + name)
+        if _lstat(self.path(aufs)) is not None:
+            self.problem(
+                f"{aufs} is a .wh. file in an OverlayFS layer: the kernel reads it as an ordinary file named "
+                f".wh.{name} and shows {name} anyway; in this encoding {layer}/{rel} must be a 0/0 character "
+                f"device: {why}"
+            )
+        else:
+            self.problem(f"{layer}/ has no whiteout (0/0 character device) for {rel}: {why}")
+        return False
+
     def need_unmounted(self, rel: str, why: str) -> bool:
         p = self.path(rel)
         if os.path.ismount(p):
@@ -140,6 +215,21 @@ class Checker:
         if serving != os.path.realpath(self.path(layer)):
             shown = os.path.relpath(serving, self.folder)
             self.problem(f"{label}: {upath} comes from {shown}/, expected {layer}/: {why}")
+            return False
+        return True
+
+    def need_tree_file(self, rel: str, union: Union, command: str, label: str = ".", origin: bool = True) -> bool:
+        """`rel` holds what `command` (a `layerfs tree` of `union`, or tree(1) of its mount)
+        prints now."""
+        from unionfs.tree import TreeOptions, render_tree
+
+        if not self.need_file(rel, f"the exercise saves it: {command}"):
+            return False
+        with open(self.path(rel), encoding="utf-8", errors="replace") as f:
+            have = f.read()
+        want = render_tree(union, "/", label, TreeOptions(origin=origin))
+        if have.replace("\u00a0", " ") != want.replace("\u00a0", " "):
+            self.problem(f"{rel} is not what the union shows now: run {command} again")
             return False
         return True
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from . import Checker
-from .store import INIT_FILES, Store, container_dirs, container_named
+from .store import INIT_FILES, Store, container_dirs, container_named, read_file, sha_hex, store_or_problem
 
 
 def check(folder: str) -> list[str]:
@@ -31,6 +31,13 @@ def check(folder: str) -> list[str]:
             f"commit adds exactly the top layer"
         )
         return c.problems
+    base_chain = Store.chain_ids(below)[-1] if below else ""
+    size = read_file(os.path.join(store.image_dir, "layerdb", "sha256", sha_hex(base_chain), "size"))
+    if size != "20":
+        c.problem(
+            f"tiny's layer is {size or '?'} bytes, expected 20 (bin/sh and etc/os-release, 10 bytes each): "
+            f"step 1 writes '#!/bin/sh' and 'NAME=tiny', each with its newline"
+        )
     history = [h for h in store.config(new).get("history", []) if not h.get("empty_layer")]
     if len(history) != len(layers):
         c.problem(f"tiny-app's history has {len(history)} layer entries for {len(layers)} layers")
@@ -75,3 +82,72 @@ def check(folder: str) -> list[str]:
         prod["ID"][:12] + "\n",
     )
     return c.problems
+
+
+def exercise_1(folder: str) -> list[str]:
+    """The same top layer committed again: no new layer, but a new image."""
+    c = Checker(folder)
+    store = store_or_problem(c, folder, "do the exercise in a copy of the lab's folder (cp -a ../lab07 .)")
+    if store is None:
+        return c.problems
+    first, again = store.image_id("tiny-app"), store.image_id("tiny-app2")
+    if again is None:
+        c.problem("no image tagged tiny-app2:latest: the exercise commits dev again as tiny-app2")
+        return c.problems
+    if first is not None:
+        layers = store.config(first).get("rootfs", {}).get("diff_ids", [])
+        if store.config(again).get("rootfs", {}).get("diff_ids", []) != layers:
+            c.problem("tiny-app2's layers are not tiny-app's: commit dev again without changing anything")
+    if len(store.layer_ids()) != 2:
+        c.problem(
+            f"the store holds {len(store.layer_ids())} layers, expected 2: the same top layer makes the same "
+            f"layer, stored once"
+        )
+    return c.problems
+
+
+def exercise_2(folder: str) -> list[str]:
+    """A write to /etc/hosts in the container is committed with the top layer."""
+    c = Checker(folder)
+    store = store_or_problem(c, folder, "do the exercise in a copy of the lab's folder (cp -a ../lab07 .)")
+    if store is None:
+        return c.problems
+    leaky = store.image_id("leaky")
+    if leaky is None:
+        c.problem("no image tagged leaky:latest: the exercise commits dev as leaky")
+        return c.problems
+    top = store.diff_dirs(leaky)[-1]
+    rel = os.path.relpath(top + "/etc/hosts", folder)
+    if c.need_file(rel, "the changed /etc/hosts was copied into dev's top layer, so commit packs it"):
+        with open(top + "/etc/hosts", encoding="utf-8", errors="replace") as f:
+            if not f.read().strip():  # the init layer's placeholder is empty: any line is the student's
+                c.problem(f"{rel} has no line of yours: append one through the mount before the commit")
+    return c.problems
+
+
+def exercise_3(folder: str) -> list[str]:
+    """rm dev: its two layer directories go; tiny-app and prod stay."""
+    c = Checker(folder)
+    store = store_or_problem(c, folder, "do the exercise in a copy of the lab's folder (cp -a ../lab07 .)")
+    if store is None:
+        return c.problems
+    if container_named(store, "dev") is not None:
+        c.problem("container dev still exists: the exercise runs imagegraph rm dev")
+    if store.image_id("tiny-app") is None:
+        c.problem("no image tagged tiny-app:latest: removing the container it was committed from keeps it")
+    prod = container_named(store, "prod")
+    if prod is None:
+        c.problem("no container named prod: the copy of the lab's folder has it")
+    root = os.path.join(store.root, "layerfs")
+    dirs = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    owned = {os.path.basename(os.path.dirname(p)) for p in store.diff_dirs(store.image_id("tiny-app") or "")}
+    for container in store.containers():
+        owned |= {os.path.basename(os.path.dirname(d)) for d in container_dirs(store, container["ID"]) or ()}
+    extra = [d for d in dirs if d not in owned]
+    if extra:
+        shown = ", ".join(e[:12] + "…" for e in extra)
+        c.problem(f"store/layerfs still has {shown}, which no image or container uses: rm removes dev's two layers")
+    return c.problems
+
+
+EXERCISES = {1: exercise_1, 2: exercise_2, 3: exercise_3}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 
 from . import Checker
 from .store import Store, container_named, read_file, sha_hex
@@ -178,3 +179,124 @@ def check(folder: str) -> list[str]:
         if container_named(store, container) is not None:
             c.problem(f"container {container} still exists: steps 4 and 7 remove it before removing its image")
     return c.problems
+
+
+@dataclass
+class _Exercise:
+    """An exercise done in ~/layerlab/lab08-exK with a copy of the lab's store and the lab's
+    registry: the checker, the store (None: a problem says so), the lab's folder, the name."""
+
+    c: Checker
+    store: Store | None
+    lab: str
+    name: str
+
+
+def _exercise(folder: str) -> _Exercise:
+    c = Checker(folder)
+    lab = os.path.join(os.path.dirname(folder), "lab08")
+    for pid in running_registries(lab):
+        c.problem(f"docker-registry (pid {pid}) still serves the lab's registry.yml: stop it (kill {pid})")
+    reg = registry_address(lab)
+    store = Store.find(folder) if os.path.isdir(os.path.join(folder, "store")) else None
+    if store is None:
+        c.problem("store/ is missing: the exercise works on a copy of the lab's store (cp -a ../lab08/store .)")
+    if reg is None:
+        c.problem("../lab08/registry.yml is missing: the exercise starts the lab's registry again from it")
+        store = None
+    return _Exercise(c, store, lab, f"{reg}/{REPOSITORY}")
+
+
+def _tag_link(lab: str, tag: str) -> str | None:
+    return read_file(os.path.join(lab, V2, "repositories", REPOSITORY, "_manifests", "tags", tag, "current", "link"))
+
+
+def _requests(c: Checker, rel: str) -> list[str] | None:
+    """The request lines (METHOD PATH) of a registry log or a saved list of them."""
+    path = c.path(rel)
+    if not c.need_file(rel, "the registry's log of the exercise's pull"):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    found = re.findall(r"\b(GET|HEAD|POST|PUT|PATCH|DELETE) (/v2/\S*)", text)
+    return [f"{method} {target}" for method, target in found]
+
+
+def exercise_1(folder: str) -> list[str]:
+    """1.0 pulled again onto a store that has its base layer: one layer blob fetched."""
+    ex = _exercise(folder)
+    c, store, lab, name = ex.c, ex.store, ex.lab, ex.name
+    if store is None:
+        return c.problems
+    image = store.tags().get(f"{name}:1.0")
+    if image is None:
+        c.problem(f"no image tagged {name}:1.0: pull it from the lab's registry")
+        return c.problems
+    link = _tag_link(lab, "1.0")
+    if link and f"{name}@{link}" not in store.tags():
+        c.problem(f"{name}:1.0 has no RepoDigest {link[:19]}…: pull it from the lab's registry")
+    if len(store.layer_ids()) != 3:
+        c.problem(
+            f"the store holds {len(store.layer_ids())} layers, expected 3: the base layer is shared, "
+            f"only 1.0's own layer is new"
+        )
+    requests = _requests(c, "registry.log")
+    if requests is not None:
+        blobs = [r for r in requests if "/blobs/" in r and r.startswith("GET")]
+        if len(blobs) != 2:
+            c.problem(
+                f"registry.log shows {len(blobs)} blob downloads, expected 2 (the config and 1.0's own layer): "
+                f"empty it before the pull"
+            )
+    return c.problems
+
+
+def exercise_2(folder: str) -> list[str]:
+    """1.0 pulled by its digest: no HEAD, no tag, a digest reference."""
+    ex = _exercise(folder)
+    c, store, lab, name = ex.c, ex.store, ex.lab, ex.name
+    if store is None:
+        return c.problems
+    link = _tag_link(lab, "1.0")
+    if link is None:
+        c.problem("the lab's registry has no tag 1.0: the lab's step 3 pushes it")
+        return c.problems
+    if f"{name}@{link}" not in store.tags():
+        c.problem(f"the store has no {name}@{link[:19]}…: pull 1.0 by the digest its tag points at")
+    if store.tags().get(f"{name}:1.0"):
+        c.problem(f"{name}:1.0 is tagged: a pull by digest names no tag")
+    requests = _requests(c, "registry.log")
+    if requests is not None:
+        if any(r.startswith("HEAD") for r in requests):
+            c.problem(
+                "registry.log shows a HEAD request: a pull by digest needs no tag lookup (empty it before the pull)"
+            )
+        if f"GET /v2/{REPOSITORY}/manifests/{link}" not in requests:
+            c.problem(f"registry.log shows no GET of manifest {link[:19]}…: pull by that digest")
+    return c.problems
+
+
+def exercise_3(folder: str) -> list[str]:
+    """2.0 pulled a second time: up to date, no layer downloaded."""
+    ex = _exercise(folder)
+    c, store, name = ex.c, ex.store, ex.name
+    if store is None:
+        return c.problems
+    image = store.tags().get(f"{name}:{TAG}")
+    if image is None:
+        c.problem(f"no image tagged {name}:{TAG}: the copy of the lab's store has it")
+        return c.problems
+    requests = _requests(c, "requests.txt")
+    if requests is not None:
+        if f"HEAD /v2/{REPOSITORY}/manifests/{TAG}" not in requests:
+            c.problem(f"requests.txt has no HEAD of tag {TAG}: save the requests of a pull of {TAG}")
+        blobs = {r.rsplit("/", 1)[1] for r in requests if "/blobs/" in r}
+        if blobs - {image}:
+            c.problem(
+                "requests.txt shows a layer blob downloaded: the image was already here (its config digest is its "
+                "ID), so a second pull fetches no layer"
+            )
+    return c.problems
+
+
+EXERCISES = {1: exercise_1, 2: exercise_2, 3: exercise_3}

@@ -13,6 +13,7 @@ import binascii
 import json
 import os
 import re
+from dataclasses import dataclass
 
 from . import Checker
 from .lab08 import registry_address, running_registries
@@ -156,3 +157,148 @@ def _check_flow(c: Checker, folder: str, store: Store, reg: str, name: str) -> N
         if not os.path.isdir(os.path.join(layerdb, chain)):
             c.problem(f"flow.log says a layer went to layerdb/sha256/{chain[:12]}…, which the store does not have")
             return
+
+
+# -- the exercises: each in ~/layerlab/lab09-exK, on a copy of the lab's store, with a daemon of its own
+
+
+@dataclass
+class _Exercise:
+    c: Checker
+    lab: str
+    store: Store | None
+    flow: list[str]
+
+
+def _exercise(folder: str, needs_store: bool = True, registry: bool = False) -> _Exercise:
+    """What every exercise shares: the lab's folder beside it, a copy of the store, the daemon
+    (and the registry) stopped again, and the exercise's flow log."""
+    c = Checker(folder)
+    lab = os.path.join(os.path.dirname(os.path.abspath(folder)), "lab09")
+    for pid in running_daemons(folder):
+        c.problem(f"imagegraph daemon (pid {pid}) still serves this exercise's docker.sock: stop it (kill {pid})")
+    if registry:
+        for pid in running_registries(lab):
+            c.problem(f"docker-registry (pid {pid}) still serves ../lab09/registry.yml: stop it (kill {pid})")
+    store = None
+    if needs_store:
+        store = Store.find(folder) if os.path.isdir(os.path.join(folder, "store")) else None
+        if store is None:
+            c.problem("store/ is missing: the exercise works on a copy of the lab's store (cp -a ../lab09/store .)")
+    flow = (read_file(os.path.join(folder, "flow.log")) or "").splitlines()
+    if needs_store and not flow:
+        c.problem("flow.log is missing or empty: start the exercise's daemon with --flow flow.log")
+    return _Exercise(c, lab, store, flow)
+
+
+def _name(ex: _Exercise) -> str | None:
+    reg = registry_address(ex.lab)
+    if reg is None:
+        ex.c.problem("../lab09/registry.yml is missing or has no 'addr:': the exercise uses the lab's registry")
+        return None
+    return f"{reg}/{REPOSITORY}"
+
+
+# docker command → the handler that serves it (exercise 1)
+HANDLERS = {
+    "docker images": ("GET", "/images/json", "getImagesJSON"),
+    "docker tag": ("POST", "/images/{name}/tag", "postImagesTag"),
+    "docker history": ("GET", "/images/{name}/history", "getImagesHistory"),
+    "docker rmi": ("DELETE", "/images/{name}", "deleteImages"),
+}
+
+
+def exercise_1(folder: str) -> list[str]:
+    """docker images, tag, history and rmi through the exercise's daemon: each handler in the flow log."""
+    ex = _exercise(folder)
+    c = ex.c
+    if ex.flow:
+        for command, (method, path, handler) in HANDLERS.items():
+            if not any(re.search(rf"^client → daemon +{method} \S+ → {handler}\b", line) for line in ex.flow):
+                c.problem(f"flow.log shows no {method} {path} → {handler}: run {command} through the exercise's daemon")
+    if ex.store is not None and any(ref.split("/")[-1] == "hello:copy" for ref in ex.store.tags()):
+        c.problem("hello:copy is still tagged: docker rmi hello:copy removes the tag again")
+    return c.problems
+
+
+def exercise_2(folder: str) -> list[str]:
+    """A pull by digest: no HEAD of a tag, the manifest asked for by its digest, no tag made."""
+    ex = _exercise(folder, registry=True)
+    c, store = ex.c, ex.store
+    name = _name(ex)
+    if store is None or name is None or not ex.flow:
+        return c.problems
+    link = read_file(os.path.join(ex.lab, V2, "repositories", REPOSITORY, "_manifests", "tags", TAG, "current", "link"))
+    if link is None:
+        c.problem("the lab's registry has no tag 1.0: the lab's step 7 pushes it")
+        return c.problems
+    if f"{name}@{link}" not in store.tags():
+        c.problem(f"the store has no {name}@{link[:19]}…: pull by the digest the registry's tag 1.0 points at")
+    if f"{name}:{TAG}" in store.tags():
+        c.problem(f"{name}:{TAG} is still tagged: docker rmi it first; a pull by digest makes no tag")
+    if any(re.search(r"^daemon → registry +HEAD \S+/manifests/", line) for line in ex.flow):
+        c.problem("flow.log shows a HEAD of a manifest: empty it (: > flow.log) before the pull by digest")
+    if not any(re.search(rf"^daemon → registry +GET \S+/manifests/{re.escape(link)} → 200", line) for line in ex.flow):
+        c.problem(f"flow.log shows no GET of manifest {link[:19]}… by its digest: pull by that digest")
+    return c.problems
+
+
+def exercise_3(folder: str) -> list[str]:
+    """An unreadable X-Registry-Auth: the daemon goes on without credentials and fails itself."""
+    ex = _exercise(folder, registry=True)
+    c, store = ex.c, ex.store
+    name = _name(ex)
+    if store is None or name is None or not ex.flow:
+        return c.problems
+    response = read_file(os.path.join(folder, "response.txt"))
+    if response is None:
+        c.problem("response.txt is missing: save curl's answer (with -w 'HTTP %{http_code}\\n') to it")
+    elif "no basic auth credentials" not in response or not response.endswith("HTTP 500"):
+        c.problem(
+            "response.txt is not the daemon's 500 'no basic auth credentials': send X-Registry-Auth: not-base64, "
+            "with the image removed first"
+        )
+    if not any(re.search(r"^client → daemon +POST \S+/images/create\?fromImage=", line) for line in ex.flow):
+        c.problem("flow.log shows no POST /images/create: send it with curl to the exercise's docker.sock")
+    if any("(Basic " in line for line in ex.flow):
+        c.problem("flow.log shows credentials sent to the registry: the unreadable header must have carried none")
+    if f"{name}:{TAG}" in store.tags():
+        c.problem(f"{name}:{TAG} is in the store: docker rmi it before the curl, which must not pull it back")
+    return c.problems
+
+
+def exercise_4(folder: str) -> list[str]:
+    """/version asked as API 1.99, 1.40 and 1.24: too new, answered, too old."""
+    from imagegraph.api import DEFAULT_VERSION, MIN_VERSION
+
+    ex = _exercise(folder, needs_store=False)
+    c = ex.c
+    if not c.need_file("versions.txt", "the exercise's loop writes one 'vX: HTTP code' line per version"):
+        return c.problems
+    codes = dict(re.findall(r"^v(\d+\.\d+): HTTP (\d{3})$", read_file(c.path("versions.txt")) or "", re.M))
+    want = {"1.99": ("400", f"is too new. Maximum supported API version is {DEFAULT_VERSION}")}
+    want["1.24"] = ("400", f"is too old. Minimum supported API version is {MIN_VERSION}")
+    want[MIN_VERSION] = ("200", f'"ApiVersion":"{DEFAULT_VERSION}"')
+    for version, (code, text) in want.items():
+        if codes.get(version) != code:
+            c.problem(f"versions.txt has no 'v{version}: HTTP {code}': ask the daemon's /version as API {version}")
+        body = read_file(c.path(f"v{version}.json")) or ""
+        if text not in body:
+            c.problem(f"v{version}.json does not hold {text!r}: it is the daemon's answer to /v{version}/version")
+    return c.problems
+
+
+def exercise_5(folder: str) -> list[str]:
+    """The container and system routers' tables, as the daemon has them now."""
+    from imagegraph.api.routes import init_routes
+
+    c = Checker(folder)
+    if not c.need_file("routes.txt", "python -m imagegraph.api.routes container system > routes.txt"):
+        return c.problems
+    have = read_file(c.path("routes.txt"))
+    if have != "\n\n".join(init_routes(name) for name in ("container", "system")).strip():
+        c.problem("routes.txt is not what python -m imagegraph.api.routes container system prints: run it again")
+    return c.problems
+
+
+EXERCISES = {1: exercise_1, 2: exercise_2, 3: exercise_3, 4: exercise_4, 5: exercise_5}

@@ -10,10 +10,14 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from unionfs.options import parse_options, validate
 from unionfs.super import Super
 from unionfs.union import Union
+
+if TYPE_CHECKING:
+    from . import Checker
 
 DRIVER = "layerfs"
 # What `create` writes into a container's init layer (Docker's initlayer and the container's /etc files).
@@ -98,7 +102,9 @@ class Store:
     def union(self, image_id: str, extra_top: Sequence[str] = ()) -> Union:
         """The image's merged rootfs (plus optional upper dirs on top), observed read-only."""
         dirs = list(extra_top) + list(reversed(self.diff_dirs(image_id)))
-        return Union(Super.observe(validate(parse_options("lowerdir=" + ":".join(dirs)))))
+        # Store layers come from layer tars: either encoding may be on disk (`.wh.` files in a
+        # store written with --whiteouts aufs), so `.wh.` names are read as marks here.
+        return Union(Super.observe(validate(parse_options("lowerdir=" + ":".join(dirs) + ",whiteout=aufs"))))
 
     def containers(self) -> list[dict]:
         folder = os.path.join(self.root, "containers")
@@ -108,6 +114,15 @@ class Store:
             if text:
                 out.append(json.loads(text))
         return out
+
+
+def store_or_problem(c: Checker, folder: str, how: str) -> Store | None:
+    """The store of the lab's (or an exercise's) folder; if there is none, a problem that says
+    `how` it is made."""
+    store = Store.find(folder)
+    if store is None:
+        c.problem(f"store/ is missing (or has no image/layerfs): {how}")
+    return store
 
 
 def container_named(store: Store, name: str) -> dict | None:
