@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from . import Checker
-from .store import Store
+from .store import Store, sha_hex, store_or_problem
 
 HELLO_1 = "hello, layers\n"
 HELLO_2 = "hello again, layers\n"
@@ -124,3 +124,177 @@ def _check_kept_containers(c: Checker, store: Store) -> None:
         c.problem("no build container of the RUN step is left: step 2 builds with --rm=false")
     elif not any(x.get("State", {}).get("ExitCode") == 0 and not x.get("State", {}).get("Running") for x in ran):
         c.problem("the RUN step's container did not exit 0: a build step that fails stops the build")
+
+
+# -- exercises: each in ~/layerlab/lab11-exK, a store of its own with busybox, the context in app/ --
+ENV_STEP = "/bin/sh -c #(nop)  ENV GREETING=hi"
+FALSE_CMD = ["/bin/sh", "-c", "false"]
+
+
+def _exercise_store(folder: str) -> tuple[Checker, Store | None, str | None]:
+    """The exercise folder's store and its busybox; where one is missing, a problem says so."""
+    c = Checker(folder)
+    store = store_or_problem(c, folder, "export IMAGEGRAPH_ROOT=$PWD/store; python -m tutorials.images busybox")
+    if store is None:
+        return c, None, None
+    busybox = store.image_id("busybox")
+    if busybox is None:
+        c.problem("no image tagged busybox:latest here: python -m tutorials.images busybox, in this folder's store")
+    return c, store, busybox
+
+
+def _steps(store: Store, image: str) -> list[str]:
+    """What each build step recorded (`created_by` of the image's history, base image's first)."""
+    return [h.get("created_by", "") for h in store.config(image).get("history", [])]
+
+
+def _below_busybox(store: Store, image: str, busybox: str) -> str | None:
+    """The ancestor of `image` whose parent is busybox: the image of the build's first step."""
+    seen: set[str] = set()
+    while image not in seen:
+        seen.add(image)
+        parent = store.parent(image)
+        if not parent:
+            return None
+        if sha_hex(parent) == sha_hex(busybox):
+            return image
+        image = parent
+    return None
+
+
+def exercise_1(folder: str) -> list[str]:
+    """ENV before COPY: its image is busybox's child with no layer of its own, marked empty_layer,
+    and the build without it is there to compare."""
+    c, store, busybox = _exercise_store(folder)
+    if store is None or busybox is None:
+        return c.problems
+    tags = store.tags()
+    with_env = [t for t, i in tags.items() if "GREETING=hi" in (store.config(i).get("config", {}).get("Env") or [])]
+    without = [t for t, i in tags.items() if t not in with_env and any("COPY file:" in s for s in _steps(store, i))]
+    if not without:
+        c.problem("no image built from the lab's Dockerfile without ENV: build it first, then add the ENV step")
+    if not with_env:
+        c.problem("no tagged image has GREETING=hi in its Env: add ENV GREETING=hi before COPY and build again")
+        return c.problems
+    image = tags[with_env[0]]
+    env_img = _below_busybox(store, image, busybox)
+    if env_img is None or not _steps(store, env_img)[-1:] == [ENV_STEP]:
+        c.problem(f"{with_env[0]}'s first step after FROM is not ENV GREETING=hi: put the ENV line before COPY")
+        return c.problems
+    entry = store.config(env_img).get("history", [])[-1]
+    if entry.get("empty_layer") is not True:
+        c.problem(f"{with_env[0]}'s ENV step is not marked empty_layer in its history: ENV adds no layer")
+    if store.diff_dirs(env_img) != store.diff_dirs(busybox):
+        c.problem(f"{with_env[0]}'s ENV step added a layer: a metadata step commits no new layer")
+    return c.problems
+
+
+def exercise_2(folder: str) -> list[str]:
+    """hello:3 built --no-cache from hello:2's Dockerfile: the same steps, no image in common,
+    and a different `created` and `container` in the configuration."""
+    c, store, busybox = _exercise_store(folder)
+    if store is None or busybox is None:
+        return c.problems
+    ids = {t: store.image_id(t) for t in ("hello:2", "hello:3")}
+    for tag, image in ids.items():
+        if image is None:
+            how = "imagegraph build --no-cache -t hello:3 ." if tag == "hello:3" else "imagegraph build -t hello:2 ."
+            c.problem(f"no image tagged {tag} here: {how}")
+    two, three = ids["hello:2"], ids["hello:3"]
+    if two is None or three is None:
+        return c.problems
+    if _steps(store, two) != _steps(store, three) or len(_steps(store, two)) < 2:
+        c.problem("hello:2 and hello:3 were not built from the same Dockerfile: build both from the lab's")
+        return c.problems
+    common = set(_chain(store, two, 10)) & set(_chain(store, three, 10)) - {busybox}
+    if common:
+        c.problem(f"hello:2 and hello:3 share {len(common)} image(s): build hello:3 with --no-cache")
+    a, b = store.config(two), store.config(three)
+    for key in ("created", "container"):
+        if a.get(key) == b.get(key):
+            c.problem(f"hello:2 and hello:3 have the same {key!r}: two builds commit at different times and containers")
+    return c.problems
+
+
+def exercise_3(folder: str) -> list[str]:
+    """A failed RUN step: its container (exit 1) and COPY's image stay; --force-rm removed the
+    second build's container, as force-rm.txt says."""
+    c, store, busybox = _exercise_store(folder)
+    if store is None or busybox is None:
+        return c.problems
+    failed = [x for x in store.containers() if (x.get("Config", {}).get("Cmd") or []) == FALSE_CMD]
+    if not failed:
+        c.problem("no build container of RUN false is left: build the Dockerfile with RUN false (without --force-rm)")
+    elif any(x.get("State", {}).get("ExitCode") != 1 or x.get("State", {}).get("Running") for x in failed):
+        c.problem("the RUN false container did not exit with 1: the failing step's container stays, exited")
+    elif len(failed) > 1:
+        c.problem(f"{len(failed)} RUN false containers are left: the build with --force-rm removes its own")
+    else:
+        base = failed[0].get("Image", "")
+        if not base or sha_hex(store.parent(base) or "") != sha_hex(busybox):
+            c.problem("the RUN false container was not made from COPY's image, a child of busybox")
+    if c.need_file("force-rm.txt", "imagegraph build --force-rm -t broken:2 . > ../force-rm.txt 2>&1, in app/"):
+        with open(c.path("force-rm.txt"), encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        removed = [line.rsplit(" ", 1)[-1] for line in text.splitlines() if "Removed intermediate container" in line]
+        kept = {x.get("ID", "")[:12] for x in store.containers()}
+        if "returned a non-zero code: 1" not in text or not removed:
+            c.problem("force-rm.txt does not show RUN false failing and its container removed: use --force-rm")
+        elif any(r[:12] in kept for r in removed):
+            c.problem("the container force-rm.txt says was removed is still in the store")
+    return c.problems
+
+
+def exercise_4(folder: str) -> list[str]:
+    """COPY . /ctx/ copies secret.txt before the .dockerignore (ctx:all) and not after (ctx:ignored)."""
+    c, store, busybox = _exercise_store(folder)
+    if store is None or busybox is None:
+        return c.problems
+    c.need_file("app/secret.txt", "put secret.txt in the build context, app/")
+    if c.need_file("app/.dockerignore", "echo secret.txt > app/.dockerignore"):
+        with open(c.path("app/.dockerignore"), encoding="utf-8", errors="replace") as f:
+            if "secret.txt" not in f.read().split():
+                c.problem("app/.dockerignore does not name secret.txt")
+    for tag, secret in (("ctx:all", True), ("ctx:ignored", False)):
+        image = store.image_id(tag)
+        if image is None:
+            when = "before writing" if secret else "after writing"
+            c.problem(f"no image tagged {tag}: build it with COPY . /ctx/ {when} the .dockerignore")
+            continue
+        top = os.path.relpath(store.diff_dirs(image)[-1], c.folder)
+        c.need_file(top + "/ctx/hello.txt", f"{tag}'s COPY . /ctx/ layer holds the context's hello.txt")
+        if secret:
+            c.need_file(top + "/ctx/secret.txt", "without a .dockerignore, COPY . copies secret.txt")
+        else:
+            c.need_absent(top + "/ctx/secret.txt", "a file the .dockerignore names never reaches the builder")
+    return c.problems
+
+
+def exercise_5(folder: str) -> list[str]:
+    """docker build without DOCKER_BUILDKIT=0 fell back to the classic builder: the client's
+    notice, one POST /build in the flow log, and hello:bk is hello:1 from the cache."""
+    c, store, busybox = _exercise_store(folder)
+    if store is None or busybox is None:
+        return c.problems
+    one, bk = store.image_id("hello:1"), store.image_id("hello:bk")
+    if one is None:
+        c.problem("no image tagged hello:1 here: imagegraph build -t hello:1 . in app/, before the daemon")
+    if bk is None:
+        c.problem("no image tagged hello:bk here: docker build -t hello:bk . through the daemon")
+    elif one is not None and bk != one:
+        c.problem("hello:bk is not hello:1: the classic builder through the daemon finds every step in the cache")
+    if c.need_file("client.txt", "docker build -t hello:bk . 2> ../client.txt, in app/"):
+        with open(c.path("client.txt"), encoding="utf-8", errors="replace") as f:
+            if "legacy builder is deprecated" not in f.read():
+                c.problem(
+                    "client.txt has no notice that the legacy builder is deprecated: build without DOCKER_BUILDKIT"
+                )
+    if c.need_file("flow.log", "imagegraph daemon -H $DOCKER_HOST --flow ../flow.log"):
+        with open(c.path("flow.log"), encoding="utf-8", errors="replace") as f:
+            lines = [x for x in f.read().splitlines() if x.startswith("client → daemon")]
+        if not any("/build?" in x and "t=hello:bk" in x for x in lines):
+            c.problem("flow.log has no POST /build for hello:bk: run docker build through this daemon")
+    return c.problems
+
+
+EXERCISES = {1: exercise_1, 2: exercise_2, 3: exercise_3, 4: exercise_4, 5: exercise_5}
