@@ -7,13 +7,16 @@ The machines are shared and noisy, so every figure is a list of samples reported
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from unionfs.mountinfo import mounts
 
@@ -175,3 +178,27 @@ class MountSet:
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._paths))
+
+
+def save_json(path: Path, payload: dict) -> None:
+    """Write to a temporary name, then rename: a crash leaves the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the run is, so every `with` unwinds: mounts come down, registries
+    and daemons stop."""
+
+
+def raise_terminated(_signum: int, _frame: object) -> None:
+    """The SIGTERM handler of every bench: `signal.signal(signal.SIGTERM, raise_terminated)`."""
+    raise Terminated()

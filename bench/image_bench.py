@@ -44,7 +44,16 @@ from typing import Any
 # bench/ is a folder of scripts: its common.py, and the checkout's packages.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BenchError, Figure, MountSet, format_ratio, format_seconds
+from common import (
+    BenchError,
+    Figure,
+    MountSet,
+    Terminated,
+    format_ratio,
+    format_seconds,
+    raise_terminated,
+    save_json,
+)
 
 try:
     from tabulate import tabulate
@@ -810,20 +819,6 @@ def _tool_version(argv: list[str]) -> str:
     return lines[0].strip() if lines else ""
 
 
-def save_json(path: Path, payload: dict) -> None:
-    """Write to a temporary name, then rename: a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 # -- main ----------------------------------------------------------------------------------
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").split("\n\n")[0])
@@ -845,14 +840,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="where the fixtures, stores and registries live (default /var/tmp/layerlab-image-bench)",
     )
     return parser.parse_args(argv)
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised where the run is, so every `with` unwinds and registries and daemons stop."""
-
-
-def _sigterm(_signum: int, _frame: object) -> None:
-    raise Terminated()
 
 
 def _missing_tools(groups: list[str]) -> dict[str, str]:
@@ -931,7 +918,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = Sizes.quick() if args.quick else Sizes()
         groups, trees, chosen = _chosen(args, sizes)
         repeat = args.repeat or (1 if args.quick else 5)
-        signal.signal(signal.SIGTERM, _sigterm)
+        signal.signal(signal.SIGTERM, raise_terminated)
         for group, reason in _missing_tools(groups).items():
             print(f"skip: {group}: {reason}", flush=True)
             groups.remove(group)

@@ -27,7 +27,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -41,12 +40,15 @@ from common import (
     BenchError,
     Figure,
     MountSet,
+    Terminated,
     can_drop_caches,
     drop_caches,
     format_ratio,
     format_seconds,
     load_average,
+    raise_terminated,
     run,
+    save_json,
     timed,
     wait_mounted,
 )
@@ -692,20 +694,6 @@ def machine() -> dict:
     }
 
 
-def save_json(path: Path, payload: dict) -> None:
-    """Write to a temporary name, then rename: a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 # -- main ----------------------------------------------------------------------------------
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
@@ -733,14 +721,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.repeat is None:
         args.repeat = 3 if args.quick else 5
     return args
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised where the run is, so every `with` unwinds and the mounts come down."""
-
-
-def _sigterm(_signum: int, _frame: object) -> None:
-    raise Terminated()
 
 
 def _chosen(args: argparse.Namespace) -> tuple[list[str], list[str]]:
@@ -783,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         wanted, groups = _chosen(args)
         sizes = Sizes.quick() if args.quick else Sizes()
-        signal.signal(signal.SIGTERM, _sigterm)
+        signal.signal(signal.SIGTERM, raise_terminated)
         systems, skipped = _available(wanted, args.reference)
         cold = not args.no_cold and can_drop_caches()
         if not args.no_cold and not cold:
