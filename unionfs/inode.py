@@ -44,6 +44,19 @@ def getattr_(sb: Super, path: str) -> Stat:
     return stat_of(sb, node.entries, node.lowers, root=path == "/")
 
 
+def getattr_identity(sb: Super, path: str) -> tuple[Stat, bool]:
+    """What stat shows, and whether its st_ino names the object for good: False for a lower
+    file with several links in a writable union, which a copy-up through one name turns into
+    a file of its own (the kernel's overlay then gives each name its own inode, ovl_hash_bylower).
+    """
+    node = sb.resolver.lookup(path)
+    if not node.exists:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    top = node.entries[0]
+    lasting = top.branch.writable or sb.upper is None or top.st.st_nlink <= 1 or stat.S_ISDIR(top.st.st_mode)
+    return stat_of(sb, node.entries, node.lowers, root=path == "/"), lasting
+
+
 def stat_of(sb: Super, entries: tuple[Entry, ...], lowers: tuple[Entry, ...], root: bool = False) -> Stat:
     """What stat(2) shows for a resolved object, as the kernel's ovl_getattr reports it.
 

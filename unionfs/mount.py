@@ -215,6 +215,28 @@ def plan(request: MountRequest) -> Plan:
 
 
 # -- mounting -----------------------------------------------------------------------------
+def serve(
+    union: Union,
+    mountpoint: str,
+    fuse_options: dict[str, Any],
+    on_ready: Callable[[], None] | None = None,
+    after_init: Callable[[], object] | None = None,
+) -> None:
+    """Serve the union until unmounted: on libfuse 3's low-level API (ll_ops), or on mfusepy's
+    high-level one (fuse_ops) where that is missing (libfuse 2, or a library the user named)."""
+    from . import lowlevel
+
+    if lowlevel.available() is None:
+        from .ll_ops import LowLevelOps, caching_of, run_lowlevel
+
+        ops = LowLevelOps(union, caching_of(fuse_options), on_ready, after_init)
+        run_lowlevel(ops, mountpoint, fuse_options)
+        return
+    from .fuse_ops import LayerOps, run_fuse
+
+    run_fuse(LayerOps(union, on_ready, after_init), mountpoint, fuse_options)
+
+
 def _open_union(p: Plan) -> Union:
     try:
         return Union.from_spec(p.spec, TraceFile(p.trace) if p.trace else None)
@@ -233,12 +255,14 @@ def mount(request: MountRequest) -> None:
         if fd is not None:
             _spawn(_serve_mounted, union, p, fd)
             return
-    from .fuse_ops import LayerOps, run_fuse
-
     if p.foreground:
         try:
-            ops = LayerOps(union, after_init=lambda: set_read_ahead(p.mountpoint, device=_device_of(p)))
-            run_fuse(ops, p.mountpoint, p.fuse_options)
+            serve(
+                union,
+                p.mountpoint,
+                p.fuse_options,
+                after_init=lambda: set_read_ahead(p.mountpoint, device=_device_of(p)),
+            )
         except RuntimeError as exc:
             raise MountError(f"mounting {request.mountpoint} failed (libfuse error {exc})") from None
         return
@@ -337,10 +361,12 @@ def _serve_mounted(union: Union, p: Plan, fd: int) -> int:
     for target in (0, 1, 2):
         os.dup2(devnull, target)
     try:
-        from .fuse_ops import LayerOps, run_fuse
-
-        ops = LayerOps(union, after_init=lambda: set_read_ahead(p.mountpoint, device=_device_of(p)))
-        run_fuse(ops, f"/dev/fd/{fd}", p.fuse_options)
+        serve(
+            union,
+            f"/dev/fd/{fd}",
+            p.fuse_options,
+            after_init=lambda: set_read_ahead(p.mountpoint, device=_device_of(p)),
+        )
     except BaseException:  # nobody to tell: the mount is undone below
         pass
     try:
@@ -357,8 +383,6 @@ def _serve_mounted(union: Union, p: Plan, fd: int) -> int:
 
 def _daemon(union: Union, p: Plan, status_fd: int) -> int:
     """The child: detach, run FUSE, report readiness (or the error) on `status_fd`."""
-    from .fuse_ops import LayerOps, run_fuse
-
     os.setsid()
     os.chdir("/")
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -379,7 +403,7 @@ def _daemon(union: Union, p: Plan, status_fd: int) -> int:
 
     failure = ""
     try:
-        run_fuse(LayerOps(union, ready), p.mountpoint, p.fuse_options)
+        serve(union, p.mountpoint, p.fuse_options, on_ready=ready)
     except BaseException as exc:  # report, whatever it was: the parent is waiting
         failure = str(exc)
     if state["ready"]:

@@ -87,6 +87,11 @@ class Union:
     def getattr(self, path: str) -> Stat:
         return inode.getattr_(self.sb, normalize(path))
 
+    def getattr_identity(self, path: str) -> tuple[Stat, bool]:
+        """getattr, and whether st_ino names the object for good (see inode.getattr_identity):
+        what a FUSE adapter needs to give every name of one file one kernel inode."""
+        return inode.getattr_identity(self.sb, normalize(path))
+
     def readdir(self, path: str) -> list[str]:
         return readdir_ops.readdir(self.sb, normalize(path))
 

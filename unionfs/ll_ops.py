@@ -1,0 +1,566 @@
+"""The FUSE adapter on libfuse 3's low-level API: kernel node ids in, `Union` calls out.
+
+No semantics live here. Every request becomes `Union` calls on the union path(s) the inode
+table holds for the node; the core's OSErrors carry the errno to reply with. What this module
+adds is what only the FUSE side knows: node ids and lookup counts (inode_table), the caller's
+uid and gid, integer handles, a per-opendir snapshot of the listing, and what the kernel may
+keep: names, attributes and pages for a day (every change goes through us), and listings
+(FOPEN_CACHE_DIR: the kernel drops a directory's cached listing itself when a change through
+the mount touches the directory). One node per union inode number means every name of a hard
+link is one kernel inode, so nothing needs invalidating after a change through one name; only
+what a copy-up changed behind the request (a parent directory's attributes) is invalidated,
+once the request is answered.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat as st_
+import sys
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from . import lowlevel as ll
+from .handles import HandleTable
+from .inode import Stat
+from .inode_table import ROOT_ID, InodeTable
+from .listing import stat_entries
+from .super import Cred
+from .union import Union
+
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+RENAME_EXCHANGE = 2
+UNKNOWN_INO = 0xFFFFFFFF  # what libfuse's high-level API puts in d_ino without attributes
+_fsdecode = os.fsdecode
+
+
+@dataclass
+class DirHandle:
+    """An open directory: its listing is taken at offset 0 and served from there on."""
+
+    path: str
+    names: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Caching:
+    """How long the kernel may keep what it is told, and libfuse's high-level display options
+    (uid=, gid=, umask=), which the low-level API leaves to the filesystem."""
+
+    entry: float = 86400.0
+    attr: float = 86400.0
+    negative: float = 86400.0
+    keep_pages: bool = True
+    uid: int | None = None
+    gid: int | None = None
+    umask: int | None = None
+
+
+class LowLevelOps:
+    """The callbacks of one mounted union, by `struct fuse_lowlevel_ops` slot."""
+
+    def __init__(
+        self,
+        union: Union,
+        caching: Caching | None = None,
+        on_ready: Callable[[], None] | None = None,
+        after_init: Callable[[], object] | None = None,
+        lib: ll.Library | None = None,
+    ) -> None:
+        self.union = union
+        self.caching = caching or Caching()
+        self.on_ready = on_ready
+        self._first: Callable[[], object] | None = None
+        self.after_init = after_init
+        self.lib = lib or ll.Library()
+        self.table = InodeTable()
+        self.files = HandleTable()
+        self.dirs = HandleTable()
+        self.session: ll.Session | None = None
+        self._local = threading.local()
+        union.listen(self._on_event)
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        out: dict[str, Callable[..., None]] = {
+            "init": self._init,
+            "destroy": self._destroy,
+            "forget": self._forget,
+            "forget_multi": self._forget_multi,
+        }
+        for name in (
+            "lookup", "getattr", "setattr", "readlink", "mknod", "mkdir", "unlink", "rmdir", "symlink",
+            "rename", "link", "open", "read", "write", "flush", "release", "fsync", "opendir", "readdir",
+            "releasedir", "fsyncdir", "statfs", "setxattr", "getxattr", "listxattr", "removexattr",
+            "create", "readdirplus",
+        ):  # fmt: skip
+            out[name] = self._guard(getattr(self, name))
+        return out
+
+    def _guard(self, handler: Callable[..., None]) -> Callable[..., None]:
+        """Every request is answered once: by the handler, or here with its error."""
+        reply_err = self.lib.reply_err
+
+        def call(req: int, *args: Any) -> None:
+            if self._first is not None:
+                hook, self._first = self._first, None
+                hook()
+            try:
+                handler(req, *args)
+            except OSError as exc:
+                reply_err(req, exc.errno or errno.EIO)
+            except BaseException as exc:  # never into C: log it and answer EIO
+                print(f"layerfs: {handler.__name__}: {exc!r}", file=sys.stderr)
+                reply_err(req, errno.EIO)
+            pending = getattr(self._local, "copied", None)
+            if pending:
+                self._after_copy_up(pending)
+
+        call.__name__ = handler.__name__
+        return call
+
+    def _on_event(self, event: dict) -> None:
+        """A copy-up changed attributes the kernel may hold (a parent directory's link count
+        and ctime): note the path, to invalidate once the request is answered."""
+        if event.get("event") == "copy_up":
+            pending = getattr(self._local, "copied", None)
+            if pending is None:
+                pending = self._local.copied = []
+            pending.append(str(event.get("path")))
+
+    def _after_copy_up(self, paths: list[str]) -> None:
+        try:
+            for path in paths:
+                nid = self.table.node_at(path)
+                if nid is not None and self.session is not None:
+                    self.session.inval_inode(nid)
+        except Exception:  # the kernel may have forgotten the node meanwhile: nothing to do
+            pass
+        finally:
+            paths.clear()
+
+    def _cred(self, req: int) -> Cred:
+        ctx = self.lib.req_ctx(req).contents
+        return Cred(ctx.uid, ctx.gid)
+
+    def _fill(self, out: ll.CStat, st: Stat) -> None:
+        c = self.caching
+        out.st_ino = st.st_ino
+        out.st_mode = st.st_mode if c.umask is None else (st.st_mode & 0o170000) | (0o777 & ~c.umask)
+        out.st_nlink = st.st_nlink
+        out.st_uid = st.st_uid if c.uid is None else c.uid
+        out.st_gid = st.st_gid if c.gid is None else c.gid
+        out.st_size = st.st_size
+        out.st_rdev = st.st_rdev
+        out.st_blocks = st.st_blocks
+        out.st_blksize = st.st_blksize
+        out.st_atim.tv_sec, out.st_atim.tv_nsec = divmod(st.st_atime_ns, 1_000_000_000)
+        out.st_mtim.tv_sec, out.st_mtim.tv_nsec = divmod(st.st_mtime_ns, 1_000_000_000)
+        out.st_ctim.tv_sec, out.st_ctim.tv_nsec = divmod(st.st_ctime_ns, 1_000_000_000)
+
+    @staticmethod
+    def _key(path: str, st: Stat, lasting: bool) -> Hashable:
+        return st.st_ino if lasting else ("path", path)
+
+    def _entry(self, path: str, st: Stat, lasting: bool) -> ll.EntryParam:
+        """The reply for a name the kernel learns: its node (lookup count + 1) and attributes."""
+        e = ll.EntryParam()
+        e.ino = self.table.bind(path, self._key(path, st, lasting))
+        self._fill(e.attr, st)
+        e.attr_timeout = self.caching.attr
+        e.entry_timeout = self.caching.entry
+        return e
+
+    def _reply_new(self, req: int, path: str) -> None:
+        st, lasting = self.union.getattr_identity(path)
+        self.lib.reply_entry(req, ctypes.byref(self._entry(path, st, lasting)))
+
+    def _open_file(self, fi: Any) -> Any:
+        """The open file a request names by handle, if any (fstat, ftruncate)."""
+        return self.files.items.get(fi.contents.fh) if fi else None
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def _init(self, userdata: int, conn: Any) -> None:
+        self._first = self.after_init
+        if self.on_ready is not None:
+            self.on_ready()
+
+    def _destroy(self, userdata: int) -> None:
+        """Unmounted: close what the kernel left open, so every layer file is complete."""
+        for handle in self.files.drain():
+            try:
+                handle.close()
+            except OSError:
+                pass
+        self.dirs.drain()
+
+    def _forget(self, req: int, ino: int, nlookup: int) -> None:
+        try:
+            self.table.forget(ino, nlookup)
+        finally:
+            self.lib.reply_none(req)
+
+    def _forget_multi(self, req: int, count: int, forgets: Any) -> None:
+        try:
+            for i in range(count):
+                item = forgets[i]
+                self.table.forget(item.ino, item.nlookup)
+        finally:
+            self.lib.reply_none(req)
+
+    # -- names ---------------------------------------------------------------------------------
+    def lookup(self, req: int, parent: int, name: bytes) -> None:
+        path = self.table.child(parent, _fsdecode(name))
+        try:
+            st, lasting = self.union.getattr_identity(path)
+        except FileNotFoundError:
+            if not self.caching.negative:
+                raise
+            e = ll.EntryParam()  # node 0: the kernel keeps the name as absent
+            e.entry_timeout = self.caching.negative
+            self.lib.reply_entry(req, ctypes.byref(e))
+            return
+        self.lib.reply_entry(req, ctypes.byref(self._entry(path, st, lasting)))
+
+    def mknod(self, req: int, parent: int, name: bytes, mode: int, rdev: int) -> None:
+        path = self.table.child(parent, _fsdecode(name))
+        self.union.mknod(path, mode, rdev, self._cred(req))
+        self._reply_new(req, path)
+
+    def mkdir(self, req: int, parent: int, name: bytes, mode: int) -> None:
+        path = self.table.child(parent, _fsdecode(name))
+        self.union.mkdir(path, mode, self._cred(req))
+        self._reply_new(req, path)
+
+    def symlink(self, req: int, target: bytes, parent: int, name: bytes) -> None:
+        path = self.table.child(parent, _fsdecode(name))
+        self.union.symlink(_fsdecode(target), path, self._cred(req))
+        self._reply_new(req, path)
+
+    def link(self, req: int, ino: int, newparent: int, newname: bytes) -> None:
+        existing = self.table.path(ino)
+        path = self.table.child(newparent, _fsdecode(newname))
+        self.union.link(existing, path)
+        st, lasting = self.union.getattr_identity(path)
+        self.table.link(ino, path, self._key(path, st, lasting))
+        e = ll.EntryParam()
+        e.ino = ino
+        self._fill(e.attr, st)
+        e.attr_timeout, e.entry_timeout = self.caching.attr, self.caching.entry
+        self.lib.reply_entry(req, ctypes.byref(e))
+
+    def unlink(self, req: int, parent: int, name: bytes) -> None:
+        path = self.table.child(parent, _fsdecode(name))
+        self.union.unlink(path)
+        self.table.removed(path)
+        self.lib.reply_err(req, 0)
+
+    def rmdir(self, req: int, parent: int, name: bytes) -> None:
+        path = self.table.child(parent, _fsdecode(name))
+        self.union.rmdir(path)
+        self.table.removed(path)
+        self.lib.reply_err(req, 0)
+
+    def rename(self, req: int, parent: int, name: bytes, newparent: int, newname: bytes, flags: int) -> None:
+        old = self.table.child(parent, _fsdecode(name))
+        new = self.table.child(newparent, _fsdecode(newname))
+        self.union.rename(old, new, flags)
+        if flags & RENAME_EXCHANGE:
+            self.table.exchanged(old, new)
+        else:
+            self.table.renamed(old, new)
+        self.lib.reply_err(req, 0)
+
+    # -- attributes ----------------------------------------------------------------------------
+    def getattr(self, req: int, ino: int, fi: Any) -> None:
+        out = ll.CStat()
+        try:
+            path = self.table.path(ino)
+        except FileNotFoundError:  # unlinked, still open: fstat(2) reads the real file
+            handle = self._open_file(fi)
+            if handle is None:
+                raise
+            real = os.fstat(handle.fd)
+            out = _from_os(real, ino)
+        else:
+            self._fill(out, self.union.getattr(path))
+        self.lib.reply_attr(req, ctypes.byref(out), self.caching.attr)
+
+    def setattr(self, req: int, ino: int, attr: Any, to_set: int, fi: Any) -> None:
+        """In the order libfuse's high-level API calls them: mode, owner, size, times."""
+        union = self.union
+        a = attr.contents
+        try:
+            path = self.table.path(ino)
+        except FileNotFoundError:  # unlinked, still open: ftruncate(2) is all that is left
+            handle = self._open_file(fi)
+            if handle is None or to_set & ~(ll.SET_ATTR_SIZE | ll.SET_ATTR_MTIME | ll.SET_ATTR_MTIME_NOW):
+                raise
+            handle.truncate(a.st_size)
+            out = _from_os(os.fstat(handle.fd), ino)
+            self.lib.reply_attr(req, ctypes.byref(out), self.caching.attr)
+            return
+        if to_set & ll.SET_ATTR_MODE:
+            union.chmod(path, a.st_mode)
+        if to_set & (ll.SET_ATTR_UID | ll.SET_ATTR_GID):
+            uid = a.st_uid if to_set & ll.SET_ATTR_UID else -1
+            gid = a.st_gid if to_set & ll.SET_ATTR_GID else -1
+            union.chown(path, uid, gid)
+        if to_set & ll.SET_ATTR_SIZE:
+            union.truncate(path, a.st_size)
+        times = ll.SET_ATTR_ATIME | ll.SET_ATTR_MTIME | ll.SET_ATTR_ATIME_NOW | ll.SET_ATTR_MTIME_NOW
+        if to_set & times:
+            now = time.time_ns()
+            current: Stat | None = None
+            resolved = []
+            for set_bit, now_bit, ts, which in (
+                (ll.SET_ATTR_ATIME, ll.SET_ATTR_ATIME_NOW, a.st_atim, "st_atime_ns"),
+                (ll.SET_ATTR_MTIME, ll.SET_ATTR_MTIME_NOW, a.st_mtim, "st_mtime_ns"),
+            ):
+                if to_set & now_bit:
+                    resolved.append(now)
+                elif to_set & set_bit:
+                    resolved.append(ts.tv_sec * 1_000_000_000 + ts.tv_nsec)
+                else:
+                    current = current or union.getattr(path)
+                    resolved.append(getattr(current, which))
+            if to_set & ll.SET_ATTR_ATIME_NOW and to_set & ll.SET_ATTR_MTIME_NOW:
+                union.utimens(path, None)
+            else:
+                union.utimens(path, (resolved[0], resolved[1]))
+        out = ll.CStat()
+        self._fill(out, union.getattr(path))
+        self.lib.reply_attr(req, ctypes.byref(out), self.caching.attr)
+
+    def readlink(self, req: int, ino: int) -> None:
+        self.lib.reply_readlink(req, os.fsencode(self.union.readlink(self.table.path(ino))))
+
+    def statfs(self, req: int, ino: int) -> None:
+        sv = self.union.statfs(self.table.path(ino) if ino != ROOT_ID else "/")
+        out = ll.CStatvfs()
+        for key in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree", "f_favail"):
+            setattr(out, key, getattr(sv, key))
+        out.f_namemax = sv.f_namemax
+        self.lib.reply_statfs(req, ctypes.byref(out))
+
+    # -- xattrs --------------------------------------------------------------------------------
+    def setxattr(self, req: int, ino: int, name: bytes, value: int, size: int, flags: int) -> None:
+        data = ctypes.string_at(value, size) if size else b""
+        self.union.setxattr(self.table.path(ino), _fsdecode(name), data, flags)
+        self.lib.reply_err(req, 0)
+
+    def getxattr(self, req: int, ino: int, name: bytes, size: int) -> None:
+        data = self.union.getxattr(self.table.path(ino), _fsdecode(name))
+        self._reply_sized(req, data, size)
+
+    def listxattr(self, req: int, ino: int, size: int) -> None:
+        names = self.union.listxattr(self.table.path(ino))
+        self._reply_sized(req, b"".join(os.fsencode(n) + b"\0" for n in names), size)
+
+    def _reply_sized(self, req: int, data: bytes, size: int) -> None:
+        if size == 0:
+            self.lib.reply_xattr(req, len(data))
+        elif len(data) > size:
+            self.lib.reply_err(req, errno.ERANGE)
+        else:
+            self.lib.reply_buf(req, data, len(data))
+
+    def removexattr(self, req: int, ino: int, name: bytes) -> None:
+        self.union.removexattr(self.table.path(ino), _fsdecode(name))
+        self.lib.reply_err(req, 0)
+
+    # -- files ---------------------------------------------------------------------------------
+    def create(self, req: int, parent: int, name: bytes, mode: int, fi: Any) -> None:
+        path = self.table.child(parent, _fsdecode(name))
+        info = fi.contents
+        handle = self.union.create(path, mode, info.flags, self._cred(req))
+        try:
+            st, lasting = self.union.getattr_identity(path)
+        except OSError:
+            handle.close()
+            raise
+        e = self._entry(path, st, lasting)
+        info.fh = self.files.add(handle)
+        info.keep_cache = self.caching.keep_pages
+        if self.lib.reply_create(req, ctypes.byref(e), fi) != 0:  # interrupted: nobody holds it
+            self.files.pop(info.fh)
+            handle.close()
+            self.table.forget(e.ino, 1)
+
+    def open(self, req: int, ino: int, fi: Any) -> None:
+        path = self.table.path(ino)
+        info = fi.contents
+        flags = info.flags
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
+            handle = self.union.open(path, flags, cred=self._cred(req))
+        else:
+            handle = self.union.open(path, flags)
+        info.fh = self.files.add(handle)
+        info.keep_cache = self.caching.keep_pages
+        if self.lib.reply_open(req, fi) != 0:
+            self.files.pop(info.fh)
+            handle.close()
+
+    def read(self, req: int, ino: int, size: int, offset: int, fi: Any) -> None:
+        data = self.files.get(fi.contents.fh).read(size, offset)
+        self.lib.reply_buf(req, data, len(data))
+
+    def write(self, req: int, ino: int, buf: int, size: int, offset: int, fi: Any) -> None:
+        written = self.files.get(fi.contents.fh).write(ctypes.string_at(buf, size), offset)
+        self.lib.reply_write(req, written)
+
+    def flush(self, req: int, ino: int, fi: Any) -> None:
+        self.lib.reply_err(req, 0)  # writes reach the layer file at once: nothing is buffered here
+
+    def fsync(self, req: int, ino: int, datasync: int, fi: Any) -> None:
+        self.files.get(fi.contents.fh).fsync(bool(datasync))
+        self.lib.reply_err(req, 0)
+
+    def release(self, req: int, ino: int, fi: Any) -> None:
+        handle = self.files.pop(fi.contents.fh)
+        if handle is not None:
+            handle.close()
+        self.lib.reply_err(req, 0)
+
+    # -- directories ---------------------------------------------------------------------------
+    def opendir(self, req: int, ino: int, fi: Any) -> None:
+        """Let the kernel keep listings (FOPEN_CACHE_DIR, kept across opens): it drops one
+        itself when a change through the mount touches the directory, the only way it can."""
+        path = self.table.path(ino)
+        if not self.union.lookup(path).is_dir:
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        info = fi.contents
+        info.fh = self.dirs.add(DirHandle(path))
+        info.cache_readdir = 1
+        info.keep_cache = 1
+        if self.lib.reply_open(req, fi) != 0:
+            self.dirs.pop(info.fh)
+
+    def _names(self, fi: Any, offset: int) -> tuple[DirHandle, list[str]]:
+        handle: DirHandle = self.dirs.get(fi.contents.fh)
+        if offset == 0 or handle.names is None:  # a new read, or a rewinddir
+            handle.names = self.union.readdir(handle.path)
+        return handle, handle.names
+
+    def readdir(self, req: int, ino: int, size: int, offset: int, fi: Any) -> None:
+        _, names = self._names(fi, offset)
+        buf = ctypes.create_string_buffer(size)
+        base = ctypes.addressof(buf)
+        add = self.lib.add_direntry
+        st = ll.CStat()
+        st.st_ino = UNKNOWN_INO
+        used = 0
+        for i in range(offset, len(names)):
+            length = add(req, base + used, size - used, os.fsencode(names[i]), ctypes.byref(st), i + 1)
+            if length > size - used:
+                break
+            used += length
+        self.lib.reply_buf(req, buf, used)
+
+    def readdirplus(self, req: int, ino: int, size: int, offset: int, fi: Any) -> None:
+        """Names with their nodes and attributes, so a cold walk needs no LOOKUP per entry.
+        Each entry given counts a lookup; one that does not fit gives its count back."""
+        handle, names = self._names(fi, offset)
+        buf = ctypes.create_string_buffer(size)
+        base = ctypes.addressof(buf)
+        add = self.lib.add_direntry_plus
+        dir_path = handle.path
+        prefix = dir_path if dir_path == "/" else dir_path + "/"
+        used = 0
+        i = offset
+        while i < len(names):
+            batch = names[i : i + 128]
+            try:
+                stats = stat_entries(self.union, dir_path, batch)
+            except OSError:
+                stats = {}
+            for name in batch:
+                st = stats.get(name)
+                e = ll.EntryParam()
+                if st is not None and (st.st_nlink == 1 or st_.S_ISDIR(st.st_mode)):
+                    path = prefix + name
+                    e = self._entry(path, st, True)
+                else:  # ".", "..", a hard link (is it for good? a LOOKUP will say), or gone
+                    e.attr.st_ino = UNKNOWN_INO
+                    e.attr.st_mode = st.st_mode if st is not None else 0
+                length = add(req, base + used, size - used, os.fsencode(name), ctypes.byref(e), i + 1)
+                if length > size - used:
+                    if e.ino:
+                        self.table.forget(e.ino, 1)
+                    self.lib.reply_buf(req, buf, used)
+                    return
+                used += length
+                i += 1
+        self.lib.reply_buf(req, buf, used)
+
+    def releasedir(self, req: int, ino: int, fi: Any) -> None:
+        self.dirs.pop(fi.contents.fh)
+        self.lib.reply_err(req, 0)
+
+    def fsyncdir(self, req: int, ino: int, datasync: int, fi: Any) -> None:
+        self.union.fsyncdir(self.table.path(ino))
+        self.lib.reply_err(req, 0)
+
+
+def _from_os(real: os.stat_result, ino: int) -> ll.CStat:
+    """An unlinked open file's attributes, from its real file (the union has no name for it)."""
+    out = ll.CStat()
+    out.st_ino, out.st_mode, out.st_nlink = real.st_ino, real.st_mode, 0
+    out.st_uid, out.st_gid, out.st_size = real.st_uid, real.st_gid, real.st_size
+    out.st_blocks, out.st_blksize = real.st_blocks, real.st_blksize
+    out.st_atim.tv_sec, out.st_atim.tv_nsec = divmod(real.st_atime_ns, 1_000_000_000)
+    out.st_mtim.tv_sec, out.st_mtim.tv_nsec = divmod(real.st_mtime_ns, 1_000_000_000)
+    out.st_ctim.tv_sec, out.st_ctim.tv_nsec = divmod(real.st_ctime_ns, 1_000_000_000)
+    return out
+
+
+#: libfuse high-level options: the adapter does their work (Caching), libfuse must not see them.
+HIGH_LEVEL_OPTIONS = frozenset(
+    {"kernel_cache", "entry_timeout", "attr_timeout", "negative_timeout", "use_ino", "uid", "gid", "umask", "nothreads"}
+)
+
+
+def caching_of(fuse_options: dict[str, Any]) -> Caching:
+    def number(key: str) -> int | None:
+        value = fuse_options.get(key)
+        return None if value is None else int(str(value), 8 if key == "umask" else 10)
+
+    return Caching(
+        entry=float(fuse_options.get("entry_timeout", 86400.0)),
+        attr=float(fuse_options.get("attr_timeout", 86400.0)),
+        negative=float(fuse_options.get("negative_timeout", 0.0)),
+        keep_pages=bool(fuse_options.get("kernel_cache", False)),
+        uid=number("uid"),
+        gid=number("gid"),
+        umask=number("umask"),
+    )
+
+
+def session_options(fuse_options: dict[str, Any]) -> list[str]:
+    """The options fuse_session_new parses (mount and low-level ones), as `-o` items."""
+    out = []
+    for key, value in fuse_options.items():
+        if key in HIGH_LEVEL_OPTIONS or key == "debug" or value is False or value is None:
+            continue
+        out.append(key if value is True else f"{key}={value}")
+    return out
+
+
+def run_lowlevel(ops: LowLevelOps, mountpoint: str, fuse_options: dict[str, Any]) -> None:
+    """Serve the union at `mountpoint` (a directory, or an already mounted `/dev/fd/N`) in
+    this process until it is unmounted."""
+    argv = ll.option_argv(session_options(fuse_options), bool(fuse_options.get("debug")))
+    session = ll.Session(ops.lib, ops.callbacks(), argv)
+    try:
+        session.mount(mountpoint)
+        ops.session = session
+        session.loop(threads=not fuse_options.get("nothreads"))
+    finally:
+        ops.session = None
+        session.close()
