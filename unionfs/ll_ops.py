@@ -48,6 +48,29 @@ class DirHandle:
     names: list[str] | None = None
 
 
+class Replies:
+    """libfuse's reply functions, each first sending the invalidations the request caused."""
+
+    def __init__(self, lib: Any, flush: Callable[[], None]) -> None:
+        def flushing(fn: Callable[..., int]) -> Callable[..., int]:
+            def reply(*args: Any) -> int:
+                flush()
+                return fn(*args)
+
+            return reply
+
+        self.reply_err = flushing(lib.reply_err)
+        self.reply_entry = flushing(lib.reply_entry)
+        self.reply_create = flushing(lib.reply_create)
+        self.reply_attr = flushing(lib.reply_attr)
+        self.reply_readlink = flushing(lib.reply_readlink)
+        self.reply_open = flushing(lib.reply_open)
+        self.reply_write = flushing(lib.reply_write)
+        self.reply_buf = flushing(lib.reply_buf)
+        self.reply_statfs = flushing(lib.reply_statfs)
+        self.reply_xattr = flushing(lib.reply_xattr)
+
+
 @dataclass(frozen=True)
 class Caching:
     """How long the kernel may keep what it is told, and libfuse's high-level display options
@@ -84,6 +107,7 @@ class LowLevelOps:
         self.dirs = HandleTable()
         self.session: ll.Session | None = None
         self._local = threading.local()
+        self.r = Replies(self.lib, self._flush)
         union.listen(self._on_event)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -105,7 +129,7 @@ class LowLevelOps:
 
     def _guard(self, handler: Callable[..., None]) -> Callable[..., None]:
         """Every request is answered once: by the handler, or here with its error."""
-        reply_err = self.lib.reply_err
+        reply_err = self.r.reply_err
 
         def call(req: int, *args: Any) -> None:
             if self._first is not None:
@@ -118,16 +142,21 @@ class LowLevelOps:
             except BaseException as exc:  # never into C: log it and answer EIO
                 print(f"layerfs: {handler.__name__}: {exc!r}", file=sys.stderr)
                 reply_err(req, errno.EIO)
-            pending = getattr(self._local, "copied", None)
-            if pending:
-                self._after_copy_up(pending)
+            self._flush()  # a reply that failed to go out
 
         call.__name__ = handler.__name__
         return call
 
+    def _flush(self) -> None:
+        pending = getattr(self._local, "copied", None)
+        if pending:
+            self._after_copy_up(pending)
+
     def _on_event(self, event: dict) -> None:
         """A copy-up changed attributes the kernel may hold (a parent directory's link count
-        and ctime): note the path, to invalidate once the request is answered."""
+        and ctime): note the path, to invalidate once the request is done, before its reply
+        (the caller may look at once). Attributes only: no page is locked, so this cannot
+        deadlock against the request itself."""
         if event.get("event") == "copy_up":
             pending = getattr(self._local, "copied", None)
             if pending is None:
@@ -179,7 +208,7 @@ class LowLevelOps:
 
     def _reply_new(self, req: int, path: str) -> None:
         st, lasting = self.union.getattr_identity(path)
-        self.lib.reply_entry(req, ctypes.byref(self._entry(path, st, lasting)))
+        self.r.reply_entry(req, ctypes.byref(self._entry(path, st, lasting)))
 
     def _open_file(self, fi: Any) -> Any:
         """The open file a request names by handle, if any (fstat, ftruncate)."""
@@ -224,9 +253,9 @@ class LowLevelOps:
                 raise
             e = ll.EntryParam()  # node 0: the kernel keeps the name as absent
             e.entry_timeout = self.caching.negative
-            self.lib.reply_entry(req, ctypes.byref(e))
+            self.r.reply_entry(req, ctypes.byref(e))
             return
-        self.lib.reply_entry(req, ctypes.byref(self._entry(path, st, lasting)))
+        self.r.reply_entry(req, ctypes.byref(self._entry(path, st, lasting)))
 
     def mknod(self, req: int, parent: int, name: bytes, mode: int, rdev: int) -> None:
         path = self.table.child(parent, _fsdecode(name))
@@ -253,19 +282,19 @@ class LowLevelOps:
         e.ino = ino
         self._fill(e.attr, st)
         e.attr_timeout, e.entry_timeout = self.caching.attr, self.caching.entry
-        self.lib.reply_entry(req, ctypes.byref(e))
+        self.r.reply_entry(req, ctypes.byref(e))
 
     def unlink(self, req: int, parent: int, name: bytes) -> None:
         path = self.table.child(parent, _fsdecode(name))
         self.union.unlink(path)
         self.table.removed(path)
-        self.lib.reply_err(req, 0)
+        self.r.reply_err(req, 0)
 
     def rmdir(self, req: int, parent: int, name: bytes) -> None:
         path = self.table.child(parent, _fsdecode(name))
         self.union.rmdir(path)
         self.table.removed(path)
-        self.lib.reply_err(req, 0)
+        self.r.reply_err(req, 0)
 
     def rename(self, req: int, parent: int, name: bytes, newparent: int, newname: bytes, flags: int) -> None:
         old = self.table.child(parent, _fsdecode(name))
@@ -275,7 +304,7 @@ class LowLevelOps:
             self.table.exchanged(old, new)
         else:
             self.table.renamed(old, new)
-        self.lib.reply_err(req, 0)
+        self.r.reply_err(req, 0)
 
     # -- attributes ----------------------------------------------------------------------------
     def getattr(self, req: int, ino: int, fi: Any) -> None:
@@ -290,7 +319,7 @@ class LowLevelOps:
             out = _from_os(real, ino)
         else:
             self._fill(out, self.union.getattr(path))
-        self.lib.reply_attr(req, ctypes.byref(out), self.caching.attr)
+        self.r.reply_attr(req, ctypes.byref(out), self.caching.attr)
 
     def setattr(self, req: int, ino: int, attr: Any, to_set: int, fi: Any) -> None:
         """In the order libfuse's high-level API calls them: mode, owner, size, times."""
@@ -304,7 +333,7 @@ class LowLevelOps:
                 raise
             handle.truncate(a.st_size)
             out = _from_os(os.fstat(handle.fd), ino)
-            self.lib.reply_attr(req, ctypes.byref(out), self.caching.attr)
+            self.r.reply_attr(req, ctypes.byref(out), self.caching.attr)
             return
         if to_set & ll.SET_ATTR_MODE:
             union.chmod(path, a.st_mode)
@@ -336,10 +365,10 @@ class LowLevelOps:
                 union.utimens(path, (resolved[0], resolved[1]))
         out = ll.CStat()
         self._fill(out, union.getattr(path))
-        self.lib.reply_attr(req, ctypes.byref(out), self.caching.attr)
+        self.r.reply_attr(req, ctypes.byref(out), self.caching.attr)
 
     def readlink(self, req: int, ino: int) -> None:
-        self.lib.reply_readlink(req, os.fsencode(self.union.readlink(self.table.path(ino))))
+        self.r.reply_readlink(req, os.fsencode(self.union.readlink(self.table.path(ino))))
 
     def statfs(self, req: int, ino: int) -> None:
         sv = self.union.statfs(self.table.path(ino) if ino != ROOT_ID else "/")
@@ -347,13 +376,13 @@ class LowLevelOps:
         for key in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree", "f_favail"):
             setattr(out, key, getattr(sv, key))
         out.f_namemax = sv.f_namemax
-        self.lib.reply_statfs(req, ctypes.byref(out))
+        self.r.reply_statfs(req, ctypes.byref(out))
 
     # -- xattrs --------------------------------------------------------------------------------
     def setxattr(self, req: int, ino: int, name: bytes, value: int, size: int, flags: int) -> None:
         data = ctypes.string_at(value, size) if size else b""
         self.union.setxattr(self.table.path(ino), _fsdecode(name), data, flags)
-        self.lib.reply_err(req, 0)
+        self.r.reply_err(req, 0)
 
     def getxattr(self, req: int, ino: int, name: bytes, size: int) -> None:
         data = self.union.getxattr(self.table.path(ino), _fsdecode(name))
@@ -365,15 +394,15 @@ class LowLevelOps:
 
     def _reply_sized(self, req: int, data: bytes, size: int) -> None:
         if size == 0:
-            self.lib.reply_xattr(req, len(data))
+            self.r.reply_xattr(req, len(data))
         elif len(data) > size:
-            self.lib.reply_err(req, errno.ERANGE)
+            self.r.reply_err(req, errno.ERANGE)
         else:
-            self.lib.reply_buf(req, data, len(data))
+            self.r.reply_buf(req, data, len(data))
 
     def removexattr(self, req: int, ino: int, name: bytes) -> None:
         self.union.removexattr(self.table.path(ino), _fsdecode(name))
-        self.lib.reply_err(req, 0)
+        self.r.reply_err(req, 0)
 
     # -- files ---------------------------------------------------------------------------------
     def create(self, req: int, parent: int, name: bytes, mode: int, fi: Any) -> None:
@@ -388,7 +417,7 @@ class LowLevelOps:
         e = self._entry(path, st, lasting)
         info.fh = self.files.add(handle)
         info.keep_cache = self.caching.keep_pages
-        if self.lib.reply_create(req, ctypes.byref(e), fi) != 0:  # interrupted: nobody holds it
+        if self.r.reply_create(req, ctypes.byref(e), fi) != 0:  # interrupted: nobody holds it
             self.files.pop(info.fh)
             handle.close()
             self.table.forget(e.ino, 1)
@@ -403,30 +432,30 @@ class LowLevelOps:
             handle = self.union.open(path, flags)
         info.fh = self.files.add(handle)
         info.keep_cache = self.caching.keep_pages
-        if self.lib.reply_open(req, fi) != 0:
+        if self.r.reply_open(req, fi) != 0:
             self.files.pop(info.fh)
             handle.close()
 
     def read(self, req: int, ino: int, size: int, offset: int, fi: Any) -> None:
         data = self.files.get(fi.contents.fh).read(size, offset)
-        self.lib.reply_buf(req, data, len(data))
+        self.r.reply_buf(req, data, len(data))
 
     def write(self, req: int, ino: int, buf: int, size: int, offset: int, fi: Any) -> None:
         written = self.files.get(fi.contents.fh).write(ctypes.string_at(buf, size), offset)
-        self.lib.reply_write(req, written)
+        self.r.reply_write(req, written)
 
     def flush(self, req: int, ino: int, fi: Any) -> None:
-        self.lib.reply_err(req, 0)  # writes reach the layer file at once: nothing is buffered here
+        self.r.reply_err(req, 0)  # writes reach the layer file at once: nothing is buffered here
 
     def fsync(self, req: int, ino: int, datasync: int, fi: Any) -> None:
         self.files.get(fi.contents.fh).fsync(bool(datasync))
-        self.lib.reply_err(req, 0)
+        self.r.reply_err(req, 0)
 
     def release(self, req: int, ino: int, fi: Any) -> None:
         handle = self.files.pop(fi.contents.fh)
         if handle is not None:
             handle.close()
-        self.lib.reply_err(req, 0)
+        self.r.reply_err(req, 0)
 
     # -- directories ---------------------------------------------------------------------------
     def opendir(self, req: int, ino: int, fi: Any) -> None:
@@ -439,7 +468,7 @@ class LowLevelOps:
         info.fh = self.dirs.add(DirHandle(path))
         info.cache_readdir = 1
         info.keep_cache = 1
-        if self.lib.reply_open(req, fi) != 0:
+        if self.r.reply_open(req, fi) != 0:
             self.dirs.pop(info.fh)
 
     def _names(self, fi: Any, offset: int) -> tuple[DirHandle, list[str]]:
@@ -461,7 +490,7 @@ class LowLevelOps:
             if length > size - used:
                 break
             used += length
-        self.lib.reply_buf(req, buf, used)
+        self.r.reply_buf(req, buf, used)
 
     def readdirplus(self, req: int, ino: int, size: int, offset: int, fi: Any) -> None:
         """Names with their nodes and attributes, so a cold walk needs no LOOKUP per entry.
@@ -493,19 +522,19 @@ class LowLevelOps:
                 if length > size - used:
                     if e.ino:
                         self.table.forget(e.ino, 1)
-                    self.lib.reply_buf(req, buf, used)
+                    self.r.reply_buf(req, buf, used)
                     return
                 used += length
                 i += 1
-        self.lib.reply_buf(req, buf, used)
+        self.r.reply_buf(req, buf, used)
 
     def releasedir(self, req: int, ino: int, fi: Any) -> None:
         self.dirs.pop(fi.contents.fh)
-        self.lib.reply_err(req, 0)
+        self.r.reply_err(req, 0)
 
     def fsyncdir(self, req: int, ino: int, datasync: int, fi: Any) -> None:
         self.union.fsyncdir(self.table.path(ino))
-        self.lib.reply_err(req, 0)
+        self.r.reply_err(req, 0)
 
 
 def _from_os(real: os.stat_result, ino: int) -> ll.CStat:

@@ -1,0 +1,308 @@
+"""The low-level FUSE adapter's pieces: the ctypes structs against libfuse's headers, the inode
+table, and the adapter's replies (driven in-process, with a recording stand-in for libfuse)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from unionfs import lowlevel as ll
+from unionfs.inode_table import ROOT_ID, InodeTable
+from unionfs.union import Union
+
+HEADER = Path("/usr/include/fuse3/fuse_lowlevel.h")
+
+C_LAYOUT = r"""
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/statvfs.h>
+#define F(t, m) printf(#t "." #m " %zu\n", offsetof(struct t, m))
+#define S(t) printf(#t " %zu\n", sizeof(struct t))
+int main(void) {
+    S(stat); F(stat, st_mode); F(stat, st_nlink); F(stat, st_size); F(stat, st_blocks); F(stat, st_mtim);
+    S(statvfs); F(statvfs, f_files); F(statvfs, f_namemax);
+    S(fuse_file_info); F(fuse_file_info, fh); F(fuse_file_info, poll_events);
+    S(fuse_entry_param); F(fuse_entry_param, attr); F(fuse_entry_param, entry_timeout);
+    S(fuse_conn_info); F(fuse_conn_info, want);
+    S(fuse_ctx); S(fuse_forget_data);
+    S(fuse_lowlevel_ops); F(fuse_lowlevel_ops, lookup); F(fuse_lowlevel_ops, create);
+    F(fuse_lowlevel_ops, forget_multi); F(fuse_lowlevel_ops, readdirplus); F(fuse_lowlevel_ops, lseek);
+    struct fuse_file_info fi = {0};
+    fi.keep_cache = 1; fi.cache_readdir = 1; fi.direct_io = 1;
+    printf("bits %u\n", *(unsigned *)((char *)&fi + sizeof(int)));
+    return 0;
+}
+"""
+
+
+def _ours() -> dict[str, int]:
+    fi = ll.FileInfo()
+    fi.keep_cache = fi.cache_readdir = fi.direct_io = 1
+    return {
+        "stat": ctypes.sizeof(ll.CStat),
+        "stat.st_mode": ll.CStat.st_mode.offset,
+        "stat.st_nlink": ll.CStat.st_nlink.offset,
+        "stat.st_size": ll.CStat.st_size.offset,
+        "stat.st_blocks": ll.CStat.st_blocks.offset,
+        "stat.st_mtim": ll.CStat.st_mtim.offset,
+        "statvfs": ctypes.sizeof(ll.CStatvfs),
+        "statvfs.f_files": ll.CStatvfs.f_files.offset,
+        "statvfs.f_namemax": ll.CStatvfs.f_namemax.offset,
+        "fuse_file_info": ctypes.sizeof(ll.FileInfo),
+        "fuse_file_info.fh": ll.FileInfo.fh.offset,
+        "fuse_file_info.poll_events": ll.FileInfo.poll_events.offset,
+        "fuse_entry_param": ctypes.sizeof(ll.EntryParam),
+        "fuse_entry_param.attr": ll.EntryParam.attr.offset,
+        "fuse_entry_param.entry_timeout": ll.EntryParam.entry_timeout.offset,
+        "fuse_conn_info": ctypes.sizeof(ll.ConnInfo),
+        "fuse_conn_info.want": ll.ConnInfo.want.offset,
+        "fuse_ctx": ctypes.sizeof(ll.Ctx),
+        "fuse_forget_data": ctypes.sizeof(ll.ForgetData),
+        "fuse_lowlevel_ops": ctypes.sizeof(ll.LowLevelOps),
+        "fuse_lowlevel_ops.lookup": ll.LowLevelOps.lookup.offset,
+        "fuse_lowlevel_ops.create": ll.LowLevelOps.create.offset,
+        "fuse_lowlevel_ops.forget_multi": ll.LowLevelOps.forget_multi.offset,
+        "fuse_lowlevel_ops.readdirplus": ll.LowLevelOps.readdirplus.offset,
+        "fuse_lowlevel_ops.lseek": ll.LowLevelOps.lseek.offset,
+        "bits": int.from_bytes(bytes(fi)[4:8], "little"),
+    }
+
+
+def test_the_structs_match_libfuses_headers(tmp_path):
+    """The binding's layouts are ABI: compare each size and offset with what the C compiler
+    makes of libfuse's own headers (scripts/setup-system.sh installs libfuse3-dev)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None or not HEADER.exists():
+        pytest.skip("needs a C compiler and libfuse3-dev")
+    (tmp_path / "layout.c").write_text(C_LAYOUT)
+    subprocess.run([cc, "-I/usr/include/fuse3", "-o", str(tmp_path / "layout"), str(tmp_path / "layout.c")], check=True)
+    out = subprocess.run([str(tmp_path / "layout")], capture_output=True, text=True, check=True).stdout
+    theirs = {key: int(value) for key, value in (line.split() for line in out.splitlines())}
+    assert _ours() == theirs
+
+
+def test_the_options_libfuse_must_not_see_are_the_adapters_work():
+    from unionfs.ll_ops import caching_of, session_options
+
+    options = {
+        "subtype": "layerfs",
+        "fsname": "lowerdir=/l",
+        "allow_other": True,
+        "kernel_cache": True,
+        "entry_timeout": 30.0,
+        "attr_timeout": 40.0,
+        "negative_timeout": 50.0,
+        "use_ino": True,
+        "umask": "022",
+        "uid": "7",
+        "nothreads": True,
+        "debug": True,
+    }
+    assert session_options(options) == ["subtype=layerfs", "fsname=lowerdir=/l", "allow_other"]
+    c = caching_of(options)
+    assert (c.entry, c.attr, c.negative, c.keep_pages, c.umask, c.uid, c.gid) == (30.0, 40.0, 50.0, True, 0o22, 7, None)
+    assert ll.option_argv(session_options(options), True) == [
+        b"layerfs",
+        b"-o",
+        b"subtype=layerfs,fsname=lowerdir=/l,allow_other",
+        b"-d",
+    ]
+
+
+# -- the inode table -------------------------------------------------------------------------
+def test_one_node_per_key_counted_per_lookup_and_forgotten_at_zero():
+    t = InodeTable()
+    a = t.bind("/a", 100)
+    assert t.bind("/a", 100) == a and t.nodes[a].nlookup == 2
+    b = t.bind("/b", 100)  # another name of the same object: the same node
+    assert b == a and t.nodes[a].paths == ["/a", "/b"]
+    c = t.bind("/c", 200)
+    assert c not in (a, ROOT_ID) and t.path(c) == "/c"
+    t.forget(a, 2)
+    assert a in t.nodes
+    t.forget(a, 1)
+    assert a not in t.nodes and t.node_at("/a") is None and t.node_at("/b") is None
+    assert t.bind("/a", 100) != a  # node ids are never reused
+    t.forget(ROOT_ID, 5)
+    assert t.path(ROOT_ID) == "/"
+
+
+def test_a_removed_name_gives_its_number_to_a_new_node():
+    t = InodeTable()
+    a = t.bind("/a", 100)
+    t.removed("/a")
+    with pytest.raises(FileNotFoundError):
+        t.path(a)  # unlinked, maybe still open
+    assert t.bind("/new", 100) != a  # the inode number reused by another file
+    t.forget(a, 1)
+    assert a not in t.nodes
+
+
+def test_renames_move_every_name_below():
+    t = InodeTable()
+    d = t.bind("/d", 1)
+    f = t.bind("/d/sub/f", 2)
+    g = t.bind("/g", 3)
+    t.bind("/dx", 4)
+    t.renamed("/d", "/e")
+    assert (t.path(d), t.path(f), t.path(g)) == ("/e", "/e/sub/f", "/g")
+    assert t.node_at("/dx") is not None and t.node_at("/d/sub/f") is None
+    t.renamed("/g", "/e/sub/f")  # over an existing name: that node loses it
+    assert t.path(g) == "/e/sub/f"
+    with pytest.raises(FileNotFoundError):
+        t.path(f)
+    t.exchanged("/e", "/dx")
+    assert t.path(d) == "/dx" and t.path(g) == "/dx/sub/f" and t.node_at("/e") is not None
+    assert t.child(d, "x") == "/dx/x" and t.child(ROOT_ID, "x") == "/x"
+
+
+def test_a_name_that_shows_another_identity_keeps_its_node():
+    """A copy-up gives a lower hard link its own number: the kernel's inode for that name stays."""
+    t = InodeTable()
+    n = t.bind("/one", ("path", "/one"))
+    assert t.bind("/one", 555) == n and t.nodes[n].key == 555
+    t.link(n, "/three", 555)
+    assert t.bind("/three", 555) == n and sorted(t.nodes[n].paths) == ["/one", "/three"]
+
+
+# -- the adapter, in-process ------------------------------------------------------------------
+class Recorder:
+    """Stands in for libfuse: records each reply instead of sending it."""
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[str, Any]] = []
+
+    def reply_entry(self, req: int, e: Any) -> int:
+        ent = e._obj
+        self.replies.append(("entry", (ent.ino, ent.attr.st_ino, ent.attr.st_nlink)))
+        return 0
+
+    def reply_err(self, req: int, err: int) -> int:
+        self.replies.append(("err", err))
+        return 0
+
+    def reply_none(self, req: int) -> None:
+        self.replies.append(("none", None))
+
+    def reply_attr(self, req: int, attr: Any, timeout: float) -> int:
+        self.replies.append(("attr", attr._obj.st_ino))
+        return 0
+
+    def reply_open(self, req: int, fi: Any) -> int:
+        info = fi.contents
+        self.replies.append(("open", (info.fh, info.keep_cache, info.cache_readdir)))
+        return 0
+
+    def reply_buf(self, req: int, buf: Any, size: int) -> int:
+        self.replies.append(("buf", size))
+        return 0
+
+    def add_direntry_plus(self, req: int, buf: int, size: int, name: bytes, e: Any, off: int) -> int:
+        need = 64
+        if need <= size:
+            self.replies.append(("direntry", (name.decode(), e._obj.ino)))
+        return need
+
+    def reply_create(self, req: int, e: Any, fi: Any) -> int:
+        return self.reply_entry(req, e)
+
+    def reply_readlink(self, req: int, link: bytes) -> int:
+        self.replies.append(("readlink", link))
+        return 0
+
+    def reply_write(self, req: int, count: int) -> int:
+        self.replies.append(("write", count))
+        return 0
+
+    reply_statfs = reply_xattr = reply_write
+
+    def req_ctx(self, req: int) -> Any:
+        return ctypes.pointer(ll.Ctx(0, 0, 1, 0o22))
+
+    def last(self) -> tuple[str, Any]:
+        return self.replies[-1]
+
+
+def _adapter(tmp_path: Path, writable: bool = True) -> tuple[Any, Recorder, Path, Path]:
+    from unionfs.ll_ops import Caching, LowLevelOps
+
+    lower, upper, work = tmp_path / "lower", tmp_path / "upper", tmp_path / "work"
+    for d in (lower, upper, work):
+        d.mkdir(parents=True)
+    (lower / "one").write_text("one\n")
+    os.link(lower / "one", lower / "two")
+    (lower / "d").mkdir()
+    for i in range(5):
+        (lower / "d" / f"f{i}").write_text("f\n")
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}" if writable else f"lowerdir={lower}"
+    rec = Recorder()
+    ops = LowLevelOps(Union.from_options(options), Caching(), lib=rec)  # type: ignore[arg-type]
+    return ops, rec, lower, upper
+
+
+def _lookup(ops: Any, rec: Recorder, parent: int, name: str) -> tuple[int, int, int]:
+    ops.lookup(1, parent, name.encode())
+    kind, value = rec.last()
+    assert kind == "entry"
+    return value
+
+
+def test_hard_links_made_through_the_union_share_one_node(tmp_path):
+    ops, rec, _, upper = _adapter(tmp_path)
+    (upper / "h1").write_text("h\n")
+    os.link(upper / "h1", upper / "h2")
+    n1, ino1, nlink = _lookup(ops, rec, ROOT_ID, "h1")
+    n2, ino2, _ = _lookup(ops, rec, ROOT_ID, "h2")
+    assert n1 == n2 and ino1 == ino2 and nlink == 2
+    ops.link(1, n1, ROOT_ID, b"h3")
+    assert rec.last() == ("entry", (n1, ino1, 3))
+    assert ops.table.nodes[n1].nlookup == 3
+    ops.unlink(1, ROOT_ID, b"h1")
+    assert rec.last() == ("err", 0) and sorted(ops.table.nodes[n1].paths) == ["/h2", "/h3"]
+    ops.getattr(1, n1, None)
+    assert rec.last() == ("attr", ino1)
+    ops._forget(1, n1, 3)
+    assert n1 not in ops.table.nodes and rec.last() == ("none", None)
+
+
+def test_lower_hard_links_get_a_node_per_name_until_a_copy_up_would_break_them(tmp_path):
+    ops, rec, _, _ = _adapter(tmp_path)
+    one, ino_one, _ = _lookup(ops, rec, ROOT_ID, "one")
+    two, ino_two, _ = _lookup(ops, rec, ROOT_ID, "two")
+    assert one != two and ino_one == ino_two  # one number, two objects-to-be (ovl_hash_bylower)
+    ro, rec_ro, _, _ = _adapter(tmp_path / "ro", writable=False)
+    assert _lookup(ro, rec_ro, ROOT_ID, "one")[0] == _lookup(ro, rec_ro, ROOT_ID, "two")[0]
+
+
+def test_missing_names_are_cached_as_absent(tmp_path):
+    ops, rec, _, _ = _adapter(tmp_path)
+    assert _lookup(ops, rec, ROOT_ID, "nothing") == (0, 0, 0)
+
+
+def test_directories_are_opened_for_a_cached_listing_and_listed_with_nodes(tmp_path):
+    ops, rec, _, _ = _adapter(tmp_path)
+    d, _, _ = _lookup(ops, rec, ROOT_ID, "d")
+    fi = ll.FileInfo()
+    ops.opendir(1, d, ctypes.pointer(fi))
+    kind, (fh, keep, cache) = rec.last()
+    assert kind == "open" and (keep, cache) == (1, 1)
+    rec.replies.clear()
+    ops.readdirplus(1, d, 64 * 4, 0, ctypes.pointer(fi))  # room for 4 of 7 entries
+    entries = [v for k, v in rec.replies if k == "direntry"]
+    assert [name for name, _ in entries] == [".", "..", "f0", "f1"] and rec.last() == ("buf", 64 * 4)
+    assert [nid for _, nid in entries[:2]] == [0, 0]  # no node (and no lookup) for . and ..
+    f0 = entries[2][1]
+    assert ops.table.path(f0) == "/d/f0" and ops.table.nodes[f0].nlookup == 1
+    assert ops.table.node_at("/d/f2") is None  # did not fit: its count was given back
+    rec.replies.clear()
+    ops.readdirplus(1, d, 64 * 10, 4, ctypes.pointer(fi))
+    assert [v[0] for k, v in rec.replies if k == "direntry"] == ["f2", "f3", "f4"]
+    assert _lookup(ops, rec, d, "f0")[0] == f0 and ops.table.nodes[f0].nlookup == 2
