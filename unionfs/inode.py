@@ -11,7 +11,7 @@ import stat
 from dataclasses import dataclass
 
 from .copy_up import copy_up, require_upper
-from .namei import Entry
+from .namei import Entry, Node
 from .super import Super
 
 ORIGIN_XATTR = "user.layerfs.origin"
@@ -49,12 +49,16 @@ def getattr_identity(sb: Super, path: str) -> tuple[Stat, bool]:
     file with several links in a writable union, which a copy-up through one name turns into
     a file of its own (the kernel's overlay then gives each name its own inode, ovl_hash_bylower).
     """
-    node = sb.resolver.lookup(path)
+    return identity_of(sb, sb.resolver.lookup(path))
+
+
+def identity_of(sb: Super, node: Node) -> tuple[Stat, bool]:
+    """`getattr_identity` of a resolved node."""
     if not node.exists:
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), node.path)
     top = node.entries[0]
     lasting = top.branch.writable or sb.upper is None or top.st.st_nlink <= 1 or stat.S_ISDIR(top.st.st_mode)
-    return stat_of(sb, node.entries, node.lowers, root=path == "/"), lasting
+    return stat_of(sb, node.entries, node.lowers, root=node.path == "/"), lasting
 
 
 def stat_of(sb: Super, entries: tuple[Entry, ...], lowers: tuple[Entry, ...], root: bool = False) -> Stat:

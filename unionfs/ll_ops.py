@@ -30,6 +30,7 @@ from .handles import HandleTable
 from .inode import Stat
 from .inode_table import ROOT_ID, InodeTable
 from .listing import stat_entries
+from .namei import Node
 from .super import Cred
 from .union import Union
 
@@ -108,6 +109,14 @@ class LowLevelOps:
         self.session: ll.Session | None = None
         self._local = threading.local()
         self.r = Replies(self.lib, self._flush)
+        # Resolved directories by node id, so a LOOKUP resolves one name, not the whole path.
+        # Kept only while nothing changes: every changing request empties it when it starts
+        # and when it ends, and a lookup keeps what it resolved only if no change began or
+        # ended meanwhile (`_generation`, `_changing`).
+        self._dirs_resolved: dict[int, Node] = {}
+        self._generation = 0
+        self._changing = 0
+        self._change_lock = threading.Lock()
         union.listen(self._on_event)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -124,8 +133,53 @@ class LowLevelOps:
             "releasedir", "fsyncdir", "statfs", "setxattr", "getxattr", "listxattr", "removexattr",
             "create", "readdirplus",
         ):  # fmt: skip
-            out[name] = self._guard(getattr(self, name))
+            handler = getattr(self, name)
+            if name in CHANGING:
+                handler = self._bracketed(handler)
+            out[name] = self._guard(handler)
         return out
+
+    def _bracketed(self, handler: Callable[..., None]) -> Callable[..., None]:
+        def call(req: int, *args: Any) -> None:
+            self._begin_change()
+            try:
+                handler(req, *args)
+            finally:
+                self._end_change()
+
+        call.__name__ = handler.__name__
+        return call
+
+    def _begin_change(self) -> None:
+        with self._change_lock:
+            self._changing += 1
+            self._generation += 1
+            self._dirs_resolved.clear()
+
+    def _end_change(self) -> None:
+        with self._change_lock:
+            self._changing -= 1
+            self._generation += 1
+            self._dirs_resolved.clear()
+
+    def _resolved_dir(self, nid: int) -> Node:
+        """The directory node `nid`, resolved: from the cache, or by its path (and kept)."""
+        node = self._dirs_resolved.get(nid)
+        if node is None:
+            generation = self._generation
+            node = self.union.lookup(self.table.path(nid))
+            self._keep_resolved(nid, node, generation)
+        return node
+
+    def _keep_resolved(self, nid: int, node: Node, generation: int) -> None:
+        if self._changing or self._generation != generation or not node.is_dir:
+            return
+        cache = self._dirs_resolved
+        if len(cache) > 1 << 16:
+            cache.clear()
+        cache[nid] = node
+        if self._changing or self._generation != generation:  # a change began meanwhile
+            cache.pop(nid, None)
 
     def _guard(self, handler: Callable[..., None]) -> Callable[..., None]:
         """Every request is answered once: by the handler, or here with its error."""
@@ -232,6 +286,7 @@ class LowLevelOps:
     def _forget(self, req: int, ino: int, nlookup: int) -> None:
         try:
             self.table.forget(ino, nlookup)
+            self._dirs_resolved.pop(ino, None)
         finally:
             self.lib.reply_none(req)
 
@@ -240,14 +295,17 @@ class LowLevelOps:
             for i in range(count):
                 item = forgets[i]
                 self.table.forget(item.ino, item.nlookup)
+                self._dirs_resolved.pop(item.ino, None)
         finally:
             self.lib.reply_none(req)
 
     # -- names ---------------------------------------------------------------------------------
     def lookup(self, req: int, parent: int, name: bytes) -> None:
-        path = self.table.child(parent, _fsdecode(name))
+        generation = self._generation
+        union = self.union
         try:
-            st, lasting = self.union.getattr_identity(path)
+            node = union.lookup_child(self._resolved_dir(parent), _fsdecode(name))
+            st, lasting = union.identity_of(node)
         except FileNotFoundError:
             if not self.caching.negative:
                 raise
@@ -255,7 +313,10 @@ class LowLevelOps:
             e.entry_timeout = self.caching.negative
             self.r.reply_entry(req, ctypes.byref(e))
             return
-        self.r.reply_entry(req, ctypes.byref(self._entry(path, st, lasting)))
+        e = self._entry(node.path, st, lasting)
+        if node.is_dir:
+            self._keep_resolved(e.ino, node, generation)
+        self.r.reply_entry(req, ctypes.byref(e))
 
     def mknod(self, req: int, parent: int, name: bytes, mode: int, rdev: int) -> None:
         path = self.table.child(parent, _fsdecode(name))
@@ -426,8 +487,12 @@ class LowLevelOps:
         path = self.table.path(ino)
         info = fi.contents
         flags = info.flags
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
-            handle = self.union.open(path, flags, cred=self._cred(req))
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):  # may copy up
+            self._begin_change()
+            try:
+                handle = self.union.open(path, flags, cred=self._cred(req))
+            finally:
+                self._end_change()
         else:
             handle = self.union.open(path, flags)
         info.fh = self.files.add(handle)
@@ -548,6 +613,11 @@ def _from_os(real: os.stat_result, ino: int) -> ll.CStat:
     out.st_ctim.tv_sec, out.st_ctim.tv_nsec = divmod(real.st_ctime_ns, 1_000_000_000)
     return out
 
+
+#: Requests that may change what a path resolves to (open for writing brackets itself).
+CHANGING = frozenset(
+    {"setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "rename", "link", "create", "setxattr", "removexattr"}
+)
 
 #: libfuse high-level options: the adapter does their work (Caching), libfuse must not see them.
 HIGH_LEVEL_OPTIONS = frozenset(

@@ -303,6 +303,24 @@ class Resolver:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), cursor.path)
         return node
 
+    def lookup_child(self, parent: Node, name: str) -> Node:
+        """`name` in the directory `parent`, resolved before by `lookup` or `lookup_child`,
+        without walking down from the root again (what a FUSE lookup by parent node needs).
+        Right as long as nothing changed the union since `parent` was resolved: the caller
+        keeps resolved directories only between changes."""
+        if not parent.is_dir:
+            code = errno.ENOTDIR if parent.exists else errno.ENOENT
+            raise OSError(code, os.strerror(code), parent.path)
+        self.check_name(name)
+        upper = parent.top if parent.in_upper else None
+        cursor = _Cursor(
+            path=parent.path,
+            upper_dir=upper.real if upper is not None else None,
+            upper_dir_st=upper.st if upper is not None and parent.path != "/" else None,
+            lower_path=parent.lower_path,
+        )
+        return self._child(parent, name, cursor)
+
     def _may_follow(self, path: str) -> None:
         """A redirect is about to be followed: EPERM with redirect_dir=nofollow (the kernel's
         "refusing to follow redirect")."""

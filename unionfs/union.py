@@ -92,6 +92,15 @@ class Union:
         what a FUSE adapter needs to give every name of one file one kernel inode."""
         return inode.getattr_identity(self.sb, normalize(path))
 
+    def lookup_child(self, parent: Node, name: str) -> Node:
+        """`name` in the directory `parent` that `lookup` or `lookup_child` resolved, without
+        walking from the root again; valid while nothing has changed the union since."""
+        return self.sb.resolver.lookup_child(parent, name)
+
+    def identity_of(self, node: Node) -> tuple[Stat, bool]:
+        """`getattr_identity` of a node resolved by `lookup_child` (ENOENT if it is absent)."""
+        return inode.identity_of(self.sb, node)
+
     def readdir(self, path: str) -> list[str]:
         return readdir_ops.readdir(self.sb, normalize(path))
 
