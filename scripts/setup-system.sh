@@ -3,14 +3,15 @@
 # prints the one command to run. A second run finds everything present and does nothing.
 set -euo pipefail
 
-# fuse3 brings fusermount3 and mount.fuse; libfuse3 is what mfusepy loads.
+# fuse3 brings fusermount3 and mount.fuse; libfuse3 is what layerfs's daemon loads (unionfs/lowlevel.py,
+# or mfusepy); libfuse3-dev and gcc let a test compare lowlevel.py's structs with libfuse's headers.
 # The rest are peers and real components used by the tests, the labs and bench/.
 # busybox-static is the offline busybox image (python -m tutorials.images busybox) and the
 # static busybox of podman's test image; procps gives `ps`, which `imagegraph top` runs as
 # `docker top` does. podman and buildah run layerfs as their overlay mount_program
 # (tests/unionfs/test_podman.py), with what they need here: an OCI runtime (crun, runc), conmon,
 # the CNI plugins, slirp4netns and newuidmap (uidmap).
-packages=(fuse3 libfuse3-3 fuse-overlayfs unionfs-fuse docker-registry skopeo umoci
+packages=(fuse3 libfuse3-3 libfuse3-dev gcc fuse-overlayfs unionfs-fuse docker-registry skopeo umoci
           tree attr graphviz fonts-wqy-microhei apache2-utils python3-venv curl
           podman buildah crun runc conmon containernetworking-plugins slirp4netns uidmap
           busybox-static procps)

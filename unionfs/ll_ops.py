@@ -34,8 +34,6 @@ from .namei import Node
 from .super import Cred
 from .union import Union
 
-UTIME_NOW = (1 << 30) - 1
-UTIME_OMIT = (1 << 30) - 2
 RENAME_EXCHANGE = 2
 UNKNOWN_INO = 0xFFFFFFFF  # what libfuse's high-level API puts in d_ino without attributes
 _fsdecode = os.fsdecode
@@ -269,12 +267,12 @@ class LowLevelOps:
         return self.files.items.get(fi.contents.fh) if fi else None
 
     # -- life cycle ---------------------------------------------------------------------------
-    def _init(self, userdata: int, conn: Any) -> None:
+    def _init(self, _userdata: int, _conn: Any) -> None:
         self._first = self.after_init
         if self.on_ready is not None:
             self.on_ready()
 
-    def _destroy(self, userdata: int) -> None:
+    def _destroy(self, _userdata: int) -> None:
         """Unmounted: close what the kernel left open, so every layer file is complete."""
         for handle in self.files.drain():
             try:

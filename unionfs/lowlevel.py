@@ -219,9 +219,6 @@ class LowLevelOps(ctypes.Structure):
 
 PROTOTYPES = dict(OPS)
 
-# fuse_common.h: capabilities in fuse_conn_info.want
-FUSE_CAP_READDIRPLUS = 1 << 13
-FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
 # fuse_lowlevel.h: setattr's to_set
 SET_ATTR_MODE, SET_ATTR_UID, SET_ATTR_GID, SET_ATTR_SIZE = 1, 2, 4, 8
 SET_ATTR_ATIME, SET_ATTR_MTIME, SET_ATTR_ATIME_NOW, SET_ATTR_MTIME_NOW = 16, 32, 128, 256
@@ -242,22 +239,21 @@ class Library:
             f.argtypes = list(argtypes)
             return f
 
-        vp, sz, cs, ci, cu = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint
+        vp, sz, cs, ci = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_int
         self.session_new = fn("fuse_session_new", vp, ctypes.POINTER(Args), ctypes.POINTER(LowLevelOps), sz, vp)
         self.session_mount = fn("fuse_session_mount", ci, vp, cs)
         self.session_unmount = fn("fuse_session_unmount", None, vp)
         self.session_destroy = fn("fuse_session_destroy", None, vp)
         self.session_loop = fn("fuse_session_loop", ci, vp)
-        self.session_exit = fn("fuse_session_exit", None, vp)
         self.set_signal_handlers = fn("fuse_set_signal_handlers", ci, vp)
         self.remove_signal_handlers = fn("fuse_remove_signal_handlers", None, vp)
+        self.loop_mt_312: Any = None
+        self.loop_mt_32: Any = None
         if hasattr(lib, "fuse_session_loop_mt_312"):  # 3.12+: an opaque config
             self.loop_mt_312 = fn("fuse_session_loop_mt_312", ci, vp, vp)
             self.loop_cfg_create = fn("fuse_loop_cfg_create", vp)
             self.loop_cfg_destroy = fn("fuse_loop_cfg_destroy", None, vp)
-            self.loop_mt_32 = None
         else:
-            self.loop_mt_312 = None
             self.loop_mt_32 = fn("fuse_session_loop_mt_32", ci, vp, ctypes.POINTER(LoopConfig32))
         self.req_ctx = fn("fuse_req_ctx", ctypes.POINTER(Ctx), vp)
         self.reply_err = fn("fuse_reply_err", ci, vp, ci)
@@ -274,8 +270,6 @@ class Library:
         self.add_direntry = fn("fuse_add_direntry", sz, vp, vp, sz, cs, ctypes.POINTER(CStat), c_off)
         self.add_direntry_plus = fn("fuse_add_direntry_plus", sz, vp, vp, sz, cs, ctypes.POINTER(EntryParam), c_off)
         self.notify_inval_inode = fn("fuse_lowlevel_notify_inval_inode", ci, vp, c_ino, c_off, c_off)
-        self.notify_inval_entry = fn("fuse_lowlevel_notify_inval_entry", ci, vp, c_ino, cs, sz)
-        del cu
 
 
 def available() -> str | None:
@@ -311,9 +305,8 @@ class Session:
             cfunc = proto(func)
             self._keep.append(cfunc)
             setattr(ops, name, cfunc)
-        self._ops = ops
         arr = (ctypes.c_char_p * (len(argv) + 1))(*argv, None)
-        self._argv = arr
+        self._keep += [ops, arr]
         args = Args(len(argv), arr, 0)
         se = lib.session_new(ctypes.byref(args), ctypes.byref(ops), ctypes.sizeof(ops), None)
         if not se:
@@ -352,6 +345,3 @@ class Session:
         """Drop the kernel's attributes of `ino` (and, from `offset` >= 0, its cached pages or,
         for a directory, its cached listing)."""
         return int(self.lib.notify_inval_inode(self.se, ino, offset, length)) if self.se else 0
-
-    def inval_entry(self, parent: int, name: bytes) -> int:
-        return int(self.lib.notify_inval_entry(self.se, parent, name, len(name))) if self.se else 0

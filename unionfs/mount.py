@@ -34,9 +34,10 @@ KERNEL_FLAGS = frozenset(
 FUSE_VALUES = frozenset({"uid", "gid", "umask", "max_read"})
 # Lowers never change while mounted and every write goes through us, so the kernel may keep
 # names (and absent names), attributes, file pages and listings as long as it likes, as with
-# fuse-overlayfs. What it cannot see itself (the other names of a hard link, libfuse giving
-# each name its own kernel inode; directories a copy-up brought up) the daemon invalidates
-# (fuse_ops). Without libfuse 3's fuse_invalidate_path, attributes are kept a second only.
+# fuse-overlayfs. What it cannot see itself (directories a copy-up brought up; with the
+# high-level fallback also the other names of a hard link, libfuse giving each name its own
+# kernel inode) the daemon invalidates (ll_ops, fuse_ops). Without libfuse 3's
+# fuse_invalidate_path, the fallback has attributes kept a second only.
 ENTRY_SECONDS = 86400.0
 ATTR_SECONDS = 86400.0
 ATTR_SECONDS_UNINVALIDATED = 1.0
