@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from threading import get_ident
 from typing import Any
 
 from . import lowlevel as ll
@@ -115,6 +116,7 @@ class LowLevelOps:
         self._generation = 0
         self._changing = 0
         self._change_lock = threading.Lock()
+        self._adopted: set[int] = set()
         union.listen(self._on_event)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -136,6 +138,13 @@ class LowLevelOps:
                 handler = self._bracketed(handler)
             out[name] = self._guard(handler)
         return out
+
+    def _adopt(self) -> None:
+        """Give this libfuse worker thread a lasting Python thread state. ctypes makes one for
+        each callback on a thread Python did not start, and deletes it afterwards (with the
+        thread's locals): one more PyGILState_Ensure, never released, keeps it."""
+        ctypes.pythonapi.PyGILState_Ensure()
+        self._adopted.add(get_ident())
 
     def _bracketed(self, handler: Callable[..., None]) -> Callable[..., None]:
         def call(req: int, *args: Any) -> None:
@@ -182,8 +191,12 @@ class LowLevelOps:
     def _guard(self, handler: Callable[..., None]) -> Callable[..., None]:
         """Every request is answered once: by the handler, or here with its error."""
         reply_err = self.r.reply_err
+        adopted = self._adopted
+        adopt = self._adopt
 
         def call(req: int, *args: Any) -> None:
+            if get_ident() not in adopted:
+                adopt()
             if self._first is not None:
                 hook, self._first = self._first, None
                 hook()
