@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import os
 import stat as st_
 import sys
@@ -36,6 +37,7 @@ from .super import Cred
 from .union import Union
 
 RENAME_EXCHANGE = 2
+DIRENTPLUS_HEAD = 152  # a READDIRPLUS entry before its name: fuse_entry_out + fuse_dirent (fuse_kernel.h)
 UNKNOWN_INO = 0xFFFFFFFF  # what libfuse's high-level API puts in d_ino without attributes
 _fsdecode = os.fsdecode
 
@@ -537,11 +539,11 @@ class LowLevelOps:
     def opendir(self, req: int, ino: int, fi: Any) -> None:
         """Let the kernel keep listings (FOPEN_CACHE_DIR, kept across opens): it drops one
         itself when a change through the mount touches the directory, the only way it can."""
-        path = self.table.path(ino)
-        if not self.union.lookup(path).is_dir:
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        node = self._resolved_dir(ino)
+        if not node.is_dir:
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), node.path)
         info = fi.contents
-        info.fh = self.dirs.add(DirHandle(path))
+        info.fh = self.dirs.add(DirHandle(node.path))
         info.cache_readdir = 1
         info.keep_cache = 1
         if self.r.reply_open(req, fi) != 0:
@@ -570,38 +572,43 @@ class LowLevelOps:
 
     def readdirplus(self, req: int, ino: int, size: int, offset: int, fi: Any) -> None:
         """Names with their nodes and attributes, so a cold walk needs no LOOKUP per entry.
-        Each entry given counts a lookup; one that does not fit gives its count back."""
+        Only the entries that fit are worked out (the kernel asks a page at a time); each
+        entry given counts a lookup."""
         handle, names = self._names(fi, offset)
+        encoded: list[bytes] = []
+        room = size
+        for name in itertools.islice(names, offset, None):
+            raw = os.fsencode(name)
+            need = DIRENTPLUS_HEAD + ((len(raw) + 7) & ~7)
+            if need > room:
+                break
+            room -= need
+            encoded.append(raw)
+        batch = names[offset : offset + len(encoded)]
+        dir_path = handle.path
+        try:
+            stats = stat_entries(self.union, dir_path, batch)
+        except OSError:
+            stats = {}
         buf = ctypes.create_string_buffer(size)
         base = ctypes.addressof(buf)
         add = self.lib.add_direntry_plus
-        dir_path = handle.path
         prefix = dir_path if dir_path == "/" else dir_path + "/"
         used = 0
-        i = offset
-        while i < len(names):
-            batch = names[i : i + 128]
-            try:
-                stats = stat_entries(self.union, dir_path, batch)
-            except OSError:
-                stats = {}
-            for name in batch:
-                st = stats.get(name)
-                e = ll.EntryParam()
-                if st is not None and (st.st_nlink == 1 or st_.S_ISDIR(st.st_mode)):
-                    path = prefix + name
-                    e = self._entry(path, st, True)
-                else:  # ".", "..", a hard link (is it for good? a LOOKUP will say), or gone
-                    e.attr.st_ino = UNKNOWN_INO
-                    e.attr.st_mode = st.st_mode if st is not None else 0
-                length = add(req, base + used, size - used, os.fsencode(name), ctypes.byref(e), i + 1)
-                if length > size - used:
-                    if e.ino:
-                        self.table.forget(e.ino, 1)
-                    self.r.reply_buf(req, buf, used)
-                    return
-                used += length
-                i += 1
+        for i, name in enumerate(batch):
+            st = stats.get(name)
+            e = ll.EntryParam()
+            if st is not None and (st.st_nlink == 1 or st_.S_ISDIR(st.st_mode)):
+                e = self._entry(prefix + name, st, True)
+            else:  # ".", "..", a hard link (is it for good? a LOOKUP will say), or gone
+                e.attr.st_ino = UNKNOWN_INO
+                e.attr.st_mode = st.st_mode if st is not None else 0
+            length = add(req, base + used, size - used, encoded[i], ctypes.byref(e), offset + i + 1)
+            if length > size - used:  # not as reckoned: give the lookup back, send what fits
+                if e.ino:
+                    self.table.forget(e.ino, 1)
+                break
+            used += length
         self.r.reply_buf(req, buf, used)
 
     def releasedir(self, req: int, ino: int, fi: Any) -> None:

@@ -206,7 +206,7 @@ class Recorder:
         return 0
 
     def add_direntry_plus(self, req: int, buf: int, size: int, name: bytes, e: Any, off: int) -> int:
-        need = 64
+        need = 152 + ((len(name) + 7) & ~7)  # FUSE_DIRENTPLUS_SIZE
         if need <= size:
             self.replies.append(("direntry", (name.decode(), e._obj.ino)))
         return need
@@ -295,14 +295,24 @@ def test_directories_are_opened_for_a_cached_listing_and_listed_with_nodes(tmp_p
     kind, (fh, keep, cache) = rec.last()
     assert kind == "open" and (keep, cache) == (1, 1)
     rec.replies.clear()
-    ops.readdirplus(1, d, 64 * 4, 0, ctypes.pointer(fi))  # room for 4 of 7 entries
+    ops.readdirplus(1, d, 160 * 4 + 100, 0, ctypes.pointer(fi))  # room for 4 of 7 entries
     entries = [v for k, v in rec.replies if k == "direntry"]
-    assert [name for name, _ in entries] == [".", "..", "f0", "f1"] and rec.last() == ("buf", 64 * 4)
+    assert [name for name, _ in entries] == [".", "..", "f0", "f1"] and rec.last() == ("buf", 160 * 4)
     assert [nid for _, nid in entries[:2]] == [0, 0]  # no node (and no lookup) for . and ..
     f0 = entries[2][1]
     assert ops.table.path(f0) == "/d/f0" and ops.table.nodes[f0].nlookup == 1
-    assert ops.table.node_at("/d/f2") is None  # did not fit: its count was given back
+    assert ops.table.node_at("/d/f2") is None  # did not fit: not worked out, not counted
     rec.replies.clear()
-    ops.readdirplus(1, d, 64 * 10, 4, ctypes.pointer(fi))
+    ops.readdirplus(1, d, 160 * 10, 4, ctypes.pointer(fi))
     assert [v[0] for k, v in rec.replies if k == "direntry"] == ["f2", "f3", "f4"]
     assert _lookup(ops, rec, d, "f0")[0] == f0 and ops.table.nodes[f0].nlookup == 2
+
+
+def test_the_adapter_reckons_entry_sizes_as_libfuse_does():
+    """readdirplus works out only the entries that fit: its size of an entry must be libfuse's
+    (fuse_add_direntry_plus with no buffer returns the size and writes nothing)."""
+    from unionfs.ll_ops import DIRENTPLUS_HEAD
+
+    lib = ll.Library()
+    for name in (b".", b"ab", b"x" * 9, b"\xc3\xa9t\xc3\xa9", b"y" * 255):
+        assert lib.add_direntry_plus(None, None, 0, name, None, 1) == DIRENTPLUS_HEAD + ((len(name) + 7) & ~7)
