@@ -97,8 +97,10 @@ class LowLevelOps:
         on_ready: Callable[[], None] | None = None,
         after_init: Callable[[], object] | None = None,
         lib: ll.Library | None = None,
+        debug: bool = False,
     ) -> None:
         self.union = union
+        self.debug = debug  # libfuse logs each request by node id; we say which path a node is
         self.caching = caching or Caching()
         self.on_ready = on_ready
         self._first: Callable[[], object] | None = None
@@ -268,6 +270,8 @@ class LowLevelOps:
         """The reply for a name the kernel learns: its node (lookup count + 1) and attributes."""
         e = ll.EntryParam()
         e.ino = self.table.bind(path, self._key(path, st, lasting))
+        if self.debug:  # after libfuse's line for the request, before its reply's
+            print(f"   layerfs: node {e.ino} = {path}", file=sys.stderr, flush=True)
         self._fill(e.attr, st)
         e.attr_timeout = self.caching.attr
         e.entry_timeout = self.caching.entry

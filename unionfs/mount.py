@@ -230,7 +230,7 @@ def serve(
     if lowlevel.available() is None:
         from .ll_ops import LowLevelOps, caching_of, run_lowlevel
 
-        ops = LowLevelOps(union, caching_of(fuse_options), on_ready, after_init)
+        ops = LowLevelOps(union, caching_of(fuse_options), on_ready, after_init, debug=bool(fuse_options.get("debug")))
         run_lowlevel(ops, mountpoint, fuse_options)
         return
     from .fuse_ops import LayerOps, run_fuse

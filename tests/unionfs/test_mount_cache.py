@@ -186,6 +186,7 @@ def test_a_cold_walk_gets_attributes_with_the_listing(tmp_path):
     assert "READDIRPLUS" in text
     # libfuse's log of requests: one LOOKUP for d (and none per entry), with either adapter
     assert len([line for line in text.splitlines() if "opcode: LOOKUP" in line]) <= 2
+    assert "layerfs: node 2 = /d" in text or "LOOKUP /d" in text  # which path a node id is
 
 
 @pytest.mark.root("the readahead is a sysfs setting")
