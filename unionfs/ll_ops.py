@@ -38,7 +38,8 @@ from .union import Union
 
 RENAME_EXCHANGE = 2
 DIRENTPLUS_HEAD = 152  # a READDIRPLUS entry before its name: fuse_entry_out + fuse_dirent (fuse_kernel.h)
-UNKNOWN_INO = 0xFFFFFFFF  # what libfuse's high-level API puts in d_ino without attributes
+UNKNOWN_INO = 0xFFFFFFFF
+ATTR = ll.EntryParam.attr.offset  # what libfuse's high-level API puts in d_ino without attributes
 _fsdecode = os.fsdecode
 
 
@@ -247,20 +248,19 @@ class LowLevelOps:
         ctx = self.lib.req_ctx(req).contents
         return Cred(ctx.uid, ctx.gid)
 
-    def _fill(self, out: ll.CStat, st: Stat) -> None:
+    def _fill(self, buf: Any, offset: int, st: Stat) -> None:
+        """`st` into the struct stat at `offset` in `buf` (a CStat or an EntryParam), as
+        libfuse's high-level options uid=, gid=, umask= would show it."""
         c = self.caching
-        out.st_ino = st.st_ino
-        out.st_mode = st.st_mode if c.umask is None else (st.st_mode & 0o170000) | (0o777 & ~c.umask)
-        out.st_nlink = st.st_nlink
-        out.st_uid = st.st_uid if c.uid is None else c.uid
-        out.st_gid = st.st_gid if c.gid is None else c.gid
-        out.st_size = st.st_size
-        out.st_rdev = st.st_rdev
-        out.st_blocks = st.st_blocks
-        out.st_blksize = st.st_blksize
-        out.st_atim.tv_sec, out.st_atim.tv_nsec = divmod(st.st_atime_ns, 1_000_000_000)
-        out.st_mtim.tv_sec, out.st_mtim.tv_nsec = divmod(st.st_mtime_ns, 1_000_000_000)
-        out.st_ctim.tv_sec, out.st_ctim.tv_nsec = divmod(st.st_ctime_ns, 1_000_000_000)
+        mode = st.st_mode if c.umask is None else (st.st_mode & 0o170000) | (0o777 & ~c.umask)
+        a, an = divmod(st.st_atime_ns, 1_000_000_000)
+        m, mn = divmod(st.st_mtime_ns, 1_000_000_000)
+        ct, cn = divmod(st.st_ctime_ns, 1_000_000_000)
+        ll.pack_stat(
+            buf, offset, st.st_ino, mode, st.st_nlink,
+            st.st_uid if c.uid is None else c.uid, st.st_gid if c.gid is None else c.gid,
+            st.st_rdev, st.st_size, st.st_blksize, st.st_blocks, a, an, m, mn, ct, cn,
+        )  # fmt: skip
 
     @staticmethod
     def _key(path: str, st: Stat, lasting: bool) -> Hashable:
@@ -272,7 +272,7 @@ class LowLevelOps:
         e.ino = self.table.bind(path, self._key(path, st, lasting))
         if self.debug:  # after libfuse's line for the request, before its reply's
             print(f"   layerfs: node {e.ino} = {path}", file=sys.stderr, flush=True)
-        self._fill(e.attr, st)
+        self._fill(e, ATTR, st)
         e.attr_timeout = self.caching.attr
         e.entry_timeout = self.caching.entry
         return e
@@ -358,7 +358,7 @@ class LowLevelOps:
         self.table.link(ino, path, self._key(path, st, lasting))
         e = ll.EntryParam()
         e.ino = ino
-        self._fill(e.attr, st)
+        self._fill(e, ATTR, st)
         e.attr_timeout, e.entry_timeout = self.caching.attr, self.caching.entry
         self.r.reply_entry(req, ctypes.byref(e))
 
@@ -396,7 +396,7 @@ class LowLevelOps:
             real = os.fstat(handle.fd)
             out = _from_os(real, ino)
         else:
-            self._fill(out, self.union.getattr(path))
+            self._fill(out, 0, self.union.getattr(path))
         self.r.reply_attr(req, ctypes.byref(out), self.caching.attr)
 
     def setattr(self, req: int, ino: int, attr: Any, to_set: int, fi: Any) -> None:
@@ -442,7 +442,7 @@ class LowLevelOps:
             else:
                 union.utimens(path, (resolved[0], resolved[1]))
         out = ll.CStat()
-        self._fill(out, union.getattr(path))
+        self._fill(out, 0, union.getattr(path))
         self.r.reply_attr(req, ctypes.byref(out), self.caching.attr)
 
     def readlink(self, req: int, ino: int) -> None:

@@ -316,3 +316,20 @@ def test_the_adapter_reckons_entry_sizes_as_libfuse_does():
     lib = ll.Library()
     for name in (b".", b"ab", b"x" * 9, b"\xc3\xa9t\xc3\xa9", b"y" * 255):
         assert lib.add_direntry_plus(None, None, 0, name, None, 1) == DIRENTPLUS_HEAD + ((len(name) + 7) & ~7)
+
+
+def test_a_packed_stat_is_the_struct_with_its_fields_set():
+    """pack_stat writes struct stat's fields in one go: the same bytes as setting them."""
+    out = ll.CStat()
+    values = {"st_ino": 2**40 + 3, "st_mode": 0o100644, "st_nlink": 2, "st_uid": 1000, "st_gid": 100}
+    values.update(st_rdev=0x801, st_size=2**33 + 5, st_blksize=4096, st_blocks=17)
+    for key, value in values.items():
+        setattr(out, key, value)
+    for field, (sec, nsec) in zip(
+        ("st_atim", "st_mtim", "st_ctim"), ((1, 2), (3, 999_999_999), (2**33, 0)), strict=True
+    ):
+        getattr(out, field).tv_sec, getattr(out, field).tv_nsec = sec, nsec
+    entry = ll.EntryParam()
+    offset = ll.EntryParam.attr.offset
+    ll.pack_stat(entry, offset, *values.values(), 1, 2, 3, 999_999_999, 2**33, 0)
+    assert bytes(entry.attr) == bytes(out)
