@@ -123,7 +123,8 @@ def _daemon_pids(mountpoint: Path) -> list[int]:
                     cmdline = f.read().split(b"\0")
             except OSError:
                 continue
-            if any(b"layerfs" in part for part in cmdline[:2]) and str(mountpoint).encode() in b" ".join(cmdline):
+            # The program, or the script after its interpreter (and `-I`: scripts/write-launcher.sh).
+            if any(b"layerfs" in part for part in cmdline[:3]) and str(mountpoint).encode() in b" ".join(cmdline):
                 pids.append(int(entry))
     return pids
 
