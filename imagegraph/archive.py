@@ -346,7 +346,7 @@ def layer_entries(src_dir: str | os.PathLike[str]) -> Iterator[TarEntry]:
         raise ArchiveError(f"cannot read {os.fspath(src_dir)}: {exc.strerror}") from None
 
 
-def _data_regions(fd: int, size: int) -> list[tuple[int, int]] | None:
+def data_regions(fd: int, size: int) -> list[tuple[int, int]] | None:
     """The file's data as (offset, length) when it has holes of at least HOLE_MIN, else None.
 
     SEEK_DATA/SEEK_HOLE find the holes the filesystem knows; smaller holes are read as zeros,
@@ -450,7 +450,7 @@ def file_member(e: TarEntry, f: BinaryIO) -> Iterator[bytes]:
     """One regular file's header and data (`e.size` bytes of `f`); a file with large holes
     becomes a sparse member, so a 1 TiB sparse file stays small in any tar we write."""
     short = f"{e.name}: file shrank while it was archived"
-    regions = _data_regions(f.fileno(), e.size)
+    regions = data_regions(f.fileno(), e.size)
     if regions is None:
         yield encode_header(e)
         yield from _copy_range(f, 0, e.size, short)
@@ -499,6 +499,15 @@ def _closing_chunks(f: BinaryIO, chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield from chunks
 
 
+def is_empty_layer(src_dir: str | os.PathLike[str]) -> bool:
+    """Whether the layer tar of `src_dir` has no entry (it is the empty layer's 1024 zero bytes)."""
+    entries = layer_entries(src_dir)
+    try:
+        return next(entries, None) is None
+    finally:
+        entries.close()
+
+
 def headers_digest(src_dir: str | os.PathLike[str]) -> str:
     """The sha256 of the headers alone of `src_dir`'s layer tar (no file is read).
 
@@ -521,7 +530,7 @@ def layer_tar_size(src_dir: str | os.PathLike[str]) -> int:
             continue
         fd = e.source()
         try:
-            regions = _data_regions(fd, e.size)
+            regions = data_regions(fd, e.size)
         finally:
             os.close(fd)
         if regions is None:
@@ -586,7 +595,7 @@ def os_error_text(exc: OSError) -> str:
 _LONG_NAME = re.compile(rb"[^/]{%d}" % (NAME_MAX + 1))
 
 
-def _clean_name(name: str) -> str | None:
+def clean_name(name: str) -> str | None:
     """The entry's path relative to the layer root; None for the root itself. Refuses escapes.
 
     String operations only (no loop per component): a 5,000-deep layer has 5,000 names of
@@ -704,12 +713,21 @@ def _check_sparse(m: tarfile.TarInfo, rel: str, data_end: int) -> list[tuple[int
     return regions
 
 
+def set_xattr(path: str, name: str, value: bytes) -> None:
+    """Set an xattr from a layer; one this filesystem or user cannot hold is left out, as moby does."""
+    try:
+        os.setxattr(path, name, value, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP, errno.E2BIG, errno.ERANGE):
+            raise
+
+
 def _opaque_xattr() -> str:
     return OPAQUE_XATTRS[0] if os.geteuid() == 0 else OPAQUE_XATTRS[1]
 
 
 @dataclass
-class _Applier:
+class Applier:
     """One layer tar going into one new directory (open as `root_fd`), entry by entry."""
 
     tf: tarfile.TarFile
@@ -741,7 +759,7 @@ class _Applier:
                 break
             vars(self.tf)["members"].clear()  # stream mode would keep every header in memory
             data_end = self.tf.offset
-            rel = _clean_name(m.name)
+            rel = clean_name(m.name)
             if rel is None:
                 continue
             try:
@@ -854,7 +872,7 @@ class _Applier:
                 tape += n
 
     def hardlink(self, dfd: int, base: str, rel: str, m: tarfile.TarInfo) -> None:
-        target_rel = _clean_name(m.linkname.lstrip("/"))
+        target_rel = clean_name(m.linkname.lstrip("/"))
         if target_rel is None or target_rel not in self.seen:
             raise ArchiveError(f"invalid hardlink {_q(rel)} -> {_q(m.linkname)}: target is not in the layer")
         thead, _, tbase = target_rel.rpartition("/")
@@ -870,13 +888,7 @@ class _Applier:
             name = k[len("SCHILY.xattr.") :]
             if name.startswith(PRIVATE_XATTR_PREFIXES):
                 continue
-            try:
-                os.setxattr(
-                    fstree.xattr_path(dfd, base), name, v.encode("utf-8", "surrogateescape"), follow_symlinks=False
-                )
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP, errno.E2BIG, errno.ERANGE):
-                    raise
+            set_xattr(fstree.xattr_path(dfd, base), name, v.encode("utf-8", "surrogateescape"))
 
     def finish_dirs(self) -> None:
         """Directories' modes and times last, deepest first: writing into them changed their
@@ -915,7 +927,7 @@ def _extract_into(reader: _HashingReader, root_fd: int, encoding: str) -> tuple[
     except (tarfile.TarError, ValueError, EOFError) as exc:
         raise ArchiveError(f"not a tar archive: {exc}") from None
     with tf:
-        applier = _Applier(tf, root_fd, encoding)
+        applier = Applier(tf, root_fd, encoding)
         try:
             applier.run()
         finally:
