@@ -432,8 +432,19 @@ def _copy_range(f: BinaryIO, offset: int, length: int, short: str) -> Iterator[b
         yield chunk
 
 
-def iter_layer_tar(src_dir: str | os.PathLike[str]) -> Iterator[bytes]:
-    """The layer tar of `src_dir` as a stream of chunks, never held whole in memory.
+@dataclass(frozen=True)
+class FileRange:
+    """`length` bytes of the open file `fd` from `offset`: a part of a tar that a writer can
+    copy inside the kernel (sendfile) instead of through Python. Valid until the next part."""
+
+    fd: int
+    offset: int
+    length: int
+    name: str  # for the error when the file is shorter
+
+
+def layer_tar_parts(src_dir: str | os.PathLike[str]) -> Iterator[bytes | FileRange]:
+    """The layer tar of `src_dir` as headers and padding (bytes) and file data (FileRange).
 
     A file with large holes is written as a sparse member, so a 1 TiB sparse file stays small.
     """
@@ -441,9 +452,43 @@ def iter_layer_tar(src_dir: str | os.PathLike[str]) -> Iterator[bytes]:
         if e.source is None or not e.size:
             yield encode_header(e)
             continue
-        with os.fdopen(e.source(), "rb") as f:
-            yield from file_member(e, f)
+        fd = e.source()
+        try:
+            regions = data_regions(fd, e.size)
+            if regions is None:
+                yield encode_header(e)
+                yield FileRange(fd, 0, e.size, e.name)
+                yield _pad(e.size)
+                continue
+            sparse, map_block = _sparse_entry(e, regions)
+            yield encode_header(sparse)
+            yield map_block
+            for off, n in regions:
+                yield FileRange(fd, off, n, e.name)
+            yield _pad(sparse.size)
+        finally:
+            os.close(fd)
     yield b"\0" * (2 * BLOCK)
+
+
+def read_range(part: FileRange) -> Iterator[bytes]:
+    """A FileRange's bytes, in chunks; a file shorter than the range is an error."""
+    pos, end = part.offset, part.offset + part.length
+    while pos < end:
+        chunk = os.pread(part.fd, min(_CHUNK, end - pos), pos)
+        if not chunk:
+            raise ArchiveError(f"{part.name}: file shrank while it was archived")
+        pos += len(chunk)
+        yield chunk
+
+
+def iter_layer_tar(src_dir: str | os.PathLike[str]) -> Iterator[bytes]:
+    """The layer tar of `src_dir` as a stream of chunks, never held whole in memory."""
+    for part in layer_tar_parts(src_dir):
+        if isinstance(part, bytes):
+            yield part
+        else:
+            yield from read_range(part)
 
 
 def file_member(e: TarEntry, f: BinaryIO) -> Iterator[bytes]:

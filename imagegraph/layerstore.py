@@ -191,6 +191,20 @@ class LayerStore:
             return
         yield from archive.iter_layer_tar(self.diff_dir(layer))
 
+    def tar_parts(self, chain_id: str) -> Iterator[bytes | archive.FileRange]:
+        """`tar_stream` as headers (bytes) and file data (ranges of open files, for sendfile)."""
+        layer = self.get(chain_id)
+        kept = self.layout.layer_meta(chain_id) / KEPT_TAR
+        try:
+            fd = os.open(kept, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            yield from archive.layer_tar_parts(self.diff_dir(layer))
+            return
+        try:
+            yield archive.FileRange(fd, 0, os.fstat(fd).st_size, KEPT_TAR)
+        finally:
+            os.close(fd)
+
     def tar_size(self, chain_id: str) -> int:
         """The length of `tar_stream(chain_id)`, found without reading the layer's data."""
         kept = self.layout.layer_meta(chain_id) / KEPT_TAR
