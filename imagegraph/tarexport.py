@@ -41,7 +41,7 @@ from .distribution.client import MAX_CONFIG, MAX_MANIFEST
 from .distribution.localstore import LocalStore
 from .distribution.progress import ProgressWriter
 from .imagestore import ImageError, ImageNotFound
-from .layerstore import rereadable
+from .layerstore import DiffIDMismatch, Layer, rereadable
 from .reference import (
     InvalidReference,
     Reference,
@@ -404,6 +404,21 @@ class _Archive:
             return io.BufferedReader(_VerifyingReader(f, blob.group(1), blob.group(2), name))
         return io.BufferedReader(_Plain(f))
 
+    def member(self, name: str) -> tuple[IO[bytes], str | None] | None:
+        """A plain (not gzip) member as a file of the archive that a seek re-reads, and the
+        sha256 DiffID its path names (None: no digest in the path); None when the member is
+        compressed or its path names another algorithm (then `open` checks it as it reads)."""
+        blob = _BLOB_PATH.match(self.norm(name) or "")
+        if blob and blob.group(1) != "sha256":
+            return None
+        f = self.tar.extractfile(self.resolve(name))
+        assert f is not None  # resolve() returns regular files only
+        if f.read(2) == b"\x1f\x8b":
+            f.close()
+            return None
+        f.seek(0)
+        return f, "sha256:" + blob.group(2) if blob else None
+
     def read(self, name: str, limit: int = MAX_INDEX, what: str = "") -> bytes:
         """A small member held in memory: at most `limit` bytes."""
         size = self.size(name)
@@ -519,6 +534,33 @@ def _check_valid_parent(child: dict, parent: dict) -> bool:
     return all(a == b for a, b in zip(ph, ch, strict=False))  # a prefix: ch is one longer
 
 
+def _register_layer(store: LocalStore, arc: _Archive, path: str, parent: str | None) -> tuple[Layer, bool]:
+    """Register the layer blob at `path`. A plain member is extracted where it lies in the
+    archive (no spool: a tar that must be kept is re-read from there), and the sha256 its
+    path names is the DiffID the extraction checks, in the pass that hashes it anyway."""
+    plain = arc.member(path)
+    if plain is not None:
+        member, named = plain
+        with member:
+            try:
+                return store.layers.register(member, parent, expected_diff_id=named)
+            except DiffIDMismatch:
+                raise TarExportError(f"invalid archive: {path} does not match its digest") from None
+    stream, finish = _layer_stream(arc, path)
+    with stream:
+        try:
+            registered = store.layers.register(stream, parent)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise TarExportError(f"invalid archive: layer {path}: {exc}") from None
+        try:
+            finish()
+        except BaseException:
+            if registered[1]:
+                store.layers.release(registered[0].chain_id)
+            raise
+    return registered
+
+
 def _layer_stream(arc: _Archive, path: str) -> tuple[IO[bytes] | gzip.GzipFile, Callable[[], None]]:
     """The layer's uncompressed tar, and a call that reads its blob to the end (checking its digest)."""
     f = arc.open(path)
@@ -597,15 +639,9 @@ def _load_items(store: LocalStore, arc: _Archive, items: list[_LoadItem], out: P
                     if not store.layers.exists(chain):
                         sid = hex_of(diff_id)[:12]
                         out.progress(sid, "Loading layer", 0, size)
-                        stream, finish = _layer_stream(arc, path)
-                        with stream:
-                            try:
-                                layer, was_created = store.layers.register(stream, parent_chain)
-                            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-                                raise TarExportError(f"invalid archive: layer {path}: {exc}") from None
-                            if was_created:
-                                created_layers.append(layer.chain_id)
-                            finish()
+                        layer, was_created = _register_layer(store, arc, path, parent_chain)
+                        if was_created:
+                            created_layers.append(layer.chain_id)
                         if layer.diff_id != diff_id:
                             raise TarExportError(
                                 f'invalid diffID for layer {i}: expected "{diff_id}", got "{layer.diff_id}"'
