@@ -25,6 +25,7 @@ import stat
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
@@ -607,6 +608,18 @@ class _HashingReader:
         self.count += len(b)
         return b
 
+    def readinto_unhashed(self, view: memoryview) -> int:
+        """Read into `view`, counted but not hashed: the caller hashes it, in order."""
+        raw_readinto = getattr(self.raw, "readinto", None)
+        if raw_readinto is None:
+            b = self.raw.read(len(view))
+            n = len(b)
+            view[:n] = b
+        else:
+            n = raw_readinto(view) or 0
+        self.count += n
+        return n
+
     def drain(self, limit: int | None = None) -> None:
         """Read (and hash) to the end; more than `limit` bytes is refused (an endless stream)."""
         start = self.count
@@ -622,6 +635,51 @@ class ApplyResult:
     diff_id: str
     size: int  # sum of the entries' sizes, as moby's UnpackLayer counts it
     sparse: bool = False  # a member was a sparse file: the directory may not give the same tar back
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class HashedCopy:
+    """Big data copied to a file in 1 MiB chunks while a second thread hashes each chunk:
+    hashlib and os.write both release the GIL, so the hash costs no time of its own. Two
+    buffers: the next chunk is read while the last is still hashed."""
+
+    def __init__(self) -> None:
+        self.pool: ThreadPoolExecutor | None = None
+        self.buffers = (bytearray(_CHUNK), bytearray(_CHUNK))
+
+    def copy(self, fill: Callable[[memoryview], int], out: int, size: int, h: Any, short: str) -> None:
+        """`size` bytes from `fill` (readinto) to the fd `out`, each hashed into `h` (None: not
+        hashed) in order; fewer bytes than `size` raise ArchiveError(`short`)."""
+        if self.pool is None and h is not None:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="imagegraph-hash")
+        pending: Future[None] | None = None
+        left, i = size, 0
+        try:
+            while left:
+                view = memoryview(self.buffers[i % 2])[: min(left, _CHUNK)]
+                n = fill(view)
+                if not n:
+                    raise ArchiveError(short)
+                if pending is not None:
+                    pending.result()
+                    pending = None
+                if self.pool is not None and h is not None:
+                    pending = self.pool.submit(h.update, view[:n])
+                write_all(out, view[:n])
+                left -= n
+                i += 1
+        finally:
+            if pending is not None:
+                pending.result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 def _q(name: str) -> str:
@@ -787,10 +845,12 @@ class Applier:
     def __post_init__(self) -> None:
         self.cursor = fstree.DirCursor(os.dup(self.root_fd))
         self.links = fstree.DirCursor(os.dup(self.root_fd))
+        self.copier = HashedCopy()
 
     def close(self) -> None:
         self.cursor.close()
         self.links.close()
+        self.copier.close()
 
     def run(self) -> None:
         while True:
@@ -900,6 +960,8 @@ class Applier:
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
         with os.fdopen(fd, "wb") as out:
             if getattr(m, "sparse", None) is None:
+                if m.size >= _CHUNK and self.copy_direct(m, out.fileno(), rel):
+                    return
                 src = self.tf.extractfile(m)
                 if src is not None:
                     shutil.copyfileobj(src, out, _CHUNK)
@@ -915,6 +977,26 @@ class Applier:
                 for chunk in _copy_range(raw, tape, n, f"broken tar archive: unexpected end of data in {_q(rel)}"):
                     out.write(chunk)
                 tape += n
+
+    def copy_direct(self, m: tarfile.TarInfo, out: int, rel: str) -> bool:
+        """A big member's data read from under tarfile's stream in 1 MiB reads into one buffer
+        (hashed there), not through its 10 KiB records and their copies. False where the
+        stream is not the plain one this expects (then tarfile copies)."""
+        stream: Any = self.tf.fileobj  # tarfile's _Stream: `pos` read so far, `buf` read ahead
+        reader = getattr(stream, "fileobj", None)
+        if not isinstance(reader, _HashingReader) or getattr(stream, "pos", None) != m.offset_data:
+            return False
+        ahead = getattr(stream, "buf", None)
+        if not isinstance(ahead, bytes) or getattr(stream, "comptype", None) != "tar":
+            return False
+        head = ahead[: m.size]
+        stream.buf = ahead[len(head) :]
+        write_all(out, head)
+        short = f"broken tar archive: unexpected end of data in {_q(rel)}"
+        h = reader.hash if reader.hashing else None
+        self.copier.copy(reader.readinto_unhashed, out, m.size - len(head), h, short)
+        stream.pos += m.size
+        return True
 
     def hardlink(self, dfd: int, base: str, rel: str, m: tarfile.TarInfo) -> None:
         target_rel = clean_name(m.linkname.lstrip("/"))

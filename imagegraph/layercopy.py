@@ -18,7 +18,6 @@ import hashlib
 import os
 import tarfile
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,25 +59,12 @@ def _tarinfo(e: archive.TarEntry) -> tarfile.TarInfo:
     return m
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 class _Copier(archive.Applier):
     """The extractor's rules (whiteouts, hard links, directories last), fed from a walk."""
 
     def __init__(self, root_fd: int, encoding: str) -> None:
         super().__init__(None, root_fd, encoding)  # type: ignore[arg-type]  # no tar: entries come from the walk
         self.hashes = _Hashes()
-        self.buffers = (bytearray(_BIG), bytearray(_BIG))
-        self.pool: ThreadPoolExecutor | None = None
-
-    def close(self) -> None:
-        super().close()
-        if self.pool is not None:
-            self.pool.shutdown()
 
     def copy(self, src_dir: str | os.PathLike[str]) -> None:
         for e in archive.layer_entries(src_dir):
@@ -153,28 +139,10 @@ class _Copier(archive.Applier):
                     raise archive.ArchiveError(f"{e.name}: file shrank while it was archived")
                 data += more
             self.hashes.add(data)
-            _write_all(out, data)
+            archive.write_all(out, data)
             return
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(1, thread_name_prefix="layercopy-hash")
-        pending: Future[None] | None = None
-        i = 0
-        try:
-            while left:
-                buf = self.buffers[i % 2]  # the other buffer may still be hashed
-                n = os.readv(src, [memoryview(buf)[: min(left, _BIG)]])
-                if not n:
-                    raise archive.ArchiveError(f"{e.name}: file shrank while it was archived")
-                if pending is not None:
-                    pending.result()
-                chunk = memoryview(buf)[:n]
-                pending = self.pool.submit(self.hashes.tar.update, chunk)
-                _write_all(out, chunk)
-                left -= n
-                i += 1
-        finally:
-            if pending is not None:
-                pending.result()
+        short = f"{e.name}: file shrank while it was archived"
+        self.copier.copy(lambda view: os.readv(src, [view]), out, e.size, self.hashes.tar, short)
         self.hashes.count += e.size
 
 
