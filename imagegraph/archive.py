@@ -196,10 +196,56 @@ def _pad(n: int) -> bytes:
     return b"\0" * (-n % BLOCK)
 
 
+_USTAR_MAGIC_AND_OWNERS = b"ustar\x0000" + bytes(64)  # magic, version, empty uname and gname
+_MAGIC_SUM = sum(_USTAR_MAGIC_AND_OWNERS)
+_PREFIX_AND_END = bytes(167)
+_OCTAL7, _OCTAL11 = 1 << 21, 1 << 33  # what 7 and 11 octal digits hold
+
+
+def _plain_ustar(e: TarEntry, name: bytes, link: bytes) -> bytes | None:
+    """The common case in one formatting step: a short ASCII name and link target, numbers
+    that fit, no xattrs. The same bytes `encode_header` builds field by field; None otherwise."""
+    if len(name) > 100 or len(link) > 100 or e.xattrs or e.pax or not (_is_ascii(name) and _is_ascii(link)):
+        return None
+    if not (
+        0 <= e.mode < _OCTAL7
+        and 0 <= e.uid < _OCTAL7
+        and 0 <= e.gid < _OCTAL7
+        and 0 <= e.size < _OCTAL11
+        and 0 <= e.mtime < _OCTAL11
+        and 0 <= e.devmajor < _OCTAL7
+        and 0 <= e.devminor < _OCTAL7
+    ):
+        return None
+    numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (e.mode, e.uid, e.gid, e.size, e.mtime)
+    devices = b"%07o\0%07o\0" % (e.devmajor, e.devminor)
+    # The checksum counts its own field as spaces; NULs add nothing.
+    checksum = sum(name) + sum(numbers) + 8 * 0x20 + e.typeflag[0] + sum(link) + _MAGIC_SUM + sum(devices)
+    return b"".join(
+        (
+            name.ljust(100, b"\0"),
+            numbers,
+            b"%06o\0 " % checksum,
+            e.typeflag,
+            link.ljust(100, b"\0"),
+            _USTAR_MAGIC_AND_OWNERS,
+            devices,
+            _PREFIX_AND_END,
+        )
+    )
+
+
 def encode_header(e: TarEntry) -> bytes:
     """The header block(s) Go's tar.Writer writes for `e` with Format=PAX (moby's choice)."""
     name = os.fsencode(e.name)
     link = os.fsencode(e.linkname)
+    plain = _plain_ustar(e, name, link)
+    if plain is not None:
+        return plain
+    return _encode_header(e, name, link)
+
+
+def _encode_header(e: TarEntry, name: bytes, link: bytes) -> bytes:
     pax: dict[bytes, bytes] = {}
     ustar_ok = True
     if not _is_ascii(name) or len(name) > 100:
