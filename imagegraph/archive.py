@@ -24,7 +24,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
@@ -331,7 +331,7 @@ class _Opener:
         return fd
 
 
-def layer_entries(src_dir: str | os.PathLike[str]) -> Iterator[TarEntry]:
+def layer_entries(src_dir: str | os.PathLike[str]) -> Generator[TarEntry, None, None]:
     """The tar entries of a layer directory, in order, with whiteouts in the OCI form.
 
     Either on-disk encoding is read: char 0/0 and the opaque xattr become `.wh.` files (moby's
@@ -597,7 +597,7 @@ def is_empty_layer(src_dir: str | os.PathLike[str]) -> bool:
     try:
         return next(entries, None) is None
     finally:
-        entries.close()
+        entries.close()  # the walk's open directories
 
 
 def headers_digest(src_dir: str | os.PathLike[str]) -> str:

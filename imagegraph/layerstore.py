@@ -74,33 +74,6 @@ class MountLayer:
     parent: str | None  # ChainID of the image's top layer, None for scratch
 
 
-class TarReader:
-    """A file-like view of a layer's tar chunks (what tarfile.addfile reads), of a length known
-    beforehand: a layer that changed under it is an error, never a tar with a wrong size."""
-
-    def __init__(self, chunks: Iterator[bytes], size: int) -> None:
-        self.size = size
-        self._chunks = chunks
-        self._pending: list[bytes] = []  # joined once per read: no quadratic copying of small headers
-        self._held = 0
-        self._done = 0
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or self._held < n:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._pending.append(chunk)
-            self._held += len(chunk)
-        data = b"".join(self._pending)
-        out, rest = (data, b"") if n < 0 else (data[:n], data[n:])
-        self._pending, self._held = ([rest] if rest else []), len(rest)
-        self._done += len(out)
-        if self._done > self.size or (not out and n != 0 and self._done != self.size):
-            raise LayerError(f"layer changed while it was read: {self._done} bytes, {self.size} expected")
-        return out
-
-
 def rereadable(stream: object) -> bool:
     """Whether `stream` can serve as its own spool: a regular file, or a member of a tar file,
     at its start, that a seek brings back to its start. (A gzip reader can seek too, but only by
@@ -211,10 +184,6 @@ class LayerStore:
         if kept.exists():
             return kept.stat().st_size
         return archive.layer_tar_size(self.diff_dir(self.get(chain_id)))
-
-    def tar_reader(self, chain_id: str) -> TarReader:
-        """`tar_stream` as a file to read from, that checks it gives exactly `tar_size` bytes."""
-        return TarReader(self.tar_stream(chain_id), self.tar_size(chain_id))
 
     # ---- reference counts ---------------------------------------------------------------
 
