@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from . import fstree
 
@@ -48,6 +48,9 @@ MAX_SPECIAL = 1 << 20  # PAX/long-name headers and sparse maps (Go's maxSpecialF
 MAX_SPARSE_REGIONS = 1 << 16
 MAX_TRAILING = 16 << 20  # bytes after the end-of-archive blocks that are still hashed
 NAME_MAX = 255
+
+
+_T = TypeVar("_T")
 
 
 class ArchiveError(ValueError):
@@ -501,21 +504,26 @@ def layer_tar_parts(src_dir: str | os.PathLike[str]) -> Iterator[bytes | FileRan
             continue
         fd = e.source()
         try:
-            regions = data_regions(fd, e.size)
-            if regions is None:
-                yield encode_header(e)
-                yield FileRange(fd, 0, e.size, e.name)
-                yield _pad(e.size)
-                continue
-            sparse, map_block = _sparse_entry(e, regions)
-            yield encode_header(sparse)
-            yield map_block
-            for off, n in regions:
-                yield FileRange(fd, off, n, e.name)
-            yield _pad(sparse.size)
+            yield from _file_parts(e, fd)
         finally:
             os.close(fd)
     yield b"\0" * (2 * BLOCK)
+
+
+def _file_parts(e: TarEntry, fd: int) -> Iterator[bytes | FileRange]:
+    """One regular file's member: a file with large holes becomes a sparse member."""
+    regions = data_regions(fd, e.size)
+    if regions is None:
+        yield encode_header(e)
+        yield FileRange(fd, 0, e.size, e.name)
+        yield _pad(e.size)
+        return
+    sparse, map_block = _sparse_entry(e, regions)
+    yield encode_header(sparse)
+    yield map_block
+    for off, n in regions:
+        yield FileRange(fd, off, n, e.name)
+    yield _pad(sparse.size)
 
 
 def read_range(part: FileRange) -> Iterator[bytes]:
@@ -541,19 +549,11 @@ def iter_layer_tar(src_dir: str | os.PathLike[str]) -> Iterator[bytes]:
 def file_member(e: TarEntry, f: BinaryIO) -> Iterator[bytes]:
     """One regular file's header and data (`e.size` bytes of `f`); a file with large holes
     becomes a sparse member, so a 1 TiB sparse file stays small in any tar we write."""
-    short = f"{e.name}: file shrank while it was archived"
-    regions = data_regions(f.fileno(), e.size)
-    if regions is None:
-        yield encode_header(e)
-        yield from _copy_range(f, 0, e.size, short)
-        yield _pad(e.size)
-        return
-    sparse, map_block = _sparse_entry(e, regions)
-    yield encode_header(sparse)
-    yield map_block
-    for off, n in regions:
-        yield from _copy_range(f, off, n, short)
-    yield _pad(sparse.size)
+    for part in _file_parts(e, f.fileno()):
+        if isinstance(part, bytes):
+            yield part
+        else:
+            yield from read_range(part)
 
 
 @dataclass(frozen=True)
@@ -1124,14 +1124,20 @@ def apply_layer_tar(
     """
     dest = os.fspath(dest)
     encoding = encoding or default_encoding()
-    parent = os.path.dirname(os.path.abspath(dest)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".apply-", dir=parent)
+    os.makedirs(os.path.dirname(os.path.abspath(dest)) or ".", exist_ok=True)
     reader = _HashingReader(stream, hashing=diff_id is None)
+    size, sparse = build_dir(dest, lambda root_fd: _extract_into(reader, root_fd, encoding))
+    return ApplyResult(diff_id or "sha256:" + reader.hash.hexdigest(), size, sparse)
+
+
+def build_dir(dest: str, fill: Callable[[int], _T]) -> _T:
+    """Make the new directory `dest` whole or not at all: `fill` writes into a temporary
+    sibling (given as an open fd), which is renamed to `dest` only when it returns."""
+    tmp = tempfile.mkdtemp(prefix=".apply-", dir=os.path.dirname(os.path.abspath(dest)) or ".")
     try:
         root_fd = fstree.open_dir(tmp)
         try:
-            size, sparse = _extract_into(reader, root_fd, encoding)
+            result = fill(root_fd)
             os.chmod(root_fd, 0o755)
         finally:
             os.close(root_fd)
@@ -1139,4 +1145,4 @@ def apply_layer_tar(
     except BaseException:
         fstree.remove_quietly(tmp)
         raise
-    return ApplyResult(diff_id or "sha256:" + reader.hash.hexdigest(), size, sparse)
+    return result

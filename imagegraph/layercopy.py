@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,25 +145,17 @@ class _Copier(archive.Applier):
         self.hashes.count += e.size
 
 
+def _copy_into(root_fd: int, src_dir: str | os.PathLike[str], encoding: str) -> _Copier:
+    copier = _Copier(root_fd, encoding)
+    try:
+        copier.copy(src_dir)
+    finally:
+        copier.close()
+    return copier
+
+
 def copy_layer_dir(src_dir: str | os.PathLike[str], dest: str | os.PathLike[str], encoding: str) -> CopyResult:
     """Make `dest` (new) what `apply_layer_tar(<the layer tar of src_dir>)` would make, whole or not at all."""
-    dest = os.fspath(dest)
-    parent = os.path.dirname(os.path.abspath(dest)) or "."
-    tmp = tempfile.mkdtemp(prefix=".apply-", dir=parent)
-    try:
-        root_fd = fstree.open_dir(tmp)
-        try:
-            copier = _Copier(root_fd, encoding)
-            try:
-                copier.copy(src_dir)
-            finally:
-                copier.close()
-            os.chmod(root_fd, 0o755)
-        finally:
-            os.close(root_fd)
-        os.rename(tmp, dest)
-    except BaseException:
-        fstree.remove_quietly(tmp)
-        raise
+    copier = archive.build_dir(os.fspath(dest), lambda root_fd: _copy_into(root_fd, src_dir, encoding))
     h = copier.hashes
     return CopyResult("sha256:" + h.tar.hexdigest(), "sha256:" + h.heads.hexdigest(), copier.size, h.count)
