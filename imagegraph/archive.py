@@ -24,9 +24,10 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from . import fstree
 
@@ -47,6 +48,9 @@ MAX_SPECIAL = 1 << 20  # PAX/long-name headers and sparse maps (Go's maxSpecialF
 MAX_SPARSE_REGIONS = 1 << 16
 MAX_TRAILING = 16 << 20  # bytes after the end-of-archive blocks that are still hashed
 NAME_MAX = 255
+
+
+_T = TypeVar("_T")
 
 
 class ArchiveError(ValueError):
@@ -195,10 +199,56 @@ def _pad(n: int) -> bytes:
     return b"\0" * (-n % BLOCK)
 
 
+_USTAR_MAGIC_AND_OWNERS = b"ustar\x0000" + bytes(64)  # magic, version, empty uname and gname
+_MAGIC_SUM = sum(_USTAR_MAGIC_AND_OWNERS)
+_PREFIX_AND_END = bytes(167)
+_OCTAL7, _OCTAL11 = 1 << 21, 1 << 33  # what 7 and 11 octal digits hold
+
+
+def _plain_ustar(e: TarEntry, name: bytes, link: bytes) -> bytes | None:
+    """The common case in one formatting step: a short ASCII name and link target, numbers
+    that fit, no xattrs. The same bytes `encode_header` builds field by field; None otherwise."""
+    if len(name) > 100 or len(link) > 100 or e.xattrs or e.pax or not (_is_ascii(name) and _is_ascii(link)):
+        return None
+    if not (
+        0 <= e.mode < _OCTAL7
+        and 0 <= e.uid < _OCTAL7
+        and 0 <= e.gid < _OCTAL7
+        and 0 <= e.size < _OCTAL11
+        and 0 <= e.mtime < _OCTAL11
+        and 0 <= e.devmajor < _OCTAL7
+        and 0 <= e.devminor < _OCTAL7
+    ):
+        return None
+    numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (e.mode, e.uid, e.gid, e.size, e.mtime)
+    devices = b"%07o\0%07o\0" % (e.devmajor, e.devminor)
+    # The checksum counts its own field as spaces; NULs add nothing.
+    checksum = sum(name) + sum(numbers) + 8 * 0x20 + e.typeflag[0] + sum(link) + _MAGIC_SUM + sum(devices)
+    return b"".join(
+        (
+            name.ljust(100, b"\0"),
+            numbers,
+            b"%06o\0 " % checksum,
+            e.typeflag,
+            link.ljust(100, b"\0"),
+            _USTAR_MAGIC_AND_OWNERS,
+            devices,
+            _PREFIX_AND_END,
+        )
+    )
+
+
 def encode_header(e: TarEntry) -> bytes:
     """The header block(s) Go's tar.Writer writes for `e` with Format=PAX (moby's choice)."""
     name = os.fsencode(e.name)
     link = os.fsencode(e.linkname)
+    plain = _plain_ustar(e, name, link)
+    if plain is not None:
+        return plain
+    return _encode_header(e, name, link)
+
+
+def _encode_header(e: TarEntry, name: bytes, link: bytes) -> bytes:
     pax: dict[bytes, bytes] = {}
     ustar_ok = True
     if not _is_ascii(name) or len(name) > 100:
@@ -284,7 +334,7 @@ class _Opener:
         return fd
 
 
-def layer_entries(src_dir: str | os.PathLike[str]) -> Iterator[TarEntry]:
+def layer_entries(src_dir: str | os.PathLike[str]) -> Generator[TarEntry, None, None]:
     """The tar entries of a layer directory, in order, with whiteouts in the OCI form.
 
     Either on-disk encoding is read: char 0/0 and the opaque xattr become `.wh.` files (moby's
@@ -346,7 +396,7 @@ def layer_entries(src_dir: str | os.PathLike[str]) -> Iterator[TarEntry]:
         raise ArchiveError(f"cannot read {os.fspath(src_dir)}: {exc.strerror}") from None
 
 
-def _data_regions(fd: int, size: int) -> list[tuple[int, int]] | None:
+def data_regions(fd: int, size: int) -> list[tuple[int, int]] | None:
     """The file's data as (offset, length) when it has holes of at least HOLE_MIN, else None.
 
     SEEK_DATA/SEEK_HOLE find the holes the filesystem knows; smaller holes are read as zeros,
@@ -432,8 +482,19 @@ def _copy_range(f: BinaryIO, offset: int, length: int, short: str) -> Iterator[b
         yield chunk
 
 
-def iter_layer_tar(src_dir: str | os.PathLike[str]) -> Iterator[bytes]:
-    """The layer tar of `src_dir` as a stream of chunks, never held whole in memory.
+@dataclass(frozen=True)
+class FileRange:
+    """`length` bytes of the open file `fd` from `offset`: a part of a tar that a writer can
+    copy inside the kernel (sendfile) instead of through Python. Valid until the next part."""
+
+    fd: int
+    offset: int
+    length: int
+    name: str  # for the error when the file is shorter
+
+
+def layer_tar_parts(src_dir: str | os.PathLike[str]) -> Iterator[bytes | FileRange]:
+    """The layer tar of `src_dir` as headers and padding (bytes) and file data (FileRange).
 
     A file with large holes is written as a sparse member, so a 1 TiB sparse file stays small.
     """
@@ -441,27 +502,58 @@ def iter_layer_tar(src_dir: str | os.PathLike[str]) -> Iterator[bytes]:
         if e.source is None or not e.size:
             yield encode_header(e)
             continue
-        with os.fdopen(e.source(), "rb") as f:
-            yield from file_member(e, f)
+        fd = e.source()
+        try:
+            yield from _file_parts(e, fd)
+        finally:
+            os.close(fd)
     yield b"\0" * (2 * BLOCK)
 
 
-def file_member(e: TarEntry, f: BinaryIO) -> Iterator[bytes]:
-    """One regular file's header and data (`e.size` bytes of `f`); a file with large holes
-    becomes a sparse member, so a 1 TiB sparse file stays small in any tar we write."""
-    short = f"{e.name}: file shrank while it was archived"
-    regions = _data_regions(f.fileno(), e.size)
+def _file_parts(e: TarEntry, fd: int) -> Iterator[bytes | FileRange]:
+    """One regular file's member: a file with large holes becomes a sparse member."""
+    regions = data_regions(fd, e.size)
     if regions is None:
         yield encode_header(e)
-        yield from _copy_range(f, 0, e.size, short)
+        yield FileRange(fd, 0, e.size, e.name)
         yield _pad(e.size)
         return
     sparse, map_block = _sparse_entry(e, regions)
     yield encode_header(sparse)
     yield map_block
     for off, n in regions:
-        yield from _copy_range(f, off, n, short)
+        yield FileRange(fd, off, n, e.name)
     yield _pad(sparse.size)
+
+
+def read_range(part: FileRange) -> Iterator[bytes]:
+    """A FileRange's bytes, in chunks; a file shorter than the range is an error."""
+    pos, end = part.offset, part.offset + part.length
+    while pos < end:
+        chunk = os.pread(part.fd, min(_CHUNK, end - pos), pos)
+        if not chunk:
+            raise ArchiveError(f"{part.name}: file shrank while it was archived")
+        pos += len(chunk)
+        yield chunk
+
+
+def iter_layer_tar(src_dir: str | os.PathLike[str]) -> Iterator[bytes]:
+    """The layer tar of `src_dir` as a stream of chunks, never held whole in memory."""
+    for part in layer_tar_parts(src_dir):
+        if isinstance(part, bytes):
+            yield part
+        else:
+            yield from read_range(part)
+
+
+def file_member(e: TarEntry, f: BinaryIO) -> Iterator[bytes]:
+    """One regular file's header and data (`e.size` bytes of `f`); a file with large holes
+    becomes a sparse member, so a 1 TiB sparse file stays small in any tar we write."""
+    for part in _file_parts(e, f.fileno()):
+        if isinstance(part, bytes):
+            yield part
+        else:
+            yield from read_range(part)
 
 
 @dataclass(frozen=True)
@@ -499,6 +591,15 @@ def _closing_chunks(f: BinaryIO, chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield from chunks
 
 
+def is_empty_layer(src_dir: str | os.PathLike[str]) -> bool:
+    """Whether the layer tar of `src_dir` has no entry (it is the empty layer's 1024 zero bytes)."""
+    entries = layer_entries(src_dir)
+    try:
+        return next(entries, None) is None
+    finally:
+        entries.close()  # the walk's open directories
+
+
 def headers_digest(src_dir: str | os.PathLike[str]) -> str:
     """The sha256 of the headers alone of `src_dir`'s layer tar (no file is read).
 
@@ -521,7 +622,7 @@ def layer_tar_size(src_dir: str | os.PathLike[str]) -> int:
             continue
         fd = e.source()
         try:
-            regions = _data_regions(fd, e.size)
+            regions = data_regions(fd, e.size)
         finally:
             os.close(fd)
         if regions is None:
@@ -553,6 +654,18 @@ class _HashingReader:
         self.count += len(b)
         return b
 
+    def readinto_unhashed(self, view: memoryview) -> int:
+        """Read into `view`, counted but not hashed: the caller hashes it, in order."""
+        raw_readinto = getattr(self.raw, "readinto", None)
+        if raw_readinto is None:
+            b = self.raw.read(len(view))
+            n = len(b)
+            view[:n] = b
+        else:
+            n = raw_readinto(view) or 0
+        self.count += n
+        return n
+
     def drain(self, limit: int | None = None) -> None:
         """Read (and hash) to the end; more than `limit` bytes is refused (an endless stream)."""
         start = self.count
@@ -568,6 +681,51 @@ class ApplyResult:
     diff_id: str
     size: int  # sum of the entries' sizes, as moby's UnpackLayer counts it
     sparse: bool = False  # a member was a sparse file: the directory may not give the same tar back
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class HashedCopy:
+    """Big data copied to a file in 1 MiB chunks while a second thread hashes each chunk:
+    hashlib and os.write both release the GIL, so the hash costs no time of its own. Two
+    buffers: the next chunk is read while the last is still hashed."""
+
+    def __init__(self) -> None:
+        self.pool: ThreadPoolExecutor | None = None
+        self.buffers = (bytearray(_CHUNK), bytearray(_CHUNK))
+
+    def copy(self, fill: Callable[[memoryview], int], out: int, size: int, h: Any, short: str) -> None:
+        """`size` bytes from `fill` (readinto) to the fd `out`, each hashed into `h` (None: not
+        hashed) in order; fewer bytes than `size` raise ArchiveError(`short`)."""
+        if self.pool is None and h is not None:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="imagegraph-hash")
+        pending: Future[None] | None = None
+        left, i = size, 0
+        try:
+            while left:
+                view = memoryview(self.buffers[i % 2])[: min(left, _CHUNK)]
+                n = fill(view)
+                if not n:
+                    raise ArchiveError(short)
+                if pending is not None:
+                    pending.result()
+                    pending = None
+                if self.pool is not None and h is not None:
+                    pending = self.pool.submit(h.update, view[:n])
+                write_all(out, view[:n])
+                left -= n
+                i += 1
+        finally:
+            if pending is not None:
+                pending.result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 def _q(name: str) -> str:
@@ -586,7 +744,7 @@ def os_error_text(exc: OSError) -> str:
 _LONG_NAME = re.compile(rb"[^/]{%d}" % (NAME_MAX + 1))
 
 
-def _clean_name(name: str) -> str | None:
+def clean_name(name: str) -> str | None:
     """The entry's path relative to the layer root; None for the root itself. Refuses escapes.
 
     String operations only (no loop per component): a 5,000-deep layer has 5,000 names of
@@ -704,12 +862,21 @@ def _check_sparse(m: tarfile.TarInfo, rel: str, data_end: int) -> list[tuple[int
     return regions
 
 
+def set_xattr(path: str, name: str, value: bytes) -> None:
+    """Set an xattr from a layer; one this filesystem or user cannot hold is left out, as moby does."""
+    try:
+        os.setxattr(path, name, value, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP, errno.E2BIG, errno.ERANGE):
+            raise
+
+
 def _opaque_xattr() -> str:
     return OPAQUE_XATTRS[0] if os.geteuid() == 0 else OPAQUE_XATTRS[1]
 
 
 @dataclass
-class _Applier:
+class Applier:
     """One layer tar going into one new directory (open as `root_fd`), entry by entry."""
 
     tf: tarfile.TarFile
@@ -724,10 +891,12 @@ class _Applier:
     def __post_init__(self) -> None:
         self.cursor = fstree.DirCursor(os.dup(self.root_fd))
         self.links = fstree.DirCursor(os.dup(self.root_fd))
+        self.copier = HashedCopy()
 
     def close(self) -> None:
         self.cursor.close()
         self.links.close()
+        self.copier.close()
 
     def run(self) -> None:
         while True:
@@ -741,7 +910,7 @@ class _Applier:
                 break
             vars(self.tf)["members"].clear()  # stream mode would keep every header in memory
             data_end = self.tf.offset
-            rel = _clean_name(m.name)
+            rel = clean_name(m.name)
             if rel is None:
                 continue
             try:
@@ -837,6 +1006,8 @@ class _Applier:
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
         with os.fdopen(fd, "wb") as out:
             if getattr(m, "sparse", None) is None:
+                if m.size >= _CHUNK and self.copy_direct(m, out.fileno(), rel):
+                    return
                 src = self.tf.extractfile(m)
                 if src is not None:
                     shutil.copyfileobj(src, out, _CHUNK)
@@ -853,8 +1024,28 @@ class _Applier:
                     out.write(chunk)
                 tape += n
 
+    def copy_direct(self, m: tarfile.TarInfo, out: int, rel: str) -> bool:
+        """A big member's data read from under tarfile's stream in 1 MiB reads into one buffer
+        (hashed there), not through its 10 KiB records and their copies. False where the
+        stream is not the plain one this expects (then tarfile copies)."""
+        stream: Any = self.tf.fileobj  # tarfile's _Stream: `pos` read so far, `buf` read ahead
+        reader = getattr(stream, "fileobj", None)
+        if not isinstance(reader, _HashingReader) or getattr(stream, "pos", None) != m.offset_data:
+            return False
+        ahead = getattr(stream, "buf", None)
+        if not isinstance(ahead, bytes) or getattr(stream, "comptype", None) != "tar":
+            return False
+        head = ahead[: m.size]
+        stream.buf = ahead[len(head) :]
+        write_all(out, head)
+        short = f"broken tar archive: unexpected end of data in {_q(rel)}"
+        h = reader.hash if reader.hashing else None
+        self.copier.copy(reader.readinto_unhashed, out, m.size - len(head), h, short)
+        stream.pos += m.size
+        return True
+
     def hardlink(self, dfd: int, base: str, rel: str, m: tarfile.TarInfo) -> None:
-        target_rel = _clean_name(m.linkname.lstrip("/"))
+        target_rel = clean_name(m.linkname.lstrip("/"))
         if target_rel is None or target_rel not in self.seen:
             raise ArchiveError(f"invalid hardlink {_q(rel)} -> {_q(m.linkname)}: target is not in the layer")
         thead, _, tbase = target_rel.rpartition("/")
@@ -870,13 +1061,7 @@ class _Applier:
             name = k[len("SCHILY.xattr.") :]
             if name.startswith(PRIVATE_XATTR_PREFIXES):
                 continue
-            try:
-                os.setxattr(
-                    fstree.xattr_path(dfd, base), name, v.encode("utf-8", "surrogateescape"), follow_symlinks=False
-                )
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP, errno.E2BIG, errno.ERANGE):
-                    raise
+            set_xattr(fstree.xattr_path(dfd, base), name, v.encode("utf-8", "surrogateescape"))
 
     def finish_dirs(self) -> None:
         """Directories' modes and times last, deepest first: writing into them changed their
@@ -915,7 +1100,7 @@ def _extract_into(reader: _HashingReader, root_fd: int, encoding: str) -> tuple[
     except (tarfile.TarError, ValueError, EOFError) as exc:
         raise ArchiveError(f"not a tar archive: {exc}") from None
     with tf:
-        applier = _Applier(tf, root_fd, encoding)
+        applier = Applier(tf, root_fd, encoding)
         try:
             applier.run()
         finally:
@@ -939,14 +1124,20 @@ def apply_layer_tar(
     """
     dest = os.fspath(dest)
     encoding = encoding or default_encoding()
-    parent = os.path.dirname(os.path.abspath(dest)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".apply-", dir=parent)
+    os.makedirs(os.path.dirname(os.path.abspath(dest)) or ".", exist_ok=True)
     reader = _HashingReader(stream, hashing=diff_id is None)
+    size, sparse = build_dir(dest, lambda root_fd: _extract_into(reader, root_fd, encoding))
+    return ApplyResult(diff_id or "sha256:" + reader.hash.hexdigest(), size, sparse)
+
+
+def build_dir(dest: str, fill: Callable[[int], _T]) -> _T:
+    """Make the new directory `dest` whole or not at all: `fill` writes into a temporary
+    sibling (given as an open fd), which is renamed to `dest` only when it returns."""
+    tmp = tempfile.mkdtemp(prefix=".apply-", dir=os.path.dirname(os.path.abspath(dest)) or ".")
     try:
         root_fd = fstree.open_dir(tmp)
         try:
-            size, sparse = _extract_into(reader, root_fd, encoding)
+            result = fill(root_fd)
             os.chmod(root_fd, 0o755)
         finally:
             os.close(root_fd)
@@ -954,4 +1145,4 @@ def apply_layer_tar(
     except BaseException:
         fstree.remove_quietly(tmp)
         raise
-    return ApplyResult(diff_id or "sha256:" + reader.hash.hexdigest(), size, sparse)
+    return result

@@ -14,7 +14,6 @@ import os
 import platform
 import re
 import shlex
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -303,20 +302,13 @@ def register_top_layer(
     is empty: (its DiffID, the new image's diff_ids)."""
     mount = containers.mount_layer(c)
     top_dir = containers.layout.layer_dir(mount.mount_id) / "diff"
-    fd, spool = tempfile.mkstemp(prefix=".tmp-commit-", suffix=".tar", dir=layers.tmp_dir)
     diff_ids = list(parent.diff_ids) if parent is not None else []
-    try:
-        with os.fdopen(fd, "wb") as out:
-            written = archive.write_layer_tar(top_dir, out)
-        diff_id = written.diff_id
-        if diff_id != EMPTY_LAYER_DIFF_ID:  # our own tar: its DiffID and headers are known, not hashed again
-            with open(spool, "rb") as f:
-                parent_chain = (parent.top_chain_id if parent is not None else "") or None
-                layer, _ = layers.register(f, parent_chain, diff_id, written.headers)
-            diff_ids.append(layer.diff_id)
-    finally:
-        os.unlink(spool)
-    return diff_id, diff_ids
+    if archive.is_empty_layer(top_dir):
+        return EMPTY_LAYER_DIFF_ID, diff_ids
+    parent_chain = (parent.top_chain_id if parent is not None else "") or None
+    layer, _ = layers.register_dir(top_dir, parent_chain)  # copied straight in, its tar hashed on the way
+    diff_ids.append(layer.diff_id)
+    return layer.diff_id, diff_ids
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from . import archive, fstree
+from . import archive, fstree, layercopy
 from .digest import sha256_digest
 from .store import (
     Layout,
@@ -72,33 +72,6 @@ class MountLayer:
     mount_id: str
     init_id: str
     parent: str | None  # ChainID of the image's top layer, None for scratch
-
-
-class TarReader:
-    """A file-like view of a layer's tar chunks (what tarfile.addfile reads), of a length known
-    beforehand: a layer that changed under it is an error, never a tar with a wrong size."""
-
-    def __init__(self, chunks: Iterator[bytes], size: int) -> None:
-        self.size = size
-        self._chunks = chunks
-        self._pending: list[bytes] = []  # joined once per read: no quadratic copying of small headers
-        self._held = 0
-        self._done = 0
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or self._held < n:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._pending.append(chunk)
-            self._held += len(chunk)
-        data = b"".join(self._pending)
-        out, rest = (data, b"") if n < 0 else (data[:n], data[n:])
-        self._pending, self._held = ([rest] if rest else []), len(rest)
-        self._done += len(out)
-        if self._done > self.size or (not out and n != 0 and self._done != self.size):
-            raise LayerError(f"layer changed while it was read: {self._done} bytes, {self.size} expected")
-        return out
 
 
 def rereadable(stream: object) -> bool:
@@ -191,16 +164,26 @@ class LayerStore:
             return
         yield from archive.iter_layer_tar(self.diff_dir(layer))
 
+    def tar_parts(self, chain_id: str) -> Iterator[bytes | archive.FileRange]:
+        """`tar_stream` as headers (bytes) and file data (ranges of open files, for sendfile)."""
+        layer = self.get(chain_id)
+        kept = self.layout.layer_meta(chain_id) / KEPT_TAR
+        try:
+            fd = os.open(kept, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            yield from archive.layer_tar_parts(self.diff_dir(layer))
+            return
+        try:
+            yield archive.FileRange(fd, 0, os.fstat(fd).st_size, KEPT_TAR)
+        finally:
+            os.close(fd)
+
     def tar_size(self, chain_id: str) -> int:
         """The length of `tar_stream(chain_id)`, found without reading the layer's data."""
         kept = self.layout.layer_meta(chain_id) / KEPT_TAR
         if kept.exists():
             return kept.stat().st_size
         return archive.layer_tar_size(self.diff_dir(self.get(chain_id)))
-
-    def tar_reader(self, chain_id: str) -> TarReader:
-        """`tar_stream` as a file to read from, that checks it gives exactly `tar_size` bytes."""
-        return TarReader(self.tar_stream(chain_id), self.tar_size(chain_id))
 
     # ---- reference counts ---------------------------------------------------------------
 
@@ -254,11 +237,7 @@ class LayerStore:
         wrote it: the extraction does not hash again, and the layer reproduces the tar when its
         headers digest is the same.
         """
-        if parent:
-            if not self.exists(parent):
-                raise LayerNotFound(f"layer does not exist: {parent}")
-            if self.depth(parent) >= MAX_DEPTH:
-                raise LayerError("max depth exceeded")
+        self._check_parent(parent)
         try:
             if rereadable(stream):
                 return self._register_spooled(stream, None, parent, expected_diff_id, source_headers)  # type: ignore[arg-type]  # a real file
@@ -305,30 +284,46 @@ class LayerStore:
         except BaseException:
             fstree.remove_quietly(layer_dir)
             raise
-        chain_id = next_chain_id(parent, result.diff_id)
+        # Another tool's tar (or a sparse one) may not come back byte for byte from the
+        # directory: then the original is kept, linked in or copied, never read into memory.
+        kept: Path | BinaryIO | None = None
+        if self.exists(next_chain_id(parent, result.diff_id)):
+            pass  # _record drops this copy for the layer that exists
+        elif result.sparse or not self._reproduces(layer_dir / "diff", result.diff_id, source_headers):
+            if spool is None:
+                f.seek(0)
+            kept = spool or f
+        return self._record(cache_id, parent, result.diff_id, result.size, kept)
+
+    def _check_parent(self, parent: str | None) -> None:
+        if parent:
+            if not self.exists(parent):
+                raise LayerNotFound(f"layer does not exist: {parent}")
+            if self.depth(parent) >= MAX_DEPTH:
+                raise LayerError("max depth exceeded")
+
+    def _record(
+        self, cache_id: str, parent: str | None, diff_id: str, size: int, kept: Path | BinaryIO | None
+    ) -> tuple[Layer, bool]:
+        """Name the filled driver folder `cache_id` by its ChainID (the commit point), or drop
+        it for the layer that already has that ChainID."""
+        layer_dir = self.layout.layer_dir(cache_id)
+        chain_id = next_chain_id(parent, diff_id)
         existing = self._read(chain_id)
         if existing is not None:
             fstree.remove_quietly(layer_dir)
             return existing, False
-        files: dict[str, bytes | str | Path | BinaryIO] = {
-            "diff": result.diff_id,
-            "size": str(result.size),
-            "cache-id": cache_id,
-        }
+        files: dict[str, bytes | str | Path | BinaryIO] = {"diff": diff_id, "size": str(size), "cache-id": cache_id}
         if parent:
             files["parent"] = parent
-        # Another tool's tar (or a sparse one) may not come back byte for byte from the
-        # directory: then the original is kept, linked in or copied, never read into memory.
-        if result.sparse or not self._reproduces(layer_dir / "diff", result.diff_id, source_headers):
-            if spool is None:
-                f.seek(0)
-            files[KEPT_TAR] = spool or f
+        if kept is not None:
+            files[KEPT_TAR] = kept
         try:
             write_dir_atomically(self.layout.layer_meta(chain_id), files, tmp_parent=self.tmp_dir)
         except BaseException:
             fstree.remove_quietly(layer_dir)
             raise
-        return Layer(chain_id, result.diff_id, parent, cache_id, result.size), True
+        return Layer(chain_id, diff_id, parent, cache_id, size), True
 
     @staticmethod
     def _reproduces(diff_dir: Path, diff_id: str, source_headers: str | None) -> bool:
@@ -338,7 +333,39 @@ class LayerStore:
         return archive.write_layer_tar(diff_dir).diff_id == diff_id
 
     def register_dir(self, src_dir: str | os.PathLike[str], parent: str | None = None) -> tuple[Layer, bool]:
-        """Register the contents of a directory as a layer (via its Go-compatible tar)."""
+        """Register the contents of a directory as a layer whose DiffID is its Go-compatible tar's.
+
+        The tree is copied straight into the store while its tar is hashed (layercopy): no tar
+        is written. The copy must give the same tar back (the same headers: it holds the bytes
+        that were hashed); where it cannot (a sparse file, owners a non-root store cannot set,
+        xattrs the store's filesystem drops), the tar is written and kept, as for a foreign tar.
+        """
+        self._check_parent(parent)
+        cache_id = secrets.token_hex(32)
+        layer_dir = self.layout.layer_dir(cache_id)
+        try:
+            layer_dir.parent.mkdir(mode=folder_mode(), parents=True, exist_ok=True)
+            os.mkdir(layer_dir, folder_mode())
+            try:
+                copied = layercopy.copy_layer_dir(src_dir, layer_dir / "diff", self.encoding)
+                faithful = (
+                    self.exists(next_chain_id(parent, copied.diff_id))  # _record drops this copy
+                    or archive.headers_digest(layer_dir / "diff") == copied.headers
+                )
+            except layercopy.NotCopyable:
+                faithful = False
+            if not faithful:
+                fstree.remove_quietly(layer_dir)
+                return self._register_dir_via_tar(src_dir, parent)
+        except BaseException as exc:
+            fstree.remove_quietly(layer_dir)
+            if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+                raise LayerError(f"failed to register layer: {archive.os_error_text(exc)}") from None
+            raise
+        return self._record(cache_id, parent, copied.diff_id, copied.size, None)
+
+    def _register_dir_via_tar(self, src_dir: str | os.PathLike[str], parent: str | None) -> tuple[Layer, bool]:
+        """The layer tar written to a spool and applied: kept when the layer cannot give it back."""
         fd, spool = tempfile.mkstemp(prefix=".tmp-", suffix=".tar", dir=self.tmp_dir)
         try:
             with os.fdopen(fd, "w+b") as out:

@@ -22,25 +22,26 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import posixpath
 import re
 import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
 
-from .archive import ArchiveError, BoundedTarInfo, os_error_text
+from .archive import ArchiveError, BoundedTarInfo, FileRange, os_error_text, read_range
 from .digest import chain_ids, go_json, sha256_digest
 from .distribution import manifest as M
 from .distribution.client import MAX_CONFIG, MAX_MANIFEST
 from .distribution.localstore import LocalStore
 from .distribution.progress import ProgressWriter
 from .imagestore import ImageError, ImageNotFound
-from .layerstore import rereadable
+from .layerstore import DiffIDMismatch, Layer, rereadable
 from .reference import (
     InvalidReference,
     Reference,
@@ -108,21 +109,82 @@ def _resolve_names(store: LocalStore, names: Iterable[str]) -> list[_Export]:
     return list(out.values())
 
 
-_BLOCK = 1 << 20  # tarfile's own: 10 KiB records, 16 KiB copies
+class _ArchiveWriter:
+    """The save archive, written as tarfile's `w|` PAX writer writes it (the same bytes), with
+    layer data copied file to file inside the kernel (sendfile) where the output has a file
+    descriptor: a layer's bytes never pass through Python."""
 
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.offset = 0
+        try:
+            self.fd: int | None = out.fileno()
+        except (AttributeError, OSError, ValueError):  # a daemon's response stream: write() only
+            self.fd = None
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    tar.addfile(info, io.BytesIO(data))
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.offset += len(data)
 
+    def header(self, info: tarfile.TarInfo) -> None:
+        self.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
 
-def _add_dir(tar: tarfile.TarFile, name: str) -> None:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE
-    info.mode = 0o755
-    tar.addfile(info)
+    def pad(self, size: int) -> None:
+        if size % tarfile.BLOCKSIZE:
+            self.write(tarfile.NUL * (tarfile.BLOCKSIZE - size % tarfile.BLOCKSIZE))
+
+    def add_dir(self, name: str) -> None:
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+        self.header(info)
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = 0o644
+        self.header(info)
+        self.write(data)
+        self.pad(len(data))
+
+    def add_layer(self, name: str, size: int, parts: Iterator[bytes | FileRange]) -> None:
+        """A layer tar of `size` bytes (known from its headers) as a member; a layer that
+        changed since its size was counted is an error, never an archive with a wrong size."""
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = size, 0o644
+        self.header(info)
+        start = self.offset
+        for part in parts:
+            if self.offset - start + (len(part) if isinstance(part, bytes) else part.length) > size:
+                raise TarExportError(f"layer {name} changed while it was saved")
+            if isinstance(part, bytes):
+                self.write(part)
+            elif self.fd is None:
+                for chunk in read_range(part):
+                    self.write(chunk)
+            else:
+                self.send(part)
+        if self.offset - start != size:
+            raise TarExportError(f"layer {name} changed while it was saved")
+        self.pad(size)
+
+    def send(self, part: FileRange) -> None:
+        assert self.fd is not None
+        self.out.flush()
+        pos, end = part.offset, part.offset + part.length
+        while pos < end:
+            n = os.sendfile(self.fd, part.fd, pos, min(end - pos, 1 << 30))
+            if not n:
+                raise ArchiveError(f"{part.name}: file shrank while it was archived")
+            pos += n
+        self.offset += part.length
+
+    def close(self) -> None:
+        """tarfile's end: two zero blocks, then zeros up to a whole 10 KiB record."""
+        self.write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
+        if self.offset % tarfile.RECORDSIZE:
+            self.write(tarfile.NUL * (tarfile.RECORDSIZE - self.offset % tarfile.RECORDSIZE))
+        self.out.flush()
 
 
 def save(store: LocalStore, names: list[str], out: BinaryIO) -> None:
@@ -134,70 +196,64 @@ def save(store: LocalStore, names: list[str], out: BinaryIO) -> None:
     manifest_json: list[dict] = []
     repositories: dict[str, dict[str, str]] = {}
     layer_sizes: dict[str, int] = {}
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, bufsize=_BLOCK) as tar:
-        tar.copybufsize = _BLOCK  # type: ignore[attr-defined]  # TarFile has it (3.8+); the stub does not
-        _add_dir(tar, "blobs/")
-        _add_dir(tar, "blobs/sha256/")
-        for exp in exports:
-            image = store.images.get(exp.image_id)
-            layer_paths = []
-            layer_descs = []
-            for diff_id, chain in zip(image.diff_ids, chain_ids(image.diff_ids), strict=True):
-                path = f"blobs/sha256/{hex_of(diff_id)}"
-                layer_paths.append(path)
-                if diff_id not in written:
-                    # Streamed once, straight into the archive: the size comes from the headers.
-                    reader = store.layers.tar_reader(chain)
-                    size = reader.size
-                    info = tarfile.TarInfo(path)
-                    info.size, info.mode = size, 0o644
-                    tar.addfile(info, reader)
-                    if reader.read(1):
-                        raise TarExportError(f"layer {diff_id} changed while it was saved")
-                    written.add(diff_id)
-                    layer_sizes[diff_id] = size
-                layer_descs.append(M.Descriptor(M.OCI_LAYER, diff_id, layer_sizes[diff_id]))
-            config_path = f"blobs/sha256/{hex_of(image.id)}"
-            if image.id not in written:
-                _add_bytes(tar, config_path, image.raw)
-                written.add(image.id)
-            manifest = go_json(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": M.OCI_MANIFEST,
-                    "config": {"mediaType": M.OCI_CONFIG, "digest": image.id, "size": len(image.raw)},
-                    "layers": [d.to_json() for d in layer_descs],
-                }
-            )
-            mdigest = sha256_digest(manifest)
-            if mdigest not in written:
-                _add_bytes(tar, f"blobs/sha256/{hex_of(mdigest)}", manifest)
-                written.add(mdigest)
-            base = {"mediaType": M.OCI_MANIFEST, "digest": mdigest, "size": len(manifest)}
-            for ref in exp.refs:
-                index_manifests.append(
-                    dict(base, annotations={CONTAINERD_IMAGE_NAME: str(ref), M.OCI_REF_NAME: ref.tag or "latest"})
-                )
-                repositories.setdefault(familiar_name(ref), {})[ref.tag or "latest"] = (
-                    hex_of(image.diff_ids[-1]) if image.diff_ids else ""
-                )
-            if not exp.refs and not index_manifests:
-                index_manifests.append(dict(base))
-            item: dict = {
-                "Config": config_path,
-                "RepoTags": [familiar_string(r) for r in exp.refs] or None,
-                "Layers": layer_paths,
+    tar = _ArchiveWriter(out)
+    tar.add_dir("blobs/")
+    tar.add_dir("blobs/sha256/")
+    for exp in exports:
+        image = store.images.get(exp.image_id)
+        layer_paths = []
+        layer_descs = []
+        for diff_id, chain in zip(image.diff_ids, chain_ids(image.diff_ids), strict=True):
+            path = f"blobs/sha256/{hex_of(diff_id)}"
+            layer_paths.append(path)
+            if diff_id not in written:
+                # Streamed once, straight into the archive: the size comes from the headers.
+                size = store.layers.tar_size(chain)
+                tar.add_layer(path, size, store.layers.tar_parts(chain))
+                written.add(diff_id)
+                layer_sizes[diff_id] = size
+            layer_descs.append(M.Descriptor(M.OCI_LAYER, diff_id, layer_sizes[diff_id]))
+        config_path = f"blobs/sha256/{hex_of(image.id)}"
+        if image.id not in written:
+            tar.add_bytes(config_path, image.raw)
+            written.add(image.id)
+        manifest = go_json(
+            {
+                "schemaVersion": 2,
+                "mediaType": M.OCI_MANIFEST,
+                "config": {"mediaType": M.OCI_CONFIG, "digest": image.id, "size": len(image.raw)},
+                "layers": [d.to_json() for d in layer_descs],
             }
-            if image.parent and image.parent in exported_ids:
-                item["Parent"] = image.parent
-            manifest_json.append(item)
-        _add_bytes(
-            tar, "index.json", go_json({"schemaVersion": 2, "mediaType": M.OCI_INDEX, "manifests": index_manifests})
         )
-        _add_bytes(tar, "manifest.json", go_json(manifest_json))
-        _add_bytes(tar, "oci-layout", go_json({"imageLayoutVersion": M.OCI_LAYOUT_VERSION}))
-        if repositories:
-            _add_bytes(tar, "repositories", go_json(repositories))
+        mdigest = sha256_digest(manifest)
+        if mdigest not in written:
+            tar.add_bytes(f"blobs/sha256/{hex_of(mdigest)}", manifest)
+            written.add(mdigest)
+        base = {"mediaType": M.OCI_MANIFEST, "digest": mdigest, "size": len(manifest)}
+        for ref in exp.refs:
+            index_manifests.append(
+                dict(base, annotations={CONTAINERD_IMAGE_NAME: str(ref), M.OCI_REF_NAME: ref.tag or "latest"})
+            )
+            repositories.setdefault(familiar_name(ref), {})[ref.tag or "latest"] = (
+                hex_of(image.diff_ids[-1]) if image.diff_ids else ""
+            )
+        if not exp.refs and not index_manifests:
+            index_manifests.append(dict(base))
+        item: dict = {
+            "Config": config_path,
+            "RepoTags": [familiar_string(r) for r in exp.refs] or None,
+            "Layers": layer_paths,
+        }
+        if image.parent and image.parent in exported_ids:
+            item["Parent"] = image.parent
+        manifest_json.append(item)
+    tar.add_bytes("index.json", go_json({"schemaVersion": 2, "mediaType": M.OCI_INDEX, "manifests": index_manifests}))
+    tar.add_bytes("manifest.json", go_json(manifest_json))
+    tar.add_bytes("oci-layout", go_json({"imageLayoutVersion": M.OCI_LAYOUT_VERSION}))
+    if repositories:
+        tar.add_bytes("repositories", go_json(repositories))
+
+    tar.close()
 
 
 SAVE_MARKER = ".imagegraph-save-"
@@ -348,6 +404,21 @@ class _Archive:
             return io.BufferedReader(_VerifyingReader(f, blob.group(1), blob.group(2), name))
         return io.BufferedReader(_Plain(f))
 
+    def member(self, name: str) -> tuple[IO[bytes], str | None] | None:
+        """A plain (not gzip) member as a file of the archive that a seek re-reads, and the
+        sha256 DiffID its path names (None: no digest in the path); None when the member is
+        compressed or its path names another algorithm (then `open` checks it as it reads)."""
+        blob = _BLOB_PATH.match(self.norm(name) or "")
+        if blob and blob.group(1) != "sha256":
+            return None
+        f = self.tar.extractfile(self.resolve(name))
+        assert f is not None  # resolve() returns regular files only
+        if f.read(2) == b"\x1f\x8b":
+            f.close()
+            return None
+        f.seek(0)
+        return f, "sha256:" + blob.group(2) if blob else None
+
     def read(self, name: str, limit: int = MAX_INDEX, what: str = "") -> bytes:
         """A small member held in memory: at most `limit` bytes."""
         size = self.size(name)
@@ -463,6 +534,33 @@ def _check_valid_parent(child: dict, parent: dict) -> bool:
     return all(a == b for a, b in zip(ph, ch, strict=False))  # a prefix: ch is one longer
 
 
+def _register_layer(store: LocalStore, arc: _Archive, path: str, parent: str | None) -> tuple[Layer, bool]:
+    """Register the layer blob at `path`. A plain member is extracted where it lies in the
+    archive (no spool: a tar that must be kept is re-read from there), and the sha256 its
+    path names is the DiffID the extraction checks, in the pass that hashes it anyway."""
+    plain = arc.member(path)
+    if plain is not None:
+        member, named = plain
+        with member:
+            try:
+                return store.layers.register(member, parent, expected_diff_id=named)
+            except DiffIDMismatch:
+                raise TarExportError(f"invalid archive: {path} does not match its digest") from None
+    stream, finish = _layer_stream(arc, path)
+    with stream:
+        try:
+            registered = store.layers.register(stream, parent)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise TarExportError(f"invalid archive: layer {path}: {exc}") from None
+        try:
+            finish()
+        except BaseException:
+            if registered[1]:
+                store.layers.release(registered[0].chain_id)
+            raise
+    return registered
+
+
 def _layer_stream(arc: _Archive, path: str) -> tuple[IO[bytes] | gzip.GzipFile, Callable[[], None]]:
     """The layer's uncompressed tar, and a call that reads its blob to the end (checking its digest)."""
     f = arc.open(path)
@@ -541,15 +639,9 @@ def _load_items(store: LocalStore, arc: _Archive, items: list[_LoadItem], out: P
                     if not store.layers.exists(chain):
                         sid = hex_of(diff_id)[:12]
                         out.progress(sid, "Loading layer", 0, size)
-                        stream, finish = _layer_stream(arc, path)
-                        with stream:
-                            try:
-                                layer, was_created = store.layers.register(stream, parent_chain)
-                            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-                                raise TarExportError(f"invalid archive: layer {path}: {exc}") from None
-                            if was_created:
-                                created_layers.append(layer.chain_id)
-                            finish()
+                        layer, was_created = _register_layer(store, arc, path, parent_chain)
+                        if was_created:
+                            created_layers.append(layer.chain_id)
                         if layer.diff_id != diff_id:
                             raise TarExportError(
                                 f'invalid diffID for layer {i}: expected "{diff_id}", got "{layer.diff_id}"'

@@ -11,6 +11,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imagegraph import archive
 from imagegraph.archive import ArchiveError, apply_layer_tar, encode_header, write_layer_tar
@@ -146,6 +148,35 @@ def test_header_checksum_is_valid() -> None:
     stored = int(h[148:154], 8)
     assert h[154:156] == b"\0 "
     assert stored == sum(h[:148]) + 8 * 32 + sum(h[156:])
+
+
+_NAMES = st.text(st.characters(min_codepoint=1, max_codepoint=0x2FF), max_size=110)
+_SMALL = st.sampled_from([0, 1, 0o644, 0o7777, (1 << 21) - 1, 1 << 21, 1 << 30])
+_LARGE = st.sampled_from([0, 1, 1796022679, (1 << 33) - 1, 1 << 33, 1 << 40])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    name=_NAMES,
+    link=_NAMES,
+    typeflag=st.sampled_from([b"0", b"1", b"2", b"3", b"5", b"6"]),
+    mode=_SMALL,
+    uid=_SMALL,
+    gid=_SMALL,
+    size=_LARGE,
+    mtime=_LARGE,
+    dev=_SMALL,
+)
+def test_the_one_step_header_is_the_field_by_field_one(name, link, typeflag, mode, uid, gid, size, mtime, dev) -> None:
+    """encode_header's short path (ASCII names, numbers that fit) gives Go's bytes, as the long one."""
+    e = archive.TarEntry(name or "x", typeflag, mode, uid, gid, size, mtime, link, dev, dev)
+    raw_name, raw_link = os.fsencode(e.name), os.fsencode(e.linkname)
+    assert encode_header(e) == archive._encode_header(e, raw_name, raw_link)
+
+
+def test_the_one_step_header_covers_ordinary_files() -> None:
+    e = archive.TarEntry("d012/f01234", archive.TYPE_REG, 0o644, 0, 0, 3000, 1796022679)
+    assert archive._plain_ustar(e, b"d012/f01234", b"") == archive._encode_header(e, b"d012/f01234", b"")
 
 
 @needs_root

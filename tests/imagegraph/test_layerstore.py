@@ -175,6 +175,65 @@ def test_own_tars_are_regenerated_from_the_directory(layers: LayerStore, tmp_pat
     assert "sha256:" + hashlib.sha256(stream).hexdigest() == layer.diff_id
 
 
+def _tree(src: Path) -> Path:
+    (src / "d" / "e").mkdir(parents=True)
+    (src / "d" / "small").write_text("data")
+    (src / "d" / "empty").write_text("")
+    (src / "d" / "big").write_bytes(os.urandom(3 << 20) + b"tail")  # copied in chunks, hashed on a thread
+    os.link(src / "d" / "small", src / "d" / "e" / "hard")
+    os.symlink("../small", src / "d" / "e" / "sym")
+    os.utime(src / "d", (1, 1))
+    return src
+
+
+@pytest.mark.parametrize("encoding", ["aufs", "overlay"])
+def test_a_directory_is_copied_in_without_a_tar(tmp_path: Path, encoding: str, monkeypatch) -> None:
+    from imagegraph import archive
+
+    src = _tree(tmp_path / "src")
+    store = LayerStore(Layout(tmp_path / "root"), encoding=encoding)
+    monkeypatch.setattr(store, "_register_dir_via_tar", lambda *a: pytest.fail("the tar path ran"))
+    layer, _ = store.register_dir(src)
+    assert layer.diff_id == archive.write_layer_tar(src).diff_id
+    assert not (store.layout.layer_meta(layer.chain_id) / "layer.tar").exists()
+    assert os.listdir(store.tmp_dir) == []
+    stream = b"".join(store.tar_stream(layer.chain_id))
+    assert "sha256:" + hashlib.sha256(stream).hexdigest() == layer.diff_id
+    assert (store.diff_dir(layer) / "d" / "big").read_bytes() == (src / "d" / "big").read_bytes()
+    assert layer.size == (3 << 20) + 4 + 4
+
+
+def test_a_directory_that_cannot_give_its_tar_back_keeps_the_tar(tmp_path: Path) -> None:
+    """An aufs whiteout file stored in the overlay encoding sorts elsewhere once it is a device:
+    the copy is checked, found different, and the tar path keeps the tar."""
+    from imagegraph import archive
+
+    if os.geteuid() != 0:
+        pytest.skip("the overlay encoding's whiteout device needs root here")
+    src = _tree(tmp_path / "src")
+    (src / "d" / ".wh.gone").write_text("")
+    store = LayerStore(Layout(tmp_path / "root"), encoding="overlay")
+    layer, _ = store.register_dir(src)
+    assert layer.diff_id == archive.write_layer_tar(src).diff_id
+    assert (store.layout.layer_meta(layer.chain_id) / "layer.tar").exists()
+    stream = b"".join(store.tar_stream(layer.chain_id))
+    assert "sha256:" + hashlib.sha256(stream).hexdigest() == layer.diff_id
+
+
+def test_a_sparse_file_takes_the_tar_path(layers: LayerStore, tmp_path: Path) -> None:
+    from imagegraph import archive
+
+    src = _tree(tmp_path / "src")
+    with open(src / "sparse", "wb") as f:
+        f.truncate(64 << 20)
+        f.write(b"head")
+    layer, _ = layers.register_dir(src)
+    assert layer.diff_id == archive.write_layer_tar(src).diff_id
+    stream = b"".join(layers.tar_stream(layer.chain_id))
+    assert "sha256:" + hashlib.sha256(stream).hexdigest() == layer.diff_id
+    assert len(stream) < 8 << 20  # a sparse member, not 64 MiB of zeros
+
+
 def test_crash_leftovers_are_ignored_then_cleaned(layers: LayerStore) -> None:
     good, _ = layers.register(io.BytesIO(tar_of({"a": "1"})))
     lo = layers.layout

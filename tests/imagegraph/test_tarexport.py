@@ -95,6 +95,28 @@ def test_save_writes_docker_25_layout(env):
     }
 
 
+def test_save_to_a_file_sends_the_same_bytes(env):
+    """Into a file, layer data go by sendfile; into a stream without a descriptor, by reads."""
+    a, _, tmp = env
+    build_image(a, tmp / "w", [{"etc/a": "1" * 5000}, {"usr/b": "2" * 70000}], "send/file:1")
+    with open(tmp / "out.tar", "w+b") as f:
+        f.write(b"")  # a buffered file: what is buffered must go out before the kernel copies
+        save(a, ["send/file:1"], f)
+    assert (tmp / "out.tar").read_bytes() == saved(a, "send/file:1")
+
+
+@pytest.mark.parametrize("change", [-512, 512])
+def test_save_refuses_a_layer_that_changed_since_its_size_was_counted(env, monkeypatch, change):
+    a, _, tmp = env
+    build_image(a, tmp / "w", [{"etc/a": "1" * 5000}], "grow/img:1")
+    counted = a.layers.tar_size
+    monkeypatch.setattr(a.layers, "tar_size", lambda chain: counted(chain) + change)
+    for out in (io.BytesIO(), open(tmp / "out.tar", "wb")):
+        with pytest.raises(TarExportError, match="changed while it was saved"):
+            save(a, ["grow/img:1"], out)
+        out.close()
+
+
 def test_save_by_id_has_no_tags(env):
     a, _, tmp = env
     image_id = build_image(a, tmp / "w", [{"x": "1"}], "tagged/img:1")
