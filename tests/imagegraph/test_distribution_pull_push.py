@@ -99,6 +99,48 @@ def test_push_then_pull_round_trip(registry, stores):
     assert buf.getvalue().splitlines()[-1] == f"Status: Image is up to date for {name}"
 
 
+def test_a_pulled_tar_of_our_own_writer_is_not_written_again(registry, stores, monkeypatch):
+    """Pull gunzips and hashes each layer as it downloads and scans its headers: a tar our own
+    writer made is known to come back from the extracted tree by its headers alone, so the
+    store neither writes the tar again to compare nor keeps a copy of it. A tar that differs
+    (more zeros at its end, as tar(1) writes) is still found out, and kept."""
+    from imagegraph import archive, layerstore
+
+    a, b, w = stores
+    name = f"{registry.domain}/own/tar:v1"
+    image_id = build_image(a, w, [{"etc/hello": "hi\n"}, {"bin/tool": "x" * 5000}], name)
+    push(a, parse_normalized_named(name), pipe()[1])
+
+    def no_rewrite(*args, **kwargs):
+        raise AssertionError("the pulled layer was written again to check it")
+
+    monkeypatch.setattr(archive, "write_layer_tar", no_rewrite)
+    result = pull(b, parse_normalized_named(name), pipe()[1])
+    assert result.image_id == image_id
+    for layer in b.layers.chain(b.images.get(image_id).top_chain_id):
+        assert not (b.layout.layer_meta(layer.chain_id) / layerstore.KEPT_TAR).exists()
+    monkeypatch.undo()
+
+    # the same files in a tar padded to a 10 KiB record: not ours byte for byte, so kept
+    base = a.images.get(image_id).diff_ids[0]
+    padded = b"".join(a.layers.tar_stream(base)) + b"\0" * 9216
+    blob = gzip.compress(padded, mtime=0)
+    config = go_json({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [sha(padded)]}})
+    c = RegistryClient(registry.domain)
+    c.upload_blob("own/padded", sha(blob), blob, len(blob))
+    c.upload_blob("own/padded", sha(config), config, len(config))
+    manifest = M.build_manifest(
+        M.Descriptor(M.DOCKER_CONFIG, sha(config), len(config)),
+        [M.Descriptor(M.DOCKER_LAYER_GZIP, sha(blob), len(blob))],
+    )
+    c.put_manifest("own/padded", "v1", manifest, M.DOCKER_MANIFEST)
+    store = open_local_store(w / "padded")
+    pulled = pull(store, parse_normalized_named(f"{registry.domain}/own/padded:v1"), pipe()[1])
+    (layer,) = store.layers.chain(store.images.get(pulled.image_id).top_chain_id)
+    kept = store.layout.layer_meta(layer.chain_id) / layerstore.KEPT_TAR
+    assert kept.read_bytes() == padded
+
+
 def test_big_layers_go_up_and_down_concurrently_with_the_same_output(registry, stores, tmp_path):
     """Layers over 1 MiB are transferred side by side (5 up, 3 down by default); the status
     lines, the manifest and the store come out as with one transfer at a time."""
