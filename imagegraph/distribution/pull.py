@@ -201,6 +201,9 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     return result
 
 
+#: Bytes between two progress messages of one transfer (moby's progressreader updateEvery).
+PROGRESS_EVERY = 512 << 10
+
 #: A transfer smaller than this is finished before the next one starts: concurrency gains
 #: nothing on it, and the registry's log and the flow log keep the manifest's order.
 SMALL_TRANSFER = 1 << 20
@@ -257,10 +260,17 @@ def _download(
     decompression of several layers runs at once, outside the store lock."""
     sid = short_id(desc.digest)
 
+    reported = 0
+
     def report(done: int) -> None:
+        nonlocal reported
         if desc.size >= SMALL_TRANSFER:
             turns.ready(turn)  # the registry has answered: the next download may start
-        out.progress(sid, "Downloading", done, desc.size)
+        # As moby's progress reader: a line every 512 KiB and at the end, not every read
+        # (through the daemon each is a JSON message to the client).
+        if reported == 0 or done - reported >= PROGRESS_EVERY or done >= desc.size:
+            reported = done
+            out.progress(sid, "Downloading", done, desc.size)
 
     size = 0
     broken: UnpackError | None = None  # said once the blob's digest is checked, as Docker does

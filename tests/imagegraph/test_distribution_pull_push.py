@@ -12,6 +12,7 @@ import os
 import pytest
 
 from imagegraph.digest import go_json
+from imagegraph.distribution import client as client_module
 from imagegraph.distribution import manifest as M
 from imagegraph.distribution.client import RegistryClient
 from imagegraph.distribution.credentials import AuthConfig, store_auth
@@ -139,6 +140,28 @@ def test_a_pulled_tar_of_our_own_writer_is_not_written_again(registry, stores, m
     (layer,) = store.layers.chain(store.images.get(pulled.image_id).top_chain_id)
     kept = store.layout.layer_meta(layer.chain_id) / layerstore.KEPT_TAR
     assert kept.read_bytes() == padded
+
+
+def test_download_progress_comes_every_512_KiB_and_at_the_end(registry, stores, monkeypatch):
+    """As moby's progress reader: not a message per read (through the daemon each one is a
+    JSON message to the client), but one per 512 KiB and the last at the full size."""
+    a, b, w = stores
+    name = f"{registry.domain}/progress/every:v1"
+    build_image(a, w, [{"blob": base64.b64encode(os.urandom(3 << 20)).decode()}], name)
+    push(a, parse_normalized_named(name), pipe()[1])
+    monkeypatch.setattr(client_module, "CHUNK", 64 << 10)  # many reads per 512 KiB
+    seen: list[tuple[int, int]] = []
+
+    class Recording(ProgressWriter):
+        def progress(self, id: str, status: str, current: int, total: int, start: float = 0.0) -> None:
+            if status == "Downloading":
+                seen.append((current, total))
+
+    pull(b, parse_normalized_named(name), Recording(io.StringIO(), tty=True))
+    size = seen[-1][1]
+    assert seen[-1] == (size, size) and size > 2 << 20
+    assert len(seen) <= size // (512 << 10) + 2
+    assert all(later - earlier >= 512 << 10 for (earlier, _), (later, _) in zip(seen[:-2], seen[1:-1], strict=True))
 
 
 def test_big_layers_go_up_and_down_concurrently_with_the_same_output(registry, stores, tmp_path):
