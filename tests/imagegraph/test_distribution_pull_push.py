@@ -39,6 +39,19 @@ def sha(b: bytes) -> str:
     return "sha256:" + hashlib.sha256(b).hexdigest()
 
 
+def publish_one_layer(registry, repo: str, tag: str, blob: bytes, diff_id: str) -> None:
+    """An image of one gzip layer `blob` whose config names `diff_id`, uploaded by hand."""
+    config = go_json({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]}})
+    c = RegistryClient(registry.domain)
+    c.upload_blob(repo, sha(blob), blob, len(blob))
+    c.upload_blob(repo, sha(config), config, len(config))
+    manifest = M.build_manifest(
+        M.Descriptor(M.DOCKER_CONFIG, sha(config), len(config)),
+        [M.Descriptor(M.DOCKER_LAYER_GZIP, sha(blob), len(blob))],
+    )
+    c.put_manifest(repo, tag, manifest, M.DOCKER_MANIFEST)
+
+
 @pytest.fixture
 def stores(tmp_path):
     (tmp_path / "w").mkdir()
@@ -125,16 +138,7 @@ def test_a_pulled_tar_of_our_own_writer_is_not_written_again(registry, stores, m
     # the same files in a tar padded to a 10 KiB record: not ours byte for byte, so kept
     base = a.images.get(image_id).diff_ids[0]
     padded = b"".join(a.layers.tar_stream(base)) + b"\0" * 9216
-    blob = gzip.compress(padded, mtime=0)
-    config = go_json({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [sha(padded)]}})
-    c = RegistryClient(registry.domain)
-    c.upload_blob("own/padded", sha(blob), blob, len(blob))
-    c.upload_blob("own/padded", sha(config), config, len(config))
-    manifest = M.build_manifest(
-        M.Descriptor(M.DOCKER_CONFIG, sha(config), len(config)),
-        [M.Descriptor(M.DOCKER_LAYER_GZIP, sha(blob), len(blob))],
-    )
-    c.put_manifest("own/padded", "v1", manifest, M.DOCKER_MANIFEST)
+    publish_one_layer(registry, "own/padded", "v1", gzip.compress(padded, mtime=0), sha(padded))
     store = open_local_store(w / "padded")
     pulled = pull(store, parse_normalized_named(f"{registry.domain}/own/padded:v1"), pipe()[1])
     (layer,) = store.layers.chain(store.images.get(pulled.image_id).top_chain_id)
@@ -301,17 +305,7 @@ def test_corrupted_and_truncated_layer_leave_store_unchanged(registry, stores):
 def test_diff_id_mismatch_is_refused(registry, stores):
     _, b, _ = stores
     layer = gzip.compress(b"\0" * 1024, mtime=0)  # an empty tar, gzipped
-    config = go_json(
-        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]}}
-    )
-    c = RegistryClient(registry.domain)
-    c.upload_blob("bad/diffid", sha(layer), layer, len(layer))
-    c.upload_blob("bad/diffid", sha(config), config, len(config))
-    man = M.build_manifest(
-        M.Descriptor(M.DOCKER_CONFIG, sha(config), len(config)),
-        [M.Descriptor(M.DOCKER_LAYER_GZIP, sha(layer), len(layer))],
-    )
-    c.put_manifest("bad/diffid", "v", man, M.DOCKER_MANIFEST)
+    publish_one_layer(registry, "bad/diffid", "v", layer, "sha256:" + "1" * 64)
     before = snapshot(b.layout.root)
     with pytest.raises(PullError, match="^layers from manifest don't match image configuration$"):
         pull(b, parse_normalized_named(f"{registry.domain}/bad/diffid:v"), pipe()[1])
