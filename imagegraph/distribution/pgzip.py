@@ -132,14 +132,13 @@ def compress(
             blocks = _blocks(chunks, block)
             current = next(blocks)
             while True:
-                following = next(blocks, None)
-                last = following is None
+                following = next(blocks, None)  # known before `current` goes: is it the last?
                 crc = zlib.crc32(current, crc)
                 raw_size += len(current)
-                in_flight.append(pool.submit(_deflate, current, previous[-WINDOW:], last, level))
+                in_flight.append(pool.submit(_deflate, current, previous[-WINDOW:], following is None, level))
                 while len(in_flight) > 2 * threads:  # bounded memory: a few blocks per thread
                     emit(in_flight.popleft().result())
-                if last:
+                if following is None:
                     break
                 previous, current = current, following
             while in_flight:

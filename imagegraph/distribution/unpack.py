@@ -18,7 +18,6 @@ bomb never sits in memory whole), a PAX header over 1 MiB ends the scan, and not
 from __future__ import annotations
 
 import hashlib
-import tarfile
 import zlib
 from typing import BinaryIO
 
@@ -28,6 +27,17 @@ MAX_PAX = 1 << 20  # Go's maxSpecialFileSize
 GZIP_MAGIC = b"\x1f\x8b"
 _REGULAR = (b"0", b"\0", b"7")
 _NO_DATA = (b"1", b"2", b"3", b"4", b"5", b"6")
+
+
+def _octal(field: bytes) -> int | None:
+    """A header's octal number, as our writer writes it (NUL- or space-terminated); None for
+    anything else (base-256 and garbage alike: the scan gives up, the store checks)."""
+    digits = field.split(b"\0", 1)[0].strip(b" ")
+    if not digits:
+        return 0
+    if not all(48 <= c <= 55 for c in digits):
+        return None
+    return int(digits, 8)
 
 
 class UnpackError(Exception):
@@ -91,9 +101,8 @@ class TarScan:
             self._zeros = BLOCK
             return
         kind = block[156:157]
-        try:
-            size = tarfile.nti(block[124:136])
-        except (tarfile.TarError, ValueError):
+        size = _octal(block[124:136])
+        if size is None:
             self.ok = False
             return
         self.headers.update(block)
