@@ -12,9 +12,9 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 PROFILE       ?= /etc/profile.d/layerlab.sh
 BINDIR        ?= /usr/local/bin
 
-.PHONY: setup system demo test lint unit install install-shared shared-venv conformance bench bench-quick clean busybox
+.PHONY: setup system demo test lint unit install install-shared shared-venv conformance bench bench-quick clean busybox launcher
 
-setup: system $(STAMP) bytecode install-if-root
+setup: system $(STAMP) bytecode launcher install-if-root
 
 system:
 	@scripts/setup-system.sh
@@ -33,6 +33,11 @@ $(STAMP): pyproject.toml
 .PHONY: bytecode
 bytecode: $(STAMP)
 	@$(PY) -m compileall -q unionfs imagegraph tutorials >/dev/null
+
+# `layerfs` as a plain script run with `python -I`, not pip's console-script wrapper, which
+# imports `re` at every start (containers-storage starts one per mount): scripts/write-launcher.sh.
+launcher: $(STAMP)
+	@scripts/write-launcher.sh $(VENV)
 
 # mount.fuse finds the `layerfs` program through PATH: link it into /usr/local/bin.
 install: $(STAMP)
@@ -62,6 +67,7 @@ shared-venv:
 	@"$(SHARED)/bin/python" -m pip install -q --upgrade pip >/dev/null
 	@"$(SHARED)/bin/python" -m pip install -q --force-reinstall --no-deps "$(CURDIR)" >/dev/null
 	@"$(SHARED)/bin/python" -m pip install -q "$(CURDIR)" >/dev/null
+	@scripts/write-launcher.sh "$(SHARED)"
 	@rm -rf "$(CURDIR)/build"
 	@chmod -R a+rX "$(SHARED)"
 

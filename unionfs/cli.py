@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn, Protocol
 
-from .options import OptionError
+from .mountopts import OptionError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on the mount's path
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
+    from typing import NoReturn, Protocol
 
     from .union import Union
+
+    class Stream(Protocol):
+        def isatty(self) -> bool: ...
 
 # Only what every command needs is imported here: containers-storage runs `layerfs -o … MNT`
 # for every mount, and that path goes straight to cli_mount, without the tree and trace code.
@@ -42,10 +46,6 @@ def open_target(options: list[str] | None, target: str | None) -> tuple[Union, s
 
     union, union_path = union_for_path(target)
     return union, union_path, target
-
-
-class Stream(Protocol):
-    def isatty(self) -> bool: ...
 
 
 def use_colour(when: str, stream: Stream | None = None) -> bool:

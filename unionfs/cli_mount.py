@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from .mount import MountError, MountRequest, mount, unmount
-from .options import OptionError
+from .mountopts import OptionError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 PROG = "layerfs"
 MOUNT_USAGE = """usage: layerfs mount [-f] [-d] [-s] -o OPTIONS [-o OPTIONS]... MOUNTPOINT
@@ -77,11 +79,15 @@ class CommandLineError(Exception):
     """An argv that names no mount; one line."""
 
 
-@dataclass
 class MountArgs:
-    options: list[str] = field(default_factory=list)
-    positionals: list[str] = field(default_factory=list)
-    foreground: bool = False
+    """What a mount's argv says (a plain class: this module is on the mount's light path, mount.py)."""
+
+    __slots__ = ("options", "positionals", "foreground")
+
+    def __init__(self) -> None:
+        self.options: list[str] = []
+        self.positionals: list[str] = []
+        self.foreground = False
 
 
 def parse_mount_argv(argv: Sequence[str]) -> MountArgs:

@@ -9,8 +9,11 @@ these questions before (or without) loading mfusepy.
 
 from __future__ import annotations
 
-import ctypes
 import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ctypes
 
 SONAME = "libfuse3.so.3"
 
@@ -25,6 +28,8 @@ def user_choice() -> bool:
 
 def load() -> ctypes.CDLL:
     """libfuse 3 by its soname; OSError where the dynamic loader cannot find it."""
+    import ctypes  # here: `layerfs umount` and mountinfo's readers need no ctypes
+
     return ctypes.CDLL(SONAME)
 
 

@@ -1,4 +1,4 @@
-"""Mounting and unmounting a union with FUSE, and finding a live union again.
+"""Mounting and unmounting a union with FUSE.
 
 `mount` returns only once the kernel has the mount. As root it mounts as fuse-overlayfs does:
 mount(2) on an open /dev/fuse here, then a child process loads libfuse and serves that
@@ -10,22 +10,31 @@ parent, so a bad mount prints one line and leaves nothing behind.
 
 The union's layers travel in the mount's source ("fsname"), so `/proc/self/mountinfo` is
 enough to open the same union again, read-only, for `layerfs explain` and `tree --origin`.
+
+The command's path is kept light: containers-storage runs it for every mount, and a Python
+start-up is most of a mount's cost. Before it returns, the command parses and checks the
+options (`mountopts`, in plain values), checks the mount point, clears the work directory,
+mounts and forks; only the daemon imports the core (dataclasses, the union), mfusepy and
+libfuse's bindings, and opens the union. Nothing here imports them at module level.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
 
-from . import libfuse
-from .mountinfo import FSTYPE, STATE_PREFIX, make_state_dir, mount_at, mounts, plain_path
-from .options import UnionSpec, format_options, parse_options, validate
+from . import libfuse, workdir
+from .mountopts import AUFS, Parsed, format_options, parse, validate
 from .params import CONTEXT_OPTIONS
-from .trace import TraceFile
-from .union import Union
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from .union import Union
+
+FSTYPE = "fuse.layerfs"
+STATE_PREFIX = "layerfs-state="  # a source naming a state file (stacks longer than a page)
 # Mount flags libfuse 3 applies itself (lib/mount.c mount_flags[]): passed through unchanged.
 KERNEL_FLAGS = frozenset(
     {"ro", "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "sync", "async", "dirsync", "atime", "noatime"}
@@ -53,26 +62,38 @@ class MountError(Exception):
     """A mount or unmount that cannot be done; the message is one line for the user."""
 
 
-@dataclass(frozen=True)
 class MountRequest:
-    """What the command line asked for."""
+    """What the command line asked for. (Plain classes here, not dataclasses: see the top.)"""
 
-    options: tuple[str, ...]
-    mountpoint: str
-    cwd: str
-    foreground: bool = False
+    __slots__ = ("options", "mountpoint", "cwd", "foreground")
+
+    def __init__(self, options: tuple[str, ...], mountpoint: str, cwd: str, foreground: bool = False) -> None:
+        self.options = options
+        self.mountpoint = mountpoint
+        self.cwd = cwd
+        self.foreground = foreground
 
 
-@dataclass(frozen=True)
 class Plan:
-    """A checked mount: the union to serve, where, and the options for libfuse."""
+    """A checked mount: the union to serve (as parsed and checked), where, and libfuse's options."""
 
-    spec: UnionSpec
-    mountpoint: str
-    fuse_options: dict[str, Any] = field(default_factory=dict)
-    trace: str | None = None
-    foreground: bool = False
-    source: str = ""  # the mount's source, as the kernel records it (fsname unescaped)
+    __slots__ = ("union", "mountpoint", "fuse_options", "trace", "foreground", "source")
+
+    def __init__(
+        self,
+        union: Parsed,
+        mountpoint: str,
+        fuse_options: dict[str, Any],
+        trace: str | None = None,
+        foreground: bool = False,
+        source: str = "",  # the mount's source, as the kernel records it (fsname unescaped)
+    ) -> None:
+        self.union = union
+        self.mountpoint = mountpoint
+        self.fuse_options = fuse_options
+        self.trace = trace
+        self.foreground = foreground
+        self.source = source
 
 
 # -- planning -----------------------------------------------------------------------------
@@ -87,6 +108,8 @@ def mount_source(options: str) -> str:
     if len(escape_fsname(options)) <= FSNAME_LIMIT:
         return options
     import hashlib
+
+    from .mountinfo import make_state_dir
 
     data = options.encode("utf-8", "surrogateescape")
     path = os.path.join(make_state_dir(), hashlib.sha256(data).hexdigest()[:32] + ".options")
@@ -147,12 +170,14 @@ def attr_seconds() -> float:
 
 def plan(request: MountRequest) -> Plan:
     """Check everything a mount needs; raise OptionError or MountError with one line."""
-    spec = validate(parse_options(list(request.options), request.cwd))
-    features = spec.features
-    if not (features.uid_map.identity and features.gid_map.identity):
+    spec = validate(parse(list(request.options), request.cwd))
+    if spec.maps_owners:
         # Owners are mapped here, once: read every layer as stored (see mountinfo.plain_path).
+        from .mountinfo import mounts, plain_path
+
         table = mounts()
-        spec = replace(spec, branches=tuple(replace(b, path=plain_path(b.path, table)) for b in spec.branches))
+        for branch in spec.branches:
+            branch.path = plain_path(branch.path, table)
     mountpoint = os.path.join(request.cwd, request.mountpoint)
     mountpoint = check_mountpoint(mountpoint, request.mountpoint, "nonempty" in spec.flags)
     for branch in spec.branches:
@@ -214,28 +239,49 @@ def plan(request: MountRequest) -> Plan:
     return Plan(spec, mountpoint, opts, trace, request.foreground or debug, source)
 
 
+def prepare_work_dir(p: Plan) -> None:
+    """Clear the work directory as opening the union will (see workdir.py), here, before the
+    mount: a work directory that cannot be written is one line and no mount."""
+    union = p.union
+    if union.workdir is None or union.readonly or union.upper is None:
+        return
+    try:
+        workdir.clear(workdir.tmpdir_of(union.workdir, aufs=union.dialect == AUFS))
+    except OSError as exc:
+        raise _open_error(exc) from None
+
+
+def _open_error(exc: OSError) -> MountError:
+    return MountError(f"cannot open the union: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+
+
 # -- mounting -----------------------------------------------------------------------------
 def _open_union(p: Plan) -> Union:
+    """The core's union for `p` (in the daemon, or in the foreground: the core's imports are
+    not on the command's path)."""
+    from .options import spec_of
+    from .trace import TraceFile
+    from .union import Union
+
     try:
-        return Union.from_spec(p.spec, TraceFile(p.trace) if p.trace else None)
+        return Union.from_spec(spec_of(p.union), TraceFile(p.trace) if p.trace else None)
     except OSError as exc:
-        raise MountError(
-            f"cannot open the union: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
-        ) from None
+        raise _open_error(exc) from None
 
 
 def mount(request: MountRequest) -> None:
     """Mount; return once the mount is live (or, in the foreground, once it is unmounted)."""
     p = plan(request)
-    union = _open_union(p)
+    prepare_work_dir(p)
     if not p.foreground:
         fd = kernel_mount(p)
         if fd is not None:
-            _spawn(_serve_mounted, union, p, fd)
+            _spawn(_serve_mounted, p, fd)
             return
-    from .fuse_ops import LayerOps, run_fuse
-
     if p.foreground:
+        union = _open_union(p)
+        from .fuse_ops import LayerOps, run_fuse
+
         try:
             ops = LayerOps(union, after_init=lambda: set_read_ahead(p.mountpoint, device=_device_of(p)))
             run_fuse(ops, p.mountpoint, p.fuse_options)
@@ -247,7 +293,7 @@ def mount(request: MountRequest) -> None:
     pid = os.fork()
     if pid == 0:  # the daemon
         os.close(read_end)
-        os._exit(_daemon(union, p, write_end))
+        os._exit(_daemon(p, write_end))
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
         message = pipe.read().decode("utf-8", "replace").strip()
@@ -312,24 +358,26 @@ def kernel_mount(p: Plan) -> int | None:
     return fd
 
 
-def _spawn(serve: Callable[[Union, Plan, int], int], union: Union, p: Plan, fd: int) -> None:
+def _spawn(serve: Callable[[Plan, int], int], p: Plan, fd: int) -> None:
     """Fork the daemon that serves the mount on `fd`; this process's copy of `fd` is closed."""
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            code = serve(union, p, fd)
+            code = serve(p, fd)
         finally:
             os._exit(code)
     os.close(fd)
 
 
-def _serve_mounted(union: Union, p: Plan, fd: int) -> int:
-    """The daemon of a mount made by `kernel_mount`: serve it until it is unmounted.
+def _serve_mounted(p: Plan, fd: int) -> int:
+    """The daemon of a mount made by `kernel_mount`: open the union, serve it until it is
+    unmounted. The command has returned by then; what could fail in opening the union, it
+    checked before it mounted (`plan`, `prepare_work_dir`).
 
-    Should the loop end with the mount still in place (a signal, or libfuse failing to start),
-    unmount it, as libfuse does for the mounts it makes: a FUSE mount without its daemon only
-    answers ENOTCONN.
+    Should the loop end with the mount still in place (a signal, or libfuse or the union
+    failing to start), unmount it, as libfuse does for the mounts it makes: a FUSE mount
+    without its daemon only answers ENOTCONN.
     """
     os.setsid()
     os.chdir("/")
@@ -337,6 +385,7 @@ def _serve_mounted(union: Union, p: Plan, fd: int) -> int:
     for target in (0, 1, 2):
         os.dup2(devnull, target)
     try:
+        union = _open_union(p)
         from .fuse_ops import LayerOps, run_fuse
 
         ops = LayerOps(union, after_init=lambda: set_read_ahead(p.mountpoint, device=_device_of(p)))
@@ -347,6 +396,8 @@ def _serve_mounted(union: Union, p: Plan, fd: int) -> int:
         os.close(fd)  # the kernel ends the connection: nothing can wait on it any more
     except OSError:
         pass
+    from .mountinfo import mounts
+
     left = next((m for m in reversed(mounts()) if m.mountpoint == p.mountpoint), None)
     if left is not None and left.fstype == FSTYPE and left.source == p.source:
         import ctypes
@@ -355,10 +406,8 @@ def _serve_mounted(union: Union, p: Plan, fd: int) -> int:
     return 0
 
 
-def _daemon(union: Union, p: Plan, status_fd: int) -> int:
-    """The child: detach, run FUSE, report readiness (or the error) on `status_fd`."""
-    from .fuse_ops import LayerOps, run_fuse
-
+def _daemon(p: Plan, status_fd: int) -> int:
+    """The child: detach, open the union, run FUSE, report readiness (or the error) on `status_fd`."""
     os.setsid()
     os.chdir("/")
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -369,6 +418,14 @@ def _daemon(union: Union, p: Plan, status_fd: int) -> int:
 
     errors = tempfile.TemporaryFile()
     os.dup2(errors.fileno(), 2)
+    try:
+        union = _open_union(p)
+    except MountError as exc:
+        os.write(status_fd, f"{exc}\n".encode())
+        os.close(status_fd)
+        return 1
+    from .fuse_ops import LayerOps, run_fuse
+
     state = {"ready": False}
 
     def ready() -> None:
@@ -398,6 +455,8 @@ def _daemon(union: Union, p: Plan, status_fd: int) -> int:
 
 def _device_of(p: Plan) -> str | None:
     """MAJ:MIN of the mount `p` made, from mountinfo: no request to the mount itself."""
+    from .mountinfo import mounts
+
     found = next((m for m in reversed(mounts()) if m.mountpoint == p.mountpoint and m.source == p.source), None)
     return found.device if found is not None and found.device else None
 
@@ -425,6 +484,8 @@ def unmount(mountpoint: str, lazy: bool = False) -> None:
     """End a union mount (the daemon then closes its files and exits)."""
     import shutil
     import subprocess
+
+    from .mountinfo import mount_at
 
     real = os.path.realpath(mountpoint)
     info = mount_at(real)

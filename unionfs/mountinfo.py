@@ -18,14 +18,14 @@ import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .options import OptionError, UnionSpec, parse_options, validate
+from .mount import FSTYPE, STATE_PREFIX
+from .mountopts import OptionError
+from .options import UnionSpec, parse_options, validate
 
 if TYPE_CHECKING:
     from .union import Union  # imported when used: this module stays light for imagegraph and the bench
 
-FSTYPE = "fuse.layerfs"
 MOUNTINFO = "/proc/self/mountinfo"
-STATE_PREFIX = "layerfs-state="  # a source naming a state file (stacks longer than a page)
 
 
 def state_dir() -> str:

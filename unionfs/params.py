@@ -5,56 +5,48 @@ kernel OverlayFS's, fuse-overlayfs's (so that containers-storage can run layerfs
 `mount_program`), and our own. Each is honoured with its meaning or refused with one line that
 names it; none is accepted and then ignored. `layerfs mount --help` prints the table.
 
-What the union itself does differently is collected in `Features` (the core reads it); what
-only the mount needs (kernel flags, libfuse options, timeouts) stays in the flags and values
-that `mount.plan` reads.
+What the union itself does differently is collected in `options.Features` (the core reads it);
+what only the mount needs (kernel flags, libfuse options, timeouts) stays in the flags and values
+that `mount.plan` reads. This module imports nothing: the `layerfs` command checks options
+with it before it mounts (mountopts.py says why that path stays light).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
-from .idmap import IdMap, IdMapError, IdRange, parse_ranges
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class ParamError(ValueError):
     """An option that cannot be honoured; the message is one line naming it."""
 
 
-@dataclass(frozen=True)
 class Param:
-    """One option: its name, whether it takes a value, what it does, and its check."""
+    """One option: its name, whether it takes a value, what it does, and its check.
 
-    name: str
-    meaning: str
-    value: str | None = None  # the value's form for --help; None for a flag
-    check: Callable[[str], None] | None = None
-    group: str = "layerfs"
+    A plain class, not a dataclass: the `layerfs` command reads this table before it mounts,
+    and that path does not import `dataclasses` (see mountopts.py).
+    """
 
+    __slots__ = ("name", "meaning", "value", "check", "group")
 
-@dataclass(frozen=True)
-class Features:
-    """What an option changes in the union's own behaviour (not in the mount)."""
+    def __init__(
+        self,
+        name: str,
+        meaning: str,
+        value: str | None = None,  # the value's form for --help; None for a flag
+        check: Callable[[str], None] | None = None,
+        group: str = "layerfs",
+    ) -> None:
+        self.name = name
+        self.meaning = meaning
+        self.value = value
+        self.check = check
+        self.group = group
 
-    redirect_dir: str = "on"  # on | follow | nofollow | off (the kernel's meanings)
-    fsync: bool = True  # False with volatile or fsync=0: fsync(2) and copy-ups skip the disk
-    uid_map: IdMap = field(default_factory=IdMap)
-    gid_map: IdMap = field(default_factory=IdMap)
-    static_nlink: bool = False  # every directory reports st_nlink 1
-    xino: str = "auto"  # off | auto | on: inode numbers when the layers span filesystems
-    ino32: bool = False  # st_ino truncated to 32 bits
-    fast_ino: bool = False  # no origin lookups: st_ino is the serving layer's, changes on copy-up
-    xattrs: bool = True  # False with noxattrs=1: every xattr call is refused (ENOTSUP)
-    userxattr: bool = False  # marks in user.overlay.* even where trusted.overlay.* could be written
-
-    @property
-    def creates_redirects(self) -> bool:
-        return self.redirect_dir == "on"
-
-    @property
-    def follows_redirects(self) -> bool:
-        return self.redirect_dir != "nofollow"
+    def __repr__(self) -> str:
+        return f"Param({self.name!r})"
 
 
 def _one_of(*allowed: str) -> Callable[[str], None]:
@@ -106,6 +98,8 @@ def _seconds(value: str) -> None:
 
 def _ranges(what: str) -> Callable[[str], None]:
     def check(value: str) -> None:
+        from .idmap import IdMapError, parse_ranges  # dataclasses: only for mounts with a mapping
+
         try:
             parse_ranges(value, what)
         except IdMapError as exc:
@@ -351,41 +345,11 @@ def check_param(key: str, value: str | None) -> None:
             raise ParamError(f"{shown}: {exc}") from None
 
 
-def features(flags: frozenset[str], values: dict[str, str], overlay: bool) -> Features:
-    """The union's behaviour from checked options (`overlay`: the kernel dialect)."""
+def check_features(values: dict[str, str], overlay: bool) -> None:
+    """What the options cannot combine, beyond each option's own check (`overlay`: the kernel
+    dialect). `options.features` then builds the union's `Features` from the same options."""
     if not overlay and values.get("redirect_dir", "off") != "off":
         raise ParamError(f"redirect_dir={values['redirect_dir']}: the aufs dialect has no redirects (use off)")
-    uid_ranges = parse_ranges(values["uidmapping"], "uidmapping") if "uidmapping" in values else ()
-    gid_ranges = parse_ranges(values["gidmapping"], "gidmapping") if "gidmapping" in values else ()
-    squash_uid = _int(values.get("squash_to_uid"))
-    squash_gid = _int(values.get("squash_to_gid"))
-    if "squash_to_root" in flags:
-        squash_uid = 0 if squash_uid is None else squash_uid
-        squash_gid = 0 if squash_gid is None else squash_gid
-    return Features(
-        redirect_dir=values.get("redirect_dir", "on" if overlay else "off"),
-        fsync=not ("volatile" in flags or values.get("fsync") == "0"),
-        uid_map=_idmap(uid_ranges, squash_uid, "uid"),
-        gid_map=_idmap(gid_ranges, squash_gid, "gid"),
-        static_nlink="static_nlink" in flags,
-        xino=values.get("xino", "auto"),
-        ino32="ino32_t" in flags,
-        fast_ino=values.get("fast_ino") == "1",
-        xattrs=values.get("noxattrs") != "1",
-        userxattr="userxattr" in flags,
-    )
-
-
-def _int(value: str | None) -> int | None:
-    return None if value is None else int(value, 10)
-
-
-def _idmap(ranges: tuple[IdRange, ...], squash: int | None, kind: str) -> IdMap:
-    if not ranges and squash is None:
-        return IdMap()
-    from .idmap import read_overflow
-
-    return IdMap(ranges, squash, read_overflow(kind))
 
 
 def help_lines() -> list[str]:

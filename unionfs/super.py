@@ -12,6 +12,7 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 
+from . import workdir
 from .branch import Branch, MarkWriter, XattrNames
 from .fsutil import Libc
 from .namei import Resolver
@@ -61,8 +62,8 @@ class Super:
             )
         tmpdir = marks = None
         if upper is not None and spec.workdir:
-            tmpdir = spec.workdir if spec.dialect is Dialect.AUFS else os.path.join(spec.workdir, "work")
-            _clear_work_dir(tmpdir)
+            tmpdir = workdir.tmpdir_of(spec.workdir, aufs=spec.dialect is Dialect.AUFS)
+            workdir.clear(tmpdir)
             marks = MarkWriter.probe(tmpdir, spec.encoding is Encoding.AUFS, spec.features.userxattr)
         umask = os.umask(0o022)
         os.umask(umask)
@@ -187,21 +188,3 @@ class InodeNumbers:
             if number is None:
                 number = self._pseudo[(dev, ino)] = (1 << 63) | (len(self._pseudo) + 1)
             return number
-
-
-def _clear_work_dir(tmpdir: str) -> None:
-    """Remove leftovers of an interrupted copy-up or swap, then make sure the dir exists."""
-    if os.path.isdir(tmpdir) and not os.path.islink(tmpdir):
-        for name in os.listdir(tmpdir):
-            path = os.path.join(tmpdir, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                import shutil  # only for leftovers of a crash: not on every mount's path
-
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-    else:
-        os.makedirs(tmpdir, mode=0o700, exist_ok=True)

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -122,7 +123,8 @@ def _daemon_pids(mountpoint: Path) -> list[int]:
                     cmdline = f.read().split(b"\0")
             except OSError:
                 continue
-            if any(b"layerfs" in part for part in cmdline[:2]) and str(mountpoint).encode() in b" ".join(cmdline):
+            # The program, or the script after its interpreter (and `-I`: scripts/write-launcher.sh).
+            if any(b"layerfs" in part for part in cmdline[:3]) and str(mountpoint).encode() in b" ".join(cmdline):
                 pids.append(int(entry))
     return pids
 
@@ -350,3 +352,39 @@ def test_an_umount_right_after_the_mount_succeeds(seed):
         done = run(["umount", str(seed / "mnt")] if os.geteuid() == 0 else ["fusermount3", "-u", str(seed / "mnt")])
         assert done.returncode == 0, done.stderr
         assert not is_mounted(seed / "mnt")
+
+
+# What the command itself must never import (mount.py: only the daemon loads the core, the
+# dataclasses and mfusepy). `enum` and `re` are left out: the non-root path's shutil loads them.
+NOT_ON_THE_COMMANDS_PATH = {"dataclasses", "inspect", "typing", "unionfs.options", "unionfs.union", "mfusepy"}
+
+
+def test_the_mount_command_leaves_the_core_to_the_daemon(seed):
+    """containers-storage runs the command for every mount: it parses and checks the options,
+    mounts and forks; the union is opened in the daemon (its imports are its own)."""
+    command = "import sys; from unionfs.cli import main; sys.exit(main())"
+    result = run(
+        [sys.executable, "-X", "importtime", "-c", command, "-o", "dirs=./fruits:./vegetables", "./mnt"], cwd=seed
+    )
+    try:
+        assert result.returncode == 0, result.stderr
+        assert (seed / "mnt" / "carrots").read_text() == "carrots\n"
+    finally:
+        force_unmount(seed / "mnt")
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert {"unionfs.mountopts", "unionfs.mount"} <= imported  # the command's own log
+    assert not imported & NOT_ON_THE_COMMANDS_PATH
+
+
+def test_a_work_dir_the_union_cannot_use_is_one_line_and_no_mount(seed):
+    """Found when the union is opened (its work/ is a file): still before the mount, one line."""
+    for name in ("upper", "work", "lower"):
+        (seed / name).mkdir()
+    (seed / "work" / "work").write_text("not a directory\n")
+    options = "lowerdir=./lower,upperdir=./upper,workdir=./work"
+    result = run([LAYERFS, "-o", options, "./mnt"], cwd=seed)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("layerfs: cannot open the union: "), result.stderr
+    assert lines[0].endswith(str(seed / "work" / "work")), result.stderr
+    assert not is_mounted(seed / "mnt")
