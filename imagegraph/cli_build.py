@@ -12,15 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .builder.backend import build
-from .builder.context import ContextError, prepare
-from .builder.internals import BuildError, BuildOptions
-from .builder.output import BufferedOutput, BuildOutput
 from .commands import DAEMON_PREFIX, CLIError, CommandTable, Context, UsageError
 from .formatting import human_size
 from .reference import InvalidReference, parse_normalized_named
+
+if TYPE_CHECKING:
+    from .builder.internals import BuildOptions
 
 #: build (cli.py adds it to its parser).
 COMMANDS = CommandTable()
@@ -78,6 +77,8 @@ def labels(values: list[str]) -> dict[str, str]:
 
 
 def options_from(a: argparse.Namespace) -> BuildOptions:
+    from .builder.internals import BuildOptions
+
     for tag in a.tag:
         try:
             parse_normalized_named(tag)
@@ -106,6 +107,12 @@ def _terminal(stream: Any) -> bool:
 
 @COMMANDS.command("build", "Build an image from a Dockerfile (the classic builder)", setup=_setup)
 def cmd_build(a: argparse.Namespace, ctx: Context) -> int:
+    # The builder is imported here, not at start-up: it is a fifth of every other command's.
+    from .builder.backend import build
+    from .builder.context import ContextError, prepare
+    from .builder.internals import BuildError
+    from .builder.output import BufferedOutput, BuildOutput
+
     options = options_from(a)
     if a.iidfile:
         try:

@@ -405,6 +405,16 @@ class Services:
 
     def list_images(self, all_: bool = False, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
         """GET /images/json: ImageSummary objects, newest first."""
+        return [summary for _, summary in self.list_image_rows(all_, filters)]
+
+    def list_image_rows(
+        self, all_: bool = False, filters: dict[str, list[str]] | None = None
+    ) -> list[tuple[Image, dict[str, Any]]]:
+        """`list_images` with each summary's Image beside it (the daemon reads more of it).
+
+        The store is read once for the whole listing: every image's parent, config, containers
+        and layer chain once, not once per image (children, sizes and container counts asked
+        image by image made a listing of 200 images read 40,000 files)."""
         filters = filters or {}
         for key in filters:
             if key not in ("dangling", "reference", "before", "since", "label", "until"):
@@ -417,13 +427,21 @@ class Services:
             dangling = v in ("true", "1")
         before = min((self.get_image(b).created_ts for b in filters.get("before", [])), default=None)
         since = max((self.get_image(s).created_ts for s in filters.get("since", [])), default=None)
-        ids = self.images.heads() if dangling else self.images.ids()
+        parents = self.images.parents()
+        with_children = set(parents.values())
+        ids = [i for i in parents if not dangling or i not in with_children]
+        used: dict[str, int] = {}
+        for c in self.containers.containers():
+            used[c.image_id] = used.get(c.image_id, 0) + 1
+        sizes: dict[str, int] = {}
         out = []
         for image_id in ids:
-            img = self.images.get(image_id)
+            try:
+                img = self.images.get(image_id)
+            except ImageNotFound:
+                continue  # deleted since the listing was read
             refs = self.refs.references(image_id)
-            children = self.images.children(image_id)
-            if not all_ and not refs and children and dangling is None:
+            if not all_ and not refs and image_id in with_children and dangling is None:
                 continue
             if dangling is True and refs:
                 continue
@@ -442,20 +460,19 @@ class Services:
                     continue
             tags = [familiar_string(r) for r in refs if r.digest is None]
             digests = [familiar_string(r) for r in refs if r.digest is not None]
-            out.append(
-                {
-                    "Containers": len(self.containers.using_image(image_id)),
-                    "Created": int(img.created_ts),
-                    "Id": image_id,
-                    "Labels": labels,
-                    "ParentId": img.parent or "",
-                    "RepoDigests": digests,
-                    "RepoTags": tags,
-                    "SharedSize": -1,
-                    "Size": self.images.size(img),
-                }
-            )
-        out.sort(key=lambda s: (s["Created"], s["Id"]), reverse=True)
+            summary = {
+                "Containers": used.get(image_id, 0),
+                "Created": int(img.created_ts),
+                "Id": image_id,
+                "Labels": labels,
+                "ParentId": img.parent or "",
+                "RepoDigests": digests,
+                "RepoTags": tags,
+                "SharedSize": -1,
+                "Size": self.images.size(img, sizes),
+            }
+            out.append((img, summary))
+        out.sort(key=lambda row: (row[1]["Created"], row[1]["Id"]), reverse=True)
         return out
 
     def history(self, ref: str) -> list[dict[str, Any]]:

@@ -129,7 +129,7 @@ class ImageService:
         """GET /images/json: ImageSummary objects, newest first (moby Images)."""
         svc = self.daemon.services()
         with svc.lock.held(shared=True):
-            summaries = svc.list_images(all_, filters)
+            rows = svc.list_image_rows(all_, filters)
             layers = {layer.chain_id: layer for layer in svc.layers.layers()} if shared_size else {}
             refcount: dict[str, int] = {}
             if shared_size:
@@ -137,8 +137,7 @@ class ImageService:
                     for chain in chain_ids(img.diff_ids):
                         refcount[chain] = refcount.get(chain, 0) + 1
             out = []
-            for s in summaries:
-                img = svc.images.get(s["Id"])
+            for img, s in rows:
                 shared = -1
                 if shared_size:
                     shared = sum(

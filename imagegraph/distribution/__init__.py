@@ -8,6 +8,8 @@ Modelled on moby's daemon/internal/distribution and docker/distribution's regist
 - `manifest` knows the media types, parses and builds manifests and indexes, matches platforms;
 - `progress` renders Docker's per-layer progress lines on a terminal or a pipe;
 - `errors` holds the registry errors, in Docker's words.
+- `pgzip` compresses a layer for push in parallel blocks (pigz's way); `unpack` turns a
+  downloading blob into a tar file in one pass (gunzip, DiffID, the scan of its headers).
 
 Those know nothing of the local image store. `localstore` is the slice of it (layers, images,
 references, the lock, and the v2 metadata kept by `metadata`) that `pull` and `push` join to

@@ -28,7 +28,7 @@ from .manifest import MANIFEST_ACCEPT
 
 USER_AGENT = "imagegraph/0.1 (layerlab)"
 DOCKER_HUB_HOST = "registry-1.docker.io"
-CHUNK = 1 << 16
+CHUNK = 1 << 20  # a blob is read in blocks this big (fewer Python calls per byte downloaded)
 BODY_BLOCK = 1 << 20  # an uploaded file is sent in blocks this big (http.client's default: 8 KiB)
 # What a registry may send that is read into memory (containers/image iolimits, moby, containerd):
 MAX_MANIFEST = 4 << 20  # a manifest or index body

@@ -4,10 +4,10 @@
    then GET it by digest; for an index, take the manifest for the platform. Only then is
    "Pulling from" said (moby's pullTag), so a refused or unknown name fails before any output.
 2. GET the config. If an image with that ID is stored, nothing else is fetched.
-3. For each layer whose ChainID is not stored: download to a scratch file (up to
-   `max_concurrent_downloads` at once, 3 as dockerd's default), verify the blob digest, then,
-   in the manifest's order, extract and register it, verifying the uncompressed DiffID against
-   `rootfs.diff_ids` in the same pass. Downloads run outside the store lock (in a `scratch`
+3. For each layer whose ChainID is not stored: download it (up to `max_concurrent_downloads`
+   at once, 3 as dockerd's default), verifying the blob digest, gunzipping it into a tar file
+   and checking its DiffID against `rootfs.diff_ids` in the same pass (`unpack`); then, in the
+   manifest's order, extract and register the tar. Downloads run outside the store lock (in a `scratch`
    folder the store's cleaner leaves alone), so a long pull does not block other commands;
    each registration takes the lock. Status lines come in the manifest's order whatever order
    the downloads end in, so the output on a pipe is the same from run to run.
@@ -18,8 +18,6 @@ Any failure rolls back the layers this pull registered, so the store is as it wa
 
 from __future__ import annotations
 
-import functools
-import gzip
 import hashlib
 import json
 import threading
@@ -27,8 +25,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from ..archive import os_error_text
 from ..digest import chain_ids
 from ..layerstore import DiffIDMismatch
 from ..reference import Reference, familiar_string, tag_name_only, with_digest, with_name
@@ -40,6 +39,7 @@ from .errors import NotFound, RegistryError, Unauthorized, Unreachable
 from .localstore import LocalStore
 from .metadata import V2Metadata
 from .progress import ProgressWriter
+from .unpack import Unpacker, UnpackError
 
 
 class PullError(RegistryError):
@@ -102,20 +102,6 @@ def make_client(domain: str, options: PullOptions) -> RegistryClient:
     if options.client_factory:
         return options.client_factory(domain)
     return RegistryClient(domain, get_auth(domain, options.env), tuple(options.insecure_registries))
-
-
-class _ProgressReader:
-    """A file wrapper that reports how far it has been read (for "Extracting")."""
-
-    def __init__(self, f: BinaryIO, report: Callable[[int], None]):
-        self.f, self.report, self.done = f, report, 0
-
-    def read(self, n: int = -1) -> bytes:
-        b = self.f.read(n)
-        if b:  # a read at the end says nothing new: no repeated "Extracting" message
-            self.done += len(b)
-            self.report(self.done)
-        return b
 
 
 def resolve_manifest(
@@ -215,6 +201,9 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     return result
 
 
+#: Bytes between two progress messages of one transfer (moby's progressreader updateEvery).
+PROGRESS_EVERY = 512 << 10
+
 #: A transfer smaller than this is finished before the next one starts: concurrency gains
 #: nothing on it, and the registry's log and the flow log keep the manifest's order.
 SMALL_TRANSFER = 1 << 20
@@ -247,32 +236,70 @@ class Turns:
             event.set()
 
 
+@dataclass(frozen=True)
+class _Unpacked:
+    """A downloaded layer, gunzipped into a tar file and checked against its DiffID."""
+
+    tar: Path
+    blob_size: int
+    headers: str | None  # the tar's headers digest, when it could be followed (`unpack.TarScan`)
+
+
 def _download(
     client: RegistryClient,
     ref: Reference,
     desc: M.Descriptor,
+    diff_id: str,
     dest: Path,
     out: LockedProgress,
     turns: Turns,
     turn: int,
-) -> None:
-    """One blob into `dest`, its digest checked as it comes (a transfer thread)."""
+) -> _Unpacked:
+    """One blob, its digest checked as it comes, gunzipped into the tar file `dest` in the same
+    pass (a transfer thread): the registration then extracts a plain file, no spool, and the
+    decompression of several layers runs at once, outside the store lock."""
     sid = short_id(desc.digest)
 
+    reported = 0
+
     def report(done: int) -> None:
+        nonlocal reported
         if desc.size >= SMALL_TRANSFER:
             turns.ready(turn)  # the registry has answered: the next download may start
-        out.progress(sid, "Downloading", done, desc.size)
+        # As moby's progress reader: a line every 512 KiB and at the end, not every read
+        # (through the daemon each is a JSON message to the client).
+        if reported == 0 or done - reported >= PROGRESS_EVERY or done >= desc.size:
+            reported = done
+            out.progress(sid, "Downloading", done, desc.size)
 
+    size = 0
+    broken: UnpackError | None = None  # said once the blob's digest is checked, as Docker does
     try:
         turns.wait(turn)
         with open(dest, "wb") as f:  # outside the store lock: other commands go on meanwhile
+            unpacker = Unpacker(f)
             for chunk in client.iter_blob(ref.path, desc.digest, desc.size, on_chunk=report):
                 if turns.stop.is_set():
                     raise Cancelled()
-                f.write(chunk)
+                size += len(chunk)
+                if broken is None:
+                    try:
+                        unpacker.feed(chunk)
+                    except UnpackError as exc:
+                        broken = exc
+            if broken is None:
+                unpacker.finish()
+    except UnpackError as exc:
+        broken = exc
+    except OSError as exc:
+        raise PullError(f"failed to register layer: {os_error_text(exc)}") from None
     finally:
         turns.ready(turn)
+    if broken is not None:
+        raise PullError(f"failed to register layer: {broken}")
+    if unpacker.diff_id != diff_id:
+        raise PullError("layers from manifest don't match image configuration")
+    return _Unpacked(dest, size, unpacker.headers)
 
 
 def _fetch_layers(
@@ -304,7 +331,9 @@ def _fetch_layers(
     turns = Turns(len(wanted))
     with store.scratch("pull-") as scratch, ThreadPoolExecutor(max(1, downloads), "pull") as pool:
         pending: dict[int, Future[Any]] = {
-            i: pool.submit(_download, client, ref, man.layers[i], scratch / f"{i}.blob", shared, turns, turn)
+            i: pool.submit(
+                _download, client, ref, man.layers[i], diff_ids[i], scratch / f"{i}.tar", shared, turns, turn
+            )
             for turn, i in enumerate(wanted)
         }
         try:
@@ -333,31 +362,30 @@ def _register_in_order(
             parent = chain
             continue
         sid = short_id(desc.digest)
-        pending[i].result()  # the download's error, if it had one
+        unpacked: _Unpacked = pending[i].result()  # the download's error, if it had one
         out.update(sid, "Verifying Checksum")
         out.update(sid, "Download complete")
         result.downloaded.append(desc.digest)
-        blob = scratch / f"{i}.blob"
-        size = blob.stat().st_size
         try:
-            with store.lock.held(), open(blob, "rb") as raw:
-                reader = _ProgressReader(raw, functools.partial(out.progress, sid, "Extracting", total=size))
-                gzipped = raw.read(2) == b"\x1f\x8b"
-                raw.seek(0)
-                stream = gzip.GzipFile(fileobj=reader, mode="rb") if gzipped else reader  # type: ignore[call-overload]  # reads only: GzipFile seeks just to rewind
-                layer, was_created = store.layers.register(stream, parent, expected_diff_id=diff_ids[i])
+            with store.lock.held(), open(unpacked.tar, "rb") as tar:
+                # The DiffID was checked as the tar was written; the headers digest lets the
+                # store see that the tree reproduces the tar without writing it again.
+                layer, was_created = store.layers.register(
+                    tar, parent, expected_diff_id=diff_ids[i], source_headers=unpacked.headers
+                )
                 if was_created:
                     created.append(layer.chain_id)
         except DiffIDMismatch:
             raise PullError("layers from manifest don't match image configuration") from None
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError) as exc:
             raise PullError(f"failed to register layer: {exc}") from exc
         if layer.chain_id != chain:
             raise PullError("layers from manifest don't match image configuration")
+        out.progress(sid, "Extracting", unpacked.blob_size, unpacked.blob_size)
         result.blob_diff_ids.append((desc.digest, diff_ids[i]))  # recorded once the image is in
         out.update(sid, "Pull complete")
         parent = chain
-        blob.unlink()
+        unpacked.tar.unlink()
 
 
 def _record_refs(store: LocalStore, ref: Reference, image_id: str, manifest_digest: str) -> bool:

@@ -11,17 +11,16 @@ follows, then the Docker schema2 manifest is PUT under the tag, and `repo@digest
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from ..digest import chain_ids
 from ..reference import Reference, familiar_name, parse_normalized_named, with_digest, with_name
 from ..refstore import RefNotFound
 from . import manifest as M
+from . import pgzip
 from .client import RegistryClient
 from .errors import RegistryError
 from .localstore import LocalStore
@@ -44,27 +43,12 @@ class PushResult:
 
 
 def compress_layer(store: LocalStore, chain_id: str, dest: Path) -> tuple[str, int]:
-    """gzip the layer's tar into `dest` with a fixed header (mtime 0, no name), level 6 as Go's
-    default: the same layer always compresses to the same blob digest."""
-    h = hashlib.sha256()
-
-    class _Hashing:
-        def __init__(self, f: BinaryIO) -> None:
-            self.f = f
-
-        def write(self, b: bytes) -> int:
-            h.update(b)
-            return self.f.write(b)
-
-        def flush(self) -> None:
-            self.f.flush()
-
+    """gzip the layer's tar into `dest`: one gzip member with a fixed header (mtime 0, no name),
+    deflate level 6 as Go's default, compressed block by block in threads (`pgzip`). The
+    output depends on the layer's bytes alone: the same layer always gives the same blob."""
     with open(dest, "wb") as raw:
-        hw = _Hashing(raw)
-        with gzip.GzipFile(filename="", mode="wb", fileobj=hw, compresslevel=6, mtime=0) as gz:
-            for chunk in store.layers.tar_stream(chain_id):
-                gz.write(chunk)
-    return "sha256:" + h.hexdigest(), dest.stat().st_size
+        done = pgzip.compress(store.layers.tar_stream(chain_id), raw)
+    return done.digest, done.size
 
 
 def push(

@@ -21,9 +21,7 @@ from .test_bench_smoke import mounts_under, table_rows
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "image_bench.py"
 PAIRS = {  # measure key → yardstick, for a --quick run
-    "import-big": "tar + sha256sum",
     "import-small": "tar + sha256sum",
-    "commit-big": "tar + sha256sum",
     "commit-small": "tar + sha256sum",
     "push-image": "skopeo copy",
     "pull-image": "skopeo copy",

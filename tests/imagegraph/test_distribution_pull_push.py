@@ -12,6 +12,7 @@ import os
 import pytest
 
 from imagegraph.digest import go_json
+from imagegraph.distribution import client as client_module
 from imagegraph.distribution import manifest as M
 from imagegraph.distribution.client import RegistryClient
 from imagegraph.distribution.credentials import AuthConfig, store_auth
@@ -36,6 +37,19 @@ def pipe():
 
 def sha(b: bytes) -> str:
     return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+def publish_one_layer(registry, repo: str, tag: str, blob: bytes, diff_id: str) -> None:
+    """An image of one gzip layer `blob` whose config names `diff_id`, uploaded by hand."""
+    config = go_json({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]}})
+    c = RegistryClient(registry.domain)
+    c.upload_blob(repo, sha(blob), blob, len(blob))
+    c.upload_blob(repo, sha(config), config, len(config))
+    manifest = M.build_manifest(
+        M.Descriptor(M.DOCKER_CONFIG, sha(config), len(config)),
+        [M.Descriptor(M.DOCKER_LAYER_GZIP, sha(blob), len(blob))],
+    )
+    c.put_manifest(repo, tag, manifest, M.DOCKER_MANIFEST)
 
 
 @pytest.fixture
@@ -97,6 +111,61 @@ def test_push_then_pull_round_trip(registry, stores):
     repull = pull(b, ref, out)
     assert not repull.downloaded and not repull.tag_updated
     assert buf.getvalue().splitlines()[-1] == f"Status: Image is up to date for {name}"
+
+
+def test_a_pulled_tar_of_our_own_writer_is_not_written_again(registry, stores, monkeypatch):
+    """Pull gunzips and hashes each layer as it downloads and scans its headers: a tar our own
+    writer made is known to come back from the extracted tree by its headers alone, so the
+    store neither writes the tar again to compare nor keeps a copy of it. A tar that differs
+    (more zeros at its end, as tar(1) writes) is still found out, and kept."""
+    from imagegraph import archive, layerstore
+
+    a, b, w = stores
+    name = f"{registry.domain}/own/tar:v1"
+    image_id = build_image(a, w, [{"etc/hello": "hi\n"}, {"bin/tool": "x" * 5000}], name)
+    push(a, parse_normalized_named(name), pipe()[1])
+
+    def no_rewrite(*args, **kwargs):
+        raise AssertionError("the pulled layer was written again to check it")
+
+    monkeypatch.setattr(archive, "write_layer_tar", no_rewrite)
+    result = pull(b, parse_normalized_named(name), pipe()[1])
+    assert result.image_id == image_id
+    for layer in b.layers.chain(b.images.get(image_id).top_chain_id):
+        assert not (b.layout.layer_meta(layer.chain_id) / layerstore.KEPT_TAR).exists()
+    monkeypatch.undo()
+
+    # the same files in a tar padded to a 10 KiB record: not ours byte for byte, so kept
+    base = a.images.get(image_id).diff_ids[0]
+    padded = b"".join(a.layers.tar_stream(base)) + b"\0" * 9216
+    publish_one_layer(registry, "own/padded", "v1", gzip.compress(padded, mtime=0), sha(padded))
+    store = open_local_store(w / "padded")
+    pulled = pull(store, parse_normalized_named(f"{registry.domain}/own/padded:v1"), pipe()[1])
+    (layer,) = store.layers.chain(store.images.get(pulled.image_id).top_chain_id)
+    kept = store.layout.layer_meta(layer.chain_id) / layerstore.KEPT_TAR
+    assert kept.read_bytes() == padded
+
+
+def test_download_progress_comes_every_512_KiB_and_at_the_end(registry, stores, monkeypatch):
+    """As moby's progress reader: not a message per read (through the daemon each one is a
+    JSON message to the client), but one per 512 KiB and the last at the full size."""
+    a, b, w = stores
+    name = f"{registry.domain}/progress/every:v1"
+    build_image(a, w, [{"blob": base64.b64encode(os.urandom(3 << 20)).decode()}], name)
+    push(a, parse_normalized_named(name), pipe()[1])
+    monkeypatch.setattr(client_module, "CHUNK", 64 << 10)  # many reads per 512 KiB
+    seen: list[tuple[int, int]] = []
+
+    class Recording(ProgressWriter):
+        def progress(self, id: str, status: str, current: int, total: int, start: float = 0.0) -> None:
+            if status == "Downloading":
+                seen.append((current, total))
+
+    pull(b, parse_normalized_named(name), Recording(io.StringIO(), tty=True))
+    size = seen[-1][1]
+    assert seen[-1] == (size, size) and size > 2 << 20
+    assert len(seen) <= size // (512 << 10) + 2
+    assert all(later - earlier >= 512 << 10 for (earlier, _), (later, _) in zip(seen[:-2], seen[1:-1], strict=True))
 
 
 def test_big_layers_go_up_and_down_concurrently_with_the_same_output(registry, stores, tmp_path):
@@ -236,17 +305,7 @@ def test_corrupted_and_truncated_layer_leave_store_unchanged(registry, stores):
 def test_diff_id_mismatch_is_refused(registry, stores):
     _, b, _ = stores
     layer = gzip.compress(b"\0" * 1024, mtime=0)  # an empty tar, gzipped
-    config = go_json(
-        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]}}
-    )
-    c = RegistryClient(registry.domain)
-    c.upload_blob("bad/diffid", sha(layer), layer, len(layer))
-    c.upload_blob("bad/diffid", sha(config), config, len(config))
-    man = M.build_manifest(
-        M.Descriptor(M.DOCKER_CONFIG, sha(config), len(config)),
-        [M.Descriptor(M.DOCKER_LAYER_GZIP, sha(layer), len(layer))],
-    )
-    c.put_manifest("bad/diffid", "v", man, M.DOCKER_MANIFEST)
+    publish_one_layer(registry, "bad/diffid", "v", layer, "sha256:" + "1" * 64)
     before = snapshot(b.layout.root)
     with pytest.raises(PullError, match="^layers from manifest don't match image configuration$"):
         pull(b, parse_normalized_named(f"{registry.domain}/bad/diffid:v"), pipe()[1])

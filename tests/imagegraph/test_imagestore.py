@@ -130,6 +130,42 @@ def test_parents_children_heads_and_delete(stores) -> None:
     assert not images.layout.image_metadata(child).exists()
 
 
+def test_sizes_shared_across_a_listing_are_each_images_own(stores) -> None:
+    """`size` with a shared memo gives each image its chain's total, whichever is asked first."""
+    layers, images = stores
+    base_layer, _ = layers.register(io.BytesIO(tar_of("a")))
+    top_layer, _ = layers.register(io.BytesIO(tar_of("b")), base_layer.chain_id)
+    base = images.get(images.create(config_for([base_layer.diff_id])))
+    child = images.get(images.create(config_for([base_layer.diff_id, top_layer.diff_id])))
+    alone = (images.size(child), images.size(base))
+    assert alone == (base_layer.size + top_layer.size, base_layer.size)
+    known: dict[str, int] = {}
+    assert (images.size(child, known), images.size(base, known)) == alone
+    known = {}
+    assert (images.size(base, known), images.size(child, known)) == alone[::-1]
+
+
+def test_top_chain_ids_read_each_config_once(stores, monkeypatch) -> None:
+    """The layer store asks for every image's top at each release: a config is read once per
+    store object, a deleted image drops out, a new one comes in."""
+    layers, images = stores
+    a_layer, _ = layers.register(io.BytesIO(tar_of("a")))
+    b_layer, _ = layers.register(io.BytesIO(tar_of("b")))
+    a = images.create(config_for([a_layer.diff_id]))
+    assert images.top_chain_ids() == [a_layer.chain_id]
+    reads: list[str] = []
+    real_get = ImageStore.get
+    monkeypatch.setattr(ImageStore, "get", lambda self, i: reads.append(i) or real_get(self, i))
+    assert images.top_chain_ids() == [a_layer.chain_id]
+    assert reads == []
+    b = images.create(config_for([b_layer.diff_id]))
+    assert sorted(images.top_chain_ids()) == sorted([a_layer.chain_id, b_layer.chain_id])
+    assert reads == [b]
+    monkeypatch.undo()
+    images.delete(a)
+    assert images.top_chain_ids() == [b_layer.chain_id]
+
+
 def test_delete_parent_clears_childrens_parent_link(stores) -> None:
     layers, images = stores
     layer, _ = layers.register(io.BytesIO(tar_of("a")))

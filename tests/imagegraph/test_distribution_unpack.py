@@ -1,0 +1,129 @@
+"""unpack: a layer blob gunzipped, hashed and scanned as it downloads."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+import zlib
+from pathlib import Path
+
+import pytest
+
+from imagegraph import archive
+from imagegraph.distribution.unpack import OUT_CHUNK, Unpacker, UnpackError
+
+
+def tree(base: Path) -> Path:
+    """Entries of every kind our writer makes, long and non-ASCII names (PAX headers) too."""
+    (base / "etc").mkdir(parents=True)
+    (base / "etc" / "hostname").write_text("box\n")
+    (base / "etc" / "block").write_bytes(b"x" * 512)  # no padding
+    (base / "etc" / "odd").write_bytes(b"y" * 513)
+    (base / "empty").write_bytes(b"")
+    (base / ("n" * 150)).write_text("a long name\n")
+    (base / "café").write_text("utf-8\n")
+    os.symlink("etc/hostname", base / "link")
+    os.link(base / "etc" / "hostname", base / "hard")
+    return base
+
+
+def unpack(blob: bytes, chunk: int = 1000) -> tuple[Unpacker, bytes]:
+    out = io.BytesIO()
+    u = Unpacker(out)
+    for i in range(0, len(blob), chunk):
+        u.feed(blob[i : i + chunk])
+    u.finish()
+    return u, out.getvalue()
+
+
+@pytest.mark.parametrize("chunk", [1, 511, 512, 4096, 1 << 20])
+def test_our_tar_gives_the_trees_headers_digest(tmp_path: Path, chunk: int) -> None:
+    src = tree(tmp_path / "t")
+    buf = io.BytesIO()
+    written = archive.write_layer_tar(src, buf)
+    u, tar = unpack(gzip.compress(buf.getvalue()), chunk)
+    assert tar == buf.getvalue()
+    assert u.diff_id == written.diff_id
+    assert u.headers == written.headers == archive.headers_digest(src)
+
+
+def test_a_plain_tar_passes_as_it_is(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    written = archive.write_layer_tar(tree(tmp_path / "t"), buf)
+    u, tar = unpack(buf.getvalue())
+    assert tar == buf.getvalue() and u.diff_id == written.diff_id and u.headers == written.headers
+
+
+def our_tar(tmp_path: Path) -> bytes:
+    buf = io.BytesIO()
+    archive.write_layer_tar(tree(tmp_path / "t"), buf)
+    return buf.getvalue()
+
+
+def test_tars_that_differ_outside_the_headers_get_no_digest(tmp_path: Path) -> None:
+    """Whatever our writer would not write again byte for byte leaves the slow check to the store."""
+    tar = our_tar(tmp_path)
+    end = len(tar) - 1024
+    # more zeros at the end (tar(1) and Python pad to a 10 KiB record)
+    assert unpack(tar + b"\0" * 512)[0].headers is None
+    # data after the end-of-archive blocks
+    assert unpack(tar[:end] + b"\0" * 1023 + b"x")[0].headers is None
+    # no end-of-archive blocks at all
+    assert unpack(tar[:end])[0].headers is None
+    # a file's padding that is not zeros: etc/odd has 511 bytes of it
+    at = tar.index(b"y" * 513) + 513
+    spoiled = tar[:at] + b"z" + tar[at + 1 :]
+    assert unpack(spoiled)[0].headers is None
+
+
+def test_python_and_gnu_headers_get_no_digest(tmp_path: Path) -> None:
+    src = tree(tmp_path / "t")
+    for fmt in (tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+            tf.add(src, arcname=".")
+        # GNU long names (type L), and in any case tarfile's 10 KiB record of zeros
+        assert unpack(buf.getvalue())[0].headers is None
+
+
+def test_several_gzip_members_and_zeros_after_them(tmp_path: Path) -> None:
+    """Go's gzip reader reads on across members; Python's skips zeros after the last."""
+    tar = our_tar(tmp_path)
+    half = len(tar) // 2
+    blob = gzip.compress(tar[:half]) + gzip.compress(tar[half:]) + b"\0" * 100
+    u, out = unpack(blob, 333)
+    assert out == tar and u.diff_id == "sha256:" + hashlib.sha256(tar).hexdigest()
+
+
+def test_broken_gzip_is_one_line(tmp_path: Path) -> None:
+    blob = gzip.compress(our_tar(tmp_path))
+    with pytest.raises(UnpackError, match="^gzip: unexpected EOF"):
+        unpack(blob[:-20])
+    with pytest.raises(UnpackError, match="^gzip: "):
+        unpack(blob[:-1] + bytes([blob[-1] ^ 1]))  # the length check
+    with pytest.raises(UnpackError, match="^gzip: "):
+        unpack(blob + b"junk after the member")
+    with pytest.raises(UnpackError, match="^gzip: "):
+        unpack(b"\x1f\x8b" + b"not really gzip" * 100)
+
+
+def test_a_gzip_bomb_is_never_whole_in_memory() -> None:
+    """64 MiB of zeros compress to 64 KiB: each write stays at 1 MiB, whatever one chunk holds."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    blob = z.compress(b"\0" * (64 << 20)) + z.flush()
+    writes: list[int] = []
+
+    class Out:
+        def write(self, b: bytes) -> int:
+            writes.append(len(b))
+            return len(b)
+
+    u = Unpacker(Out())  # type: ignore[arg-type]
+    u.feed(blob)  # one chunk holding it all
+    u.finish()
+    assert sum(writes) == 64 << 20
+    assert max(writes) <= OUT_CHUNK
+    assert u.headers is None  # zeros are no tar that ends as ours does
