@@ -40,7 +40,20 @@ RENAME_EXCHANGE = 2
 DIRENTPLUS_HEAD = 152  # a READDIRPLUS entry before its name: fuse_entry_out + fuse_dirent (fuse_kernel.h)
 UNKNOWN_INO = 0xFFFFFFFF
 ATTR = ll.EntryParam.attr.offset  # what libfuse's high-level API puts in d_ino without attributes
-_fsdecode = os.fsdecode
+_pack_stat = ll.pack_stat
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+
+
+def _fsdecode(name: bytes) -> str:
+    """os.fsdecode of a name libfuse gives as bytes, without its per-call checks."""
+    return name.decode(_FS_ENCODING, _FS_ERRORS)
+
+
+class _Local(threading.local):
+    """Per libfuse worker: the copied-up paths whose attributes the kernel must drop before
+    this request's reply (a class default, so a worker without any costs no AttributeError)."""
+
+    copied: list[str] | None = None
 
 
 @dataclass
@@ -111,7 +124,7 @@ class LowLevelOps:
         self.files = HandleTable()
         self.dirs = HandleTable()
         self.session: ll.Session | None = None
-        self._local = threading.local()
+        self._local = _Local()
         self.r = Replies(self.lib, self._flush)
         # Resolved directories by node id, so a LOOKUP resolves one name, not the whole path.
         # Kept only while nothing changes: every changing request empties it when it starts
@@ -218,7 +231,7 @@ class LowLevelOps:
         return call
 
     def _flush(self) -> None:
-        pending = getattr(self._local, "copied", None)
+        pending = self._local.copied
         if pending:
             self._after_copy_up(pending)
 
@@ -228,7 +241,7 @@ class LowLevelOps:
         (the caller may look at once). Attributes only: no page is locked, so this cannot
         deadlock against the request itself."""
         if event.get("event") == "copy_up":
-            pending = getattr(self._local, "copied", None)
+            pending = self._local.copied
             if pending is None:
                 pending = self._local.copied = []
             pending.append(str(event.get("path")))
@@ -252,13 +265,17 @@ class LowLevelOps:
         """`st` into the struct stat at `offset` in `buf` (a CStat or an EntryParam), as
         libfuse's high-level options uid=, gid=, umask= would show it."""
         c = self.caching
-        mode = st.st_mode if c.umask is None else (st.st_mode & 0o170000) | (0o777 & ~c.umask)
         a, an = divmod(st.st_atime_ns, 1_000_000_000)
         m, mn = divmod(st.st_mtime_ns, 1_000_000_000)
         ct, cn = divmod(st.st_ctime_ns, 1_000_000_000)
-        ll.pack_stat(
-            buf, offset, st.st_ino, mode, st.st_nlink,
-            st.st_uid if c.uid is None else c.uid, st.st_gid if c.gid is None else c.gid,
+        if c.uid is None and c.gid is None and c.umask is None:  # the common case, shown as is
+            mode, uid, gid = st.st_mode, st.st_uid, st.st_gid
+        else:
+            mode = st.st_mode if c.umask is None else (st.st_mode & 0o170000) | (0o777 & ~c.umask)
+            uid = st.st_uid if c.uid is None else c.uid
+            gid = st.st_gid if c.gid is None else c.gid
+        _pack_stat(
+            buf, offset, st.st_ino, mode, st.st_nlink, uid, gid,
             st.st_rdev, st.st_size, st.st_blksize, st.st_blocks, a, an, m, mn, ct, cn,
         )  # fmt: skip
 
@@ -269,12 +286,13 @@ class LowLevelOps:
     def _entry(self, path: str, st: Stat, lasting: bool) -> ll.EntryParam:
         """The reply for a name the kernel learns: its node (lookup count + 1) and attributes."""
         e = ll.EntryParam()
-        e.ino = self.table.bind(path, self._key(path, st, lasting))
+        e.ino = nid = self.table.bind(path, st.st_ino if lasting else ("path", path))  # self._key
         if self.debug:  # after libfuse's line for the request, before its reply's
-            print(f"   layerfs: node {e.ino} = {path}", file=sys.stderr, flush=True)
+            print(f"   layerfs: node {nid} = {path}", file=sys.stderr, flush=True)
         self._fill(e, ATTR, st)
-        e.attr_timeout = self.caching.attr
-        e.entry_timeout = self.caching.entry
+        c = self.caching
+        e.attr_timeout = c.attr
+        e.entry_timeout = c.entry
         return e
 
     def _reply_new(self, req: int, path: str) -> None:

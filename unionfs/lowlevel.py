@@ -85,16 +85,24 @@ else:  # x86_64
 if GENERIC_STAT:
     _STAT_HEAD = struct.Struct("=QQIIIIQQqiiqqqqqqq")
 
-    def pack_stat(buf: Any, offset: int, *f: int) -> None:
-        ino, mode, nlink, uid, gid, rdev, size, blksize, blocks = f[:9]
-        _STAT_HEAD.pack_into(buf, offset, 0, ino, mode, nlink, uid, gid, rdev, 0, size, blksize, 0, blocks, *f[9:])
+    def pack_stat(
+        buf: Any, offset: int, ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int, size: int,
+        blksize: int, blocks: int, a: int, an: int, m: int, mn: int, c: int, cn: int,
+    ) -> None:  # fmt: skip
+        _STAT_HEAD.pack_into(
+            buf, offset, 0, ino, mode, nlink, uid, gid, rdev, 0, size, blksize, 0, blocks, a, an, m, mn, c, cn
+        )
 
 else:
     _STAT_HEAD = struct.Struct("=QQQIIIiQqqqqqqqqq")
 
-    def pack_stat(buf: Any, offset: int, *f: int) -> None:
-        ino, mode, nlink, uid, gid, rdev, size, blksize, blocks = f[:9]
-        _STAT_HEAD.pack_into(buf, offset, 0, ino, nlink, mode, uid, gid, 0, rdev, size, blksize, blocks, *f[9:])
+    def pack_stat(
+        buf: Any, offset: int, ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int, size: int,
+        blksize: int, blocks: int, a: int, an: int, m: int, mn: int, c: int, cn: int,
+    ) -> None:  # fmt: skip
+        _STAT_HEAD.pack_into(
+            buf, offset, 0, ino, nlink, mode, uid, gid, 0, rdev, size, blksize, blocks, a, an, m, mn, c, cn
+        )
 
 
 class CStatvfs(ctypes.Structure):

@@ -249,7 +249,7 @@ def _adapter(tmp_path: Path, writable: bool = True) -> tuple[Any, Recorder, Path
 
 
 def _lookup(ops: Any, rec: Recorder, parent: int, name: str) -> tuple[int, int, int]:
-    ops.lookup(1, parent, name.encode())
+    ops.lookup(1, parent, os.fsencode(name))
     kind, value = rec.last()
     assert kind == "entry"
     return value
@@ -331,5 +331,58 @@ def test_a_packed_stat_is_the_struct_with_its_fields_set():
         getattr(out, field).tv_sec, getattr(out, field).tv_nsec = sec, nsec
     entry = ll.EntryParam()
     offset = ll.EntryParam.attr.offset
-    ll.pack_stat(entry, offset, *values.values(), 1, 2, 3, 999_999_999, 2**33, 0)
+    fields = [*values.values(), 1, 2, 3, 999_999_999, 2**33, 0]
+    ll.pack_stat(entry, offset, *fields)
     assert bytes(entry.attr) == bytes(out)
+
+
+def test_a_name_that_is_not_utf8_is_looked_up_by_its_bytes(tmp_path):
+    ops, rec, lower, _ = _adapter(tmp_path)
+    (Path(os.fsdecode(bytes(lower) + b"/caf\xe9"))).write_text("x\n")
+    nid, ino, _ = _lookup(ops, rec, ROOT_ID, os.fsdecode(b"caf\xe9"))
+    assert ops.table.path(nid) == os.fsdecode(b"/caf\xe9") and ino == os.lstat(bytes(lower) + b"/caf\xe9").st_ino
+
+
+def _entry_attr(tmp_path: Path, caching: Any) -> tuple[int, int, int, int]:
+    from unionfs.ll_ops import Replies
+
+    ops, rec, lower, _ = _adapter(tmp_path)
+    ops.caching = caching
+    got: list[Any] = []
+    rec.reply_entry = lambda req, e: got.append(ll.CStat.from_buffer_copy(e._obj.attr)) or 0  # type: ignore[method-assign]
+    ops.r = Replies(rec, ops._flush)
+    ops.lookup(1, ROOT_ID, b"one")
+    st = os.lstat(lower / "one")
+    a = got[-1]
+    assert (a.st_ino, a.st_nlink, a.st_size, a.st_mtim.tv_nsec) == (st.st_ino, 2, st.st_size, st.st_mtime_ns % 10**9)
+    return a.st_mode, a.st_uid, a.st_gid, st.st_mode
+
+
+def test_entries_show_the_display_options_or_the_layers_owner_and_mode(tmp_path):
+    from unionfs.ll_ops import Caching
+
+    mode, uid, gid, real_mode = _entry_attr(tmp_path / "a", Caching())
+    assert (mode, uid, gid) == (real_mode, os.getuid(), os.getgid())
+    mode, uid, gid, _ = _entry_attr(tmp_path / "b", Caching(uid=7, gid=8, umask=0o27))
+    assert (mode, uid, gid) == (0o100750, 7, 8)
+    mode, uid, gid, _ = _entry_attr(tmp_path / "c", Caching(gid=9))
+    assert (mode, uid, gid) == (real_mode, os.getuid(), 9)
+
+
+def test_a_copy_up_invalidates_the_parents_attributes_before_the_reply(tmp_path):
+    ops, rec, _, _ = _adapter(tmp_path)
+    d, _, _ = _lookup(ops, rec, ROOT_ID, "d")
+    f0, _, _ = _lookup(ops, rec, d, "f0")
+
+    class Session:
+        def inval_inode(self, nid: int) -> int:
+            rec.replies.append(("inval", nid))
+            return 0
+
+    ops.session = Session()
+    rec.replies.clear()
+    fi = ll.FileInfo()
+    fi.flags = os.O_WRONLY
+    ops.callbacks()["open"](1, f0, ctypes.pointer(fi))  # copies /d up: its link count and ctime change
+    assert ("inval", d) in rec.replies and rec.last()[0] == "open"
+    assert rec.replies.index(("inval", d)) < len(rec.replies) - 1
