@@ -36,7 +36,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROG = "image_bench"
 MiB = 1 << 20
 GROUPS = ("import", "commit", "push", "pull", "pull-mount", "save", "load", "daemon")
+REGISTRY_GROUPS = frozenset({"push", "pull", "pull-mount", "save", "load", "daemon"})  # they need the registry
 IMAGEGRAPH = "imagegraph"
 RSS_AIM = 150 * MiB
 REGISTRY_BIN = "/usr/bin/docker-registry"
@@ -163,22 +164,37 @@ def _build_image_layers(base: Path, sizes: Sizes, rng: random.Random) -> list[Pa
     return out
 
 
-def prepare_fixtures(workdir: Path, sizes: Sizes) -> Path:
-    """The trees, built once under workdir/fixtures and reused while the sizes stay the same."""
+def prepare_fixtures(workdir: Path, sizes: Sizes, needed: Collection[str] = ("big", "small", "image")) -> Path:
+    """The trees this run needs, each built once under workdir/fixtures and reused while the sizes stay the same."""
     base = workdir / "fixtures"
-    stamp = base / "sizes.json"
+    base.mkdir(parents=True, exist_ok=True)
     wanted = json.dumps(asdict(sizes), sort_keys=True)
-    if stamp.exists() and stamp.read_text() == wanted:
-        return base
-    shutil.rmtree(base, ignore_errors=True)
-    base.mkdir(parents=True)
-    rng = random.Random(16)
-    _progress("building the fixtures")
-    _write(base / "big" / "blob.bin", sizes.big_bytes, rng)
-    _build_small(base / "small", sizes.small_files, sizes.small_dirs, rng)
-    _build_image_layers(base / "image", sizes, rng)
-    stamp.write_text(wanted)
+    builders: dict[str, Callable[[Path, random.Random], object]] = {
+        "big": lambda path, rng: _write(path / "blob.bin", sizes.big_bytes, rng),
+        "small": lambda path, rng: _build_small(path, sizes.small_files, sizes.small_dirs, rng),
+        "image": lambda path, rng: _build_image_layers(path, sizes, rng),
+    }
+    for key, build in builders.items():
+        stamp = base / f"{key}.sizes.json"
+        if key not in needed or (stamp.exists() and stamp.read_text() == wanted):
+            continue
+        _progress(f"building the fixture '{key}'")
+        stamp.unlink(missing_ok=True)
+        shutil.rmtree(base / key, ignore_errors=True)
+        build(base / key, random.Random(f"16-{key}"))
+        stamp.write_text(wanted)
     return base
+
+
+def fixtures_needed(groups: Collection[str], trees: list[Fixture], chosen: list[Fixture]) -> set[str]:
+    """Which fixtures the measures will read: a run of the image's measures builds no 1 GiB tree."""
+    needed = {fx.key for fx in trees} if {"import", "commit"} & set(groups) else set()
+    registry_groups = REGISTRY_GROUPS & set(groups)
+    if registry_groups - {"daemon"}:
+        needed |= {fx.key for fx in chosen}
+    elif registry_groups:
+        needed.add("image")
+    return needed
 
 
 # -- running commands ------------------------------------------------------------------------
@@ -916,7 +932,7 @@ def run_all(bench: Bench, groups: list[str], trees: list[Fixture], chosen: list[
     if "commit" in groups:
         for fx in trees:
             measure_commit(bench, fx)
-    registry_groups = {"push", "pull", "pull-mount", "save", "load", "daemon"} & set(groups)
+    registry_groups = REGISTRY_GROUPS & set(groups)
     if not registry_groups:
         return
     image_fx = [fx for fx in chosen if fx.key == "image"] or [fixtures(bench.sizes)["image"]]
@@ -951,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
             groups.remove(group)
         workdir = args.workdir.resolve()
         workdir.mkdir(parents=True, exist_ok=True)
-        base = prepare_fixtures(workdir, sizes)
+        base = prepare_fixtures(workdir, sizes, fixtures_needed(groups, trees, chosen))
         started = time.time()
         load = os.getloadavg()
         bench = Bench(workdir, sizes, repeat, _env(), base)

@@ -110,3 +110,32 @@ def test_bad_options_are_one_line_and_non_zero(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"image_bench: {text}"), result.stderr
     assert not (tmp_path / "w" / "fixtures").exists()
+
+
+def _load_bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("image_bench_under_test", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_only_the_fixtures_a_run_reads_are_built(tmp_path):
+    """A run of the image's measures does not write the 1 GiB file or the 20,000 small files."""
+    ib = _load_bench_module()
+    sizes = ib.Sizes.quick()
+    table = ib.fixtures(sizes)
+    needed = ib.fixtures_needed(["push", "daemon"], [table["big"], table["small"]], [table["image"]])
+    assert needed == {"image"}
+    assert ib.fixtures_needed(["daemon"], [], []) == {"image"}
+    assert ib.fixtures_needed(["import"], [table["small"]], [table["image"]]) == {"small"}
+    base = ib.prepare_fixtures(tmp_path, sizes, needed)
+    assert sorted(p.name for p in base.iterdir() if p.is_dir()) == ["image"]
+    layer = base / "image" / "layer1"
+    before = (layer / "etc" / "release").stat().st_mtime_ns
+    ib.prepare_fixtures(tmp_path, sizes, {"image", "small"})  # image reused, small built
+    assert (layer / "etc" / "release").stat().st_mtime_ns == before
+    assert sorted(p.name for p in base.iterdir() if p.is_dir()) == ["image", "small"]
