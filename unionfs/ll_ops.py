@@ -28,6 +28,7 @@ from threading import get_ident
 from typing import Any
 
 from . import lowlevel as ll
+from .bootstrap import session_options  # the one list of what libfuse parses, for both start-ups
 from .handles import HandleTable
 from .inode import Stat
 from .inode_table import ROOT_ID, InodeTable
@@ -659,12 +660,6 @@ CHANGING = frozenset(
     {"setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "rename", "link", "create", "setxattr", "removexattr"}
 )
 
-#: libfuse high-level options: the adapter does their work (Caching), libfuse must not see them.
-HIGH_LEVEL_OPTIONS = frozenset(
-    {"kernel_cache", "entry_timeout", "attr_timeout", "negative_timeout", "use_ino", "uid", "gid", "umask", "nothreads"}
-)
-
-
 def caching_of(fuse_options: dict[str, Any]) -> Caching:
     def number(key: str) -> int | None:
         value = fuse_options.get(key)
@@ -679,16 +674,6 @@ def caching_of(fuse_options: dict[str, Any]) -> Caching:
         gid=number("gid"),
         umask=number("umask"),
     )
-
-
-def session_options(fuse_options: dict[str, Any]) -> list[str]:
-    """The options fuse_session_new parses (mount and low-level ones), as `-o` items."""
-    out = []
-    for key, value in fuse_options.items():
-        if key in HIGH_LEVEL_OPTIONS or key == "debug" or value is False or value is None:
-            continue
-        out.append(key if value is True else f"{key}={value}")
-    return out
 
 
 def run_lowlevel(ops: LowLevelOps, mountpoint: str, fuse_options: dict[str, Any]) -> None:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import struct
-from collections.abc import Callable, Sequence
-from typing import Any
 
 from . import libfuse
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without typing: the daemon imports this before it answers FUSE_INIT
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 c_ino = ctypes.c_uint64
 c_req = ctypes.c_void_p
@@ -32,7 +34,7 @@ class Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_int64), ("tv_nsec", ctypes.c_int64)]
 
 
-GENERIC_STAT = platform.machine() in ("aarch64", "arm64", "riscv64")  # the generic Linux layout
+GENERIC_STAT = os.uname().machine in ("aarch64", "arm64", "riscv64")  # the generic Linux layout (no `platform`: it imports re)
 
 if GENERIC_STAT:
 
@@ -275,6 +277,7 @@ class Library:
         self.session_unmount = fn("fuse_session_unmount", None, vp)
         self.session_destroy = fn("fuse_session_destroy", None, vp)
         self.session_loop = fn("fuse_session_loop", ci, vp)
+        self.session_exit = fn("fuse_session_exit", None, vp)
         self.set_signal_handlers = fn("fuse_set_signal_handlers", ci, vp)
         self.remove_signal_handlers = fn("fuse_remove_signal_handlers", None, vp)
         self.loop_mt_312: Any = None

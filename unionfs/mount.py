@@ -396,9 +396,11 @@ def _spawn(serve: Callable[[Plan, int], int], p: Plan, fd: int) -> None:
 
 
 def _serve_mounted(p: Plan, fd: int) -> int:
-    """The daemon of a mount made by `kernel_mount`: open the union, serve it until it is
-    unmounted. The command has returned by then; what could fail in opening the union, it
-    checked before it mounted (`plan`, `prepare_work_dir`).
+    """The daemon of a mount made by `kernel_mount`: serve it until it is unmounted, opening
+    the union when a request first needs it (`bootstrap`: FUSE_INIT and what umount(8) and
+    podman ask of the mount point are answered without the core). The command has returned by
+    then; what could fail in opening the union, it checked before it mounted (`plan`,
+    `prepare_work_dir`); should opening fail all the same, the session ends.
 
     Should the loop end with the mount still in place (a signal, or libfuse or the union
     failing to start), unmount it, as libfuse does for the mounts it makes: a FUSE mount
@@ -409,14 +411,18 @@ def _serve_mounted(p: Plan, fd: int) -> int:
     devnull = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1, 2):
         os.dup2(devnull, target)
+    after_init = lambda: set_read_ahead(p.mountpoint, device=_device_of(p))  # noqa: E731
     try:
-        union = _open_union(p)
-        serve(
-            union,
-            f"/dev/fd/{fd}",
-            p.fuse_options,
-            after_init=lambda: set_read_ahead(p.mountpoint, device=_device_of(p)),
-        )
+        from . import lowlevel
+
+        try:
+            lib = lowlevel.Library()
+        except (OSError, AttributeError):  # libfuse 3 without the low-level API: mfusepy's
+            serve(_open_union(p), f"/dev/fd/{fd}", p.fuse_options, after_init=after_init)
+        else:
+            from . import bootstrap  # FUSE_INIT and the root answered before the core is imported
+
+            bootstrap.serve(lib, p.union, f"/dev/fd/{fd}", p.fuse_options, lambda: _open_union(p), after_init)
     except BaseException:  # nobody to tell: the mount is undone below
         pass
     try:
