@@ -660,6 +660,7 @@ CHANGING = frozenset(
     {"setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "rename", "link", "create", "setxattr", "removexattr"}
 )
 
+
 def caching_of(fuse_options: dict[str, Any]) -> Caching:
     def number(key: str) -> int | None:
         value = fuse_options.get(key)

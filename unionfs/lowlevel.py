@@ -34,7 +34,11 @@ class Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_int64), ("tv_nsec", ctypes.c_int64)]
 
 
-GENERIC_STAT = os.uname().machine in ("aarch64", "arm64", "riscv64")  # the generic Linux layout (no `platform`: it imports re)
+GENERIC_STAT = os.uname().machine in (
+    "aarch64",
+    "arm64",
+    "riscv64",
+)  # the generic Linux layout (no `platform`: it imports re)
 
 if GENERIC_STAT:
 
