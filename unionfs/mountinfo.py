@@ -13,16 +13,14 @@ left to the daemon that owns it.
 from __future__ import annotations
 
 import os
-import re
 import stat
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .mount import FSTYPE, STATE_PREFIX
 from .mountopts import OptionError
-from .options import UnionSpec, parse_options, validate
 
+TYPE_CHECKING = False  # no typing, dataclasses, re or core here: the mount daemon reads the table too
 if TYPE_CHECKING:
+    from .options import UnionSpec
     from .union import Union  # imported when used: this module stays light for imagegraph and the bench
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -56,24 +54,48 @@ def make_state_dir(directory: str | None = None) -> str:
     return directory
 
 
-@dataclass(frozen=True)
 class MountInfo:
-    """One line of mountinfo (proc(5)), the fields we use, unescaped."""
+    """One line of mountinfo (proc(5)), the fields we use, unescaped. A plain value class (equal
+    by its fields, hashable, read-only by convention), not a dataclass: see the top."""
 
-    mountpoint: str
-    fstype: str
-    source: str
-    options: str  # per mount: rw,nosuid,nodev,… (idmapped for an idmapped mount)
-    super_options: str = ""  # per superblock: rw,user_id=0,allow_other,…
-    root: str = "/"  # the directory of the filesystem that is mounted here (a bind mount's)
-    device: str = ""  # MAJ:MIN of the filesystem
+    __slots__ = ("mountpoint", "fstype", "source", "options", "super_options", "root", "device")
+
+    def __init__(
+        self,
+        mountpoint: str,
+        fstype: str,
+        source: str,
+        options: str,  # per mount: rw,nosuid,nodev,… (idmapped for an idmapped mount)
+        super_options: str = "",  # per superblock: rw,user_id=0,allow_other,…
+        root: str = "/",  # the directory of the filesystem that is mounted here (a bind mount's)
+        device: str = "",  # MAJ:MIN of the filesystem
+    ) -> None:
+        self.mountpoint = mountpoint
+        self.fstype = fstype
+        self.source = source
+        self.options = options
+        self.super_options = super_options
+        self.root = root
+        self.device = device
+
+    def _fields(self) -> tuple[str, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MountInfo) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return "MountInfo(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__) + ")"
 
     @property
     def idmapped(self) -> bool:
         return "idmapped" in self.options.split(",")
 
 
-_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
+_OCTAL = b"01234567"
 
 
 def unescape(field: str | bytes) -> str:
@@ -83,7 +105,20 @@ def unescape(field: str | bytes) -> str:
     paths (UTF-8, other bytes kept as surrogates), so `/tmp/café\\040x` is `/tmp/café x`.
     """
     raw = os.fsencode(field) if isinstance(field, str) else field
-    return os.fsdecode(_OCTAL_ESCAPE.sub(lambda m: bytes([int(m[1], 8)]), raw))
+    if b"\\" not in raw:
+        return os.fsdecode(raw)
+    out = bytearray()
+    i, n = 0, len(raw)
+    while i < n:
+        byte = raw[i]
+        code = raw[i + 1 : i + 4]
+        if byte == 0x5C and len(code) == 3 and all(c in _OCTAL for c in code):  # \ooo
+            out.append(int(code, 8) & 0xFF)
+            i += 4
+        else:
+            out.append(byte)
+            i += 1
+    return os.fsdecode(bytes(out))
 
 
 def parse_mountinfo(text: str | bytes) -> list[MountInfo]:
@@ -204,6 +239,8 @@ def spec_of_mount(info: MountInfo) -> UnionSpec:
             ) from None
     if "=" not in source:
         raise OptionError(f"{info.mountpoint}: the mount does not record its layers")
+    from .options import parse_options, validate  # the core's: only to open a mount's union
+
     return validate(parse_options([source], "/"))
 
 
