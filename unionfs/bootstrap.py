@@ -28,7 +28,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import threading
+from _thread import allocate_lock  # threading imports functools and collections: ~8 ms
 
 from . import lowlevel as ll
 
@@ -125,7 +125,7 @@ class Loader:
         self.lib = lib
         self.root = root
         self._make_ops = make_ops
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self.core: LowLevelOps | None = None
         self.session: ll.Session | None = None
         self._initialised = False

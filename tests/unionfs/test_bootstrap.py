@@ -279,7 +279,9 @@ def test_a_union_that_cannot_be_opened_ends_the_session(tmp_path):
 
 
 # What the daemon imports before it answers FUSE_INIT (mount._serve_mounted, bootstrap).
-NOT_BEFORE_INIT = {"dataclasses", "inspect", "typing", "platform", "enum", "unionfs.options", "unionfs.union"}
+NOT_BEFORE_INIT = {
+    "dataclasses", "inspect", "typing", "platform", "enum", "threading", "functools", "unionfs.options", "unionfs.union"
+}  # fmt: skip
 
 
 def test_the_daemon_answers_fuse_init_before_importing_the_core():
