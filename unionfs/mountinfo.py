@@ -78,6 +78,11 @@ class MountInfo:
         self.root = root
         self.device = device
 
+    def replace(self, **changes: str) -> MountInfo:
+        """A copy with some fields changed (dataclasses.replace's job)."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        return MountInfo(**{**fields, **changes})
+
     def _fields(self) -> tuple[str, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -269,7 +268,7 @@ def test_a_layer_on_an_idmapped_mount_is_read_through_a_plain_one(tmp_path: Path
         assert plain_path(str(mapped / "layer"), table) == str(mapped / "layer")  # not idmapped: itself
         # The same table, with the bind mount marked idmapped, as the kernel shows one.
         bind = next(m for m in reversed(table) if m.mountpoint == str(mapped))
-        idmapped = replace(bind, options=bind.options + ",idmapped")
+        idmapped = bind.replace(options=bind.options + ",idmapped")
         marked = [idmapped if m is bind else m for m in table]
         assert plain_path(str(mapped / "layer"), marked) == str(store / "layer")
         alone = [m for m in marked if m.device != bind.device or m is idmapped]
