@@ -7,10 +7,9 @@ answered. A daemon that imported the core (dataclasses, the union's modules: ~95
 a loaded machine) and opened the union first made every mount+umount cycle wait for that, though
 neither needs a file of the union. Here the session is served at once, with the libfuse binding
 only (`lowlevel`, which imports `ctypes` and `struct`); the root's GETATTR, STATFS, a chown of the
-root and FORGETs are answered from the layers' roots; any other request (and any of these in a
-configuration this module does not know to the bit: owners mapped by `uidmapping=`, a union
-without an upper for a chown) loads the core once, opens the union and hands every slot to the
-`ll_ops` adapter from then on.
+root and FORGETs are answered from the layers' roots; any other request (and a chown where the
+union has no upper, or anything but the owners changed) loads the core once, opens the union
+and hands every slot to the `ll_ops` adapter from then on.
 
 What the root shows here must be what the core shows (`inode.stat_of` for `/`, displayed as
 `ll_ops.LowLevelOps._fill` displays it): tests/unionfs/test_bootstrap.py compares the two
@@ -63,20 +62,17 @@ class RootView:
         self.static_nlink = "static_nlink" in flags
         self.xino = values.get("xino", "auto")
         self.ino32 = "ino32_t" in flags
-        # Owners mapped (idmap.IdMap): left to the core, which knows its ranges and overflow ids.
-        self.maps_owners = bool(
-            {"uidmapping", "gidmapping", "squash_to_uid", "squash_to_gid"} & set(values) or "squash_to_root" in flags
-        )
+        # Owners mapped by uidmapping=, gidmapping=, squash_to_*: the core's own maps (idmap.py).
+        self.uid_map = self.gid_map = None
+        if {"uidmapping", "gidmapping", "squash_to_uid", "squash_to_gid"} & set(values) or "squash_to_root" in flags:
+            from .idmap import maps_of
+
+            self.uid_map, self.gid_map = maps_of(flags, values)
         # libfuse's high-level display options, which the low-level adapter applies (ll_ops.Caching).
         self.uid = _number(fuse_options.get("uid"))
         self.gid = _number(fuse_options.get("gid"))
         self.umask = _number(fuse_options.get("umask"), 8)
         self.attr_timeout = float(fuse_options.get("attr_timeout", 86400.0))
-
-    @property
-    def known(self) -> bool:
-        """Whether this view shows the root exactly as the core would."""
-        return not self.maps_owners
 
     def number(self, st: os.stat_result) -> int:
         """st_ino as super.InodeNumbers gives it to the root: the top branch is filesystem 0,
@@ -97,6 +93,8 @@ class RootView:
         """The root's struct stat into `out` (a CStat)."""
         st = os.lstat(self.top)
         mode, uid, gid = st.st_mode, st.st_uid, st.st_gid
+        if self.uid_map is not None and self.gid_map is not None:  # inode.stat_of
+            uid, gid = self.uid_map.shown(uid), self.gid_map.shown(gid)
         if self.umask is not None:
             mode = (mode & 0o170000) | (0o777 & ~self.umask)
         if self.uid is not None:
@@ -224,7 +222,7 @@ class Loader:
         self.lib.reply_attr(req, ctypes.byref(out), self.root.attr_timeout)
 
     def _getattr(self, req: int, ino: int, fi: Any) -> None:
-        if ino != ROOT_ID or not self.root.known:
+        if ino != ROOT_ID:
             return self._delegate("getattr", req, ino, fi)
         self._answer(req, lambda: self._reply_root(req))
 
@@ -246,7 +244,7 @@ class Loader:
         """A chown of the root (podman's, right after the mount): the root is the upper's own
         directory, so the core would chown it there (inode.chown) and show it again."""
         upper = self.root.upper
-        if ino != ROOT_ID or to_set & ~SET_OWNER or not to_set or upper is None or not self.root.known:
+        if ino != ROOT_ID or to_set & ~SET_OWNER or not to_set or upper is None:
             return self._delegate("setattr", req, ino, attr, to_set, fi)
         with self._lock:  # not while the core is being loaded
             if self.core is not None:
@@ -254,6 +252,9 @@ class Loader:
             a = attr.contents
             uid = a.st_uid if to_set & ll.SET_ATTR_UID else -1
             gid = a.st_gid if to_set & ll.SET_ATTR_GID else -1
+            root = self.root
+            if root.uid_map is not None and root.gid_map is not None:  # inode.chown: stored mapped back
+                uid, gid = root.uid_map.stored(uid), root.gid_map.stored(gid)
 
             def chown() -> None:
                 os.chown(upper, uid, gid, follow_symlinks=False)

@@ -17,31 +17,64 @@ explicit ids win): for reading only, as in fuse-overlayfs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 OVERFLOW_ID = 65534  # /proc/sys/kernel/overflowuid and overflowgid by default
+
+# Plain value classes, not dataclasses: the mount daemon shows the root's owners with these
+# before it imports the core (bootstrap.py), and dataclasses costs milliseconds to import.
 
 
 class IdMapError(ValueError):
     """A mapping that cannot be parsed; the message is one line."""
 
 
-@dataclass(frozen=True)
 class IdRange:
     """COUNT ids from STORED on disk appear as COUNT ids from SHOWN through the mount."""
 
-    stored: int
-    shown: int
-    count: int
+    __slots__ = ("stored", "shown", "count")
+
+    def __init__(self, stored: int, shown: int, count: int) -> None:
+        self.stored = stored
+        self.shown = shown
+        self.count = count
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdRange) and (self.stored, self.shown, self.count) == (
+            other.stored,
+            other.shown,
+            other.count,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.stored, self.shown, self.count))
+
+    def __repr__(self) -> str:
+        return f"IdRange(stored={self.stored}, shown={self.shown}, count={self.count})"
 
 
-@dataclass(frozen=True)
 class IdMap:
     """One direction of ids (uids or gids): ranges, or a squash, or the identity."""
 
-    ranges: tuple[IdRange, ...] = ()
-    squash: int | None = None
-    overflow: int = OVERFLOW_ID
+    __slots__ = ("ranges", "squash", "overflow")
+
+    def __init__(
+        self, ranges: tuple[IdRange, ...] = (), squash: int | None = None, overflow: int = OVERFLOW_ID
+    ) -> None:
+        self.ranges = ranges
+        self.squash = squash
+        self.overflow = overflow
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdMap) and (self.ranges, self.squash, self.overflow) == (
+            other.ranges,
+            other.squash,
+            other.overflow,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.ranges, self.squash, self.overflow))
+
+    def __repr__(self) -> str:
+        return f"IdMap(ranges={self.ranges!r}, squash={self.squash!r}, overflow={self.overflow!r})"
 
     @property
     def identity(self) -> bool:
@@ -66,6 +99,29 @@ class IdMap:
             if r.shown <= shown < r.shown + r.count:
                 return r.stored + (shown - r.shown)
         return self.overflow
+
+
+def maps_of(flags: frozenset[str] | set[str], values: dict[str, str]) -> tuple[IdMap, IdMap]:
+    """(uid map, gid map) from options `mountopts.parse` has checked: `uidmapping=`,
+    `gidmapping=`, `squash_to_uid=`, `squash_to_gid=`, `squash_to_root` (the explicit ids win)."""
+    uid_ranges = parse_ranges(values["uidmapping"], "uidmapping") if "uidmapping" in values else ()
+    gid_ranges = parse_ranges(values["gidmapping"], "gidmapping") if "gidmapping" in values else ()
+    squash_uid = _int(values.get("squash_to_uid"))
+    squash_gid = _int(values.get("squash_to_gid"))
+    if "squash_to_root" in flags:
+        squash_uid = 0 if squash_uid is None else squash_uid
+        squash_gid = 0 if squash_gid is None else squash_gid
+    return _idmap(uid_ranges, squash_uid, "uid"), _idmap(gid_ranges, squash_gid, "gid")
+
+
+def _int(value: str | None) -> int | None:
+    return None if value is None else int(value, 10)
+
+
+def _idmap(ranges: tuple[IdRange, ...], squash: int | None, kind: str) -> IdMap:
+    if not ranges and squash is None:
+        return IdMap()
+    return IdMap(ranges, squash, read_overflow(kind))
 
 
 def parse_ranges(text: str, what: str) -> tuple[IdRange, ...]:

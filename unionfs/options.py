@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from . import mountopts
-from .idmap import IdMap, IdRange, parse_ranges
+from .idmap import IdMap, maps_of
 from .mountopts import OptionError, split_escaped, split_option_string
 
 __all__ = [
@@ -114,18 +114,12 @@ class UnionSpec:
 
 def features(flags: frozenset[str], values: dict[str, str], overlay: bool) -> Features:
     """The union's behaviour from options `mountopts.parse` has checked (`overlay`: the kernel dialect)."""
-    uid_ranges = parse_ranges(values["uidmapping"], "uidmapping") if "uidmapping" in values else ()
-    gid_ranges = parse_ranges(values["gidmapping"], "gidmapping") if "gidmapping" in values else ()
-    squash_uid = _int(values.get("squash_to_uid"))
-    squash_gid = _int(values.get("squash_to_gid"))
-    if "squash_to_root" in flags:
-        squash_uid = 0 if squash_uid is None else squash_uid
-        squash_gid = 0 if squash_gid is None else squash_gid
+    uid_map, gid_map = maps_of(flags, values)
     return Features(
         redirect_dir=values.get("redirect_dir", "on" if overlay else "off"),
         fsync=not ("volatile" in flags or values.get("fsync") == "0"),
-        uid_map=_idmap(uid_ranges, squash_uid, "uid"),
-        gid_map=_idmap(gid_ranges, squash_gid, "gid"),
+        uid_map=uid_map,
+        gid_map=gid_map,
         static_nlink="static_nlink" in flags,
         xino=values.get("xino", "auto"),
         ino32="ino32_t" in flags,
@@ -133,18 +127,6 @@ def features(flags: frozenset[str], values: dict[str, str], overlay: bool) -> Fe
         xattrs=values.get("noxattrs") != "1",
         userxattr="userxattr" in flags,
     )
-
-
-def _int(value: str | None) -> int | None:
-    return None if value is None else int(value, 10)
-
-
-def _idmap(ranges: tuple[IdRange, ...], squash: int | None, kind: str) -> IdMap:
-    if not ranges and squash is None:
-        return IdMap()
-    from .idmap import read_overflow
-
-    return IdMap(ranges, squash, read_overflow(kind))
 
 
 def spec_of(parsed: mountopts.Parsed) -> UnionSpec:

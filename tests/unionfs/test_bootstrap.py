@@ -96,8 +96,10 @@ def _configurations(d: dict[str, Path]) -> list[tuple[str, str, dict[str, Any]]]
         ("fast_ino", o + ",fast_ino=1", plain),
         ("display uid gid umask", o, {"attr_timeout": 5.0, "uid": "7", "gid": "8", "umask": "027"}),
         ("timeout=", o + ",timeout=3", {"attr_timeout": 3.0}),
-        ("uidmapping (the core's)", o + ",uidmapping=0:100000:65536,gidmapping=0:200000:65536", plain),
-        ("squash_to_root (the core's)", o + ",squash_to_root", plain),
+        ("uidmapping", o + ",uidmapping=0:100000:65536,gidmapping=0:200000:65536", plain),
+        ("uidmapping, outside the range", o + ",uidmapping=0:100000:1,gidmapping=5:6:7", plain),
+        ("squash_to_root", o + ",squash_to_root", plain),
+        ("squash_to_uid and display uid", o + ",squash_to_uid=9", {"attr_timeout": 1.0, "uid": "3"}),
         ("aufs", f"br={d['aufs_rw']}=rw:{d['l1']}=ro", plain),
         ("aufs, opaque root", f"br={d['upper']}=rw:{d['l1']}=ro+wh", plain),
         ("aufs, read-only", f"dirs={d['l1']}=ro:{d['l2']}=ro", plain),
@@ -202,31 +204,36 @@ def test_the_root_answered_early_is_the_cores_root_in_every_configuration(layers
         assert early.replies[-2] == core_rec.replies[-2], name
         assert early.replies[-2][0] == "attr", name
         assert _statfs(early.last()) == _statfs(core_rec.last()), name
-        # owners mapped are the core's to show: the bootstrap loads it for them, and only then
-        assert loads == ([1] if "(the core's)" in name else []), name
+        assert loads == [], name  # the core was never needed
 
 
-def test_a_chown_of_the_root_is_the_cores_chown(layers, tmp_path):
+@pytest.mark.parametrize(
+    ("extra", "asked", "stored"),
+    [("", (11, 12), (11, 12)), (",uidmapping=0:100000:65536,gidmapping=0:200000:65536", (100011, 200012), (11, 12))],
+)
+def test_a_chown_of_the_root_is_the_cores_chown(layers, tmp_path, extra, asked, stored):
     """podman chowns the mount point right after mounting: answered early, the upper's root
-    gets the owners the core would give it, and the reply shows them as the core does."""
+    gets the owners the core would give it (mapped back), and the reply shows them as the core does."""
     if os.geteuid() != 0:
         pytest.skip("chown needs root")
-    options = f"lowerdir={layers['l1']},upperdir={layers['upper']},workdir={layers['work']}"
+    options = f"lowerdir={layers['l1']},upperdir={layers['upper']},workdir={layers['work']}" + extra
     parsed = _parsed(options, tmp_path)
     attr = ll.CStat()
-    attr.st_uid, attr.st_gid = 11, 12
+    attr.st_uid, attr.st_gid = asked
     early, loads = Replies(), []
     loader = _loader(parsed, {}, early, loads)
     loader.handlers["setattr"](1, ll.ROOT_ID, ctypes.pointer(attr), ll.SET_ATTR_UID | ll.SET_ATTR_GID, None)
     assert loads == []
     st = os.lstat(layers["upper"])
-    assert (st.st_uid, st.st_gid) == (11, 12)
+    assert (st.st_uid, st.st_gid) == stored
     os.chown(layers["upper"], 0, 0)
     core_rec = Replies()
     core = _core(parsed, {}, core_rec)
     core.setattr(1, ll.ROOT_ID, ctypes.pointer(attr), ll.SET_ATTR_UID | ll.SET_ATTR_GID, None)
-    assert os.lstat(layers["upper"]).st_uid == 11
+    st = os.lstat(layers["upper"])
+    assert (st.st_uid, st.st_gid) == stored
     assert _but_ctime(early.last()) == _but_ctime(core_rec.last())  # each chown sets its own ctime
+    assert _but_ctime(early.last())[3:5] == asked
     # a chmod, or a union without an upper, is the core's
     attr.st_mode = 0o40700
     loader.handlers["setattr"](2, ll.ROOT_ID, ctypes.pointer(attr), ll.SET_ATTR_MODE, None)
