@@ -38,8 +38,10 @@ def test_the_launcher_finds_what_site_would_have_found(tmp_path):
     (site / "only_in_site_packages.py").write_text("FOUND = True\n")
     subprocess.run([str(ROOT / "scripts" / "write-launcher.sh"), str(venv)], check=True)
     launcher = (venv / "bin" / "layerfs").read_text()
-    probe = launcher.replace("from unionfs.cli import main", "import only_in_site_packages, unionfs")
-    probe = probe.replace("sys.exit(main())", "print(only_in_site_packages.FOUND, unionfs.__path__[0])")
+    probe = launcher.replace(
+        "from unionfs.cli import main",
+        "import only_in_site_packages, unionfs\nprint(only_in_site_packages.FOUND, unionfs.__path__[0])\nsys.exit(0)",
+    )
     (venv / "bin" / "probe").write_text(probe)
     os.chmod(venv / "bin" / "probe", 0o755)
     result = subprocess.run([str(venv / "bin" / "probe")], capture_output=True, text=True)
