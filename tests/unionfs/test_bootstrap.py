@@ -192,7 +192,7 @@ def test_the_root_answered_early_is_the_cores_root_in_every_configuration(layers
     (ll_ops, through the same struct), each in a fresh daemon, as a mount starts."""
     for name, options, fuse_options in _configurations(layers):
         parsed = _parsed(options, tmp_path)
-        early, loads = Replies(), []
+        early, loads = Replies(), list[int]()
         loader = _loader(parsed, fuse_options, early, loads)
         loader.handlers["init"](None, None)
         loader.handlers["getattr"](1, ll.ROOT_ID, None)
@@ -220,7 +220,7 @@ def test_a_chown_of_the_root_is_the_cores_chown(layers, tmp_path, extra, asked, 
     parsed = _parsed(options, tmp_path)
     attr = ll.CStat()
     attr.st_uid, attr.st_gid = asked
-    early, loads = Replies(), []
+    early, loads = Replies(), list[int]()
     loader = _loader(parsed, {}, early, loads)
     loader.handlers["setattr"](1, ll.ROOT_ID, ctypes.pointer(attr), ll.SET_ATTR_UID | ll.SET_ATTR_GID, None)
     assert loads == []
@@ -243,7 +243,7 @@ def test_a_chown_of_the_root_is_the_cores_chown(layers, tmp_path, extra, asked, 
 def test_the_core_is_loaded_once_by_the_first_request_that_needs_it(layers, tmp_path):
     options = f"lowerdir={layers['l1']},upperdir={layers['upper']},workdir={layers['work']}"
     parsed = _parsed(options, tmp_path)
-    rec, loads = Replies(), []
+    rec, loads = Replies(), list[int]()
     loader = _loader(parsed, {}, rec, loads)
     handlers = loader.handlers
     handlers["init"](None, None)
@@ -258,6 +258,7 @@ def test_the_core_is_loaded_once_by_the_first_request_that_needs_it(layers, tmp_
     handlers["getattr"](6, node, None)
     assert loads == [1] and rec.last()[0] == "attr"
     # every slot now goes to the core's adapter, and the trampolines follow
+    assert loader.core is not None
     core_callbacks = loader.core.callbacks()
     assert set(core_callbacks) == set(bootstrap.SLOTS)
     assert all(handlers[name].__qualname__ == core_callbacks[name].__qualname__ for name in bootstrap.SLOTS)
