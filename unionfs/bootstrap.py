@@ -57,7 +57,9 @@ class RootView:
     def __init__(self, union: Parsed, fuse_options: dict[str, Any]) -> None:
         self.top = union.branches[0].path
         self.roots = [b.path for b in union.branches]
-        self.upper = None if union.readonly else next((b.path for b in union.branches if b.role == "upper"), None)
+        # super.Super.open: the upper is the top branch, if writable and the union is not read-only
+        # (mountopts refuses a writable branch anywhere else); every branch's root is merged at /.
+        self.upper = self.top if union.branches[0].role == "upper" and not union.readonly else None
         values, flags = union.values, union.flags
         self.static_nlink = "static_nlink" in flags
         self.xino = values.get("xino", "auto")
