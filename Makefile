@@ -34,8 +34,9 @@ $(STAMP): pyproject.toml
 bytecode: $(STAMP)
 	@$(PY) -m compileall -q unionfs imagegraph tutorials >/dev/null
 
-# `layerfs` as a plain script run with `python -I`, not pip's console-script wrapper, which
-# imports `re` at every start (containers-storage starts one per mount): scripts/write-launcher.sh.
+# `layerfs` as a plain script run with `python -I -S`, not pip's console-script wrapper, which
+# imports `re` at every start (containers-storage starts one per mount), nor `site`, which runs
+# every .pth file: scripts/write-launcher.sh.
 launcher: $(STAMP)
 	@scripts/write-launcher.sh $(VENV)
 
