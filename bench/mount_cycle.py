@@ -63,6 +63,10 @@ def program_python() -> str:
     return str(local) if local.exists() else sys.executable
 
 
+def start_python() -> None:
+    run([program_python(), "-I", "-S", "-c", "pass"], "python3 -I -S -c pass")
+
+
 def layerfs_program() -> str:
     local = Path(sys.executable).parent / "layerfs"
     return str(local) if local.exists() else (shutil.which("layerfs") or "layerfs")
@@ -199,8 +203,7 @@ def measure(systems: list[str], repeat: int, base: Path, reference: str | None =
                             raise BenchError(f"{system}: {target} is still mounted")
 
                     if system == "layerfs":  # the floor of any command in Python: the interpreter's start
-                        floor = [program_python(), "-I", "-S", "-c", "pass"]
-                        record(FLOOR, system, timed(lambda floor=floor: run(floor, "python3 -I -S -c pass")))
+                        record(FLOOR, system, timed(start_python))
                     cpu_before = _children_cpu()
                     record("bare mount+umount", system, timed(cycle))
                     record("bare mount+umount, CPU", system, _children_cpu() - cpu_before)
