@@ -45,6 +45,19 @@ def getattr_(sb: Super, path: str) -> Stat:
     return stat_of(sb, node.entries, node.lowers, root=path == "/")
 
 
+def getattr_of(sb: Super, node: Node) -> Stat:
+    """getattr of a resolved node: an upper object's attributes read again (its size, times
+    and links change without changing how the path resolves), the read-only layers' as they
+    were resolved (they never change while the union is open)."""
+    if not node.entries:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), node.path)
+    entries = node.entries
+    top = entries[0]
+    if top.branch.writable:
+        entries = (Entry(top.branch, top.real, os.lstat(top.real)), *entries[1:])
+    return stat_of(sb, entries, node.lowers, root=node.path == "/")
+
+
 def getattr_identity(sb: Super, path: str) -> tuple[Stat, bool]:
     """What stat shows, and whether its st_ino names the object for good: False for a lower
     file with several links in a writable union, which a copy-up through one name turns into

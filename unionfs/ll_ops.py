@@ -38,9 +38,9 @@ from .union import Union
 
 RENAME_EXCHANGE = 2
 DIRENTPLUS_HEAD = 152  # a READDIRPLUS entry before its name: fuse_entry_out + fuse_dirent (fuse_kernel.h)
-UNKNOWN_INO = 0xFFFFFFFF
-ATTR = ll.EntryParam.attr.offset  # what libfuse's high-level API puts in d_ino without attributes
+UNKNOWN_INO = 0xFFFFFFFF  # what libfuse's high-level API puts in d_ino without attributes
 _pack_stat = ll.pack_stat
+_pack_entry = ll.pack_entry
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
@@ -175,17 +175,24 @@ class LowLevelOps:
         call.__name__ = handler.__name__
         return call
 
-    def _begin_change(self) -> None:
+    def _begin_change(self) -> int:
+        """A change starts: resolved directories are dropped. Returns the generation it began."""
         with self._change_lock:
             self._changing += 1
             self._generation += 1
             self._dirs_resolved.clear()
+            return self._generation
 
-    def _end_change(self) -> None:
+    def _end_change(self, began: int = 0, keep: tuple[int, Node] | None = None) -> None:
+        """A change ended: resolved directories are dropped, except `keep` (node id, node),
+        which the change says it left as resolved, if no other change began or ended since
+        this one `began`."""
         with self._change_lock:
             self._changing -= 1
             self._generation += 1
             self._dirs_resolved.clear()
+            if keep is not None and not self._changing and self._generation == began + 1:
+                self._dirs_resolved[keep[0]] = keep[1]
 
     def _resolved_dir(self, nid: int) -> Node:
         """The directory node `nid`, resolved: from the cache, or by its path (and kept)."""
@@ -285,14 +292,29 @@ class LowLevelOps:
 
     def _entry(self, path: str, st: Stat, lasting: bool) -> ll.EntryParam:
         """The reply for a name the kernel learns: its node (lookup count + 1) and attributes."""
-        e = ll.EntryParam()
-        e.ino = nid = self.table.bind(path, st.st_ino if lasting else ("path", path))  # self._key
+        nid = self.table.bind(path, st.st_ino if lasting else ("path", path))  # self._key
         if self.debug:  # after libfuse's line for the request, before its reply's
             print(f"   layerfs: node {nid} = {path}", file=sys.stderr, flush=True)
-        self._fill(e, ATTR, st)
+        return self._entry_of(nid, st)
+
+    def _entry_of(self, nid: int, st: Stat) -> ll.EntryParam:
+        """A `struct fuse_entry_param` for node `nid` with attributes `st`, in one pack_into
+        (as `_fill` shows them) with the timeouts."""
+        e = ll.EntryParam()
         c = self.caching
-        e.attr_timeout = c.attr
-        e.entry_timeout = c.entry
+        a, an = divmod(st.st_atime_ns, 1_000_000_000)
+        m, mn = divmod(st.st_mtime_ns, 1_000_000_000)
+        ct, cn = divmod(st.st_ctime_ns, 1_000_000_000)
+        if c.uid is None and c.gid is None and c.umask is None:  # the common case, shown as is
+            mode, uid, gid = st.st_mode, st.st_uid, st.st_gid
+        else:
+            mode = st.st_mode if c.umask is None else (st.st_mode & 0o170000) | (0o777 & ~c.umask)
+            uid = st.st_uid if c.uid is None else c.uid
+            gid = st.st_gid if c.gid is None else c.gid
+        _pack_entry(
+            e, nid, st.st_ino, mode, st.st_nlink, uid, gid, st.st_rdev, st.st_size, st.st_blksize, st.st_blocks,
+            a, an, m, mn, ct, cn, c.attr, c.entry,
+        )  # fmt: skip
         return e
 
     def _reply_new(self, req: int, path: str) -> None:
@@ -374,11 +396,7 @@ class LowLevelOps:
         self.union.link(existing, path)
         st, lasting = self.union.getattr_identity(path)
         self.table.link(ino, path, self._key(path, st, lasting))
-        e = ll.EntryParam()
-        e.ino = ino
-        self._fill(e, ATTR, st)
-        e.attr_timeout, e.entry_timeout = self.caching.attr, self.caching.entry
-        self.r.reply_entry(req, ctypes.byref(e))
+        self.r.reply_entry(req, ctypes.byref(self._entry_of(ino, st)))
 
     def unlink(self, req: int, parent: int, name: bytes) -> None:
         path = self.table.child(parent, _fsdecode(name))
@@ -414,7 +432,8 @@ class LowLevelOps:
             real = os.fstat(handle.fd)
             out = _from_os(real, ino)
         else:
-            self._fill(out, 0, self.union.getattr(path))
+            node = self._dirs_resolved.get(ino)  # resolved: one lstat of its upper directory
+            self._fill(out, 0, self.union.getattr(path) if node is None else self.union.getattr_of(node))
         self.r.reply_attr(req, ctypes.byref(out), self.caching.attr)
 
     def setattr(self, req: int, ino: int, attr: Any, to_set: int, fi: Any) -> None:
@@ -502,15 +521,31 @@ class LowLevelOps:
 
     # -- files ---------------------------------------------------------------------------------
     def create(self, req: int, parent: int, name: bytes, mode: int, fi: Any) -> None:
-        path = self.table.child(parent, _fsdecode(name))
-        info = fi.contents
-        handle = self.union.create(path, mode, info.flags, self._cred(req))
+        """The new name is resolved in its directory, resolved before if it still is, and
+        the directory stays resolved after: a new file in a directory of the upper changes
+        nothing about how the directory resolves (creating files one after another, each
+        LOOKUP, CREATE and GETATTR of the directory then costs one lstat, not a walk)."""
+        generation = self._generation  # read before the cache: a change since moves it
+        cached = self._dirs_resolved.get(parent)
+        began = self._begin_change()
+        keep: tuple[int, Node] | None = None
         try:
-            st, lasting = self.union.getattr_identity(path)
-        except OSError:
-            handle.close()
-            raise
-        e = self._entry(path, st, lasting)
+            union = self.union
+            dnode = cached if cached is not None and began == generation + 1 else None
+            if dnode is None:
+                dnode = union.lookup(self.table.path(parent))
+            info = fi.contents
+            handle, node = union.create_in(dnode, _fsdecode(name), mode, info.flags, self._cred(req))
+            try:
+                st, lasting = union.identity_of(node)
+            except OSError:
+                handle.close()
+                raise
+            e = self._entry(node.path, st, lasting)
+            if dnode.in_upper:
+                keep = (parent, dnode)
+        finally:
+            self._end_change(began, keep)
         info.fh = self.files.add(handle)
         info.keep_cache = self.caching.keep_pages
         if self.r.reply_create(req, ctypes.byref(e), fi) != 0:  # interrupted: nobody holds it
@@ -654,10 +689,11 @@ def _from_os(real: os.stat_result, ino: int) -> ll.CStat:
     return out
 
 
-#: Requests that may change what a path resolves to (open for writing brackets itself).
+#: Requests that may change what a path resolves to (open for writing and create bracket
+#: themselves).
 CHANGING = frozenset(
-    {"setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "rename", "link", "create", "setxattr", "removexattr"}
-)
+    {"setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "rename", "link", "setxattr", "removexattr"}
+)  # and create, which brackets itself (it keeps its directory resolved)
 
 #: libfuse high-level options: the adapter does their work (Caching), libfuse must not see them.
 HIGH_LEVEL_OPTIONS = frozenset(

@@ -101,6 +101,12 @@ class Union:
         """`getattr_identity` of a node resolved by `lookup_child` (ENOENT if it is absent)."""
         return inode.identity_of(self.sb, node)
 
+    def getattr_of(self, node: Node) -> Stat:
+        """`getattr` of a node that `lookup` or `lookup_child` resolved (valid while nothing
+        has changed how its path resolves), with its upper object's attributes read again:
+        one lstat, not a walk from the root."""
+        return inode.getattr_of(self.sb, node)
+
     def readdir(self, path: str) -> list[str]:
         return readdir_ops.readdir(self.sb, normalize(path))
 
@@ -122,6 +128,19 @@ class Union:
         self, path: str, mode: int = 0o644, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC, cred: Cred | None = None
     ) -> Handle:
         return file_ops.open_file(self.sb, _keep_slash(path), flags | os.O_CREAT, mode, cred)
+
+    def create_in(
+        self,
+        parent: Node,
+        name: str,
+        mode: int = 0o644,
+        flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+        cred: Cred | None = None,
+    ) -> tuple[Handle, Node]:
+        """`create` of `name` in the directory `parent` that `lookup` or `lookup_child`
+        resolved (valid while nothing has changed the union since), without walking from
+        the root: the handle and the new file's node (for `identity_of`)."""
+        return file_ops.create_in(self.sb, parent, name, flags | os.O_CREAT, mode, cred)
 
     @staticmethod
     def read(handle: Handle, size: int, offset: int) -> bytes:

@@ -1,6 +1,7 @@
 """`Union.lookup_child`: a name resolved under a directory resolved before gives what a lookup
 of the whole path gives (whiteouts, opaque directories, redirects, upper and lower parts), and
-`identity_of` what `getattr_identity` says."""
+`identity_of` what `getattr_identity` says, `getattr_of` what `getattr` says; `create_in` makes
+what `create` makes."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def test_every_name_below_every_directory_as_a_whole_lookup_says(tmp_path, diale
             _same(child, u.sb.resolver.lookup(path))
             if child.exists:
                 assert u.identity_of(child) == u.getattr_identity(path)
+                assert u.getattr_of(child) == u.getattr(path)
                 checked += 1
                 if child.is_dir:
                     todo.append(child)
@@ -72,3 +74,48 @@ def test_a_lower_hard_link_is_not_a_lasting_identity(tmp_path):
     assert u.getattr_identity("/two")[0].st_ino == u.getattr_identity("/one")[0].st_ino
     u.write_file("/up", b"u")
     assert u.getattr_identity("/up")[1] is True
+
+
+def test_getattr_of_reads_the_upper_again(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, LOWERS, UPPER)
+    d = u.lookup("/d")
+    before = u.getattr_of(d)
+    u.write_file("/d/new", b"n")  # the directory's times change; how it resolves does not
+    assert u.getattr_of(d) == u.getattr("/d") != before
+    with pytest.raises(FileNotFoundError):
+        u.getattr_of(u.lookup_child(d, "nothing"))
+
+
+def test_create_in_every_kind_of_directory_makes_what_create_makes(tmp_path, dialect):
+    import os
+
+    mine = make_union(tmp_path / "mine", dialect, LOWERS, UPPER)
+    theirs = make_union(tmp_path / "theirs", dialect, LOWERS, UPPER)
+    # the root, an upper dir merged with lowers, an upper-only dir, lower-only dirs (copied up
+    # by the create), an opaque dir; a fresh name, a name over a whiteout, a name hidden below
+    for parent_path, name in [
+        ("/", "fresh"),
+        ("/d", "fresh"),
+        ("/d", "gone"),
+        ("/d", "b"),
+        ("/d/newdir", "fresh"),
+        ("/only1", "fresh"),
+        ("/d/sub", "fresh"),
+        ("/op", "hidden"),
+    ]:
+        path = parent_path.rstrip("/") + "/" + name
+        handle, node = mine.create_in(mine.lookup(parent_path), name, 0o640)
+        _same(node, mine.sb.resolver.lookup(path))
+        handle.write(b"data", 0)
+        handle.close()
+        theirs.write_file(path, b"data", 0o640)
+        assert mine.read_file(path) == b"data"
+        assert mine.identity_of(node)[0].st_mode == theirs.getattr(path).st_mode
+        assert sorted(mine.listdir(parent_path)) == sorted(theirs.listdir(parent_path))
+        for which in (mine, theirs):
+            assert os.path.exists(which.lookup(path).top.real)
+    with pytest.raises(FileExistsError):
+        mine.create_in(mine.lookup("/d"), "a", 0o644, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    handle, node = mine.create_in(mine.lookup("/d"), "a", 0o644, os.O_WRONLY | os.O_TRUNC)  # an existing file
+    handle.close()
+    assert node.in_upper and mine.read_file("/d/a") == b""
