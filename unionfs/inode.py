@@ -189,9 +189,14 @@ def _xattrs_enabled(sb: Super, path: str) -> None:
 
 def getxattr(sb: Super, path: str, name: str) -> bytes:
     _xattrs_enabled(sb, path)
+    return getxattr_of(sb, sb.resolver.lookup(path), name)
+
+
+def getxattr_of(sb: Super, node: Node, name: str) -> bytes:
+    """getxattr of a resolved node."""
+    _xattrs_enabled(sb, node.path)
     if name == ORIGIN_XATTR:
-        return origin(sb, path).encode("utf-8", "surrogateescape")
-    node = sb.resolver.lookup(path)
+        return node.top.branch.describe().encode("utf-8", "surrogateescape")
     return os.getxattr(node.top.real, sb.xattrs.to_real(name), follow_symlinks=False)
 
 

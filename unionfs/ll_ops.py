@@ -500,7 +500,16 @@ class LowLevelOps:
         self.r.reply_err(req, 0)
 
     def getxattr(self, req: int, ino: int, name: bytes, size: int) -> None:
-        data = self.union.getxattr(self.table.path(ino), _fsdecode(name))
+        """Asked before every first write to a file (security.capability): resolved under
+        its resolved directory where there is one, not from the root."""
+        path = self.table.path(ino)
+        head, _, base = path.rpartition("/")
+        parent = self.table.node_at(head or "/")
+        pnode = self._dirs_resolved.get(parent) if parent is not None and base else None
+        if pnode is None:
+            data = self.union.getxattr(path, _fsdecode(name))
+        else:
+            data = self.union.getxattr_of(self.union.lookup_child(pnode, base), _fsdecode(name))
         self._reply_sized(req, data, size)
 
     def listxattr(self, req: int, ino: int, size: int) -> None:

@@ -226,6 +226,11 @@ class Union:
     def getxattr(self, path: str, name: str) -> bytes:
         return inode.getxattr(self.sb, normalize(path), name)
 
+    def getxattr_of(self, node: Node, name: str) -> bytes:
+        """`getxattr` of a node that `lookup` or `lookup_child` resolved (valid while nothing
+        has changed the union since)."""
+        return inode.getxattr_of(self.sb, node, name)
+
     def setxattr(self, path: str, name: str, value: bytes, flags: int = 0) -> None:
         inode.setxattr(self.sb, normalize(path), name, value, flags)
 

@@ -45,6 +45,8 @@ def test_every_name_below_every_directory_as_a_whole_lookup_says(tmp_path, diale
             if child.exists:
                 assert u.identity_of(child) == u.getattr_identity(path)
                 assert u.getattr_of(child) == u.getattr(path)
+                origin = "user.layerfs.origin"
+                assert u.getxattr_of(child, origin) == u.getxattr(path, origin)
                 checked += 1
                 if child.is_dir:
                     todo.append(child)

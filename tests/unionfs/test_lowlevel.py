@@ -4,6 +4,7 @@ table, and the adapter's replies (driven in-process, with a recording stand-in f
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import shutil
 import subprocess
@@ -434,6 +435,10 @@ def test_files_created_one_after_another_need_no_walk_from_the_root(tmp_path):
         _create(ops, d, f"n{i}")
         kind, (nid, ino, nlink) = [r for r in rec.replies if r[0] == "entry"][-1]
         assert ops.table.path(nid) == f"/d/n{i}" and ino == os.lstat(upper / "d" / f"n{i}").st_ino
+        calls["getxattr"](1, nid, b"security.capability", 0)  # before the first write
+        assert rec.last() == ("err", errno.ENODATA)
+        calls["getxattr"](1, nid, b"user.layerfs.origin", 0)
+        assert rec.last() == ("write", len(ops.union.sb.upper.describe()))  # the size: served by the upper
     assert walks == []  # the last round
     assert sorted(os.listdir(upper / "d")) == ["n0", "n1", "n2"]
     ops.getattr(1, d, None)  # from the kept node, the upper directory read again
