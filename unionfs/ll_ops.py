@@ -615,14 +615,15 @@ class LowLevelOps:
         if self.r.reply_open(req, fi) != 0:
             self.dirs.pop(info.fh)
 
-    def _names(self, fi: Any, offset: int) -> tuple[DirHandle, list[str]]:
+    def _names(self, ino: int, fi: Any, offset: int) -> tuple[DirHandle, list[str]]:
         handle: DirHandle = self.dirs.get(fi.contents.fh)
         if offset == 0 or handle.names is None:  # a new read, or a rewinddir
-            handle.names = self.union.readdir(handle.path)
+            node = self._dirs_resolved.get(ino)
+            handle.names = self.union.readdir(handle.path) if node is None else self.union.readdir_of(node)
         return handle, handle.names
 
     def readdir(self, req: int, ino: int, size: int, offset: int, fi: Any) -> None:
-        _, names = self._names(fi, offset)
+        _, names = self._names(ino, fi, offset)
         buf = ctypes.create_string_buffer(size)
         base = ctypes.addressof(buf)
         add = self.lib.add_direntry
@@ -640,7 +641,7 @@ class LowLevelOps:
         """Names with their nodes and attributes, so a cold walk needs no LOOKUP per entry.
         Only the entries that fit are worked out (the kernel asks a page at a time); each
         entry given counts a lookup."""
-        handle, names = self._names(fi, offset)
+        handle, names = self._names(ino, fi, offset)
         encoded: list[bytes] = []
         room = size
         for name in itertools.islice(names, offset, None):
@@ -653,7 +654,7 @@ class LowLevelOps:
         batch = names[offset : offset + len(encoded)]
         dir_path = handle.path
         try:
-            stats = stat_entries(self.union, dir_path, batch)
+            stats = stat_entries(self.union, dir_path, batch, self._dirs_resolved.get(ino))
         except OSError:
             stats = {}
         buf = ctypes.create_string_buffer(size)

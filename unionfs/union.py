@@ -110,6 +110,11 @@ class Union:
     def readdir(self, path: str) -> list[str]:
         return readdir_ops.readdir(self.sb, normalize(path))
 
+    def readdir_of(self, node: Node) -> list[str]:
+        """`readdir` of a directory that `lookup` or `lookup_child` resolved (valid while
+        nothing has changed the union since)."""
+        return readdir_ops.readdir_of(self.sb, node)
+
     def listdir(self, path: str) -> list[str]:
         """Like os.listdir: without '.' and '..'."""
         return self.readdir(path)[2:]

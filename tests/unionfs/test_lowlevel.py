@@ -466,3 +466,17 @@ def test_a_directory_is_not_kept_resolved_across_another_change(tmp_path):
     ops.lookup(1, d, b"x")
     _create(ops, d, "third")
     assert d in ops._dirs_resolved
+
+
+def test_a_resolved_directory_is_listed_without_a_walk(tmp_path):
+    ops, rec, _, _ = _adapter(tmp_path)
+    d, _, _ = _lookup(ops, rec, ROOT_ID, "d")  # resolved, and kept
+    walks: list[str] = []
+    resolver = ops.union.sb.resolver
+    walk = resolver.lookup
+    resolver.lookup = lambda path: walks.append(path) or walk(path)
+    fi = ll.FileInfo()
+    ops.opendir(1, d, ctypes.pointer(fi))
+    ops.readdirplus(1, d, 160 * 10, 0, ctypes.pointer(fi))
+    assert [v[0] for k, v in rec.replies if k == "direntry"] == [".", "..", "f0", "f1", "f2", "f3", "f4"]
+    assert walks == []
