@@ -113,6 +113,7 @@ class Node(NamedTuple):
 
 _new = tuple.__new__  # Entry/LowerResult/Node from a tuple of every field, without keywords
 _NO_LOWER = LowerResult()
+_INDEXED = 4  # a directory merged from more layers than this gets an index of its names
 
 
 def parent_of(path: str) -> str:
@@ -166,6 +167,7 @@ class Resolver:
         self._listing = lru_cache(maxsize=self.cache_size // 8)(self._lower_listing)
         # One listing per read-only layer directory: a lookup probes dicts, not the disk.
         self._layer_dir = lru_cache(maxsize=self.cache_size // 8)(self._read_layer_dir)
+        self._names_below = lru_cache(maxsize=self.cache_size // 64)(self._read_names_below)
 
     # -- reserved names -------------------------------------------------------------------
     def check_name(self, name: str) -> None:
@@ -188,6 +190,11 @@ class Resolver:
         parent = self._lower(head or "/", start).entries
         if not parent or not S_ISDIR(parent[0].st.st_mode):
             return _NO_LOWER  # below a non-directory nothing exists
+        if len(parent) > _INDEXED:  # many layers: only those that have the name (or hide it)
+            positions = self._names_below(head or "/", start).get(name)
+            if positions is None:
+                return _NO_LOWER
+            parent = tuple(parent[i] for i in positions)
         found: list[Entry] = []
         layer_dir = self._layer_dir
         for pentry in parent:
@@ -231,6 +238,17 @@ class Resolver:
 
     def _read_layer_dir(self, real_dir: str) -> LayerDir:
         return LayerDir.read(real_dir, self.wh_files)
+
+    def _read_names_below(self, path: str, start: int) -> dict[str, tuple[int, ...]]:
+        """For the read-only directory `path` (from layer `start` down), each name its layers
+        have or white out: at which of its merged parts (fuse-overlayfs's load_dir), so that
+        a lookup under many layers looks only at those, not at every layer's listing."""
+        index: dict[str, list[int]] = {}
+        for i, entry in enumerate(self._lower(path, start).entries):
+            listing = self._layer_dir(entry.real)
+            for name in listing.names | listing.whiteouts:
+                index.setdefault(name, []).append(i)
+        return {name: tuple(positions) for name, positions in index.items()}
 
     def lower_listing(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
         """Names the read-only layers show in directory `path`, and the names they white out."""

@@ -12,7 +12,7 @@ import pytest
 from unionfs.namei import Node
 
 from ..support import require_root
-from .layers import make_union
+from .layers import OPAQUE, WHITEOUT, make_union
 from .test_listing import LOWERS, UPPER
 
 
@@ -121,3 +121,49 @@ def test_create_in_every_kind_of_directory_makes_what_create_makes(tmp_path, dia
     handle, node = mine.create_in(mine.lookup("/d"), "a", 0o644, os.O_WRONLY | os.O_TRUNC)  # an existing file
     handle.close()
     assert node.in_upper and mine.read_file("/d/a") == b""
+
+
+def test_many_layers_resolve_through_the_name_index_as_layer_by_layer(tmp_path, dialect, monkeypatch):
+    """Under more than a few layers a lookup consults an index of the names each layer has
+    or whites out, instead of every layer's listing: it must decide exactly as the walk down
+    every layer does (whiteouts, opaque directories, a file over a directory)."""
+    import random
+
+    from unionfs import namei
+
+    rng = random.Random(16)
+    kinds = ["absent", "absent", "file", "dir", "dir", "whiteout", "opaque"]
+    lowers = []
+    for layer in range(9):
+        d: dict = {}
+        for name in "abcdefgh":
+            kind = rng.choice(kinds)
+            if kind == "file":
+                d[name] = f"{name}{layer}"
+            elif kind == "whiteout":
+                d[name] = WHITEOUT
+            elif kind in ("dir", "opaque"):
+                d[name] = {f"{name}{layer}": "x", "common": str(layer)}
+                if kind == "opaque":
+                    d[name][OPAQUE] = None
+        lowers.append({"d": d, f"only{layer}": "o"})
+    u = make_union(tmp_path, dialect, lowers, {})
+    paths = ["/d"] + [f"/d/{n}" for n in "abcdefgh"] + [f"/only{i}" for i in range(9)]
+    paths += [f"/d/{n}/{m}{i}" for n in "abcdefgh" for m in "abcdefgh" for i in range(9)]
+    paths += [f"/d/{n}/common" for n in "abcdefgh"]
+
+    def resolve(indexed_above: int) -> list:
+        monkeypatch.setattr(namei, "_INDEXED", indexed_above)
+        resolver = namei.Resolver(u.sb.branches, u.sb.resolver.dialect, wh_files=u.sb.resolver.wh_files)
+        out = []
+        for path in paths:
+            try:
+                node = resolver.lookup(path)
+                out.append((path, node.entries, node.lowers, node.lower_path))
+            except OSError as exc:
+                out.append((path, exc.errno))
+        return out
+
+    every_layer, indexed = resolve(1000), resolve(0)
+    assert indexed == every_layer
+    assert sum(1 for r in every_layer if len(r) == 4 and r[1]) >= 20  # a good share exists
