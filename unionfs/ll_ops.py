@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from stat import S_ISDIR
 from threading import get_ident
 from typing import Any
 
@@ -361,7 +362,8 @@ class LowLevelOps:
         generation = self._generation
         union = self.union
         try:
-            node = union.lookup_child(self._resolved_dir(parent), _fsdecode(name))
+            pnode = self._dirs_resolved.get(parent) or self._resolved_dir(parent)
+            node = union.lookup_child(pnode, name.decode(_FS_ENCODING, _FS_ERRORS))
             st, lasting = union.identity_of(node)
         except FileNotFoundError:
             if not self.caching.negative:
@@ -371,7 +373,7 @@ class LowLevelOps:
             self.r.reply_entry(req, ctypes.byref(e))
             return
         e = self._entry(node.path, st, lasting)
-        if node.is_dir:
+        if S_ISDIR(st.st_mode):
             self._keep_resolved(e.ino, node, generation)
         self.r.reply_entry(req, ctypes.byref(e))
 
