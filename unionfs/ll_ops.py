@@ -43,6 +43,9 @@ UNKNOWN_INO = 0xFFFFFFFF  # what libfuse's high-level API puts in d_ino without 
 _pack_stat = ll.pack_stat
 _pack_entry = ll.pack_entry
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+#: struct stat's fields as pack_stat takes them: ino, mode, nlink, uid, gid, rdev, size, blksize,
+#: blocks, and seconds and nanoseconds of atime, mtime and ctime
+_Shown = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int, int, int]
 
 
 def _fsdecode(name: bytes) -> str:
@@ -269,9 +272,9 @@ class LowLevelOps:
         ctx = self.lib.req_ctx(req).contents
         return Cred(ctx.uid, ctx.gid)
 
-    def _fill(self, buf: Any, offset: int, st: Stat) -> None:
-        """`st` into the struct stat at `offset` in `buf` (a CStat or an EntryParam), as
-        libfuse's high-level options uid=, gid=, umask= would show it."""
+    def _shown(self, st: Stat) -> _Shown:
+        """`st`'s fields in struct stat's order (pack_stat's arguments), as libfuse's
+        high-level options uid=, gid=, umask= would show them."""
         c = self.caching
         a, an = divmod(st.st_atime_ns, 1_000_000_000)
         m, mn = divmod(st.st_mtime_ns, 1_000_000_000)
@@ -282,10 +285,14 @@ class LowLevelOps:
             mode = st.st_mode if c.umask is None else (st.st_mode & 0o170000) | (0o777 & ~c.umask)
             uid = st.st_uid if c.uid is None else c.uid
             gid = st.st_gid if c.gid is None else c.gid
-        _pack_stat(
-            buf, offset, st.st_ino, mode, st.st_nlink, uid, gid,
-            st.st_rdev, st.st_size, st.st_blksize, st.st_blocks, a, an, m, mn, ct, cn,
+        return (
+            st.st_ino, mode, st.st_nlink, uid, gid, st.st_rdev, st.st_size, st.st_blksize, st.st_blocks,
+            a, an, m, mn, ct, cn,
         )  # fmt: skip
+
+    def _fill(self, buf: Any, offset: int, st: Stat) -> None:
+        """`st` into the struct stat at `offset` in `buf` (a CStat or an EntryParam)."""
+        _pack_stat(buf, offset, *self._shown(st))
 
     @staticmethod
     def _key(path: str, st: Stat, lasting: bool) -> Hashable:
@@ -299,23 +306,11 @@ class LowLevelOps:
         return self._entry_of(nid, st)
 
     def _entry_of(self, nid: int, st: Stat) -> ll.EntryParam:
-        """A `struct fuse_entry_param` for node `nid` with attributes `st`, in one pack_into
-        (as `_fill` shows them) with the timeouts."""
+        """A `struct fuse_entry_param` for node `nid` with attributes `st` (as `_shown`
+        shows them) and the timeouts, in one pack_into."""
         e = ll.EntryParam()
         c = self.caching
-        a, an = divmod(st.st_atime_ns, 1_000_000_000)
-        m, mn = divmod(st.st_mtime_ns, 1_000_000_000)
-        ct, cn = divmod(st.st_ctime_ns, 1_000_000_000)
-        if c.uid is None and c.gid is None and c.umask is None:  # the common case, shown as is
-            mode, uid, gid = st.st_mode, st.st_uid, st.st_gid
-        else:
-            mode = st.st_mode if c.umask is None else (st.st_mode & 0o170000) | (0o777 & ~c.umask)
-            uid = st.st_uid if c.uid is None else c.uid
-            gid = st.st_gid if c.gid is None else c.gid
-        _pack_entry(
-            e, nid, st.st_ino, mode, st.st_nlink, uid, gid, st.st_rdev, st.st_size, st.st_blksize, st.st_blocks,
-            a, an, m, mn, ct, cn, c.attr, c.entry,
-        )  # fmt: skip
+        _pack_entry(e, nid, *self._shown(st), c.attr, c.entry)
         return e
 
     def _reply_new(self, req: int, path: str) -> None:
