@@ -155,7 +155,7 @@ def test_many_layers_resolve_through_the_name_index_as_layer_by_layer(tmp_path, 
     def resolve(indexed_above: int) -> list:
         monkeypatch.setattr(namei, "_INDEXED", indexed_above)
         resolver = namei.Resolver(u.sb.branches, u.sb.resolver.dialect, wh_files=u.sb.resolver.wh_files)
-        out = []
+        out: list[tuple] = []
         for path in paths:
             try:
                 node = resolver.lookup(path)
