@@ -60,16 +60,28 @@ def _whiteout_form(marks: MarkWriter) -> str:
 
 
 def create_entry(
-    sb: Super, path: str, make: Callable[[str], None], cred: Cred | None, *, is_dir: bool, trigger: str
+    sb: Super,
+    path: str,
+    make: Callable[[str], None],
+    cred: Cred | None,
+    *,
+    is_dir: bool,
+    trigger: str,
+    parent: Node | None = None,
 ) -> str:
     """Create a new object at `path` with `make(real_path)`; returns its real path.
 
     Where no whiteout is in the way it is made in place. Over a whiteout it is built in the
-    work directory and swapped in, and a directory becomes opaque.
+    work directory and swapped in, and a directory becomes opaque. `parent`, if given, is
+    the directory of `path` resolved before (`Resolver.lookup_child`'s contract): the name is
+    then looked up in it, without a walk from the root.
     """
     upper, marks = require_upper(sb, path), require_marks(sb, path)
     with sb.lock:
-        node = sb.resolver.lookup(path)
+        if parent is not None:
+            node = sb.resolver.lookup_child(parent, path.rsplit("/", 1)[-1])
+        else:
+            node = sb.resolver.lookup(path)
         if node.exists:
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
         if node.parent_upper is not None and node.parent_upper_st is not None:

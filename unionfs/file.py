@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .copy_up import copy_up, require_upper
 from .dir import create_entry
+from .namei import Node
 from .super import Cred, Super
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
@@ -139,8 +140,29 @@ def _kill_setid(fd: int) -> None:
         os.fchmod(fd, stat.S_IMODE(mode) & ~kill)
 
 
-def create_file(sb: Super, path: str, flags: int, mode: int, cred: Cred | None) -> Handle:
-    """Create a regular file and open it (O_CREAT on a missing name), in one open(2)."""
+def create_in(sb: Super, parent: Node, name: str, flags: int, mode: int, cred: Cred | None) -> tuple[Handle, Node]:
+    """open(2) with O_CREAT of `name` in the directory `parent`, resolved before (as for
+    `Resolver.lookup_child`): the name is resolved in it, not by a walk from the root. Returns
+    the handle and the file's node as a lookup now gives it."""
+    resolver = sb.resolver
+    node = resolver.lookup_child(parent, name)
+    path = node.path
+    if node.exists:  # an existing name: open(2) as by path (O_EXCL: EEXIST)
+        handle = open_file(sb, path, flags | os.O_CREAT, mode, cred)
+    else:
+        handle = create_file(sb, path, flags, mode, cred, parent)
+    try:
+        # A parent in the upper is as it was resolved (a new name does not change how it
+        # resolves); one that was only below has just been copied up: walk to it again.
+        return handle, resolver.lookup_child(parent, name) if parent.in_upper else resolver.lookup(path)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def create_file(sb: Super, path: str, flags: int, mode: int, cred: Cred | None, parent: Node | None = None) -> Handle:
+    """Create a regular file and open it (O_CREAT on a missing name), in one open(2).
+    `parent`: the directory, resolved before (see `dir.create_entry`)."""
     holder: dict[str, int] = {}
     open_flags = (flags & ~(_CREATE_FLAGS | os.O_TRUNC)) | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     wanted = stat.S_IMODE(mode)
@@ -151,7 +173,7 @@ def create_file(sb: Super, path: str, flags: int, mode: int, cred: Cred | None) 
         sb.fix_mode(fd, wanted)
 
     try:
-        real = create_entry(sb, path, make, cred, is_dir=False, trigger="create")
+        real = create_entry(sb, path, make, cred, is_dir=False, trigger="create", parent=parent)
     except BaseException:
         if "fd" in holder:
             os.close(holder["fd"])

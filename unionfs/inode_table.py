@@ -25,12 +25,16 @@ from dataclasses import dataclass, field
 ROOT_ID = 1
 
 
-@dataclass(eq=False)
 class Node:
-    id: int
-    paths: list[str]  # the union paths the kernel knows it by; the first one serves requests
-    key: Hashable | None
-    nlookup: int = 0
+    """One kernel node (a plain slotted class: one is made per name the kernel learns)."""
+
+    __slots__ = ("id", "paths", "key", "nlookup")
+
+    def __init__(self, id: int, paths: list[str], key: Hashable | None, nlookup: int = 0) -> None:
+        self.id = id
+        self.paths = paths  # the union paths the kernel knows it by; the first one serves requests
+        self.key = key
+        self.nlookup = nlookup
 
 
 @dataclass

@@ -14,16 +14,18 @@ import stat
 
 from .branch import aufs_whiteout_exists, is_whiteout_stat
 from .inode import Stat, stat_of
-from .namei import Entry, join, normalize
+from .namei import Entry, Node, join, normalize
 from .union import Union
 
 
-def stat_entries(union: Union, path: str, names: list[str]) -> dict[str, Stat]:
-    """{name: Stat} for the entries of directory `path`; names gone meanwhile are left out."""
+def stat_entries(union: Union, path: str, names: list[str], node: Node | None = None) -> dict[str, Stat]:
+    """{name: Stat} for the entries of directory `path`; names gone meanwhile are left out.
+    `node`: the directory, resolved before (valid while nothing has changed the union since)."""
     sb = union.sb
     resolver = sb.resolver
     dir_path = normalize(path)
-    node = resolver.lookup(dir_path)
+    if node is None:
+        node = resolver.lookup(dir_path)
     if not node.is_dir:
         raise NotADirectoryError(20, os.strerror(20), path)
     upper = node.top if node.in_upper else None

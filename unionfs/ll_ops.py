@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from stat import S_ISDIR
 from threading import get_ident
 from typing import Any
 
@@ -39,10 +40,13 @@ from .union import Union
 
 RENAME_EXCHANGE = 2
 DIRENTPLUS_HEAD = 152  # a READDIRPLUS entry before its name: fuse_entry_out + fuse_dirent (fuse_kernel.h)
-UNKNOWN_INO = 0xFFFFFFFF
-ATTR = ll.EntryParam.attr.offset  # what libfuse's high-level API puts in d_ino without attributes
+UNKNOWN_INO = 0xFFFFFFFF  # what libfuse's high-level API puts in d_ino without attributes
 _pack_stat = ll.pack_stat
+_pack_entry = ll.pack_entry
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+#: struct stat's fields as pack_stat takes them: ino, mode, nlink, uid, gid, rdev, size, blksize,
+#: blocks, and seconds and nanoseconds of atime, mtime and ctime
+_Shown = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int, int, int]
 
 
 def _fsdecode(name: bytes) -> str:
@@ -176,17 +180,24 @@ class LowLevelOps:
         call.__name__ = handler.__name__
         return call
 
-    def _begin_change(self) -> None:
+    def _begin_change(self) -> int:
+        """A change starts: resolved directories are dropped. Returns the generation it began."""
         with self._change_lock:
             self._changing += 1
             self._generation += 1
             self._dirs_resolved.clear()
+            return self._generation
 
-    def _end_change(self) -> None:
+    def _end_change(self, began: int = 0, keep: tuple[int, Node] | None = None) -> None:
+        """A change ended: resolved directories are dropped, except `keep` (node id, node),
+        which the change says it left as resolved, if no other change began or ended since
+        this one `began`."""
         with self._change_lock:
             self._changing -= 1
             self._generation += 1
             self._dirs_resolved.clear()
+            if keep is not None and not self._changing and self._generation == began + 1:
+                self._dirs_resolved[keep[0]] = keep[1]
 
     def _resolved_dir(self, nid: int) -> Node:
         """The directory node `nid`, resolved: from the cache, or by its path (and kept)."""
@@ -262,9 +273,9 @@ class LowLevelOps:
         ctx = self.lib.req_ctx(req).contents
         return Cred(ctx.uid, ctx.gid)
 
-    def _fill(self, buf: Any, offset: int, st: Stat) -> None:
-        """`st` into the struct stat at `offset` in `buf` (a CStat or an EntryParam), as
-        libfuse's high-level options uid=, gid=, umask= would show it."""
+    def _shown(self, st: Stat) -> _Shown:
+        """`st`'s fields in struct stat's order (pack_stat's arguments), as libfuse's
+        high-level options uid=, gid=, umask= would show them."""
         c = self.caching
         a, an = divmod(st.st_atime_ns, 1_000_000_000)
         m, mn = divmod(st.st_mtime_ns, 1_000_000_000)
@@ -275,10 +286,14 @@ class LowLevelOps:
             mode = st.st_mode if c.umask is None else (st.st_mode & 0o170000) | (0o777 & ~c.umask)
             uid = st.st_uid if c.uid is None else c.uid
             gid = st.st_gid if c.gid is None else c.gid
-        _pack_stat(
-            buf, offset, st.st_ino, mode, st.st_nlink, uid, gid,
-            st.st_rdev, st.st_size, st.st_blksize, st.st_blocks, a, an, m, mn, ct, cn,
+        return (
+            st.st_ino, mode, st.st_nlink, uid, gid, st.st_rdev, st.st_size, st.st_blksize, st.st_blocks,
+            a, an, m, mn, ct, cn,
         )  # fmt: skip
+
+    def _fill(self, buf: Any, offset: int, st: Stat) -> None:
+        """`st` into the struct stat at `offset` in `buf` (a CStat or an EntryParam)."""
+        _pack_stat(buf, offset, *self._shown(st))
 
     @staticmethod
     def _key(path: str, st: Stat, lasting: bool) -> Hashable:
@@ -286,14 +301,17 @@ class LowLevelOps:
 
     def _entry(self, path: str, st: Stat, lasting: bool) -> ll.EntryParam:
         """The reply for a name the kernel learns: its node (lookup count + 1) and attributes."""
-        e = ll.EntryParam()
-        e.ino = nid = self.table.bind(path, st.st_ino if lasting else ("path", path))  # self._key
+        nid = self.table.bind(path, st.st_ino if lasting else ("path", path))  # self._key
         if self.debug:  # after libfuse's line for the request, before its reply's
             print(f"   layerfs: node {nid} = {path}", file=sys.stderr, flush=True)
-        self._fill(e, ATTR, st)
+        return self._entry_of(nid, st)
+
+    def _entry_of(self, nid: int, st: Stat) -> ll.EntryParam:
+        """A `struct fuse_entry_param` for node `nid` with attributes `st` (as `_shown`
+        shows them) and the timeouts, in one pack_into."""
+        e = ll.EntryParam()
         c = self.caching
-        e.attr_timeout = c.attr
-        e.entry_timeout = c.entry
+        _pack_entry(e, nid, *self._shown(st), c.attr, c.entry)
         return e
 
     def _reply_new(self, req: int, path: str) -> None:
@@ -340,7 +358,8 @@ class LowLevelOps:
         generation = self._generation
         union = self.union
         try:
-            node = union.lookup_child(self._resolved_dir(parent), _fsdecode(name))
+            pnode = self._dirs_resolved.get(parent) or self._resolved_dir(parent)
+            node = union.lookup_child(pnode, name.decode(_FS_ENCODING, _FS_ERRORS))
             st, lasting = union.identity_of(node)
         except FileNotFoundError:
             if not self.caching.negative:
@@ -350,7 +369,7 @@ class LowLevelOps:
             self.r.reply_entry(req, ctypes.byref(e))
             return
         e = self._entry(node.path, st, lasting)
-        if node.is_dir:
+        if S_ISDIR(st.st_mode):
             self._keep_resolved(e.ino, node, generation)
         self.r.reply_entry(req, ctypes.byref(e))
 
@@ -375,11 +394,7 @@ class LowLevelOps:
         self.union.link(existing, path)
         st, lasting = self.union.getattr_identity(path)
         self.table.link(ino, path, self._key(path, st, lasting))
-        e = ll.EntryParam()
-        e.ino = ino
-        self._fill(e, ATTR, st)
-        e.attr_timeout, e.entry_timeout = self.caching.attr, self.caching.entry
-        self.r.reply_entry(req, ctypes.byref(e))
+        self.r.reply_entry(req, ctypes.byref(self._entry_of(ino, st)))
 
     def unlink(self, req: int, parent: int, name: bytes) -> None:
         path = self.table.child(parent, _fsdecode(name))
@@ -415,7 +430,8 @@ class LowLevelOps:
             real = os.fstat(handle.fd)
             out = _from_os(real, ino)
         else:
-            self._fill(out, 0, self.union.getattr(path))
+            node = self._dirs_resolved.get(ino)  # resolved: one lstat of its upper directory
+            self._fill(out, 0, self.union.getattr(path) if node is None else self.union.getattr_of(node))
         self.r.reply_attr(req, ctypes.byref(out), self.caching.attr)
 
     def setattr(self, req: int, ino: int, attr: Any, to_set: int, fi: Any) -> None:
@@ -482,7 +498,16 @@ class LowLevelOps:
         self.r.reply_err(req, 0)
 
     def getxattr(self, req: int, ino: int, name: bytes, size: int) -> None:
-        data = self.union.getxattr(self.table.path(ino), _fsdecode(name))
+        """Asked before every first write to a file (security.capability): resolved under
+        its resolved directory where there is one, not from the root."""
+        path = self.table.path(ino)
+        head, _, base = path.rpartition("/")
+        parent = self.table.node_at(head or "/")
+        pnode = self._dirs_resolved.get(parent) if parent is not None and base else None
+        if pnode is None:
+            data = self.union.getxattr(path, _fsdecode(name))
+        else:
+            data = self.union.getxattr_of(self.union.lookup_child(pnode, base), _fsdecode(name))
         self._reply_sized(req, data, size)
 
     def listxattr(self, req: int, ino: int, size: int) -> None:
@@ -503,15 +528,31 @@ class LowLevelOps:
 
     # -- files ---------------------------------------------------------------------------------
     def create(self, req: int, parent: int, name: bytes, mode: int, fi: Any) -> None:
-        path = self.table.child(parent, _fsdecode(name))
-        info = fi.contents
-        handle = self.union.create(path, mode, info.flags, self._cred(req))
+        """The new name is resolved in its directory, resolved before if it still is, and
+        the directory stays resolved after: a new file in a directory of the upper changes
+        nothing about how the directory resolves (creating files one after another, each
+        LOOKUP, CREATE and GETATTR of the directory then costs one lstat, not a walk)."""
+        generation = self._generation  # read before the cache: a change since moves it
+        cached = self._dirs_resolved.get(parent)
+        began = self._begin_change()
+        keep: tuple[int, Node] | None = None
         try:
-            st, lasting = self.union.getattr_identity(path)
-        except OSError:
-            handle.close()
-            raise
-        e = self._entry(path, st, lasting)
+            union = self.union
+            dnode = cached if cached is not None and began == generation + 1 else None
+            if dnode is None:
+                dnode = union.lookup(self.table.path(parent))
+            info = fi.contents
+            handle, node = union.create_in(dnode, _fsdecode(name), mode, info.flags, self._cred(req))
+            try:
+                st, lasting = union.identity_of(node)
+            except OSError:
+                handle.close()
+                raise
+            e = self._entry(node.path, st, lasting)
+            if dnode.in_upper:
+                keep = (parent, dnode)
+        finally:
+            self._end_change(began, keep)
         info.fh = self.files.add(handle)
         info.keep_cache = self.caching.keep_pages
         if self.r.reply_create(req, ctypes.byref(e), fi) != 0:  # interrupted: nobody holds it
@@ -572,14 +613,15 @@ class LowLevelOps:
         if self.r.reply_open(req, fi) != 0:
             self.dirs.pop(info.fh)
 
-    def _names(self, fi: Any, offset: int) -> tuple[DirHandle, list[str]]:
+    def _names(self, ino: int, fi: Any, offset: int) -> tuple[DirHandle, list[str]]:
         handle: DirHandle = self.dirs.get(fi.contents.fh)
         if offset == 0 or handle.names is None:  # a new read, or a rewinddir
-            handle.names = self.union.readdir(handle.path)
+            node = self._dirs_resolved.get(ino)
+            handle.names = self.union.readdir(handle.path) if node is None else self.union.readdir_of(node)
         return handle, handle.names
 
     def readdir(self, req: int, ino: int, size: int, offset: int, fi: Any) -> None:
-        _, names = self._names(fi, offset)
+        _, names = self._names(ino, fi, offset)
         buf = ctypes.create_string_buffer(size)
         base = ctypes.addressof(buf)
         add = self.lib.add_direntry
@@ -597,7 +639,7 @@ class LowLevelOps:
         """Names with their nodes and attributes, so a cold walk needs no LOOKUP per entry.
         Only the entries that fit are worked out (the kernel asks a page at a time); each
         entry given counts a lookup."""
-        handle, names = self._names(fi, offset)
+        handle, names = self._names(ino, fi, offset)
         encoded: list[bytes] = []
         room = size
         for name in itertools.islice(names, offset, None):
@@ -610,7 +652,7 @@ class LowLevelOps:
         batch = names[offset : offset + len(encoded)]
         dir_path = handle.path
         try:
-            stats = stat_entries(self.union, dir_path, batch)
+            stats = stat_entries(self.union, dir_path, batch, self._dirs_resolved.get(ino))
         except OSError:
             stats = {}
         buf = ctypes.create_string_buffer(size)
@@ -655,10 +697,11 @@ def _from_os(real: os.stat_result, ino: int) -> ll.CStat:
     return out
 
 
-#: Requests that may change what a path resolves to (open for writing brackets itself).
+#: Requests that may change what a path resolves to (open for writing and create bracket
+#: themselves).
 CHANGING = frozenset(
-    {"setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "rename", "link", "create", "setxattr", "removexattr"}
-)
+    {"setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "rename", "link", "setxattr", "removexattr"}
+)  # and create, which brackets itself (it keeps its directory resolved)
 
 
 def caching_of(fuse_options: dict[str, Any]) -> Caching:

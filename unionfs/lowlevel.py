@@ -161,6 +161,34 @@ class EntryParam(ctypes.Structure):
     ]
 
 
+# struct fuse_entry_param in one pack_into as well: node id, generation 0, the struct stat as
+# pack_stat writes it, then the attribute and entry timeouts. pack_entry(buf, nid, ino, mode,
+# nlink, uid, gid, rdev, size, blksize, blocks, a, an, m, mn, c, cn, attr_timeout, entry_timeout).
+_ENTRY_PAD = EntryParam.attr_timeout.offset - EntryParam.attr.offset - _STAT_HEAD.size
+_ENTRY = struct.Struct("=QQ" + _STAT_HEAD.format[1:] + f"{_ENTRY_PAD}x" + "dd")
+if GENERIC_STAT:
+
+    def pack_entry(
+        buf: Any, nid: int, ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int, size: int,
+        blksize: int, blocks: int, a: int, an: int, m: int, mn: int, c: int, cn: int, attr: float, entry: float,
+    ) -> None:  # fmt: skip
+        _ENTRY.pack_into(
+            buf, 0, nid, 0, 0, ino, mode, nlink, uid, gid, rdev, 0, size, blksize, 0, blocks,
+            a, an, m, mn, c, cn, attr, entry,
+        )  # fmt: skip
+
+else:
+
+    def pack_entry(
+        buf: Any, nid: int, ino: int, mode: int, nlink: int, uid: int, gid: int, rdev: int, size: int,
+        blksize: int, blocks: int, a: int, an: int, m: int, mn: int, c: int, cn: int, attr: float, entry: float,
+    ) -> None:  # fmt: skip
+        _ENTRY.pack_into(
+            buf, 0, nid, 0, 0, ino, nlink, mode, uid, gid, 0, rdev, size, blksize, blocks,
+            a, an, m, mn, c, cn, attr, entry,
+        )  # fmt: skip
+
+
 class ConnInfo(ctypes.Structure):
     _fields_ = [
         ("proto_major", ctypes.c_uint),

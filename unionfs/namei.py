@@ -17,6 +17,8 @@ import os
 import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
+from stat import S_ISDIR
+from typing import NamedTuple
 
 from .branch import (
     Branch,
@@ -30,8 +32,7 @@ from .branch import (
 from .options import Dialect
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One real object in one branch."""
 
     branch: Branch
@@ -40,25 +41,28 @@ class Entry:
 
     @property
     def is_dir(self) -> bool:
-        return stat.S_ISDIR(self.st.st_mode)
+        return S_ISDIR(self.st.st_mode)
 
 
-@dataclass(frozen=True)
-class LowerResult:
+class LowerResult(NamedTuple):
     """What the read-only layers hold at one path."""
 
     entries: tuple[Entry, ...] = ()
     whiteout: Branch | None = None  # the layer whose whiteout stopped the lookup, if any
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
     """A resolved union path.
 
     `entries` is what the union shows: the first entry serves the path; for a directory the
     rest are the lower directories merged under it. `lowers` is what the read-only layers hold
     at the same place whether or not the upper hides it: it decides whether a removal needs a
     whiteout. `parent_upper` is the parent's directory in the upper, if it is there yet.
+
+    The records of a lookup (Entry, LowerResult, Node) are named tuples, immutable as the
+    frozen dataclasses they were, because a fresh FUSE lookup makes several: a tuple is built
+    in a fifth of a frozen dataclass's time (whose __init__ sets each field through
+    object.__setattr__), and the resolver builds them with `_new` (tuple.__new__), faster still.
     """
 
     path: str
@@ -82,7 +86,8 @@ class Node:
 
     @property
     def is_dir(self) -> bool:
-        return bool(self.entries) and self.entries[0].is_dir
+        entries = self.entries
+        return bool(entries) and S_ISDIR(entries[0].st.st_mode)
 
     @property
     def in_upper(self) -> bool:
@@ -103,7 +108,12 @@ class Node:
 
     @property
     def merged(self) -> bool:
-        return self.is_dir and len(self.entries) > 1
+        return len(self.entries) > 1 and S_ISDIR(self.entries[0].st.st_mode)
+
+
+_new = tuple.__new__  # Entry/LowerResult/Node from a tuple of every field, without keywords
+_NO_LOWER = LowerResult()
+_INDEXED = 4  # a directory merged from more layers than this gets an index of its names
 
 
 def parent_of(path: str) -> str:
@@ -139,18 +149,6 @@ def _redirect_target(lower_path: str, redirect: str) -> str:
 
 
 @dataclass
-class _Cursor:
-    """Where a lookup stands: the union path so far, its directory in the upper (None where the
-    upper has none), and where the lower layers are looked up (None once a whiteout or an
-    opaque directory cuts them off)."""
-
-    path: str
-    upper_dir: str | None
-    upper_dir_st: os.stat_result | None
-    lower_path: str | None
-
-
-@dataclass
 class Resolver:
     """Path resolution over one stack; `branches` is top first, the upper (if any) at 0."""
 
@@ -169,6 +167,7 @@ class Resolver:
         self._listing = lru_cache(maxsize=self.cache_size // 8)(self._lower_listing)
         # One listing per read-only layer directory: a lookup probes dicts, not the disk.
         self._layer_dir = lru_cache(maxsize=self.cache_size // 8)(self._read_layer_dir)
+        self._names_below = lru_cache(maxsize=self.cache_size // 64)(self._read_names_below)
 
     # -- reserved names -------------------------------------------------------------------
     def check_name(self, name: str) -> None:
@@ -185,36 +184,43 @@ class Resolver:
         return self._lower(path, start)
 
     def _resolve_lower(self, path: str, start: int) -> LowerResult:
-        layers = self.readonly[start:]
         if path == "/":
-            return LowerResult(tuple(Entry(b, b.path, os.lstat(b.path)) for b in layers))
-        parent = self._lower(parent_of(path), start)
-        if not parent.entries or not parent.entries[0].is_dir:
-            return LowerResult()  # below a non-directory nothing exists
-        name = path.rsplit("/", 1)[-1]
+            return LowerResult(tuple(Entry(b, b.path, os.lstat(b.path)) for b in self.readonly[start:]))
+        head, _, name = path.rpartition("/")
+        parent = self._lower(head or "/", start).entries
+        if not parent or not S_ISDIR(parent[0].st.st_mode):
+            return _NO_LOWER  # below a non-directory nothing exists
+        if len(parent) > _INDEXED:  # many layers: only those that have the name (or hide it)
+            positions = self._names_below(head or "/", start).get(name)
+            if positions is None:
+                return _NO_LOWER
+            parent = tuple(parent[i] for i in positions)
         found: list[Entry] = []
-        for pentry in parent.entries:
+        layer_dir = self._layer_dir
+        for pentry in parent:
             branch = pentry.branch
-            listing = self._layer_dir(pentry.real)
+            listing = layer_dir(pentry.real)
             if name not in listing.names:
                 if branch.whiteouts and name in listing.whiteouts:
-                    return LowerResult(tuple(found), None if found else branch)
+                    return _new(LowerResult, (tuple(found), None if found else branch))
                 if name not in listing.char_whiteouts:
                     continue
             real = pentry.real + "/" + name
-            st = lstat_or_none(real)
-            if st is None:  # listed but gone: a layer changed under us; treat as absent
-                continue
-            entry = Entry(branch, real, st)
+            try:
+                st = os.lstat(real)
+            except (FileNotFoundError, NotADirectoryError):  # listed but gone: a layer changed
+                continue  # under us; treat as absent
+            entry: Entry = _new(Entry, (branch, real, st))
+            is_dir = S_ISDIR(st.st_mode)
             if found:
-                if not entry.is_dir:
+                if not is_dir:
                     # Below a directory, an entry of another type is dropped and ends the merge:
                     # the kernel stops there, and so does OCI (it replaced the directory below).
                     break
                 found.append(entry)
             else:
                 found.append(entry)
-                if not entry.is_dir:
+                if not is_dir:
                     break
             if branch.whiteouts and is_opaque_dir(real, self.wh_files):
                 break
@@ -228,10 +234,21 @@ class Resolver:
                     if rest.entries and rest.entries[0].is_dir:
                         found.extend(rest.entries)
                     break
-        return LowerResult(tuple(found))
+        return _new(LowerResult, (tuple(found), None))
 
     def _read_layer_dir(self, real_dir: str) -> LayerDir:
         return LayerDir.read(real_dir, self.wh_files)
+
+    def _read_names_below(self, path: str, start: int) -> dict[str, tuple[int, ...]]:
+        """For the read-only directory `path` (from layer `start` down), each name its layers
+        have or white out: at which of its merged parts (fuse-overlayfs's load_dir), so that
+        a lookup under many layers looks only at those, not at every layer's listing."""
+        index: dict[str, list[int]] = {}
+        for i, entry in enumerate(self._lower(path, start).entries):
+            listing = self._layer_dir(entry.real)
+            for name in listing.names | listing.whiteouts:
+                index.setdefault(name, []).append(i)
+        return {name: tuple(positions) for name, positions in index.items()}
 
     def lower_listing(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
         """Names the read-only layers show in directory `path`, and the names they white out."""
@@ -283,24 +300,22 @@ class Resolver:
         upper = self.upper
         lowers = self._lower("/", 0).entries
         entries: tuple[Entry, ...] = lowers
-        cursor = _Cursor(path="/", upper_dir=None, upper_dir_st=None, lower_path="/")
         if upper is not None:
             # Fresh attributes only when the root itself is asked for: on the way down it only
             # has to be a directory, and it always is (a creator stats a root parent itself).
             if not names or self._upper_root_st is None:
                 self._upper_root_st = os.lstat(upper.path)
-            root_st = self._upper_root_st
-            entries = (Entry(upper, upper.path, root_st),) + lowers
-            cursor.upper_dir, cursor.upper_dir_st = upper.path, None if names else root_st
+            entries = (Entry(upper, upper.path, self._upper_root_st),) + lowers
         node = Node(path="/", entries=entries, lowers=lowers, lower_path="/", parent_upper=None)
+        last = len(names) - 1
         for i, name in enumerate(names):
             if not node.is_dir:
                 code = errno.ENOTDIR if node.exists else errno.ENOENT
-                raise OSError(code, os.strerror(code), cursor.path)
+                raise OSError(code, os.strerror(code), node.path)
             self.check_name(name)
-            node = self._child(node, name, cursor)
-            if i < len(names) - 1 and not node.exists:
-                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), cursor.path)
+            node = self._child(node, name)
+            if i < last and not node.entries:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), node.path)
         return node
 
     def lookup_child(self, parent: Node, name: str) -> Node:
@@ -308,18 +323,13 @@ class Resolver:
         without walking down from the root again (what a FUSE lookup by parent node needs).
         Right as long as nothing changed the union since `parent` was resolved: the caller
         keeps resolved directories only between changes."""
-        if not parent.is_dir:
-            code = errno.ENOTDIR if parent.exists else errno.ENOENT
+        entries = parent.entries
+        if not entries or not S_ISDIR(entries[0].st.st_mode):
+            code = errno.ENOTDIR if entries else errno.ENOENT
             raise OSError(code, os.strerror(code), parent.path)
-        self.check_name(name)
-        upper = parent.top if parent.in_upper else None
-        cursor = _Cursor(
-            path=parent.path,
-            upper_dir=upper.real if upper is not None else None,
-            upper_dir_st=upper.st if upper is not None and parent.path != "/" else None,
-            lower_path=parent.lower_path,
-        )
-        return self._child(parent, name, cursor)
+        if self.wh_files and name.startswith(".wh."):
+            self.check_name(name)
+        return self._child(parent, name)
 
     def _may_follow(self, path: str) -> None:
         """A redirect is about to be followed: EPERM with redirect_dir=nofollow (the kernel's
@@ -327,50 +337,55 @@ class Resolver:
         if not self.follow_redirects:
             raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), path)
 
-    def _child(self, parent: Node, name: str, cursor: _Cursor) -> Node:
-        """The entry `name` of the directory `parent`, which `cursor` stands on; moves it there."""
-        parent_upper, parent_upper_st = cursor.upper_dir, cursor.upper_dir_st
-        # Merged, or about to be once copied up: the parent has lower parts.
-        parent_merged = parent.merged or (parent.is_dir and not parent.in_upper)
-        current = cursor.path = join(cursor.path, name)
-        parent_lower = cursor.lower_path
-        child_lower = join(parent_lower, name) if parent_lower is not None else None
-        lowers = self._lower(child_lower, 0).entries if child_lower is not None else ()
+    def _child(self, parent: Node, name: str) -> Node:
+        """The entry `name` of the directory `parent` (resolved: it exists and is a directory).
 
-        def child(entries: tuple[Entry, ...], lower_path: str | None, whiteout: bool = False) -> Node:
-            return Node(
-                path=current,
-                entries=entries,
-                lowers=lowers,
-                lower_path=lower_path,
-                parent_upper=parent_upper,
-                upper_whiteout=whiteout,
-                parent_upper_st=parent_upper_st,
-                parent_merged=parent_merged,
+        Where the walk stands comes from `parent` alone: its directory in the upper (None
+        where the upper has none; its attributes are fresh except the root's, which a creator
+        stats itself), and where the lower layers are looked up (None once a whiteout or an
+        opaque directory cut them off).
+        """
+        ptop = parent.entries[0]
+        parent_path = parent.path
+        if ptop.branch.writable:
+            parent_upper: str | None = ptop.real
+            parent_upper_st = ptop.st if parent_path != "/" else None
+            # Merged, or about to be once copied up: the parent has lower parts.
+            parent_merged = len(parent.entries) > 1
+        else:
+            parent_upper = parent_upper_st = None
+            parent_merged = True
+        current = parent_path + name if parent_path == "/" else parent_path + "/" + name
+        parent_lower = parent.lower_path
+        if parent_lower is not None:
+            child_lower: str | None = parent_lower + name if parent_lower == "/" else parent_lower + "/" + name
+            lowers = self._lower(child_lower, 0).entries
+        else:
+            child_lower, lowers = None, ()
+        upper = self.upper
+        if parent_upper is None or upper is None:
+            return _new(
+                Node, (current, lowers, lowers, child_lower, parent_upper, False, parent_upper_st, parent_merged)
             )
-
-        upper_entry: Entry | None = None
-        whiteout = False
-        if parent_upper is not None and self.upper is not None:
-            real = parent_upper + "/" + name
-            st = lstat_or_none(real)
-            if st is None:
-                whiteout = aufs_whiteout_exists(parent_upper, name, self.wh_files)
-            elif is_whiteout_stat(st):
-                whiteout = True
-            else:
-                upper_entry = Entry(self.upper, real, st)
-        if whiteout:
-            cursor.upper_dir, cursor.lower_path = None, None
-            return child((), child_lower, whiteout=True)
-        if upper_entry is None:
-            cursor.upper_dir = None
-            cursor.lower_path = child_lower if (lowers and lowers[0].is_dir) else None
-            return child(lowers, child_lower)
-        if not upper_entry.is_dir:
-            cursor.upper_dir, cursor.lower_path = None, None
-            return child((upper_entry,), child_lower)
-        opaque, redirect = self.upper_dir_info(upper_entry.real, upper_entry.st)
+        real = parent_upper + "/" + name
+        st = lstat_or_none(real)
+        if st is None:
+            if aufs_whiteout_exists(parent_upper, name, self.wh_files):
+                return _new(
+                    Node, (current, (), lowers, child_lower, parent_upper, True, parent_upper_st, parent_merged)
+                )
+            return _new(
+                Node, (current, lowers, lowers, child_lower, parent_upper, False, parent_upper_st, parent_merged)
+            )
+        if is_whiteout_stat(st):
+            return _new(Node, (current, (), lowers, child_lower, parent_upper, True, parent_upper_st, parent_merged))
+        upper_entry: Entry = _new(Entry, (upper, real, st))
+        if not S_ISDIR(st.st_mode):
+            return _new(
+                Node,
+                (current, (upper_entry,), lowers, child_lower, parent_upper, False, parent_upper_st, parent_merged),
+            )
+        opaque, redirect = self.upper_dir_info(real, st)
         if redirect and not opaque and self.readonly:
             self._may_follow(current)
         merge_path = child_lower
@@ -384,8 +399,10 @@ class Resolver:
         merge = self._lower(merge_path, 0).entries if merge_path is not None else ()
         if merge and not merge[0].is_dir:
             merge = ()
-        cursor.upper_dir, cursor.upper_dir_st, cursor.lower_path = upper_entry.real, upper_entry.st, merge_path
-        return child((upper_entry,) + merge, merge_path)
+        return _new(
+            Node,
+            (current, (upper_entry,) + merge, lowers, merge_path, parent_upper, False, parent_upper_st, parent_merged),
+        )
 
 
 @dataclass(frozen=True)

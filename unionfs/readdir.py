@@ -31,7 +31,12 @@ def list_names(sb: Super, node: Node) -> list[str]:
 
 def readdir(sb: Super, path: str) -> list[str]:
     """readdir(3) of a union directory, with '.' and '..' first."""
-    return [".", ".."] + list_names(sb, sb.resolver.lookup(path))
+    return readdir_of(sb, sb.resolver.lookup(path))
+
+
+def readdir_of(sb: Super, node: Node) -> list[str]:
+    """`readdir` of a resolved directory."""
+    return [".", ".."] + list_names(sb, node)
 
 
 def is_empty_dir(sb: Super, node: Node) -> bool:

@@ -101,8 +101,19 @@ class Union:
         """`getattr_identity` of a node resolved by `lookup_child` (ENOENT if it is absent)."""
         return inode.identity_of(self.sb, node)
 
+    def getattr_of(self, node: Node) -> Stat:
+        """`getattr` of a node that `lookup` or `lookup_child` resolved (valid while nothing
+        has changed how its path resolves), with its upper object's attributes read again:
+        one lstat, not a walk from the root."""
+        return inode.getattr_of(self.sb, node)
+
     def readdir(self, path: str) -> list[str]:
         return readdir_ops.readdir(self.sb, normalize(path))
+
+    def readdir_of(self, node: Node) -> list[str]:
+        """`readdir` of a directory that `lookup` or `lookup_child` resolved (valid while
+        nothing has changed the union since)."""
+        return readdir_ops.readdir_of(self.sb, node)
 
     def listdir(self, path: str) -> list[str]:
         """Like os.listdir: without '.' and '..'."""
@@ -122,6 +133,19 @@ class Union:
         self, path: str, mode: int = 0o644, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC, cred: Cred | None = None
     ) -> Handle:
         return file_ops.open_file(self.sb, _keep_slash(path), flags | os.O_CREAT, mode, cred)
+
+    def create_in(
+        self,
+        parent: Node,
+        name: str,
+        mode: int = 0o644,
+        flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+        cred: Cred | None = None,
+    ) -> tuple[Handle, Node]:
+        """`create` of `name` in the directory `parent` that `lookup` or `lookup_child`
+        resolved (valid while nothing has changed the union since), without walking from
+        the root: the handle and the new file's node (for `identity_of`)."""
+        return file_ops.create_in(self.sb, parent, name, flags | os.O_CREAT, mode, cred)
 
     @staticmethod
     def read(handle: Handle, size: int, offset: int) -> bytes:
@@ -206,6 +230,11 @@ class Union:
 
     def getxattr(self, path: str, name: str) -> bytes:
         return inode.getxattr(self.sb, normalize(path), name)
+
+    def getxattr_of(self, node: Node, name: str) -> bytes:
+        """`getxattr` of a node that `lookup` or `lookup_child` resolved (valid while nothing
+        has changed the union since)."""
+        return inode.getxattr_of(self.sb, node, name)
 
     def setxattr(self, path: str, name: str, value: bytes, flags: int = 0) -> None:
         inode.setxattr(self.sb, normalize(path), name, value, flags)

@@ -55,6 +55,8 @@ def test_every_entry_as_getattr_says(tmp_path, dialect):
         names = u.listdir(path)
         stats = stat_entries(u, path, [".", ".."] + names)
         assert sorted(stats) == sorted(names)
+        node = u.lookup(path)  # resolved before: the same, and readdir_of as readdir
+        assert stat_entries(u, path, names, node) == stats and u.readdir_of(node) == u.readdir(path)
         for name in names:
             child = path.rstrip("/") + "/" + name
             assert stats[name] == u.getattr(child), child

@@ -1,6 +1,7 @@
 """`Union.lookup_child`: a name resolved under a directory resolved before gives what a lookup
 of the whole path gives (whiteouts, opaque directories, redirects, upper and lower parts), and
-`identity_of` what `getattr_identity` says."""
+`identity_of` what `getattr_identity` says, `getattr_of` what `getattr` says; `create_in` makes
+what `create` makes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from unionfs.namei import Node
 
 from ..support import require_root
-from .layers import make_union
+from .layers import OPAQUE, WHITEOUT, make_union
 from .test_listing import LOWERS, UPPER
 
 
@@ -43,6 +44,9 @@ def test_every_name_below_every_directory_as_a_whole_lookup_says(tmp_path, diale
             _same(child, u.sb.resolver.lookup(path))
             if child.exists:
                 assert u.identity_of(child) == u.getattr_identity(path)
+                assert u.getattr_of(child) == u.getattr(path)
+                origin = "user.layerfs.origin"
+                assert u.getxattr_of(child, origin) == u.getxattr(path, origin)
                 checked += 1
                 if child.is_dir:
                     todo.append(child)
@@ -72,3 +76,94 @@ def test_a_lower_hard_link_is_not_a_lasting_identity(tmp_path):
     assert u.getattr_identity("/two")[0].st_ino == u.getattr_identity("/one")[0].st_ino
     u.write_file("/up", b"u")
     assert u.getattr_identity("/up")[1] is True
+
+
+def test_getattr_of_reads_the_upper_again(tmp_path, dialect):
+    u = make_union(tmp_path, dialect, LOWERS, UPPER)
+    d = u.lookup("/d")
+    before = u.getattr_of(d)
+    u.write_file("/d/new", b"n")  # the directory's times change; how it resolves does not
+    assert u.getattr_of(d) == u.getattr("/d") != before
+    with pytest.raises(FileNotFoundError):
+        u.getattr_of(u.lookup_child(d, "nothing"))
+
+
+def test_create_in_every_kind_of_directory_makes_what_create_makes(tmp_path, dialect):
+    import os
+
+    mine = make_union(tmp_path / "mine", dialect, LOWERS, UPPER)
+    theirs = make_union(tmp_path / "theirs", dialect, LOWERS, UPPER)
+    # the root, an upper dir merged with lowers, an upper-only dir, lower-only dirs (copied up
+    # by the create), an opaque dir; a fresh name, a name over a whiteout, a name hidden below
+    for parent_path, name in [
+        ("/", "fresh"),
+        ("/d", "fresh"),
+        ("/d", "gone"),
+        ("/d", "b"),
+        ("/d/newdir", "fresh"),
+        ("/only1", "fresh"),
+        ("/d/sub", "fresh"),
+        ("/op", "hidden"),
+    ]:
+        path = parent_path.rstrip("/") + "/" + name
+        handle, node = mine.create_in(mine.lookup(parent_path), name, 0o640)
+        _same(node, mine.sb.resolver.lookup(path))
+        handle.write(b"data", 0)
+        handle.close()
+        theirs.write_file(path, b"data", 0o640)
+        assert mine.read_file(path) == b"data"
+        assert mine.identity_of(node)[0].st_mode == theirs.getattr(path).st_mode
+        assert sorted(mine.listdir(parent_path)) == sorted(theirs.listdir(parent_path))
+        for which in (mine, theirs):
+            assert os.path.exists(which.lookup(path).top.real)
+    with pytest.raises(FileExistsError):
+        mine.create_in(mine.lookup("/d"), "a", 0o644, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    handle, node = mine.create_in(mine.lookup("/d"), "a", 0o644, os.O_WRONLY | os.O_TRUNC)  # an existing file
+    handle.close()
+    assert node.in_upper and mine.read_file("/d/a") == b""
+
+
+def test_many_layers_resolve_through_the_name_index_as_layer_by_layer(tmp_path, dialect, monkeypatch):
+    """Under more than a few layers a lookup consults an index of the names each layer has
+    or whites out, instead of every layer's listing: it must decide exactly as the walk down
+    every layer does (whiteouts, opaque directories, a file over a directory)."""
+    import random
+
+    from unionfs import namei
+
+    rng = random.Random(16)
+    kinds = ["absent", "absent", "file", "dir", "dir", "whiteout", "opaque"]
+    lowers = []
+    for layer in range(9):
+        d: dict = {}
+        for name in "abcdefgh":
+            kind = rng.choice(kinds)
+            if kind == "file":
+                d[name] = f"{name}{layer}"
+            elif kind == "whiteout":
+                d[name] = WHITEOUT
+            elif kind in ("dir", "opaque"):
+                d[name] = {f"{name}{layer}": "x", "common": str(layer)}
+                if kind == "opaque":
+                    d[name][OPAQUE] = None
+        lowers.append({"d": d, f"only{layer}": "o"})
+    u = make_union(tmp_path, dialect, lowers, {})
+    paths = ["/d"] + [f"/d/{n}" for n in "abcdefgh"] + [f"/only{i}" for i in range(9)]
+    paths += [f"/d/{n}/{m}{i}" for n in "abcdefgh" for m in "abcdefgh" for i in range(9)]
+    paths += [f"/d/{n}/common" for n in "abcdefgh"]
+
+    def resolve(indexed_above: int) -> list:
+        monkeypatch.setattr(namei, "_INDEXED", indexed_above)
+        resolver = namei.Resolver(u.sb.branches, u.sb.resolver.dialect, wh_files=u.sb.resolver.wh_files)
+        out: list[tuple] = []
+        for path in paths:
+            try:
+                node = resolver.lookup(path)
+                out.append((path, node.entries, node.lowers, node.lower_path))
+            except OSError as exc:
+                out.append((path, exc.errno))
+        return out
+
+    every_layer, indexed = resolve(1000), resolve(0)
+    assert indexed == every_layer
+    assert sum(1 for r in every_layer if len(r) == 4 and r[1]) >= 20  # a good share exists

@@ -4,6 +4,7 @@ table, and the adapter's replies (driven in-process, with a recording stand-in f
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import shutil
 import subprocess
@@ -336,6 +337,24 @@ def test_a_packed_stat_is_the_struct_with_its_fields_set():
     assert bytes(entry.attr) == bytes(out)
 
 
+def test_a_packed_entry_is_the_struct_with_its_fields_set():
+    """pack_entry writes a whole fuse_entry_param (node, attributes, timeouts) in one go."""
+    out = ll.EntryParam()
+    out.ino, out.attr_timeout, out.entry_timeout = 77, 1.5, 86400.0
+    a = out.attr
+    a.st_ino, a.st_mode, a.st_nlink, a.st_uid, a.st_gid = 2**40 + 3, 0o100644, 2, 1000, 100
+    a.st_rdev, a.st_size, a.st_blksize, a.st_blocks = 0x801, 2**33 + 5, 4096, 17
+    for field, (sec, nsec) in zip(
+        ("st_atim", "st_mtim", "st_ctim"), ((1, 2), (3, 999_999_999), (2**33, 0)), strict=True
+    ):
+        getattr(a, field).tv_sec, getattr(a, field).tv_nsec = sec, nsec
+    entry = ll.EntryParam()
+    entry.generation = 9  # overwritten: node ids are never reused
+    ll.pack_entry(entry, 77, 2**40 + 3, 0o100644, 2, 1000, 100, 0x801, 2**33 + 5, 4096, 17,
+                  1, 2, 3, 999_999_999, 2**33, 0, 1.5, 86400.0)  # fmt: skip
+    assert bytes(entry) == bytes(out)
+
+
 def test_a_name_that_is_not_utf8_is_looked_up_by_its_bytes(tmp_path):
     ops, rec, lower, _ = _adapter(tmp_path)
     (Path(os.fsdecode(bytes(lower) + b"/caf\xe9"))).write_text("x\n")
@@ -386,3 +405,78 @@ def test_a_copy_up_invalidates_the_parents_attributes_before_the_reply(tmp_path)
     ops.callbacks()["open"](1, f0, ctypes.pointer(fi))  # copies /d up: its link count and ctime change
     assert ("inval", d) in rec.replies and rec.last()[0] == "open"
     assert rec.replies.index(("inval", d)) < len(rec.replies) - 1
+
+
+def _create(ops: Any, parent: int, name: str) -> Any:
+    fi = ll.FileInfo()
+    fi.flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    calls = ops.callbacks()
+    calls["create"](1, parent, name.encode(), 0o100644, ctypes.pointer(fi))
+    calls["release"](1, 0, ctypes.pointer(fi))
+    return fi
+
+
+def test_files_created_one_after_another_need_no_walk_from_the_root(tmp_path):
+    """As the kernel asks for each new file (GETATTR of the directory, LOOKUP of the name,
+    CREATE), the directory stays resolved across the CREATE: no request walks from the root."""
+    ops, rec, _, upper = _adapter(tmp_path)
+    d, _, _ = _lookup(ops, rec, ROOT_ID, "d")  # only below: the first create copies it up
+    walks: list[str] = []
+    resolver = ops.union.sb.resolver
+    walk = resolver.lookup
+    resolver.lookup = lambda path: walks.append(path) or walk(path)
+    calls = ops.callbacks()
+    for i in range(3):
+        walks.clear()
+        calls["getattr"](1, d, None)
+        assert rec.last()[0] == "attr"
+        calls["lookup"](1, d, f"n{i}".encode())
+        assert rec.last() == ("entry", (0, 0, 0))  # absent
+        _create(ops, d, f"n{i}")
+        kind, (nid, ino, nlink) = [r for r in rec.replies if r[0] == "entry"][-1]
+        assert ops.table.path(nid) == f"/d/n{i}" and ino == os.lstat(upper / "d" / f"n{i}").st_ino
+        calls["getxattr"](1, nid, b"security.capability", 0)  # before the first write
+        assert rec.last() == ("err", errno.ENODATA)
+        calls["getxattr"](1, nid, b"user.layerfs.origin", 0)
+        assert rec.last() == ("write", len(ops.union.sb.upper.describe()))  # the size: served by the upper
+    assert walks == []  # the last round
+    assert sorted(os.listdir(upper / "d")) == ["n0", "n1", "n2"]
+    ops.getattr(1, d, None)  # from the kept node, the upper directory read again
+    assert rec.last() == ("attr", ops.union.getattr("/d").st_ino)
+    assert ops.union.getattr_of(ops._dirs_resolved[d]) == ops.union.getattr("/d")
+
+
+def test_a_directory_is_not_kept_resolved_across_another_change(tmp_path):
+    ops, rec, _, _ = _adapter(tmp_path)
+    d, _, _ = _lookup(ops, rec, ROOT_ID, "d")
+    _create(ops, d, "first")  # copies /d up
+    _lookup(ops, rec, ROOT_ID, "d")
+    ops.lookup(1, d, b"x")  # resolves /d again (in the upper now)
+    assert d in ops._dirs_resolved
+    create_in = ops.union.create_in
+
+    def meanwhile(*args: Any) -> Any:  # another worker's change runs during this create
+        ops._end_change(ops._begin_change())
+        return create_in(*args)
+
+    ops.union.create_in = meanwhile
+    _create(ops, d, "second")
+    assert d not in ops._dirs_resolved
+    ops.union.create_in = create_in
+    ops.lookup(1, d, b"x")
+    _create(ops, d, "third")
+    assert d in ops._dirs_resolved
+
+
+def test_a_resolved_directory_is_listed_without_a_walk(tmp_path):
+    ops, rec, _, _ = _adapter(tmp_path)
+    d, _, _ = _lookup(ops, rec, ROOT_ID, "d")  # resolved, and kept
+    walks: list[str] = []
+    resolver = ops.union.sb.resolver
+    walk = resolver.lookup
+    resolver.lookup = lambda path: walks.append(path) or walk(path)
+    fi = ll.FileInfo()
+    ops.opendir(1, d, ctypes.pointer(fi))
+    ops.readdirplus(1, d, 160 * 10, 0, ctypes.pointer(fi))
+    assert [v[0] for k, v in rec.replies if k == "direntry"] == [".", "..", "f0", "f1", "f2", "f3", "f4"]
+    assert walks == []
