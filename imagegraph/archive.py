@@ -1087,8 +1087,11 @@ def _check_end(raw: ByteStream, end: int) -> None:
         raw.seek(end)
     except (OSError, ValueError):
         return
-    block = raw.read(BLOCK)
-    if block.strip(b"\0"):
+    _check_end_block(raw.read(BLOCK))
+
+
+def _check_end_block(block: bytes | None) -> None:
+    if block is not None and block.strip(b"\0"):
         raise ArchiveError("broken tar archive: invalid tar header")
 
 
@@ -1106,6 +1109,9 @@ def _extract_into(reader: _HashingReader, root_fd: int, encoding: str) -> tuple[
         finally:
             applier.close()
         end = tf.offset
+    block_at = getattr(reader.raw, "block_at", None)  # a stream that keeps what it read (unpack.LayerReader)
+    if block_at is not None:
+        _check_end_block(block_at(end))
     reader.drain(MAX_TRAILING)
     _check_end(reader.raw, end)
     return applier.size, applier.sparse

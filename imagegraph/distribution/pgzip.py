@@ -20,7 +20,7 @@ import os
 import struct
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -114,17 +114,27 @@ def compress(
     block: int = BLOCK,
 ) -> Compressed:
     """gzip `chunks` into `out` with `threads` compressing blocks at once (default: the CPUs)."""
+    stream = compress_stream(chunks, level, threads, block)
+    while True:
+        try:
+            out.write(next(stream))
+        except StopIteration as done:
+            result: Compressed = done.value
+            return result
+
+
+def compress_stream(
+    chunks: Iterable[bytes],
+    level: int = LEVEL,
+    threads: int | None = None,
+    block: int = BLOCK,
+) -> Generator[bytes, None, Compressed]:
+    """The gzip bytes of `chunks` as they are made (a push streams them to the registry);
+    the generator's return value says their digest and size."""
     threads = max(1, threads or os.cpu_count() or 1)
-    digest = hashlib.sha256()
-    crc, raw_size, written = 0, 0, 0
-
-    def emit(data: bytes) -> None:
-        nonlocal written
-        digest.update(data)
-        out.write(data)
-        written += len(data)
-
-    emit(HEADER)
+    digest = hashlib.sha256(HEADER)
+    crc, raw_size, written = 0, 0, len(HEADER)
+    yield HEADER
     in_flight: deque[Future[bytes]] = deque()
     with ThreadPoolExecutor(threads, "gzip") as pool:
         try:
@@ -137,14 +147,22 @@ def compress(
                 raw_size += len(current)
                 in_flight.append(pool.submit(_deflate, current, previous[-WINDOW:], following is None, level))
                 while len(in_flight) > 2 * threads:  # bounded memory: a few blocks per thread
-                    emit(in_flight.popleft().result())
+                    data = in_flight.popleft().result()
+                    digest.update(data)
+                    written += len(data)
+                    yield data
                 if following is None:
                     break
                 previous, current = current, following
             while in_flight:
-                emit(in_flight.popleft().result())
+                data = in_flight.popleft().result()
+                digest.update(data)
+                written += len(data)
+                yield data
         finally:
             for future in in_flight:
                 future.cancel()
-    emit(struct.pack("<II", crc & 0xFFFFFFFF, raw_size & 0xFFFFFFFF))
-    return Compressed("sha256:" + digest.hexdigest(), written, raw_size)
+    trailer = struct.pack("<II", crc & 0xFFFFFFFF, raw_size & 0xFFFFFFFF)
+    digest.update(trailer)
+    yield trailer
+    return Compressed("sha256:" + digest.hexdigest(), written + len(trailer), raw_size)
