@@ -40,7 +40,7 @@ from .errors import NotFound, RegistryError, Unauthorized, Unreachable
 from .localstore import LocalStore
 from .metadata import V2Metadata
 from .progress import ProgressWriter
-from .unpack import LayerReader, UnpackError
+from .unpack import LayerReader, UnpackError, inflate_file
 
 
 class PullError(RegistryError):
@@ -260,7 +260,8 @@ def _download(
     """One blob, its digest checked as it comes, gunzipped and extracted into the scratch folder
     `dest` in the same pass (a transfer thread, outside the store lock): the layers of a pull
     extract side by side, and the registration only renames and records, in the manifest's
-    order. The tar goes to `dest`.tar as well, kept only if the tree cannot give it back."""
+    order. The blob is saved as `dest`.blob meanwhile: when the tree cannot give the tar back,
+    it is gunzipped into `dest`.tar, for the store to keep."""
     sid = short_id(desc.digest)
 
     reported = 0
@@ -281,10 +282,10 @@ def _download(
                 raise Cancelled()
             yield chunk
 
-    tar = dest.with_suffix(".tar")
+    blob = dest.with_suffix(".blob")
     try:
         turns.wait(turn)
-        with open(tar, "wb") as tee:
+        with open(blob, "wb") as tee:
             reader = LayerReader(chunks(), tee)
             try:
                 # The DiffID is hashed by the reader, checked below before anything is committed.
@@ -298,13 +299,16 @@ def _download(
     if reader.diff_id != diff_id:
         fstree.remove_quietly(staged.path)
         raise PullError("layers from manifest don't match image configuration")
+    tar = None
     try:
-        keep = not layers.reproduces(staged, reader.headers)
+        if not layers.reproduces(staged, reader.headers):
+            tar = dest.with_suffix(".tar")
+            with open(blob, "rb") as src, open(tar, "wb") as dst:
+                inflate_file(src, dst)
+        blob.unlink()
     except OSError as exc:
         raise PullError(f"failed to register layer: {os_error_text(exc)}") from None
-    if not keep:
-        tar.unlink()  # before the kernel writes it out
-    return _Unpacked(staged, tar if keep else None, reader.blob_size)
+    return _Unpacked(staged, tar, reader.blob_size)
 
 
 def _first_error(reader: LayerReader, exc: UnpackError | ArchiveError, diff_id: str) -> Exception:

@@ -2,8 +2,9 @@
 
 The download threads run it, outside the store lock: `LayerReader` is the tar inside the blob,
 read by the layer store's extractor as the blob's bytes arrive, so no plain tar is read back
-from disk and the layers of a pull are extracted side by side. A copy of the tar goes to a
-file beside it (the `tee`), for the store to keep when the extracted tree cannot give it back.
+from disk and the layers of a pull are extracted side by side. The blob itself goes to a file
+(the `tee`: compressed, it is a fraction of the tar), gunzipped again (`inflate_file`) only when
+the extracted tree cannot give the tar back and the store must keep it.
 
 While the tar goes by, `TarScan` hashes its header bytes (everything but file data, its
 padding and the end-of-archive blocks) the way `archive.headers_digest` hashes the headers our
@@ -20,10 +21,13 @@ bomb never sits in memory whole), a PAX header over 1 MiB ends the scan, and not
 from __future__ import annotations
 
 import hashlib
-import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, cast
+
+from zlib_ng import zlib_ng as zlib  # zlib's API, its inflate about three times as fast
+
+_ZLIB_ERROR = cast("type[Exception]", zlib.error)  # its stub calls the class an instance
 
 BLOCK = 512
 OUT_CHUNK = 1 << 20
@@ -210,7 +214,7 @@ class Inflater:
                     out = z.decompress(z.unconsumed_tail, OUT_CHUNK)
                     if out:
                         yield out
-            except zlib.error as exc:
+            except _ZLIB_ERROR as exc:
                 raise UnpackError(f"gzip: {exc}") from None
             if not z.eof:
                 return
@@ -229,9 +233,10 @@ class Inflater:
 
 class LayerReader:
     """The tar inside a layer blob, read (as a file is: `read`, `readinto`) while the blob's
-    chunks are pulled from `blob`: each tar byte is hashed (`diff_id`), scanned (`headers`) and
-    copied to `tee` once, as it is made. A read returns at most what one piece holds (a short
-    read, which tarfile and the extractor take); b"" once the blob, and its gzip stream, ended.
+    chunks are pulled from `blob` (each copied to `tee`): each tar byte is hashed (`diff_id`)
+    and scanned (`headers`) once, as it is made. A read returns at most what one piece holds (a
+    short read, which tarfile and the extractor take); b"" once the blob, and its gzip stream,
+    ended.
 
     Errors come out of the reads: the blob's own (a digest that does not match, a short body),
     and `UnpackError` for a gzip stream that breaks."""
@@ -254,6 +259,8 @@ class LayerReader:
     def _generate(self) -> Iterator[bytes]:
         for chunk in self._blob:
             self.blob_size += len(chunk)
+            if self._tee is not None:
+                self._tee.write(chunk)
             yield from self._inflater.pieces(chunk)
         yield from self._inflater.end()
 
@@ -262,8 +269,6 @@ class LayerReader:
         if piece is not None:
             self.hash.update(piece)
             self.scan.feed(piece)
-            if self._tee is not None:
-                self._tee.write(piece)
         return piece
 
     def _advance(self) -> bool:
@@ -316,7 +321,6 @@ class LayerReader:
     def skip(self) -> None:
         """Hash the rest of the tar without keeping it (after the extractor refused it, the
         DiffID still tells whether it was the tar the image names)."""
-        self._tee = None
         self._ahead.clear()  # made, so hashed already
         self._cur, self._pos = b"", 0
         while self._make() is not None:
@@ -335,3 +339,15 @@ class LayerReader:
     @property
     def headers(self) -> str | None:
         return self.scan.digest()
+
+
+def inflate_file(blob: BinaryIO, out: BinaryIO) -> None:
+    """A layer blob saved by `LayerReader`'s tee, gunzipped (if it is gzip) into `out`, 1 MiB
+    at a time: the tar to keep beside a layer whose tree cannot give it back. The blob was
+    read whole once already, so its gzip stream is known to end."""
+    inflater = Inflater()
+    while chunk := blob.read(OUT_CHUNK):
+        for piece in inflater.pieces(chunk):
+            out.write(piece)
+    for piece in inflater.end():
+        out.write(piece)
