@@ -10,7 +10,10 @@ gzip file (Python's gzip, `gzip -t`, Go's compress/gzip).
 Blocks whose samples do not compress (already-compressed or random data: zlib spends as long on
 them as on text, for nothing) are stored instead, as Go's compress/flate does at its fast
 levels. The output depends only on the input and the settings, never on thread timing: the same
-layer always gives the same blob digest.
+layer always gives the same blob digest. A layer of one block is deflated by Python's zlib, so
+it gives `gzip.GzipFile`'s bytes; bigger ones by zlib-ng (a third faster at the same level and
+size), whose version is held to a minor release so that its bytes do not move under a user
+(as a Go release can move Docker's).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections import deque
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from zlib_ng import zlib_ng
 
@@ -38,20 +41,22 @@ LEVEL = 6
 HEADER = b"\x1f\x8b\x08\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"  # no name, mtime 0, OS unknown
 
 
-def _incompressible(segment: memoryview) -> bool:
-    """Whether a sample from the segment resists level-1 deflate (random or compressed data)."""
+def _incompressible(segment: memoryview, z: Any) -> bool:
+    """Whether a sample from the segment resists level-1 deflate (random or compressed data).
+    `z` is a level-1 compressor used for samples only: a full flush after each one forgets it
+    (the sizes are a fresh compressor's), and costs a fifth of setting up a new one."""
     sample = segment[:SAMPLE]
     if len(sample) < SAMPLE:
         return False
-    z = zlib.compressobj(1, zlib.DEFLATED, -15)
-    return len(z.compress(sample)) + len(z.flush(zlib.Z_SYNC_FLUSH)) >= STORE_RATIO * len(sample)
+    return len(z.compress(sample)) + len(z.flush(zlib.Z_FULL_FLUSH)) >= STORE_RATIO * len(sample)
 
 
 def _runs(block: memoryview) -> Iterator[tuple[int, int, bool]]:
     """(start, end, stored) of the block's runs of compressible and incompressible segments."""
     start, stored = 0, None
+    sampler = zlib.compressobj(1, zlib.DEFLATED, -15)
     for i in range(0, len(block), SEGMENT):
-        kind = _incompressible(block[i : i + SEGMENT])
+        kind = _incompressible(block[i : i + SEGMENT], sampler)
         if stored is None:
             stored = kind
         elif kind != stored:
@@ -60,10 +65,10 @@ def _runs(block: memoryview) -> Iterator[tuple[int, int, bool]]:
     yield start, len(block), bool(stored)
 
 
-def _deflate(block: memoryview, dictionary: memoryview, last: bool, level: int) -> bytes:
+def _deflate(block: memoryview, dictionary: memoryview, last: bool, level: int, lib: Any = zlib) -> bytes:
     """One block as a piece of a raw deflate stream (a thread's work): each run of segments
-    compressed (primed with the 32 KiB of input before it) or stored; every run but the very
-    last ends with a sync flush, so the pieces join."""
+    compressed by `lib` (zlib or zlib-ng, primed with the 32 KiB of input before it) or stored;
+    every run but the very last ends with a sync flush, so the pieces join."""
     out = []
     runs = list(_runs(block))
     for n, (start, end, stored) in enumerate(runs):
@@ -74,9 +79,9 @@ def _deflate(block: memoryview, dictionary: memoryview, last: bool, level: int) 
             need = max(0, WINDOW - start)  # from the block before, when the run starts early in this one
             before = bytes(dictionary[max(0, len(dictionary) - need) :]) + bytes(block[max(0, start - WINDOW) : start])
             z = (
-                zlib.compressobj(level, zlib.DEFLATED, -15, zdict=before)
+                lib.compressobj(level, zlib.DEFLATED, -15, zdict=before)
                 if before
-                else zlib.compressobj(level, zlib.DEFLATED, -15)
+                else lib.compressobj(level, zlib.DEFLATED, -15)
             )
         out.append(z.compress(block[start:end]))
         out.append(z.flush(flush))
@@ -143,11 +148,14 @@ def compress_stream(
             previous = memoryview(b"")
             blocks = _blocks(chunks, block)
             current = next(blocks)
+            lib: Any = None
             while True:
                 following = next(blocks, None)  # known before `current` goes: is it the last?
+                if lib is None:  # one block: Python's gzip's bytes (zlib); more: zlib-ng, faster
+                    lib = zlib if following is None else zlib_ng
                 crc = zlib_ng.crc32(current, crc)  # the same CRC-32, six times as fast
                 raw_size += len(current)
-                in_flight.append(pool.submit(_deflate, current, previous[-WINDOW:], following is None, level))
+                in_flight.append(pool.submit(_deflate, current, previous[-WINDOW:], following is None, level, lib))
                 while len(in_flight) > 2 * threads:  # bounded memory: a few blocks per thread
                     data = in_flight.popleft().result()
                     digest.update(data)

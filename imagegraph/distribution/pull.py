@@ -5,12 +5,13 @@
    "Pulling from" said (moby's pullTag), so a refused or unknown name fails before any output.
 2. GET the config. If an image with that ID is stored, nothing else is fetched.
 3. For each layer whose ChainID is not stored: download it (up to `max_concurrent_downloads`
-   at once, 3 as dockerd's default), verifying the blob digest, gunzipping it into a tar file
-   and checking its DiffID against `rootfs.diff_ids` in the same pass (`unpack`); then, in the
-   manifest's order, extract and register the tar. Downloads run outside the store lock (in a `scratch`
-   folder the store's cleaner leaves alone), so a long pull does not block other commands;
-   each registration takes the lock. Status lines come in the manifest's order whatever order
-   the downloads end in, so the output on a pipe is the same from run to run.
+   at once, 3 as dockerd's default), verifying the blob digest, gunzipping it and extracting
+   the tar into a folder as it arrives, its DiffID checked against `rootfs.diff_ids` in the
+   same pass (`unpack`, `LayerStore.extract`); then, in the manifest's order, commit each
+   layer (a rename and its record). Downloads and extractions run outside the store lock (in
+   a `scratch` folder the store's cleaner leaves alone), so a long pull does not block other
+   commands; each commit takes the lock. Status lines come in the manifest's order whatever
+   order the downloads end in, so the output on a pipe is the same from run to run.
 4. Create the image (ID = config digest), tag it, record `repo@<manifest digest>`.
 
 Any failure rolls back the layers this pull registered, so the store is as it was.

@@ -4,9 +4,11 @@ Each layer, top first (up to `max_concurrent_uploads` at once, 5 as dockerd's de
 status lines still come top first): if the store remembers a compressed digest for its DiffID in this
 repository and the registry still has it (HEAD), it is skipped ("Layer already exists"); if
 it was seen in another repository of the same registry, a cross-repository mount is tried
-("Mounted from …"). Otherwise the layer tar is gzip-compressed (deterministically, so the
-same layer always gives the same blob), HEAD-checked, and uploaded ("Pushed"). The config
-follows, then the Docker schema2 manifest is PUT under the tag, and `repo@digest` recorded.
+("Mounted from …"). Otherwise, as moby's pushLayer, an upload is started (POST) and the
+layer tar is gzip-compressed (deterministically, so the same layer always gives the same blob)
+and sent as it is made, in one chunked PATCH; the PUT names its digest ("Pushed"). No HEAD
+first: the digest is known only at the end. The config follows, then the Docker schema2
+manifest is PUT under the tag, and `repo@digest` recorded.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .errors import RegistryError
 from .localstore import LocalStore
 from .metadata import V2Metadata
 from .progress import ProgressWriter
-from .pull import SMALL_TRANSFER, Cancelled, LockedProgress, PullOptions, Turns, make_client, short_id
+from .pull import PROGRESS_EVERY, SMALL_TRANSFER, Cancelled, LockedProgress, PullOptions, Turns, make_client, short_id
 
 
 class PushError(RegistryError):
@@ -65,12 +67,17 @@ class LayerUpload:
         self.result: pgzip.Compressed | None = None
 
     def _read(self) -> Iterator[bytes]:
-        done = 0
+        """The tar, told to `on_read` every 512 KiB (moby's progress reader; through the daemon
+        each is a message to the client) and at its end."""
+        done = reported = 0
         for chunk in self._tar:
             done += len(chunk)
-            if self._on_read is not None:
+            if self._on_read is not None and done - reported >= PROGRESS_EVERY:
+                reported = done
                 self._on_read(done)
             yield chunk
+        if self._on_read is not None and done != reported:
+            self._on_read(done)
 
     def __iter__(self) -> Iterator[bytes]:
         held: list[bytes] = []

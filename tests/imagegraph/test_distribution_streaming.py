@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import gzip
 import io
+import os
 import tarfile
 import threading
 from collections.abc import Mapping
@@ -199,3 +200,40 @@ def test_a_layer_that_cannot_be_read_fails_as_ours_not_the_registrys(registry, s
         push(a, parse_normalized_named(name), pipe()[1])
     assert type(caught.value) is OSError  # not the registry's Unreachable
     assert not list(a.layout.tmp.iterdir())  # the scratch folder went with the push
+
+
+def test_a_pull_killed_at_any_moment_leaves_a_consistent_store(registry, stores):
+    """SIGKILL at several moments of a pull (wherever they land: downloads, extractions,
+    commits): the next start cleans what was left, the store checks clean, and a pull then
+    completes. No timing is asserted; the kill points only spread the chances."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from imagegraph.service import Services
+
+    a, _, w = stores
+    name = f"{registry.domain}/stream/killed:1"
+    noise = [os.urandom(3 << 20).hex() for _ in range(3)]
+    layers = [{f"big{i}": noise[i], **{f"small/{i}-{j}": str(j) * 500 for j in range(40)}} for i in range(3)]
+    image_id = build_image(a, w, layers, name)
+    push(a, parse_normalized_named(name), pipe()[1])
+    root = w / "killed"
+    for delay in (0.3, 0.5, 0.7, 0.9, 1.2, 1.6, 2.2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "imagegraph", "--root", str(root), "pull", "-q", name],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        Services.open(root)  # the next start: crash leftovers go
+        assert check_store(root) == [], delay
+        if Services.open(root).images.exists(image_id):
+            break
+    from imagegraph.distribution.localstore import open_local_store
+
+    assert pull(open_local_store(root), parse_normalized_named(name), pipe()[1]).image_id == image_id
+    assert check_store(root) == []
