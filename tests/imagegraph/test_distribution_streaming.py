@@ -39,8 +39,8 @@ def stores(tmp_path):
 def recording(log: list[tuple[str, str, Mapping[str, str]]]):
     """A client factory whose clients tell `log` every request (method, path, headers sent)."""
 
-    def observe(method, url, status, reason, sent, received):
-        log.append((method, url.split("/v2/", 1)[-1], sent))
+    def observe(method, url, *exchange):  # status, reason, headers sent, headers received
+        log.append((method, url.split("/v2/", 1)[-1], exchange[2]))
 
     def factory(domain: str) -> RegistryClient:
         return RegistryClient(domain, observer=observe)
