@@ -47,6 +47,7 @@ HOLE_MIN = 1 << 20  # holes at least this long are kept as holes when a layer ta
 MAX_SPECIAL = 1 << 20  # PAX/long-name headers and sparse maps (Go's maxSpecialFileSize)
 MAX_SPARSE_REGIONS = 1 << 16
 MAX_TRAILING = 16 << 20  # bytes after the end-of-archive blocks that are still hashed
+COPY_DIRECT = 64 << 10  # members this big are copied from under tarfile's 10 KiB records (Applier.copy_direct)
 NAME_MAX = 255
 
 
@@ -892,6 +893,13 @@ class Applier:
         self.cursor = fstree.DirCursor(os.dup(self.root_fd))
         self.links = fstree.DirCursor(os.dup(self.root_fd))
         self.copier = HashedCopy()
+        # What a new entry gets without asking, so that chown and chmod run only where they
+        # change something: our own ids (unless a set-group-ID folder hands its group down),
+        # and for a regular file the mode it was created with, less the umask.
+        inherits_group = bool(os.fstat(self.root_fd).st_mode & stat.S_ISGID)
+        self.own_ids = None if inherits_group else (os.geteuid(), os.getegid())
+        self.umask = _umask()
+        self.mode_set = False
 
     def close(self) -> None:
         self.cursor.close()
@@ -950,6 +958,7 @@ class Applier:
         if old is not None and not (m.isdir() and stat.S_ISDIR(old.st_mode)):
             fstree.remove_at(dfd, base)
             old = None
+        self.mode_set = False  # set by `regular` when it created the file with its mode
         if m.isdir():
             if old is None:
                 os.mkdir(base, 0o700, dir_fd=dfd)
@@ -978,9 +987,9 @@ class Applier:
         self.seen.add(rel)
         if m.islnk():
             return
-        if self.as_root:
+        if self.as_root and not (old is None and (m.uid, m.gid) == self.own_ids):
             os.chown(base, m.uid, m.gid, dir_fd=dfd, follow_symlinks=False)
-        if not m.issym() and not m.isdir():
+        if not m.issym() and not m.isdir() and not self.mode_set:
             os.chmod(base, m.mode & 0o7777, dir_fd=dfd)
         self.xattrs(dfd, base, m)
         if not m.isdir():
@@ -998,19 +1007,28 @@ class Applier:
             raise ArchiveError(
                 "cannot create an overlay whiteout (char device 0/0) without root: use the aufs encoding"
             ) from None
-        if self.as_root:
+        if self.as_root and (m.uid, m.gid) != self.own_ids:
             os.chown(target, m.uid, m.gid, dir_fd=dfd, follow_symlinks=False)
         os.utime(target, (m.mtime, m.mtime), dir_fd=dfd, follow_symlinks=False)
 
     def regular(self, dfd: int, base: str, rel: str, m: tarfile.TarInfo, data_end: int) -> None:
-        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+        """Create the file and write its data; `mode_set` when it has its mode already (the
+        umask took nothing from the permission bits, and there are no others)."""
+        mode = m.mode & 0o7777
+        created = mode & 0o777 & ~self.umask if self.umask is not None else -1
+        fd = os.open(
+            base,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            mode & 0o777 if created == mode else 0o600,
+            dir_fd=dfd,
+        )
         with os.fdopen(fd, "wb") as out:
             if getattr(m, "sparse", None) is None:
-                if m.size >= _CHUNK and self.copy_direct(m, out.fileno(), rel):
-                    return
-                src = self.tf.extractfile(m)
-                if src is not None:
-                    shutil.copyfileobj(src, out, _CHUNK)
+                if not (m.size >= COPY_DIRECT and self.copy_direct(m, out.fileno(), rel)):
+                    src = self.tf.extractfile(m)
+                    if src is not None:
+                        shutil.copyfileobj(src, out, _CHUNK)
+                self.mode_set = created == mode
                 return
             # A sparse member: only its data regions are written, the holes stay holes.
             regions = _check_sparse(m, rel, data_end)
@@ -1023,6 +1041,7 @@ class Applier:
                 for chunk in _copy_range(raw, tape, n, f"broken tar archive: unexpected end of data in {_q(rel)}"):
                     out.write(chunk)
                 tape += n
+        self.mode_set = created == mode
 
     def copy_direct(self, m: tarfile.TarInfo, out: int, rel: str) -> bool:
         """A big member's data read from under tarfile's stream in 1 MiB reads into one buffer
@@ -1078,6 +1097,18 @@ class Applier:
                 raise ArchiveError(f"write /{rel}: {os_error_text(exc)}") from None
 
 
+def _umask() -> int | None:
+    """The process's umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _check_end(raw: ByteStream, end: int) -> None:
     """Python's tarfile stops quietly at a broken header; Go's reader fails. Where the stream can
     be re-read, the block where reading stopped must be the zero end-of-archive block."""
@@ -1087,8 +1118,11 @@ def _check_end(raw: ByteStream, end: int) -> None:
         raw.seek(end)
     except (OSError, ValueError):
         return
-    block = raw.read(BLOCK)
-    if block.strip(b"\0"):
+    _check_end_block(raw.read(BLOCK))
+
+
+def _check_end_block(block: bytes | None) -> None:
+    if block is not None and block.strip(b"\0"):
         raise ArchiveError("broken tar archive: invalid tar header")
 
 
@@ -1106,6 +1140,9 @@ def _extract_into(reader: _HashingReader, root_fd: int, encoding: str) -> tuple[
         finally:
             applier.close()
         end = tf.offset
+    block_at = getattr(reader.raw, "block_at", None)  # a stream that keeps what it read (unpack.LayerReader)
+    if block_at is not None:
+        _check_end_block(block_at(end))
     reader.drain(MAX_TRAILING)
     _check_end(reader.raw, end)
     return applier.size, applier.sparse

@@ -74,6 +74,17 @@ class MountLayer:
     parent: str | None  # ChainID of the image's top layer, None for scratch
 
 
+@dataclass(frozen=True)
+class StagedLayer:
+    """A layer extracted but not registered yet (`LayerStore.extract`): its driver folder,
+    outside the driver's root, and what its tar said."""
+
+    path: Path
+    diff_id: str
+    size: int
+    sparse: bool
+
+
 def rereadable(stream: object) -> bool:
     """Whether `stream` can serve as its own spool: a regular file, or a member of a tar file,
     at its start, that a seek brings back to its start. (A gzip reader can seek too, but only by
@@ -294,6 +305,52 @@ class LayerStore:
                 f.seek(0)
             kept = spool or f
         return self._record(cache_id, parent, result.diff_id, result.size, kept)
+
+    # ---- registering in two steps: extract (outside the lock), commit (under it) ---------------
+
+    def extract(self, stream: archive.ByteStream, staging: Path, hashed_diff_id: str | None = None) -> StagedLayer:
+        """The first half of a registration, outside the store lock: the layer's driver folder
+        made at `staging` (a new path in a scratch folder of this store's filesystem, which the
+        store's cleaner removes after a crash) and filled from the tar. A diff directory does
+        not depend on its parent's content, so several layers of a pull extract side by side.
+
+        `hashed_diff_id`: the caller hashes the tar as it reads (`unpack.LayerReader`) and
+        checks it before `commit`; the extraction does not hash it again. The result says
+        that DiffID then."""
+        os.mkdir(staging, folder_mode())
+        try:
+            result = archive.apply_layer_tar(stream, staging / "diff", self.encoding, hashed_diff_id)
+        except BaseException:
+            fstree.remove_quietly(staging)
+            raise
+        return StagedLayer(staging, result.diff_id, result.size, result.sparse)
+
+    def reproduces(self, staged: StagedLayer, source_headers: str | None) -> bool:
+        """Whether a staged layer gives its tar back byte for byte (no tar to keep); it reads
+        the staged tree only, so it runs outside the lock too."""
+        return not staged.sparse and self._reproduces(staged.path / "diff", staged.diff_id, source_headers)
+
+    def commit(self, staged: StagedLayer, parent: str | None, kept: Path | None = None) -> tuple[Layer, bool]:
+        """The second half, under the store lock and in the stack's order (the ChainID needs the
+        parent's): the staged folder renamed into the driver's root, then named by its ChainID
+        (`_record`, the commit point), or dropped for the layer that has that ChainID already.
+        `kept`: the tar, on this filesystem, to keep beside a layer that cannot give it back.
+
+        A crash before the rename leaves the scratch folder (removed at the next start), after
+        it a driver folder that no record names (`clean` removes it)."""
+        try:
+            self._check_parent(parent)
+            if self.exists(next_chain_id(parent, staged.diff_id)):
+                fstree.remove_quietly(staged.path)
+                return self.get(next_chain_id(parent, staged.diff_id)), False
+            cache_id = secrets.token_hex(32)
+            layer_dir = self.layout.layer_dir(cache_id)
+            layer_dir.parent.mkdir(mode=folder_mode(), parents=True, exist_ok=True)
+            os.rename(staged.path, layer_dir)
+        except BaseException:
+            fstree.remove_quietly(staged.path)
+            raise
+        return self._record(cache_id, parent, staged.diff_id, staged.size, kept)
 
     def _check_parent(self, parent: str | None) -> None:
         if parent:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
 import urllib.parse
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -173,7 +174,7 @@ class RegistryClient:
         method: str,
         url: str,
         headers: Mapping[str, str],
-        body: bytes | BinaryIO | None,
+        body: bytes | BinaryIO | Iterable[bytes] | None,
         stream: bool,
         limit: int = MAX_BODY,
     ) -> Response:
@@ -254,17 +255,18 @@ class RegistryClient:
         url: str,
         scopes: tuple[str, ...],
         headers: Mapping[str, str] | None = None,
-        body: bytes | BinaryIO | None = None,
+        body: bytes | BinaryIO | Iterable[bytes] | None = None,
         stream: bool = False,
         limit: int = MAX_BODY,
     ) -> Response:
-        """Send with auth; on 401 take up the new challenge and retry once."""
+        """Send with auth; on 401 take up the new challenge and retry once (not with a body of
+        chunks: it is sent as it is made, with `Transfer-Encoding: chunked`)."""
         if not url.startswith(("http://", "https://")):
             url = self.base_url + url
         if not self._pinged:
             self.ping()
-        stream_body = None if body is None or isinstance(body, bytes) else body
-        start = stream_body.tell() if stream_body is not None else None
+        stream_body = body if body is not None and not isinstance(body, bytes) else None
+        start = stream_body.tell() if isinstance(stream_body, io.IOBase) else None
         for attempt in (0, 1):
             hdrs = dict(headers or {})
             try:
@@ -286,8 +288,10 @@ class RegistryClient:
             challenge = self._auth.challenge
             if had_value and challenge is not None and challenge.scheme == "basic":
                 break  # the same credentials will not work a second time
+            if stream_body is not None and start is None:
+                break  # a stream that is sent as it is made cannot be sent again
             self._auth.forget(scopes)
-            if stream_body is not None and start is not None:
+            if isinstance(stream_body, io.IOBase) and start is not None:
                 stream_body.seek(start)
         if resp.status == 401:
             raise Unauthorized(f'{_method_word(method)} "{url}": {error_text(401, resp.body)}')
@@ -516,6 +520,42 @@ class RegistryClient:
         resp = self.request("PUT", self._with_query(location, digest=digest), scope, {"Content-Length": "0"}, b"")
         self._raise_for(resp)
 
+    def upload_stream(
+        self,
+        repo: str,
+        location: str,
+        chunks: Iterable[bytes],
+        chunk_size: int | None = None,
+    ) -> str:
+        """Send a blob as it is made, to the upload session `location` (`start_upload`), as
+        moby's push does: one PATCH whose body is `chunks` (`Transfer-Encoding: chunked`), or
+        with `chunk_size` a PATCH per `chunk_size` bytes with its `Content-Range`. Returns the
+        session's location for `finish_upload`, which names the digest once it is known."""
+        scope = (repository_scope(repo, "pull,push"),)
+        if chunk_size is None:
+            parts: Iterable[tuple[int, bytes | Iterable[bytes]]] = [(-1, chunks)]
+        else:
+            parts = ((len(block), block) for block in _regroup(chunks, chunk_size))
+        offset = 0
+        for length, body in parts:
+            headers = {"Content-Type": "application/octet-stream"}
+            if length >= 0:
+                headers["Content-Length"] = str(length)
+                headers["Content-Range"] = f"{offset}-{offset + length - 1}"
+                offset += length
+            resp = self.request("PATCH", location, scope, headers, body)
+            if resp.status != 202:
+                self._raise_for(resp)
+                raise RegistryError(f"unexpected status code {resp.status} uploading a blob")
+            location = self._absolute(resp.header("Location"), resp.url)
+        return location
+
+    def finish_upload(self, repo: str, location: str, digest: str) -> None:
+        """PUT the upload session's digest: the registry checks it against what it received."""
+        scope = (repository_scope(repo, "pull,push"),)
+        resp = self.request("PUT", self._with_query(location, digest=digest), scope, {"Content-Length": "0"}, b"")
+        self._raise_for(resp)
+
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Cross-repository mount; True if the registry linked the blob without an upload."""
         location, mounted = self.start_upload(repo, mount=digest, from_repo=from_repo)
@@ -546,6 +586,18 @@ class RegistryClient:
         if resp.status == 403 and not resp.body:
             text = "denied: requested access to the resource is denied"
         raise RegistryError(text)
+
+
+def _regroup(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """`chunks` as blocks of `size` bytes, the last one shorter (never empty)."""
+    held = bytearray()
+    for chunk in chunks:
+        held += chunk
+        while len(held) >= size:
+            yield bytes(held[:size])
+            del held[:size]
+    if held:
+        yield bytes(held)
 
 
 def _read_limited(raw: http.client.HTTPResponse, limit: int) -> bytes:

@@ -10,7 +10,10 @@ gzip file (Python's gzip, `gzip -t`, Go's compress/gzip).
 Blocks whose samples do not compress (already-compressed or random data: zlib spends as long on
 them as on text, for nothing) are stored instead, as Go's compress/flate does at its fast
 levels. The output depends only on the input and the settings, never on thread timing: the same
-layer always gives the same blob digest.
+layer always gives the same blob digest. A layer of one block is deflated by Python's zlib, so
+it gives `gzip.GzipFile`'s bytes; bigger ones by zlib-ng (a third faster at the same level and
+size), whose version is held to a minor release so that its bytes do not move under a user
+(as a Go release can move Docker's).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import os
 import struct
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from zlib_ng import zlib_ng
 
 BLOCK = 128 << 10  # pigz's default block size
 WINDOW = 32 << 10  # deflate's window: the dictionary each block is primed with
@@ -36,20 +41,22 @@ LEVEL = 6
 HEADER = b"\x1f\x8b\x08\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"  # no name, mtime 0, OS unknown
 
 
-def _incompressible(segment: memoryview) -> bool:
-    """Whether a sample from the segment resists level-1 deflate (random or compressed data)."""
+def _incompressible(segment: memoryview, z: Any) -> bool:
+    """Whether a sample from the segment resists level-1 deflate (random or compressed data).
+    `z` is a level-1 compressor used for samples only: a full flush after each one forgets it
+    (the sizes are a fresh compressor's), and costs a fifth of setting up a new one."""
     sample = segment[:SAMPLE]
     if len(sample) < SAMPLE:
         return False
-    z = zlib.compressobj(1, zlib.DEFLATED, -15)
-    return len(z.compress(sample)) + len(z.flush(zlib.Z_SYNC_FLUSH)) >= STORE_RATIO * len(sample)
+    return len(z.compress(sample)) + len(z.flush(zlib.Z_FULL_FLUSH)) >= STORE_RATIO * len(sample)
 
 
 def _runs(block: memoryview) -> Iterator[tuple[int, int, bool]]:
     """(start, end, stored) of the block's runs of compressible and incompressible segments."""
     start, stored = 0, None
+    sampler = zlib.compressobj(1, zlib.DEFLATED, -15)
     for i in range(0, len(block), SEGMENT):
-        kind = _incompressible(block[i : i + SEGMENT])
+        kind = _incompressible(block[i : i + SEGMENT], sampler)
         if stored is None:
             stored = kind
         elif kind != stored:
@@ -58,10 +65,10 @@ def _runs(block: memoryview) -> Iterator[tuple[int, int, bool]]:
     yield start, len(block), bool(stored)
 
 
-def _deflate(block: memoryview, dictionary: memoryview, last: bool, level: int) -> bytes:
+def _deflate(block: memoryview, dictionary: memoryview, last: bool, level: int, lib: Any = zlib) -> bytes:
     """One block as a piece of a raw deflate stream (a thread's work): each run of segments
-    compressed (primed with the 32 KiB of input before it) or stored; every run but the very
-    last ends with a sync flush, so the pieces join."""
+    compressed by `lib` (zlib or zlib-ng, primed with the 32 KiB of input before it) or stored;
+    every run but the very last ends with a sync flush, so the pieces join."""
     out = []
     runs = list(_runs(block))
     for n, (start, end, stored) in enumerate(runs):
@@ -72,9 +79,9 @@ def _deflate(block: memoryview, dictionary: memoryview, last: bool, level: int) 
             need = max(0, WINDOW - start)  # from the block before, when the run starts early in this one
             before = bytes(dictionary[max(0, len(dictionary) - need) :]) + bytes(block[max(0, start - WINDOW) : start])
             z = (
-                zlib.compressobj(level, zlib.DEFLATED, -15, zdict=before)
+                lib.compressobj(level, zlib.DEFLATED, -15, zdict=before)
                 if before
-                else zlib.compressobj(level, zlib.DEFLATED, -15)
+                else lib.compressobj(level, zlib.DEFLATED, -15)
             )
         out.append(z.compress(block[start:end]))
         out.append(z.flush(flush))
@@ -114,37 +121,58 @@ def compress(
     block: int = BLOCK,
 ) -> Compressed:
     """gzip `chunks` into `out` with `threads` compressing blocks at once (default: the CPUs)."""
+    stream = compress_stream(chunks, level, threads, block)
+    while True:
+        try:
+            out.write(next(stream))
+        except StopIteration as done:
+            result: Compressed = done.value
+            return result
+
+
+def compress_stream(
+    chunks: Iterable[bytes],
+    level: int = LEVEL,
+    threads: int | None = None,
+    block: int = BLOCK,
+) -> Generator[bytes, None, Compressed]:
+    """The gzip bytes of `chunks` as they are made (a push streams them to the registry);
+    the generator's return value says their digest and size."""
     threads = max(1, threads or os.cpu_count() or 1)
-    digest = hashlib.sha256()
-    crc, raw_size, written = 0, 0, 0
-
-    def emit(data: bytes) -> None:
-        nonlocal written
-        digest.update(data)
-        out.write(data)
-        written += len(data)
-
-    emit(HEADER)
+    digest = hashlib.sha256(HEADER)
+    crc, raw_size, written = 0, 0, len(HEADER)
+    yield HEADER
     in_flight: deque[Future[bytes]] = deque()
     with ThreadPoolExecutor(threads, "gzip") as pool:
         try:
             previous = memoryview(b"")
             blocks = _blocks(chunks, block)
             current = next(blocks)
+            lib: Any = None
             while True:
                 following = next(blocks, None)  # known before `current` goes: is it the last?
-                crc = zlib.crc32(current, crc)
+                if lib is None:  # one block: Python's gzip's bytes (zlib); more: zlib-ng, faster
+                    lib = zlib if following is None else zlib_ng
+                crc = zlib_ng.crc32(current, crc)  # the same CRC-32, six times as fast
                 raw_size += len(current)
-                in_flight.append(pool.submit(_deflate, current, previous[-WINDOW:], following is None, level))
+                in_flight.append(pool.submit(_deflate, current, previous[-WINDOW:], following is None, level, lib))
                 while len(in_flight) > 2 * threads:  # bounded memory: a few blocks per thread
-                    emit(in_flight.popleft().result())
+                    data = in_flight.popleft().result()
+                    digest.update(data)
+                    written += len(data)
+                    yield data
                 if following is None:
                     break
                 previous, current = current, following
             while in_flight:
-                emit(in_flight.popleft().result())
+                data = in_flight.popleft().result()
+                digest.update(data)
+                written += len(data)
+                yield data
         finally:
             for future in in_flight:
                 future.cancel()
-    emit(struct.pack("<II", crc & 0xFFFFFFFF, raw_size & 0xFFFFFFFF))
-    return Compressed("sha256:" + digest.hexdigest(), written, raw_size)
+    trailer = struct.pack("<II", crc & 0xFFFFFFFF, raw_size & 0xFFFFFFFF)
+    digest.update(trailer)
+    yield trailer
+    return Compressed("sha256:" + digest.hexdigest(), written + len(trailer), raw_size)

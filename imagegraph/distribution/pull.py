@@ -5,12 +5,13 @@
    "Pulling from" said (moby's pullTag), so a refused or unknown name fails before any output.
 2. GET the config. If an image with that ID is stored, nothing else is fetched.
 3. For each layer whose ChainID is not stored: download it (up to `max_concurrent_downloads`
-   at once, 3 as dockerd's default), verifying the blob digest, gunzipping it into a tar file
-   and checking its DiffID against `rootfs.diff_ids` in the same pass (`unpack`); then, in the
-   manifest's order, extract and register the tar. Downloads run outside the store lock (in a `scratch`
-   folder the store's cleaner leaves alone), so a long pull does not block other commands;
-   each registration takes the lock. Status lines come in the manifest's order whatever order
-   the downloads end in, so the output on a pipe is the same from run to run.
+   at once, 3 as dockerd's default), verifying the blob digest, gunzipping it and extracting
+   the tar into a folder as it arrives, its DiffID checked against `rootfs.diff_ids` in the
+   same pass (`unpack`, `LayerStore.extract`); then, in the manifest's order, commit each
+   layer (a rename and its record). Downloads and extractions run outside the store lock (in
+   a `scratch` folder the store's cleaner leaves alone), so a long pull does not block other
+   commands; each commit takes the lock. Status lines come in the manifest's order whatever
+   order the downloads end in, so the output on a pipe is the same from run to run.
 4. Create the image (ID = config digest), tag it, record `repo@<manifest digest>`.
 
 Any failure rolls back the layers this pull registered, so the store is as it was.
@@ -21,15 +22,16 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..archive import os_error_text
+from .. import fstree
+from ..archive import ArchiveError, os_error_text
 from ..digest import chain_ids
-from ..layerstore import DiffIDMismatch
+from ..layerstore import LayerStore, StagedLayer
 from ..reference import Reference, familiar_string, tag_name_only, with_digest, with_name
 from ..refstore import RefNotFound
 from . import manifest as M
@@ -39,7 +41,7 @@ from .errors import NotFound, RegistryError, Unauthorized, Unreachable
 from .localstore import LocalStore
 from .metadata import V2Metadata
 from .progress import ProgressWriter
-from .unpack import Unpacker, UnpackError
+from .unpack import LayerReader, UnpackError, inflate_file
 
 
 class PullError(RegistryError):
@@ -238,14 +240,15 @@ class Turns:
 
 @dataclass(frozen=True)
 class _Unpacked:
-    """A downloaded layer, gunzipped into a tar file and checked against its DiffID."""
+    """A downloaded layer, extracted into a scratch folder and checked against its DiffID."""
 
-    tar: Path
+    staged: StagedLayer
+    tar: Path | None  # the tar, when the extracted tree cannot give it back (kept beside the layer)
     blob_size: int
-    headers: str | None  # the tar's headers digest, when it could be followed (`unpack.TarScan`)
 
 
 def _download(
+    layers: LayerStore,
     client: RegistryClient,
     ref: Reference,
     desc: M.Descriptor,
@@ -255,9 +258,11 @@ def _download(
     turns: Turns,
     turn: int,
 ) -> _Unpacked:
-    """One blob, its digest checked as it comes, gunzipped into the tar file `dest` in the same
-    pass (a transfer thread): the registration then extracts a plain file, no spool, and the
-    decompression of several layers runs at once, outside the store lock."""
+    """One blob, its digest checked as it comes, gunzipped and extracted into the scratch folder
+    `dest` in the same pass (a transfer thread, outside the store lock): the layers of a pull
+    extract side by side, and the registration only renames and records, in the manifest's
+    order. The blob is saved as `dest`.blob meanwhile: when the tree cannot give the tar back,
+    it is gunzipped into `dest`.tar, for the store to keep."""
     sid = short_id(desc.digest)
 
     reported = 0
@@ -272,34 +277,56 @@ def _download(
             reported = done
             out.progress(sid, "Downloading", done, desc.size)
 
-    size = 0
-    broken: UnpackError | None = None  # said once the blob's digest is checked, as Docker does
+    def chunks() -> Iterator[bytes]:
+        for chunk in client.iter_blob(ref.path, desc.digest, desc.size, on_chunk=report):
+            if turns.stop.is_set():
+                raise Cancelled()
+            yield chunk
+
+    blob = dest.with_suffix(".blob")
     try:
         turns.wait(turn)
-        with open(dest, "wb") as f:  # outside the store lock: other commands go on meanwhile
-            unpacker = Unpacker(f)
-            for chunk in client.iter_blob(ref.path, desc.digest, desc.size, on_chunk=report):
-                if turns.stop.is_set():
-                    raise Cancelled()
-                size += len(chunk)
-                if broken is None:
-                    try:
-                        unpacker.feed(chunk)
-                    except UnpackError as exc:
-                        broken = exc
-            if broken is None:
-                unpacker.finish()
-    except UnpackError as exc:
-        broken = exc
+        with open(blob, "wb") as tee:
+            reader = LayerReader(chunks(), tee)
+            try:
+                # The DiffID is hashed by the reader, checked below before anything is committed.
+                staged = layers.extract(reader, dest, hashed_diff_id=diff_id)
+            except (UnpackError, ArchiveError) as exc:
+                raise _first_error(reader, exc, diff_id) from None
     except OSError as exc:
         raise PullError(f"failed to register layer: {os_error_text(exc)}") from None
     finally:
         turns.ready(turn)
-    if broken is not None:
-        raise PullError(f"failed to register layer: {broken}")
-    if unpacker.diff_id != diff_id:
+    if reader.diff_id != diff_id:
+        fstree.remove_quietly(staged.path)
         raise PullError("layers from manifest don't match image configuration")
-    return _Unpacked(dest, size, unpacker.headers)
+    tar = None
+    try:
+        if not layers.reproduces(staged, reader.headers):
+            tar = dest.with_suffix(".tar")
+            with open(blob, "rb") as src, open(tar, "wb") as dst:
+                inflate_file(src, dst)
+        blob.unlink()
+    except OSError as exc:
+        raise PullError(f"failed to register layer: {os_error_text(exc)}") from None
+    return _Unpacked(staged, tar, reader.blob_size)
+
+
+def _first_error(reader: LayerReader, exc: UnpackError | ArchiveError, diff_id: str) -> Exception:
+    """What to say about a layer whose tar broke, once the rest of the blob is read: as Docker,
+    a blob that does not match its digest first (raised from the reader), then a tar that is
+    not the config's DiffID, then what broke."""
+    if isinstance(exc, ArchiveError):
+        try:
+            reader.skip()
+        except UnpackError as broken:
+            exc = broken
+    if isinstance(exc, UnpackError):
+        reader.discard()
+        return PullError(f"failed to register layer: {exc}")
+    if reader.diff_id != diff_id:
+        return PullError("layers from manifest don't match image configuration")
+    return exc
 
 
 def _fetch_layers(
@@ -332,7 +359,7 @@ def _fetch_layers(
     with store.scratch("pull-") as scratch, ThreadPoolExecutor(max(1, downloads), "pull") as pool:
         pending: dict[int, Future[Any]] = {
             i: pool.submit(
-                _download, client, ref, man.layers[i], diff_ids[i], scratch / f"{i}.tar", shared, turns, turn
+                _download, store.layers, client, ref, man.layers[i], diff_ids[i], scratch / str(i), shared, turns, turn
             )
             for turn, i in enumerate(wanted)
         }
@@ -355,7 +382,7 @@ def _register_in_order(
     result: PullResult,
     created: list[str],
 ) -> None:
-    """Wait for each layer's download in the manifest's order, then extract and register it."""
+    """Wait for each layer's download (and extraction) in the manifest's order, then commit it."""
     parent: str | None = None
     for i, (desc, chain) in enumerate(zip(man.layers, chains, strict=True)):
         if i not in pending or store.layers.exists(chain):
@@ -367,25 +394,20 @@ def _register_in_order(
         out.update(sid, "Download complete")
         result.downloaded.append(desc.digest)
         try:
-            with store.lock.held(), open(unpacked.tar, "rb") as tar:
-                # The DiffID was checked as the tar was written; the headers digest lets the
-                # store see that the tree reproduces the tar without writing it again.
-                layer, was_created = store.layers.register(
-                    tar, parent, expected_diff_id=diff_ids[i], source_headers=unpacked.headers
-                )
+            with store.lock.held():
+                layer, was_created = store.layers.commit(unpacked.staged, parent, unpacked.tar)
                 if was_created:
                     created.append(layer.chain_id)
-        except DiffIDMismatch:
-            raise PullError("layers from manifest don't match image configuration") from None
-        except (OSError, EOFError) as exc:
-            raise PullError(f"failed to register layer: {exc}") from exc
+        except OSError as exc:
+            raise PullError(f"failed to register layer: {os_error_text(exc)}") from exc
         if layer.chain_id != chain:
             raise PullError("layers from manifest don't match image configuration")
         out.progress(sid, "Extracting", unpacked.blob_size, unpacked.blob_size)
         result.blob_diff_ids.append((desc.digest, diff_ids[i]))  # recorded once the image is in
         out.update(sid, "Pull complete")
         parent = chain
-        unpacked.tar.unlink()
+        if unpacked.tar is not None:
+            unpacked.tar.unlink()
 
 
 def _record_refs(store: LocalStore, ref: Reference, image_id: str, manifest_digest: str) -> bool:

@@ -4,14 +4,17 @@ Each layer, top first (up to `max_concurrent_uploads` at once, 5 as dockerd's de
 status lines still come top first): if the store remembers a compressed digest for its DiffID in this
 repository and the registry still has it (HEAD), it is skipped ("Layer already exists"); if
 it was seen in another repository of the same registry, a cross-repository mount is tried
-("Mounted from …"). Otherwise the layer tar is gzip-compressed (deterministically, so the
-same layer always gives the same blob), HEAD-checked, and uploaded ("Pushed"). The config
-follows, then the Docker schema2 manifest is PUT under the tag, and `repo@digest` recorded.
+("Mounted from …"). Otherwise, as moby's pushLayer, an upload is started (POST) and the
+layer tar is gzip-compressed (deterministically, so the same layer always gives the same blob)
+and sent as it is made, in one chunked PATCH; the PUT names its digest ("Pushed"). No HEAD
+first: the digest is known only at the end. The config follows, then the Docker schema2
+manifest is PUT under the tag, and `repo@digest` recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,7 @@ from .errors import RegistryError
 from .localstore import LocalStore
 from .metadata import V2Metadata
 from .progress import ProgressWriter
-from .pull import SMALL_TRANSFER, Cancelled, LockedProgress, PullOptions, Turns, make_client, short_id
+from .pull import PROGRESS_EVERY, SMALL_TRANSFER, Cancelled, LockedProgress, PullOptions, Turns, make_client, short_id
 
 
 class PushError(RegistryError):
@@ -42,13 +45,64 @@ class PushResult:
     mounted: list[str] = field(default_factory=list)
 
 
-def compress_layer(store: LocalStore, chain_id: str, dest: Path) -> tuple[str, int]:
-    """gzip the layer's tar into `dest`: one gzip member with a fixed header (mtime 0, no name),
-    deflate level 6 as Go's default, compressed block by block in threads (`pgzip`). The
-    output depends on the layer's bytes alone: the same layer always gives the same blob."""
-    with open(dest, "wb") as raw:
-        done = pgzip.compress(store.layers.tar_stream(chain_id), raw)
-    return done.digest, done.size
+class _LocalError(Exception):
+    """A failure on our side while the layer streams out (reading the layer): carried through
+    the HTTP client, which would take an OSError for the registry's, and raised again after."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class LayerUpload:
+    """A layer's tar gzip-compressed as it is sent: one gzip member with a fixed header (mtime
+    0, no name), deflate level 6 as Go's default, compressed block by block in threads
+    (`pgzip`). The output depends on the layer's bytes alone: the same layer always gives
+    the same blob. `result` (digest and size) once it has all been sent; `on_read` is told
+    how many tar bytes were read so far (moby's "Pushing" progress counts those)."""
+
+    def __init__(self, tar: Iterable[bytes], on_read: Callable[[int], None] | None = None) -> None:
+        self._tar = tar
+        self._on_read = on_read
+        self.result: pgzip.Compressed | None = None
+
+    def _read(self) -> Iterator[bytes]:
+        """The tar, told to `on_read` every 512 KiB (moby's progress reader; through the daemon
+        each is a message to the client) and at its end."""
+        done = reported = 0
+        for chunk in self._tar:
+            done += len(chunk)
+            if self._on_read is not None and done - reported >= PROGRESS_EVERY:
+                reported = done
+                self._on_read(done)
+            yield chunk
+        if self._on_read is not None and done != reported:
+            self._on_read(done)
+
+    def __iter__(self) -> Iterator[bytes]:
+        held: list[bytes] = []
+        size = 0
+        try:
+            stream = pgzip.compress_stream(self._read())
+            while True:
+                try:
+                    data = next(stream)
+                except StopIteration as done:
+                    self.result = done.value
+                    break
+                held.append(data)
+                size += len(data)
+                if size >= SEND_BLOCK:  # fewer, larger writes to the socket
+                    yield b"".join(held)
+                    held, size = [], 0
+        except Exception as exc:  # ours, not the registry's: said as ours
+            raise _LocalError(exc) from exc
+        if held:
+            yield b"".join(held)
+
+
+#: Compressed bytes gathered before each write to the registry's socket.
+SEND_BLOCK = 1 << 20
 
 
 def push(
@@ -152,23 +206,23 @@ class _LayerPush:
                 size = client.head_blob(path, meta.digest, push=True) or 0
                 store.v2meta.add(diff_id, V2Metadata(meta.digest, ref.name))
                 return M.Descriptor(M.DOCKER_LAYER_GZIP, meta.digest, size), "mounted", f"Mounted from {source.path}"
-        blob = self.scratch / sid
-        digest, size = compress_layer(store, chain, blob)
+        # As moby's push: no HEAD for a blob the metadata does not name (its digest is known
+        # only once it is compressed); the compressed stream goes out as it is made.
+        total = store.layers.get(chain).size
+        upload = LayerUpload(
+            store.layers.tar_stream(chain),
+            lambda n: self.out.progress(sid, "Pushing", min(n, total), total) if total else None,
+        )
+        location, _ = client.start_upload(path)
+        try:
+            location = client.upload_stream(path, location, upload, self.chunk_size)
+        except _LocalError as exc:
+            raise exc.error from None
+        assert upload.result is not None  # the stream was read to its end
+        digest, size = upload.result.digest, upload.result.size
         if self.turns.stop.is_set():
             raise Cancelled()
-        if client.head_blob(path, digest, push=True) is not None:
-            kind, status = "existed", "Layer already exists"
-        else:
-            with open(blob, "rb") as f:
-                client.upload_blob(
-                    path,
-                    digest,
-                    f,
-                    size,
-                    chunk_size=self.chunk_size,
-                    on_chunk=lambda n: self.out.progress(sid, "Pushing", n, size),
-                )
-            kind, status = "uploaded", "Pushed"
-        blob.unlink()
+        client.finish_upload(path, location, digest)
+        kind, status = "uploaded", "Pushed"
         store.v2meta.add(diff_id, V2Metadata(digest, ref.name))
         return M.Descriptor(M.DOCKER_LAYER_GZIP, digest, size), kind, status

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from zlib_ng import zlib_ng
 
 from imagegraph.distribution import pgzip
 
@@ -74,8 +75,10 @@ def test_random_data_is_stored_text_is_deflated() -> None:
     text = b"".join(b"the quick brown fox %d\n" % (i % 50) for i in range(40_000))
     small, _ = gz(text)
     assert len(small) < len(text) // 20
-    # as small as zlib's own level 6 in one stream, give or take the blocks' sync flushes
-    assert len(small) < len(gzip.compress(text, 6)) * 1.1
+    # as small as the deflater's own level 6 in one stream (zlib-ng: the layer is more than one
+    # block), give or take the blocks' sync flushes
+    one = zlib_ng.compressobj(6, zlib_ng.DEFLATED, -15)
+    assert len(small) < (len(one.compress(text)) + len(one.flush())) * 1.1
 
 
 @pytest.mark.skipif(shutil.which("gzip") is None, reason="gzip(1) is not installed")
@@ -103,3 +106,21 @@ def test_a_layer_under_one_block_compresses_as_before() -> None:
     with gzip.GzipFile(filename="", mode="wb", fileobj=before, compresslevel=6, mtime=0) as g:
         g.write(data)
     assert gz(data)[0] == before.getvalue()
+
+
+def test_the_shared_sampler_sizes_each_sample_as_a_fresh_compressor() -> None:
+    """One level-1 compressor per block, fully flushed after each sample, judges as a new one."""
+    import zlib
+
+    from imagegraph.distribution.pgzip import SAMPLE, SEGMENT, _incompressible
+
+    rng = random.Random(7)
+    text = b"".join(b"line %d of some text\n" % i for i in range(2000))
+    segments = [rng.randbytes(SEGMENT), text[:SEGMENT], rng.randbytes(600) + text[:SEGMENT], bytes(SEGMENT)]
+    shared = zlib.compressobj(1, zlib.DEFLATED, -15)
+    for segment in segments * 2:
+        fresh = zlib.compressobj(1, zlib.DEFLATED, -15)
+        size = len(fresh.compress(segment[:SAMPLE])) + len(fresh.flush(zlib.Z_SYNC_FLUSH))
+        assert _incompressible(memoryview(segment), shared) == (size >= 0.97 * SAMPLE)
+        before = len(shared.compress(segment[:SAMPLE])) + len(shared.flush(zlib.Z_FULL_FLUSH))
+        assert before == size  # the same size as a fresh compressor gives, sample after sample

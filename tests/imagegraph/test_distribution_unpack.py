@@ -1,4 +1,4 @@
-"""unpack: a layer blob gunzipped, hashed and scanned as it downloads."""
+"""unpack: a layer blob gunzipped, hashed, scanned and read as a tar as it downloads."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import io
 import os
 import tarfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from imagegraph import archive
-from imagegraph.distribution.unpack import OUT_CHUNK, Unpacker, UnpackError
+from imagegraph.distribution.unpack import OUT_CHUNK, LayerReader, UnpackError, inflate_file
 
 
 def tree(base: Path) -> Path:
@@ -30,13 +31,24 @@ def tree(base: Path) -> Path:
     return base
 
 
-def unpack(blob: bytes, chunk: int = 1000) -> tuple[Unpacker, bytes]:
-    out = io.BytesIO()
-    u = Unpacker(out)
-    for i in range(0, len(blob), chunk):
-        u.feed(blob[i : i + chunk])
-    u.finish()
-    return u, out.getvalue()
+def chunks(blob: bytes, chunk: int) -> list[bytes]:
+    return [blob[i : i + chunk] for i in range(0, len(blob), chunk)]
+
+
+def unpack(blob: bytes, chunk: int = 1000, read: int = 4096) -> tuple[LayerReader, bytes]:
+    """Read the tar out of `blob`, which comes `chunk` bytes at a time; the tee gets the blob,
+    which `inflate_file` turns into the same tar."""
+    tee = io.BytesIO()
+    u = LayerReader(chunks(blob, chunk), tee)
+    got = bytearray()
+    while piece := u.read(read):
+        assert len(piece) <= read
+        got += piece
+    assert tee.getvalue() == blob and u.blob_size == len(blob)
+    again = io.BytesIO()
+    inflate_file(io.BytesIO(blob), again)
+    assert again.getvalue() == got
+    return u, bytes(got)
 
 
 @pytest.mark.parametrize("chunk", [1, 511, 512, 4096, 1 << 20])
@@ -111,19 +123,62 @@ def test_broken_gzip_is_one_line(tmp_path: Path) -> None:
 
 
 def test_a_gzip_bomb_is_never_whole_in_memory() -> None:
-    """64 MiB of zeros compress to 64 KiB: each write stays at 1 MiB, whatever one chunk holds."""
+    """64 MiB of zeros compress to 64 KiB: each piece stays at 1 MiB, whatever one chunk holds,
+    and is made only when it is read."""
     z = zlib.compressobj(9, zlib.DEFLATED, 31)
     blob = z.compress(b"\0" * (64 << 20)) + z.flush()
-    writes: list[int] = []
-
-    class Out:
-        def write(self, b: bytes) -> int:
-            writes.append(len(b))
-            return len(b)
-
-    u = Unpacker(Out())  # type: ignore[arg-type]
-    u.feed(blob)  # one chunk holding it all
-    u.finish()
-    assert sum(writes) == 64 << 20
-    assert max(writes) <= OUT_CHUNK
+    u = LayerReader([blob])  # one chunk holding it all
+    total = 0
+    while piece := u.read(OUT_CHUNK):
+        total += len(piece)
+        assert len(u._cur) <= OUT_CHUNK and not u._ahead  # the piece being read, nothing more
+    assert total == 64 << 20
     assert u.headers is None  # zeros are no tar that ends as ours does
+
+
+def test_readinto_and_short_reads(tmp_path: Path) -> None:
+    tar = our_tar(tmp_path)
+    u = LayerReader(chunks(gzip.compress(tar), 100))
+    got = bytearray()
+    buf = bytearray(777)
+    while n := u.readinto(memoryview(buf)):
+        got += buf[:n]
+    assert bytes(got) == tar
+
+
+def test_block_at_looks_back_and_ahead_without_reading(tmp_path: Path) -> None:
+    """Where tarfile stopped (behind what it read ahead, or further on), for the end check."""
+    tar = our_tar(tmp_path)
+    u = LayerReader(chunks(tar, 300))
+    first = u.read(1000)
+    assert u.block_at(500) == tar[500:1012]  # behind the read position, and ahead of it
+    assert u.block_at(len(tar) - 100) == tar[-100:]  # the end: fewer bytes
+    rest = bytearray()
+    while piece := u.read(1 << 20):
+        rest += piece
+    assert first + bytes(rest) == tar  # nothing lost by looking ahead
+    assert u.block_at(0) is None  # long passed
+
+
+def test_skip_hashes_the_rest_and_discard_checks_the_blob(tmp_path: Path) -> None:
+    tar = our_tar(tmp_path)
+    tee = io.BytesIO()
+    u = LayerReader(chunks(gzip.compress(tar), 100), tee)
+    u.read(10)
+    u.skip()
+    assert u.diff_id == "sha256:" + hashlib.sha256(tar).hexdigest()
+
+    class Liar(Exception):
+        pass
+
+    def blob() -> Iterator[bytes]:
+        yield gzip.compress(tar)[:50]
+        yield b"more"
+        raise Liar("digest")
+
+    u = LayerReader(blob())
+    with pytest.raises(UnpackError):
+        u.read(1 << 20)
+        u.read(1 << 20)
+    with pytest.raises(Liar):
+        u.discard()  # the blob's own error, raised when it is read to its end
