@@ -25,7 +25,7 @@ from . import graph as graph_mod
 from . import render as render_mod
 from . import stack as stack_mod
 from .archive import ArchiveError
-from .commands import DAEMON_PREFIX, CLIError, CommandTable, Context, UsageError, package_version
+from .commands import DAEMON_PREFIX, CLIError, CommandTable, Context, UsageError, VersionAction
 from .container import KIND_LETTER, ContainerError
 from .formatting import ago, created_at, ellipsis, human_size, json_lines, short_id, table, truncate_cmd
 from .imagestore import ImageError
@@ -559,7 +559,7 @@ def cmd_daemon(a: argparse.Namespace, ctx: Context) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="imagegraph", description="Docker's image model on a local store")
-    parser.add_argument("-v", "-V", "--version", action="version", version=f"imagegraph version {package_version()}")
+    parser.add_argument("-v", "-V", "--version", action=VersionAction, help="show the version and exit")
     parser.add_argument(
         "-D",
         "--debug",

@@ -11,11 +11,13 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timezone
-from typing import Any
-
-from tabulate import DataRow, TableFormat, tabulate
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from imagegraph.digest import go_json
+
+if TYPE_CHECKING:
+    from tabulate import TableFormat
 
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 _BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
@@ -136,16 +138,27 @@ def truncate_cmd(s: str, width: int = 45) -> str:
 # last is as wide as its widest cell plus 3, and at least 10; the last is not padded.
 _MIN_WIDTH = 10
 _PADDING = 3
-_DOCKER_TABLE = TableFormat(
-    lineabove=None,
-    linebelowheader=None,
-    linebetweenrows=None,
-    linebelow=None,
-    headerrow=DataRow("", " " * _PADDING, ""),
-    datarow=DataRow("", " " * _PADDING, ""),
-    padding=0,
-    with_header_hide=None,
-)
+
+
+@cache
+def _docker_table() -> TableFormat:
+    """The tabwriter's layout as a tabulate format, made on the first table.
+
+    tabulate imports importlib.metadata (and with it email, zipfile, csv): 40-150 ms of
+    start-up that only the commands printing a table should pay, not pull, push or commit.
+    """
+    from tabulate import DataRow, TableFormat
+
+    return TableFormat(
+        lineabove=None,
+        linebelowheader=None,
+        linebetweenrows=None,
+        linebelow=None,
+        headerrow=DataRow("", " " * _PADDING, ""),
+        datarow=DataRow("", " " * _PADDING, ""),
+        padding=0,
+        with_header_hide=None,
+    )
 
 
 _SENTINEL = "|"
@@ -175,7 +188,9 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
     # tabulate from trimming the padding of the column before the last.
     lead_heads = [h.ljust(_MIN_WIDTH - _PADDING) for h in heads[:-1]]
     grid = [[*lead_heads, _SENTINEL], *([*r[:-1], _SENTINEL] for r in body)]
-    lead = tabulate(grid, tablefmt=_DOCKER_TABLE, stralign="left", disable_numparse=True, preserve_whitespace=True)
+    from tabulate import tabulate
+
+    lead = tabulate(grid, tablefmt=_docker_table(), stralign="left", disable_numparse=True, preserve_whitespace=True)
     lines = lead.split("\n")
     lasts = [heads[-1], *(r[-1] for r in body)]
     assert len(lines) == len(lasts)
