@@ -270,8 +270,11 @@ def check(argv: Sequence[str], env: dict[str, str], what: str) -> str:
     return result.stdout
 
 
-def ig(root: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "imagegraph", "--root", str(root), *args]
+def ig(root: Path, *args: str, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "imagegraph", "--root", str(root), *args]
+
+
+REFERENCE = "imagegraph-ref"
 
 
 def _progress(text: str) -> None:
@@ -401,6 +404,8 @@ class Bench:
     rss: dict[tuple[str, str], int] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    reference: str | None = None  # another checkout's Python: its imagegraph timed as REFERENCE
+    leftovers: list[Path] = field(default_factory=list)  # removed after the last measure (see import)
 
     def scratch(self, name: str) -> Path:
         path = self.workdir / "runs" / name
@@ -417,19 +422,19 @@ class Bench:
         pair: Pair,
         ours: Callable[[int], Sample],
         theirs: Callable[[int], Sample],
-        floor: Callable[[int], Sample] | None = None,
+        peers: Sequence[tuple[str, Callable[[int], Sample]]] = (),
     ) -> None:
         """Run both sides `repeat` times, interleaved; a failure drops the measure with a line.
-        `floor`, if given, is timed in the same turns as `pair.floor`: the part of the work no
-        implementation can skip (creating the files), for a second ratio."""
+        `peers` (system, run) are timed in the same turns: the floor (`pair.floor`, the part of
+        the work no implementation can skip) and the reference checkout's imagegraph."""
         self.pairs.append(pair)
         _progress(pair.label)
         try:
             for i in range(self.repeat):
                 self.record(pair.key, IMAGEGRAPH, ours(i))
                 self.record(pair.key, pair.yardstick, theirs(i))
-                if floor is not None and pair.floor:
-                    self.record(pair.key, pair.floor, floor(i))
+                for system, run in peers:
+                    self.record(pair.key, system, run(i))
         except BenchError as exc:
             self.failed[pair.key] = str(exc)
             print(f"failed: {pair.label}: {exc}", flush=True)
@@ -477,9 +482,13 @@ def measure_import(bench: Bench, fx: Fixture) -> None:
     def floor(i: int) -> Sample:
         return run_step(tar_extract(tree, runs / f"floor-{i}"), bench.env, FLOOR)
 
+    def reference(i: int) -> Sample:
+        argv = ig(runs / f"ref-root-{i}", "import", str(tree), "bench/import:latest", python=bench.reference or "")
+        return run_step(argv, bench.env, f"{REFERENCE} import")
+
     pair = Pair(f"import-{fx.key}", f"import: {fx.label}", "tar + sha256sum", 1.2, FLOOR)
-    bench.pair(pair, ours, theirs, floor)
-    shutil.rmtree(runs, ignore_errors=True)
+    bench.pair(pair, ours, theirs, [(FLOOR, floor), *([(REFERENCE, reference)] if bench.reference else [])])
+    bench.leftovers.append(runs)
 
 
 def measure_commit(bench: Bench, fx: Fixture) -> None:
@@ -506,10 +515,16 @@ def measure_commit(bench: Bench, fx: Fixture) -> None:
     def floor(i: int) -> Sample:
         return run_step(tar_extract(upper, floors / f"floor-{i}"), bench.env, FLOOR)
 
+    def reference(i: int) -> Sample:
+        (upper / f".bench-run-{i}").rename(upper / f".bench-run-{i}r")  # a new layer for it too
+        argv = ig(root, "commit", "committer", f"bench/committed:{i}r", python=bench.reference or "")
+        sample = run_step(argv, bench.env, f"{REFERENCE} commit")
+        (upper / f".bench-run-{i}r").rename(upper / f".bench-run-{i}")
+        return sample
+
     pair = Pair(f"commit-{fx.key}", f"commit: {fx.label}", "tar + sha256sum", 1.2, FLOOR)
-    bench.pair(pair, ours, theirs, floor)
-    shutil.rmtree(root, ignore_errors=True)
-    shutil.rmtree(floors, ignore_errors=True)
+    bench.pair(pair, ours, theirs, [(FLOOR, floor), *([(REFERENCE, reference)] if bench.reference else [])])
+    bench.leftovers += [root, floors]
 
 
 # -- the images: a source store, a registry with them, OCI layouts and archives for skopeo -----
@@ -822,7 +837,7 @@ def _verdict(value: float | None, aim: float | None) -> str:
 def report(bench: Bench) -> str:
     detail = []
     for pair in bench.pairs:
-        for system in (IMAGEGRAPH, pair.yardstick, *([pair.floor] if pair.floor else [])):
+        for system in (IMAGEGRAPH, REFERENCE, pair.yardstick, *([pair.floor] if pair.floor else [])):
             fig = bench.figures.get((pair.key, system))
             if fig is None:
                 continue
@@ -846,6 +861,10 @@ def report(bench: Bench) -> str:
         mine, floor = bench.figures.get((pair.key, IMAGEGRAPH)), bench.figures.get((pair.key, pair.floor))
         if mine and floor and floor.median > 0:
             ratios.append([pair.label, f"{pair.floor} (the floor)", format_ratio(mine.median / floor.median), ""])
+        ref, base = bench.figures.get((pair.key, REFERENCE)), bench.figures.get((pair.key, pair.yardstick))
+        if ref and base and base.median > 0:
+            row = [pair.label, f"{pair.yardstick}, for {REFERENCE}", format_ratio(ref.median / base.median)]
+            ratios.append([*row, _verdict(ref.median / base.median, pair.aim)])
     ours = [(rss, key) for (key, system), rss in bench.rss.items() if system == IMAGEGRAPH]
     parts = [
         "Medians with min and max (seconds of wall clock; lower is better) and peak RSS:",
@@ -913,6 +932,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also save the figures to this JSON file")
     parser.add_argument(
+        "--reference",
+        metavar="PYTHON",
+        help="another checkout's Python (its .venv/bin/python): its imagegraph is timed beside this one "
+        f"for import and commit, as {REFERENCE}",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         default=Path("/var/tmp/layerlab-image-bench"),
@@ -964,6 +989,16 @@ def _chosen(args: argparse.Namespace, sizes: Sizes) -> tuple[list[str], list[Fix
 
 
 def run_all(bench: Bench, groups: list[str], trees: list[Fixture], chosen: list[Fixture]) -> None:
+    """Every measure, then the import and commit runs' stores and copies (kept to the end, so
+    that their deletion slows no later measure that creates files)."""
+    try:
+        _run_measures(bench, groups, trees, chosen)
+    finally:
+        for path in bench.leftovers:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_measures(bench: Bench, groups: list[str], trees: list[Fixture], chosen: list[Fixture]) -> None:
     if "import" in groups:
         for fx in trees:
             measure_import(bench, fx)
@@ -1008,7 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
         base = prepare_fixtures(workdir, sizes, fixtures_needed(groups, trees, chosen))
         started = time.time()
         load = os.getloadavg()
-        bench = Bench(workdir, sizes, repeat, _env(), base)
+        bench = Bench(workdir, sizes, repeat, _env(), base, reference=args.reference)
         try:
             with MountSet(str(workdir / "runs")):  # a mount left by pull + mount comes down, whatever happens
                 run_all(bench, groups, trees, chosen)
