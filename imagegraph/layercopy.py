@@ -22,14 +22,10 @@ and the new file's owner are what they usually are), then `fchown` and `fchmod` 
 
 from __future__ import annotations
 
-import collections
-import functools
 import hashlib
 import os
 import stat
 import tarfile
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,71 +86,14 @@ def _public_xattrs(names: list[str]) -> bool:
     return any(not n.startswith(archive.PRIVATE_XATTR_PREFIXES) for n in names)
 
 
-class _InOrder:
-    """Work done in the order it is given, on one thread beside the caller's, in batches.
-
-    Why: creating a file is a few system calls that release the GIL and wait on the kernel
-    (its inode allocation, on this disk, most of a file's cost); meanwhile the caller's thread
-    walks the source, reads the next files and builds and hashes their headers. At most
-    `ahead` batches wait, so memory stays bounded (a small file's data waits in its batch).
-    """
-
-    def __init__(self, batch: int = 64, batch_bytes: int = 4 << 20, ahead: int = 2) -> None:
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="imagegraph-copy")
-        self.batch: list[Callable[[], None]] = []
-        self.bytes = 0
-        self.limits = (batch, batch_bytes, ahead)
-        self.pending: collections.deque[Future[None]] = collections.deque()
-        self.stopped = False
-
-    def put(self, work: Callable[[], None], size: int = 0) -> None:
-        self.batch.append(work)
-        self.bytes += size
-        if len(self.batch) >= self.limits[0] or self.bytes >= self.limits[1]:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.batch:
-            self.pending.append(self.pool.submit(self._run, self.batch))
-            self.batch, self.bytes = [], 0
-        while len(self.pending) > self.limits[2]:
-            self.pending.popleft().result()  # the worker's error, raised here
-
-    def _run(self, batch: list[Callable[[], None]]) -> None:
-        for work in batch:
-            if self.stopped:
-                return
-            work()
-
-    def drain(self) -> None:
-        """Everything given so far done (its first error raised)."""
-        self.flush()
-        while self.pending:
-            self.pending.popleft().result()
-
-    def close(self) -> None:
-        self.stopped = True  # after an error: what is queued is not done
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
 class _Copier(archive.Applier):
-    """The extractor's rules (whiteouts, hard links, directories last), fed from a walk.
-
-    The calling thread walks the source, reads each small file whole and hashes its header,
-    data and padding; everything that writes the copy runs in order on `_InOrder`'s thread.
-    A big file (1 MiB or more) waits for the queue to empty and is copied on the calling
-    thread, its hash on HashedCopy's."""
+    """The extractor's rules (whiteouts, hard links, directories last), fed from a walk."""
 
     def __init__(self, root_fd: int, encoding: str) -> None:
         super().__init__(None, root_fd, encoding)  # type: ignore[arg-type]  # no tar: entries come from the walk
         self.hashes = _Hashes()
         self.proven = True  # every entry so far read back as its header says
         self.check_dirs: dict[str, archive.TarEntry] = {}  # read back once their modes and times are set
-        self.writes = _InOrder()
-
-    def close(self) -> None:
-        self.writes.close()
-        super().close()
 
     def copy(self, src_dir: str | os.PathLike[str]) -> None:
         # What the filesystem gives a new entry unasked (a default ACL, a security label) shows
@@ -170,14 +109,26 @@ class _Copier(archive.Applier):
             whiteout = rel.rpartition("/")[2].startswith(archive.WHITEOUT_PREFIX)
             if whiteout and e.size:
                 raise NotCopyable(f"{rel}: a whiteout with data")
-            if e.source is not None and e.typeflag == archive.TYPE_REG and not whiteout:
-                self.file(e, rel, header)
-            else:
-                self.hashes.add(header)
-                plain = e.typeflag in _PLAIN_TYPES and not whiteout and not e.xattrs
-                self.writes.put(functools.partial(self.write_other, e, rel, plain))
+            plain = e.typeflag in _PLAIN_TYPES and not whiteout and not e.xattrs
+            try:
+                if e.source is not None and e.typeflag == archive.TYPE_REG and not whiteout:
+                    self.file(e, rel, header)
+                else:
+                    self.hashes.add(header)
+                    self.entry(_tarinfo(e), rel, 0)
+                    if not plain:
+                        self.proven = False
+                    elif e.typeflag == archive.TYPE_DIR:
+                        self.check_dirs[rel] = e
+                    else:
+                        self.read_back(rel, e)
+            except fstree.TreeError as exc:
+                raise archive.ArchiveError(f"cannot copy {archive._q(rel)}: {exc}") from None
+            except archive.ArchiveError:
+                raise
+            except OSError as exc:
+                raise archive.ArchiveError(f"write /{rel}: {archive.os_error_text(exc)}") from None
         self.hashes.add(_ZEROS)
-        self.writes.drain()
         self.finish_dirs()
         try:
             for rel, e in self.check_dirs.items():
@@ -185,42 +136,6 @@ class _Copier(archive.Applier):
                     self.read_back(rel, e)
         except OSError:
             self.proven = False  # a folder this user cannot read back: the check walk decides
-
-    def file(self, e: archive.TarEntry, rel: str, header: bytes) -> None:
-        """A regular file: small ones read whole here and written on the writing thread."""
-        assert e.source is not None
-        src = e.source()
-        try:
-            if e.size >= _BIG:
-                if e.size >= archive.HOLE_MIN and archive.data_regions(src, e.size) is not None:
-                    raise NotCopyable(f"{rel}: a sparse file")
-                self.writes.drain()
-                self.size += e.size
-                self.hashes.add(header)
-                _errors(rel, self.write_big, e, rel, src)
-                self.hashes.add(_ZEROS[: -e.size % archive.BLOCK])
-                return
-            data = _read_exactly(src, e)
-        finally:
-            os.close(src)
-        self.size += e.size
-        self.hashes.add(b"".join((header, data, _ZEROS[: -e.size % archive.BLOCK])))
-        self.writes.put(functools.partial(_errors, rel, self.write_small, e, rel, data), len(data))
-
-    def write_other(self, e: archive.TarEntry, rel: str, plain: bool) -> None:
-        """A folder, symlink, hard link, whiteout, device or fifo, as the extractor makes it."""
-        try:
-            self.entry(_tarinfo(e), rel, 0)
-            if not plain:
-                self.proven = False
-            elif e.typeflag == archive.TYPE_DIR:
-                self.check_dirs[rel] = e
-            else:
-                self.read_back(rel, e)
-        except fstree.TreeError as exc:
-            raise archive.ArchiveError(f"cannot copy {archive._q(rel)}: {exc}") from None
-        except OSError as exc:
-            raise archive.ArchiveError(f"write /{rel}: {archive.os_error_text(exc)}") from None
 
     def read_back(self, rel: str, e: archive.TarEntry) -> None:
         """A directory or symlink as the copy holds it: the proof fails where it differs."""
@@ -234,39 +149,30 @@ class _Copier(archive.Applier):
         """A whiteout file in the aufs encoding (empty: one with data takes the tar path)."""
         os.close(os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd))
 
-    def create(self, e: archive.TarEntry, rel: str) -> tuple[int, int, str]:
-        """The new file, open for writing, with its mode: (fd, its folder's fd, its name)."""
-        head, _, base = rel.rpartition("/")
-        dfd = self.cursor.goto(head)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        mode = e.mode & 0o777  # the special bits by fchmod only: open may drop them
+    def file(self, e: archive.TarEntry, rel: str, header: bytes) -> None:
+        """A regular file with data: read once, hashed and written from the same buffer."""
+        assert e.source is not None
+        src = e.source()
         try:
-            return os.open(base, flags, mode, dir_fd=dfd), dfd, base
-        except FileExistsError:  # an aufs tree's `.wh.x` before `x` made `x` a whiteout device
-            fstree.remove_at(dfd, base)
-            return os.open(base, flags, mode, dir_fd=dfd), dfd, base
-
-    def write_small(self, e: archive.TarEntry, rel: str, data: bytes) -> None:
-        out, dfd, base = self.create(e, rel)
-        try:
-            if data:
-                archive.write_all(out, data)
-            self.finish_file(out, dfd, base, e)
+            if e.size >= archive.HOLE_MIN and archive.data_regions(src, e.size) is not None:
+                raise NotCopyable(f"{rel}: a sparse file")
+            self.size += e.size
+            head, _, base = rel.rpartition("/")
+            dfd = self.cursor.goto(head)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            mode = e.mode & 0o777  # the special bits by fchmod only: open may drop them
+            try:
+                out = os.open(base, flags, mode, dir_fd=dfd)
+            except FileExistsError:  # an aufs tree's `.wh.x` before `x` made `x` a whiteout device
+                fstree.remove_at(dfd, base)
+                out = os.open(base, flags, mode, dir_fd=dfd)
+            try:
+                self.data(src, out, e, header)
+                self.finish_file(out, dfd, base, e)
+            finally:
+                os.close(out)
         finally:
-            os.close(out)
-        self.seen.add(rel)
-
-    def write_big(self, e: archive.TarEntry, rel: str, src: int) -> None:
-        """`e.size` bytes of `src` (fewer is an error, more are left out, as the tar writer
-        does), hashed on HashedCopy's thread as they are written."""
-        out, dfd, base = self.create(e, rel)
-        try:
-            short = f"{e.name}: file shrank while it was archived"
-            self.copier.copy(lambda view: os.readv(src, [view]), out, e.size, self.hashes.tar, short)
-            self.hashes.count += e.size
-            self.finish_file(out, dfd, base, e)
-        finally:
-            os.close(out)
+            os.close(src)
         self.seen.add(rel)
 
     def finish_file(self, out: int, dfd: int, base: str, e: archive.TarEntry) -> None:
@@ -284,27 +190,27 @@ class _Copier(archive.Applier):
         if e.xattrs or _mismatch(os.fstat(out), e):
             self.proven = False  # the check walk decides (a store that cannot set the owner)
 
-
-def _read_exactly(src: int, e: archive.TarEntry) -> bytes:
-    """A small file's `e.size` bytes (fewer is an error, more are left out, as the tar writer does)."""
-    left = e.size
-    data = os.read(src, left) if left else b""
-    while len(data) < left:
-        more = os.read(src, left - len(data))
-        if not more:
-            raise archive.ArchiveError(f"{e.name}: file shrank while it was archived")
-        data += more
-    return data
-
-
-def _errors(rel: str, work: Callable[..., None], *args: Any) -> None:
-    """`work(*args)`, its system errors worded as the extractor words them."""
-    try:
-        work(*args)
-    except fstree.TreeError as exc:
-        raise archive.ArchiveError(f"cannot copy {archive._q(rel)}: {exc}") from None
-    except OSError as exc:
-        raise archive.ArchiveError(f"write /{rel}: {archive.os_error_text(exc)}") from None
+    def data(self, src: int, out: int, e: archive.TarEntry, header: bytes) -> None:
+        """`e.size` bytes of `src` (fewer is an error, more are left out, as the tar writer does),
+        hashed with their header and padding."""
+        left = e.size
+        pad = _ZEROS[: -left % archive.BLOCK]
+        if left < _BIG:
+            data = os.read(src, left) if left else b""
+            while len(data) < left:
+                more = os.read(src, left - len(data))
+                if not more:
+                    raise archive.ArchiveError(f"{e.name}: file shrank while it was archived")
+                data += more
+            self.hashes.add(b"".join((header, data, pad)))
+            if data:
+                archive.write_all(out, data)
+            return
+        self.hashes.add(header)
+        short = f"{e.name}: file shrank while it was archived"
+        self.copier.copy(lambda view: os.readv(src, [view]), out, e.size, self.hashes.tar, short)
+        self.hashes.count += e.size
+        self.hashes.add(pad)
 
 
 def _copy_into(root_fd: int, src_dir: str | os.PathLike[str], encoding: str) -> _Copier:
