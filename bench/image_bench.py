@@ -8,7 +8,8 @@ Each figure pairs an `imagegraph` command with the tool a user would otherwise r
 on the same data in the same run: `tar -c DIR | sha256sum` ("tar + sha256sum" in the tables)
 for import and commit, `skopeo copy` for push, pull, save and load, `skopeo copy` + `umoci
 unpack` for pull + mount, and `imagegraph` itself for the same work through `imagegraph daemon`
-and the real `docker` CLI.
+and the real `docker` CLI. Import and commit also time a floor, "tar -x": `tar -c DIR | tar -x`
+into a new folder beside the store, the file creation any store laid out like Docker's must do.
 Every figure is the median of N runs (min and max beside it) and its ratio to its yardstick;
 runs are interleaved (run 1 of both, then run 2, ...), so a noisy neighbour slows both alike.
 Each command runs as its own process, and its peak RSS (from wait4) is reported too.
@@ -269,8 +270,11 @@ def check(argv: Sequence[str], env: dict[str, str], what: str) -> str:
     return result.stdout
 
 
-def ig(root: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "imagegraph", "--root", str(root), *args]
+def ig(root: Path, *args: str, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "imagegraph", "--root", str(root), *args]
+
+
+REFERENCE = "imagegraph-ref"
 
 
 def _progress(text: str) -> None:
@@ -385,6 +389,7 @@ class Pair:
     label: str
     yardstick: str
     aim: float | None
+    floor: str = ""  # a third system: what the same files cost to create (no aim)
 
 
 @dataclass
@@ -399,6 +404,8 @@ class Bench:
     rss: dict[tuple[str, str], int] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    reference: str | None = None  # another checkout's Python: its imagegraph timed as REFERENCE
+    leftovers: list[Path] = field(default_factory=list)  # removed after the last measure (see import)
 
     def scratch(self, name: str) -> Path:
         path = self.workdir / "runs" / name
@@ -415,23 +422,30 @@ class Bench:
         pair: Pair,
         ours: Callable[[int], Sample],
         theirs: Callable[[int], Sample],
+        peers: Sequence[tuple[str, Callable[[int], Sample]]] = (),
     ) -> None:
-        """Run both sides `repeat` times, interleaved; a failure drops the measure with a line."""
+        """Run both sides `repeat` times, interleaved; a failure drops the measure with a line.
+        `peers` (system, run) are timed in the same turns: the floor (`pair.floor`, the part of
+        the work no implementation can skip) and the reference checkout's imagegraph."""
         self.pairs.append(pair)
         _progress(pair.label)
         try:
             for i in range(self.repeat):
                 self.record(pair.key, IMAGEGRAPH, ours(i))
                 self.record(pair.key, pair.yardstick, theirs(i))
+                for system, run in peers:
+                    self.record(pair.key, system, run(i))
         except BenchError as exc:
             self.failed[pair.key] = str(exc)
             print(f"failed: {pair.label}: {exc}", flush=True)
             return
         # Each result as it comes (stderr): a long run cut short still says what it measured.
         mine, base = self.figures[(pair.key, IMAGEGRAPH)], self.figures[(pair.key, pair.yardstick)]
+        low = self.figures.get((pair.key, pair.floor))
         _progress(
             f"{pair.label}: imagegraph {format_seconds(mine.median)}, {pair.yardstick} "
             f"{format_seconds(base.median)}, {format_ratio(mine.median / base.median if base.median else None)}"
+            + (f"; {pair.floor} {format_seconds(low.median)}" if low else "")
         )
 
 
@@ -439,20 +453,42 @@ def tar_sha256(tree: Path) -> tuple[Sequence[str], ...]:
     return (["tar", "-cf", "-", "-C", str(tree), "."], ["sha256sum"])
 
 
+FLOOR = "tar -x"
+
+
+def tar_extract(tree: Path, dest: Path) -> tuple[Sequence[str], ...]:
+    """The tree's files created again in `dest`, on the store's filesystem: what any store laid
+    out like Docker's must do for an import or commit (as root, tar keeps owners as we do)."""
+    dest.mkdir(parents=True)
+    return (["tar", "-cf", "-", "-C", str(tree), "."], ["tar", "-xf", "-", "-C", str(dest)])
+
+
 # -- import and commit ----------------------------------------------------------------------
 def measure_import(bench: Bench, fx: Fixture) -> None:
+    """Every run's store and floor copy is removed only after the last run: on a filesystem
+    that avoids reusing the inodes it freed in the last minutes (ext4 without a journal, as
+    here), files created just after 20,000 were deleted cost many times more (bench/README.md)."""
     tree = bench.fixtures / fx.key
+    runs = bench.scratch("import-runs")
 
     def ours(i: int) -> Sample:
-        root = bench.scratch("import-root")
-        sample = run_step(ig(root, "import", str(tree), "bench/import:latest"), bench.env, "imagegraph import")
-        shutil.rmtree(root, ignore_errors=True)
-        return sample
+        return run_step(
+            ig(runs / f"root-{i}", "import", str(tree), "bench/import:latest"), bench.env, "imagegraph import"
+        )
 
     def theirs(i: int) -> Sample:
         return run_step(tar_sha256(tree), bench.env, "tar + sha256sum")
 
-    bench.pair(Pair(f"import-{fx.key}", f"import: {fx.label}", "tar + sha256sum", 1.2), ours, theirs)
+    def floor(i: int) -> Sample:
+        return run_step(tar_extract(tree, runs / f"floor-{i}"), bench.env, FLOOR)
+
+    def reference(i: int) -> Sample:
+        argv = ig(runs / f"ref-root-{i}", "import", str(tree), "bench/import:latest", python=bench.reference or "")
+        return run_step(argv, bench.env, f"{REFERENCE} import")
+
+    pair = Pair(f"import-{fx.key}", f"import: {fx.label}", "tar + sha256sum", 1.2, FLOOR)
+    bench.pair(pair, ours, theirs, [(FLOOR, floor), *([(REFERENCE, reference)] if bench.reference else [])])
+    bench.leftovers.append(runs)
 
 
 def measure_commit(bench: Bench, fx: Fixture) -> None:
@@ -464,17 +500,31 @@ def measure_commit(bench: Bench, fx: Fixture) -> None:
     svc = services(root)
     svc.import_image(str(base), "bench/base:latest")
     upper = container_with(svc, "bench/base:latest", "committer", bench.fixtures / fx.key)
+    floors = bench.scratch("commit-floors")
 
     def ours(i: int) -> Sample:
-        sample = run_step(ig(root, "commit", "committer", "bench/committed:latest"), bench.env, "imagegraph commit")
-        services(root).image_delete("bench/committed:latest")
-        return sample
+        # One file more per run makes each run's layer new (the same layer would be found and
+        # its copy dropped); the committed images are deleted after the last run (see import).
+        (upper / f".bench-run-{i - 1}").unlink(missing_ok=True)
+        (upper / f".bench-run-{i}").write_text(f"{i}\n")
+        return run_step(ig(root, "commit", "committer", f"bench/committed:{i}"), bench.env, "imagegraph commit")
 
     def theirs(i: int) -> Sample:
         return run_step(tar_sha256(upper), bench.env, "tar + sha256sum")
 
-    bench.pair(Pair(f"commit-{fx.key}", f"commit: {fx.label}", "tar + sha256sum", 1.2), ours, theirs)
-    shutil.rmtree(root, ignore_errors=True)
+    def floor(i: int) -> Sample:
+        return run_step(tar_extract(upper, floors / f"floor-{i}"), bench.env, FLOOR)
+
+    def reference(i: int) -> Sample:
+        (upper / f".bench-run-{i}").rename(upper / f".bench-run-{i}r")  # a new layer for it too
+        argv = ig(root, "commit", "committer", f"bench/committed:{i}r", python=bench.reference or "")
+        sample = run_step(argv, bench.env, f"{REFERENCE} commit")
+        (upper / f".bench-run-{i}r").rename(upper / f".bench-run-{i}")
+        return sample
+
+    pair = Pair(f"commit-{fx.key}", f"commit: {fx.label}", "tar + sha256sum", 1.2, FLOOR)
+    bench.pair(pair, ours, theirs, [(FLOOR, floor), *([(REFERENCE, reference)] if bench.reference else [])])
+    bench.leftovers += [root, floors]
 
 
 # -- the images: a source store, a registry with them, OCI layouts and archives for skopeo -----
@@ -787,7 +837,7 @@ def _verdict(value: float | None, aim: float | None) -> str:
 def report(bench: Bench) -> str:
     detail = []
     for pair in bench.pairs:
-        for system in (IMAGEGRAPH, pair.yardstick):
+        for system in (IMAGEGRAPH, REFERENCE, pair.yardstick, *([pair.floor] if pair.floor else [])):
             fig = bench.figures.get((pair.key, system))
             if fig is None:
                 continue
@@ -808,6 +858,13 @@ def report(bench: Bench) -> str:
         if value is None:
             continue
         ratios.append([pair.label, pair.yardstick, format_ratio(value), _verdict(value, pair.aim)])
+        mine, floor = bench.figures.get((pair.key, IMAGEGRAPH)), bench.figures.get((pair.key, pair.floor))
+        if mine and floor and floor.median > 0:
+            ratios.append([pair.label, f"{pair.floor} (the floor)", format_ratio(mine.median / floor.median), ""])
+        ref, base = bench.figures.get((pair.key, REFERENCE)), bench.figures.get((pair.key, pair.yardstick))
+        if ref and base and base.median > 0:
+            row = [pair.label, f"{pair.yardstick}, for {REFERENCE}", format_ratio(ref.median / base.median)]
+            ratios.append([*row, _verdict(ref.median / base.median, pair.aim)])
     ours = [(rss, key) for (key, system), rss in bench.rss.items() if system == IMAGEGRAPH]
     parts = [
         "Medians with min and max (seconds of wall clock; lower is better) and peak RSS:",
@@ -875,6 +932,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also save the figures to this JSON file")
     parser.add_argument(
+        "--reference",
+        metavar="PYTHON",
+        help="another checkout's Python (its .venv/bin/python): its imagegraph is timed beside this one "
+        f"for import and commit, as {REFERENCE}",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         default=Path("/var/tmp/layerlab-image-bench"),
@@ -926,6 +989,16 @@ def _chosen(args: argparse.Namespace, sizes: Sizes) -> tuple[list[str], list[Fix
 
 
 def run_all(bench: Bench, groups: list[str], trees: list[Fixture], chosen: list[Fixture]) -> None:
+    """Every measure, then the import and commit runs' stores and copies (kept to the end, so
+    that their deletion slows no later measure that creates files)."""
+    try:
+        _run_measures(bench, groups, trees, chosen)
+    finally:
+        for path in bench.leftovers:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_measures(bench: Bench, groups: list[str], trees: list[Fixture], chosen: list[Fixture]) -> None:
     if "import" in groups:
         for fx in trees:
             measure_import(bench, fx)
@@ -970,7 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
         base = prepare_fixtures(workdir, sizes, fixtures_needed(groups, trees, chosen))
         started = time.time()
         load = os.getloadavg()
-        bench = Bench(workdir, sizes, repeat, _env(), base)
+        bench = Bench(workdir, sizes, repeat, _env(), base, reference=args.reference)
         try:
             with MountSet(str(workdir / "runs")):  # a mount left by pull + mount comes down, whatever happens
                 run_all(bench, groups, trees, chosen)

@@ -394,7 +394,8 @@ class LayerStore:
 
         The tree is copied straight into the store while its tar is hashed (layercopy): no tar
         is written. The copy must give the same tar back (the same headers: it holds the bytes
-        that were hashed); where it cannot (a sparse file, owners a non-root store cannot set,
+        that were hashed): proven entry by entry as it is made, or else by a walk of the copy
+        (`headers_digest`); where it cannot (a sparse file, owners a non-root store cannot set,
         xattrs the store's filesystem drops), the tar is written and kept, as for a foreign tar.
         """
         self._check_parent(parent)
@@ -407,6 +408,7 @@ class LayerStore:
                 copied = layercopy.copy_layer_dir(src_dir, layer_dir / "diff", self.encoding)
                 faithful = (
                     self.exists(next_chain_id(parent, copied.diff_id))  # _record drops this copy
+                    or copied.proven  # each entry was read back as its header says
                     or archive.headers_digest(layer_dir / "diff") == copied.headers
                 )
             except layercopy.NotCopyable:

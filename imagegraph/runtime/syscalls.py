@@ -7,7 +7,6 @@ Go's golang.org/x/sys/unix errors read in runc ("mount /proc: operation not perm
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -42,7 +41,9 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 #: pivot_root has no glibc wrapper; its number differs by architecture.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217, "i686": 217}
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# libc as the process already has it (dlopen(NULL)): ctypes.util.find_library would run
+# `ldconfig -p`, a process at every command's start-up (every command imports this module).
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]

@@ -66,6 +66,8 @@ def test_quick_run_prints_both_sides_of_every_measure(quick_run):
     seen = {(row[0], row[1]) for row in rows}
     for key, yardstick in PAIRS.items():
         assert (labels[key], "imagegraph") in seen and (labels[key], yardstick) in seen, key
+    for key in ("import-small", "commit-small"):  # the floor: the same files created by tar
+        assert (labels[key], "tar -x") in seen, key
     for row in rows:
         assert row[5] == "1"  # one run each in a quick run
         assert row[6].endswith(" MiB") and int(row[6].split()[0]) > 0  # a peak RSS
