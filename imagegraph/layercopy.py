@@ -16,9 +16,10 @@ directory or a symlink, no xattrs, no whiteout, no hard link) is read back with 
 `lstat` once its owner, mode and time are set, and must show the numbers its header holds; the
 xattrs a filesystem gives new entries unasked (a default ACL, a security label) show on the root
 and on the folders, which are read back for them. Then the copy's headers are the source's, and
-the store need not walk the copy again to check it. Any other entry leaves the proof to that walk (`archive.headers_digest`), as before.
-Only the calls the read-back shows are needed run: a file is created with its mode (the umask
-and the new file's owner are what they usually are), then `fchown` and `fchmod` only if it differs.
+the store need not walk the copy again to check it. Any other entry leaves the proof to that
+walk (`archive.headers_digest`), as before. Only the calls the read-back shows are needed run: a
+file is created with its mode (the umask and the new file's owner are what they usually are),
+then `fchown` and `fchmod` only if it differs.
 """
 
 from __future__ import annotations
