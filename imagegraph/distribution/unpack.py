@@ -255,6 +255,7 @@ class LayerReader:
         self._prev = b""  # the piece before it (the end-of-archive check may look back)
         self._prev_start = 0
         self._ahead: deque[bytes] = deque()  # made (hashed, teed) but not read yet
+        self._failed: BaseException | None = None  # what ended the blob early, told again
 
     def _generate(self) -> Iterator[bytes]:
         for chunk in self._blob:
@@ -265,7 +266,15 @@ class LayerReader:
         yield from self._inflater.end()
 
     def _make(self) -> bytes | None:
-        piece = next(self._gen, None)
+        # A generator that raised is over: asked again it would say the blob ended, and the
+        # short tar would pass for a DiffID mismatch. A full disk under the tee must stay one.
+        if self._failed is not None:
+            raise self._failed
+        try:
+            piece = next(self._gen, None)
+        except BaseException as exc:
+            self._failed = exc
+            raise
         if piece is not None:
             self.hash.update(piece)
             self.scan.feed(piece)

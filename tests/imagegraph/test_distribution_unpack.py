@@ -182,3 +182,24 @@ def test_skip_hashes_the_rest_and_discard_checks_the_blob(tmp_path: Path) -> Non
         u.read(1 << 20)
     with pytest.raises(Liar):
         u.discard()  # the blob's own error, raised when it is read to its end
+
+
+def test_a_failed_tee_is_told_again_not_taken_for_the_end(tmp_path: Path) -> None:
+    """A full disk under the saved blob ends the reads with ENOSPC; asked again (the extractor
+    gave up, and the pull hashes the rest to tell a wrong DiffID from a broken tar), the reader
+    must say ENOSPC again, not end early as if the tar were short (a DiffID "mismatch")."""
+    tar = our_tar(tmp_path)
+
+    class FullDisk(io.BytesIO):
+        def write(self, data: object) -> int:
+            if self.tell() > 0:
+                raise OSError(28, "No space left on device")
+            return super().write(data)  # type: ignore[arg-type]
+
+    u = LayerReader(chunks(gzip.compress(tar), 100), FullDisk())
+    with pytest.raises(OSError) as first:
+        while u.read(1 << 20):
+            pass
+    with pytest.raises(OSError) as again:
+        u.skip()
+    assert again.value is first.value and again.value.errno == 28
