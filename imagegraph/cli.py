@@ -616,9 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
             else:
                 if words[0] not in groups:
                     gp = sub.add_parser(words[0], help=f"Manage {words[0]}s")
-                    groups[words[0]] = gp.add_subparsers(
-                        dest="subcommand", metavar="COMMAND", parser_class=_LazyParser
-                    )
+                    groups[words[0]] = gp.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_LazyParser)
                 p = groups[words[0]].add_parser(words[1], help=cmd.help, description=cmd.help, setup=cmd.setup)
             p.set_defaults(_run=cmd.run, _readonly=cmd.readonly)
     return parser

@@ -55,9 +55,7 @@ STORE_USES = {"imagegraph.runtime.network"}
 
 
 def unwanted(modules: set[str]) -> list[str]:
-    return sorted(
-        m for m in modules - STORE_USES if m in NOT_FOR_IMAGES or m.startswith(NOT_FOR_IMAGES_PREFIXES)
-    )
+    return sorted(m for m in modules - STORE_USES if m in NOT_FOR_IMAGES or m.startswith(NOT_FOR_IMAGES_PREFIXES))
 
 
 def test_images_loads_no_other_command(tmp_path: Path) -> None:
