@@ -8,6 +8,7 @@ builder or the Engine API; `--version` and `--help` not even the store. No timin
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -63,6 +64,24 @@ def test_images_loads_no_other_command(tmp_path: Path) -> None:
     assert (rc, out.split()) == (0, ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"])
     assert "imagegraph.service" in modules  # it did read the store
     assert unwanted(modules) == []
+
+
+def test_images_on_a_store_with_images_and_a_stopped_container(tmp_path: Path) -> None:
+    """Opening a store that exists checks for crashed containers; with none marked running,
+    that check loads no runtime (nor does `ps`, `images` or `history`)."""
+    from imagegraph.cli import main
+
+    store, rootfs = tmp_path / "store", tmp_path / "rootfs"
+    rootfs.mkdir()
+    (rootfs / "hello").write_text("hi\n")
+    assert main(["--root", str(store), "import", str(rootfs), "startup/app:1"], io.StringIO(), io.StringIO()) == 0
+    assert main(["--root", str(store), "create", "--name", "c1", "startup/app:1", "/hello"], io.StringIO()) == 0
+    rc, out, modules = loaded_by("--root", str(store), "images")
+    assert rc == 0 and "startup/app" in out
+    assert unwanted(modules) == []
+    rc, out, modules = loaded_by("--root", str(store), "ps", "-a")
+    assert rc == 0 and "c1" in out
+    assert "imagegraph.runtime.manager" not in modules
 
 
 @pytest.mark.parametrize("argv", [("--version",), ("--help",), ("run", "--help"), ("image", "ls", "--help")])
