@@ -20,20 +20,15 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any, NoReturn
 
+# Only what builds the parser is imported here. A command imports its implementation when it
+# runs: the store (service.py and what it uses) for most, the registry client for pull and push,
+# the runtime for run and exec, the builder for build, the Engine API for the daemon. Each
+# subcommand's arguments are added only when that subcommand is parsed (_LazyParser).
 from . import cli_build, cli_distribution, cli_run
-from . import graph as graph_mod
 from . import render as render_mod
-from . import stack as stack_mod
-from .archive import ArchiveError
-from .commands import DAEMON_PREFIX, CLIError, CommandTable, Context, UsageError, VersionAction
-from .container import KIND_LETTER, ContainerError
+from .commands import DAEMON_PREFIX, CLIError, CommandTable, Context, Setup, UsageError, VersionAction
 from .formatting import ago, created_at, ellipsis, human_size, json_lines, short_id, table, truncate_cmd
-from .imagestore import ImageError
-from .layerstore import LayerError
 from .reference import InvalidReference, familiar_name, parse_normalized_named
-from .refstore import RefError
-from .runtime.manager import ContainerRuntimeError
-from .service import ClientError, DaemonError
 from .store import StoreError, os_error_line, resolve_root
 
 COMMANDS = CommandTable()
@@ -50,6 +45,32 @@ def go_time_string(ts: float) -> str:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}. See '{self.prog} --help'.")
+
+
+class _LazyParser(_Parser):
+    """A subcommand's parser whose arguments are added when it is first used: parsing its
+    arguments, or its --help. Building all forty of them costs a start what one command needs."""
+
+    def __init__(self, *args: Any, setup: Setup | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup = setup
+
+    def _ready(self) -> None:
+        setup, self._setup = self._setup, None
+        if setup is not None:
+            setup(self)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._ready()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._ready()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._ready()
+        return super().format_help()
 
 
 def _filters(values: list[str] | None) -> dict[str, list[str]]:
@@ -160,6 +181,8 @@ def _setup_import(p: argparse.ArgumentParser) -> None:
 
 @command("import", "Import the contents from a directory or tarball to create a filesystem image", setup=_setup_import)
 def cmd_import(a: argparse.Namespace, ctx: Context) -> int:
+    from .service import DaemonError
+
     src: Any = a.source
     if src == "-":
         src = sys.stdin.buffer
@@ -232,6 +255,8 @@ def _setup_inspect(p: argparse.ArgumentParser) -> None:
 @command("inspect", "Return low-level information on images and containers", readonly=True, setup=_setup_inspect)
 def cmd_inspect(a: argparse.Namespace, ctx: Context) -> int:
     """docker inspect: untyped, a miss is `Error: No such object`; with --type, the daemon's error."""
+    from .service import DaemonError
+
     out, errors = [], []
     for n in a.names:
         obj = None
@@ -270,6 +295,8 @@ def cmd_tag(a: argparse.Namespace, ctx: Context) -> int:
 def _each(ctx: Context, names: list[str], action: Callable[[str], None]) -> int:
     """docker rm/rmi: act on every name, even after a failure; the daemon's errors are printed
     together at the end, and any of them makes the exit status 1."""
+    from .service import DaemonError
+
     errors = []
     for name in names:
         try:
@@ -413,6 +440,8 @@ def _setup_diff(p: argparse.ArgumentParser) -> None:
     "diff", "Inspect changes to files or directories on a container's filesystem", readonly=True, setup=_setup_diff
 )
 def cmd_diff(a: argparse.Namespace, ctx: Context) -> int:
+    from .container import KIND_LETTER
+
     c = ctx.svc.get_container(a.container)
     changes = ctx.svc.containers.changes(c)
     if a.format == "json":
@@ -514,6 +543,8 @@ def _emit(ctx: Context, a: argparse.Namespace, text: str, dot: str) -> int:
 
 @command("graph", "Show images as a tree of parents and bases, with shared layers", readonly=True, setup=_setup_picture)
 def cmd_graph(a: argparse.Namespace, ctx: Context) -> int:
+    from . import graph as graph_mod
+
     images = ctx.svc.graph_images()
     text = graph_mod.render_text(images) if a.format == "text" else ""
     dot = graph_mod.render_dot(images) if a.format != "text" else ""
@@ -532,6 +563,8 @@ def _setup_stack(p: argparse.ArgumentParser) -> None:
     setup=_setup_stack,
 )
 def cmd_stack(a: argparse.Namespace, ctx: Context) -> int:
+    from . import stack as stack_mod
+
     stack = stack_mod.stack_of(ctx.svc, a.name)
     text = stack_mod.render_text(stack) if a.format == "text" else ""
     dot = stack_mod.render_dot(stack) if a.format != "text" else ""
@@ -571,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--root", help="store root (default $IMAGEGRAPH_ROOT, /var/lib/imagegraph or ~/.local/share/imagegraph)"
     )
     parser.add_argument("--whiteouts", choices=("overlay", "aufs"), help="on-disk whiteout encoding of new layers")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_LazyParser)
     groups: dict[str, argparse._SubParsersAction] = {}
     for cmd in [*COMMANDS, *cli_distribution.COMMANDS, *cli_run.COMMANDS, *cli_build.COMMANDS]:
         flat = [x for x in cmd.aliases if " " not in x]
@@ -579,13 +612,12 @@ def build_parser() -> argparse.ArgumentParser:
         for n in names:
             words = n.split()
             if len(words) == 1:
-                p = sub.add_parser(words[0], help=cmd.help, description=cmd.help, aliases=flat)
+                p = sub.add_parser(words[0], help=cmd.help, description=cmd.help, aliases=flat, setup=cmd.setup)
             else:
                 if words[0] not in groups:
                     gp = sub.add_parser(words[0], help=f"Manage {words[0]}s")
-                    groups[words[0]] = gp.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_Parser)
-                p = groups[words[0]].add_parser(words[1], help=cmd.help, description=cmd.help)
-            cmd.setup(p)
+                    groups[words[0]] = gp.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=_LazyParser)
+                p = groups[words[0]].add_parser(words[1], help=cmd.help, description=cmd.help, setup=cmd.setup)
             p.set_defaults(_run=cmd.run, _readonly=cmd.readonly)
     return parser
 
@@ -620,13 +652,49 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
     except UsageError as exc:
         err.write(f"{exc}\n")
         return 125
-    except (CLIError, ClientError, render_mod.RenderError) as exc:
+    except (CLIError, render_mod.RenderError) as exc:
         err.write(f"{exc}\n")
         return 1
     except StoreError as exc:
         err.write(f"Error: {exc}\n")
         return 1
-    except (
+    except KeyboardInterrupt:
+        err.write("interrupted\n")
+        return 130
+    except Exception as exc:
+        if isinstance(exc, _client_errors()):
+            err.write(f"{exc}\n")
+        elif isinstance(exc, _daemon_errors()):
+            err.write(DAEMON_PREFIX + str(exc) + "\n")
+        elif isinstance(exc, OSError):
+            err.write(f"Error: {os_error_line(exc, ctx.root)}\n")
+        elif a.debug:  # a bug is one line, unless asked for its traceback (as pip's --debug)
+            raise
+        else:
+            err.write(f"Error: internal error: {type(exc).__name__}: {exc} (--debug shows where)\n")
+        return 1
+
+
+def _client_errors() -> tuple[type[Exception], ...]:
+    from .service import ClientError
+
+    return (ClientError,)
+
+
+def _daemon_errors() -> tuple[type[Exception], ...]:
+    """The errors printed as the daemon's, imported only once a command has failed.
+
+    The runtime's error is among them only if the runtime was loaded: a command that did not
+    import it cannot have raised it, and loading it would cost a failing command ~20 ms.
+    """
+    from .archive import ArchiveError
+    from .container import ContainerError
+    from .imagestore import ImageError
+    from .layerstore import LayerError
+    from .refstore import RefError
+    from .service import DaemonError
+
+    known: tuple[type[Exception], ...] = (
         DaemonError,
         ContainerError,
         ImageError,
@@ -634,21 +702,9 @@ def main(argv: list[str] | None = None, out: Any = None, err: Any = None) -> int
         RefError,
         ArchiveError,
         InvalidReference,
-        ContainerRuntimeError,
-    ) as exc:
-        err.write(DAEMON_PREFIX + str(exc) + "\n")
-        return 1
-    except KeyboardInterrupt:
-        err.write("interrupted\n")
-        return 130
-    except OSError as exc:
-        err.write(f"Error: {os_error_line(exc, ctx.root)}\n")
-        return 1
-    except Exception as exc:  # a bug is one line, unless asked for its traceback (as pip's --debug)
-        if a.debug:
-            raise
-        err.write(f"Error: internal error: {type(exc).__name__}: {exc} (--debug shows where)\n")
-        return 1
+    )
+    runtime = sys.modules.get("imagegraph.runtime.manager")
+    return known + ((runtime.ContainerRuntimeError,) if runtime is not None else ())
 
 
 if __name__ == "__main__":

@@ -17,26 +17,16 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .commands import DAEMON_PREFIX, CommandTable, Context, Run, positive_int
-from .distribution import manifest as M
-from .distribution.client import RegistryClient
-from .distribution.credentials import (
-    INDEX_SERVER,
-    AuthConfig,
-    CredentialsError,
-    config_path,
-    login_domain,
-    store_auth,
-)
-from .distribution.errors import RegistryError
-from .distribution.progress import ProgressWriter
-from .distribution.pull import DEFAULT_DOWNLOADS, DEFAULT_UPLOADS, PullOptions, pull
-from .distribution.push import push
 from .reference import InvalidReference, Reference, familiar_name, parse_normalized_named, tag_name_only
-from .store import StoreError, os_error_line
-from .tarexport import TarExportError, check_output_path, load, save, save_to_file
+
+if TYPE_CHECKING:
+    from .distribution.progress import ProgressWriter
+
+# The registry client (http.client, ssl), pull, push and save/load are imported by the commands
+# that use them, not here: this module is imported by every imagegraph command for its parser.
 
 COMMANDS = CommandTable()
 
@@ -76,6 +66,11 @@ def _errors(run: Run) -> Run:
     """Docker's wording for what these commands know can fail; the rest goes to cli.main."""
 
     def translated(args: argparse.Namespace, ctx: Context) -> int:
+        from .distribution.credentials import CredentialsError
+        from .distribution.errors import RegistryError
+        from .store import StoreError, os_error_line
+        from .tarexport import TarExportError
+
         try:
             return run(args, ctx)
         except (InvalidReference, CredentialsError) as exc:  # the docker CLI's own checks
@@ -102,10 +97,14 @@ def _default_tag(ref: Reference, args: argparse.Namespace, out: TextIO) -> Refer
 
 def _progress(args: argparse.Namespace, out: TextIO) -> ProgressWriter:
     """Docker's progress lines on `out`, or nowhere with -q."""
+    from .distribution.progress import ProgressWriter
+
     return ProgressWriter(_Sink() if args.quiet else out)  # type: ignore[arg-type]  # _Sink has what it uses
 
 
 def _setup_pull(p: argparse.ArgumentParser) -> None:
+    from .distribution.pull import DEFAULT_DOWNLOADS  # set up only for `pull` (cli.build_parser)
+
     p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
     p.add_argument("--platform", help="Set platform if server is multi-platform capable (OS/ARCH[/VARIANT])")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
@@ -131,6 +130,9 @@ def _insecure_registry_flag(p: argparse.ArgumentParser) -> None:
 @COMMANDS.command("pull", "Download an image from a registry", setup=_setup_pull)
 @_errors
 def cmd_pull(args: argparse.Namespace, ctx: Context) -> int:
+    from .distribution import manifest as M
+    from .distribution.pull import PullOptions, pull
+
     ref = parse_normalized_named(args.name)
     platform = M.parse_platform(args.platform) if args.platform else None
     ref = _default_tag(ref, args, ctx.out)
@@ -145,6 +147,8 @@ def cmd_pull(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _setup_push(p: argparse.ArgumentParser) -> None:
+    from .distribution.pull import DEFAULT_UPLOADS
+
     p.add_argument("name", metavar="NAME[:TAG]")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
     p.add_argument(
@@ -160,6 +164,9 @@ def _setup_push(p: argparse.ArgumentParser) -> None:
 @COMMANDS.command("push", "Upload an image to a registry", setup=_setup_push)
 @_errors
 def cmd_push(args: argparse.Namespace, ctx: Context) -> int:
+    from .distribution.pull import PullOptions
+    from .distribution.push import push
+
     ref = parse_normalized_named(args.name)
     if ref.digest is not None:
         return _fail(ctx.err, "cannot push a digest reference", daemon=False)
@@ -185,6 +192,9 @@ def _setup_login(p: argparse.ArgumentParser) -> None:
 @COMMANDS.command("login", "Log in to a registry", setup=_setup_login)
 @_errors
 def cmd_login(args: argparse.Namespace, ctx: Context) -> int:
+    from .distribution.client import RegistryClient
+    from .distribution.credentials import INDEX_SERVER, AuthConfig, config_path, login_domain, store_auth
+
     out, err = ctx.out, ctx.err
     domain = login_domain(args.server)
     username, password = args.username or "", args.password or ""
@@ -232,6 +242,8 @@ def _setup_save(p: argparse.ArgumentParser) -> None:
 @COMMANDS.command("save", "Save one or more images to a tar archive", setup=_setup_save, readonly=True)
 @_errors
 def cmd_save(args: argparse.Namespace, ctx: Context) -> int:
+    from .tarexport import check_output_path, save, save_to_file
+
     if args.output:
         check_output_path(Path(args.output))
     store = ctx.store
@@ -259,6 +271,8 @@ def _setup_load(p: argparse.ArgumentParser) -> None:
 @COMMANDS.command("load", "Load an image from a tar archive or STDIN", setup=_setup_load)
 @_errors
 def cmd_load(args: argparse.Namespace, ctx: Context) -> int:
+    from .tarexport import load
+
     writer = _progress(args, ctx.out)
     if args.input:
         with open(args.input, "rb") as f:

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .commands import CLIError, CommandTable, UsageError
-from .runtime.jsonlog import LogQuery, format_ns, parse_time_arg
-from .runtime.manager import AttachOptions, ContainerRuntimeError, ExecConfig, NotRunning, parse_signal
-from .runtime.terminal import DETACH_KEYS, Relay, parse_detach_keys
-from .service import DaemonError
 
 if TYPE_CHECKING:
     from .commands import Context
+
+# The runtime (runtime.manager: namespaces, cgroups, ctypes) and the service layer are imported by
+# the commands that run, not here: this module is imported by every imagegraph command for its
+# parser, and `create` shares its flags.
 
 #: run, start, stop, kill, restart, wait, logs, attach, exec, top (cli.py adds them to its parser).
 COMMANDS = CommandTable()
@@ -76,6 +76,8 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
 
 def _env_list(values: list[str], files: list[str]) -> list[str]:
     """docker/cli opts.ReadKVEnvStrings: files first, then -e; a bare NAME takes the client's value."""
+    from .service import DaemonError
+
     out: list[str] = []
     for path in files:
         try:
@@ -99,6 +101,9 @@ def _env_list(values: list[str], files: list[str]) -> list[str]:
 
 def container_request(a: argparse.Namespace, attach: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """The create request docker/cli builds from the flags: (container.Config, HostConfig)."""
+    from .runtime.manager import ContainerRuntimeError, parse_signal
+    from .service import DaemonError
+
     if a.memory:
         try:
             memory = ram_in_bytes(a.memory)
@@ -202,6 +207,10 @@ def _stdin_fd() -> int | None:
 
 
 def _relay(ctx: Context, sock: Any, ref: str, stdin: bool, tty: bool, detach_keys: bytes, proxy: bool) -> int | None:
+    from .runtime.manager import ContainerRuntimeError
+    from .runtime.terminal import Relay
+    from .service import DaemonError
+
     runtime = ctx.svc.runtime
 
     def send(sig: int) -> None:
@@ -235,6 +244,8 @@ def _relay(ctx: Context, sock: Any, ref: str, stdin: bool, tty: bool, detach_key
 
 def _exit_after_relay(ctx: Context, ref: str, code: int | None) -> int:
     """The container's exit code; after a lost connection, what the store says (255 after a crash)."""
+    from .service import DaemonError
+
     if code is not None:
         return code
     try:
@@ -244,6 +255,13 @@ def _exit_after_relay(ctx: Context, ref: str, code: int | None) -> int:
     if c.state.get("Running"):
         return 0  # detached, or only the connection ended
     return int(c.state.get("ExitCode") or 0)
+
+
+def _detach_keys(value: str) -> bytes:
+    """--detach-keys, or docker's default ctrl-p,ctrl-q."""
+    from .runtime.terminal import DETACH_KEYS, parse_detach_keys
+
+    return parse_detach_keys(value) if value else DETACH_KEYS
 
 
 def _check_tty(a: argparse.Namespace) -> None:
@@ -265,6 +283,9 @@ def _setup_run(p: argparse.ArgumentParser) -> None:
 
 @COMMANDS.command("run", "Create and run a new container from an image", setup=_setup_run)
 def cmd_run(a: argparse.Namespace, ctx: Context) -> int:
+    from .runtime.manager import AttachOptions, ContainerRuntimeError
+    from .service import DaemonError
+
     if a.detach and a.rm:
         pass  # allowed since Docker 1.13: removed when it exits
     if not a.detach:
@@ -287,7 +308,7 @@ def cmd_run(a: argparse.Namespace, ctx: Context) -> int:
         return exc.code
     assert socks is not None
     sock = socks[0]
-    keys = parse_detach_keys(a.detach_keys) if a.detach_keys else DETACH_KEYS
+    keys = _detach_keys(a.detach_keys)
     code = _relay(ctx, sock, c.id, a.interactive, a.tty, keys, a.sig_proxy.lower() != "false")
     return _exit_after_relay(ctx, c.id, code)
 
@@ -302,6 +323,8 @@ def _setup_start(p: argparse.ArgumentParser) -> None:
 @COMMANDS.command("start", "Start one or more stopped containers", setup=_setup_start)
 def cmd_start(a: argparse.Namespace, ctx: Context) -> int:
     from .cli import _each
+    from .runtime.manager import AttachOptions, ContainerRuntimeError
+    from .service import DaemonError
 
     runtime = ctx.svc.runtime
     if a.attach or a.interactive:
@@ -317,7 +340,7 @@ def cmd_start(a: argparse.Namespace, ctx: Context) -> int:
             return exc.code
         # already running: attach to it
         sock = socks[0] if socks else runtime.attach(ref, AttachOptions(stdin=a.interactive))
-        keys = parse_detach_keys(a.detach_keys) if a.detach_keys else DETACH_KEYS
+        keys = _detach_keys(a.detach_keys)
         return _exit_after_relay(ctx, ref, _relay(ctx, sock, ref, a.interactive, tty, keys, True))
 
     def start(ref: str) -> None:
@@ -341,6 +364,8 @@ def _setup_stop(p: argparse.ArgumentParser) -> None:
 
 def _each_runtime(ctx: Context, names: list[str], action: Callable[[str], None]) -> int:
     from .cli import _each
+    from .runtime.manager import ContainerRuntimeError
+    from .service import DaemonError
 
     def wrapped(ref: str) -> None:
         try:
@@ -420,6 +445,9 @@ def _setup_logs(p: argparse.ArgumentParser) -> None:
 
 @COMMANDS.command("logs", "Fetch the logs of a container", setup=_setup_logs)
 def cmd_logs(a: argparse.Namespace, ctx: Context) -> int:
+    from .runtime.jsonlog import LogQuery, format_ns, parse_time_arg
+    from .service import DaemonError
+
     tail = -1
     if a.tail != "all":
         try:
@@ -450,6 +478,9 @@ def _setup_attach(p: argparse.ArgumentParser) -> None:
     "attach", "Attach local standard input, output, and error streams to a running container", setup=_setup_attach
 )
 def cmd_attach(a: argparse.Namespace, ctx: Context) -> int:
+    from .runtime.manager import AttachOptions, ContainerRuntimeError
+    from .service import DaemonError
+
     runtime = ctx.svc.runtime
     c = runtime.get(a.container)
     if not c.state.get("Running"):  # the docker CLI's own check, before it asks the daemon
@@ -464,7 +495,7 @@ def cmd_attach(a: argparse.Namespace, ctx: Context) -> int:
         sock = runtime.attach(a.container, AttachOptions(stdin=stdin))
     except ContainerRuntimeError as exc:
         raise DaemonError(str(exc)) from None
-    keys = parse_detach_keys(a.detach_keys) if a.detach_keys else DETACH_KEYS
+    keys = _detach_keys(a.detach_keys)
     code = _relay(ctx, sock, c.id, stdin, tty, keys, a.sig_proxy.lower() != "false")
     return _exit_after_relay(ctx, c.id, code)
 
@@ -484,6 +515,9 @@ def _setup_exec(p: argparse.ArgumentParser) -> None:
 
 @COMMANDS.command("exec", "Execute a command in a running container", setup=_setup_exec)
 def cmd_exec(a: argparse.Namespace, ctx: Context) -> int:
+    from .runtime.manager import ContainerRuntimeError, ExecConfig, NotRunning
+    from .service import DaemonError
+
     if not a.cmd:
         raise UsageError('"docker exec" requires at least 2 arguments.')
     _check_tty(a)
@@ -596,6 +630,9 @@ def _setup_top(p: argparse.ArgumentParser) -> None:
 
 @COMMANDS.command("top", "Display the running processes of a container", setup=_setup_top, readonly=True)
 def cmd_top(a: argparse.Namespace, ctx: Context) -> int:
+    from .runtime.manager import ContainerRuntimeError
+    from .service import DaemonError
+
     try:
         res = ctx.svc.runtime.top(a.container, " ".join(a.ps_args) or "-ef")
     except ContainerRuntimeError as exc:

@@ -13,10 +13,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .distribution.localstore import LocalStore, local_store
-from .service import Services
+if TYPE_CHECKING:
+    from .distribution.localstore import LocalStore
+    from .service import Services
 
 DAEMON_PREFIX = "Error response from daemon: "
 
@@ -69,12 +70,16 @@ class Context:
     @property
     def svc(self) -> Services:
         if self._svc is None:
+            from .service import Services  # the store's modules: not for --help or --version
+
             self._svc = Services.open(self.root, self.driver_encoding, create=not self.readonly)
         return self._svc
 
     @property
     def store(self) -> LocalStore:
         """The slice of the store that pull, push, save and load use (sharing `svc`'s lock)."""
+        from .distribution.localstore import local_store
+
         return local_store(self.svc)
 
     def print(self, s: str = "") -> None:

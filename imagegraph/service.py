@@ -141,7 +141,10 @@ class Services:
                 svc.layers.clean()
                 clean_leftovers(svc.layout)
                 clean_scratch(svc.layout)
-                svc.runtime.reconcile_all()  # containers whose monitor died: Exited (255)
+                # Containers whose monitor died: Exited (255). Only one marked running can have
+                # lost it, and only then is the runtime (~25 ms of imports) loaded.
+                if any(c.state.get("Running") for c in svc.containers.containers()):
+                    svc.runtime.reconcile_all()
         return svc
 
     @property

@@ -209,18 +209,18 @@ def test_save_and_load_commands(src_store):
 def test_save_reads_under_the_shared_lock_like_every_reading_command(src_store, monkeypatch):
     """save comes through the same command path as images or history: while it reads, the
     store's lock is held shared, so another reader may come in but a writer must wait."""
-    from imagegraph import cli_distribution
+    from imagegraph import tarexport
 
     src, tmp = src_store
     build_image(src, tmp / "w", [{"f": "x"}], "locked/app:1")
     seen: list[tuple[bool, bool]] = []
-    real_save_to_file = cli_distribution.save_to_file
+    real_save_to_file = tarexport.save_to_file
 
     def probing_save_to_file(*args):
         seen.append((_lock_free(src.layout.lock_file, fcntl.LOCK_SH), _lock_free(src.layout.lock_file, fcntl.LOCK_EX)))
         return real_save_to_file(*args)
 
-    monkeypatch.setattr(cli_distribution, "save_to_file", probing_save_to_file)
+    monkeypatch.setattr(tarexport, "save_to_file", probing_save_to_file)
     out, err = io.StringIO(), io.StringIO()
     argv = ["--root", str(src.layout.root), "save", "-o", str(tmp / "a.tar"), "locked/app:1"]
     assert main(argv, out, err) == 0, err.getvalue()
