@@ -53,7 +53,7 @@ def test_the_timed_mount_ends_with_a_lookup_answered(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(ub.os.path, "lexists", lexists)
     layers = ub.LayerSet("main", (str(tmp_path / "l1"),))
-    bench = ub.Bench(ub.Layout(tmp_path, layers, tmp_path / "bare"), ub.Sizes.quick(), _Mounts())  # type: ignore[arg-type]
+    bench = ub.Bench(ub.Layout(tmp_path, layers, tmp_path / "bare"), ub.Sizes.quick(), _Mounts())
     with bench.view("fuse-overlayfs") as target:
         pass
     assert [kind for kind, _ in events] == ["run", "mountinfo", "lookup"]
