@@ -17,6 +17,8 @@ explicit ids win): for reading only, as in fuse-overlayfs.
 
 from __future__ import annotations
 
+from .record import Record
+
 OVERFLOW_ID = 65534  # /proc/sys/kernel/overflowuid and overflowgid by default
 
 # Plain value classes, not dataclasses: the mount daemon shows the root's owners with these
@@ -27,7 +29,7 @@ class IdMapError(ValueError):
     """A mapping that cannot be parsed; the message is one line."""
 
 
-class IdRange:
+class IdRange(Record):
     """COUNT ids from STORED on disk appear as COUNT ids from SHOWN through the mount."""
 
     __slots__ = ("stored", "shown", "count")
@@ -37,21 +39,8 @@ class IdRange:
         self.shown = shown
         self.count = count
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, IdRange) and (self.stored, self.shown, self.count) == (
-            other.stored,
-            other.shown,
-            other.count,
-        )
 
-    def __hash__(self) -> int:
-        return hash((self.stored, self.shown, self.count))
-
-    def __repr__(self) -> str:
-        return f"IdRange(stored={self.stored}, shown={self.shown}, count={self.count})"
-
-
-class IdMap:
+class IdMap(Record):
     """One direction of ids (uids or gids): ranges, or a squash, or the identity."""
 
     __slots__ = ("ranges", "squash", "overflow")
@@ -62,19 +51,6 @@ class IdMap:
         self.ranges = ranges
         self.squash = squash
         self.overflow = overflow
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, IdMap) and (self.ranges, self.squash, self.overflow) == (
-            other.ranges,
-            other.squash,
-            other.overflow,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.ranges, self.squash, self.overflow))
-
-    def __repr__(self) -> str:
-        return f"IdMap(ranges={self.ranges!r}, squash={self.squash!r}, overflow={self.overflow!r})"
 
     @property
     def identity(self) -> bool:

@@ -17,6 +17,7 @@ import stat
 
 from .mount import FSTYPE, STATE_PREFIX
 from .mountopts import OptionError
+from .record import Record
 
 TYPE_CHECKING = False  # no typing, dataclasses, re or core here: the mount daemon reads the table too
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def make_state_dir(directory: str | None = None) -> str:
     return directory
 
 
-class MountInfo:
+class MountInfo(Record):
     """One line of mountinfo (proc(5)), the fields we use, unescaped. A plain value class (equal
     by its fields, hashable, read-only by convention), not a dataclass: see the top."""
 
@@ -77,23 +78,6 @@ class MountInfo:
         self.super_options = super_options
         self.root = root
         self.device = device
-
-    def replace(self, **changes: str) -> MountInfo:
-        """A copy with some fields changed (dataclasses.replace's job)."""
-        fields = {name: getattr(self, name) for name in self.__slots__}
-        return MountInfo(**{**fields, **changes})
-
-    def _fields(self) -> tuple[str, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, MountInfo) and self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        return "MountInfo(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__) + ")"
 
     @property
     def idmapped(self) -> bool:
