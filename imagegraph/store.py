@@ -176,7 +176,11 @@ def prepare_root(layout: Layout, create: bool = True) -> bool:
     try:
         if st is None:
             os.makedirs(root.parent, exist_ok=True)
-            os.mkdir(root, mode)
+            try:
+                os.mkdir(root, mode)
+            except FileExistsError:  # another command made it since the stat: use theirs
+                if not root.is_dir():
+                    raise StoreError(f"store root {root} is not a directory") from None
         (root / "image").mkdir(mode=0o700, exist_ok=True)  # Docker's /var/lib/docker/image is 0700
         for d in [layout.image_root, *layout.dirs()]:
             d.mkdir(mode=mode, parents=True, exist_ok=True)
