@@ -174,8 +174,11 @@ def _create_v2(cid: str, res: Resources, h: Hierarchy, need: list[str]) -> Cgrou
         if not _enabled(h.mountpoint, need):
             _write(h.mountpoint, "cgroup.subtree_control", plus)
         if not os.path.isdir(parent):
-            os.mkdir(parent)
-            made.append(parent)
+            try:
+                os.mkdir(parent)
+                made.append(parent)
+            except FileExistsError:
+                pass  # a container started at the same moment made it: it is shared
         if not _enabled(parent, need):
             _write(parent, "cgroup.subtree_control", plus)
         os.mkdir(group)

@@ -4,6 +4,7 @@ users, capabilities, cgroup detection and its one-line refusals."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -212,6 +213,26 @@ def test_v2_limits_enable_their_controllers(tmp_path: Path) -> None:
     assert (group / "memory.max").read_text() == str(1 << 30)
     assert (group / "cpu.max").read_text() == "50000 100000"
     assert "+memory" in (root / "imagegraph" / "cgroup.subtree_control").read_text()
+
+
+def test_v2_parent_made_meanwhile_by_another_start_is_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `run --memory` at once: the one that loses the mkdir race of imagegraph/ goes on."""
+    root = tmp_path / "cg"
+    root.mkdir()
+    (root / "cgroup.subtree_control").write_text("")
+    parent = root / "imagegraph"
+    real_isdir = os.path.isdir
+
+    def isdir(path: str) -> bool:
+        if path == str(parent) and not parent.exists():
+            parent.mkdir()  # the other start wins, after our check saw nothing
+            (parent / "cgroup.subtree_control").write_text("")
+            return False
+        return real_isdir(path)
+
+    monkeypatch.setattr(cgroups.os.path, "isdir", isdir)
+    cg = cgroups.create("abc", spec.Resources(memory=1 << 30), [cgroups.Hierarchy(2, str(root), {"memory"})], {})
+    assert cg is not None and (parent / "abc" / "memory.max").read_text() == str(1 << 30)
 
 
 def test_limits_that_cannot_be_applied_fail_with_one_line(tmp_path: Path) -> None:
