@@ -18,7 +18,6 @@ import ctypes
 import errno
 import itertools
 import os
-import stat as st_
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ from typing import Any
 
 from . import lowlevel as ll
 from .bootstrap import session_options  # the one list of what libfuse parses, for both start-ups
+from .dirent import DIRENTPLUS_HEAD, PlusPacker, pack_dirents
 from .handles import HandleTable
 from .inode import Stat
 from .inode_table import ROOT_ID, InodeTable
@@ -39,8 +39,6 @@ from .super import Cred
 from .union import Union
 
 RENAME_EXCHANGE = 2
-DIRENTPLUS_HEAD = 152  # a READDIRPLUS entry before its name: fuse_entry_out + fuse_dirent (fuse_kernel.h)
-UNKNOWN_INO = 0xFFFFFFFF  # what libfuse's high-level API puts in d_ino without attributes
 _pack_stat = ll.pack_stat
 _pack_entry = ll.pack_entry
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
@@ -121,6 +119,7 @@ class LowLevelOps:
         self.union = union
         self.debug = debug  # libfuse logs each request by node id; we say which path a node is
         self.caching = caching or Caching()
+        self._plus = (self.caching, PlusPacker(self.caching.attr, self.caching.entry))  # READDIRPLUS records
         self.on_ready = on_ready
         self._first: Callable[[], object] | None = None
         self.after_init = after_init
@@ -621,29 +620,24 @@ class LowLevelOps:
         return handle, handle.names
 
     def readdir(self, req: int, ino: int, size: int, offset: int, fi: Any) -> None:
+        """Names only, as many as fit: no node, no attributes (d_ino unknown, d_type 0)."""
         _, names = self._names(ino, fi, offset)
-        buf = ctypes.create_string_buffer(size)
-        base = ctypes.addressof(buf)
-        add = self.lib.add_direntry
-        st = ll.CStat()
-        st.st_ino = UNKNOWN_INO
-        used = 0
-        for i in range(offset, len(names)):
-            length = add(req, base + used, size - used, os.fsencode(names[i]), ctypes.byref(st), i + 1)
-            if length > size - used:
-                break
-            used += length
-        self.r.reply_buf(req, buf, used)
+        encoding, errors = _FS_ENCODING, _FS_ERRORS
+        data = pack_dirents(
+            (name.encode(encoding, errors) for name in itertools.islice(names, offset, None)), offset, size
+        )
+        self.r.reply_buf(req, data, len(data))
 
     def readdirplus(self, req: int, ino: int, size: int, offset: int, fi: Any) -> None:
         """Names with their nodes and attributes, so a cold walk needs no LOOKUP per entry.
         Only the entries that fit are worked out (the kernel asks a page at a time); each
         entry given counts a lookup."""
         handle, names = self._names(ino, fi, offset)
+        encoding, errors = _FS_ENCODING, _FS_ERRORS
         encoded: list[bytes] = []
         room = size
         for name in itertools.islice(names, offset, None):
-            raw = os.fsencode(name)
+            raw = name.encode(encoding, errors)
             need = DIRENTPLUS_HEAD + ((len(raw) + 7) & ~7)
             if need > room:
                 break
@@ -655,26 +649,30 @@ class LowLevelOps:
             stats = stat_entries(self.union, dir_path, batch, self._dirs_resolved.get(ino))
         except OSError:
             stats = {}
-        buf = ctypes.create_string_buffer(size)
-        base = ctypes.addressof(buf)
-        add = self.lib.add_direntry_plus
+        caching, packer = self._plus
+        if caching is not self.caching:  # the timeouts changed (tests do): worked out again
+            self._plus = (self.caching, packer := PlusPacker(self.caching.attr, self.caching.entry))
+        entry, bare = packer.entry, packer.bare
+        shown = self._shown
+        bind = self.table.bind
+        debug = self.debug
         prefix = dir_path if dir_path == "/" else dir_path + "/"
-        used = 0
-        for i, name in enumerate(batch):
+        parts: list[bytes] = []
+        off = offset
+        for name, raw in zip(batch, encoded, strict=True):
+            off += 1
             st = stats.get(name)
-            e = ll.EntryParam()
-            if st is not None and (st.st_nlink == 1 or st_.S_ISDIR(st.st_mode)):
-                e = self._entry(prefix + name, st, True)
+            if st is not None and (st.st_nlink == 1 or S_ISDIR(st.st_mode)):
+                # as _entry(path, st, lasting=True) makes it: the node (lookup count + 1)
+                path = prefix + name
+                nid = bind(path, st.st_ino)
+                if debug:
+                    print(f"   layerfs: node {nid} = {path}", file=sys.stderr, flush=True)
+                parts.append(entry(raw, off, nid, shown(st)))
             else:  # ".", "..", a hard link (is it for good? a LOOKUP will say), or gone
-                e.attr.st_ino = UNKNOWN_INO
-                e.attr.st_mode = st.st_mode if st is not None else 0
-            length = add(req, base + used, size - used, encoded[i], ctypes.byref(e), offset + i + 1)
-            if length > size - used:  # not as reckoned: give the lookup back, send what fits
-                if e.ino:
-                    self.table.forget(e.ino, 1)
-                break
-            used += length
-        self.r.reply_buf(req, buf, used)
+                parts.append(bare(raw, off, 0 if st is None else st.st_mode))
+        data = b"".join(parts)
+        self.r.reply_buf(req, data, len(data))
 
     def releasedir(self, req: int, ino: int, fi: Any) -> None:
         self.dirs.pop(fi.contents.fh)

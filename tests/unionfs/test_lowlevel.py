@@ -17,6 +17,8 @@ from unionfs import lowlevel as ll
 from unionfs.inode_table import ROOT_ID, InodeTable
 from unionfs.union import Union
 
+from .test_dirent import LIB, parse_dirents, parse_plus
+
 HEADER = Path("/usr/include/fuse3/fuse_lowlevel.h")
 
 C_LAYOUT = r"""
@@ -203,14 +205,13 @@ class Recorder:
         return 0
 
     def reply_buf(self, req: int, buf: Any, size: int) -> int:
+        self.data = bytes(buf[:size])
         self.replies.append(("buf", size))
         return 0
 
-    def add_direntry_plus(self, req: int, buf: int, size: int, name: bytes, e: Any, off: int) -> int:
-        need = 152 + ((len(name) + 7) & ~7)  # FUSE_DIRENTPLUS_SIZE
-        if need <= size:
-            self.replies.append(("direntry", (name.decode(), e._obj.ino)))
-        return need
+    def direntries_plus(self) -> list[tuple[str, int]]:
+        """(name, node id) of each record of the last READDIRPLUS reply."""
+        return [(name.decode(), nodeid) for nodeid, _, _, _, name in parse_plus(self.data)]
 
     def reply_create(self, req: int, e: Any, fi: Any) -> int:
         return self.reply_entry(req, e)
@@ -297,7 +298,7 @@ def test_directories_are_opened_for_a_cached_listing_and_listed_with_nodes(tmp_p
     assert kind == "open" and (keep, cache) == (1, 1)
     rec.replies.clear()
     ops.readdirplus(1, d, 160 * 4 + 100, 0, ctypes.pointer(fi))  # room for 4 of 7 entries
-    entries = [v for k, v in rec.replies if k == "direntry"]
+    entries = rec.direntries_plus()
     assert [name for name, _ in entries] == [".", "..", "f0", "f1"] and rec.last() == ("buf", 160 * 4)
     assert [nid for _, nid in entries[:2]] == [0, 0]  # no node (and no lookup) for . and ..
     f0 = entries[2][1]
@@ -305,8 +306,74 @@ def test_directories_are_opened_for_a_cached_listing_and_listed_with_nodes(tmp_p
     assert ops.table.node_at("/d/f2") is None  # did not fit: not worked out, not counted
     rec.replies.clear()
     ops.readdirplus(1, d, 160 * 10, 4, ctypes.pointer(fi))
-    assert [v[0] for k, v in rec.replies if k == "direntry"] == ["f2", "f3", "f4"]
+    assert [name for name, _ in rec.direntries_plus()] == ["f2", "f3", "f4"]
     assert _lookup(ops, rec, d, "f0")[0] == f0 and ops.table.nodes[f0].nlookup == 2
+
+
+def test_a_listing_without_attributes_gives_names_and_offsets_only(tmp_path):
+    """READDIR: d_ino unknown, d_type 0 (as libfuse's high-level API gave them), each entry's
+    offset the next one's index; a page holds what fits, the next starts at its offset, and
+    offset 0 lists again (rewinddir)."""
+    ops, rec, lower, _ = _adapter(tmp_path)
+    d, _, _ = _lookup(ops, rec, ROOT_ID, "d")
+    fi = ll.FileInfo()
+    ops.opendir(1, d, ctypes.pointer(fi))
+    ops.readdir(1, d, 32 * 3 + 31, 0, ctypes.pointer(fi))  # room for 3 records of 32 bytes
+    first = parse_dirents(rec.data)
+    assert first == [(0xFFFFFFFF, 1, 0, b"."), (0xFFFFFFFF, 2, 0, b".."), (0xFFFFFFFF, 3, 0, b"f0")]
+    ops.readdir(1, d, 4096, 3, ctypes.pointer(fi))
+    assert [(off, name) for _, off, _, name in parse_dirents(rec.data)] == [
+        (4, b"f1"),
+        (5, b"f2"),
+        (6, b"f3"),
+        (7, b"f4"),
+    ]
+    ops.readdir(1, d, 4096, 7, ctypes.pointer(fi))
+    assert rec.data == b""  # the end
+    taken = ops.dirs.get(fi.fh).names
+    ops.readdir(1, d, 4096, 0, ctypes.pointer(fi))
+    assert ops.dirs.get(fi.fh).names is not taken  # taken again
+    stat = ll.CStat()
+    stat.st_ino = 0xFFFFFFFF
+    records = [(os.fsencode(n), ctypes.byref(stat)) for n in [".", "..", "f0", "f1", "f2", "f3", "f4"]]
+    buf = ctypes.create_string_buffer(4096)
+    used, base = 0, ctypes.addressof(buf)
+    for i, (name, arg) in enumerate(records):
+        used += LIB.add_direntry(None, base + used, 4096 - used, name, arg, i + 1)
+    assert rec.data == buf.raw[:used]  # what the handler sent when it called libfuse per entry
+
+
+def test_a_listing_with_attributes_gives_what_a_lookup_gives(tmp_path):
+    """READDIRPLUS: each entry's record is what libfuse makes of the LOOKUP reply for the same
+    name (node, attributes, timeouts), and counts a lookup; ".", ".." and a lower hard link
+    (a copy-up may part its names) come without a node, with their type."""
+    from unionfs.ll_ops import Replies
+
+    ops, rec, lower, _ = _adapter(tmp_path)
+    (lower / "d" / "sub").mkdir()
+    (lower / "d" / "ln").symlink_to("f0")
+    d, _, _ = _lookup(ops, rec, ROOT_ID, "d")
+    fi = ll.FileInfo()
+    ops.opendir(1, d, ctypes.pointer(fi))
+    ops.readdirplus(1, d, 4096, 0, ctypes.pointer(fi))
+    listed = parse_plus(rec.data)
+    assert [name for *_, name in listed] == [b".", b"..", b"f0", b"f1", b"f2", b"f3", b"f4", b"ln", b"sub"]
+    got: list[bytes] = []
+    rec.reply_entry = lambda req, e: got.append(bytes(e._obj)) or 0  # type: ignore[method-assign]
+    ops.r = Replies(rec, ops._flush)
+    for nodeid, entry_out, off, kind, name in listed[2:]:
+        ops.lookup(1, d, name)
+        e = ll.EntryParam.from_buffer_copy(got[-1])
+        assert e.ino == nodeid and ops.table.nodes[nodeid].nlookup == 2
+        buf = ctypes.create_string_buffer(512)
+        used = LIB.add_direntry_plus(None, buf, 512, name, ctypes.byref(e), off)
+        assert entry_out + rec.data[rec.data.index(entry_out) + 128 :][: used - 128] == buf.raw[:used]
+        assert kind == {b"ln": 0o12, b"sub": 0o4}.get(name, 0o10)
+    assert [(nodeid, kind) for nodeid, _, _, kind, _ in listed[:2]] == [(0, 0), (0, 0)]
+    ops.opendir(1, ROOT_ID, ctypes.pointer(fi))
+    ops.readdirplus(1, ROOT_ID, 4096, 0, ctypes.pointer(fi))
+    links = {name: (nodeid, kind) for nodeid, _, _, kind, name in parse_plus(rec.data)}
+    assert links[b"one"] == links[b"two"] == (0, 0o10)  # no node: a LOOKUP will say which
 
 
 def test_the_adapter_reckons_entry_sizes_as_libfuse_does():
@@ -478,5 +545,5 @@ def test_a_resolved_directory_is_listed_without_a_walk(tmp_path):
     fi = ll.FileInfo()
     ops.opendir(1, d, ctypes.pointer(fi))
     ops.readdirplus(1, d, 160 * 10, 0, ctypes.pointer(fi))
-    assert [v[0] for k, v in rec.replies if k == "direntry"] == [".", "..", "f0", "f1", "f2", "f3", "f4"]
+    assert [name for name, _ in rec.direntries_plus()] == [".", "..", "f0", "f1", "f2", "f3", "f4"]
     assert walks == []
