@@ -1,21 +1,26 @@
 """Attributes of every entry of a union directory at once (for FUSE's READDIRPLUS).
 
 A lookup per entry walks the whole path again; here the directory is resolved once, each
-upper entry costs one lstat, and each lower-only entry a hit in the resolver's cache of the
-read-only layers (which never change while the union is open). The answers are the ones
-`Union.getattr` gives for the same paths: directories found in the upper fall back to it,
-since only a full lookup knows whether they are opaque or redirected.
+upper entry costs one lstat, and each lower-only entry one lstat in the layer that serves it,
+found in the listings of the read-only layers the resolver keeps (they never change while the
+union is open). The answers are the ones `Union.getattr` gives for the same paths:
+directories found in the upper fall back to it, since only a full lookup knows whether they
+are opaque or redirected, and lower directories to the resolver's own lookup (opaque marks,
+redirects, the parts merged below).
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from stat import S_ISDIR
 
 from .branch import aufs_whiteout_exists, is_whiteout_stat
 from .inode import Stat, stat_of
-from .namei import Entry, Node, join, normalize
+from .namei import Entry, Node, Resolver, join, normalize
 from .union import Union
+
+_new = tuple.__new__  # an Entry from a tuple of its fields, as the resolver builds them
 
 
 def stat_entries(union: Union, path: str, names: list[str], node: Node | None = None) -> dict[str, Stat]:
@@ -30,11 +35,22 @@ def stat_entries(union: Union, path: str, names: list[str], node: Node | None = 
         raise NotADirectoryError(20, os.strerror(20), path)
     upper = node.top if node.in_upper else None
     lower_path = node.lower_path
+    parts: tuple[Entry, ...] = ()  # the read-only directories merged at `lower_path`
+    if lower_path is not None:
+        parts = resolver.lower(lower_path, 0).entries
+        if parts and not S_ISDIR(parts[0].st.st_mode):
+            parts = ()
+    lower_prefix = "" if lower_path in (None, "/") else lower_path
     out: dict[str, Stat] = {}
     for name in names:
-        if name in (".", ".."):
+        if name == "." or name == "..":
             continue
-        lowers = resolver.lower(join(lower_path, name), 0).entries if lower_path is not None else ()
+        if parts:
+            lowers = _lower_non_dir(resolver, parts, name)
+            if lowers is None:  # a directory (or a layer changed under us): the resolver decides
+                lowers = resolver.lower(lower_prefix + "/" + name, 0).entries
+        else:
+            lowers = ()
         if upper is not None:
             real = upper.real + "/" + name
             try:
@@ -57,3 +73,32 @@ def stat_entries(union: Union, path: str, names: list[str], node: Node | None = 
         if lowers:
             out[name] = stat_of(sb, lowers, lowers)
     return out
+
+
+def _lower_non_dir(resolver: Resolver, parts: tuple[Entry, ...], name: str) -> tuple[Entry, ...] | None:
+    """What `resolver.lower(dir/name).entries` is where that is not a directory, from the
+    read-only directories `parts` merged at dir, top first: the first layer whose listing
+    has `name` serves it, unless a whiteout above hides it (then nothing). None where the
+    layer's object is a directory, or is gone: the resolver's lookup decides those.
+
+    The resolver's own walk does the same layer by layer (plus an index of names under many
+    layers, to find the layers that have a name without a probe each); for a listing every
+    name is wanted, so the layers' listings are probed directly and no index is built.
+    """
+    layer_dir = resolver._layer_dir  # the resolver's cache of each read-only layer directory's listing
+    for part in parts:
+        listing = layer_dir(part.real)
+        if name not in listing.names:
+            if part.branch.whiteouts and name in listing.whiteouts:
+                return ()
+            if name not in listing.char_whiteouts:
+                continue
+        real = part.real + "/" + name
+        try:
+            st = os.lstat(real)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if S_ISDIR(st.st_mode):
+            return None
+        return (_new(Entry, (part.branch, real, st)),)
+    return ()

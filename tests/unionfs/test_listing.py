@@ -77,3 +77,50 @@ def test_a_file_is_not_listed(tmp_path, dialect):
     u = make_union(tmp_path, dialect, LOWERS, UPPER)
     with pytest.raises(NotADirectoryError):
         stat_entries(u, "/up_only", ["x"])
+
+
+@pytest.mark.parametrize("layers", [3, 9])
+def test_many_random_layers_as_getattr_says(tmp_path, dialect, layers):
+    """Lower entries are read from the layers' listings, not looked up one by one: under few
+    and many layers (where lookups use an index of names), with files, directories, whiteouts
+    and opaque directories at random, each entry is what getattr and the resolver say."""
+    import random
+
+    from unionfs.listing import _lower_non_dir
+
+    rng = random.Random(layers)
+    kinds = ["absent", "absent", "file", "file", "dir", "whiteout", "opaque", "link"]
+    lowers = []
+    for layer in range(layers):
+        d: dict = {}
+        for name in "abcdefghijkl":
+            kind = rng.choice(kinds)
+            if kind == "file":
+                d[name] = f"{name}{layer}"
+            elif kind == "link":
+                d[name] = Symlink(f"to{layer}")
+            elif kind == "whiteout":
+                d[name] = WHITEOUT
+            elif kind in ("dir", "opaque"):
+                d[name] = {f"{name}{layer}": "x"}
+                if kind == "opaque":
+                    d[name][OPAQUE] = None
+        lowers.append({"d": d})
+    upper = {"d": {"a": "upper", "b": WHITEOUT, "c": {"u": "u"}}}
+    u = make_union(tmp_path, dialect, lowers, upper)
+    resolver = u.sb.resolver
+    for path in ("/d", "/d/c"):
+        names = u.listdir(path)
+        stats = stat_entries(u, path, names)
+        assert {name: u.getattr(f"{path}/{name}") for name in names} == stats
+    parts = resolver.lower("/d", 0).entries
+    checked = 0
+    for name in "abcdefghijkl":
+        fast = _lower_non_dir(resolver, parts, name)
+        whole = resolver.lower(f"/d/{name}", 0).entries
+        if fast is None:
+            assert whole and whole[0].is_dir
+        else:
+            assert fast == whole
+            checked += 1
+    assert checked >= 4
