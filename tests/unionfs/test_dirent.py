@@ -17,6 +17,7 @@ from unionfs.dirent import (
     DIRENTPLUS_HEAD,
     UNKNOWN_INO,
     PlusPacker,
+    Shown,
     dirent_size,
     direntplus_size,
     pack_dirents,
@@ -68,7 +69,7 @@ def libfuse_dirent(name: bytes, ino: int, mode: int, off: int) -> bytes:
     return buf.raw[:used]
 
 
-def libfuse_direntplus(name: bytes, nodeid: int, shown: tuple, attr: float, entry: float, off: int) -> bytes:
+def libfuse_direntplus(name: bytes, nodeid: int, shown: Shown, attr: float, entry: float, off: int) -> bytes:
     e = ll.EntryParam()
     ll.pack_entry(e, nodeid, *shown, attr, entry)
     buf = ctypes.create_string_buffer(DIRENTPLUS_HEAD + 256)
