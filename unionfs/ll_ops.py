@@ -643,6 +643,9 @@ class LowLevelOps:
                 break
             room -= need
             encoded.append(raw)
+        if not encoded:  # the end of the listing (or no room): nothing to work out
+            self.r.reply_buf(req, b"", 0)
+            return
         batch = names[offset : offset + len(encoded)]
         dir_path = handle.path
         try:

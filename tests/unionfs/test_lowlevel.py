@@ -358,6 +358,9 @@ def test_a_listing_with_attributes_gives_what_a_lookup_gives(tmp_path):
     ops.readdirplus(1, d, 4096, 0, ctypes.pointer(fi))
     listed = parse_plus(rec.data)
     assert [name for *_, name in listed] == [b".", b"..", b"f0", b"f1", b"f2", b"f3", b"f4", b"ln", b"sub"]
+    page = rec.data
+    ops.readdirplus(1, d, 4096, len(listed), ctypes.pointer(fi))
+    assert rec.last() == ("buf", 0)  # the end
     got: list[bytes] = []
     rec.reply_entry = lambda req, e: got.append(bytes(e._obj)) or 0  # type: ignore[method-assign]
     ops.r = Replies(rec, ops._flush)
@@ -367,7 +370,7 @@ def test_a_listing_with_attributes_gives_what_a_lookup_gives(tmp_path):
         assert e.ino == nodeid and ops.table.nodes[nodeid].nlookup == 2
         buf = ctypes.create_string_buffer(512)
         used = LIB.add_direntry_plus(None, buf, 512, name, ctypes.byref(e), off)
-        assert entry_out + rec.data[rec.data.index(entry_out) + 128 :][: used - 128] == buf.raw[:used]
+        assert entry_out + page[page.index(entry_out) + 128 :][: used - 128] == buf.raw[:used]
         assert kind == {b"ln": 0o12, b"sub": 0o4}.get(name, 0o10)
     assert [(nodeid, kind) for nodeid, _, _, kind, _ in listed[:2]] == [(0, 0), (0, 0)]
     ops.opendir(1, ROOT_ID, ctypes.pointer(fi))
