@@ -14,7 +14,6 @@ manifest is PUT under the tag, and `repo@digest` recorded.
 from __future__ import annotations
 
 import contextlib
-
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
