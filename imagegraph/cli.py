@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC
 from pathlib import Path
 from typing import Any, NoReturn
@@ -107,7 +107,7 @@ HISTORY_HEADERS = {
 def _formatted(
     ctx: Context,
     text: str | None,
-    rows: list[dict[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
     headers: dict[str, str],
     kind: str,
     wording: tuple[str, str] = ("template parsing error: ", "template parsing error: "),
@@ -470,6 +470,16 @@ def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
                 "Size": "0B",
             }
         )
+    if a.format and a.format != "json":  # ContainerContext.Label(name), for `{{.Label "k"}}`
+        from .gotemplate import Row
+
+        def label_of(labels: dict[str, str]) -> Callable[[str], str]:
+            return lambda name: labels.get(name, "")
+
+        rows = [
+            Row(r, "*formatter.ContainerContext", {"Label": label_of(c.config.get("Labels") or {})})
+            for r, c in zip(rows, cs, strict=True)
+        ]
     wording = ("failed to parse template: ", "failed to execute template: ")
     if _formatted(ctx, a.format, rows, CONTAINER_HEADERS, "*formatter.ContainerContext", wording):
         return 0

@@ -455,12 +455,23 @@ def _command(cmd: Command, dot: Any, variables: dict[str, Any], piped: Any) -> A
                 f'template: :{first.line}:{first.col}: executing "" at <{first.source}>: '
                 f"error calling {first.value}: {_reason(exc)}"
             ) from None
+    if first.kind == "field" and first.chain and (len(cmd.operands) > 1 or piped is not _NO_VALUE):
+        method = _method(first, dot, variables)
+        if method is not None:  # a row's method with arguments: `{{.Label "com.example"}}`
+            args = [_operand_value(o, dot, variables) for o in cmd.operands[1:]]
+            return method(*args, *(() if piped is _NO_VALUE else (piped,)))
     if len(cmd.operands) > 1 or piped is not _NO_VALUE:
         raise TemplateError(
             f'template: :{first.line}:{first.col}: executing "" at <{first.source}>: '
             f"can't give argument to non-function {first.source}"
         )
     return _operand_value(first, dot, variables)
+
+
+def _method(o: Operand, dot: Any, variables: dict[str, Any]) -> Callable[..., Any] | None:
+    """The method `o` names on a row (docker/cli's context methods that take arguments)."""
+    owner = _operand_value(Operand(o.kind, o.value, o.chain[:-1], o.source, o.col, o.line), dot, variables)
+    return owner.methods.get(o.chain[-1]) if isinstance(owner, Row) else None
 
 
 def _reason(exc: Exception) -> str:
@@ -552,9 +563,12 @@ class Row(dict):
     `<>&` escaped as \\u003c…, unlike a plain value's (the template's encoder does not escape
     HTML)."""
 
-    def __init__(self, items: Mapping[str, Any], go_type: str) -> None:
+    def __init__(
+        self, items: Mapping[str, Any], go_type: str, methods: Mapping[str, Callable[..., Any]] | None = None
+    ) -> None:
         super().__init__(items)
         self.go_type = go_type
+        self.methods = methods or {}
 
 
 class NilList(list):
@@ -940,7 +954,7 @@ def render_rows(
     except TemplateError as exc:
         raise TemplateError(wording[0] + str(exc)) from None
     try:
-        lines = [template.execute(Row(row, type_name)) + "\n" for row in rows]
+        lines = [template.execute(row if isinstance(row, Row) else Row(row, type_name)) + "\n" for row in rows]
     except TemplateError as exc:
         raise TemplateError(wording[1] + str(exc)) from None
     if not fmt.table:

@@ -151,7 +151,7 @@ def test_docker_and_imagegraph_print_the_same_and_make_the_same_store(
     both(daemon, ig_root, "import", "-m", "the other one", "-c", "ENV A=1", str(other), "other")
     both(daemon, ig_root, "tag", "base:1", "base:2")
     both(daemon, ig_root, "tag", "base:1", "127.0.0.1:5000/team/base:1.0")
-    both(daemon, ig_root, "create", "--name", "c1", "base:1", "/bin/sh")
+    both(daemon, ig_root, "create", "--name", "c1", "-l", "team=blue", "base:1", "/bin/sh")
     for r in (root, ig_root):
         write_in_top_layer(r, "c1", "hello.txt", "Hello from layerlab!\n")
     both(daemon, ig_root, "diff", "c1")
@@ -191,7 +191,7 @@ def test_docker_and_imagegraph_print_the_same_and_make_the_same_store(
         ["history", "--format", "json", "other"],
         ["history", "-H=false", "--format", "{{.CreatedBy}} {{.Size}}", "other"],
         ["ps", "-a", "--format", "table {{.Names}}\\t{{.Image}}\\t{{.Command}}\\t{{.State}}"],
-        ["ps", "-a", "--format", "{{.Names}}: {{.Image}} {{json .Ports}}"],
+        ["ps", "-a", "--format", '{{.Names}}: {{.Image}} {{json .Ports}} {{.Label "team"}}|{{.Label "x"}}|'],
         ["ps", "-a", "--format", "json"],
         ["ps", "-a", "--format", "{{.Platform}} {{.Labels}} {{.Nope}}"],
         ["ps", "-a", "--format", "{{if}}"],

@@ -202,3 +202,13 @@ def test_tabwriter_matches_the_default_tables(rows: list[list[str]]) -> None:
     head, *body = rows
     expected = formatting.table(body, head)
     assert tabwrite("\n".join("\t".join(r) for r in rows)) == expected
+
+
+def test_a_rows_method_takes_arguments() -> None:
+    """docker/cli's ContainerContext.Label: `{{.Label "team"}}`; a field is not a method."""
+    from imagegraph.gotemplate import Row
+
+    row = Row({"Names": "web"}, ROW_TYPE, {"Label": {"team": "blue"}.get})
+    assert parse('{{.Label "team"}}|{{"team" | .Label}}').execute(row) == "blue|blue"
+    with pytest.raises(TemplateError, match="can't give argument to non-function .Names"):
+        parse('{{.Names "x"}}').execute(row)
