@@ -298,9 +298,10 @@ def _pipeline(tokens: list[Token], line: int, may_declare: bool, depth: int = 0)
     if not operands:
         raise TemplateError(f"template: :{line}: missing value for command")
     commands.append(Command(operands))
-    for cmd in commands[1:]:
-        if cmd.operands[0].kind != "func":
-            raise TemplateError(f"template: :{line}: non executable command in pipeline stage 2")
+    for stage, cmd in enumerate(commands[1:], 2):  # Go: a later stage is a call, a field or a method
+        head = cmd.operands[0]
+        if head.kind == "literal" or (head.kind == "field" and not head.chain):
+            raise TemplateError(f"template: :{line}: non executable command in pipeline stage {stage}")
     return Pipeline(commands, decl, " ".join(t.text for t in tokens))
 
 

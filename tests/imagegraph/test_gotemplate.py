@@ -76,7 +76,8 @@ def test_templates(template: str, expected: str) -> None:
         ("{{if}}x{{end}}", "template: :1: missing value for if"),
         ("{{else}}", "template: :1: unexpected {{else}}"),
         ('{{template "x"}}', "template: :1: {{template}} is not supported by imagegraph's --format"),
-        ("{{.Id | .Size}}", "template: :1: non executable command in pipeline stage 2"),
+        ('{{.Id | "x"}}', "template: :1: non executable command in pipeline stage 2"),
+        ("{{.Id | len | .}}", "template: :1: non executable command in pipeline stage 3"),
         ("{{.Id @}}", "template: :1: bad character U+0040 '@'"),
     ],
 )
@@ -94,6 +95,8 @@ def test_execution_errors_name_the_place() -> None:
     )
     with pytest.raises(TemplateError, match="can't give argument to non-function"):
         run('{{"a" "b"}}')
+    with pytest.raises(TemplateError, match="can't give argument to non-function .Size"):
+        run("{{.Id | .Size}}")
     with pytest.raises(TemplateError, match="error calling index: index out of range: 5"):
         run("{{index .RepoTags 5}}")
 
