@@ -358,8 +358,11 @@ class Resolver:
             parent_merged = True
         current = parent_path + name if parent_path == "/" else parent_path + "/" + name
         parent_lower = parent.lower_path
-        if parent_lower is not None:
-            child_lower: str | None = parent_lower + name if parent_lower == "/" else parent_lower + "/" + name
+        if parent_lower == parent_path:  # no redirect on the way (most lookups): the same string,
+            child_lower: str | None = current  # hashed once for the lower cache and the inode table
+            lowers = self._lower(current, 0).entries
+        elif parent_lower is not None:
+            child_lower = parent_lower + name if parent_lower == "/" else parent_lower + "/" + name
             lowers = self._lower(child_lower, 0).entries
         else:
             child_lower, lowers = None, ()
