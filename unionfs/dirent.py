@@ -24,7 +24,7 @@ st_nlink, st_rdev and st_blksize are cut to their low 32 bits, as here; signed 6
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 DIRENT_HEAD = 24  # fuse_dirent before its name (FUSE_NAME_OFFSET)
 DIRENTPLUS_HEAD = 152  # fuse_entry_out (128) + fuse_dirent head (FUSE_NAME_OFFSET_DIRENTPLUS)
@@ -37,9 +37,6 @@ assert _DIRENT.size == DIRENT_HEAD and _DIRENTPLUS.size == DIRENTPLUS_HEAD
 #: a whole fuse_dirent for names of each padded length: head, name, NULs ("s" pads with them)
 _RECORDS: dict[int, struct.Struct] = {}
 _PLUS_RECORDS: dict[int, struct.Struct] = {}
-#: struct stat's fields as ll_ops._shown gives them: ino, mode, nlink, uid, gid, rdev, size,
-#: blksize, blocks, then seconds and nanoseconds of atime, mtime and ctime
-Shown = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int, int, int]
 
 
 def padded(length: int) -> int:
@@ -115,10 +112,13 @@ class PlusPacker:
         self.attr_valid, self.attr_nsec = timeout(attr_timeout)
         self.entry_valid, self.entry_nsec = timeout(entry_timeout)
 
-    def entry(self, raw: bytes, off: int, nodeid: int, shown: Shown) -> bytes:
-        """One fuse_direntplus: node `nodeid` with the attributes `shown` (ll_ops._shown's
-        tuple), for the name `raw` at offset `off` (the next entry's)."""
-        ino, mode, nlink, uid, gid, rdev, size, blksize, blocks, a, an, m, mn, c, cn = shown
+    def entry(self, raw: bytes, off: int, nodeid: int, st: Sequence[int]) -> bytes:
+        """One fuse_direntplus: node `nodeid` with the attributes `st` (the core's `Stat`, as
+        ll_ops shows it), for the name `raw` at offset `off` (the next entry's)."""
+        mode, ino, _dev, nlink, uid, gid, size, at, mt, ct, rdev, blocks, blksize = st
+        a, an = divmod(at, 1_000_000_000)
+        m, mn = divmod(mt, 1_000_000_000)
+        c, cn = divmod(ct, 1_000_000_000)
         length = len(raw)
         rec = _PLUS_RECORDS.get(length) or _plus_record(length)
         return rec.pack(

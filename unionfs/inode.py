@@ -53,7 +53,7 @@ def getattr_of(sb: Super, node: Node) -> Stat:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), node.path)
     entries = node.entries
     top = entries[0]
-    if top.branch.writable:
+    if top.branch is sb.resolver.upper:  # Branch.writable
         entries = (Entry(top.branch, top.real, os.lstat(top.real)), *entries[1:])
     return stat_of(sb, entries, node.lowers, root=node.path == "/")
 
@@ -67,12 +67,16 @@ def getattr_identity(sb: Super, path: str) -> tuple[Stat, bool]:
 
 
 def identity_of(sb: Super, node: Node) -> tuple[Stat, bool]:
-    """`getattr_identity` of a resolved node."""
-    if not node.exists:
+    """`getattr_identity` of a resolved node (once per FUSE LOOKUP: no property is read)."""
+    entries = node.entries
+    if not entries:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), node.path)
-    top = node.entries[0]
-    lasting = top.branch.writable or sb.upper is None or top.st.st_nlink <= 1 or stat.S_ISDIR(top.st.st_mode)
-    return stat_of(sb, node.entries, node.lowers, root=node.path == "/"), lasting
+    top = entries[0]
+    st = top.st
+    lasting = (
+        st.st_nlink <= 1 or sb.upper is None or top.branch is sb.resolver.upper or S_ISDIR(st.st_mode)
+    )  # the upper is the one writable branch (resolver.upper), also where sb.upper is None
+    return stat_of(sb, entries, node.lowers, node.path == "/"), lasting
 
 
 def stat_of(sb: Super, entries: tuple[Entry, ...], lowers: tuple[Entry, ...], root: bool = False) -> Stat:
@@ -94,10 +98,11 @@ def stat_of(sb: Super, entries: tuple[Entry, ...], lowers: tuple[Entry, ...], ro
     """
     top = entries[0]
     st = top.st
-    is_dir = S_ISDIR(st.st_mode)
+    mode = st.st_mode
+    is_dir = S_ISDIR(mode)
     number_of = st
     features = sb.spec.features
-    if top.branch.writable and not features.fast_ino:
+    if top.branch is sb.resolver.upper and not features.fast_ino:  # Branch.writable, without a call
         if is_dir:
             if len(entries) > 1 and not root:
                 number_of = entries[1].st
@@ -110,7 +115,7 @@ def stat_of(sb: Super, entries: tuple[Entry, ...], lowers: tuple[Entry, ...], ro
     return _new(
         Stat,
         (
-            st.st_mode,
+            mode,
             sb.inos.number(number_of),
             sb.inos.dev,
             nlink,

@@ -79,6 +79,10 @@ class InodeTable:
         with self._lock:
             node = self.by_key.get(key)
             old = self.by_path.get(path)
+            if node is None and old is None:  # a new name of a new object: most lookups
+                node = Node(next(self._ids), [path], key, 1)
+                self.nodes[node.id] = self.by_key[key] = self.by_path[path] = node
+                return node.id
             if node is None:
                 if old is not None and old.id != ROOT_ID and old.paths == [path]:
                     # the same name shows another identity now (copied up): same kernel inode

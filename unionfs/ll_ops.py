@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from functools import cached_property
 from stat import S_ISDIR
 from threading import get_ident
 from typing import Any
@@ -39,12 +40,9 @@ from .super import Cred
 from .union import Union
 
 RENAME_EXCHANGE = 2
-_pack_stat = ll.pack_stat
-_pack_entry = ll.pack_entry
+_pack_stat_of = ll.pack_stat_of
+_pack_entry_of = ll.pack_entry_of
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-#: struct stat's fields as pack_stat takes them: ino, mode, nlink, uid, gid, rdev, size, blksize,
-#: blocks, and seconds and nanoseconds of atime, mtime and ctime
-_Shown = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int, int, int]
 
 
 def _fsdecode(name: bytes) -> str:
@@ -68,13 +66,23 @@ class DirHandle:
 
 
 class Replies:
-    """libfuse's reply functions, each first sending the invalidations the request caused."""
+    """libfuse's reply functions, each first sending the invalidations the request caused
+    (`pending` says whether this worker has any: one attribute read when it has none)."""
 
-    def __init__(self, lib: Any, flush: Callable[[], None]) -> None:
+    def __init__(self, lib: Any, flush: Callable[[], None], pending: Any = None) -> None:
         def flushing(fn: Callable[..., int]) -> Callable[..., int]:
-            def reply(*args: Any) -> int:
-                flush()
-                return fn(*args)
+            if pending is None:
+
+                def reply(*args: Any) -> int:
+                    flush()
+                    return fn(*args)
+
+            else:
+
+                def reply(*args: Any) -> int:
+                    if pending.copied:
+                        flush()
+                    return fn(*args)
 
             return reply
 
@@ -103,6 +111,11 @@ class Caching:
     gid: int | None = None
     umask: int | None = None
 
+    @cached_property
+    def plain(self) -> bool:
+        """No display option: attributes are shown as the layers have them (read per reply)."""
+        return self.uid is None and self.gid is None and self.umask is None
+
 
 class LowLevelOps:
     """The callbacks of one mounted union, by `struct fuse_lowlevel_ops` slot."""
@@ -129,7 +142,7 @@ class LowLevelOps:
         self.dirs = HandleTable()
         self.session: ll.Session | None = None
         self._local = _Local()
-        self.r = Replies(self.lib, self._flush)
+        self.r = Replies(self.lib, self._flush, self._local)
         # Resolved directories by node id, so a LOOKUP resolves one name, not the whole path.
         # Kept only while nothing changes: every changing request empties it when it starts
         # and when it ends, and a lookup keeps what it resolved only if no change began or
@@ -222,6 +235,8 @@ class LowLevelOps:
         reply_err = self.r.reply_err
         adopted = self._adopted
         adopt = self._adopt
+        local = self._local
+        flush = self._flush
 
         def call(req: int, *args: Any) -> None:
             if get_ident() not in adopted:
@@ -236,7 +251,8 @@ class LowLevelOps:
             except BaseException as exc:  # never into C: log it and answer EIO
                 print(f"layerfs: {handler.__name__}: {exc!r}", file=sys.stderr)
                 reply_err(req, errno.EIO)
-            self._flush()  # a reply that failed to go out
+            if local.copied:  # a reply that failed to go out
+                flush()
 
         call.__name__ = handler.__name__
         return call
@@ -272,27 +288,18 @@ class LowLevelOps:
         ctx = self.lib.req_ctx(req).contents
         return Cred(ctx.uid, ctx.gid)
 
-    def _shown(self, st: Stat) -> _Shown:
-        """`st`'s fields in struct stat's order (pack_stat's arguments), as libfuse's
-        high-level options uid=, gid=, umask= would show them."""
+    def _shown(self, st: Stat) -> Stat:
+        """`st` as libfuse's high-level options `uid=`, `gid=`, `umask=` would show it (the
+        replies call this only where one is set: `Caching.plain`)."""
         c = self.caching
-        a, an = divmod(st.st_atime_ns, 1_000_000_000)
-        m, mn = divmod(st.st_mtime_ns, 1_000_000_000)
-        ct, cn = divmod(st.st_ctime_ns, 1_000_000_000)
-        if c.uid is None and c.gid is None and c.umask is None:  # the common case, shown as is
-            mode, uid, gid = st.st_mode, st.st_uid, st.st_gid
-        else:
-            mode = st.st_mode if c.umask is None else (st.st_mode & 0o170000) | (0o777 & ~c.umask)
-            uid = st.st_uid if c.uid is None else c.uid
-            gid = st.st_gid if c.gid is None else c.gid
-        return (
-            st.st_ino, mode, st.st_nlink, uid, gid, st.st_rdev, st.st_size, st.st_blksize, st.st_blocks,
-            a, an, m, mn, ct, cn,
-        )  # fmt: skip
+        mode = st.st_mode if c.umask is None else (st.st_mode & 0o170000) | (0o777 & ~c.umask)
+        uid = st.st_uid if c.uid is None else c.uid
+        gid = st.st_gid if c.gid is None else c.gid
+        return st._replace(st_mode=mode, st_uid=uid, st_gid=gid)
 
     def _fill(self, buf: Any, offset: int, st: Stat) -> None:
         """`st` into the struct stat at `offset` in `buf` (a CStat or an EntryParam)."""
-        _pack_stat(buf, offset, *self._shown(st))
+        _pack_stat_of(buf, offset, st if self.caching.plain else self._shown(st))
 
     @staticmethod
     def _key(path: str, st: Stat, lasting: bool) -> Hashable:
@@ -300,17 +307,21 @@ class LowLevelOps:
 
     def _entry(self, path: str, st: Stat, lasting: bool) -> ll.EntryParam:
         """The reply for a name the kernel learns: its node (lookup count + 1) and attributes."""
+        return self._entry_of(self._bind(path, st, lasting), st)
+
+    def _bind(self, path: str, st: Stat, lasting: bool) -> int:
+        """The node of a name the kernel learns (lookup count + 1)."""
         nid = self.table.bind(path, st.st_ino if lasting else ("path", path))  # self._key
         if self.debug:  # after libfuse's line for the request, before its reply's
             print(f"   layerfs: node {nid} = {path}", file=sys.stderr, flush=True)
-        return self._entry_of(nid, st)
+        return nid
 
     def _entry_of(self, nid: int, st: Stat) -> ll.EntryParam:
         """A `struct fuse_entry_param` for node `nid` with attributes `st` (as `_shown`
-        shows them) and the timeouts, in one pack_into."""
+        shows them) and the timeouts, in one pack_into (`ll.pack_entry_of`)."""
         e = ll.EntryParam()
         c = self.caching
-        _pack_entry(e, nid, *self._shown(st), c.attr, c.entry)
+        _pack_entry_of(e, nid, st if c.plain else self._shown(st), c.attr, c.entry)
         return e
 
     def _reply_new(self, req: int, path: str) -> None:
@@ -359,17 +370,22 @@ class LowLevelOps:
         try:
             pnode = self._dirs_resolved.get(parent) or self._resolved_dir(parent)
             node = union.lookup_child(pnode, name.decode(_FS_ENCODING, _FS_ERRORS))
-            st, lasting = union.identity_of(node)
+            # an absent name is answered without raising and catching ENOENT
+            found = union.identity_of(node) if node.entries else None
         except FileNotFoundError:
+            found = None
+        if found is None:
             if not self.caching.negative:
-                raise
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
             e = ll.EntryParam()  # node 0: the kernel keeps the name as absent
             e.entry_timeout = self.caching.negative
             self.r.reply_entry(req, ctypes.byref(e))
             return
-        e = self._entry(node.path, st, lasting)
+        st, lasting = found
+        nid = self._bind(node.path, st, lasting)
+        e = self._entry_of(nid, st)
         if S_ISDIR(st.st_mode):
-            self._keep_resolved(e.ino, node, generation)
+            self._keep_resolved(nid, node, generation)
         self.r.reply_entry(req, ctypes.byref(e))
 
     def mknod(self, req: int, parent: int, name: bytes, mode: int, rdev: int) -> None:
@@ -429,9 +445,23 @@ class LowLevelOps:
             real = os.fstat(handle.fd)
             out = _from_os(real, ino)
         else:
+            union = self.union
             node = self._dirs_resolved.get(ino)  # resolved: one lstat of its upper directory
-            self._fill(out, 0, self.union.getattr(path) if node is None else self.union.getattr_of(node))
+            if node is not None:
+                st = union.getattr_of(node)
+            else:  # else its name under its resolved directory (one lstat), or a walk
+                pnode = self._resolved_parent(path)
+                st = union.getattr(path) if pnode is None else union.identity_of(union.lookup_child(*pnode))[0]
+            self._fill(out, 0, st)
         self.r.reply_attr(req, ctypes.byref(out), self.caching.attr)
+
+    def _resolved_parent(self, path: str) -> tuple[Node, str] | None:
+        """(the resolved directory of `path`, its last name), if that directory is resolved:
+        the name is then one lookup under it, not a walk from the root."""
+        head, _, base = path.rpartition("/")
+        parent = self.table.node_at(head or "/") if base else None
+        pnode = self._dirs_resolved.get(parent) if parent is not None else None
+        return (pnode, base) if pnode is not None else None
 
     def setattr(self, req: int, ino: int, attr: Any, to_set: int, fi: Any) -> None:
         """In the order libfuse's high-level API calls them: mode, owner, size, times."""
@@ -656,7 +686,7 @@ class LowLevelOps:
         if caching is not self.caching:  # the timeouts changed (tests do): worked out again
             self._plus = (self.caching, packer := PlusPacker(self.caching.attr, self.caching.entry))
         entry, bare = packer.entry, packer.bare
-        shown = self._shown
+        shown, plain = self._shown, self.caching.plain  # _shown only for uid=, gid=, umask=
         bind = self.table.bind
         debug = self.debug
         prefix = dir_path if dir_path == "/" else dir_path + "/"
@@ -671,7 +701,7 @@ class LowLevelOps:
                 nid = bind(path, st.st_ino)
                 if debug:
                     print(f"   layerfs: node {nid} = {path}", file=sys.stderr, flush=True)
-                parts.append(entry(raw, off, nid, shown(st)))
+                parts.append(entry(raw, off, nid, st if plain else shown(st)))
             else:  # ".", "..", a hard link (is it for good? a LOOKUP will say), or gone
                 parts.append(bare(raw, off, 0 if st is None else st.st_mode))
         data = b"".join(parts)

@@ -345,9 +345,10 @@ class Resolver:
         stats itself), and where the lower layers are looked up (None once a whiteout or an
         opaque directory cut them off).
         """
+        upper = self.upper
         ptop = parent.entries[0]
         parent_path = parent.path
-        if ptop.branch.writable:
+        if upper is not None and ptop.branch is upper:  # Branch.writable, without a call
             parent_upper: str | None = ptop.real
             parent_upper_st = ptop.st if parent_path != "/" else None
             # Merged, or about to be once copied up: the parent has lower parts.
@@ -357,13 +358,15 @@ class Resolver:
             parent_merged = True
         current = parent_path + name if parent_path == "/" else parent_path + "/" + name
         parent_lower = parent.lower_path
-        if parent_lower is not None:
-            child_lower: str | None = parent_lower + name if parent_lower == "/" else parent_lower + "/" + name
+        if parent_lower == parent_path:  # no redirect on the way (most lookups): the same string,
+            child_lower: str | None = current  # hashed once for the lower cache and the inode table
+            lowers = self._lower(current, 0).entries
+        elif parent_lower is not None:
+            child_lower = parent_lower + name if parent_lower == "/" else parent_lower + "/" + name
             lowers = self._lower(child_lower, 0).entries
         else:
             child_lower, lowers = None, ()
-        upper = self.upper
-        if parent_upper is None or upper is None:
+        if parent_upper is None:
             return _new(
                 Node, (current, lowers, lowers, child_lower, parent_upper, False, parent_upper_st, parent_merged)
             )

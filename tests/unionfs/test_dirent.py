@@ -17,19 +17,21 @@ from unionfs.dirent import (
     DIRENTPLUS_HEAD,
     UNKNOWN_INO,
     PlusPacker,
-    Shown,
     dirent_size,
     direntplus_size,
     pack_dirents,
     timeout,
 )
+from unionfs.inode import Stat
 
 LIB = ll.Library()
 names = st.binary(min_size=1, max_size=255).filter(lambda b: b"/" not in b and b"\0" not in b)
 u64, s64, u32 = st.integers(0, 2**64 - 1), st.integers(-(2**63), 2**63 - 1), st.integers(0, 2**32 - 1)
 nsec = st.integers(0, 999_999_999)
 modes = st.sampled_from([0o100644, 0o040755, 0o120777, 0o020600, 0o060600, 0o010644, 0o140755, 0, 0o104755])
-#: what ll_ops._shown gives: ino, mode, nlink, uid, gid, rdev, size, blksize, blocks, times
+#: struct stat's fields as pack_entry takes them: ino, mode, nlink, uid, gid, rdev, size, blksize,
+#: blocks, then seconds and nanoseconds of atime, mtime and ctime
+Shown = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int, int, int]
 shown_values = st.tuples(
     u64, modes, u64, u32, u32, u64, s64, s64, s64, s64, nsec, s64, nsec, s64, nsec
 )  # fmt: skip
@@ -69,6 +71,13 @@ def libfuse_dirent(name: bytes, ino: int, mode: int, off: int) -> bytes:
     return buf.raw[:used]
 
 
+def as_stat(shown: Shown) -> Stat:
+    """The core's Stat with the fields of `shown` (what PlusPacker.entry takes)."""
+    ino, mode, nlink, uid, gid, rdev, size, blksize, blocks, a, an, m, mn, c, cn = shown
+    ns = 1_000_000_000
+    return Stat(mode, ino, 0, nlink, uid, gid, size, a * ns + an, m * ns + mn, c * ns + cn, rdev, blocks, blksize)
+
+
 def libfuse_direntplus(name: bytes, nodeid: int, shown: Shown, attr: float, entry: float, off: int) -> bytes:
     e = ll.EntryParam()
     ll.pack_entry(e, nodeid, *shown, attr, entry)
@@ -103,7 +112,7 @@ def test_a_direntplus_is_libfuses(name, nodeid, shown, attr, entry, off):
     # 32-bit one elsewhere): give libfuse values its struct can hold, as a real stat would be
     if ll.GENERIC_STAT:
         shown = (*shown[:2], shown[2] & 0xFFFFFFFF, *shown[3:7], (shown[7] & 0x7FFFFFFF), *shown[8:])
-    assert PlusPacker(attr, entry).entry(name, off, nodeid, shown) == libfuse_direntplus(
+    assert PlusPacker(attr, entry).entry(name, off, nodeid, as_stat(shown)) == libfuse_direntplus(
         name, nodeid, shown, attr, entry, off
     )
 
@@ -141,7 +150,9 @@ def test_timeouts_are_cut_as_libfuse_cuts_them():
 
 def test_records_are_the_kernels_layout():
     """fuse_kernel.h: fuse_dirent is 24 bytes before its name, fuse_direntplus 128 + 24."""
-    rec = PlusPacker(2.25, 3.5).entry(b"abc", 9, 77, (5, 0o100644, 1, 10, 20, 0, 100, 4096, 8, 1, 2, 3, 4, 5, 6))
+    rec = PlusPacker(2.25, 3.5).entry(
+        b"abc", 9, 77, as_stat((5, 0o100644, 1, 10, 20, 0, 100, 4096, 8, 1, 2, 3, 4, 5, 6))
+    )
     assert len(rec) == 160
     nodeid, gen, entry_valid, attr_valid, entry_nsec, attr_nsec = struct.unpack_from("=QQQQII", rec, 0)
     assert (nodeid, gen, entry_valid, attr_valid, entry_nsec, attr_nsec) == (77, 0, 3, 2, 500_000_000, 250_000_000)

@@ -287,6 +287,17 @@ def test_lower_hard_links_get_a_node_per_name_until_a_copy_up_would_break_them(t
 def test_missing_names_are_cached_as_absent(tmp_path):
     ops, rec, _, _ = _adapter(tmp_path)
     assert _lookup(ops, rec, ROOT_ID, "nothing") == (0, 0, 0)
+    one, _, _ = _lookup(ops, rec, ROOT_ID, "one")
+    call = ops.callbacks()["lookup"]
+    call(1, one, b"x")
+    assert rec.last() == ("err", errno.ENOTDIR)  # not absent: an error, never kept
+    ops.caching = type(ops.caching)(negative=0.0)  # no negative entries: the lookup fails
+    call(1, ROOT_ID, b"nothing")
+    assert rec.last() == ("err", errno.ENOENT)
+    d = ops.table.bind("/d", ("path", "/d"))
+    ops.table.nodes[d].paths = []  # a directory node without a name any more (removed meanwhile)
+    call(1, d, b"f0")
+    assert rec.last() == ("err", errno.ENOENT)
 
 
 def test_directories_are_opened_for_a_cached_listing_and_listed_with_nodes(tmp_path):
@@ -425,6 +436,31 @@ def test_a_packed_entry_is_the_struct_with_its_fields_set():
     assert bytes(entry) == bytes(out)
 
 
+def test_an_entry_or_stat_packed_from_a_core_stat_is_the_same_struct():
+    """pack_entry_of/pack_stat_of unpack the core's Stat themselves (its field order, not
+    struct stat's): the bytes are those of pack_entry/pack_stat with the fields in place."""
+    from unionfs.inode import Stat
+
+    st = Stat(
+        st_mode=0o100644, st_ino=2**40 + 3, st_dev=99, st_nlink=2, st_uid=1000, st_gid=100,
+        st_size=2**33 + 5, st_atime_ns=1_000_000_002, st_mtime_ns=3_999_999_999,
+        st_ctime_ns=2**33 * 1_000_000_000, st_rdev=0x801, st_blocks=17, st_blksize=4096,
+    )  # fmt: skip
+    fields = (2**40 + 3, 0o100644, 2, 1000, 100, 0x801, 2**33 + 5, 4096, 17, 1, 2, 3, 999_999_999, 2**33, 0)
+    want, got = ll.EntryParam(), ll.EntryParam()
+    ll.pack_entry(want, 77, *fields, 1.5, 86400.0)
+    ll.pack_entry_of(got, 77, st, 1.5, 86400.0)
+    assert bytes(got) == bytes(want)
+    want_st, got_st = ll.CStat(), ll.CStat()
+    ll.pack_stat(want_st, 0, *fields)
+    ll.pack_stat_of(got_st, 0, st)
+    assert bytes(got_st) == bytes(want_st) and got_st.st_mtim.tv_nsec == 999_999_999
+    before = Stat(*st[:7], -1, -999_999_999, -1_500_000_000, *st[10:])  # before 1970: floor, as divmod
+    ll.pack_stat_of(got_st, 0, before)
+    times = [(t.tv_sec, t.tv_nsec) for t in (got_st.st_atim, got_st.st_mtim, got_st.st_ctim)]
+    assert times == [(-1, 999_999_999), (-1, 1), (-2, 500_000_000)]
+
+
 def test_a_name_that_is_not_utf8_is_looked_up_by_its_bytes(tmp_path):
     ops, rec, lower, _ = _adapter(tmp_path)
     (Path(os.fsdecode(bytes(lower) + b"/caf\xe9"))).write_text("x\n")
@@ -550,3 +586,36 @@ def test_a_resolved_directory_is_listed_without_a_walk(tmp_path):
     ops.readdirplus(1, d, 160 * 10, 0, ctypes.pointer(fi))
     assert [name for name, _ in rec.direntries_plus()] == [".", "..", "f0", "f1", "f2", "f3", "f4"]
     assert walks == []
+
+
+def test_a_node_whose_directory_is_resolved_gets_its_attributes_without_a_walk(tmp_path):
+    """GETATTR of a name under a kept directory resolves the one name: the same attributes as
+    a walk, fresh from the upper; after a change the directory is no longer kept, and the
+    attributes come from a walk again."""
+    ops, rec, lower, upper = _adapter(tmp_path)
+    (upper / "d").mkdir()
+    (upper / "d" / "new").write_text("12345")
+    d, _, _ = _lookup(ops, rec, ROOT_ID, "d")  # merged, resolved and kept
+    names = {n: _lookup(ops, rec, d, n)[0] for n in ("f0", "new")}
+    assert d in ops._dirs_resolved
+    walks: list[str] = []
+    resolver = ops.union.sb.resolver
+    walk = resolver.lookup
+    resolver.lookup = lambda path: walks.append(path) or walk(path)
+    for name, nid in names.items():
+        ops.getattr(1, nid, None)
+        assert rec.last() == ("attr", ops.union.getattr(f"/d/{name}").st_ino)
+    assert walks == [f"/d/{n}" for n in names]  # only the comparisons above walked
+    got: list[bytes] = []
+    rec.reply_attr = lambda req, attr, timeout: got.append(bytes(attr._obj)) or 0  # type: ignore[method-assign]
+    from unionfs.ll_ops import Replies
+
+    ops.r = Replies(rec, ops._flush, ops._local)
+    (upper / "d" / "new").write_text("grown by a writer through the union")
+    ops.getattr(1, names["new"], None)
+    assert ll.CStat.from_buffer_copy(got[-1]).st_size == len("grown by a writer through the union")
+    walks.clear()
+    ops._end_change(ops._begin_change())  # another request changed the union: nothing is kept
+    ops.getattr(1, names["f0"], None)
+    assert walks == ["/d/f0"]
+    assert ll.CStat.from_buffer_copy(got[-1]).st_ino == os.lstat(lower / "d" / "f0").st_ino
