@@ -212,7 +212,8 @@ class Loader:
             self.lib.reply_err(req, errno.EIO)
 
     # -- what is answered without the core -----------------------------------------------------
-    def _init(self, _userdata: Any, _conn: Any) -> None:
+    def _init(self, _userdata: Any, conn: Any) -> None:
+        ll.want_splice(conn)  # as the core's init (ll_ops) does where it answers FUSE_INIT
         self._initialised = True
 
     def _destroy(self, _userdata: Any) -> None:
