@@ -142,6 +142,7 @@ class LowLevelOps:
         self._change_lock = threading.Lock()
         self._adopted: set[int] = set()
         self._splice_max = ll.splice_limit()  # the biggest READ reply libfuse can splice
+        self.max_read = 0  # the max_read= mount option, repeated in init (lowlevel.init_conn)
         union.listen(self._on_event)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -326,7 +327,7 @@ class LowLevelOps:
 
     # -- life cycle ---------------------------------------------------------------------------
     def _init(self, _userdata: int, conn: Any) -> None:
-        ll.want_splice(conn)  # as bootstrap's init: None when the bootstrap answered FUSE_INIT
+        ll.init_conn(conn, self.max_read)  # as bootstrap's: None when the bootstrap answered FUSE_INIT
         self._first = self.after_init
         if self.on_ready is not None:
             self.on_ready()
@@ -742,6 +743,7 @@ def run_lowlevel(ops: LowLevelOps, mountpoint: str, fuse_options: dict[str, Any]
     """Serve the union at `mountpoint` (a directory, or an already mounted `/dev/fd/N`) in
     this process until it is unmounted."""
     argv = ll.option_argv(session_options(fuse_options), bool(fuse_options.get("debug")))
+    ops.max_read = int(fuse_options.get("max_read") or 0)
     session = ll.Session(ops.lib, ops.callbacks(), argv)
     try:
         session.mount(mountpoint)

@@ -209,15 +209,21 @@ class ConnInfo(ctypes.Structure):
 CAP_SPLICE_WRITE = 1 << 7
 
 
-def want_splice(conn: Any) -> None:
-    """In `init` (before libfuse replies to FUSE_INIT): let `fuse_reply_data` splice a layer
-    file's pages into /dev/fuse where the kernel offers it. libfuse 3.14 leaves it off by
-    default; it changes nothing in the INIT reply, only how libfuse sends data replies (with it
-    off they are pread into libfuse's buffer and written, still without Python). `conn` is a
-    pointer to `ConnInfo`, or None when the core's `init` runs after the bootstrap's."""
+def init_conn(conn: Any, max_read: int = 0) -> None:
+    """What `init` sets in `struct fuse_conn_info` before libfuse replies to FUSE_INIT; both
+    inits call it (the bootstrap's, which answers FUSE_INIT for a root mount, and the core's,
+    which then gets None). `conn` is a pointer to `ConnInfo`, or None.
+
+    - FUSE_CAP_SPLICE_WRITE where the kernel offers it (libfuse 3.14 leaves it off): lets
+      `fuse_reply_data` splice a layer file's pages into /dev/fuse. It changes nothing in the
+      INIT reply, only how libfuse sends data replies.
+    - `max_read`: the `max_read=` mount option, which libfuse 3.14 requires `init` to repeat
+      in `conn.max_read` (else it refuses FUSE_INIT: "init() and fuse_session_new() requested
+      different maximum read size"); 0 where the option is not given."""
     if conn:
         info = conn.contents
         info.want |= info.capable & CAP_SPLICE_WRITE
+        info.max_read = max_read
 
 
 class FuseBuf(ctypes.Structure):

@@ -466,22 +466,24 @@ def test_reads_are_answered_from_the_layer_files_descriptor(tmp_path):
     assert rec.last() == ("err", errno.EBADF)
 
 
-def test_init_asks_for_spliced_replies_where_the_kernel_offers_them():
-    """FUSE_CAP_SPLICE_WRITE (libfuse 3.14 leaves it off): asked in both inits, the core's
-    and the bootstrap's (which answers FUSE_INIT for a root mount; the core's then gets None)."""
+def test_init_asks_for_spliced_replies_and_repeats_max_read():
+    """FUSE_CAP_SPLICE_WRITE (libfuse 3.14 leaves it off) and the max_read= option (libfuse
+    refuses FUSE_INIT unless init repeats it): set in both inits, the core's and the
+    bootstrap's (which answers FUSE_INIT for a root mount; the core's then gets None)."""
     from unionfs import bootstrap
 
     for capable, wanted in ((ll.CAP_SPLICE_WRITE | 1, ll.CAP_SPLICE_WRITE | 1), (1, 1)):
         conn = ll.ConnInfo()
         conn.capable, conn.want = capable, 1
-        ll.want_splice(ctypes.pointer(conn))
-        assert conn.want == wanted
-    ll.want_splice(None)
+        ll.init_conn(ctypes.pointer(conn), 65536)
+        assert (conn.want, conn.max_read) == (wanted, 65536)
+    ll.init_conn(None)
     conn = ll.ConnInfo()
     conn.capable = ll.CAP_SPLICE_WRITE
     loader = bootstrap.Loader(Recorder(), None, lambda: None)  # type: ignore[arg-type,return-value]
+    loader.max_read = 131072
     loader.handlers["init"](None, ctypes.pointer(conn))
-    assert conn.want == ll.CAP_SPLICE_WRITE
+    assert (conn.want, conn.max_read) == (ll.CAP_SPLICE_WRITE, 131072)
 
 
 def test_a_read_that_fits_the_pipe_is_spliced(tmp_path):

@@ -215,16 +215,19 @@ def _mount_logged(lower: Path, mnt: Path, log: Path, extra: str = "") -> subproc
     return proc
 
 
-def test_reads_are_spliced_from_the_layer_file(tmp_path):
+@pytest.mark.parametrize("max_read", [0, 65536])
+def test_reads_are_spliced_from_the_layer_file(tmp_path, max_read):
     """libfuse's debug log marks each reply it spliced into /dev/fuse: every READ of a file
-    of 3 MiB is one (the readahead keeps READs within libfuse's pipe), and the data is the file's."""
+    of 3 MiB is one (the readahead keeps READs within libfuse's pipe), and the data is the
+    file's. With max_read= (which libfuse refuses FUSE_INIT without, unless init repeats it)
+    no reply is bigger."""
     lower, mnt = tmp_path / "lower", tmp_path / "mnt"
     lower.mkdir()
     mnt.mkdir()
     data = os.urandom(3 << 20)
     (lower / "big").write_bytes(data)
     log = tmp_path / "debug.log"
-    proc = _mount_logged(lower, mnt, log)
+    proc = _mount_logged(lower, mnt, log, f",max_read={max_read}" if max_read else "")
     try:
         assert (mnt / "big").read_bytes() == data
     finally:
@@ -234,6 +237,9 @@ def test_reads_are_spliced_from_the_layer_file(tmp_path):
     reads = [i for i, line in enumerate(lines) if "opcode: READ " in line]
     spliced = [line for line in lines if line.endswith("(splice)")]
     assert reads and len(spliced) == len(reads), "\n".join(lines[-40:])
+    if max_read:
+        sizes = [int(line.split("outsize: ")[1].split()[0]) for line in spliced]
+        assert max(sizes) == max_read + 16 and len(sizes) >= len(data) // max_read  # + fuse_out_header
 
 
 def _listings(log: Path) -> int:

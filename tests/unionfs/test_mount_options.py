@@ -166,6 +166,21 @@ def test_fuse_overlayfs_options_mount(extra: str) -> None:
         assert (mnt / "f").read_text() == "lower\n+\n"
 
 
+def test_max_read_mounts_and_reads(tmp_path: Path) -> None:
+    """libfuse 3.14 refuses FUSE_INIT unless init repeats the max_read= option in its
+    connection info: a mount with it used to end at once (ENOTCONN)."""
+    data = os.urandom(300_000)
+    with one_layer_union("overlay", lambda lower: (lower / "f").write_bytes(data), extra="max_read=65536") as (
+        _,
+        mnt,
+        _,
+        _,
+    ):
+        assert (mnt / "f").read_bytes() == data
+        info = mount_at(str(mnt))
+        assert info is not None and "max_read=65536" in info.super_options.split(",")
+
+
 def test_refused_options_mount_nothing(tmp_path: Path) -> None:
     for d in ("l", "u", "w", "mnt"):
         (tmp_path / d).mkdir()
