@@ -51,18 +51,14 @@ ENTRY_SECONDS = 86400.0
 ATTR_SECONDS = 86400.0
 ATTR_SECONDS_UNINVALIDATED = 1.0
 FSNAME_LIMIT = 3800  # the kernel copies at most a page of mount source
-# Readahead of the mount's backing device, and the largest READ (root mounts). The kernel starts
-# FUSE mounts at 128 KiB, so a sequential read is one READ request (one Python call) per 128 KiB,
-# one at a time. Measured on the bench's cold 256 MiB read: 2,048 requests and ~230 ms at 128 KiB,
-# 256 requests and ~134 ms at 1 MiB. A READ's reply is spliced from the layer file (ll_ops.read)
-# only if it fits libfuse's pipe with its header and slack (lowlevel.splice_limit), and a pipe
-# grows to /proc/sys/fs/pipe-max-size (1 MiB by default) only, without CAP_SYS_RESOURCE, which a
-# container's root often lacks: READs stop at 1008 KiB (max_read=, which the kernel also applies
-# to direct I/O), and the readahead is four of them, so that the kernel asks for the next ones
-# while the daemon splices the first (cold 256 MiB read, 10 interleaved runs at load 4: 598 ms
-# against 719 ms with one READ of 1008 KiB at a time).
-MAX_READ = 1008 * 1024
-READ_AHEAD_KB = 4 * MAX_READ // 1024
+# Readahead of the mount's backing device. The kernel starts FUSE mounts at 128 KiB, so a
+# sequential read is one READ request (one Python call) per 128 KiB; near 1 MiB it is one per
+# MiB (libfuse's requests go up to 1 MiB). Measured on the bench's cold 256 MiB read: 2,048
+# requests and ~230 ms at 128 KiB, 256 requests and ~134 ms at 1 MiB. 1008 KiB, not 1024: a
+# READ's reply is spliced from the layer file (ll_ops.read) only if it fits libfuse's pipe with
+# its header and slack (lowlevel.splice_limit), and a pipe grows to /proc/sys/fs/pipe-max-size
+# (1 MiB by default) only, without CAP_SYS_RESOURCE, which a container's root often lacks.
+READ_AHEAD_KB = 1008
 SELINUX_FS = "/sys/fs/selinux"
 
 
@@ -228,8 +224,6 @@ def plan(request: MountRequest) -> Plan:
         value = spec.value(key)
         if value is not None:
             opts[key] = value
-    if root and "max_read" not in opts:  # with the readahead only root can raise: see READ_AHEAD_KB
-        opts["max_read"] = MAX_READ
     timeout = spec.value("timeout")
     entry = ENTRY_SECONDS if timeout is None else float(timeout)
     attr = attr_seconds() if timeout is None else float(timeout)

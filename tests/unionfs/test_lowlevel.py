@@ -488,14 +488,14 @@ def test_init_asks_for_spliced_replies_and_repeats_max_read():
 
 def test_a_read_that_fits_the_pipe_is_spliced(tmp_path):
     """libfuse splices a reply that fits its pipe with the header and three pages of slack;
-    without CAP_SYS_RESOURCE a pipe stops at pipe-max-size. The root mounts' largest READ (the
-    READs' size, max_read=) fits the default 1 MiB."""
-    from unionfs.mount import MAX_READ
+    without CAP_SYS_RESOURCE a pipe stops at pipe-max-size. The root mounts' readahead (the
+    READs' size) fits the default 1 MiB."""
+    from unionfs.mount import READ_AHEAD_KB
 
     page = os.sysconf("SC_PAGE_SIZE")
     (tmp_path / "max").write_text("1048576\n")
     assert ll.splice_limit(str(tmp_path / "max")) == 1048576 - 3 * page - 16
-    assert MAX_READ <= ll.splice_limit(str(tmp_path / "max")) and MAX_READ % page == 0
+    assert READ_AHEAD_KB * 1024 <= ll.splice_limit(str(tmp_path / "max"))
     assert ll.splice_limit(str(tmp_path / "missing")) == 0
     (tmp_path / "max").write_text("4096\n")
     assert ll.splice_limit(str(tmp_path / "max")) == 0

@@ -49,25 +49,6 @@ def test_timeouts_are_long_when_the_daemon_can_invalidate(tmp_path):
     assert options["negative_timeout"] >= 3600 and options["kernel_cache"] is True
 
 
-def test_root_mounts_read_at_most_what_libfuse_can_splice(tmp_path, monkeypatch):
-    """As root (where the readahead is raised to several READs) max_read= keeps each READ
-    within libfuse's pipe; a user's own max_read= wins; a user's mount is left as libfuse has it."""
-    from unionfs import mount
-
-    (tmp_path / "l").mkdir()
-    (tmp_path / "m").mkdir()
-
-    def options(*extra: str) -> dict:
-        layers = (f"lowerdir={tmp_path / 'l'}",) + extra
-        return plan(MountRequest(layers, str(tmp_path / "m"), str(tmp_path))).fuse_options
-
-    monkeypatch.setattr(mount.os, "geteuid", lambda: 0)
-    assert options()["max_read"] == mount.MAX_READ == 1008 * 1024
-    assert options("max_read=65536")["max_read"] == "65536"
-    monkeypatch.setattr(mount.os, "geteuid", lambda: 1000)
-    assert "max_read" not in options()
-
-
 def test_a_change_through_one_name_shows_through_the_other_at_once(union):
     mnt, upper, _ = union
     (mnt / "h1").write_text("first\n")
@@ -209,7 +190,7 @@ def test_a_cold_walk_gets_attributes_with_the_listing(tmp_path):
 
 
 @pytest.mark.root("the readahead is a sysfs setting")
-def test_root_mounts_read_ahead_four_reads_of_about_a_mebibyte(union):
+def test_root_mounts_read_ahead_about_a_mebibyte(union):
     from unionfs.mount import READ_AHEAD_KB
 
     mnt, _, _ = union
@@ -218,7 +199,7 @@ def test_root_mounts_read_ahead_four_reads_of_about_a_mebibyte(union):
     # takes a file's readahead from its device when it opens it).
     assert (mnt / "one").read_text() == "lower one\n"
     bdi = Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb")
-    assert READ_AHEAD_KB == 4032 and bdi.read_text().strip() == "4032"
+    assert READ_AHEAD_KB == 1008 and bdi.read_text().strip() == "1008"
 
 
 def _mount_logged(lower: Path, mnt: Path, log: Path, extra: str = "") -> subprocess.Popen:
