@@ -130,6 +130,7 @@ class Loader:
         self.session: ll.Session | None = None
         self._initialised = False
         self._failed = False
+        self.max_read = 0  # the max_read= mount option, repeated in init (lowlevel.init_conn)
         # slot name -> the handler a request goes to: ours until the core is loaded
         self.handlers: dict[str, Callable[..., None]] = {name: self._loading(name) for name in SLOTS}
         self.handlers.update(
@@ -212,7 +213,8 @@ class Loader:
             self.lib.reply_err(req, errno.EIO)
 
     # -- what is answered without the core -----------------------------------------------------
-    def _init(self, _userdata: Any, _conn: Any) -> None:
+    def _init(self, _userdata: Any, conn: Any) -> None:
+        ll.init_conn(conn, self.max_read)  # as the core's init (ll_ops) does where it answers FUSE_INIT
         self._initialised = True
 
     def _destroy(self, _userdata: Any) -> None:
@@ -293,6 +295,7 @@ def serve(
         return LowLevelOps(open_union(), caching_of(fuse_options), None, after_init, lib=lib, debug=debug)
 
     loader = Loader(lib, RootView(union, fuse_options), make_ops)
+    loader.max_read = int(fuse_options.get("max_read") or 0)
     argv = ll.option_argv(session_options(fuse_options), debug)
     session = ll.Session(lib, loader.callbacks(), argv)
     loader.session = session

@@ -117,11 +117,15 @@ def copy_up_node(sb: Super, node: Node, trigger: str, data_bytes: int | None = N
             try:
                 dst_fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 try:
-                    copied = copy_data(src_fd, dst_fd, size)
                     if sb.spec.features.fsync:
                         # As the kernel (unless volatile): the data is on disk before the copy
-                        # replaces the lower file in the union, so a crash cannot show an empty one.
+                        # replaces the lower file in the union, so a crash cannot show an empty
+                        # one. Each chunk's writeback starts as soon as it is copied, so the
+                        # fsync waits for the disk's tail, not for the whole file's writing.
+                        copied = copy_data(src_fd, dst_fd, size, sb.libc.start_writeback)
                         os.fsync(dst_fd)
+                    else:
+                        copied = copy_data(src_fd, dst_fd, size)
                 finally:
                     os.close(dst_fd)
             finally:

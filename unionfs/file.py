@@ -11,6 +11,7 @@ import os
 import stat
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .copy_up import copy_up, require_upper
@@ -46,6 +47,13 @@ class Handle:
     def read(self, size: int, offset: int) -> bytes:
         with self._lock:
             return os.pread(self.fd, size, offset)
+
+    def send_from(self, send: Callable[[int], object]) -> None:
+        """Call `send(fd)` with the descriptor held, as `read` holds it: a copy-up's `reopen`
+        or a `close` waits until `send` returns. For a reader that reads the descriptor itself
+        (the FUSE adapter hands it to libfuse, which splices the data to the kernel)."""
+        with self._lock:
+            send(self.fd)
 
     def write(self, data: bytes, offset: int) -> int:
         return os.pwrite(self.fd, data, offset)

@@ -7,11 +7,15 @@ import ctypes
 import errno
 import fcntl
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 RENAME_WHITEOUT = 4
+SYNC_FILE_RANGE_WRITE = 2
+#: copy_data's chunk when the caller starts each chunk's writeback as it goes
+WRITE_BEHIND_CHUNK = 8 << 20
 _AT_FDCWD = -100
 MAX_HANDLE_SZ = 128
 # FS_IOC_GETFSUUID = _IOR(0x15, 0, struct fsuuid2 { __u8 len; __u8 uuid[16]; }) (Linux 6.5+).
@@ -45,6 +49,13 @@ class Libc:
         if result != 0:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code), old, None, new)
+
+    def start_writeback(self, fd: int, offset: int, count: int) -> None:
+        """sync_file_range(SYNC_FILE_RANGE_WRITE): start writing these dirty pages to disk
+        and return. No durability: only fsync(2) makes any; a hint, so errors are left to it."""
+        fn = self.lib.sync_file_range
+        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+        fn(fd, offset, count, SYNC_FILE_RANGE_WRITE)
 
     def name_to_handle_at(self, path: str) -> tuple[int, bytes]:
         """(handle type, file id) of `path` itself (a symlink is not followed), as the
@@ -94,8 +105,13 @@ def fs_uuid(path: str) -> bytes:
     return bytes(buf[1 : 1 + length]).ljust(16, b"\0")
 
 
-def copy_data(src_fd: int, dst_fd: int, size: int) -> int:
-    """Copy `size` bytes in the kernel, skipping holes (SEEK_DATA/SEEK_HOLE). Returns bytes copied."""
+def copy_data(src_fd: int, dst_fd: int, size: int, write_behind: Callable[[int, int, int], None] | None = None) -> int:
+    """Copy `size` bytes in the kernel, skipping holes (SEEK_DATA/SEEK_HOLE). Returns bytes copied.
+
+    `write_behind(fd, offset, count)`, if given, is called after each chunk (WRITE_BEHIND_CHUNK)
+    to start that chunk's writeback while the next one is copied: a copy that is fsynced
+    afterwards then takes about the disk's time, not the copy's and then the disk's."""
+    chunk = 1 << 30 if write_behind is None else WRITE_BEHIND_CHUNK
     copied = 0
     offset = 0
     while offset < size:
@@ -117,9 +133,11 @@ def copy_data(src_fd: int, dst_fd: int, size: int) -> int:
         end = min(hole, size)
         position = data
         while position < end:
-            n = _copy_range(src_fd, dst_fd, position, end - position)
+            n = _copy_range(src_fd, dst_fd, position, min(end - position, chunk))
             if n == 0:
                 break
+            if write_behind is not None:
+                write_behind(dst_fd, position, n)
             position += n
             copied += n
         offset = max(end, position)

@@ -201,6 +201,7 @@ class LayerOps(fuse.Operations):
         self.links = LinkNames()
         self._listed: set[str] = set()  # directories whose entries' attributes the kernel got
         self.invalidate = Invalidator()
+        self.max_read = 0  # the max_read= mount option, repeated in init (run_fuse sets it)
         self._local = threading.local()
         union.listen(self._on_event)  # copy-ups change what the kernel has cached
 
@@ -245,8 +246,11 @@ class LayerOps(fuse.Operations):
         return st
 
     # -- life cycle -----------------------------------------------------------------------
-    def init(self, path: str) -> None:
-        """The kernel has answered FUSE_INIT: the mount is live."""
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        """The kernel has answered FUSE_INIT: the mount is live. libfuse 3 refuses FUSE_INIT
+        unless init repeats the max_read= option in the connection (lowlevel.init_conn)."""
+        if conn is not None and hasattr(conn, "max_read"):
+            conn.max_read = self.max_read
         self.invalidate.start()
         self.first_request = self.after_init
         if self.on_ready is not None:
@@ -612,4 +616,5 @@ def run_fuse(ops: LayerOps, mountpoint: str, fuse_options: dict[str, Any]) -> No
         warnings.simplefilter("ignore", DeprecationWarning)
         options = dict(fuse_options)
         nothreads = bool(options.pop("nothreads", False))
+        ops.max_read = int(options.get("max_read") or 0)
         _LayerFUSE(ops, mountpoint, foreground=True, nothreads=nothreads, **options)

@@ -94,6 +94,7 @@ class Replies:
         self.reply_open = flushing(lib.reply_open)
         self.reply_write = flushing(lib.reply_write)
         self.reply_buf = flushing(lib.reply_buf)
+        self.reply_data = flushing(lib.reply_data)
         self.reply_statfs = flushing(lib.reply_statfs)
         self.reply_xattr = flushing(lib.reply_xattr)
 
@@ -152,6 +153,8 @@ class LowLevelOps:
         self._changing = 0
         self._change_lock = threading.Lock()
         self._adopted: set[int] = set()
+        self._splice_max = ll.splice_limit()  # the biggest READ reply libfuse can splice
+        self.max_read = 0  # the max_read= mount option, repeated in init (lowlevel.init_conn)
         union.listen(self._on_event)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -333,7 +336,8 @@ class LowLevelOps:
         return self.files.items.get(fi.contents.fh) if fi else None
 
     # -- life cycle ---------------------------------------------------------------------------
-    def _init(self, _userdata: int, _conn: Any) -> None:
+    def _init(self, _userdata: int, conn: Any) -> None:
+        ll.init_conn(conn, self.max_read)  # as bootstrap's: None when the bootstrap answered FUSE_INIT
         self._first = self.after_init
         if self.on_ready is not None:
             self.on_ready()
@@ -608,8 +612,23 @@ class LowLevelOps:
             handle.close()
 
     def read(self, req: int, ino: int, size: int, offset: int, fi: Any) -> None:
-        data = self.files.get(fi.contents.fh).read(size, offset)
-        self.r.reply_buf(req, data, len(data))
+        """The layer file's data does not pass through Python: libfuse reads the descriptor
+        itself (`fuse_reply_data`) and splices its pages into /dev/fuse (one copy, in the
+        kernel, as fuse-overlayfs does; `init` asks for it), or preads them into its own
+        buffer where the kernel cannot splice. libfuse answers a failed read with its errno.
+        A READ too big for libfuse's pipe (direct I/O; the readahead stays below it) is read
+        here, into one bytes object, as libfuse's fallback would do at a higher cost."""
+        handle = self.files.get(fi.contents.fh)
+        if size > self._splice_max:
+            data = handle.read(size, offset)
+            self.r.reply_buf(req, data, len(data))
+            return
+        reply_data = self.r.reply_data
+
+        def send(fd: int) -> None:
+            reply_data(req, ctypes.byref(ll.fd_bufvec(size, fd, offset)), 0)
+
+        handle.send_from(send)
 
     def write(self, req: int, ino: int, buf: int, size: int, offset: int, fi: Any) -> None:
         written = self.files.get(fi.contents.fh).write(ctypes.string_at(buf, size), offset)
@@ -755,6 +774,7 @@ def run_lowlevel(ops: LowLevelOps, mountpoint: str, fuse_options: dict[str, Any]
     """Serve the union at `mountpoint` (a directory, or an already mounted `/dev/fd/N`) in
     this process until it is unmounted."""
     argv = ll.option_argv(session_options(fuse_options), bool(fuse_options.get("debug")))
+    ops.max_read = int(fuse_options.get("max_read") or 0)
     session = ll.Session(ops.lib, ops.callbacks(), argv)
     try:
         session.mount(mountpoint)

@@ -244,6 +244,73 @@ class ConnInfo(ctypes.Structure):
     ]
 
 
+#: fuse_conn_info.want: replies may splice(2) their data into /dev/fuse (fuse_common.h)
+CAP_SPLICE_WRITE = 1 << 7
+
+
+def init_conn(conn: Any, max_read: int = 0) -> None:
+    """What `init` sets in `struct fuse_conn_info` before libfuse replies to FUSE_INIT; both
+    inits call it (the bootstrap's, which answers FUSE_INIT for a root mount, and the core's,
+    which then gets None). `conn` is a pointer to `ConnInfo`, or None.
+
+    - FUSE_CAP_SPLICE_WRITE where the kernel offers it (libfuse 3.14 leaves it off): lets
+      `fuse_reply_data` splice a layer file's pages into /dev/fuse. It changes nothing in the
+      INIT reply, only how libfuse sends data replies.
+    - `max_read`: the `max_read=` mount option, which libfuse 3.14 requires `init` to repeat
+      in `conn.max_read` (else it refuses FUSE_INIT: "init() and fuse_session_new() requested
+      different maximum read size"); 0 where the option is not given."""
+    if conn:
+        info = conn.contents
+        info.want |= info.capable & CAP_SPLICE_WRITE
+        info.max_read = max_read
+
+
+class FuseBuf(ctypes.Structure):
+    """struct fuse_buf (fuse_common.h, 3.14): memory, or a descriptor and a position."""
+
+    _fields_ = [
+        ("size", ctypes.c_size_t),
+        ("flags", ctypes.c_int),
+        ("mem", ctypes.c_void_p),
+        ("fd", ctypes.c_int),
+        ("pos", c_off),
+    ]
+
+
+class BufVec(ctypes.Structure):
+    """struct fuse_bufvec with one buffer (FUSE_BUFVEC_INIT)."""
+
+    _fields_ = [("count", ctypes.c_size_t), ("idx", ctypes.c_size_t), ("off", ctypes.c_size_t), ("buf", FuseBuf * 1)]
+
+
+BUF_IS_FD, BUF_FD_SEEK = 1 << 1, 1 << 2  # enum fuse_buf_flags
+# A BufVec of `size` bytes of descriptor `fd` from `pos` (FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK), in
+# one pack_into: count 1, idx 0, off 0, then the fuse_buf (its padding after flags and fd).
+_FD_BUFVEC = struct.Struct("=QQQQi4xQi4xq")
+
+
+def splice_limit(pipe_max_file: str = "/proc/sys/fs/pipe-max-size") -> int:
+    """The largest READ reply libfuse 3.14 can splice (0 if unknown). Its pipe must hold the
+    reply's header, the data and three pages of slack (`fuse_send_data_iov`), and a pipe grows
+    past /proc/sys/fs/pipe-max-size only with CAP_SYS_RESOURCE: without it a bigger reply falls
+    back to a buffer libfuse allocates (and the kernel zero-fills) for each request, which costs
+    more than our own read."""
+    try:
+        with open(pipe_max_file, "rb") as f:
+            pipe_max = int(f.read())
+    except (OSError, ValueError):
+        return 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    return max(0, pipe_max - 3 * page - 16)  # 16: struct fuse_out_header
+
+
+def fd_bufvec(size: int, fd: int, pos: int) -> BufVec:
+    """What `fuse_reply_data` sends for a READ: `size` bytes of `fd` at `pos`, read by libfuse."""
+    vec = BufVec()
+    _FD_BUFVEC.pack_into(vec, 0, 1, 0, 0, size, BUF_IS_FD | BUF_FD_SEEK, 0, fd, pos)
+    return vec
+
+
 class Ctx(ctypes.Structure):
     _fields_ = [("uid", ctypes.c_uint32), ("gid", ctypes.c_uint32), ("pid", ctypes.c_int32), ("umask", c_mode)]
 
@@ -371,6 +438,7 @@ class Library:
         self.reply_open = fn("fuse_reply_open", ci, vp, FI)
         self.reply_write = fn("fuse_reply_write", ci, vp, sz)
         self.reply_buf = fn("fuse_reply_buf", ci, vp, vp, sz)
+        self.reply_data = fn("fuse_reply_data", ci, vp, ctypes.POINTER(BufVec), ci)
         self.reply_statfs = fn("fuse_reply_statfs", ci, vp, ctypes.POINTER(CStatvfs))
         self.reply_xattr = fn("fuse_reply_xattr", ci, vp, sz)
         self.add_direntry = fn("fuse_add_direntry", sz, vp, vp, sz, cs, ctypes.POINTER(CStat), c_off)

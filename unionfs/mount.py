@@ -52,10 +52,13 @@ ATTR_SECONDS = 86400.0
 ATTR_SECONDS_UNINVALIDATED = 1.0
 FSNAME_LIMIT = 3800  # the kernel copies at most a page of mount source
 # Readahead of the mount's backing device. The kernel starts FUSE mounts at 128 KiB, so a
-# sequential read is one READ request (one Python call) per 128 KiB; at 1 MiB it is one per
+# sequential read is one READ request (one Python call) per 128 KiB; near 1 MiB it is one per
 # MiB (libfuse's requests go up to 1 MiB). Measured on the bench's cold 256 MiB read: 2,048
-# requests and ~230 ms at 128 KiB, 256 requests and ~134 ms at 1 MiB.
-READ_AHEAD_KB = 1024
+# requests and ~230 ms at 128 KiB, 256 requests and ~134 ms at 1 MiB. 1008 KiB, not 1024: a
+# READ's reply is spliced from the layer file (ll_ops.read) only if it fits libfuse's pipe with
+# its header and slack (lowlevel.splice_limit), and a pipe grows to /proc/sys/fs/pipe-max-size
+# (1 MiB by default) only, without CAP_SYS_RESOURCE, which a container's root often lacks.
+READ_AHEAD_KB = 1008
 SELINUX_FS = "/sys/fs/selinux"
 
 

@@ -4,6 +4,7 @@ redirect_dir, volatile, static_nlink, noxattrs, userxattr, and reading layers as
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import subprocess
 from pathlib import Path
@@ -225,6 +226,54 @@ def test_volatile_skips_every_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     handle.close()
     u.fsyncdir("/")
     assert len(calls) == (3 if syncs else 0)
+
+
+@pytest.mark.parametrize("extra, syncs", [("", True), ("volatile", False)])
+def test_a_copy_up_is_written_back_as_it_is_copied_and_synced_before_it_replaces_the_lower_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, syncs: bool
+) -> None:
+    """The crash rule: the copy's data (and size) are on disk before the rename makes it the
+    file. Each chunk's writeback starts as soon as it is copied (sync_file_range: no durability
+    of its own), every data byte once, in order; the fsync still follows, then the rename.
+    A volatile union does neither."""
+    from unionfs.fsutil import WRITE_BEHIND_CHUNK, Libc
+
+    u = make_union(tmp_path, "aufs", [{"f": "x"}], extra=extra)
+    big = tmp_path / "l0" / "f"
+    head = os.urandom(WRITE_BEHIND_CHUNK + 12345)
+    tail = os.urandom(3000)
+    with open(big, "wb") as f:  # data, a hole, data
+        f.write(head)
+        f.seek(3 * WRITE_BEHIND_CHUNK)
+        f.write(tail)
+    size = 3 * WRITE_BEHIND_CHUNK + len(tail)
+    events: list[tuple] = []
+    real_fsync, real_rename = os.fsync, os.rename
+    monkeypatch.setattr(Libc, "start_writeback", lambda self, fd, off, n: events.append(("wb", off, n)))
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.fstat(fd).st_size)), real_fsync(fd))[1])
+
+    def rename(src: str, dst: str) -> None:
+        events.append(("rename", os.path.basename(dst)))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    _append(u, "/f", b"!")
+    data = (tmp_path / "upper" / "f").read_bytes()
+    assert len(data) == size + 1 and data[: len(head)] == head and data[-len(tail) - 1 :] == tail + b"!"
+    assert data[len(head) : 3 * WRITE_BEHIND_CHUNK] == bytes(3 * WRITE_BEHIND_CHUNK - len(head))
+    writebacks = [e for e in events if e[0] == "wb"]
+    rename_at = events.index(("rename", "f"))
+    if not syncs:
+        assert not writebacks and not [e for e in events if e[0] == "fsync"]
+        return
+    covered = [(off, off + n) for _, off, n in writebacks]
+    assert covered[0][0] == 0 and all(n <= WRITE_BEHIND_CHUNK for _, _, n in writebacks)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(covered))  # in order, each byte once
+    # every data byte (the hole need not be: it may be skipped, or copied as zeros)
+    assert sum(b - a for a, b in covered) >= len(head) + len(tail)
+    assert covered[-1][1] == size
+    fsync_at = events.index(("fsync", size))  # the whole size, then the rename
+    assert events.index(writebacks[-1]) < fsync_at < rename_at
 
 
 def test_noxattrs_refuses_every_xattr_call(tmp_path: Path) -> None:

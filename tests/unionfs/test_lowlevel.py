@@ -36,6 +36,10 @@ int main(void) {
     S(fuse_entry_param); F(fuse_entry_param, attr); F(fuse_entry_param, entry_timeout);
     S(fuse_conn_info); F(fuse_conn_info, want);
     S(fuse_ctx); S(fuse_forget_data);
+    S(fuse_buf); F(fuse_buf, flags); F(fuse_buf, mem); F(fuse_buf, fd); F(fuse_buf, pos);
+    S(fuse_bufvec); F(fuse_bufvec, off); F(fuse_bufvec, buf);
+    printf("FUSE_BUF_IS_FD %d\nFUSE_BUF_FD_SEEK %d\nFUSE_CAP_SPLICE_WRITE %d\n",
+           FUSE_BUF_IS_FD, FUSE_BUF_FD_SEEK, FUSE_CAP_SPLICE_WRITE);
     S(fuse_lowlevel_ops); F(fuse_lowlevel_ops, lookup); F(fuse_lowlevel_ops, create);
     F(fuse_lowlevel_ops, forget_multi); F(fuse_lowlevel_ops, readdirplus); F(fuse_lowlevel_ops, lseek);
     struct fuse_file_info fi = {0};
@@ -69,6 +73,17 @@ def _ours() -> dict[str, int]:
         "fuse_conn_info.want": ll.ConnInfo.want.offset,
         "fuse_ctx": ctypes.sizeof(ll.Ctx),
         "fuse_forget_data": ctypes.sizeof(ll.ForgetData),
+        "fuse_buf": ctypes.sizeof(ll.FuseBuf),
+        "fuse_buf.flags": ll.FuseBuf.flags.offset,
+        "fuse_buf.mem": ll.FuseBuf.mem.offset,
+        "fuse_buf.fd": ll.FuseBuf.fd.offset,
+        "fuse_buf.pos": ll.FuseBuf.pos.offset,
+        "fuse_bufvec": ctypes.sizeof(ll.BufVec),
+        "fuse_bufvec.off": ll.BufVec.off.offset,
+        "fuse_bufvec.buf": ll.BufVec.buf.offset,
+        "FUSE_BUF_IS_FD": ll.BUF_IS_FD,
+        "FUSE_BUF_FD_SEEK": ll.BUF_FD_SEEK,
+        "FUSE_CAP_SPLICE_WRITE": ll.CAP_SPLICE_WRITE,
         "fuse_lowlevel_ops": ctypes.sizeof(ll.LowLevelOps),
         "fuse_lowlevel_ops.lookup": ll.LowLevelOps.lookup.offset,
         "fuse_lowlevel_ops.create": ll.LowLevelOps.create.offset,
@@ -207,6 +222,17 @@ class Recorder:
     def reply_buf(self, req: int, buf: Any, size: int) -> int:
         self.data = bytes(buf[:size])
         self.replies.append(("buf", size))
+        if isinstance(buf, bytes):
+            self.data = buf[:size]
+        return 0
+
+    def reply_data(self, req: int, bufv: Any, flags: int) -> int:
+        """As libfuse does with a descriptor's buffer: read `size` bytes at `pos` (spliced)."""
+        vec = bufv._obj
+        buf = vec.buf[0]
+        assert (vec.count, vec.idx, vec.off, buf.flags) == (1, 0, 0, ll.BUF_IS_FD | ll.BUF_FD_SEEK)
+        self.data = os.pread(buf.fd, buf.size, buf.pos)
+        self.replies.append(("data", len(self.data)))
         return 0
 
     def direntries_plus(self) -> list[tuple[str, int]]:
@@ -511,6 +537,74 @@ def test_a_copy_up_invalidates_the_parents_attributes_before_the_reply(tmp_path)
     ops.callbacks()["open"](1, f0, ctypes.pointer(fi))  # copies /d up: its link count and ctime change
     assert ("inval", d) in rec.replies and rec.last()[0] == "open"
     assert rec.replies.index(("inval", d)) < len(rec.replies) - 1
+
+
+def _open(ops: Any, ino: int, flags: int = os.O_RDONLY) -> Any:
+    fi = ll.FileInfo()
+    fi.flags = flags
+    ops.callbacks()["open"](1, ino, ctypes.pointer(fi))
+    return fi
+
+
+def test_reads_are_answered_from_the_layer_files_descriptor(tmp_path):
+    """READ hands libfuse the layer file's descriptor and the offset (fuse_reply_data: it
+    splices the pages to the kernel); one bigger than libfuse's pipe is read here. Either way
+    the data is the file's, also after a writer copied the file up under an open reader."""
+    ops, rec, _, upper = _adapter(tmp_path)
+    calls = ops.callbacks()
+    d, _, _ = _lookup(ops, rec, ROOT_ID, "d")
+    f1, _, _ = _lookup(ops, rec, d, "f1")
+    reader = _open(ops, f1)
+    calls["read"](1, f1, 4096, 0, ctypes.pointer(reader))
+    assert rec.last() == ("data", 2) and rec.data == b"f\n"
+    calls["read"](1, f1, 10, 1, ctypes.pointer(reader))
+    assert rec.last() == ("data", 1) and rec.data == b"\n"
+    writer = _open(ops, f1, os.O_WRONLY)  # copies /d/f1 up: the reader follows
+    calls["write"](1, f1, ctypes.cast(ctypes.c_char_p(b"up"), ctypes.c_void_p).value, 2, 0, ctypes.pointer(writer))
+    assert (upper / "d" / "f1").read_bytes() == b"up"
+    calls["read"](1, f1, 4096, 0, ctypes.pointer(reader))
+    assert rec.last() == ("data", 2) and rec.data == b"up"
+    ops._splice_max = 1  # too big for the pipe: read here, the same bytes
+    calls["read"](1, f1, 4096, 0, ctypes.pointer(reader))
+    assert rec.last() == ("buf", 2) and rec.data == b"up"
+    calls["release"](1, f1, ctypes.pointer(reader))
+    calls["read"](1, f1, 4096, 0, ctypes.pointer(reader))  # a handle no longer open
+    assert rec.last() == ("err", errno.EBADF)
+
+
+def test_init_asks_for_spliced_replies_and_repeats_max_read():
+    """FUSE_CAP_SPLICE_WRITE (libfuse 3.14 leaves it off) and the max_read= option (libfuse
+    refuses FUSE_INIT unless init repeats it): set in both inits, the core's and the
+    bootstrap's (which answers FUSE_INIT for a root mount; the core's then gets None)."""
+    from unionfs import bootstrap
+
+    for capable, wanted in ((ll.CAP_SPLICE_WRITE | 1, ll.CAP_SPLICE_WRITE | 1), (1, 1)):
+        conn = ll.ConnInfo()
+        conn.capable, conn.want = capable, 1
+        ll.init_conn(ctypes.pointer(conn), 65536)
+        assert (conn.want, conn.max_read) == (wanted, 65536)
+    ll.init_conn(None)
+    conn = ll.ConnInfo()
+    conn.capable = ll.CAP_SPLICE_WRITE
+    loader = bootstrap.Loader(Recorder(), None, lambda: None)  # type: ignore[arg-type,return-value]
+    loader.max_read = 131072
+    loader.handlers["init"](None, ctypes.pointer(conn))
+    assert (conn.want, conn.max_read) == (ll.CAP_SPLICE_WRITE, 131072)
+
+
+def test_a_read_that_fits_the_pipe_is_spliced(tmp_path):
+    """libfuse splices a reply that fits its pipe with the header and three pages of slack;
+    without CAP_SYS_RESOURCE a pipe stops at pipe-max-size. The root mounts' readahead (the
+    READs' size) fits the default 1 MiB."""
+    from unionfs.mount import READ_AHEAD_KB
+
+    page = os.sysconf("SC_PAGE_SIZE")
+    (tmp_path / "max").write_text("1048576\n")
+    assert ll.splice_limit(str(tmp_path / "max")) == 1048576 - 3 * page - 16
+    assert READ_AHEAD_KB * 1024 <= ll.splice_limit(str(tmp_path / "max"))
+    assert ll.splice_limit(str(tmp_path / "missing")) == 0
+    (tmp_path / "max").write_text("4096\n")
+    assert ll.splice_limit(str(tmp_path / "max")) == 0
 
 
 def _create(ops: Any, parent: int, name: str) -> Any:

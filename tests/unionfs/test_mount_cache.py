@@ -190,7 +190,7 @@ def test_a_cold_walk_gets_attributes_with_the_listing(tmp_path):
 
 
 @pytest.mark.root("the readahead is a sysfs setting")
-def test_root_mounts_read_ahead_a_mebibyte(union):
+def test_root_mounts_read_ahead_about_a_mebibyte(union):
     from unionfs.mount import READ_AHEAD_KB
 
     mnt, _, _ = union
@@ -199,7 +199,7 @@ def test_root_mounts_read_ahead_a_mebibyte(union):
     # takes a file's readahead from its device when it opens it).
     assert (mnt / "one").read_text() == "lower one\n"
     bdi = Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb")
-    assert READ_AHEAD_KB == 1024 and bdi.read_text().strip() == "1024"
+    assert READ_AHEAD_KB == 1008 and bdi.read_text().strip() == "1008"
 
 
 def _mount_logged(lower: Path, mnt: Path, log: Path, extra: str = "") -> subprocess.Popen:
@@ -213,6 +213,33 @@ def _mount_logged(lower: Path, mnt: Path, log: Path, extra: str = "") -> subproc
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
         time.sleep(0.05)
     return proc
+
+
+@pytest.mark.parametrize("max_read", [0, 65536])
+def test_reads_are_spliced_from_the_layer_file(tmp_path, max_read):
+    """libfuse's debug log marks each reply it spliced into /dev/fuse: every READ of a file
+    of 3 MiB is one (the readahead keeps READs within libfuse's pipe), and the data is the
+    file's. With max_read= (which libfuse refuses FUSE_INIT without, unless init repeats it)
+    no reply is bigger."""
+    lower, mnt = tmp_path / "lower", tmp_path / "mnt"
+    lower.mkdir()
+    mnt.mkdir()
+    data = os.urandom(3 << 20)
+    (lower / "big").write_bytes(data)
+    log = tmp_path / "debug.log"
+    proc = _mount_logged(lower, mnt, log, f",max_read={max_read}" if max_read else "")
+    try:
+        assert (mnt / "big").read_bytes() == data
+    finally:
+        force_unmount(mnt)
+        proc.wait(timeout=20)
+    lines = log.read_text().splitlines()
+    reads = [i for i, line in enumerate(lines) if "opcode: READ " in line]
+    spliced = [line for line in lines if line.endswith("(splice)")]
+    assert reads and len(spliced) == len(reads), "\n".join(lines[-40:])
+    if max_read:
+        sizes = [int(line.split("outsize: ")[1].split()[0]) for line in spliced]
+        assert max(sizes) == max_read + 16 and len(sizes) >= len(data) // max_read  # + fuse_out_header
 
 
 def _listings(log: Path) -> int:

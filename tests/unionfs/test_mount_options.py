@@ -19,7 +19,7 @@ from unionfs.mountinfo import mount_at
 from unionfs.params import PARAMS
 
 from ..support import require_root, require_tool
-from .mount_helpers import LAYERFS, is_mounted, one_layer_union, run
+from .mount_helpers import LAYERFS, force_unmount, is_mounted, one_layer_union, run
 
 pytestmark = pytest.mark.mount
 
@@ -164,6 +164,42 @@ def test_fuse_overlayfs_options_mount(extra: str) -> None:
             out.flush()
             os.fsync(out.fileno())
         assert (mnt / "f").read_text() == "lower\n+\n"
+
+
+def test_max_read_mounts_and_reads(tmp_path: Path) -> None:
+    """libfuse 3.14 refuses FUSE_INIT unless init repeats the max_read= option in its
+    connection info: a mount with it used to end at once (ENOTCONN)."""
+    data = os.urandom(300_000)
+    with one_layer_union("overlay", lambda lower: (lower / "f").write_bytes(data), extra="max_read=65536") as (
+        _,
+        mnt,
+        _,
+        _,
+    ):
+        assert (mnt / "f").read_bytes() == data
+        info = mount_at(str(mnt))
+        assert info is not None and "max_read=65536" in info.super_options.split(",")
+
+
+def test_max_read_mounts_through_mfusepy_too(tmp_path: Path) -> None:
+    """The high-level fallback (here: the library named by FUSE_LIBRARY_PATH) repeats
+    max_read= in its init as well."""
+    import glob
+
+    found = glob.glob("/usr/lib/*/libfuse3.so.3") + glob.glob("/lib/*/libfuse3.so.3")
+    assert found, "libfuse 3 is not installed"
+    lower, mnt = tmp_path / "lower", tmp_path / "mnt"
+    lower.mkdir()
+    mnt.mkdir()
+    data = os.urandom(200_000)
+    (lower / "f").write_bytes(data)
+    env = {**os.environ, "FUSE_LIBRARY_PATH": found[0]}
+    result = run([LAYERFS, "-o", f"lowerdir={lower},max_read=65536", str(mnt)], env=env)
+    assert result.returncode == 0, result.stderr
+    try:
+        assert (mnt / "f").read_bytes() == data
+    finally:
+        force_unmount(mnt)
 
 
 def test_refused_options_mount_nothing(tmp_path: Path) -> None:
