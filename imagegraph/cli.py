@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC
 from pathlib import Path
 from typing import Any, NoReturn
@@ -86,6 +86,48 @@ def _filters(values: list[str] | None) -> dict[str, list[str]]:
 # ---- images -----------------------------------------------------------------------------------
 
 
+FORMAT_HELP = "json, a Go template ('{{.ID}}'), or 'table' and a template, as docker's --format"
+#: docker/cli's header names for `--format 'table …'` (SubHeaderContext of each formatter).
+IMAGE_HEADERS = {
+    "ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT", "Size": "SIZE", "Containers": "CONTAINERS", "VirtualSize": "SIZE",
+    "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE",
+}  # fmt: skip
+CONTAINER_HEADERS = {
+    "ID": "CONTAINER ID", "Names": "NAMES", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+    "Labels": "LABELS", "Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES", "Networks": "NETWORKS",
+}  # fmt: skip
+HISTORY_HEADERS = {
+    "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY", "Size": "SIZE",
+    "Comment": "COMMENT",
+}  # fmt: skip
+
+
+def _formatted(
+    ctx: Context,
+    text: str | None,
+    rows: Sequence[Mapping[str, Any]],
+    headers: dict[str, str],
+    kind: str,
+    wording: tuple[str, str] = ("template parsing error: ", "template parsing error: "),
+) -> bool:
+    """Print `rows` as `--format` asks (json lines, a Go template, `table TEMPLATE`), as docker/cli
+    does; False when it asks for the default table, which the command prints itself."""
+    from .gotemplate import Format, TemplateError, render_rows
+
+    fmt = Format.of(text)
+    if fmt.default:
+        return False
+    if fmt.json:  # docker/cli: `{{json .}}` on each row
+        fmt = Format(False, False, "{{json .}}")
+    try:
+        ctx.out.write(render_rows(fmt, rows, headers, kind, wording))
+    except TemplateError as exc:
+        raise CLIError(str(exc)) from None
+    return True
+
+
 def _image_rows(summaries: list[dict[str, Any]], digests: bool) -> list[tuple[dict[str, Any], str, str, str]]:
     """docker/cli imageFormatTaggedAndDigest: one row per (repository, tag), digest-only repos, dangling."""
     rows = []
@@ -125,7 +167,7 @@ def _setup_images(p: argparse.ArgumentParser) -> None:
     p.add_argument("--digests", action="store_true", help="Show digests")
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
     p.add_argument("-f", "--filter", action="append", help="Filter output based on conditions provided")
-    p.add_argument("--format", help="'json' for JSON lines, else the table")
+    p.add_argument("--format", help=FORMAT_HELP)
 
 
 @command("images", "List images", aliases=("image ls",), readonly=True, setup=_setup_images)
@@ -143,7 +185,7 @@ def cmd_images(a: argparse.Namespace, ctx: Context) -> int:
         for s, *_ in rows:
             ctx.print(iid(s))
         return 0
-    if a.format == "json":
+    if a.format:
         objs = []
         for s, repo, tag, dg in rows:
             objs.append(
@@ -161,8 +203,8 @@ def cmd_images(a: argparse.Namespace, ctx: Context) -> int:
                     "VirtualSize": human_size(s["Size"]),
                 }
             )
-        ctx.out.write(json_lines(objs))
-        return 0
+        if _formatted(ctx, a.format, objs, IMAGE_HEADERS, "*formatter.imageContext"):
+            return 0
     headers = ["REPOSITORY", "TAG"] + (["DIGEST"] if a.digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
     body = []
     for s, repo, tag, dg in rows:
@@ -203,7 +245,7 @@ def _setup_history(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--format")
+    p.add_argument("--format", help=FORMAT_HELP)
 
 
 @command("history", "Show the history of an image", readonly=True, setup=_setup_history)
@@ -218,21 +260,24 @@ def cmd_history(a: argparse.Namespace, ctx: Context) -> int:
         for r in rows:
             ctx.print(hid(r))
         return 0
-    if a.format == "json":
-        ctx.out.write(
-            json_lines(
+    if a.format:  # docker/cli's historyContext: what the table shows, under its field names
+        objs = []
+        for r in rows:
+            at = created_at(r["Created"])
+            since = (ago(r["Created"], ctx.now) if r["Created"] > 946684800 else "N/A") if human else at
+            by = r["CreatedBy"].replace("\t", " ")
+            objs.append(
                 {
                     "Comment": r["Comment"],
-                    "CreatedAt": created_at(r["Created"]),
-                    "CreatedBy": r["CreatedBy"],
-                    "CreatedSince": ago(r["Created"], ctx.now),
+                    "CreatedAt": at,
+                    "CreatedBy": by if a.no_trunc else ellipsis(by, 45),
+                    "CreatedSince": since,
                     "ID": hid(r),
-                    "Size": human_size(r["Size"]),
+                    "Size": human_size(r["Size"]) if human else str(r["Size"]),
                 }
-                for r in rows
             )
-        )
-        return 0
+        if _formatted(ctx, a.format, objs, HISTORY_HEADERS, "*image.historyContext"):
+            return 0
     body = []
     for r in rows:
         by = r["CreatedBy"] if a.no_trunc else truncate_cmd(r["CreatedBy"], 45)
@@ -250,6 +295,7 @@ def cmd_history(a: argparse.Namespace, ctx: Context) -> int:
 def _setup_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="+")
     p.add_argument("--type", choices=("image", "container"))
+    p.add_argument("-f", "--format", help="a Go template run on each object ('{{.Id}}'), as docker inspect -f")
 
 
 @command("inspect", "Return low-level information on images and containers", readonly=True, setup=_setup_inspect)
@@ -257,25 +303,45 @@ def cmd_inspect(a: argparse.Namespace, ctx: Context) -> int:
     """docker inspect: untyped, a miss is `Error: No such object`; with --type, the daemon's error."""
     from .service import DaemonError
 
-    out, errors = [], []
+    template = None
+    if a.format:
+        from .gotemplate import TemplateError, inspect_line, parse
+
+        try:
+            template = parse(a.format)
+        except TemplateError as exc:
+            ctx.err.write(f"template parsing error: {exc}\n")
+            return 64  # docker/cli: a flag's bad value
+    out: list[Any] = []
+    errors: list[str] = []
     for n in a.names:
         obj = None
         failure = f"Error: No such object: {n}"
+        kind = "container"
         if a.type in (None, "container"):
             try:
                 obj = ctx.svc.inspect_container(ctx.svc.get_container(n))
             except DaemonError as exc:
                 obj, failure = None, DAEMON_PREFIX + str(exc) if a.type else failure
         if obj is None and a.type in (None, "image"):
+            kind = "image"
             try:
                 obj = ctx.svc.inspect_image(ctx.svc.get_image(n))
             except DaemonError as exc:
                 obj, failure = None, DAEMON_PREFIX + str(exc) if a.type else failure
         if obj is None:
             errors.append(failure)
-        else:
+        elif template is None:
             out.append(obj)
-    ctx.print(json.dumps(out, indent=4, ensure_ascii=False))
+        else:  # docker/cli's TemplateInspector: each result on a line, each failure in the errors
+            try:
+                out.append(inspect_line(template, obj, kind) + "\n")
+            except TemplateError as exc:
+                errors.append(f"template parsing error: {exc}")
+    if template is None:
+        ctx.print(json.dumps(out, indent=4, ensure_ascii=False))
+    else:
+        ctx.out.write("".join(out) or "\n")
     for e in errors:
         ctx.err.write(f"{e}\n")
     return 1 if errors else 0
@@ -369,7 +435,7 @@ def _setup_ps(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
-    p.add_argument("--format")
+    p.add_argument("--format", help=FORMAT_HELP)
 
 
 @command("ps", "List containers", readonly=True, setup=_setup_ps)
@@ -395,10 +461,27 @@ def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
                 "Ports": "",
                 "Names": c.name,
                 "State": status(c.state),
+                # what docker/cli's ContainerContext adds; the daemon lists no mounts or networks
+                "Labels": ",".join(f"{k}={v}" for k, v in sorted((c.config.get("Labels") or {}).items())),
+                "LocalVolumes": "0",
+                "Mounts": "",
+                "Networks": "",
+                "Platform": None,
+                "Size": "0B",
             }
         )
-    if a.format == "json":
-        ctx.out.write(json_lines(rows))
+    if a.format and a.format != "json":  # ContainerContext.Label(name), for `{{.Label "k"}}`
+        from .gotemplate import Row
+
+        def label_of(labels: dict[str, str]) -> Callable[[str], str]:
+            return lambda name: labels.get(name, "")
+
+        rows = [
+            Row(r, "*formatter.ContainerContext", {"Label": label_of(c.config.get("Labels") or {})})
+            for r, c in zip(rows, cs, strict=True)
+        ]
+    wording = ("failed to parse template: ", "failed to execute template: ")
+    if _formatted(ctx, a.format, rows, CONTAINER_HEADERS, "*formatter.ContainerContext", wording):
         return 0
     ctx.print(
         table(

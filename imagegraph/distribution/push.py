@@ -13,6 +13,7 @@ manifest is PUT under the tag, and `repo@digest` recorded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -215,14 +216,19 @@ class _LayerPush:
         )
         location, _ = client.start_upload(path)
         try:
-            location = client.upload_stream(path, location, upload, self.chunk_size)
-        except _LocalError as exc:
-            raise exc.error from None
-        assert upload.result is not None  # the stream was read to its end
-        digest, size = upload.result.digest, upload.result.size
-        if self.turns.stop.is_set():
-            raise Cancelled()
-        client.finish_upload(path, location, digest)
+            try:
+                location = client.upload_stream(path, location, upload, self.chunk_size)
+            except _LocalError as exc:
+                raise exc.error from None
+            assert upload.result is not None  # the stream was read to its end
+            digest, size = upload.result.digest, upload.result.size
+            if self.turns.stop.is_set():
+                raise Cancelled()
+            client.finish_upload(path, location, digest)
+        except BaseException:  # as moby's blobWriter.Cancel: the registry drops what it received
+            with contextlib.suppress(Exception):
+                client.cancel_upload(path, location)
+            raise
         kind, status = "uploaded", "Pushed"
         store.v2meta.add(diff_id, V2Metadata(digest, ref.name))
         return M.Descriptor(M.DOCKER_LAYER_GZIP, digest, size), kind, status

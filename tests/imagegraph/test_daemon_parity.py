@@ -151,7 +151,7 @@ def test_docker_and_imagegraph_print_the_same_and_make_the_same_store(
     both(daemon, ig_root, "import", "-m", "the other one", "-c", "ENV A=1", str(other), "other")
     both(daemon, ig_root, "tag", "base:1", "base:2")
     both(daemon, ig_root, "tag", "base:1", "127.0.0.1:5000/team/base:1.0")
-    both(daemon, ig_root, "create", "--name", "c1", "base:1", "/bin/sh")
+    both(daemon, ig_root, "create", "--name", "c1", "-l", "team=blue", "base:1", "/bin/sh")
     for r in (root, ig_root):
         write_in_top_layer(r, "c1", "hello.txt", "Hello from layerlab!\n")
     both(daemon, ig_root, "diff", "c1")
@@ -176,6 +176,37 @@ def test_docker_and_imagegraph_print_the_same_and_make_the_same_store(
         ["ps", "-a", "--no-trunc"],
         ["ps", "-aq"],
         ["ps"],
+        # --format: Go templates, `table` templates and json lines, run by docker/cli on one side
+        # (one repository per image: docker/cli lists the repositories of one image in map order)
+        ["images", "--filter", "reference=base", "--format", "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}"],
+        ["images", "--filter", "reference=*", "--format", "table {{.Repository}}\\t{{.Tag}}\\t{{.Digest}}"],
+        ["images", "-a", "--filter", "reference=child", "--format", "{{.Tag}}:{{upper .Repository}}"],
+        ["images", "--filter", "dangling=true", "--format", '{{if eq .Tag "<none>"}}untagged {{.ID}}{{end}}'],
+        ["images", "--filter", "reference=other", "--format", "json"],
+        ["images", "--filter", "dangling=true", "--format", "json"],
+        ["images", "--format", "{{.Nope}}"],
+        ["images", "--format", "{{nope .ID}}"],
+        ["history", "--format", "{{.ID}}|{{.CreatedBy}}|{{.Size}}|{{.Comment}}", "child:1"],
+        ["history", "--format", "table {{.ID}}\\t{{.CreatedBy}}\\t{{.Comment}}", "--no-trunc", "child:1"],
+        ["history", "--format", "json", "other"],
+        ["history", "-H=false", "--format", "{{.CreatedBy}} {{.Size}}", "other"],
+        ["ps", "-a", "--format", "table {{.Names}}\\t{{.Image}}\\t{{.Command}}\\t{{.State}}"],
+        ["ps", "-a", "--format", '{{.Names}}: {{.Image}} {{json .Ports}} {{.Label "team"}}|{{.Label "x"}}|'],
+        ["ps", "-a", "--format", "json"],
+        ["ps", "-a", "--format", "{{.Platform}} {{.Labels}} {{.Nope}}"],
+        ["ps", "-a", "--format", "{{if}}"],
+        ["history", "--format", "{{.Nope}}", "other"],
+        # inspect -f: docker/cli runs the template on the typed object, then on the raw JSON
+        ["inspect", "-f", "{{.Id}} {{.Config.Env}} {{json .RootFS}} {{.RootFS}}", "child:1", "other"],
+        ["inspect", "--format", "{{range .RepoTags}}[{{.}}]{{end}} {{len .RootFS.Layers}} {{.Parent}}", "base:1"],
+        ["inspect", "-f", "{{.Config.Cmd}} {{.Config.Entrypoint}} {{.Config.Volumes}} {{.Config.Labels}}", "other"],
+        ["inspect", "-f", "{{.Config.User}}|{{.Config.Healthcheck}}|{{.ContainerConfig}}|{{.Size}}", "other"],
+        ["inspect", "-f", '{{.Config.Labels.nope}} {{index .Config.Labels "x"}} {{.Os}}/{{.Architecture}}', "other"],
+        ["inspect", "-f", "{{.Name}} {{.Image}} {{.Config.Cmd}} {{json .Config.Entrypoint}} {{.State.Status}}", "c1"],
+        ["inspect", "-f", "{{.Id}} {{.Nope}}", "base:1", "nothere", "c1"],
+        ["inspect", "-f", "{{.State.Running}}", "c1", "base:1"],
+        ["inspect", "-f", "{{.Id}", "base:1"],
+        ["inspect", "-f", "{{nope .Id}}", "base:1"],
     ):
         both(daemon, ig_root, *args)
     assert snapshot(root) == snapshot(ig_root)

@@ -196,10 +196,17 @@ def test_a_layer_that_cannot_be_read_fails_as_ours_not_the_registrys(registry, s
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(a.layers, "tar_stream", failing)
+    log: list[tuple[str, str, Mapping[str, str]]] = []
     with pytest.raises(OSError, match="Input/output error") as caught:
-        push(a, parse_normalized_named(name), pipe()[1])
+        push(a, parse_normalized_named(name), pipe()[1], PullOptions(client_factory=recording(log)))
     assert type(caught.value) is OSError  # not the registry's Unreachable
     assert not list(a.layout.tmp.iterdir())  # the scratch folder went with the push
+    # the upload session is cancelled, as moby's blobWriter.Cancel: the registry forgets it
+    posts = [m for m, p, _ in log if m == "POST" and "/blobs/uploads/" in p]
+    deletes = [p for m, p, _ in log if m == "DELETE" and "/blobs/uploads/" in p]
+    assert len(posts) == 1 and len(deletes) == 1
+    session = RegistryClient(registry.domain).request("GET", f"http://{registry.domain}/v2/{deletes[0]}", ())
+    assert session.status == 404 and b"BLOB_UPLOAD_UNKNOWN" in session.body
 
 
 def test_a_pull_killed_at_any_moment_leaves_a_consistent_store(registry, stores):
