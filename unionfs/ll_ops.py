@@ -513,7 +513,8 @@ class LowLevelOps:
                     data = handle.getxattr("security.capability")
                 except OSError as exc:
                     if exc.errno != errno.EBADF:  # EBADF: released meanwhile, ask by path
-                        raise
+                        self.r.reply_err(req, exc.errno or errno.EIO)  # ENODATA, mostly
+                        return
                 else:
                     self._reply_sized(req, data, size)
                     return
