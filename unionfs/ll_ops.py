@@ -573,7 +573,8 @@ class LowLevelOps:
             self._end_change(began, keep)
         info.fh = self.files.add(handle)
         info.keep_cache = self.caching.keep_pages
-        self._writers[e.ino] = handle
+        if info.flags & (os.O_WRONLY | os.O_RDWR):
+            self._writers[e.ino] = handle
         if self.r.reply_create(req, ctypes.byref(e), fi) != 0:  # interrupted: nobody holds it
             self._release(e.ino, info.fh)
             self.table.forget(e.ino, 1)
