@@ -529,6 +529,11 @@ def test_a_file_open_for_writing_says_its_capability_without_a_path(tmp_path, mo
     write.flags = os.O_RDWR
     calls["open"](1, nid, ctypes.pointer(write))
     assert ops._writers == {nid: ops.files.get(write.fh)}
+    calls["release"](1, nid, ctypes.pointer(write))
+    again = ll.FileInfo()
+    again.flags = os.O_RDONLY | os.O_CREAT  # open(2) of the existing name, for reading
+    calls["create"](1, ROOT_ID, ops.table.path(nid)[1:].encode(), 0o100644, ctypes.pointer(again))
+    assert rec.last()[0] == "entry" and ops._writers == {}
 
 
 def test_without_xattrs_a_writer_does_not_answer_for_the_capability(tmp_path):
