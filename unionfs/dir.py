@@ -26,7 +26,12 @@ def _err(code: int, path: str) -> OSError:
     return OSError(code, os.strerror(code), path)
 
 
-def _owner(sb: Super, pst: os.stat_result, cred: Cred | None, is_dir: bool) -> tuple[int, int, bool] | None:
+#: (uid, gid, setgid) for a new object: -1 leaves an id as the upper filesystem made it
+Owner = tuple[int, int, bool]
+_SETID = stat.S_ISUID | stat.S_ISGID
+
+
+def _owner(sb: Super, pst: os.stat_result, cred: Cred | None, is_dir: bool) -> Owner | None:
     """uid, gid (as stored) and setgid for a new object: the caller's, with a setgid parent's group.
 
     A setgid parent counts without a caller too: an object built in the work directory
@@ -43,7 +48,10 @@ def _owner(sb: Super, pst: os.stat_result, cred: Cred | None, is_dir: bool) -> t
     return uid, features.gid_map.stored(cred.gid), False
 
 
-def _chown_new(real: str, owner: tuple[int, int, bool] | None) -> None:
+def _chown_new(real: str, owner: Owner | None, mode: int = 0) -> None:
+    """Give a new object its owner. chown(2) drops a non-directory's S_ISUID and S_ISGID
+    (whoever asks, even for the same ids), which the kernel's overlay never does to a new
+    object (it makes the upper object as the caller): those of `mode` are set again."""
     if owner is None:
         return
     uid, gid, setgid = owner
@@ -53,6 +61,29 @@ def _chown_new(real: str, owner: tuple[int, int, bool] | None) -> None:
         pass
     if setgid:
         os.chmod(real, stat.S_IMODE(os.lstat(real).st_mode) | stat.S_ISGID)
+    elif mode & _SETID:
+        st = os.lstat(real)
+        if not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(real, mode)
+
+
+def own_new_file(fd: int, owner: Owner | None, mode: int) -> os.stat_result:
+    """`_chown_new` of a regular file just made and open as `fd`; returns its attributes.
+    The upper filesystem gave it the daemon's ids (or a setgid parent's group): where they
+    are already the wanted ones, as for a daemon serving its own user, nothing is changed."""
+    st = os.fstat(fd)
+    if owner is None:
+        return st
+    uid, gid, _ = owner
+    if (uid == -1 or uid == st.st_uid) and (gid == -1 or gid == st.st_gid):
+        return st
+    try:
+        os.fchown(fd, uid, gid)
+    except PermissionError:
+        return st
+    if mode & _SETID:
+        os.fchmod(fd, mode)
+    return os.fstat(fd)
 
 
 def _whiteout_form(marks: MarkWriter) -> str:
@@ -68,20 +99,26 @@ def create_entry(
     is_dir: bool,
     trigger: str,
     parent: Node | None = None,
+    node: Node | None = None,
+    own: Callable[[str, Owner | None], None] | None = None,
+    mode: int = 0,
 ) -> str:
     """Create a new object at `path` with `make(real_path)`; returns its real path.
 
     Where no whiteout is in the way it is made in place. Over a whiteout it is built in the
     work directory and swapped in, and a directory becomes opaque. `parent`, if given, is
     the directory of `path` resolved before (`Resolver.lookup_child`'s contract): the name is
-    then looked up in it, without a walk from the root.
+    then looked up in it, without a walk from the root. `node`, if given, is the name
+    itself, resolved under `sb.lock`, which the caller still holds. `own(real, owner)` gives
+    the new object its owner (default: `_chown_new` with the S_ISUID/S_ISGID of `mode`).
     """
     upper, marks = require_upper(sb, path), require_marks(sb, path)
     with sb.lock:
-        if parent is not None:
-            node = sb.resolver.lookup_child(parent, path.rsplit("/", 1)[-1])
-        else:
-            node = sb.resolver.lookup(path)
+        if node is None:
+            if parent is not None:
+                node = sb.resolver.lookup_child(parent, path.rsplit("/", 1)[-1])
+            else:
+                node = sb.resolver.lookup(path)
         if node.exists:
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
         if node.parent_upper is not None and node.parent_upper_st is not None:
@@ -91,6 +128,11 @@ def create_entry(
             parent_st = os.stat(parent_real)
         target = parent_real + "/" + node.name
         owner = _owner(sb, parent_st, cred, is_dir)
+        if own is None:
+
+            def own(real: str, owner: Owner | None) -> None:
+                _chown_new(real, owner, mode)
+
         # Over a whiteout a new directory must be opaque. The kernel also marks every new
         # directory in a merged parent opaque ("just an optimization" in ovl_create_upper);
         # the overlay dialect does the same, so both uppers look alike.
@@ -99,12 +141,12 @@ def create_entry(
         )
         if not node.upper_whiteout and not needs_opaque:
             make(target)
-            _chown_new(target, owner)
+            own(target, owner)
             return target
         temp = sb.temp_name()
         make(temp)
         try:
-            _chown_new(temp, owner)
+            own(temp, owner)
             if needs_opaque:
                 marks.set_opaque(temp)
             char_whiteout = lstat_or_none(target)
@@ -149,7 +191,7 @@ def mknod(sb: Super, path: str, mode: int, device: int = 0, cred: Cred | None = 
             os.mknod(real, stat.S_IFMT(mode) | stat.S_IMODE(mode), device)
             sb.fix_mode(real, stat.S_IMODE(mode))
 
-    create_entry(sb, path, make, cred, is_dir=False, trigger="mknod")
+    create_entry(sb, path, make, cred, is_dir=False, trigger="mknod", mode=stat.S_IMODE(mode))
 
 
 def symlink(sb: Super, target: str, path: str, cred: Cred | None = None) -> None:
@@ -175,9 +217,21 @@ def link(sb: Super, existing: str, new: str) -> None:
             raise _err(errno.EPERM, existing)
         src = copy_up(sb, existing, "link")
         source_real = src.top.real
+        # A new name of an existing file: its owner stays, also in a setgid directory (the
+        # kernel's ovl_link takes no new owner; only new objects do).
         create_entry(
-            sb, new, lambda real: os.link(source_real, real, follow_symlinks=False), None, is_dir=False, trigger="link"
+            sb,
+            new,
+            lambda real: os.link(source_real, real, follow_symlinks=False),
+            None,
+            is_dir=False,
+            trigger="link",
+            own=_keep_owner,
         )
+
+
+def _keep_owner(real: str, owner: Owner | None) -> None:
+    """`create_entry`'s `own` for a hard link: nothing to change."""
 
 
 def _whiteout(sb: Super, parent_real: str, name: str, path: str, trigger: str) -> None:

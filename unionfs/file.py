@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .copy_up import copy_up, require_upper
-from .dir import create_entry
-from .namei import Node
+from .dir import Owner, create_entry, own_new_file
+from .namei import Entry, Node
 from .super import Cred, Super
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
@@ -60,6 +60,13 @@ class Handle:
 
     def truncate(self, length: int) -> None:
         os.ftruncate(self.fd, length)
+
+    def getxattr(self, real_name: str) -> bytes:
+        """An xattr of the open file itself (by its descriptor, whatever its name now)."""
+        with self._lock:
+            if self.fd < 0:
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF), self.path)
+            return os.getxattr(self.fd, real_name)
 
     def fsync(self, datasync: bool = False) -> None:
         if self.sync:
@@ -151,40 +158,66 @@ def _kill_setid(fd: int) -> None:
 def create_in(sb: Super, parent: Node, name: str, flags: int, mode: int, cred: Cred | None) -> tuple[Handle, Node]:
     """open(2) with O_CREAT of `name` in the directory `parent`, resolved before (as for
     `Resolver.lookup_child`): the name is resolved in it, not by a walk from the root. Returns
-    the handle and the file's node as a lookup now gives it."""
+    the handle and the file's node as a lookup now gives it.
+
+    A new name is resolved once, under the lock that the creation holds; the new file's node
+    is the absent one with the file as its only entry (what `lookup_child` would now return),
+    its attributes those of the open descriptor."""
     resolver = sb.resolver
-    node = resolver.lookup_child(parent, name)
-    path = node.path
+    with sb.lock:
+        node = resolver.lookup_child(parent, name)
+        if not node.exists:
+            handle, st = _make_file(sb, node.path, flags, mode, cred, node=node)
     if node.exists:  # an existing name: open(2) as by path (O_EXCL: EEXIST)
-        handle = open_file(sb, path, flags | os.O_CREAT, mode, cred)
-    else:
-        handle = create_file(sb, path, flags, mode, cred, parent)
+        handle = open_file(sb, node.path, flags | os.O_CREAT, mode, cred)
+    elif parent.in_upper and sb.upper is not None:
+        # The parent was in the upper before, so it is as it was resolved: a new name does
+        # not change how it resolves.
+        return handle, node._replace(entries=(Entry(sb.upper, handle.real, st),), upper_whiteout=False)
     try:
-        # A parent in the upper is as it was resolved (a new name does not change how it
-        # resolves); one that was only below has just been copied up: walk to it again.
-        return handle, resolver.lookup_child(parent, name) if parent.in_upper else resolver.lookup(path)
+        # A parent that was only below has just been copied up: walk to it again.
+        return handle, resolver.lookup_child(parent, name) if parent.in_upper else resolver.lookup(node.path)
     except BaseException:
         handle.close()
         raise
 
 
-def create_file(sb: Super, path: str, flags: int, mode: int, cred: Cred | None, parent: Node | None = None) -> Handle:
-    """Create a regular file and open it (O_CREAT on a missing name), in one open(2).
-    `parent`: the directory, resolved before (see `dir.create_entry`)."""
-    holder: dict[str, int] = {}
+def create_file(sb: Super, path: str, flags: int, mode: int, cred: Cred | None) -> Handle:
+    """Create a regular file and open it (O_CREAT on a missing name), in one open(2)."""
+    return _make_file(sb, path, flags, mode, cred)[0]
+
+
+def _make_file(
+    sb: Super, path: str, flags: int, mode: int, cred: Cred | None, node: Node | None = None
+) -> tuple[Handle, os.stat_result]:
+    """`create_file`, and the new file's attributes. `node`: the name, resolved under
+    `sb.lock`, which the caller holds (see `dir.create_entry`).
+
+    System calls for a file made in place: the open(2) with the final flags and mode, and an
+    fstat; a chown only where the upper filesystem did not already give the caller's ids
+    (a daemon serving another user), then the S_ISUID/S_ISGID that chown drops set again."""
     open_flags = (flags & ~(_CREATE_FLAGS | os.O_TRUNC)) | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     wanted = stat.S_IMODE(mode)
+    fd = -1
+    made: tuple[str, os.stat_result] | None = None
 
     def make(real: str) -> None:
+        nonlocal fd
         fd = os.open(real, open_flags, wanted)
-        holder["fd"] = fd
         sb.fix_mode(fd, wanted)
 
+    def own(real: str, owner: Owner | None) -> None:
+        nonlocal made
+        made = real, own_new_file(fd, owner, wanted)
+
     try:
-        real = create_entry(sb, path, make, cred, is_dir=False, trigger="create", parent=parent)
+        real = create_entry(sb, path, make, cred, is_dir=False, trigger="create", node=node, own=own)
+        # Built in the work dir over a whiteout and renamed (a rename moves the ctime), or in
+        # place: either way the descriptor follows.
+        st = made[1] if made is not None and made[0] == real else os.fstat(fd)
     except BaseException:
-        if "fd" in holder:
-            os.close(holder["fd"])
+        if fd >= 0:
+            os.close(fd)
         raise
-    # Built in the work dir over a whiteout or in place: either way the descriptor follows.
-    return Handle(holder["fd"], path, flags, real, sb.spec.features.fsync)
+    sb.origins.made(st)
+    return Handle(fd, path, flags, real, sb.spec.features.fsync), st

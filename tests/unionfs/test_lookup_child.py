@@ -108,6 +108,7 @@ def test_create_in_every_kind_of_directory_makes_what_create_makes(tmp_path, dia
         path = parent_path.rstrip("/") + "/" + name
         handle, node = mine.create_in(mine.lookup(parent_path), name, 0o640)
         _same(node, mine.sb.resolver.lookup(path))
+        assert mine.identity_of(node) == mine.getattr_identity(path)  # the times to the nanosecond
         handle.write(b"data", 0)
         handle.close()
         theirs.write_file(path, b"data", 0o640)

@@ -713,3 +713,73 @@ def test_a_node_whose_directory_is_resolved_gets_its_attributes_without_a_walk(t
     ops.getattr(1, names["f0"], None)
     assert walks == ["/d/f0"]
     assert ll.CStat.from_buffer_copy(got[-1]).st_ino == os.lstat(lower / "d" / "f0").st_ino
+
+
+def test_flush_is_declined_once_for_the_whole_mount(tmp_path):
+    """Every WRITE reached the layer file before its reply: FLUSH has nothing to do, and
+    ENOSYS makes the kernel stop sending it (one request less per close)."""
+    ops, rec, _, _ = _adapter(tmp_path)
+    fi = _create(ops, ROOT_ID, "f")
+    ops.callbacks()["flush"](1, 0, ctypes.pointer(fi))
+    assert rec.last() == ("err", errno.ENOSYS)
+
+
+#: a struct vfs_cap_data, revision 2: CAP_NET_RAW permitted, nothing inheritable
+_CAPS = (0x02000000).to_bytes(4, "little") + (1 << 13).to_bytes(4, "little") + bytes(12)
+
+
+def test_a_file_open_for_writing_says_its_capability_without_a_path(tmp_path, monkeypatch):
+    """The kernel asks for security.capability before every write(2): a node with a handle
+    open for writing is answered from the file itself, renamed or not; else by its path."""
+    ops, rec, _, upper = _adapter(tmp_path)
+    calls = ops.callbacks()
+    fi = ll.FileInfo()
+    fi.flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    calls["create"](1, ROOT_ID, b"f", 0o100644, ctypes.pointer(fi))
+    nid = ops.table.node_at("/f")
+    assert nid is not None and ops._writers == {nid: ops.files.get(fi.fh)}
+    paths: list[int] = []
+    path_of = ops.table.path
+    monkeypatch.setattr(ops.table, "path", lambda n: paths.append(n) or path_of(n))
+    calls["getxattr"](1, nid, b"security.capability", 0)
+    assert rec.last() == ("err", errno.ENODATA) and paths == []
+    if os.geteuid() == 0:  # a capability needs root to set
+        os.setxattr(upper / "f", "security.capability", _CAPS)
+        calls["rename"](1, ROOT_ID, b"f", ROOT_ID, b"g", 0)  # the handle follows the file
+        paths.clear()
+        calls["getxattr"](1, nid, b"security.capability", 0)
+        assert rec.last() == ("write", len(_CAPS)) and paths == []
+    calls["release"](1, nid, ctypes.pointer(fi))
+    assert ops._writers == {}
+    calls["getxattr"](1, nid, b"security.capability", 0)  # by its path now
+    assert paths == [nid]
+    assert rec.last() == (("write", len(_CAPS)) if os.geteuid() == 0 else ("err", errno.ENODATA))
+    read = ll.FileInfo()
+    read.flags = os.O_RDONLY
+    calls["open"](1, nid, ctypes.pointer(read))  # a reader does not answer for the file
+    assert ops._writers == {}
+    write = ll.FileInfo()
+    write.flags = os.O_RDWR
+    calls["open"](1, nid, ctypes.pointer(write))
+    assert ops._writers == {nid: ops.files.get(write.fh)}
+    calls["release"](1, nid, ctypes.pointer(write))
+    again = ll.FileInfo()
+    again.flags = os.O_RDONLY | os.O_CREAT  # open(2) of the existing name, for reading
+    calls["create"](1, ROOT_ID, ops.table.path(nid)[1:].encode(), 0o100644, ctypes.pointer(again))
+    assert rec.last()[0] == "entry" and ops._writers == {}
+
+
+def test_without_xattrs_a_writer_does_not_answer_for_the_capability(tmp_path):
+    from unionfs.ll_ops import Caching, LowLevelOps
+
+    lower, upper, work = tmp_path / "lower", tmp_path / "upper", tmp_path / "work"
+    for d in (lower, upper, work):
+        d.mkdir()
+    rec = Recorder()
+    union = Union.from_options(f"lowerdir={lower},upperdir={upper},workdir={work},noxattrs=1")
+    ops = LowLevelOps(union, Caching(), lib=rec)  # type: ignore[arg-type]
+    fi = ll.FileInfo()
+    fi.flags = os.O_WRONLY | os.O_CREAT
+    ops.callbacks()["create"](1, ROOT_ID, b"f", 0o100644, ctypes.pointer(fi))
+    ops.callbacks()["getxattr"](1, ops.table.node_at("/f"), b"security.capability", 0)
+    assert rec.last() == ("err", errno.ENOTSUP)

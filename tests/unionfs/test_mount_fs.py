@@ -302,6 +302,18 @@ print(try_(lambda: os.mkdir({str(mnt / "shared" / "mydir")!r})))
     assert not (upper / "file").exists()  # refused before any copy-up
 
 
+def test_another_users_setuid_file_keeps_its_mode(union):
+    """The daemon gives a new file to its caller with chown(2), which drops S_ISUID and
+    S_ISGID: they are set again, as the kernel's overlay (which creates as the caller) keeps them."""
+    mnt, upper, _, _ = union
+    made = _as_nobody(
+        f"import os; os.umask(0); os.close(os.open({str(mnt / 'shared' / 'tool')!r}, os.O_WRONLY | os.O_CREAT, 0o6755))"
+    )
+    assert made.returncode == 0, made.stderr
+    for st in (os.stat(mnt / "shared" / "tool"), os.stat(upper / "shared" / "tool")):
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o6755, 65534, 65534)
+
+
 # -- times, links, modes ------------------------------------------------------------------------------
 def test_times_links_and_modes(union):
     mnt, upper, lower, _ = union
