@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,26 @@ def build_layer(root: Path, spec: dict, encoding: str) -> None:
             path.symlink_to(value.target)
         else:
             path.write_text(value)
+
+
+def random_dir(rng: random.Random, layer: int, names: str, kinds: list[str], common: bool = False) -> dict:
+    """One layer's spec of a directory of `names`, each a kind drawn from `kinds`: "absent",
+    "file", "link", "whiteout", "dir" or "opaque" (a directory that hides those below; with
+    `common`, every directory also holds a file named so, with the layer's number)."""
+    d: dict = {}
+    for name in names:
+        kind = rng.choice(kinds)
+        if kind == "file":
+            d[name] = f"{name}{layer}"
+        elif kind == "link":
+            d[name] = Symlink(f"to{layer}")
+        elif kind == "whiteout":
+            d[name] = WHITEOUT
+        elif kind in ("dir", "opaque"):
+            d[name] = {f"{name}{layer}": "x", **({"common": str(layer)} if common else {})}
+            if kind == "opaque":
+                d[name][OPAQUE] = None
+    return d
 
 
 def make_union(

@@ -7,7 +7,7 @@ import pytest
 from unionfs.listing import stat_entries
 
 from ..support import require_root
-from .layers import OPAQUE, WHITEOUT, Symlink, make_union
+from .layers import OPAQUE, WHITEOUT, Symlink, make_union, random_dir
 
 DIALECTS = ["aufs", "overlay"]
 
@@ -90,22 +90,7 @@ def test_many_random_layers_as_getattr_says(tmp_path, dialect, layers):
 
     rng = random.Random(layers)
     kinds = ["absent", "absent", "file", "file", "dir", "whiteout", "opaque", "link"]
-    lowers = []
-    for layer in range(layers):
-        d: dict = {}
-        for name in "abcdefghijkl":
-            kind = rng.choice(kinds)
-            if kind == "file":
-                d[name] = f"{name}{layer}"
-            elif kind == "link":
-                d[name] = Symlink(f"to{layer}")
-            elif kind == "whiteout":
-                d[name] = WHITEOUT
-            elif kind in ("dir", "opaque"):
-                d[name] = {f"{name}{layer}": "x"}
-                if kind == "opaque":
-                    d[name][OPAQUE] = None
-        lowers.append({"d": d})
+    lowers = [{"d": random_dir(rng, layer, "abcdefghijkl", kinds)} for layer in range(layers)]
     upper = {"d": {"a": "upper", "b": WHITEOUT, "c": {"u": "u"}}}
     u = make_union(tmp_path, dialect, lowers, upper)
     resolver = u.sb.resolver

@@ -12,7 +12,7 @@ import pytest
 from unionfs.namei import Node
 
 from ..support import require_root
-from .layers import OPAQUE, WHITEOUT, make_union
+from .layers import make_union, random_dir
 from .test_listing import LOWERS, UPPER
 
 
@@ -134,20 +134,7 @@ def test_many_layers_resolve_through_the_name_index_as_layer_by_layer(tmp_path, 
 
     rng = random.Random(16)
     kinds = ["absent", "absent", "file", "dir", "dir", "whiteout", "opaque"]
-    lowers = []
-    for layer in range(9):
-        d: dict = {}
-        for name in "abcdefgh":
-            kind = rng.choice(kinds)
-            if kind == "file":
-                d[name] = f"{name}{layer}"
-            elif kind == "whiteout":
-                d[name] = WHITEOUT
-            elif kind in ("dir", "opaque"):
-                d[name] = {f"{name}{layer}": "x", "common": str(layer)}
-                if kind == "opaque":
-                    d[name][OPAQUE] = None
-        lowers.append({"d": d, f"only{layer}": "o"})
+    lowers = [{"d": random_dir(rng, layer, "abcdefgh", kinds, common=True), f"only{layer}": "o"} for layer in range(9)]
     u = make_union(tmp_path, dialect, lowers, {})
     paths = ["/d"] + [f"/d/{n}" for n in "abcdefgh"] + [f"/only{i}" for i in range(9)]
     paths += [f"/d/{n}/{m}{i}" for n in "abcdefgh" for m in "abcdefgh" for i in range(9)]
