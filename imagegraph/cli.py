@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -435,6 +436,7 @@ def _setup_ps(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
     p.add_argument("--format", help=FORMAT_HELP)
 
 
@@ -447,6 +449,8 @@ def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
         for c in cs:
             ctx.print(c.id if a.no_trunc else c.short_id)
         return 0
+    # docker/cli asks the daemon for sizes with -s, or when the template shows {{.Size}}
+    sized = a.size or bool(a.format and re.search(r"\.Size\b", a.format))
     rows = []
     for c in cs:
         cmd = c.command if a.no_trunc else ellipsis(c.command, 20)
@@ -467,7 +471,7 @@ def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
                 "Mounts": "",
                 "Networks": "",
                 "Platform": None,
-                "Size": "0B",
+                "Size": _ps_size(*ctx.svc.container_size(c)) if sized else "0B",
             }
         )
     if a.format and a.format != "json":  # ContainerContext.Label(name), for `{{.Label "k"}}`
@@ -483,13 +487,14 @@ def cmd_ps(a: argparse.Namespace, ctx: Context) -> int:
     wording = ("failed to parse template: ", "failed to execute template: ")
     if _formatted(ctx, a.format, rows, CONTAINER_HEADERS, "*formatter.ContainerContext", wording):
         return 0
-    ctx.print(
-        table(
-            [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]] for r in rows],
-            ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
-        )
-    )
+    columns = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"] + (["Size"] if a.size else [])
+    ctx.print(table([[r[k] for k in columns] for r in rows], [CONTAINER_HEADERS[k] for k in columns]))
     return 0
+
+
+def _ps_size(rw: int, rootfs: int) -> str:
+    """docker/cli ContainerContext.Size: the top layer, and with the image's layers as virtual."""
+    return f"{human_size(rw)} (virtual {human_size(rootfs)})" if rootfs > 0 else human_size(rw)
 
 
 def _ps_image(image: str, image_id: str, no_trunc: bool) -> str:

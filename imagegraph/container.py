@@ -547,6 +547,10 @@ class ContainerStore:
     def mount_layer(self, c: Container) -> MountLayer:
         return self.layers.get_mount(c.id)
 
+    def size_rw(self, c: Container) -> int:
+        """What the container's top layer holds (docker's SizeRw)."""
+        return dir_size(self.layout.layer_dir(self.mount_layer(c).mount_id) / "diff")
+
     def graph_driver_data(self, c: Container) -> dict[str, str]:
         """docker inspect's GraphDriver.Data for a container (overlay2 keys)."""
         m = self.mount_layer(c)
@@ -830,3 +834,31 @@ class ContainerStore:
             if _mounted(Path(path)):
                 raise ContainerError(f"unmounting {c.short_id} failed: {last}")
         self._mount_record(c).unlink(missing_ok=True)
+
+
+def dir_size(path: Path) -> int:
+    """What a directory's files take (moby directory.Size): regular files' sizes, hard links once."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    stack = [str(path)]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if e.is_dir(follow_symlinks=False):
+                stack.append(e.path)
+                continue
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+            total += st.st_size
+    return total

@@ -188,6 +188,15 @@ class Services:
         except ContainerError as exc:
             raise InvalidParameter(str(exc)) from None
 
+    def container_size(self, c: Container) -> tuple[int, int]:
+        """docker's SizeRw and SizeRootFs: the top layer, and it with the image's layers (the
+        top layer alone if the image is gone)."""
+        rw = self.containers.size_rw(c)
+        try:
+            return rw, rw + self.images.size(self.images.get(c.image_id))
+        except (ImageNotFound, LayerError):
+            return rw, rw
+
     def repo_tags(self, image_id: str) -> list[str]:
         return [familiar_string(r) for r in self.refs.references(image_id) if r.digest is None]
 

@@ -20,7 +20,6 @@ from ..reference import Reference, familiar_string
 from ..runtime.state import status, status_text
 from ..service import Conflict, InvalidParameter, NotFound, Services
 from . import archive
-from .system import dir_size
 
 if TYPE_CHECKING:
     from . import Daemon
@@ -101,12 +100,7 @@ class ContainerService:
             "Ports": [],
         }
         if size:
-            rw = dir_size(svc.layout.layer_dir(svc.containers.mount_layer(c).mount_id) / "diff")
-            out["SizeRw"] = rw
-            try:
-                out["SizeRootFs"] = rw + svc.images.size(svc.images.get(c.image_id))
-            except Exception:
-                out["SizeRootFs"] = rw
+            out["SizeRw"], out["SizeRootFs"] = svc.container_size(c)
         out.update(
             {
                 "Labels": c.config.get("Labels") or {},
@@ -214,9 +208,7 @@ class ContainerService:
                 "GraphDriver": base["GraphDriver"],
             }
             if size:
-                rw = dir_size(svc.layout.layer_dir(svc.containers.mount_layer(c).mount_id) / "diff")
-                out["SizeRw"] = rw
-                out["SizeRootFs"] = rw + svc.images.size(svc.images.get(c.image_id))
+                out["SizeRw"], out["SizeRootFs"] = svc.container_size(c)
             out.update(
                 {
                     "Mounts": [],
@@ -368,7 +360,7 @@ class ContainerService:
                     continue
                 if any(_label_match(labels, s) for s in filters.get("label!", [])):
                     continue
-                size = dir_size(svc.layout.layer_dir(svc.containers.mount_layer(c).mount_id) / "diff")
+                size = svc.containers.size_rw(c)
                 try:
                     svc.remove_container(c.id)
                 except (ContainerError, NotFound):

@@ -57,34 +57,6 @@ def cgroup_version() -> str:
     return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
 
 
-def dir_size(path: Path) -> int:
-    """What a directory's files take (moby directory.Size): regular files' sizes, hard links once."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    stack = [str(path)]
-    while stack:
-        d = stack.pop()
-        try:
-            entries = list(os.scandir(d))
-        except OSError:
-            continue
-        for e in entries:
-            try:
-                st = e.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if e.is_dir(follow_symlinks=False):
-                stack.append(e.path)
-                continue
-            if st.st_nlink > 1:
-                key = (st.st_dev, st.st_ino)
-                if key in seen:
-                    continue
-                seen.add(key)
-            total += st.st_size
-    return total
-
-
 @dataclass
 class SystemService:
     daemon: Daemon
@@ -254,4 +226,4 @@ def _open_fds() -> int:
         return 0
 
 
-__all__ = ["SystemService", "dir_size"]
+__all__ = ["SystemService"]
