@@ -13,6 +13,7 @@ import gzip
 import io
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -385,8 +386,11 @@ class Services:
             self._delete_helper(img.id, records, force, prune, quiet)
             return records
 
-    def image_prune(self, all_: bool = False) -> tuple[list[dict[str, str]], int]:
-        """moby ImagesPrune: dangling images (or, with all_, every image no container uses)."""
+    def image_prune(
+        self, all_: bool = False, admit: Callable[[Image], bool] | None = None
+    ) -> tuple[list[dict[str, str]], int]:
+        """moby ImagesPrune: dangling images (or, with all_, every image no container uses),
+        those `admit` lets go (the request's until and label filters)."""
         with self.lock.held():
             self.refs.reload()
             sizes = {layer.chain_id: layer.size for layer in self.layers.layers()}
@@ -394,6 +398,8 @@ class Services:
             records: list[dict[str, str]] = []
             for image_id in candidates:
                 if not self.images.exists(image_id):
+                    continue
+                if admit is not None and not admit(self.images.get(image_id)):
                     continue
                 refs = self.refs.references(image_id)
                 if not refs and self.images.children(image_id):

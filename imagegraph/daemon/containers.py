@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..container import KIND_LETTER, Container, ContainerError
 from ..digest import _CONTAINER_CONFIG_ORDER
-from ..imagestore import parse_time
 from ..reference import Reference, familiar_string
 from ..runtime.state import status, status_text
 from ..service import Conflict, InvalidParameter, NotFound, Services
 from . import archive
+from .prune_filters import PruneFilters, label_match
 
 if TYPE_CHECKING:
     from . import Daemon
@@ -170,7 +170,7 @@ class ContainerService:
             if ancestors and c.image_id not in ancestors:
                 continue
             labels = c.config.get("Labels") or {}
-            if not all(_label_match(labels, spec) for spec in filters.get("label", [])):
+            if not all(label_match(labels, spec) for spec in filters.get("label", [])):
                 continue
             if since_ts is not None and not c.created > since_ts:
                 continue
@@ -335,17 +335,7 @@ class ContainerService:
 
     def containers_prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
         """POST /containers/prune: every container that is not running."""
-        for key in filters:
-            if key not in ("until", "label", "label!"):
-                raise InvalidParameter(f"invalid filter '{key}'")
-        until = None
-        for value in filters.get("until", []):
-            try:
-                until = float(value)
-            except ValueError:
-                until = parse_time(value) or None
-                if until is None:
-                    raise InvalidParameter(f"invalid filter 'until={value}'") from None
+        prune = PruneFilters.parse(filters)
         svc = self.daemon.services()
         deleted: list[str] = []
         reclaimed = 0
@@ -353,12 +343,7 @@ class ContainerService:
             for c in svc.containers.containers():
                 if c.state.get("Running"):
                     continue
-                labels = c.config.get("Labels") or {}
-                if until is not None and not c.created < until:
-                    continue
-                if not all(_label_match(labels, s) for s in filters.get("label", [])):
-                    continue
-                if any(_label_match(labels, s) for s in filters.get("label!", [])):
+                if not prune.admit(c.created, c.config.get("Labels") or {}):
                     continue
                 size = svc.containers.size_rw(c)
                 try:
@@ -385,10 +370,3 @@ def _meaningful(key: str, value: Any) -> bool:
     if isinstance(value, list):
         return any(_meaningful("", v) for v in value)
     return value not in (None, "", 0, False)
-
-
-def _label_match(labels: dict[str, str], spec: str) -> bool:
-    if "=" in spec:
-        k, v = spec.split("=", 1)
-        return labels.get(k) == v
-    return spec in labels

@@ -37,6 +37,7 @@ from ..refstore import RefError
 from ..service import DaemonError, InvalidParameter, NotFound, Services
 from ..tarexport import TarExportError, load, save
 from . import errdefs
+from .prune_filters import PruneFilters
 
 if TYPE_CHECKING:
     from . import Daemon
@@ -247,18 +248,18 @@ class ImageService:
 
     def images_prune(self, filters: dict[str, list[str]]) -> dict[str, Any]:
         """POST /images/prune (ImagesPrune): `dangling=false` prunes every unused image."""
-        for key in filters:
-            if key not in ("dangling", "until", "label", "label!"):
-                raise InvalidParameter(f"invalid filter '{key}'")
+        prune = PruneFilters.parse(filters, also=("dangling",))
         dangling = filters.get("dangling", ["true"])[-1].lower()
         if dangling not in ("true", "false", "1", "0"):
             raise InvalidParameter(f"invalid filter 'dangling={dangling}'")
-        if any(k in filters for k in ("until", "label", "label!")):
-            raise errdefs.NotImplementedYet("image prune: only the dangling filter is supported")
+
+        def admit(image: Image) -> bool:  # moby: the image's created time and its config's labels
+            return prune.admit(image.created_ts, image.container_config.get("Labels") or {})
+
         svc = self.daemon.services()
         with svc.lock.held():
             before = self._before_delete(svc)
-            records, reclaimed = svc.image_prune(all_=dangling in ("false", "0"))
+            records, reclaimed = svc.image_prune(all_=dangling in ("false", "0"), admit=admit)
             self._log_delete_records(svc, records, before)
         self.daemon.events.log("prune", "image", "", {"reclaimed": str(reclaimed)})
         return {"ImagesDeleted": records or None, "SpaceReclaimed": reclaimed}

@@ -140,6 +140,48 @@ def test_export_is_the_merged_filesystem(daemon: RunningDaemon, tmp_path: Path) 
     assert piped.returncode == 0 and "new.txt" in piped.stdout.split()
 
 
+def test_prune_filters_until_and_labels(daemon: RunningDaemon, tmp_path: Path) -> None:
+    """`docker image prune` and `docker container prune` with moby's until (a duration, a date)
+    and label filters: only what every filter admits goes."""
+    from datetime import UTC, datetime, timedelta
+
+    for n, team in enumerate(("blue", "red", "")):
+        tar = layer_tar(tmp_path / f"{n}.tar", {f"f{n}": f"{n}\n"})
+        label = ["-c", f"LABEL team={team}"] if team else []
+        daemon.docker("import", *label, str(tar), f"{team or 'plain'}:1")
+
+    def repos() -> list[str]:
+        return sorted(daemon.docker("images", "--format", "{{.Repository}}").stdout.split())
+
+    def prune(*filters: str) -> str:
+        return daemon.docker("image", "prune", "-a", "-f", *(f for x in filters for f in ("--filter", x))).stdout
+
+    # the fixture's SOURCE_DATE_EPOCH dates every image 2023-11-14
+    assert prune("until=2023-01-01T00:00:00Z") == "Total reclaimed space: 0B\n"
+    assert repos() == ["blue", "plain", "red"]
+    assert "untagged: blue:1" in prune("label=team=blue") and repos() == ["plain", "red"]
+    assert "untagged: plain:1" in prune("label!=team", "until=1h") and repos() == ["red"]
+    soon = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert "untagged: red:1" in prune(f"until={soon}", "label=team") and repos() == []
+    bad = daemon.docker("image", "prune", "-f", "--filter", "until=soon", check=False)
+    assert bad.returncode == 1 and "invalid filter 'until=soon'" in bad.stderr
+    two = daemon.docker("image", "prune", "-f", "--filter", "until=1h", "--filter", "until=2h", check=False)
+    assert two.returncode == 1 and "more than one until filter specified" in two.stderr
+
+    base_image(daemon, tmp_path)
+    daemon.docker("create", "--name", "old", "-l", "keep=1", "base:1")
+    daemon.docker("create", "--name", "new", "base:1")
+    assert (
+        daemon.docker("container", "prune", "-f", "--filter", "until=2020-01-01").stdout
+        == "Total reclaimed space: 0B\n"
+    )
+    kept = daemon.docker("container", "prune", "-f", "--filter", "label!=keep").stdout
+    assert (
+        kept.startswith("Deleted Containers:\n")
+        and daemon.docker("ps", "-a", "--format", "{{.Names}}").stdout == "old\n"
+    )
+
+
 def test_rename_rm_and_prune(daemon: RunningDaemon, tmp_path: Path) -> None:
     base_image(daemon, tmp_path)
     for name in ("aa", "bb", "cc"):
