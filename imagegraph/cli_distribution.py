@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .commands import DAEMON_PREFIX, CommandTable, Context, Run, positive_int
+from .commands import DAEMON_PREFIX, CLIError, CommandTable, Context, Run, positive_int
 from .reference import InvalidReference, Reference, familiar_name, parse_normalized_named, tag_name_only
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ def _setup_pull(p: argparse.ArgumentParser) -> None:
     from .distribution.pull import DEFAULT_DOWNLOADS  # set up only for `pull` (cli.build_parser)
 
     p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
+    p.add_argument("-a", "--all-tags", action="store_true", help="Download all tagged images in the repository")
     p.add_argument("--platform", help="Set platform if server is multi-platform capable (OS/ARCH[/VARIANT])")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
     p.add_argument(
@@ -131,17 +132,23 @@ def _insecure_registry_flag(p: argparse.ArgumentParser) -> None:
 @_errors
 def cmd_pull(args: argparse.Namespace, ctx: Context) -> int:
     from .distribution import manifest as M
-    from .distribution.pull import PullOptions, pull
+    from .distribution.pull import PullOptions, pull, pull_all_tags
 
     ref = parse_normalized_named(args.name)
     platform = M.parse_platform(args.platform) if args.platform else None
-    ref = _default_tag(ref, args, ctx.out)
+    if args.all_tags and not ref.is_name_only:
+        raise CLIError("tag can't be used with --all-tags/-a")
+    if not args.all_tags:
+        ref = _default_tag(ref, args, ctx.out)
     options = PullOptions(
         platform=platform,
         insecure_registries=_insecure(args, ctx.root),
         max_concurrent_downloads=args.max_concurrent_downloads,
     )
-    pull(ctx.store, ref, _progress(args, ctx.out), options)
+    if args.all_tags:
+        pull_all_tags(ctx.store, ref, _progress(args, ctx.out), options)
+    else:
+        pull(ctx.store, ref, _progress(args, ctx.out), options)
     ctx.print(str(ref))
     return 0
 

@@ -23,7 +23,7 @@ from ..distribution import manifest as M
 from ..distribution.client import RegistryClient
 from ..distribution.credentials import AuthConfig
 from ..distribution.errors import RegistryError
-from ..distribution.pull import PullOptions, PullResult, pull
+from ..distribution.pull import PullOptions, PullResult, pull, pull_all_tags
 from ..distribution.push import PushResult, push
 from ..imagestore import Image
 from ..reference import (
@@ -275,15 +275,23 @@ class ImageService:
             max_concurrent_uploads=self.daemon.config.max_concurrent_uploads,
         )
 
-    def pull_image(self, ref: Reference, platform: M.Platform | None, auth: AuthConfig, out: ProgressOutput) -> None:
-        """PullImage: from the registry into the graph, with the credentials the client sent."""
+    def pull_image(
+        self, ref: Reference, platform: M.Platform | None, auth: AuthConfig, out: ProgressOutput, all_tags: bool = False
+    ) -> None:
+        """PullImage: from the registry into the graph, with the credentials the client sent;
+        with `all_tags` (a bare name, `docker pull -a`) every tag the registry lists."""
         store = self.daemon.local_store()
+        options = self._options(auth, platform)
         try:
-            result = pull(store, ref, out, self._options(auth, platform))  # type: ignore[arg-type]
+            if all_tags:
+                results = pull_all_tags(store, ref, out, options)  # type: ignore[arg-type]
+            else:
+                results = [pull(store, ref, out, options)]  # type: ignore[arg-type]
         except RegistryError as exc:
             raise translate_pull_error(exc, ref) from None
-        self._flow_pulled(result)
-        self.log_image_event(None, familiar_string(ref), familiar_name(ref), "pull")
+        for result in results:
+            self._flow_pulled(result)
+            self.log_image_event(None, familiar_string(result.reference), familiar_name(ref), "pull")
 
     def _flow_pulled(self, result: PullResult) -> None:
         """Where each layer went in the graph (layerdb by ChainID, files under its cache-id)."""

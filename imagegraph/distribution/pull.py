@@ -32,7 +32,7 @@ from .. import fstree
 from ..archive import ArchiveError, os_error_text
 from ..digest import chain_ids
 from ..layerstore import LayerStore, StagedLayer
-from ..reference import Reference, familiar_string, tag_name_only, with_digest, with_name
+from ..reference import InvalidReference, Reference, familiar_string, tag_name_only, with_digest, with_name, with_tag
 from ..refstore import RefNotFound
 from . import manifest as M
 from .client import RegistryClient
@@ -146,7 +146,38 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
     options = options or PullOptions()
     if ref.digest is None:
         ref = tag_name_only(ref)
+    result = _pull_tag(store, make_client(ref.domain, options), ref, out, options)
+    _status(out, ref, result.tag_updated)
+    return result
+
+
+def pull_all_tags(
+    store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOptions | None = None
+) -> list[PullResult]:
+    """`docker pull -a NAME`: every tag the registry lists, one after the other, then one status
+    line for the repository (moby's pullRepository)."""
+    options = options or PullOptions()
     client = make_client(ref.domain, options)
+    results = []
+    for tag in client.tags(ref.path):
+        try:
+            tagged = with_tag(ref, tag)
+        except InvalidReference:
+            raise PullError(f"the registry lists an invalid tag for {ref.path}: {tag[:80]!r}") from None
+        results.append(_pull_tag(store, client, tagged, out, options))
+    _status(out, ref, any(r.tag_updated for r in results))
+    return results
+
+
+def _status(out: ProgressWriter, ref: Reference, updated: bool) -> None:
+    word = "Downloaded newer image" if updated else "Image is up to date"
+    out.message(f"Status: {word} for {familiar_string(ref)}")
+
+
+def _pull_tag(
+    store: LocalStore, client: RegistryClient, ref: Reference, out: ProgressWriter, options: PullOptions
+) -> PullResult:
+    """One tag or digest, up to its "Digest:" line."""
     tag_or_digest = ref.digest or ref.tag or "latest"
     record_digest, man, _ = resolve_manifest(client, ref, options.platform)
     # moby's pullV2Tag says "Pulling from" only once the manifest is in hand: a missing tag
@@ -198,8 +229,6 @@ def pull(store: LocalStore, ref: Reference, out: ProgressWriter, options: PullOp
                 store.layers.release(chain)
         raise
     out.message(f"Digest: {record_digest}")
-    word = "Downloaded newer image" if result.tag_updated else "Image is up to date"
-    out.message(f"Status: {word} for {familiar_string(ref)}")
     return result
 
 

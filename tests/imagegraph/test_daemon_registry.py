@@ -98,6 +98,31 @@ def test_pull_through_the_daemon_prints_and_stores_as_imagegraph_pull(
     assert daemon.docker("images", "--digests").stdout == ig(other_root, "images", "--digests")[1]
 
 
+def test_pull_all_tags_through_the_daemon_and_the_command(
+    daemon: RunningDaemon, registry: RunningRegistry, tmp_path: Path
+) -> None:
+    """`docker pull -a NAME`: every tag the registry lists, one status line for the repository
+    (moby's pullRepository); `imagegraph pull -a` prints the same."""
+    name = seed_registry(tmp_path, registry, "parity/all-tags")
+    other_root = tmp_path / "ig-store"
+    outputs = []
+    for _ in range(2):
+        d = daemon.docker("pull", "-a", name)
+        rc, out, err = ig(other_root, "pull", "-a", name)
+        assert (d.returncode, d.stdout, d.stderr) == (rc, out, err)
+        outputs.append(d.stdout)
+    first, again = outputs
+    pulling = [line for line in first.splitlines() if "Pulling from" in line]  # in the registry's order
+    assert sorted(pulling) == ["1.0: Pulling from parity/all-tags", "2.0: Pulling from parity/all-tags"]
+    assert first.count("Digest: sha256:") == 2 and f"Status: Downloaded newer image for {name}\n" in first
+    assert again.splitlines()[-2:] == [f"Status: Image is up to date for {name}", name]
+    tags = daemon.docker("images", "--format", "{{.Tag}}", name).stdout.split()
+    assert sorted(tags) == ["1.0", "2.0"]
+    d = daemon.docker("pull", "-a", f"{name}:1.0", check=False)
+    rc, out, err = ig(other_root, "pull", "-a", f"{name}:1.0")
+    assert (d.returncode, d.stderr) == (rc, err) == (1, "tag can't be used with --all-tags/-a\n")
+
+
 def test_the_flow_of_a_pull_that_needs_a_login(
     daemon: RunningDaemon, basic_registry: RunningRegistry, tmp_path: Path
 ) -> None:

@@ -115,13 +115,12 @@ class ImageRouter(Router):
         platform = parse_platform(r.get("platform"))
         if image:  # pull
             ref = pull_reference(image, tag)
-            if not tag and ref.tag is None and ref.digest is None:
-                raise errdefs.NotImplementedYet("pulling every tag of a repository (pull -a) is not supported")
+            all_tags = not tag and ref.tag is None and ref.digest is None  # docker pull -a
             auth = decode_auth_config(r.header("X-Registry-Auth"))
             out = self._output(w)
             self.backend.flow.call("postImagesCreate", "PullImage", f"{ref}, platform={platform or '-'}")
             try:
-                self.backend.images.pull_image(ref, platform, auth, out)
+                self.backend.images.pull_image(ref, platform, auth, out, all_tags=all_tags)
             except Exception as exc:
                 self._stream_failed(w, out, exc)
                 return
