@@ -157,6 +157,7 @@ def _setup_push(p: argparse.ArgumentParser) -> None:
     from .distribution.pull import DEFAULT_UPLOADS
 
     p.add_argument("name", metavar="NAME[:TAG]")
+    p.add_argument("-a", "--all-tags", action="store_true", help="Push all tags of an image to the repository")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
     p.add_argument(
         "--max-concurrent-uploads",
@@ -172,17 +173,24 @@ def _setup_push(p: argparse.ArgumentParser) -> None:
 @_errors
 def cmd_push(args: argparse.Namespace, ctx: Context) -> int:
     from .distribution.pull import PullOptions
-    from .distribution.push import push
+    from .distribution.push import push, push_all_tags
 
     ref = parse_normalized_named(args.name)
     if ref.digest is not None:
         return _fail(ctx.err, "cannot push a digest reference", daemon=False)
-    ref = _default_tag(ref, args, ctx.out)
+    if args.all_tags and not ref.is_name_only:
+        raise CLIError("tag can't be used with --all-tags/-a")
+    if not args.all_tags:
+        ref = _default_tag(ref, args, ctx.out)
     if not ctx.root.is_dir():  # nothing to push, and no store folders to make for it
-        return _fail(ctx.err, f"An image does not exist locally with the tag: {familiar_name(ref)}")
+        missing = f"no tags to push for {familiar_name(ref)}" if args.all_tags else None
+        return _fail(ctx.err, missing or f"An image does not exist locally with the tag: {familiar_name(ref)}")
     uploads = args.max_concurrent_uploads
     options = PullOptions(insecure_registries=_insecure(args, ctx.root), max_concurrent_uploads=uploads)
-    push(ctx.store, ref, _progress(args, ctx.out), options)
+    if args.all_tags:
+        push_all_tags(ctx.store, ref, _progress(args, ctx.out), options)
+    else:
+        push(ctx.store, ref, _progress(args, ctx.out), options)
     if args.quiet:
         ctx.print(str(ref))
     return 0

@@ -24,7 +24,7 @@ from ..distribution.client import RegistryClient
 from ..distribution.credentials import AuthConfig
 from ..distribution.errors import RegistryError
 from ..distribution.pull import PullOptions, PullResult, pull, pull_all_tags
-from ..distribution.push import PushResult, push
+from ..distribution.push import PushResult, push, push_all_tags
 from ..imagestore import Image
 from ..reference import (
     Reference,
@@ -315,20 +315,27 @@ class ImageService:
             f"← {familiar_string(result.reference)}, RepoDigest {result.manifest_digest[:19]}…"
         )
 
-    def push_image(self, ref: Reference, auth: AuthConfig, out: JSONProgressLike) -> None:
-        """PushImage: the tag's layers, config and manifest to the registry; aux {Tag, Digest, Size}."""
+    def push_image(self, ref: Reference, auth: AuthConfig, out: JSONProgressLike, all_tags: bool = False) -> None:
+        """PushImage: the tag's layers, config and manifest to the registry; aux {Tag, Digest,
+        Size} for each tag pushed (with `all_tags`, a bare name: `docker push -a`, every tag)."""
         store = self.daemon.local_store()
         store.refs.reload()
         name_ref = parse_normalized_named(ref.name)
         if not store.refs.references_by_name(name_ref):
             out.message(f"The push refers to repository [{ref.name}]")
             raise DaemonError(f"An image does not exist locally with the tag: {familiar_name(ref)}")
+
+        def pushed(tag_ref: Reference, result: PushResult) -> None:
+            out.aux({"Tag": tag_ref.tag or "latest", "Digest": result.digest, "Size": result.size})
+            self.log_image_event(None, familiar_string(tag_ref), familiar_name(tag_ref), "push")
+
         try:
-            result: PushResult = push(store, ref, out, self._options(auth))  # type: ignore[arg-type]
+            if all_tags:
+                push_all_tags(store, ref, out, self._options(auth), each=pushed)  # type: ignore[arg-type]
+            else:
+                pushed(ref, push(store, ref, out, self._options(auth)))  # type: ignore[arg-type]
         except RegistryError as exc:
             raise translate_pull_error(exc, ref) from None
-        out.aux({"Tag": ref.tag or "latest", "Digest": result.digest, "Size": result.size})
-        self.log_image_event(None, familiar_string(ref), familiar_name(ref), "push")
 
     # ---- import, load, save ---------------------------------------------------------------------
 

@@ -120,12 +120,48 @@ def push(
         image_id = store.refs.get(ref)
     except RefNotFound:
         raise PushError(f"An image does not exist locally with the tag: {familiar_name(ref)}") from None
+    out.message(f"The push refers to repository [{ref.name}]")
+    return _push_tag(store, make_client(ref.domain, options), ref, image_id, out, options, chunk_size)
+
+
+def push_all_tags(
+    store: LocalStore,
+    ref: Reference,
+    out: ProgressWriter,
+    options: PullOptions | None = None,
+    each: Callable[[Reference, PushResult], None] | None = None,
+) -> list[PushResult]:
+    """`docker push -a NAME`: every tag of the repository, in the order of their names (moby's
+    pushRepository over ReferencesByName); `each` hears every tag pushed."""
+    options = options or PullOptions()
+    store.refs.reload()
+    tagged = [(r, image_id) for r, image_id in store.refs.references_by_name(ref) if r.tag is not None]
+    out.message(f"The push refers to repository [{ref.name}]")
+    if not tagged:
+        raise PushError(f"no tags to push for {familiar_name(ref)}")
+    client = make_client(ref.domain, options)
+    results = []
+    for tag_ref, image_id in tagged:
+        results.append(_push_tag(store, client, tag_ref, image_id, out, options, None))
+        if each is not None:
+            each(tag_ref, results[-1])
+    return results
+
+
+def _push_tag(
+    store: LocalStore,
+    client: RegistryClient,
+    ref: Reference,
+    image_id: str,
+    out: ProgressWriter,
+    options: PullOptions,
+    chunk_size: int | None,
+) -> PushResult:
+    """One tag: its layers, config and manifest, up to the "digest:" line."""
     image = store.images.get(image_id)
     diff_ids = image.diff_ids
     chains = chain_ids(diff_ids)
-    client = make_client(ref.domain, options)
     path = ref.path
-    out.message(f"The push refers to repository [{ref.name}]")
     ids = [short_id(d) for d in diff_ids]
     for sid in reversed(ids):
         out.update(sid, "Preparing")

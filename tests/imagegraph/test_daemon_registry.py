@@ -239,6 +239,31 @@ def test_push_through_the_daemon(daemon: RunningDaemon, registry: RunningRegistr
     assert "An image does not exist locally with the tag: " in missing.stdout + missing.stderr
 
 
+def test_push_all_tags_through_the_daemon_and_the_command(
+    daemon: RunningDaemon, registry: RunningRegistry, tmp_path: Path
+) -> None:
+    """`docker push -a NAME`: one "push refers to" line, then every tag in name order, each with
+    its digest line; `imagegraph push -a` on a twin store prints the same."""
+    twin = tmp_path / "twin"
+    name = f"{registry.domain}/pushed/every"
+    for tag, text in (("b", "b\n"), ("a", "a\n")):
+        tar = layer_tar(tmp_path / f"{tag}.tar", {f"{tag}.txt": text})
+        daemon.docker("import", str(tar), f"{name}:{tag}")
+        assert ig(twin, "import", str(tar), f"{name}:{tag}")[0] == 0
+    d = daemon.docker("push", "-a", name)
+    lines = d.stdout.splitlines()
+    assert lines[0] == f"The push refers to repository [{name}]"
+    assert [line.split(":")[0] for line in lines if ": digest: sha256:" in line] == ["a", "b"]
+    # the twin's first push sends what the daemon's first push sent (neither store knew the blobs)
+    assert ig(twin, "push", "-a", name) == (d.returncode, d.stdout, d.stderr)
+    assert daemon.docker("push", "-a", name).stdout.count("Layer already exists") == 2
+    none = daemon.docker("push", "-a", f"{registry.domain}/pushed/nothing", check=False)
+    assert none.returncode == 1 and "An image does not exist locally with the tag" in none.stderr
+    tagged = daemon.docker("push", "-a", f"{name}:a", check=False)
+    assert tagged.returncode == 1 and tagged.stderr == "tag can't be used with --all-tags/-a\n"
+    assert ig(twin, "push", "-a", f"{name}:a")[2] == tagged.stderr
+
+
 def test_pull_errors_are_the_clis_one_line_messages(daemon: RunningDaemon, registry: RunningRegistry) -> None:
     port = free_port()
     down = daemon.docker("pull", f"127.0.0.1:{port}/app:1", check=False)

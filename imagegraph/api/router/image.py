@@ -164,12 +164,10 @@ class ImageRouter(Router):
                 ref = parse_normalized_named(name)
             except InvalidReference as exc:
                 raise BadRequest(str(exc)) from None
-            if ref.tag is None and ref.digest is None:
-                raise errdefs.NotImplementedYet("pushing every tag of a repository (push -a) is not supported")
         out = self._output(w)
         self.backend.flow.call("postImagesPush", "PushImage", str(ref))
         try:
-            self.backend.images.push_image(ref, auth, out)
+            self.backend.images.push_image(ref, auth, out, all_tags=ref.is_name_only)
         except Exception as exc:
             self._stream_failed(w, out, exc)
             return
