@@ -247,6 +247,18 @@ class ImageStore:
         """Made here by commit or build (the build cache only reuses such images)."""
         return read_text(self.layout.image_metadata(image_id) / "builtLocally") == "1"
 
+    def clean(self) -> list[str]:
+        """Remove the metadata of images whose config is gone: a delete killed between its
+        commit point (the config's unlink) and the metadata's removal. Call with the store lock
+        held (every writer takes it), so no image is half made meanwhile."""
+        removed = []
+        for name in listdir(self.layout.imagedb / "metadata" / "sha256"):
+            image_id = "sha256:" + name
+            if not self.layout.image_content(image_id).exists():
+                remove_dir_atomically(self.layout.image_metadata(image_id))
+                removed.append(image_id)
+        return removed
+
     def delete(self, image_id: str) -> list[Layer]:
         """Remove config and metadata, unlink children from it, release its top layer."""
         image = self.get(image_id)

@@ -139,6 +139,7 @@ class Services:
         if clean and svc.layout.root.is_dir() and writable(svc.layout.root):
             with svc.lock.held():
                 svc.containers.clean()
+                svc.images.clean()
                 svc.layers.clean()
                 clean_leftovers(svc.layout)
                 clean_scratch(svc.layout)

@@ -200,3 +200,24 @@ def test_time_formats_round_trip() -> None:
     assert format_time(1700000000.5) == "2023-11-14T22:13:20.5Z"
     assert parse_time("2021-04-23T22:21:37.49442735Z") == pytest.approx(1619216497.49442735)
     assert parse_time("") == 0
+
+
+def test_a_delete_killed_after_its_commit_point_is_finished_by_clean(stores) -> None:
+    """The config's unlink is a delete's commit point: metadata left after it (a kill before the
+    metadata went) belongs to no image, and clean removes it; a live image's stays."""
+    from imagegraph.storecheck import check_store
+
+    layers, images = stores
+    base_layer, _ = layers.register(io.BytesIO(tar_of("a")))
+    top_layer, _ = layers.register(io.BytesIO(tar_of("b")), base_layer.chain_id)
+    base = images.create(config_for([base_layer.diff_id]))
+    child = images.create(config_for([base_layer.diff_id, top_layer.diff_id]))
+    images.set_parent(child, base)
+    images.layout.image_content(child).unlink()  # the delete, killed right after its commit point
+    assert check_store(images.layout.root) == [f"image metadata {child}: no such image"]
+    assert images.clean() == [child]
+    assert not images.layout.image_metadata(child).exists()
+    assert images.exists(base) and images.clean() == []
+    layers.release(top_layer.chain_id)  # what the finished delete would have released
+    assert check_store(images.layout.root) == []
+    assert images.clean() == []
