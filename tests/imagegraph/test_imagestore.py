@@ -112,20 +112,26 @@ def test_create_checks_rootfs_history_and_layers(stores) -> None:
     assert images.ids() == []
 
 
-def test_parents_children_heads_and_delete(stores) -> None:
-    layers, images = stores
+def parent_and_child(layers: LayerStore, images: ImageStore) -> tuple[str, str, str]:
+    """A base image of one layer and its child of two, linked: (base, child, the child's top ChainID)."""
     base_layer, _ = layers.register(io.BytesIO(tar_of("a")))
     top_layer, _ = layers.register(io.BytesIO(tar_of("b")), base_layer.chain_id)
     base = images.create(config_for([base_layer.diff_id]))
     child = images.create(config_for([base_layer.diff_id, top_layer.diff_id]))
     images.set_parent(child, base)
+    return base, child, top_layer.chain_id
+
+
+def test_parents_children_heads_and_delete(stores) -> None:
+    layers, images = stores
+    base, child, top_chain = parent_and_child(layers, images)
     assert images.layout.image_metadata(child).joinpath("parent").read_text() == base
     assert images.get(child).parent == base
     assert "parent" not in json.loads(images.get(child).raw)  # metadata, never in the config
     assert images.children(base) == [child]
     assert images.heads() == [child]
     deleted = images.delete(child)
-    assert [d.chain_id for d in deleted] == [top_layer.chain_id]  # the base layer is still held by base
+    assert [d.chain_id for d in deleted] == [top_chain]  # the base layer is still held by base
     assert images.children(base) == []
     assert not images.layout.image_metadata(child).exists()
 
@@ -208,16 +214,12 @@ def test_a_delete_killed_after_its_commit_point_is_finished_by_clean(stores) -> 
     from imagegraph.storecheck import check_store
 
     layers, images = stores
-    base_layer, _ = layers.register(io.BytesIO(tar_of("a")))
-    top_layer, _ = layers.register(io.BytesIO(tar_of("b")), base_layer.chain_id)
-    base = images.create(config_for([base_layer.diff_id]))
-    child = images.create(config_for([base_layer.diff_id, top_layer.diff_id]))
-    images.set_parent(child, base)
+    base, child, top_chain = parent_and_child(layers, images)
     images.layout.image_content(child).unlink()  # the delete, killed right after its commit point
     assert check_store(images.layout.root) == [f"image metadata {child}: no such image"]
     assert images.clean() == [child]
     assert not images.layout.image_metadata(child).exists()
     assert images.exists(base) and images.clean() == []
-    layers.release(top_layer.chain_id)  # what the finished delete would have released
+    layers.release(top_chain)  # what the finished delete would have released
     assert check_store(images.layout.root) == []
     assert images.clean() == []
