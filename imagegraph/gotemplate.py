@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from imagegraph.digest import go_json
 
@@ -134,11 +134,6 @@ class Template:
         out: list[str] = []
         _run(self.nodes, dot, {"$": dot}, out)
         return "".join(out)
-
-
-_FUNCS_DOC = (
-    "json join split upper lower title pad truncate println index len print printf eq ne lt le gt ge and or not"
-)
 
 
 def parse(text: str) -> Template:
@@ -600,43 +595,42 @@ IMAGE_ZEROS: dict[str, Any] = {
 
 def typed_object(obj: Mapping[str, Any], kind: str) -> Struct:
     """An inspect object (kind "image" or "container") as docker inspect's first, typed run
-    sees it: its maps and structs marked, `Id` under its Go name `ID`. Iterative."""
+    sees it: its maps and structs marked, `Id` under its Go name `ID`."""
+
+    def typed(key: str | int, value: Mapping[str, Any]) -> dict[str, Any]:
+        if key in MAP_KEYS:
+            return GoMap((k, value[k]) for k in sorted(value))
+        return Struct(value, CONFIG_ZEROS if key in ("Config", "ContainerConfig") else {})
+
     top = {("ID" if k == "Id" else k): v for k, v in obj.items()}
-    root = Struct(top, IMAGE_ZEROS if kind == "image" else {})
-    todo: list[tuple[dict[str, Any] | list[Any], str | int, Any]] = [(root, k, v) for k, v in top.items()]
-    while todo:
-        parent, key, value = todo.pop()
-        if isinstance(value, Mapping):
-            if key in MAP_KEYS:
-                made: dict[str, Any] = GoMap((k, value[k]) for k in sorted(value))
-            elif key in ("Config", "ContainerConfig"):
-                made = Struct(value, CONFIG_ZEROS)
-            else:
-                made = Struct(value, {})
-            parent[key] = made  # type: ignore[index]
-            todo.extend((made, k, v) for k, v in made.items())
-        elif isinstance(value, list):
-            copied = list(value)
-            parent[key] = copied  # type: ignore[index]
-            todo.extend((copied, n, v) for n, v in enumerate(copied))
-    return root
+    return _rebuilt(Struct(top, IMAGE_ZEROS if kind == "image" else {}), typed)
 
 
 def raw_object(obj: Mapping[str, Any]) -> RawMap:
     """The same object as docker inspect's fallback run sees it: the decoded JSON, every object
-    a map whose missing keys are errors. Iterative."""
-    root = RawMap((k, obj[k]) for k in sorted(obj))
+    a map whose missing keys are errors."""
+    return _rebuilt(RawMap((k, obj[k]) for k in sorted(obj)), lambda _, v: RawMap((k, v[k]) for k in sorted(v)))
+
+
+_R = TypeVar("_R", bound=dict)
+
+
+def _rebuilt(root: _R, make: Callable[[str | int, Mapping[str, Any]], dict[str, Any]]) -> _R:
+    """`root` with every object below it remade by `make(key, object)` and every list copied,
+    the originals left alone. Iterative: depth is the JSON's."""
     todo: list[tuple[dict[str, Any] | list[Any], str | int, Any]] = [(root, k, v) for k, v in root.items()]
     while todo:
         parent, key, value = todo.pop()
         if isinstance(value, Mapping):
-            made: Any = RawMap((k, value[k]) for k in sorted(value))
+            made: Any = make(key, value)
+            children = made.items()
         elif isinstance(value, list):
             made = list(value)
+            children = enumerate(made)
         else:
             continue
         parent[key] = made  # type: ignore[index]
-        todo.extend((made, k, v) for k, v in (made.items() if isinstance(made, dict) else enumerate(made)))
+        todo.extend((made, k, v) for k, v in children)
     return root
 
 
@@ -911,7 +905,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "or": _or,
     "not": lambda v: not truth(v),
 }
-assert set(FUNCTIONS) == set(_FUNCS_DOC.split())
 
 
 # -- docker/cli's formatter -----------------------------------------------------------------------------

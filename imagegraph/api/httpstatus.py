@@ -34,8 +34,6 @@ def from_error(exc: BaseException) -> int:
         return 401
     if isinstance(exc, errdefs.Forbidden):
         return 403
-    if isinstance(exc, errdefs.NotImplementedYet):
-        return 501
     if isinstance(exc, errdefs.Unavailable):
         return 503
     if isinstance(exc, ContainerError) and str(exc).startswith("Conflict."):

@@ -14,10 +14,6 @@ class Forbidden(DaemonError):
     """403."""
 
 
-class NotImplementedYet(DaemonError):
-    """501: a route or option this daemon does not offer (yet)."""
-
-
 class Unavailable(DaemonError):
     """503: e.g. search without a registry to search."""
 
@@ -32,7 +28,6 @@ __all__ = [
     "Forbidden",
     "InvalidParameter",
     "NotFound",
-    "NotImplementedYet",
     "System",
     "Unauthorized",
     "Unavailable",
