@@ -4,11 +4,15 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PYTHON ?= python3
 # The shared install: Debian's own python3 (one every user can run; a pyenv or a venv in
 # root's home is not), a venv in SHARED with the tools and the labs, on every user's PATH.
 SHARED        ?= /opt/layerlab
 SYSTEM_PYTHON ?= /usr/bin/python3
+# .venv's interpreter: the system's python3 where it is 3.11 or newer and can make a venv,
+# else the first python3 on PATH. Debian's and Ubuntu's are built with PGO and LTO and linked
+# statically; a pyenv build (shared libpython, no PGO) takes ~15 % more CPU per request in
+# the layerfs daemon and ~4 ms more at every start (bench/README.md, round 5).
+PYTHON ?= $(shell $(SYSTEM_PYTHON) -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo $(SYSTEM_PYTHON) || echo python3)
 PROFILE       ?= /etc/profile.d/layerlab.sh
 BINDIR        ?= /usr/local/bin
 
