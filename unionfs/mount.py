@@ -1,9 +1,10 @@
 """Mounting and unmounting a union with FUSE.
 
 `mount` returns only once the kernel has the mount. As root it mounts as fuse-overlayfs does:
-mount(2) on an open /dev/fuse here, then a child process loads libfuse and serves that
-descriptor (requests wait in the kernel until it answers FUSE_INIT); so a mount costs a
-Python start-up and the union's opening, not mfusepy's loading too. Otherwise libfuse mounts,
+mount(2) on an open /dev/fuse here, served by a child process that was forked before the
+checks and has loaded libfuse's binding meanwhile (`EarlyDaemon`; requests wait in the kernel
+until it answers FUSE_INIT); so a mount costs a Python start-up, not the binding's loading
+after it, nor the union's opening (the daemon's `bootstrap`). Otherwise libfuse mounts,
 in the child, which tells the parent through a pipe when libfuse calls `init`. Everything
 that can be checked before (options, layers, mount point, FUSE itself) is checked in the
 parent, so a bad mount prints one line and leaves nothing behind.
@@ -14,8 +15,9 @@ enough to open the same union again, read-only, for `layerfs explain` and `tree 
 The command's path is kept light: containers-storage runs it for every mount, and a Python
 start-up is most of a mount's cost. Before it returns, the command parses and checks the
 options (`mountopts`, in plain values), checks the mount point, clears the work directory,
-mounts and forks; only the daemon imports the core (dataclasses, the union), mfusepy and
-libfuse's bindings, and opens the union. Nothing here imports them at module level.
+mounts and hands the mount over; only the daemon imports ctypes (the command uses `_ctypes`),
+the core (dataclasses, the union), mfusepy and libfuse's bindings, and opens the union.
+Nothing here imports them at module level.
 """
 
 from __future__ import annotations
@@ -413,7 +415,8 @@ def _mount_syscall(source: bytes, target: bytes, fstype: bytes, flags: int, data
         _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
         _restype_ = CInt
 
-    call = Function(_ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW | os.RTLD_LOCAL), "mount"))
+    program = _ctypes.dlopen(None, os.RTLD_NOW | os.RTLD_LOCAL)  # type: ignore[arg-type]  # CDLL(None)'s
+    call = Function(_ctypes.dlsym(program, "mount"))
     call.argtypes = (CCharP, CCharP, CCharP, CULong, CCharP)
     return 0 if call(source, target, fstype, flags, data) == 0 else int(_ctypes.get_errno())
 
