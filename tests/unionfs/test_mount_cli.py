@@ -359,9 +359,8 @@ def test_an_umount_right_after_the_mount_succeeds(seed):
 NOT_ON_THE_COMMANDS_PATH = {"dataclasses", "inspect", "typing", "unionfs.options", "unionfs.union", "mfusepy"}
 
 
-def test_the_mount_command_leaves_the_core_to_the_daemon(seed):
-    """containers-storage runs the command for every mount: it parses and checks the options,
-    mounts and forks; the union is opened in the daemon (its imports are its own)."""
+def _the_mount_commands_imports(seed: Path) -> set[str]:
+    """What the command imports (`-X importtime`) in mounting the seed, which it must mount."""
     command = "import sys; from unionfs.cli import main; sys.exit(main())"
     result = run(
         [sys.executable, "-X", "importtime", "-c", command, "-o", "dirs=./fruits:./vegetables", "./mnt"], cwd=seed
@@ -371,7 +370,13 @@ def test_the_mount_command_leaves_the_core_to_the_daemon(seed):
         assert (seed / "mnt" / "carrots").read_text() == "carrots\n"
     finally:
         force_unmount(seed / "mnt")
-    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    return {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_the_mount_command_leaves_the_core_to_the_daemon(seed):
+    """containers-storage runs the command for every mount: it parses and checks the options,
+    mounts and forks; the union is opened in the daemon (its imports are its own)."""
+    imported = _the_mount_commands_imports(seed)
     assert {"unionfs.mountopts", "unionfs.mount"} <= imported  # the command's own log
     assert not imported & NOT_ON_THE_COMMANDS_PATH
 
@@ -395,16 +400,7 @@ def test_roots_mount_command_leaves_ctypes_to_the_daemon(seed):
     """As root the daemon is forked before the checks and loads ctypes and libfuse's binding
     while the command checks and mounts: the command itself asks libfuse and mount(2) through
     `_ctypes` only (ctypes' own import is ~4 ms of every mount)."""
-    command = "import sys; from unionfs.cli import main; sys.exit(main())"
-    result = run(
-        [sys.executable, "-X", "importtime", "-c", command, "-o", "dirs=./fruits:./vegetables", "./mnt"], cwd=seed
-    )
-    try:
-        assert result.returncode == 0, result.stderr
-        assert (seed / "mnt" / "carrots").read_text() == "carrots\n"
-    finally:
-        force_unmount(seed / "mnt")
-    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    imported = _the_mount_commands_imports(seed)
     assert "_ctypes" in imported
     assert not imported & {"ctypes", "unionfs.lowlevel", "unionfs.bootstrap"}
 
