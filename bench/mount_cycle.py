@@ -7,6 +7,9 @@ runs with min and max and a ratio to fuse-overlayfs:
 - bare mount+umount: the mount program on five small layers with a fresh upper, until the
   mount is in /proc/self/mountinfo, then its unmount until it is gone (and the CPU time of the
   commands, which a loaded machine stretches less than the wall clock);
+- its two halves, from the same runs: the mount program until it returns ("bare: the mount
+  command"), and the unmount after the mount is seen ("bare: the unmount"), which includes
+  umount(8)'s wait for the daemon's answer to FUSE_INIT (it stats the mount point first);
 - python3 -I -S -c pass: the start and exit of the interpreter layerfs's launcher runs, the floor
   of any mount command in Python, as a ratio to fuse-overlayfs's whole bare cycle;
 - podman mount+umount: `podman mount C` then `podman umount C` of one created container, in a
@@ -55,6 +58,8 @@ PODMAN_SYSTEMS = ("fuse-overlayfs", "layerfs", REFERENCE)  # the kernel needs no
 
 
 FLOOR = "python3 -I -S -c pass, vs the bare cycle"
+COMMAND = "bare: the mount command"
+UNMOUNT = "bare: the unmount (and the daemon's start)"
 
 
 def program_python() -> str:
@@ -196,9 +201,13 @@ def measure(systems: list[str], repeat: int, base: Path, reference: str | None =
                     command = mount_command(system, lowers, upper, work, target, reference)
 
                     def cycle(command: list[str] = command, target: Path = target, system: str = system) -> None:
+                        start = time.perf_counter()
                         run(command, f"mounting {system}")
+                        record(COMMAND, system, time.perf_counter() - start)
                         wait_mounted(str(target))
+                        start = time.perf_counter()
                         unmount(str(target))
+                        record(UNMOUNT, system, time.perf_counter() - start)
                         if os.path.ismount(target):
                             raise BenchError(f"{system}: {target} is still mounted")
 
@@ -220,7 +229,15 @@ def measure(systems: list[str], repeat: int, base: Path, reference: str | None =
 
 def report(figures: dict[tuple[str, str], Figure], systems: list[str]) -> str:
     rows = []
-    measures = ("bare mount+umount", "bare mount+umount, CPU", FLOOR, "podman mount+umount", "podman mount+umount, CPU")
+    measures = (
+        "bare mount+umount",
+        COMMAND,
+        UNMOUNT,
+        "bare mount+umount, CPU",
+        FLOOR,
+        "podman mount+umount",
+        "podman mount+umount, CPU",
+    )
     for what in measures:
         # The floor is compared with fuse-overlayfs's whole bare cycle: what the aim allows.
         base = figures.get(("bare mount+umount" if what == FLOOR else what, BASELINE))

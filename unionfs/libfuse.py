@@ -33,6 +33,29 @@ def load() -> ctypes.CDLL:
     return ctypes.CDLL(SONAME)
 
 
+def handle() -> int:
+    """libfuse 3 opened by its soname, as `load` opens it, with `_ctypes` only: the dlopen handle.
+    OSError where the loader cannot find it (with ctypes.CDLL's message).
+
+    For the mount command, which only asks whether the library is there and what it has: ctypes
+    itself (its classes, `struct`, `_endian`) costs ~4 ms of CPU at every mount, `_ctypes` ~1 ms;
+    the daemon, which calls into libfuse, loads it with ctypes (`load`)."""
+    import _ctypes
+
+    return int(_ctypes.dlopen(SONAME, os.RTLD_NOW | os.RTLD_LOCAL))  # ctypes.CDLL's flags
+
+
+def has_symbol(name: str) -> bool:
+    """Does libfuse 3 (`handle`) define `name`? (hasattr(load(), name), without ctypes.)"""
+    import _ctypes
+
+    try:
+        _ctypes.dlsym(handle(), name)
+    except OSError:
+        return False
+    return True
+
+
 def prefer_libfuse3() -> None:
     """Point mfusepy at libfuse 3 before it is imported, unless the user chose a library."""
     if user_choice() or os.environ.get("FUSE_LIBRARY_PATH"):

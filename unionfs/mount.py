@@ -1,9 +1,10 @@
 """Mounting and unmounting a union with FUSE.
 
 `mount` returns only once the kernel has the mount. As root it mounts as fuse-overlayfs does:
-mount(2) on an open /dev/fuse here, then a child process loads libfuse and serves that
-descriptor (requests wait in the kernel until it answers FUSE_INIT); so a mount costs a
-Python start-up and the union's opening, not mfusepy's loading too. Otherwise libfuse mounts,
+mount(2) on an open /dev/fuse here, served by a child process that was forked before the
+checks and has loaded libfuse's binding meanwhile (`EarlyDaemon`; requests wait in the kernel
+until it answers FUSE_INIT); so a mount costs a Python start-up, not the binding's loading
+after it, nor the union's opening (the daemon's `bootstrap`). Otherwise libfuse mounts,
 in the child, which tells the parent through a pipe when libfuse calls `init`. Everything
 that can be checked before (options, layers, mount point, FUSE itself) is checked in the
 parent, so a bad mount prints one line and leaves nothing behind.
@@ -14,16 +15,18 @@ enough to open the same union again, read-only, for `layerfs explain` and `tree 
 The command's path is kept light: containers-storage runs it for every mount, and a Python
 start-up is most of a mount's cost. Before it returns, the command parses and checks the
 options (`mountopts`, in plain values), checks the mount point, clears the work directory,
-mounts and forks; only the daemon imports the core (dataclasses, the union), mfusepy and
-libfuse's bindings, and opens the union. Nothing here imports them at module level.
+mounts and hands the mount over; only the daemon imports ctypes (the command uses `_ctypes`),
+the core (dataclasses, the union), mfusepy and libfuse's bindings, and opens the union.
+Nothing here imports them at module level.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 
 from . import libfuse, workdir
-from .mountopts import AUFS, Parsed, format_options, parse, validate
+from .mountopts import AUFS, Layer, Parsed, format_options, parse, validate
 from .params import CONTEXT_OPTIONS
 
 TYPE_CHECKING = False
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from . import lowlevel
     from .union import Union
 
 FSTYPE = "fuse.layerfs"
@@ -99,6 +103,24 @@ class Plan:
         self.foreground = foreground
         self.source = source
 
+    def to_bytes(self) -> bytes:
+        """The plan for the daemon (`EarlyDaemon`), in `marshal`'s format: plain values only."""
+        import marshal  # built in: no import cost
+
+        u = self.union
+        layers = [(b.path, b.role, b.label, b.whiteouts) for b in u.branches]
+        union = (u.dialect, layers, u.workdir, u.encoding, u.readonly, u.flags, u.values)
+        return marshal.dumps((union, self.mountpoint, self.fuse_options, self.trace, self.foreground, self.source))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Plan:
+        import marshal
+
+        union, mountpoint, fuse_options, trace, foreground, source = marshal.loads(data)
+        dialect, layers, work, encoding, readonly, flags, values = union
+        parsed = Parsed(dialect, [Layer(*layer) for layer in layers], work, encoding, readonly, flags, values)
+        return cls(parsed, mountpoint, fuse_options, trace, foreground, source)
+
 
 # -- planning -----------------------------------------------------------------------------
 def escape_fsname(text: str) -> str:
@@ -157,7 +179,7 @@ def fuse_unavailable() -> str | None:
         if libfuse.user_choice():
             from . import fuse_ops  # noqa: F401  (loads the library the user named)
         else:
-            libfuse.load()  # what fuse_ops will load, without loading mfusepy here (libfuse.py)
+            libfuse.handle()  # what the daemon will load, without ctypes here (libfuse.py)
     except (ImportError, OSError, AttributeError) as exc:
         return f"FUSE is not available: {exc}"
     return None
@@ -169,7 +191,7 @@ def attr_seconds() -> float:
         from .fuse_ops import Invalidator
 
         return ATTR_SECONDS if Invalidator().available else ATTR_SECONDS_UNINVALIDATED
-    return ATTR_SECONDS if hasattr(libfuse.load(), "fuse_invalidate_path") else ATTR_SECONDS_UNINVALIDATED
+    return ATTR_SECONDS if libfuse.has_symbol("fuse_invalidate_path") else ATTR_SECONDS_UNINVALIDATED
 
 
 def plan(request: MountRequest) -> Plan:
@@ -297,13 +319,16 @@ def _open_union(p: Plan) -> Union:
 
 def mount(request: MountRequest) -> None:
     """Mount; return once the mount is live (or, in the foreground, once it is unmounted)."""
-    p = plan(request)
-    prepare_work_dir(p)
-    if not p.foreground:
-        fd = kernel_mount(p)
-        if fd is not None:
-            _spawn(_serve_mounted, p, fd)
+    early = EarlyDaemon.start(request)  # as root: the daemon starts loading now (see EarlyDaemon)
+    try:
+        p = plan(request)
+        prepare_work_dir(p)
+        if early is not None and not p.foreground and kernel_mount(p, early.fd):
+            early.hand_over(p)
             return
+    finally:
+        if early is not None:
+            early.close()  # without a plan, the daemon exits
     if p.foreground:
         union = _open_union(p)
         try:
@@ -345,24 +370,21 @@ MOUNT_FLAGS = {
 KERNEL_OPTIONS = ("allow_other", "default_permissions")  # libfuse hands these to the kernel as they are
 
 
-def kernel_mount(p: Plan) -> int | None:
-    """Mount as libfuse 3 would (lib/mount.c), from this process: open /dev/fuse, mount(2) with
-    `fd=N`, and return N for the daemon, which serves it as `/dev/fd/N` (libfuse >= 3.3).
+def kernel_mount(p: Plan, fd: int) -> bool:
+    """Mount as libfuse 3 would (lib/mount.c), from this process: mount(2) with `fd=N`, N an
+    open /dev/fuse, which the daemon serves as `/dev/fd/N` (libfuse >= 3.3).
 
-    Why: the mount is then in place before the daemon has loaded libfuse and mfusepy (most of
-    a mount's start-up), as fuse-overlayfs's is before it serves; requests wait in the kernel
-    until the daemon answers FUSE_INIT. None where libfuse must mount (no root, SELinux
+    Why: the mount is then in place before the daemon has loaded libfuse's binding (most of a
+    mount's start-up), as fuse-overlayfs's is before it serves; requests wait in the kernel
+    until the daemon answers FUSE_INIT. False where libfuse must mount (no root, SELinux
     contexts, a library the user chose, mount(2) refused): the caller then lets it.
     """
     if os.geteuid() != 0 or libfuse.user_choice() or any(key in p.fuse_options for key in CONTEXT_OPTIONS):
-        return None
-    import ctypes
-
+        return False
     try:
-        libfuse.load()  # the daemon's: without it, libfuse's own path reports why
-        fd = os.open("/dev/fuse", os.O_RDWR)
+        libfuse.handle()  # the daemon's: without it, libfuse's own path reports why
     except OSError:
-        return None
+        return False
     flags = MS_NOSUID | MS_NODEV  # libfuse's defaults
     data = [key for key in KERNEL_OPTIONS if p.fuse_options.get(key)]
     for key, value in p.fuse_options.items():
@@ -372,33 +394,115 @@ def kernel_mount(p: Plan) -> int | None:
         elif key == "max_read":
             data.append(f"max_read={value}")
     data.append(f"fd={fd},rootmode=40000,user_id={os.getuid()},group_id={os.getgid()}")
-    libc = ctypes.CDLL(None, use_errno=True)
-    result = libc.mount(
-        os.fsencode(p.source),
-        os.fsencode(p.mountpoint),
-        FSTYPE.encode(),
-        ctypes.c_ulong(flags),
-        ",".join(data).encode(),
-    )
-    if result != 0:
-        os.close(fd)
-        return None
-    return fd
+    source, target = os.fsencode(p.source), os.fsencode(p.mountpoint)
+    return _mount_syscall(source, target, FSTYPE.encode(), flags, ",".join(data).encode()) == 0
 
 
-def _spawn(serve: Callable[[Plan, int], int], p: Plan, fd: int) -> None:
-    """Fork the daemon that serves the mount on `fd`; this process's copy of `fd` is closed."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
+def _mount_syscall(source: bytes, target: bytes, fstype: bytes, flags: int, data: bytes) -> int:
+    """mount(2): 0, or its errno. Through `_ctypes`, not ctypes (libfuse.handle says why)."""
+    import _ctypes
+
+    class CInt(_ctypes._SimpleCData):  # ctypes.c_int, c_ulong and c_char_p, as ctypes defines them
+        _type_ = "i"
+
+    class CULong(_ctypes._SimpleCData):
+        _type_ = "L"
+
+    class CCharP(_ctypes._SimpleCData):
+        _type_ = "z"
+
+    class Function(_ctypes.CFuncPtr):  # a CDLL(None, use_errno=True) function
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+        _restype_ = CInt
+
+    program = _ctypes.dlopen(None, os.RTLD_NOW | os.RTLD_LOCAL)  # type: ignore[arg-type]  # CDLL(None)'s
+    call = Function(_ctypes.dlsym(program, "mount"))
+    call.argtypes = (CCharP, CCharP, CCharP, CULong, CCharP)
+    return 0 if call(source, target, fstype, flags, data) == 0 else int(_ctypes.get_errno())
+
+
+class EarlyDaemon:
+    """The daemon of a mount the command makes itself (root, `kernel_mount`), forked before the
+    command checks anything, with an open /dev/fuse (`fd`).
+
+    Why: umount(8) and podman wait on the mount point until the daemon has answered FUSE_INIT,
+    and loading the daemon's side (ctypes, libfuse and its binding: ~7 ms of CPU) after the
+    mount put all of it between the mount and that answer. Forked first, the daemon loads it
+    while the command parses and checks the options, clears the work directory and mounts
+    (which then needs only `_ctypes`); the command hands it the plan and returns. A daemon that
+    is handed nothing (a check failed, or libfuse must mount after all) exits.
+    """
+
+    __slots__ = ("fd", "_plan_out")
+
+    def __init__(self, fd: int, plan_out: int) -> None:
+        self.fd = fd  # /dev/fuse, for mount(2)'s fd=N: the daemon has its own copy
+        self._plan_out = plan_out
+
+    @classmethod
+    def start(cls, request: MountRequest) -> EarlyDaemon | None:
+        """None where the command will not mount by itself (`kernel_mount`'s conditions that
+        are known before the options are parsed), or /dev/fuse cannot be opened (`plan` says why)."""
+        if os.geteuid() != 0 or request.foreground or libfuse.user_choice():
+            return None
         try:
-            code = serve(p, fd)
-        finally:
-            os._exit(code)
-    os.close(fd)
+            fd = os.open("/dev/fuse", os.O_RDWR)
+        except OSError:
+            return None
+        plan_in, plan_out = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(plan_out)
+                code = _early_daemon(plan_in, fd)
+            finally:
+                os._exit(code)
+        os.close(plan_in)
+        return cls(fd, plan_out)
+
+    def hand_over(self, p: Plan) -> None:
+        """Give the daemon the mount to serve (the mount is made)."""
+        data = memoryview(p.to_bytes())
+        while data:
+            data = data[os.write(self._plan_out, data) :]
+
+    def close(self) -> None:
+        os.close(self._plan_out)
+        os.close(self.fd)
 
 
-def _serve_mounted(p: Plan, fd: int) -> int:
+def _detach() -> None:
+    """A daemon's own session, with no terminal and no hold on the caller's pipes (podman reads
+    the mount program's output until every copy of it is closed)."""
+    os.setsid()
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(devnull, target)
+
+
+def _early_daemon(plan_in: int, fd: int) -> int:
+    """`EarlyDaemon`'s process: load what serving needs, then serve the plan it is handed."""
+    _detach()
+    # The command's objects live as long as the daemon: out of every later garbage collection
+    # (a collection over them during the imports below cost ~2 ms before FUSE_INIT's answer).
+    gc.freeze()
+    lib = None
+    try:
+        from . import bootstrap, lowlevel  # noqa: F401  (FUSE_INIT is answered with these)
+
+        lib = lowlevel.Library()
+    except (ImportError, OSError, AttributeError):
+        pass  # _serve_mounted finds out again, and falls back or gives up
+    with open(plan_in, "rb") as pipe:
+        data = pipe.read()
+    if not data:
+        return 0  # nothing was mounted for this daemon
+    return _serve_mounted(Plan.from_bytes(data), fd, lib)
+
+
+def _serve_mounted(p: Plan, fd: int, lib: lowlevel.Library | None = None) -> int:
     """The daemon of a mount made by `kernel_mount`: serve it until it is unmounted, opening
     the union when a request first needs it (`bootstrap`: FUSE_INIT and what umount(8) and
     podman ask of the mount point are answered without the core). The command has returned by
@@ -409,17 +513,12 @@ def _serve_mounted(p: Plan, fd: int) -> int:
     failing to start), unmount it, as libfuse does for the mounts it makes: a FUSE mount
     without its daemon only answers ENOTCONN.
     """
-    os.setsid()
-    os.chdir("/")
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for target in (0, 1, 2):
-        os.dup2(devnull, target)
     after_init = lambda: set_read_ahead(p.mountpoint, device=_device_of(p))  # noqa: E731
     try:
         from . import lowlevel
 
         try:
-            lib = lowlevel.Library()
+            lib = lib or lowlevel.Library()
         except (OSError, AttributeError):  # libfuse 3 without the low-level API: mfusepy's
             serve(_open_union(p), f"/dev/fd/{fd}", p.fuse_options, after_init=after_init)
         else:
@@ -444,6 +543,7 @@ def _serve_mounted(p: Plan, fd: int) -> int:
 
 def _daemon(p: Plan, status_fd: int) -> int:
     """The child: detach, open the union, run FUSE, report readiness (or the error) on `status_fd`."""
+    gc.freeze()  # the command's objects: out of the daemon's garbage collections (_early_daemon)
     os.setsid()
     os.chdir("/")
     devnull = os.open(os.devnull, os.O_RDWR)

@@ -1,0 +1,79 @@
+"""What the mount command hands its early daemon (mount.EarlyDaemon), and what it asks of libfuse
+and the kernel without ctypes (`_ctypes` only: libfuse.handle, mount._mount_syscall)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from unionfs import libfuse, mountopts
+from unionfs.mount import MountRequest, Plan, _mount_syscall, plan
+
+
+def _same(a: Plan, b: Plan) -> bool:
+    def layers(p: Plan) -> list[tuple[str, str, str, bool]]:
+        return [(x.path, x.role, x.label, x.whiteouts) for x in p.union.branches]
+
+    ua, ub = a.union, b.union
+    return (
+        layers(a) == layers(b)
+        and (ua.dialect, ua.workdir, ua.encoding, ua.readonly, ua.flags, ua.values)
+        == (ub.dialect, ub.workdir, ub.encoding, ub.readonly, ub.flags, ub.values)
+        and (a.mountpoint, a.fuse_options, a.trace, a.foreground, a.source)
+        == (b.mountpoint, b.fuse_options, b.trace, b.foreground, b.source)
+    )
+
+
+def test_a_plan_reaches_the_daemon_whole():
+    """Every field, a read-only aufs branch without whiteouts, and a name that is not UTF-8."""
+    odd = os.fsdecode(b"/layers/caf\xe9")
+    union = mountopts.Parsed(
+        mountopts.AUFS,
+        [
+            mountopts.Layer("/layers/rw", mountopts.UPPER, "./rw"),
+            mountopts.Layer(odd, mountopts.LOWER, "caf", whiteouts=False),
+        ],
+        "/layers/rw/.wh..wh.work",
+        mountopts.AUFS,
+        False,
+        frozenset({"nonempty", "static_nlink"}),
+        {"xino": "off", "uid": "7"},
+    )
+    options = {"subtype": "layerfs", "fsname": "br=…", "allow_other": True, "entry_timeout": 86400.0, "uid": "7"}
+    sent = Plan(union, "/mnt/x", options, "/tmp/trace", False, "br=/layers/rw=rw")
+    received = Plan.from_bytes(sent.to_bytes())
+    assert _same(sent, received)
+    assert received.union.branches[1].path == odd and not received.union.branches[1].whiteouts
+
+
+def test_a_planned_mount_reaches_the_daemon_whole(tmp_path: Path):
+    for name in ("upper", "work", "lower", "mnt"):
+        (tmp_path / name).mkdir()
+    request = MountRequest(("lowerdir=./lower,upperdir=./upper,workdir=./work,ro",), "./mnt", str(tmp_path))
+    try:
+        sent = plan(request)
+    except Exception as exc:  # no FUSE here: the plan itself refuses
+        pytest.skip(str(exc))
+    assert _same(sent, Plan.from_bytes(sent.to_bytes()))
+
+
+def test_libfuse_is_asked_as_ctypes_would_ask_it():
+    try:
+        lib = libfuse.load()
+    except OSError as exc:
+        with pytest.raises(OSError) as raised:
+            libfuse.handle()
+        assert str(raised.value) == str(exc)
+        return
+    assert libfuse.handle() == lib._handle
+    for name in ("fuse_invalidate_path", "fuse_session_new", "no_such_function_here"):
+        assert libfuse.has_symbol(name) == hasattr(lib, name)
+
+
+def test_mount_syscall_gives_the_errno():
+    missing = b"/nonexistent/layerfs-test-target"
+    expected = errno.ENOENT if os.geteuid() == 0 else errno.EPERM
+    assert _mount_syscall(b"none", missing, b"tmpfs", 0, b"") == expected
