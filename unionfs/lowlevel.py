@@ -403,11 +403,14 @@ class Library:
         lib = lib if lib is not None else libfuse.load()
         self.lib = lib
 
-        def fn(name: str, restype: Any, *argtypes: Any) -> Any:
-            f = getattr(lib, name)
+        def fn2(library: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Any:
+            f = getattr(library, name)
             f.restype = restype
             f.argtypes = list(argtypes)
             return f
+
+        def fn(name: str, restype: Any, *argtypes: Any) -> Any:
+            return fn2(lib, name, restype, *argtypes)
 
         vp, sz, cs, ci = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_int
         self.session_new = fn("fuse_session_new", vp, ctypes.POINTER(Args), ctypes.POINTER(LowLevelOps), sz, vp)
@@ -416,6 +419,13 @@ class Library:
         self.session_destroy = fn("fuse_session_destroy", None, vp)
         self.session_loop = fn("fuse_session_loop", ci, vp)
         self.session_exit = fn("fuse_session_exit", None, vp)
+        # our loop's (loop.py): a request at a time, in a `struct fuse_buf` passed by address
+        self.session_receive_buf = fn("fuse_session_receive_buf", ci, vp, vp)
+        self.session_process_buf = fn("fuse_session_process_buf", None, vp, vp)
+        self.session_exited = fn("fuse_session_exited", ci, vp)
+        self.session_reset = fn("fuse_session_reset", None, vp)
+        self.session_fd = fn("fuse_session_fd", ci, vp)
+        self.free = fn2(ctypes.CDLL(None), "free", None, vp)  # what receive_buf allocated
         self.set_signal_handlers = fn("fuse_set_signal_handlers", ci, vp)
         self.remove_signal_handlers = fn("fuse_remove_signal_handlers", None, vp)
         self.loop_mt_312: Any = None
@@ -486,6 +496,9 @@ class Session:
         if not se:
             raise RuntimeError("fuse_session_new failed (libfuse says why on stderr)")
         self.se: int = se
+        # The union's lock, once the adapter has a union (ll_ops): the loop answers a request
+        # that takes it on its own thread only while it is free (loop.py).
+        self.gate: Any = None
 
     def mount(self, mountpoint: str) -> None:
         """A directory (libfuse mounts, through fusermount3 unless root) or `/dev/fd/N`."""
@@ -493,20 +506,18 @@ class Session:
             raise RuntimeError("fuse_session_mount failed")
 
     def loop(self, threads: bool = True) -> int:
+        """Serve until unmounted (or a signal): our loop (loop.py: quick requests on this
+        thread, the others on a small pool), or with `threads` False libfuse's single-threaded
+        loop, every request on this thread (`-s`, fuse-overlayfs's default)."""
         lib = self.lib
         if lib.set_signal_handlers(self.se) != 0:
             raise RuntimeError("fuse_set_signal_handlers failed")
         try:
             if not threads:
                 return int(lib.session_loop(self.se))
-            if lib.loop_mt_312 is not None:
-                cfg = lib.loop_cfg_create()
-                try:
-                    return int(lib.loop_mt_312(self.se, cfg))
-                finally:
-                    lib.loop_cfg_destroy(cfg)
-            config = LoopConfig32(0, 10)
-            return int(lib.loop_mt_32(self.se, ctypes.byref(config)))
+            from . import loop
+
+            return loop.run(self)
         finally:
             lib.remove_signal_handlers(self.se)
 
