@@ -403,14 +403,11 @@ class Library:
         lib = lib if lib is not None else libfuse.load()
         self.lib = lib
 
-        def fn2(library: ctypes.CDLL, name: str, restype: Any, *argtypes: Any) -> Any:
-            f = getattr(library, name)
+        def fn(name: str, restype: Any, *argtypes: Any) -> Any:
+            f = getattr(lib, name)
             f.restype = restype
             f.argtypes = list(argtypes)
             return f
-
-        def fn(name: str, restype: Any, *argtypes: Any) -> Any:
-            return fn2(lib, name, restype, *argtypes)
 
         vp, sz, cs, ci = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_int
         self.session_new = fn("fuse_session_new", vp, ctypes.POINTER(Args), ctypes.POINTER(LowLevelOps), sz, vp)
@@ -419,13 +416,6 @@ class Library:
         self.session_destroy = fn("fuse_session_destroy", None, vp)
         self.session_loop = fn("fuse_session_loop", ci, vp)
         self.session_exit = fn("fuse_session_exit", None, vp)
-        # our loop's (loop.py): a request at a time, in a `struct fuse_buf` passed by address
-        self.session_receive_buf = fn("fuse_session_receive_buf", ci, vp, vp)
-        self.session_process_buf = fn("fuse_session_process_buf", None, vp, vp)
-        self.session_exited = fn("fuse_session_exited", ci, vp)
-        self.session_reset = fn("fuse_session_reset", None, vp)
-        self.session_fd = fn("fuse_session_fd", ci, vp)
-        self.free = fn2(ctypes.CDLL(None), "free", None, vp)  # what receive_buf allocated
         self.set_signal_handlers = fn("fuse_set_signal_handlers", ci, vp)
         self.remove_signal_handlers = fn("fuse_remove_signal_handlers", None, vp)
         self.loop_mt_312: Any = None
@@ -481,10 +471,16 @@ class Session:
     """One `struct fuse_session`: made from `ops` (callbacks by slot name), mounted, looped."""
 
     def __init__(self, lib: Library, callbacks: dict[str, Callable[..., None]], argv: list[bytes]) -> None:
+        from . import loop
+
         self.lib = lib
+        # The union's lock, once the adapter has a union (ll_ops), and the pool while `loop`
+        # runs: a slow request goes to the pool, one that takes the lock only if it is taken.
+        self.gate: Any = None
+        self.pool: loop.Pool | None = None
         ops = LowLevelOps()
         self._keep: list[Any] = []  # the C callbacks must outlive the session
-        for name, func in callbacks.items():
+        for name, func in loop.dispatching(self, callbacks).items():
             proto = PROTOTYPES[name]
             cfunc = proto(func)
             self._keep.append(cfunc)
@@ -496,9 +492,6 @@ class Session:
         if not se:
             raise RuntimeError("fuse_session_new failed (libfuse says why on stderr)")
         self.se: int = se
-        # The union's lock, once the adapter has a union (ll_ops): the loop answers a request
-        # that takes it on its own thread only while it is free (loop.py).
-        self.gate: Any = None
 
     def mount(self, mountpoint: str) -> None:
         """A directory (libfuse mounts, through fusermount3 unless root) or `/dev/fd/N`."""
@@ -506,9 +499,9 @@ class Session:
             raise RuntimeError("fuse_session_mount failed")
 
     def loop(self, threads: bool = True) -> int:
-        """Serve until unmounted (or a signal): our loop (loop.py: quick requests on this
-        thread, the others on a small pool), or with `threads` False libfuse's single-threaded
-        loop, every request on this thread (`-s`, fuse-overlayfs's default)."""
+        """Serve until unmounted (or a signal): libfuse's single-threaded loop, the slow
+        requests handed to a small pool (loop.py), or with `threads` False every request on
+        this thread (`-s`, fuse-overlayfs's default)."""
         lib = self.lib
         if lib.set_signal_handlers(self.se) != 0:
             raise RuntimeError("fuse_set_signal_handlers failed")
