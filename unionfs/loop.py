@@ -5,8 +5,8 @@ Why not libfuse's multi-threaded loop: it starts up to ten workers, and the kern
 request to the worker idle longest, so a sequential client (`find`, `tar`, a build creating
 files) meets a cold thread on every request, and a Python handler runs 3–4 times slower cold
 than warm (bench/README.md, "where a LOOKUP's time goes"). Its single-threaded loop (`-s`) keeps
-one warm thread, but then one slow request (a copy-up of a big file, with its fsync; a cold
-read) holds every other request of the mount. Here libfuse's single-threaded loop receives and
+one warm thread, but then one slow request (a copy-up of a big file, with its fsync) holds
+every other request of the mount. Here libfuse's single-threaded loop receives and
 processes every request (its EINTR, ENODEV-at-unmount and signal handling as they are), and
 the callbacks of the slow slots hand their request to the pool instead of answering it: in the
 low-level API a request stays valid until it is answered, from whichever thread.
@@ -14,13 +14,17 @@ low-level API a request stays valid until it is answered, from whichever thread.
 Which slot runs where (`KIND`, decided from what the adapter, ll_ops, does in each):
 - not named: answered in place. Lookups, attributes, links read, listings, xattrs read,
   statfs, flush, release, forgets, init, and the slots the adapter leaves NULL (libfuse answers
-  ENOSYS itself). None takes the union's lock or does I/O that grows with a file's size.
+  ENOSYS itself): none takes the union's lock or does I/O that grows with a file's size. And
+  read: libfuse splices at most one READ's worth (max_read, 1 MiB) from the layer file, so a
+  cold read holds the next request for one disk read at most, as fuse-overlayfs's one thread
+  does; handed to the pool, each READ paid the hand-over and a cold sequential read of 256 MiB
+  took 15–20 % longer (bench/README.md, 2026-11-30 16:00).
 - GATED: takes the union's lock (`Session.gate`: super.Super.lock, held across a copy-up and its
   fsync) but does bounded work: create, mkdir, mknod, symlink, unlink, rmdir, and an open that
   cannot copy up (no O_WRONLY, O_RDWR or O_TRUNC; it may note a lower file's handle under the
   lock). Answered in place when the lock is free, the receiving thread holding it for the
   request (it is reentrant); else handed to the pool.
-- POOL: what may copy up or moves data: read, write, fsync, fsyncdir, setattr, rename, link,
+- POOL: what may copy up, write or sync data: write, fsync, fsyncdir, setattr, rename, link,
   setxattr, removexattr, and an open for writing.
 - DRAIN: destroy, once every request handed to the pool is answered (it closes the handles).
 Where the session has no gate yet (the root daemon's first requests, answered before the core
@@ -54,9 +58,7 @@ GATED, POOL, OPEN, DRAIN = 1, 2, 3, 4
 #: The slots not answered in place (see the module's docstring).
 KIND = {
     **dict.fromkeys(("create", "mkdir", "mknod", "symlink", "unlink", "rmdir"), GATED),
-    **dict.fromkeys(
-        ("setattr", "rename", "link", "read", "write", "fsync", "fsyncdir", "setxattr", "removexattr"), POOL
-    ),
+    **dict.fromkeys(("setattr", "rename", "link", "write", "fsync", "fsyncdir", "setxattr", "removexattr"), POOL),
     "open": OPEN,  # GATED without O_WRONLY, O_RDWR or O_TRUNC, else POOL: it may copy up
     "destroy": DRAIN,
 }
@@ -66,7 +68,6 @@ OPEN_WRITES = 0o1 | 0o2 | 0o1000  # O_WRONLY | O_RDWR | O_TRUNC (Linux)
 BORROWED: dict[str, tuple[tuple[int, Any], ...]] = {
     "setattr": ((2, ll.CStat), (4, ll.FileInfo)),
     "open": ((2, ll.FileInfo),),
-    "read": ((4, ll.FileInfo),),
     "write": ((2, 3), (5, ll.FileInfo)),
     "fsync": ((3, ll.FileInfo),),
     "fsyncdir": ((3, ll.FileInfo),),
