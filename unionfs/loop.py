@@ -15,17 +15,18 @@ Which slot runs where (`KIND`, decided from what the adapter, ll_ops, does in ea
 - not named: answered in place. Lookups, attributes, links read, listings, xattrs read,
   statfs, flush, release, forgets, init, and the slots the adapter leaves NULL (libfuse answers
   ENOSYS itself): none takes the union's lock or does I/O that grows with a file's size. And
-  read: libfuse splices at most one READ's worth (max_read, 1 MiB) from the layer file, so a
-  cold read holds the next request for one disk read at most, as fuse-overlayfs's one thread
-  does; handed to the pool, each READ paid the hand-over and a cold sequential read of 256 MiB
-  took 15–20 % longer (bench/README.md, 2026-11-30 16:00).
+  read and write: one request moves at most max_read/max_write (1 MiB) between a layer file
+  and the page cache (a READ's spliced by libfuse), so a cold one holds the next request for
+  one disk read, or one dirty-page throttle, at most, as fuse-overlayfs's one thread does.
+  Handed to the pool, each paid the hand-over: a cold sequential read of 256 MiB took 15–20 %
+  longer, and creating 5,000 small files longer too (bench/README.md, 2026-11-30 16:00).
 - GATED: takes the union's lock (`Session.gate`: super.Super.lock, held across a copy-up and its
   fsync) but does bounded work: create, mkdir, mknod, symlink, unlink, rmdir, and an open that
   cannot copy up (no O_WRONLY, O_RDWR or O_TRUNC; it may note a lower file's handle under the
   lock). Answered in place when the lock is free, the receiving thread holding it for the
   request (it is reentrant); else handed to the pool.
-- POOL: what may copy up, write or sync data: write, fsync, fsyncdir, setattr, rename, link,
-  setxattr, removexattr, and an open for writing.
+- POOL: what may copy up (a whole file's data, and its fsync) or waits for the disk: setattr,
+  rename, link, setxattr, removexattr, fsync, fsyncdir, and an open for writing.
 - DRAIN: destroy, once every request handed to the pool is answered (it closes the handles).
 Where the session has no gate yet (the root daemon's first requests, answered before the core
 loads: bootstrap.py) no copy-up can be in flight, and everything is answered in place, as with
@@ -33,7 +34,7 @@ loads: bootstrap.py) no copy-up can be in flight, and everything is answered in 
 
 What a pooled request carries: its arguments as ctypes gave them, with copies of what points
 into libfuse's receive buffer or stack (a `struct fuse_file_info`, a setattr's `struct stat`,
-a write's data, an xattr's value), which the next request reuses once the callback returns.
+an xattr's value), which the next request reuses once the callback returns.
 The pool's threads block SIGHUP, SIGINT, SIGTERM and SIGQUIT, as libfuse's workers do, so a
 signal interrupts the receiving thread's read. When libfuse's loop returns (unmounted, or a
 signal), the pool answers what it holds and its threads end before the session is destroyed.
@@ -58,7 +59,7 @@ GATED, POOL, OPEN, DRAIN = 1, 2, 3, 4
 #: The slots not answered in place (see the module's docstring).
 KIND = {
     **dict.fromkeys(("create", "mkdir", "mknod", "symlink", "unlink", "rmdir"), GATED),
-    **dict.fromkeys(("setattr", "rename", "link", "write", "fsync", "fsyncdir", "setxattr", "removexattr"), POOL),
+    **dict.fromkeys(("setattr", "rename", "link", "fsync", "fsyncdir", "setxattr", "removexattr"), POOL),
     "open": OPEN,  # GATED without O_WRONLY, O_RDWR or O_TRUNC, else POOL: it may copy up
     "destroy": DRAIN,
 }
@@ -68,7 +69,6 @@ OPEN_WRITES = 0o1 | 0o2 | 0o1000  # O_WRONLY | O_RDWR | O_TRUNC (Linux)
 BORROWED: dict[str, tuple[tuple[int, Any], ...]] = {
     "setattr": ((2, ll.CStat), (4, ll.FileInfo)),
     "open": ((2, ll.FileInfo),),
-    "write": ((2, 3), (5, ll.FileInfo)),
     "fsync": ((3, ll.FileInfo),),
     "fsyncdir": ((3, ll.FileInfo),),
     "create": ((4, ll.FileInfo),),

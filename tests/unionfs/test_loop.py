@@ -22,13 +22,13 @@ from unionfs import lowlevel as ll
 
 QUICK = {
     "init", "lookup", "forget", "forget_multi", "getattr", "readlink", "statfs", "opendir", "readdir", "readdirplus",
-    "releasedir", "getxattr", "listxattr", "flush", "release", "read",
+    "releasedir", "getxattr", "listxattr", "flush", "release", "read", "write",
 }  # fmt: skip
 
 
 def test_every_slot_the_adapter_fills_is_classed(tmp_path):
     """A slot answered in place must be quick (no union lock, no I/O that grows with a file; a
-    READ's is bounded by max_read):
+    READ's or WRITE's is bounded by max_read/max_write):
     a slot added to the adapter must be put in one class or the other here."""
     from unionfs.ll_ops import LowLevelOps
     from unionfs.union import Union
@@ -64,13 +64,13 @@ def test_a_request_goes_where_its_slot_and_the_lock_say():
 
     def recorder(name: str) -> Any:
         def call(req: int, *args: Any) -> None:
-            if name == "write":  # the data lives as long as the call
-                args = (args[0], ctypes.string_at(args[1], args[2]), *args[2:])
+            if name == "setxattr":  # the value lives as long as the call
+                args = (args[0], args[1], ctypes.string_at(args[2], args[3]), *args[3:])
             seen.append((name, threading.current_thread() is threading.main_thread(), gate.locked(), *args))
 
         return call
 
-    calls = loop.dispatching(session, {n: recorder(n) for n in ("lookup", "open", "mkdir", "write", "setattr")})  # type: ignore[arg-type]
+    calls = loop.dispatching(session, {n: recorder(n) for n in ("lookup", "open", "mkdir", "setxattr", "setattr")})  # type: ignore[arg-type]
     fi = ll.FileInfo(flags=os.O_RDONLY)
     calls["lookup"](1, 1, b"x")
     calls["open"](2, 5, ctypes.pointer(fi))  # read-only, the lock free: in place, holding it
@@ -86,26 +86,26 @@ def test_a_request_goes_where_its_slot_and_the_lock_say():
         calls["mkdir"](5, 1, b"e", 0o700)
         fi.flags = os.O_WRONLY
         calls["open"](6, 5, ctypes.pointer(fi))  # may copy up: the pool, lock or not
-        calls["write"](7, 5, ctypes.addressof(data), 7, 0, ctypes.pointer(fi))
+        calls["setxattr"](7, 5, b"user.x", ctypes.addressof(data), 7, 0)
         calls["setattr"](8, 5, ctypes.pointer(attr), 8, None)
         fi.flags, data.value, attr.st_size = -1, b"changed", 0  # libfuse reuses its buffers
         calls["lookup"](9, 1, b"y")
     session.pool.drain()  # type: ignore[union-attr]
     assert [s[:3] for s in seen if s[1]] == [("lookup", True, True)]  # the only one in place
     pooled = [s for s in seen if not s[1]]
-    assert sorted(s[0] for s in pooled) == ["mkdir", "open", "open", "setattr", "write"]
+    assert sorted(s[0] for s in pooled) == ["mkdir", "open", "open", "setattr", "setxattr"]
     flags = sorted(s[4].contents.flags for s in pooled if s[0] == "open")
     assert flags == [os.O_RDONLY, os.O_WRONLY]
-    write = next(s for s in pooled if s[0] == "write")
-    assert write[4] == b"payload" and write[7].contents.flags == os.O_WRONLY
+    value = next(s for s in pooled if s[0] == "setxattr")
+    assert value[5] == b"payload" and value[6] == 7
     setattr_ = next(s for s in pooled if s[0] == "setattr")
     assert setattr_[4].contents.st_size == 7 and setattr_[6] is None
 
     seen.clear()
     session.pool = None  # -s, or the loop has ended: everything in place
     with gate:
-        calls["write"](10, 5, ctypes.addressof(data), 7, 0, ctypes.pointer(fi))
-    assert seen[0][:2] == ("write", True)
+        calls["setattr"](10, 5, ctypes.pointer(attr), 8, None)
+    assert seen[0][:2] == ("setattr", True)
 
 
 def test_the_pool_runs_everything_handed_over_before_it_drains():
