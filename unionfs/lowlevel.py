@@ -323,12 +323,6 @@ class Args(ctypes.Structure):
     _fields_ = [("argc", ctypes.c_int), ("argv", ctypes.POINTER(ctypes.c_char_p)), ("allocated", ctypes.c_int)]
 
 
-class LoopConfig32(ctypes.Structure):
-    """struct fuse_loop_config of libfuse 3.2–3.11 (3.12 made it opaque)."""
-
-    _fields_ = [("clone_fd", ctypes.c_int), ("max_idle_threads", ctypes.c_uint)]
-
-
 FI = ctypes.POINTER(FileInfo)
 _F = ctypes.CFUNCTYPE
 _V = None  # void
@@ -418,14 +412,6 @@ class Library:
         self.session_exit = fn("fuse_session_exit", None, vp)
         self.set_signal_handlers = fn("fuse_set_signal_handlers", ci, vp)
         self.remove_signal_handlers = fn("fuse_remove_signal_handlers", None, vp)
-        self.loop_mt_312: Any = None
-        self.loop_mt_32: Any = None
-        if hasattr(lib, "fuse_session_loop_mt_312"):  # 3.12+: an opaque config
-            self.loop_mt_312 = fn("fuse_session_loop_mt_312", ci, vp, vp)
-            self.loop_cfg_create = fn("fuse_loop_cfg_create", vp)
-            self.loop_cfg_destroy = fn("fuse_loop_cfg_destroy", None, vp)
-        else:
-            self.loop_mt_32 = fn("fuse_session_loop_mt_32", ci, vp, ctypes.POINTER(LoopConfig32))
         self.req_ctx = fn("fuse_req_ctx", ctypes.POINTER(Ctx), vp)
         self.reply_err = fn("fuse_reply_err", ci, vp, ci)
         self.reply_none = fn("fuse_reply_none", None, vp)
