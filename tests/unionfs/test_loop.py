@@ -219,17 +219,25 @@ def _append(path: Path) -> int:
         return f.write(b"!")
 
 
+@contextmanager
+def _copy_up_held(root: Path, threads: bool, started: threading.Event) -> Iterator[tuple[Path, Any, list[Any]]]:
+    """root's union served (see `_served`), with an append to `big` in flight: its copy-up
+    held by the `slow_copy_up` hook. Yields the mount, the writer thread and its result."""
+    _layers(root)
+    with _served(root, threads) as mnt:
+        writer, written = _in_thread(lambda: _append(mnt / "big"))
+        assert started.wait(30), "no copy-up began"
+        yield mnt, writer, written
+
+
 @pytest.mark.mount
 def test_a_lookup_is_answered_while_a_copy_up_is_in_flight(tmp_path, slow_copy_up):
     """The default loop: a copy-up (held by a hook) runs on the pool; a lookup of another name
     is answered meanwhile, and so is one after a create that waits for the copy-up's lock (a
     GATED request whose lock is taken goes to the pool, it does not wait on the receiving
     thread). The timeouts are about a hang, not speed."""
-    started, release = slow_copy_up
-    _layers(tmp_path)
-    with _served(tmp_path, threads=True) as mnt:
-        writer, written = _in_thread(lambda: _append(mnt / "big"))
-        assert started.wait(30), "no copy-up began"
+    release = slow_copy_up[1]
+    with _copy_up_held(tmp_path, True, slow_copy_up[0]) as (mnt, writer, written):
         looker, looked = _in_thread(lambda: os.stat(mnt / "one").st_size)
         looker.join(30)
         assert looked == [3], "a lookup waited for a copy-up"
@@ -254,11 +262,8 @@ def test_one_thread_holds_a_lookup_behind_a_copy_up(tmp_path, slow_copy_up):
     """`-s` (threaded=0): every request on one thread, so a lookup cannot be answered while the
     copy-up waits; this is what the test above would see without the pool. No speed is measured:
     the lookup cannot be answered before the release, and is once it comes."""
-    started, release = slow_copy_up
-    _layers(tmp_path)
-    with _served(tmp_path, threads=False) as mnt:
-        writer, written = _in_thread(lambda: _append(mnt / "big"))
-        assert started.wait(30), "no copy-up began"
+    release = slow_copy_up[1]
+    with _copy_up_held(tmp_path, False, slow_copy_up[0]) as (mnt, writer, written):
         looker, looked = _in_thread(lambda: os.stat(mnt / "one").st_size)
         looker.join(1)
         assert looker.is_alive() and not looked
