@@ -1,5 +1,6 @@
 """The session's request loop: one thread receives every request and answers the quick ones
-itself; a request that may wait (on data, or on the union's lock) goes to a small pool.
+itself; a request that may copy up, wait for the disk or wait for the union's lock goes to a
+small pool.
 
 Why not libfuse's multi-threaded loop: it starts up to ten workers, and the kernel hands each
 request to the worker idle longest, so a sequential client (`find`, `tar`, a build creating
@@ -19,7 +20,7 @@ Which slot runs where (`KIND`, decided from what the adapter, ll_ops, does in ea
   and the page cache (a READ's spliced by libfuse), so a cold one holds the next request for
   one disk read, or one dirty-page throttle, at most, as fuse-overlayfs's one thread does.
   Handed to the pool, each paid the hand-over: a cold sequential read of 256 MiB took 15–20 %
-  longer, and creating 5,000 small files longer too (bench/README.md, 2026-11-30 16:00).
+  longer, and creating small files was no faster (bench/README.md, 2026-11-30 15:40–16:22).
 - GATED: takes the union's lock (`Session.gate`: super.Super.lock, held across a copy-up and its
   fsync) but does bounded work: create, mkdir, mknod, symlink, unlink, rmdir, and an open that
   cannot copy up (no O_WRONLY, O_RDWR or O_TRUNC; it may note a lower file's handle under the
