@@ -141,7 +141,7 @@ class LowLevelOps:
         self.table = InodeTable()
         self.files = HandleTable()
         self.dirs = HandleTable()
-        self.session: ll.Session | None = None
+        self._session: ll.Session | None = None
         self._local = _Local()
         self.r = Replies(self.lib, self._flush, self._local)
         # Resolved directories by node id, so a LOOKUP resolves one name, not the whole path.
@@ -164,6 +164,18 @@ class LowLevelOps:
         union.listen(self._on_event)
 
     # -- plumbing -----------------------------------------------------------------------------
+    @property
+    def session(self) -> ll.Session | None:
+        return self._session
+
+    @session.setter
+    def session(self, session: ll.Session | None) -> None:
+        """The session serving this union, which learns the union's lock: its loop answers a
+        request that takes the lock on its receiving thread only while it is free (loop.py)."""
+        self._session = session
+        if session is not None:
+            session.gate = self.union.sb.lock
+
     def callbacks(self) -> dict[str, Callable[..., None]]:
         out: dict[str, Callable[..., None]] = {
             "init": self._init,

@@ -323,12 +323,6 @@ class Args(ctypes.Structure):
     _fields_ = [("argc", ctypes.c_int), ("argv", ctypes.POINTER(ctypes.c_char_p)), ("allocated", ctypes.c_int)]
 
 
-class LoopConfig32(ctypes.Structure):
-    """struct fuse_loop_config of libfuse 3.2–3.11 (3.12 made it opaque)."""
-
-    _fields_ = [("clone_fd", ctypes.c_int), ("max_idle_threads", ctypes.c_uint)]
-
-
 FI = ctypes.POINTER(FileInfo)
 _F = ctypes.CFUNCTYPE
 _V = None  # void
@@ -418,14 +412,6 @@ class Library:
         self.session_exit = fn("fuse_session_exit", None, vp)
         self.set_signal_handlers = fn("fuse_set_signal_handlers", ci, vp)
         self.remove_signal_handlers = fn("fuse_remove_signal_handlers", None, vp)
-        self.loop_mt_312: Any = None
-        self.loop_mt_32: Any = None
-        if hasattr(lib, "fuse_session_loop_mt_312"):  # 3.12+: an opaque config
-            self.loop_mt_312 = fn("fuse_session_loop_mt_312", ci, vp, vp)
-            self.loop_cfg_create = fn("fuse_loop_cfg_create", vp)
-            self.loop_cfg_destroy = fn("fuse_loop_cfg_destroy", None, vp)
-        else:
-            self.loop_mt_32 = fn("fuse_session_loop_mt_32", ci, vp, ctypes.POINTER(LoopConfig32))
         self.req_ctx = fn("fuse_req_ctx", ctypes.POINTER(Ctx), vp)
         self.reply_err = fn("fuse_reply_err", ci, vp, ci)
         self.reply_none = fn("fuse_reply_none", None, vp)
@@ -471,10 +457,16 @@ class Session:
     """One `struct fuse_session`: made from `ops` (callbacks by slot name), mounted, looped."""
 
     def __init__(self, lib: Library, callbacks: dict[str, Callable[..., None]], argv: list[bytes]) -> None:
+        from . import loop
+
         self.lib = lib
+        # The union's lock, once the adapter has a union (ll_ops), and the pool while `loop`
+        # runs: a slow request goes to the pool, one that takes the lock only if it is taken.
+        self.gate: Any = None
+        self.pool: loop.Pool | None = None
         ops = LowLevelOps()
         self._keep: list[Any] = []  # the C callbacks must outlive the session
-        for name, func in callbacks.items():
+        for name, func in loop.dispatching(self, callbacks).items():
             proto = PROTOTYPES[name]
             cfunc = proto(func)
             self._keep.append(cfunc)
@@ -493,20 +485,18 @@ class Session:
             raise RuntimeError("fuse_session_mount failed")
 
     def loop(self, threads: bool = True) -> int:
+        """Serve until unmounted (or a signal): libfuse's single-threaded loop, the slow
+        requests handed to a small pool (loop.py), or with `threads` False every request on
+        this thread (`-s`, fuse-overlayfs's default)."""
         lib = self.lib
         if lib.set_signal_handlers(self.se) != 0:
             raise RuntimeError("fuse_set_signal_handlers failed")
         try:
             if not threads:
                 return int(lib.session_loop(self.se))
-            if lib.loop_mt_312 is not None:
-                cfg = lib.loop_cfg_create()
-                try:
-                    return int(lib.loop_mt_312(self.se, cfg))
-                finally:
-                    lib.loop_cfg_destroy(cfg)
-            config = LoopConfig32(0, 10)
-            return int(lib.loop_mt_32(self.se, ctypes.byref(config)))
+            from . import loop
+
+            return loop.run(self)
         finally:
             lib.remove_signal_handlers(self.se)
 

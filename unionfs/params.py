@@ -261,7 +261,7 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "threaded",
-        "1 = serve requests in parallel (default); 0 = one at a time",
+        "1 = copy-ups and fsyncs beside the other requests (default); 0 = one request at a time",
         "0|1",
         check=_ZERO_ONE,
         group="fuse-overlayfs",
