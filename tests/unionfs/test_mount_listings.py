@@ -1,0 +1,253 @@
+"""Listings on a live mount where the kernel opens directories itself (no OPENDIR reaches the
+daemon, ll_ops.opendir): a read in pages, seekdir, rewinddir and two readers at once behave
+as on the kernel's OverlayFS, and a walk sends the daemon nothing once the kernel has it all."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from .mount_helpers import LAYERFS, force_unmount, is_mounted, mounted, run
+
+pytestmark = pytest.mark.mount
+
+NAMES = 2500  # per layer: 5,000 in the merged directory, ~20 getdents and ~300 READDIRs
+LONG = "n" * 90  # long names: few to a page
+
+
+def _name(layer: str, i: int) -> str:
+    return f"{layer}-{i:05}-{LONG}"
+
+
+def _fill(root: Path) -> None:
+    """`lower` and `upper` with three directories: `merged` (names in both), `low` (lower
+    only) and `up` (upper only), NAMES names per layer in each."""
+    for layer, dirs in (("lower", ("merged", "low")), ("upper", ("merged", "up"))):
+        for d in dirs:
+            (root / layer / d).mkdir(parents=True)
+            for i in range(NAMES):
+                (root / layer / d / _name(layer, i)).touch()
+    for d in ("work", "mnt"):
+        (root / d).mkdir()
+
+
+@contextmanager
+def _both(tmp_path: Path) -> Iterator[dict[str, Path]]:
+    """The same layers mounted by the kernel's OverlayFS and by layerfs: {system: mount}."""
+    roots = {"kernel": tmp_path / "kernel", "layerfs": tmp_path / "layerfs"}
+    _fill(roots["kernel"])
+    subprocess.run(["cp", "-a", str(roots["kernel"]), str(roots["layerfs"])], check=True)
+    options = {s: f"lowerdir={r / 'lower'},upperdir={r / 'upper'},workdir={r / 'work'}" for s, r in roots.items()}
+    done = run(["mount", "-t", "overlay", "overlay", "-o", options["kernel"], str(roots["kernel"] / "mnt")])
+    assert done.returncode == 0, done.stderr
+    try:
+        with mounted(options["layerfs"], roots["layerfs"] / "mnt") as mnt:
+            yield {"kernel": roots["kernel"] / "mnt", "layerfs": mnt}
+    finally:
+        force_unmount(roots["kernel"] / "mnt")
+
+
+def _originals(d: str) -> set[str]:
+    layers = {"merged": ("lower", "upper"), "low": ("lower",), "up": ("upper",)}[d]
+    return {_name(layer, i) for layer in layers for i in range(NAMES)}
+
+
+@pytest.mark.kernel_overlay
+@pytest.mark.parametrize("d", ["merged", "low", "up"])
+def test_removing_what_was_listed_while_listing_skips_nothing_as_on_the_kernel(tmp_path, d):
+    """rm -rf's way: each name is unlinked as soon as it is read, between the pages of one
+    read of the directory (each page a READDIR of its own); every name is seen once, and the
+    directory is empty afterwards, on both."""
+    outcome: dict[str, tuple[Counter[str], list[str]]] = {}
+    with _both(tmp_path) as mounts:
+        for system, mnt in mounts.items():
+            seen: Counter[str] = Counter()
+            with os.scandir(mnt / d) as entries:
+                for entry in entries:
+                    seen[entry.name] += 1
+                    os.unlink(entry.path)
+            outcome[system] = (seen, os.listdir(mnt / d))
+            os.rmdir(mnt / d)
+    for system, (seen, left) in outcome.items():
+        assert set(seen) == _originals(d) and set(seen.values()) == {1}, system
+        assert left == [], system
+
+
+@pytest.mark.kernel_overlay
+def test_two_readers_at_once_each_read_the_whole_directory_as_on_the_kernel(tmp_path):
+    """Two open directories of one directory, read a page's worth in turns, with a name made
+    and one removed through the mount between: each reader sees every name that was there
+    throughout once, and the new name at most once (as on the kernel)."""
+    with _both(tmp_path) as mounts:
+        for system, mnt in mounts.items():
+            readers = [os.scandir(mnt / "merged"), os.scandir(mnt / "merged")]
+            seen: list[Counter[str]] = [Counter(), Counter()]
+            try:
+                live = [0, 1]
+                turn = 0
+                while live:
+                    who = live[turn % len(live)]
+                    for _ in range(150):
+                        entry = next(readers[who], None)
+                        if entry is None:
+                            live.remove(who)
+                            break
+                        seen[who][entry.name] += 1
+                    turn += 1
+                    if turn == 3:
+                        (mnt / "merged" / "made-meanwhile").touch()
+                        os.unlink(mnt / "merged" / _name("lower", NAMES - 1))
+            finally:
+                for r in readers:
+                    r.close()
+            kept = _originals("merged") - {_name("lower", NAMES - 1)}
+            for counts in seen:
+                assert kept <= set(counts) <= kept | {"made-meanwhile", _name("lower", NAMES - 1)}, system
+                assert set(counts.values()) == {1}, system
+            assert "made-meanwhile" in os.listdir(mnt / "merged")  # the next listing has it
+
+
+class Dirent64(ctypes.Structure):
+    _fields_ = [
+        ("d_ino", ctypes.c_uint64),
+        ("d_off", ctypes.c_int64),
+        ("d_reclen", ctypes.c_ushort),
+        ("d_type", ctypes.c_ubyte),
+        ("d_name", ctypes.c_char * 256),
+    ]
+
+
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.opendir.restype = ctypes.c_void_p
+    libc.opendir.argtypes = [ctypes.c_char_p]
+    libc.readdir64.restype = ctypes.POINTER(Dirent64)
+    libc.readdir64.argtypes = [ctypes.c_void_p]
+    libc.telldir.restype = ctypes.c_long
+    libc.telldir.argtypes = [ctypes.c_void_p]
+    for name in ("seekdir", "rewinddir", "closedir"):
+        getattr(libc, name).argtypes = [ctypes.c_void_p] + ([ctypes.c_long] if name == "seekdir" else [])
+    return libc
+
+
+def _read(libc: ctypes.CDLL, dirp: int, count: int | None = None) -> list[tuple[str, int]]:
+    """(name, d_off) of the next `count` entries (all that are left: None)."""
+    out: list[tuple[str, int]] = []
+    while count is None or len(out) < count:
+        ent = libc.readdir64(dirp)
+        if not ent:
+            break
+        out.append((os.fsdecode(ent.contents.d_name), ent.contents.d_off))
+    return out
+
+
+@pytest.mark.kernel_overlay
+def test_telldir_seekdir_and_rewinddir_as_on_the_kernel(tmp_path):
+    """seekdir back to where telldir was reads the same names again; rewinddir reads the
+    directory again, with a name made through the mount meanwhile; every offset fits the
+    `long` of a 32-bit telldir, on both."""
+    libc = _libc()
+    with _both(tmp_path) as mounts:
+        for system, mnt in mounts.items():
+            dirp = libc.opendir(os.fsencode(mnt / "merged"))
+            assert dirp, system
+            try:
+                head = _read(libc, dirp, 1234)
+                where = libc.telldir(dirp)
+                middle = _read(libc, dirp, 2000)
+                libc.seekdir(dirp, where)
+                assert _read(libc, dirp, 2000) == middle, system
+                rest = _read(libc, dirp)
+                names = [n for n, _ in head + middle + rest]
+                assert sorted(names) == sorted({".", ".."} | _originals("merged")), system
+                assert all(0 <= off < 1 << 31 for _, off in head + middle + rest), system
+                (mnt / "merged" / "made-meanwhile").touch()
+                libc.rewinddir(dirp)
+                again = [n for n, _ in _read(libc, dirp)]
+                assert sorted(again) == sorted([*names, "made-meanwhile"]), system
+            finally:
+                libc.closedir(dirp)
+
+
+# -- what reaches the daemon ------------------------------------------------------------------
+def _as_user(argv: list[str]) -> list[str]:
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is missing"
+    return [setpriv, "--reuid=1000", "--regid=1000", "--clear-groups", *argv]
+
+
+def _requests(text: str) -> Counter[str]:
+    return Counter(re.findall(r"^unique: \d+, opcode: (\w+)", text, re.M))
+
+
+@pytest.mark.root("the daemon's request log, as root (bootstrap) and as another user (fusermount3)")
+@pytest.mark.parametrize("who", ["root", "user"])
+def test_a_walk_opens_no_directory_through_the_daemon(who):
+    """libfuse's request log: one OPENDIR, declined, for the whole mount, no RELEASEDIR; a walk
+    the kernel has everything for reaches the daemon with no request at all. As root the
+    bootstrap answers FUSE_INIT; as another user the core does."""
+    root = Path(tempfile.mkdtemp(prefix="layerfs-listings-"))
+    os.chmod(root, 0o755)
+    lower, mnt, log = root / "lower", root / "mnt", root / "debug.log"
+    for d in range(6):
+        (lower / "walk" / f"d{d}").mkdir(parents=True)
+        for f in range(20):
+            (lower / "walk" / f"d{d}" / f"f{f}").touch()
+    mnt.mkdir()
+    argv = [LAYERFS, "mount", "-o", f"lowerdir={lower},debug", str(mnt)]
+    wrap: Callable[[list[str]], list[str]] = (lambda a: a) if who == "root" else _as_user
+    if who == "user":
+        subprocess.run(["chown", "-R", "1000:1000", str(root)], check=True)
+    try:
+        with open(log, "w") as err:
+            proc = subprocess.Popen(wrap(argv), stderr=err, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not is_mounted(mnt):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.05)
+        marks = []
+        for _ in range(3):
+            done = subprocess.run(
+                wrap(["python3", "-c", WALK, str(mnt / "walk")]), capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 0 and done.stdout.split() == ["126"], done.stderr
+            time.sleep(0.2)  # the log's last lines (libfuse writes each request as it comes)
+            marks.append(len(log.read_text()))
+    finally:
+        if is_mounted(mnt):
+            subprocess.run(wrap(["fusermount3", "-u", str(mnt)]) if who == "user" else ["umount", str(mnt)])
+        force_unmount(mnt)
+        proc.wait(timeout=20)
+        text = log.read_text()
+        shutil.rmtree(root, ignore_errors=True)
+    total = _requests(text)
+    assert total["OPENDIR"] == 1 and total["RELEASEDIR"] == 0, total
+    assert "opcode: OPENDIR (27), nodeid: 2" in text and "error: -38" in text  # /walk, declined
+    assert total["READDIRPLUS"] + total["READDIR"] >= 7  # the first walk: each directory once
+    last = _requests(text[marks[1] : marks[2]])
+    assert sum(last.values()) == 0, last  # the kernel answered the third walk alone
+
+
+WALK = """
+import os, sys
+count, stack = 0, [sys.argv[1]]
+while stack:
+    with os.scandir(stack.pop()) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            entry.stat(follow_symlinks=False)
+            count += 1
+print(count)
+"""
