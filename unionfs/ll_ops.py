@@ -7,10 +7,10 @@ uid and gid, integer handles, a snapshot of a listing per read of it (by the off
 out, dir_cookies, where the kernel opens directories itself; else per OPENDIR), and what the
 kernel may keep: names, attributes and pages for a day (every change goes through us), and
 listings (FOPEN_CACHE_DIR: the kernel drops a directory's cached listing itself when a change
-through the mount touches the directory). One node per union inode number means every name of a hard
-link is one kernel inode, so nothing needs invalidating after a change through one name; only
-what a copy-up changed behind the request (a parent directory's attributes) is invalidated,
-once the request is answered.
+through the mount touches the directory). One node per union inode number means every name of
+a hard link is one kernel inode, so nothing needs invalidating after a change through one name;
+only what a copy-up changed behind the request (a parent directory's attributes) is
+invalidated, once the request is answered.
 """
 
 from __future__ import annotations

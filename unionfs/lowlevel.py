@@ -269,7 +269,7 @@ def init_conn(conn: Any, max_read: int = 0) -> bool:
     info = conn.contents
     info.want |= info.capable & (CAP_SPLICE_WRITE | CAP_NO_OPENDIR_SUPPORT)
     info.max_read = max_read
-    return bool(info.want & CAP_NO_OPENDIR_SUPPORT)
+    return bool(info.capable & CAP_NO_OPENDIR_SUPPORT)
 
 
 class FuseBuf(ctypes.Structure):
