@@ -221,6 +221,27 @@ def test_a_walk_opens_no_directory_through_the_daemon(tmp_path):
     assert sum(last.values()) == 0, last  # the kernel answered the third walk alone
 
 
+@pytest.mark.root("a mount by the command itself (bootstrap.py), and the readahead in sysfs")
+def test_an_open_directory_alone_loads_no_core(tmp_path):
+    """On a root mount the bootstrap answers the first requests; it declines OPENDIR itself,
+    so opening a directory (cd, an O_DIRECTORY open) does not load the core. The core's first
+    request is what sets the readahead (`after_init`), which shows whether it was loaded."""
+    from unionfs.mount import READ_AHEAD_KB
+
+    lower, mnt = tmp_path / "lower", tmp_path / "mnt"
+    (lower / "d").mkdir(parents=True)
+    (lower / "d" / "f").touch()
+    mnt.mkdir()
+    with mounted(f"lowerdir={lower}", mnt):
+        st = os.stat(mnt)
+        bdi = Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb")
+        os.close(os.open(mnt, os.O_RDONLY | os.O_DIRECTORY))
+        os.close(os.open(mnt, os.O_RDONLY | os.O_DIRECTORY))
+        assert bdi.read_text().strip() != str(READ_AHEAD_KB)  # the core is not loaded
+        assert os.listdir(mnt) == ["d"] and os.listdir(mnt / "d") == ["f"]  # a listing loads it
+        assert bdi.read_text().strip() == str(READ_AHEAD_KB)
+
+
 WALK = """
 import os, sys
 count, stack = 0, [sys.argv[1]]
