@@ -720,9 +720,8 @@ class LowLevelOps:
             return handle.path, Page(names, offset, offset, 1)
         path = self.table.path(ino)
 
-        def read() -> list[str]:
-            node = self._dirs_resolved.get(ino)
-            return self.union.readdir(path) if node is None else self.union.readdir_of(node)
+        def read() -> list[str]:  # resolved and kept, as OPENDIR did: READDIRPLUS then uses it
+            return self.union.readdir_of(self._resolved_dir(ino))
 
         return path, self.listings.page(ino, offset, read)
 
