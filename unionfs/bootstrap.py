@@ -7,7 +7,8 @@ answered. A daemon that imported the core (dataclasses, the union's modules: ~95
 a loaded machine) and opened the union first made every mount+umount cycle wait for that, though
 neither needs a file of the union. Here the session is served at once, with the libfuse binding
 only (`lowlevel`, which imports `ctypes` and `struct`); the root's GETATTR, STATFS, a chown of the
-root and FORGETs are answered from the layers' roots; any other request (and a chown where the
+root and FORGETs are answered from the layers' roots, and OPENDIR is declined where the kernel
+opens directories itself (as the core declines it); any other request (and a chown where the
 union has no upper, or anything but the owners changed) loads the core once, opens the union
 and hands every slot to the `ll_ops` adapter from then on.
 
@@ -131,6 +132,7 @@ class Loader:
         self._initialised = False
         self._failed = False
         self.max_read = 0  # the max_read= mount option, repeated in init (lowlevel.init_conn)
+        self.no_opendir = False  # the kernel opens directories itself (lowlevel.init_conn)
         # slot name -> the handler a request goes to: ours until the core is loaded
         self.handlers: dict[str, Callable[..., None]] = {name: self._loading(name) for name in SLOTS}
         self.handlers.update(
@@ -139,6 +141,7 @@ class Loader:
             getattr=self._getattr,
             statfs=self._statfs,
             setattr=self._setattr,
+            opendir=self._opendir,
             forget=self._forget,
             forget_multi=self._forget_multi,
         )
@@ -169,6 +172,7 @@ class Loader:
                 try:
                     core = self._make_ops()
                     core.session = self.session
+                    core.no_opendir = self.no_opendir  # as agreed in FUSE_INIT, which we answered
                     core.union.getattr("/")  # the root numbered first, as RootView.number says
                     callbacks = core.callbacks()
                     if self._initialised:  # libfuse called our init: the core's hooks start now
@@ -214,7 +218,7 @@ class Loader:
 
     # -- what is answered without the core -----------------------------------------------------
     def _init(self, _userdata: Any, conn: Any) -> None:
-        ll.init_conn(conn, self.max_read)  # as the core's init (ll_ops) does where it answers FUSE_INIT
+        self.no_opendir = ll.init_conn(conn, self.max_read)  # as the core's init (ll_ops) does
         self._initialised = True
 
     def _destroy(self, _userdata: Any) -> None:
@@ -265,6 +269,15 @@ class Loader:
                 self._reply_root(req)
 
             self._answer(req, chown)
+
+    def _opendir(self, req: int, ino: int, fi: Any) -> None:
+        """Declined for the mount where the kernel opens directories itself (the core's answer,
+        ll_ops.LowLevelOps.opendir), without loading the core: a listing will need it, an
+        open directory alone (a `cd`, fchdir, an O_DIRECTORY open of the root) does not."""
+        if self.no_opendir:
+            self.lib.reply_err(req, errno.ENOSYS)
+            return
+        self._delegate("opendir", req, ino, fi)
 
     def _forget(self, req: int, ino: int, nlookup: int) -> None:
         if self.core is not None:

@@ -84,10 +84,13 @@ def timeout(seconds: float) -> tuple[int, int]:
     return whole, int(frac * 1.0e9)
 
 
-def pack_dirents(names: Iterable[bytes], first_off: int, room: int, ino: int = UNKNOWN_INO, mode: int = 0) -> bytes:
+def pack_dirents(
+    names: Iterable[bytes], first_off: int, room: int, ino: int = UNKNOWN_INO, mode: int = 0, step: int = 1
+) -> bytes:
     """A READDIR reply: the `names` that fit in `room` bytes, each with the offset of the next
-    entry (`first_off` + 1, + 2, …), inode number `ino` and the type of `mode`; the first name
-    that does not fit ends the reply."""
+    entry (`first_off` + `step`, + 2 `step`, …: `step` 1 for indexes, more for cookies that
+    carry a listing's slot in their low bits, dir_cookies), inode number `ino` and the type of
+    `mode`; the first name that does not fit ends the reply."""
     parts: list[bytes] = []
     used = 0
     off = first_off
@@ -99,7 +102,7 @@ def pack_dirents(names: Iterable[bytes], first_off: int, room: int, ino: int = U
         if used + need > room:
             break
         used += need
-        off += 1
+        off += step
         rec = records.get(length) or _record(length)
         parts.append(rec.pack(ino, off, length, kind, raw))
     return b"".join(parts)

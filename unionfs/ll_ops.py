@@ -3,13 +3,14 @@
 No semantics live here. Every request becomes `Union` calls on the union path(s) the inode
 table holds for the node; the core's OSErrors carry the errno to reply with. What this module
 adds is what only the FUSE side knows: node ids and lookup counts (inode_table), the caller's
-uid and gid, integer handles, a per-opendir snapshot of the listing, and what the kernel may
-keep: names, attributes and pages for a day (every change goes through us), and listings
-(FOPEN_CACHE_DIR: the kernel drops a directory's cached listing itself when a change through
-the mount touches the directory). One node per union inode number means every name of a hard
-link is one kernel inode, so nothing needs invalidating after a change through one name; only
-what a copy-up changed behind the request (a parent directory's attributes) is invalidated,
-once the request is answered.
+uid and gid, integer handles, a snapshot of a listing per read of it (by the offsets handed
+out, dir_cookies, where the kernel opens directories itself; else per OPENDIR), and what the
+kernel may keep: names, attributes and pages for a day (every change goes through us), and
+listings (FOPEN_CACHE_DIR: the kernel drops a directory's cached listing itself when a change
+through the mount touches the directory). One node per union inode number means every name of
+a hard link is one kernel inode, so nothing needs invalidating after a change through one name;
+only what a copy-up changed behind the request (a parent directory's attributes) is
+invalidated, once the request is answered.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 from . import lowlevel as ll
 from .bootstrap import session_options  # the one list of what libfuse parses, for both start-ups
+from .dir_cookies import Listings, Page
 from .dirent import DIRENTPLUS_HEAD, PlusPacker, pack_dirents
 from .handles import HandleTable
 from .inode import Stat
@@ -141,6 +143,10 @@ class LowLevelOps:
         self.table = InodeTable()
         self.files = HandleTable()
         self.dirs = HandleTable()
+        # Where the kernel opens directories itself (FUSE_CAP_NO_OPENDIR_SUPPORT, set by init):
+        # OPENDIR is declined once, and a listing is found by the offsets it handed out.
+        self.no_opendir = False
+        self.listings = Listings()
         self._session: ll.Session | None = None
         self._local = _Local()
         self.r = Replies(self.lib, self._flush, self._local)
@@ -355,7 +361,8 @@ class LowLevelOps:
 
     # -- life cycle ---------------------------------------------------------------------------
     def _init(self, _userdata: int, conn: Any) -> None:
-        ll.init_conn(conn, self.max_read)  # as bootstrap's: None when the bootstrap answered FUSE_INIT
+        if conn:  # None where the bootstrap answered FUSE_INIT (it sets no_opendir as agreed there)
+            self.no_opendir = ll.init_conn(conn, self.max_read)
         self._first = self.after_init
         if self.on_ready is not None:
             self.on_ready()
@@ -690,8 +697,15 @@ class LowLevelOps:
 
     # -- directories ---------------------------------------------------------------------------
     def opendir(self, req: int, ino: int, fi: Any) -> None:
-        """Let the kernel keep listings (FOPEN_CACHE_DIR, kept across opens): it drops one
-        itself when a change through the mount touches the directory, the only way it can."""
+        """Where the kernel can open directories itself, ENOSYS says so, once for the mount:
+        it then sends neither OPENDIR nor RELEASEDIR again (two requests per directory of
+        every walk) and keeps listings as FOPEN_CACHE_DIR and keep_cache below would; READDIR
+        comes with fh 0 and the listing is found by its offsets (`_page`). Else: let the
+        kernel keep listings (FOPEN_CACHE_DIR, kept across opens): it drops one itself when
+        a change through the mount touches the directory, the only way it can."""
+        if self.no_opendir:
+            self.r.reply_err(req, errno.ENOSYS)
+            return
         node = self._resolved_dir(ino)
         if not node.is_dir:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), node.path)
@@ -709,12 +723,29 @@ class LowLevelOps:
             handle.names = self.union.readdir(handle.path) if node is None else self.union.readdir_of(node)
         return handle, handle.names
 
+    def _page(self, ino: int, fi: Any, offset: int) -> tuple[str, Page]:
+        """The directory's path and where this READDIR starts in which listing: the open
+        handle's (offsets are indexes), or, without a handle (the kernel opened the directory
+        itself), the listing its offset names (offsets are dir_cookies' cookies)."""
+        if fi and fi.contents.fh:
+            handle, names = self._names(ino, fi, offset)
+            return handle.path, Page(names, offset, offset, 1)
+        path = self.table.path(ino)
+
+        def read() -> list[str]:  # resolved and kept, as OPENDIR did: READDIRPLUS then uses it
+            return self.union.readdir_of(self._resolved_dir(ino))
+
+        return path, self.listings.page(ino, offset, read)
+
     def readdir(self, req: int, ino: int, size: int, offset: int, fi: Any) -> None:
         """Names only, as many as fit: no node, no attributes (d_ino unknown, d_type 0)."""
-        _, names = self._names(ino, fi, offset)
+        _, page = self._page(ino, fi, offset)
         encoding, errors = _FS_ENCODING, _FS_ERRORS
         data = pack_dirents(
-            (name.encode(encoding, errors) for name in itertools.islice(names, offset, None)), offset, size
+            (name.encode(encoding, errors) for name in itertools.islice(page.names, page.index, None)),
+            page.cookie,
+            size,
+            step=page.step,
         )
         self.r.reply_buf(req, data, len(data))
 
@@ -722,11 +753,12 @@ class LowLevelOps:
         """Names with their nodes and attributes, so a cold walk needs no LOOKUP per entry.
         Only the entries that fit are worked out (the kernel asks a page at a time); each
         entry given counts a lookup."""
-        handle, names = self._names(ino, fi, offset)
+        dir_path, page = self._page(ino, fi, offset)
+        names, start = page.names, page.index
         encoding, errors = _FS_ENCODING, _FS_ERRORS
         encoded: list[bytes] = []
         room = size
-        for name in itertools.islice(names, offset, None):
+        for name in itertools.islice(names, start, None):
             raw = name.encode(encoding, errors)
             need = DIRENTPLUS_HEAD + ((len(raw) + 7) & ~7)
             if need > room:
@@ -736,8 +768,7 @@ class LowLevelOps:
         if not encoded:  # the end of the listing (or no room): nothing to work out
             self.r.reply_buf(req, b"", 0)
             return
-        batch = names[offset : offset + len(encoded)]
-        dir_path = handle.path
+        batch = names[start : start + len(encoded)]
         try:
             stats = stat_entries(self.union, dir_path, batch, self._dirs_resolved.get(ino))
         except OSError:
@@ -751,9 +782,9 @@ class LowLevelOps:
         debug = self.debug
         prefix = dir_path if dir_path == "/" else dir_path + "/"
         parts: list[bytes] = []
-        off = offset
+        off, step = page.cookie, page.step
         for name, raw in zip(batch, encoded, strict=True):
-            off += 1
+            off += step
             st = stats.get(name)
             if st is not None and (st.st_nlink == 1 or S_ISDIR(st.st_mode)):
                 # as _entry(path, st, lasting=True) makes it: the node (lookup count + 1)

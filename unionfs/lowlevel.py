@@ -246,23 +246,30 @@ class ConnInfo(ctypes.Structure):
 
 #: fuse_conn_info.want: replies may splice(2) their data into /dev/fuse (fuse_common.h)
 CAP_SPLICE_WRITE = 1 << 7
+#: fuse_conn_info.capable: the kernel (5.1+) opens directories itself if OPENDIR says ENOSYS
+CAP_NO_OPENDIR_SUPPORT = 1 << 24
 
 
-def init_conn(conn: Any, max_read: int = 0) -> None:
+def init_conn(conn: Any, max_read: int = 0) -> bool:
     """What `init` sets in `struct fuse_conn_info` before libfuse replies to FUSE_INIT; both
     inits call it (the bootstrap's, which answers FUSE_INIT for a root mount, and the core's,
-    which then gets None). `conn` is a pointer to `ConnInfo`, or None.
+    which then gets None). `conn` is a pointer to `ConnInfo`, or None. Returns whether the
+    kernel opens directories itself (then OPENDIR is to be answered ENOSYS).
 
     - FUSE_CAP_SPLICE_WRITE where the kernel offers it (libfuse 3.14 leaves it off): lets
       `fuse_reply_data` splice a layer file's pages into /dev/fuse. It changes nothing in the
       INIT reply, only how libfuse sends data replies.
+    - FUSE_CAP_NO_OPENDIR_SUPPORT where the kernel offers it: wanted, to say we use it
+      (libfuse 3.14 sends nothing for it; the kernel needs only the ENOSYS).
     - `max_read`: the `max_read=` mount option, which libfuse 3.14 requires `init` to repeat
       in `conn.max_read` (else it refuses FUSE_INIT: "init() and fuse_session_new() requested
       different maximum read size"); 0 where the option is not given."""
-    if conn:
-        info = conn.contents
-        info.want |= info.capable & CAP_SPLICE_WRITE
-        info.max_read = max_read
+    if not conn:
+        return False
+    info = conn.contents
+    info.want |= info.capable & (CAP_SPLICE_WRITE | CAP_NO_OPENDIR_SUPPORT)
+    info.max_read = max_read
+    return bool(info.capable & CAP_NO_OPENDIR_SUPPORT)
 
 
 class FuseBuf(ctypes.Structure):

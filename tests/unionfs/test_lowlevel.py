@@ -40,6 +40,7 @@ int main(void) {
     S(fuse_bufvec); F(fuse_bufvec, off); F(fuse_bufvec, buf);
     printf("FUSE_BUF_IS_FD %d\nFUSE_BUF_FD_SEEK %d\nFUSE_CAP_SPLICE_WRITE %d\n",
            FUSE_BUF_IS_FD, FUSE_BUF_FD_SEEK, FUSE_CAP_SPLICE_WRITE);
+    printf("FUSE_CAP_NO_OPENDIR_SUPPORT %d\n", FUSE_CAP_NO_OPENDIR_SUPPORT);
     S(fuse_lowlevel_ops); F(fuse_lowlevel_ops, lookup); F(fuse_lowlevel_ops, create);
     F(fuse_lowlevel_ops, forget_multi); F(fuse_lowlevel_ops, readdirplus); F(fuse_lowlevel_ops, lseek);
     struct fuse_file_info fi = {0};
@@ -84,6 +85,7 @@ def _ours() -> dict[str, int]:
         "FUSE_BUF_IS_FD": ll.BUF_IS_FD,
         "FUSE_BUF_FD_SEEK": ll.BUF_FD_SEEK,
         "FUSE_CAP_SPLICE_WRITE": ll.CAP_SPLICE_WRITE,
+        "FUSE_CAP_NO_OPENDIR_SUPPORT": ll.CAP_NO_OPENDIR_SUPPORT,
         "fuse_lowlevel_ops": ctypes.sizeof(ll.LowLevelOps),
         "fuse_lowlevel_ops.lookup": ll.LowLevelOps.lookup.offset,
         "fuse_lowlevel_ops.create": ll.LowLevelOps.create.offset,
@@ -416,6 +418,78 @@ def test_a_listing_with_attributes_gives_what_a_lookup_gives(tmp_path):
     assert links[b"one"] == links[b"two"] == (0, 0o10)  # no node: a LOOKUP will say which
 
 
+def _unopened(tmp_path: Path) -> tuple[Any, Recorder, Any, Path]:
+    """An adapter where the kernel opens directories itself: READDIRs come with fh 0."""
+    ops, rec, _, upper = _adapter(tmp_path)
+    ops.no_opendir = True
+    return ops, rec, ctypes.pointer(ll.FileInfo()), upper
+
+
+def _read_all(ops: Any, rec: Recorder, ino: int, fi: Any, offset: int = 0, room: int = 4096) -> list[tuple[int, bytes]]:
+    """(offset, name) of every entry from `offset` on, a READDIR of `room` bytes at a time."""
+    out: list[tuple[int, bytes]] = []
+    while True:
+        ops.readdir(1, ino, room, offset, fi)
+        page = [(off, name) for _, off, _, name in parse_dirents(rec.data)]
+        if not page:
+            return out
+        out += page
+        offset = page[-1][0]
+
+
+def test_where_the_kernel_opens_directories_opendir_is_declined_and_offsets_find_the_listing(tmp_path):
+    """ENOSYS to OPENDIR (the kernel then opens and releases directories itself); READDIR comes
+    with fh 0 and each page of a read is served from the listing its first page was, by the
+    offsets: a reader that removes what it has read (rm -rf) skips nothing; offset 0
+    (rewinddir) lists again, with the changes."""
+    from unionfs.dir_cookies import SLOTS, decode
+
+    ops, rec, fi, upper = _unopened(tmp_path)
+    d, _, _ = _lookup(ops, rec, ROOT_ID, "d")
+    ops.opendir(1, d, fi)
+    assert rec.last() == ("err", errno.ENOSYS) and not ops.dirs.items
+    ops.readdir(1, d, 32 * 4 + 31, 0, fi)  # room for 4 records of 32 bytes
+    first = [(off, name) for _, off, _, name in parse_dirents(rec.data)]
+    assert [name for _, name in first] == [b".", b"..", b"f0", b"f1"]
+    slot = decode(first[0][0])[0]
+    assert [decode(off) for off, _ in first] == [(slot, i) for i in (1, 2, 3, 4)]
+    assert [b - a for (a, _), (b, _) in zip(first, first[1:], strict=False)] == [SLOTS] * 3
+    for name in (b"f0", b"f1"):
+        ops.callbacks()["unlink"](1, d, name)
+    ops.create(1, d, b"new", 0o644, fi)
+    ops.release(1, rec.last()[1][0], fi)
+    fi.contents.fh = 0
+    rest = _read_all(ops, rec, d, fi, first[-1][0], 32 * 2 + 31)  # two entries a page
+    assert [name for _, name in rest] == [b"f2", b"f3", b"f4"]  # nothing skipped, nothing twice
+    assert [decode(off) for off, _ in rest] == [(slot, i) for i in (5, 6, 7)]
+    again = _read_all(ops, rec, d, fi)
+    assert [name for _, name in again] == [b".", b"..", b"f2", b"f3", b"f4", b"new"]
+    assert decode(again[0][0])[0] != slot  # a new listing; the first one is still there
+    ops.readdirplus(1, d, 4096, first[-1][0], fi)  # READDIRPLUS goes by the same offsets
+    plus_rest = [(off, name) for _, _, off, _, name in parse_plus(rec.data)]
+    assert plus_rest == rest
+
+
+def test_two_readers_of_one_unopened_directory_read_it_whole(tmp_path):
+    ops, rec, fi, _ = _unopened(tmp_path)
+    d, _, _ = _lookup(ops, rec, ROOT_ID, "d")
+    offsets = [0, 0]
+    seen: list[list[bytes]] = [[], []]
+    ops.readdir(1, d, 32 * 2, 0, fi)
+    seen[0] += [name for _, _, _, name in parse_dirents(rec.data)]
+    offsets[0] = parse_dirents(rec.data)[-1][1]
+    ops.callbacks()["unlink"](1, d, b"f3")  # as libfuse calls it: bracketed as a change
+    for _ in range(5):  # in turns, a page each
+        for who in (1, 0):
+            ops.readdir(1, d, 32 * 2, offsets[who], fi)
+            page = parse_dirents(rec.data)
+            if page:
+                seen[who] += [name for _, _, _, name in page]
+                offsets[who] = page[-1][1]
+    assert seen[0] == [b".", b"..", b"f0", b"f1", b"f2", b"f3", b"f4"]  # its listing: from before
+    assert seen[1] == [b".", b"..", b"f0", b"f1", b"f2", b"f4"]
+
+
 def test_the_adapter_reckons_entry_sizes_as_libfuse_does():
     """readdirplus works out only the entries that fit: its size of an entry must be libfuse's
     (fuse_add_direntry_plus with no buffer returns the size and writes nothing)."""
@@ -590,6 +664,38 @@ def test_init_asks_for_spliced_replies_and_repeats_max_read():
     loader.max_read = 131072
     loader.handlers["init"](None, ctypes.pointer(conn))
     assert (conn.want, conn.max_read) == (ll.CAP_SPLICE_WRITE, 131072)
+
+
+def test_directories_are_left_to_the_kernel_to_open_where_it_can(tmp_path):
+    """FUSE_CAP_NO_OPENDIR_SUPPORT, where the kernel offers it: wanted, and OPENDIR declined,
+    by the core where it answered FUSE_INIT, and by the bootstrap (which answers FUSE_INIT
+    for a root mount) without loading the core; the core it loads then declines too."""
+    from unionfs import bootstrap
+
+    for capable in (0, ll.CAP_NO_OPENDIR_SUPPORT):
+        ops, rec, _, _ = _adapter(tmp_path / str(capable))
+        conn = ll.ConnInfo()
+        conn.capable = capable | ll.CAP_SPLICE_WRITE
+        ops.callbacks()["init"](None, ctypes.pointer(conn))
+        assert conn.want == conn.capable and ops.no_opendir == bool(capable)
+        fi = ll.FileInfo()
+        ops.callbacks()["opendir"](1, ROOT_ID, ctypes.pointer(fi))
+        assert rec.last() == (("err", errno.ENOSYS) if capable else ("open", (fi.fh, 1, 1)))
+        ops.callbacks()["init"](None, None)  # the bootstrap answered FUSE_INIT: as agreed there
+        assert ops.no_opendir == bool(capable)
+    core, core_rec, _, _ = _adapter(tmp_path / "boot")
+    made: list[Any] = []
+    rec = Recorder()
+    loader = bootstrap.Loader(rec, None, lambda: made.append(core) or core)  # type: ignore[arg-type]
+    conn = ll.ConnInfo()
+    conn.capable = ll.CAP_NO_OPENDIR_SUPPORT
+    loader.handlers["init"](None, ctypes.pointer(conn))
+    fi = ll.FileInfo()
+    loader.handlers["opendir"](1, ROOT_ID, ctypes.pointer(fi))
+    assert rec.last() == ("err", errno.ENOSYS) and made == []  # the core is not loaded for it
+    loader.handlers["readdir"](1, ROOT_ID, 4096, 0, ctypes.pointer(fi))  # a listing needs it
+    assert made == [core] and core.no_opendir
+    assert [name for _, _, _, name in parse_dirents(core_rec.data)] == [b".", b"..", b"d", b"one", b"two"]
 
 
 def test_a_read_that_fits_the_pipe_is_spliced(tmp_path):
