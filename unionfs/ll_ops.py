@@ -26,7 +26,6 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import cached_property
 from stat import S_ISDIR
-from threading import get_ident
 from typing import Any
 
 from . import lowlevel as ll
@@ -53,8 +52,9 @@ def _fsdecode(name: bytes) -> str:
 
 
 class _Local(threading.local):
-    """Per libfuse worker: the copied-up paths whose attributes the kernel must drop before
-    this request's reply (a class default, so a worker without any costs no AttributeError)."""
+    """Per thread (the loop's, each pool thread's): the copied-up paths whose attributes the
+    kernel must drop before this request's reply (a class default, so a thread without any
+    costs no AttributeError)."""
 
     copied: list[str] | None = None
 
@@ -69,7 +69,7 @@ class DirHandle:
 
 class Replies:
     """libfuse's reply functions, each first sending the invalidations the request caused
-    (`pending` says whether this worker has any: one attribute read when it has none)."""
+    (`pending` says whether this thread has any: one attribute read when it has none)."""
 
     def __init__(self, lib: Any, flush: Callable[[], None], pending: Any = None) -> None:
         def flushing(fn: Callable[..., int]) -> Callable[..., int]:
@@ -158,7 +158,6 @@ class LowLevelOps:
         self._generation = 0
         self._changing = 0
         self._change_lock = threading.Lock()
-        self._adopted: set[int] = set()
         self._splice_max = ll.splice_limit()  # the biggest READ reply libfuse can splice
         self.max_read = 0  # the max_read= mount option, repeated in init (lowlevel.init_conn)
 
@@ -200,13 +199,6 @@ class LowLevelOps:
                 handler = self._bracketed(handler)
             out[name] = self._guard(handler)
         return out
-
-    def _adopt(self) -> None:
-        """Give this libfuse worker thread a lasting Python thread state. ctypes makes one for
-        each callback on a thread Python did not start, and deletes it afterwards (with the
-        thread's locals): one more PyGILState_Ensure, never released, keeps it."""
-        ctypes.pythonapi.PyGILState_Ensure()
-        self._adopted.add(get_ident())
 
     def _bracketed(self, handler: Callable[..., None]) -> Callable[..., None]:
         def call(req: int, *args: Any) -> None:
@@ -260,14 +252,10 @@ class LowLevelOps:
     def _guard(self, handler: Callable[..., None]) -> Callable[..., None]:
         """Every request is answered once: by the handler, or here with its error."""
         reply_err = self.r.reply_err
-        adopted = self._adopted
-        adopt = self._adopt
         local = self._local
         flush = self._flush
 
         def call(req: int, *args: Any) -> None:
-            if get_ident() not in adopted:
-                adopt()
             if self._first is not None:
                 hook, self._first = self._first, None
                 hook()
