@@ -599,11 +599,11 @@ def build_images(bench: Bench, reg: str, wanted: list[Fixture]) -> Images:
         services(store).image_delete(f"{reg}/{name}")
         archive = archives / f"{fx.key}.tar"
         check(ig(store, "save", "-o", str(archive), name), env, "imagegraph save")
-        # Our own `save` output. filter= where this Python has it: 3.11.4 and later, not
-        # Debian 12's 3.11.2, which .venv is made with (Makefile).
-        extract_options = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
-        with tarfile.open(archive) as tar:
-            tar.extractall(layouts / fx.key, **extract_options)  # type: ignore[arg-type]
+        with tarfile.open(archive) as tar:  # our own `save` output
+            if hasattr(tarfile, "tar_filter"):
+                tar.extractall(layouts / fx.key, filter="tar")
+            else:  # Debian 12's 3.11.2, which .venv is made with (Makefile), has no filters
+                tar.extractall(layouts / fx.key)
     return Images(store, reg, layouts, archives)
 
 
