@@ -77,3 +77,24 @@ def test_mount_syscall_gives_the_errno():
     missing = b"/nonexistent/layerfs-test-target"
     expected = errno.ENOENT if os.geteuid() == 0 else errno.EPERM
     assert _mount_syscall(b"none", missing, b"tmpfs", 0, b"") == expected
+
+
+def test_the_daemon_rests_only_once_its_mount_is_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """After the session ends: a mount point that stats (the mount is gone) means a short sleep
+    before the daemon cleans up (rest_while_unmounted says why); one that does not (the mount
+    is still there, its connection closed: ENOTCONN) means no sleep, and the unmount below."""
+    import time
+
+    from unionfs.mount import UNMOUNT_REST_SECONDS, rest_while_unmounted
+
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    assert rest_while_unmounted(str(tmp_path))
+    assert slept == [UNMOUNT_REST_SECONDS]
+
+    def dead_mount(path: str) -> os.stat_result:
+        raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN), path)
+
+    monkeypatch.setattr(os, "stat", dead_mount)
+    assert not rest_while_unmounted(str(tmp_path))
+    assert slept == [UNMOUNT_REST_SECONDS]
