@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import sys
 
-from .mountopts import OptionError
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing on the mount's path
 if TYPE_CHECKING:
     import argparse
@@ -164,13 +162,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_mount_command(args_list)
         args = build_parser().parse_args(args_list)
         return args.func(args)
-    except (OptionError, UsageError) as exc:
+    except _usage_errors() as exc:
         return _fail(str(exc))
     except OSError as exc:
         where = exc.filename if exc.filename else ""
         return _fail(f"{where}: {exc.strerror}" if where else str(exc.strerror or exc))
     except KeyboardInterrupt:
         return 130
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """A bad option or command line: imported when one is raised (an `except` clause evaluates
+    its types then), so that a mount forks its daemon before `mountopts` is imported (early.py)."""
+    from .mountopts import OptionError
+
+    return (OptionError, UsageError)
 
 
 def _fail(message: str) -> int:

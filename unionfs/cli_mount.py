@@ -16,9 +16,6 @@ from __future__ import annotations
 import os
 import sys
 
-from .mount import MountError, MountRequest, mount, unmount
-from .mountopts import OptionError
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -130,8 +127,20 @@ def _mountpoint(args: MountArgs, command: str) -> str:
     return args.positionals[-1]  # [SOURCE] MOUNTPOINT: the source is ignored
 
 
+def _errors() -> tuple[type[Exception], ...]:
+    """What the command reports as one line: imported when one is raised (an `except` clause
+    evaluates its types then), as `mount` and `mountopts` are not imported before the fork."""
+    from .mount import MountError
+    from .mountopts import OptionError
+
+    return (OptionError, MountError, CommandLineError)
+
+
 def run_mount_command(argv: Sequence[str]) -> int:
-    """Entry point for every argv that is not `tree`, `explain` or `trace`."""
+    """Entry point for every argv that is not `tree`, `explain` or `trace`.
+
+    A mount forks its daemon (as root: `early.EarlyDaemon`) as soon as the argv says it is
+    one, before `mount` and the option checks are imported."""
     argv = list(argv)
     try:
         if not argv:
@@ -146,6 +155,8 @@ def run_mount_command(argv: Sequence[str]) -> int:
             rest = [a for a in argv[1:] if a not in ("-l", "--lazy")]
             if len(rest) != 1 or rest[0].startswith("-"):
                 raise CommandLineError("usage: layerfs umount [-l] MOUNTPOINT")
+            from .mount import unmount
+
             unmount(rest[0], lazy=len(rest) != len(argv) - 1)
             return 0
         command = "mount"
@@ -159,9 +170,15 @@ def run_mount_command(argv: Sequence[str]) -> int:
             sys.stdout.write(version_text())
             return 0
         args = parse_mount_argv(argv)
-        mount(MountRequest(tuple(args.options), _mountpoint(args, command), os.getcwd(), args.foreground))
+        target = _mountpoint(args, command)
+        from .early import EarlyDaemon
+
+        early = EarlyDaemon.start(args.foreground)
+        from .mount import MountRequest, mount  # the daemon loads its side meanwhile
+
+        mount(MountRequest(tuple(args.options), target, os.getcwd(), args.foreground), early)
         return 0
-    except (OptionError, MountError, CommandLineError) as exc:
+    except _errors() as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -2,7 +2,7 @@
 
 `mount` returns only once the kernel has the mount. As root it mounts as fuse-overlayfs does:
 mount(2) on an open /dev/fuse here, served by a child process that was forked before the
-checks and has loaded libfuse's binding meanwhile (`EarlyDaemon`; requests wait in the kernel
+checks and has loaded libfuse's binding meanwhile (`early.EarlyDaemon`; requests wait in the kernel
 until it answers FUSE_INIT); so a mount costs a Python start-up, not the binding's loading
 after it, nor the union's opening (the daemon's `bootstrap`). Otherwise libfuse mounts,
 in the child, which tells the parent through a pipe when libfuse calls `init`. Everything
@@ -22,12 +22,11 @@ Nothing here imports them at module level.
 
 from __future__ import annotations
 
-import gc
 import os
 
-from . import libfuse, workdir
-from .mountopts import AUFS, Layer, Parsed, format_options, parse, validate
-from .params import CONTEXT_OPTIONS
+from . import libfuse
+from .early import EarlyDaemon
+from .mountopts import AUFS, Layer, Parsed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -104,7 +103,7 @@ class Plan:
         self.source = source
 
     def to_bytes(self) -> bytes:
-        """The plan for the daemon (`EarlyDaemon`), in `marshal`'s format: plain values only."""
+        """The plan for the daemon (`early.EarlyDaemon`), in `marshal`'s format: plain values only."""
         import marshal  # built in: no import cost
 
         u = self.union
@@ -196,6 +195,9 @@ def attr_seconds() -> float:
 
 def plan(request: MountRequest) -> Plan:
     """Check everything a mount needs; raise OptionError or MountError with one line."""
+    from .mountopts import format_options, parse, validate  # here: the early daemon needs only Parsed
+    from .params import CONTEXT_OPTIONS
+
     spec = validate(parse(list(request.options), request.cwd))
     if spec.maps_owners:
         # Owners are mapped here, once: read every layer as stored (see mountinfo.plain_path).
@@ -268,6 +270,8 @@ def plan(request: MountRequest) -> Plan:
 def prepare_work_dir(p: Plan) -> None:
     """Clear the work directory as opening the union will (see workdir.py), here, before the
     mount: a work directory that cannot be written is one line and no mount."""
+    from . import workdir
+
     union = p.union
     if union.workdir is None or union.readonly or union.upper is None:
         return
@@ -317,14 +321,16 @@ def _open_union(p: Plan) -> Union:
         raise _open_error(exc) from None
 
 
-def mount(request: MountRequest) -> None:
-    """Mount; return once the mount is live (or, in the foreground, once it is unmounted)."""
-    early = EarlyDaemon.start(request)  # as root: the daemon starts loading now (see EarlyDaemon)
+def mount(request: MountRequest, early: EarlyDaemon | None = None) -> None:
+    """Mount; return once the mount is live (or, in the foreground, once it is unmounted).
+    `early`: the daemon the command forked already (`early.EarlyDaemon`), else one is forked here."""
+    if early is None:
+        early = EarlyDaemon.start(request.foreground)  # as root: the daemon starts loading now
     try:
         p = plan(request)
         prepare_work_dir(p)
         if early is not None and not p.foreground and kernel_mount(p, early.fd):
-            early.hand_over(p)
+            early.hand_over(p.to_bytes())
             return
     finally:
         if early is not None:
@@ -379,6 +385,8 @@ def kernel_mount(p: Plan, fd: int) -> bool:
     until the daemon answers FUSE_INIT. False where libfuse must mount (no root, SELinux
     contexts, a library the user chose, mount(2) refused): the caller then lets it.
     """
+    from .params import CONTEXT_OPTIONS
+
     if os.geteuid() != 0 or libfuse.user_choice() or any(key in p.fuse_options for key in CONTEXT_OPTIONS):
         return False
     try:
@@ -421,88 +429,7 @@ def _mount_syscall(source: bytes, target: bytes, fstype: bytes, flags: int, data
     return 0 if call(source, target, fstype, flags, data) == 0 else int(_ctypes.get_errno())
 
 
-class EarlyDaemon:
-    """The daemon of a mount the command makes itself (root, `kernel_mount`), forked before the
-    command checks anything, with an open /dev/fuse (`fd`).
-
-    Why: umount(8) and podman wait on the mount point until the daemon has answered FUSE_INIT,
-    and loading the daemon's side (ctypes, libfuse and its binding: ~7 ms of CPU) after the
-    mount put all of it between the mount and that answer. Forked first, the daemon loads it
-    while the command parses and checks the options, clears the work directory and mounts
-    (which then needs only `_ctypes`); the command hands it the plan and returns. A daemon that
-    is handed nothing (a check failed, or libfuse must mount after all) exits.
-    """
-
-    __slots__ = ("fd", "_plan_out")
-
-    def __init__(self, fd: int, plan_out: int) -> None:
-        self.fd = fd  # /dev/fuse, for mount(2)'s fd=N: the daemon has its own copy
-        self._plan_out = plan_out
-
-    @classmethod
-    def start(cls, request: MountRequest) -> EarlyDaemon | None:
-        """None where the command will not mount by itself (`kernel_mount`'s conditions that
-        are known before the options are parsed), or /dev/fuse cannot be opened (`plan` says why)."""
-        if os.geteuid() != 0 or request.foreground or libfuse.user_choice():
-            return None
-        try:
-            fd = os.open("/dev/fuse", os.O_RDWR)
-        except OSError:
-            return None
-        plan_in, plan_out = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.close(plan_out)
-                code = _early_daemon(plan_in, fd)
-            finally:
-                os._exit(code)
-        os.close(plan_in)
-        return cls(fd, plan_out)
-
-    def hand_over(self, p: Plan) -> None:
-        """Give the daemon the mount to serve (the mount is made)."""
-        data = memoryview(p.to_bytes())
-        while data:
-            data = data[os.write(self._plan_out, data) :]
-
-    def close(self) -> None:
-        os.close(self._plan_out)
-        os.close(self.fd)
-
-
-def _detach() -> None:
-    """A daemon's own session, with no terminal and no hold on the caller's pipes (podman reads
-    the mount program's output until every copy of it is closed)."""
-    os.setsid()
-    os.chdir("/")
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for target in (0, 1, 2):
-        os.dup2(devnull, target)
-
-
-def _early_daemon(plan_in: int, fd: int) -> int:
-    """`EarlyDaemon`'s process: load what serving needs, then serve the plan it is handed."""
-    _detach()
-    # The command's objects live as long as the daemon: out of every later garbage collection
-    # (a collection over them during the imports below cost ~2 ms before FUSE_INIT's answer).
-    gc.freeze()
-    lib = None
-    try:
-        from . import bootstrap, lowlevel  # noqa: F401  (FUSE_INIT is answered with these)
-
-        lib = lowlevel.Library()
-    except (ImportError, OSError, AttributeError):
-        pass  # _serve_mounted finds out again, and falls back or gives up
-    with open(plan_in, "rb") as pipe:
-        data = pipe.read()
-    if not data:
-        return 0  # nothing was mounted for this daemon
-    return _serve_mounted(Plan.from_bytes(data), fd, lib)
-
-
-def _serve_mounted(p: Plan, fd: int, lib: lowlevel.Library | None = None) -> int:
+def serve_mounted(p: Plan, fd: int, lib: lowlevel.Library | None = None) -> int:
     """The daemon of a mount made by `kernel_mount`: serve it until it is unmounted, opening
     the union when a request first needs it (`bootstrap`: FUSE_INIT and what umount(8) and
     podman ask of the mount point are answered without the core). The command has returned by
@@ -569,7 +496,9 @@ def rest_while_unmounted(mountpoint: str, seconds: float = UNMOUNT_REST_SECONDS)
 
 def _daemon(p: Plan, status_fd: int) -> int:
     """The child: detach, open the union, run FUSE, report readiness (or the error) on `status_fd`."""
-    gc.freeze()  # the command's objects: out of the daemon's garbage collections (_early_daemon)
+    import gc
+
+    gc.freeze()  # the command's objects: out of the daemon's garbage collections (early.py)
     os.setsid()
     os.chdir("/")
     devnull = os.open(os.devnull, os.O_RDWR)

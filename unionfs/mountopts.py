@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import os
 
-from .params import ParamError, check_features, check_param
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -185,6 +183,8 @@ def _parse_aufs_branches(value: str, readonly: bool, cwd: str) -> list[Layer]:
 
 def parse(option_strings: Sequence[str] | str, cwd: str | None = None) -> Parsed:
     """Parse one or more ``-o`` strings; paths are checked later, by `check_dirs`."""
+    from .params import ParamError, check_features, check_param  # here: the early daemon needs only Parsed
+
     if isinstance(option_strings, str):
         option_strings = [option_strings]
     cwd = cwd or os.getcwd()

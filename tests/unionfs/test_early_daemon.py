@@ -98,3 +98,28 @@ def test_the_daemon_rests_only_once_its_mount_is_gone(tmp_path: Path, monkeypatc
     monkeypatch.setattr(os, "stat", dead_mount)
     assert not rest_while_unmounted(str(tmp_path))
     assert slept == [UNMOUNT_REST_SECONDS]
+
+
+def _imports(command: str) -> set[str]:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-I", "-X", "importtime", "-c", command], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_a_mount_forks_its_daemon_before_importing_the_checks():
+    """The command knows it mounts from its argv (cli_mount) and forks then (early.py): what it
+    has imported by that point is what the daemon starts from; the checks come after."""
+    before_the_fork = _imports("import unionfs.cli, unionfs.cli_mount, unionfs.early")
+    assert {"unionfs.early", "unionfs.libfuse"} <= before_the_fork
+    assert not before_the_fork & {"unionfs.mount", "unionfs.mountopts", "unionfs.params", "unionfs.workdir"}
+
+
+def test_the_early_daemon_imports_no_option_table():
+    """What the daemon imports itself before it is handed the plan: the binding, then `mount`
+    and `mountopts` for the plan, not `params` (the command's option table) or the work dir."""
+    daemon = _imports("import unionfs.early, unionfs.bootstrap, unionfs.mount")
+    assert {"unionfs.mount", "unionfs.mountopts", "unionfs.lowlevel"} <= daemon
+    assert not daemon & {"unionfs.params", "unionfs.workdir", "unionfs.cli_mount"}
