@@ -474,8 +474,9 @@ UNMOUNT_REST_SECONDS = 0.002
 
 def rest_while_unmounted(mountpoint: str, seconds: float = UNMOUNT_REST_SECONDS) -> bool:
     """Once an unmount has ended the session, sleep `seconds` before cleaning up and exiting;
-    True if it slept (the mount point no longer leads to our mount: a stat of it succeeds),
-    False if the mount is still there (the closed connection answers ENOTCONN).
+    True if it slept (the mount point no longer leads to our mount: a stat of it succeeds, or
+    fails otherwise, as when podman has removed the directory), False if the mount is still
+    there (the closed connection answers ENOTCONN).
 
     Why: the unmounter (umount(8), podman) returns from umount2 and then tears the mount down,
     which is what ends our connection; the teardown unregisters the mount's backing device
@@ -484,10 +485,13 @@ def rest_while_unmounted(mountpoint: str, seconds: float = UNMOUNT_REST_SECONDS)
     interpreter's memory) keeps its CPU in the kernel meanwhile: umount(8) exited 2.5-3.5 ms
     after its umount2 against fuse-overlayfs's 0.3 ms (kernel tracepoints, bench/README.md).
     Asleep, this CPU is quiescent at once; nobody waits for the daemon's exit."""
+    import errno
+
     try:
         os.stat(mountpoint)
-    except OSError:
-        return False
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            return False
     import time
 
     time.sleep(seconds)
