@@ -26,14 +26,13 @@ import os
 
 from . import libfuse
 from .early import EarlyDaemon
-from .mountopts import AUFS, Layer, Parsed
+from .plan import AUFS, Plan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from . import lowlevel
     from .union import Union
 
 FSTYPE = "fuse.layerfs"
@@ -79,46 +78,6 @@ class MountRequest:
         self.mountpoint = mountpoint
         self.cwd = cwd
         self.foreground = foreground
-
-
-class Plan:
-    """A checked mount: the union to serve (as parsed and checked), where, and libfuse's options."""
-
-    __slots__ = ("union", "mountpoint", "fuse_options", "trace", "foreground", "source")
-
-    def __init__(
-        self,
-        union: Parsed,
-        mountpoint: str,
-        fuse_options: dict[str, Any],
-        trace: str | None = None,
-        foreground: bool = False,
-        source: str = "",  # the mount's source, as the kernel records it (fsname unescaped)
-    ) -> None:
-        self.union = union
-        self.mountpoint = mountpoint
-        self.fuse_options = fuse_options
-        self.trace = trace
-        self.foreground = foreground
-        self.source = source
-
-    def to_bytes(self) -> bytes:
-        """The plan for the daemon (`early.EarlyDaemon`), in `marshal`'s format: plain values only."""
-        import marshal  # built in: no import cost
-
-        u = self.union
-        layers = [(b.path, b.role, b.label, b.whiteouts) for b in u.branches]
-        union = (u.dialect, layers, u.workdir, u.encoding, u.readonly, u.flags, u.values)
-        return marshal.dumps((union, self.mountpoint, self.fuse_options, self.trace, self.foreground, self.source))
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Plan:
-        import marshal
-
-        union, mountpoint, fuse_options, trace, foreground, source = marshal.loads(data)
-        dialect, layers, work, encoding, readonly, flags, values = union
-        parsed = Parsed(dialect, [Layer(*layer) for layer in layers], work, encoding, readonly, flags, values)
-        return cls(parsed, mountpoint, fuse_options, trace, foreground, source)
 
 
 # -- planning -----------------------------------------------------------------------------
@@ -308,7 +267,7 @@ def serve(
     run_fuse(LayerOps(union, on_ready, after_init), mountpoint, fuse_options)
 
 
-def _open_union(p: Plan) -> Union:
+def open_union(p: Plan) -> Union:
     """The core's union for `p` (in the daemon, or in the foreground: the core's imports are
     not on the command's path)."""
     from .options import spec_of
@@ -336,13 +295,13 @@ def mount(request: MountRequest, early: EarlyDaemon | None = None) -> None:
         if early is not None:
             early.close()  # without a plan, the daemon exits
     if p.foreground:
-        union = _open_union(p)
+        union = open_union(p)
         try:
             serve(
                 union,
                 p.mountpoint,
                 p.fuse_options,
-                after_init=lambda: set_read_ahead(p.mountpoint, device=_device_of(p)),
+                after_init=lambda: set_read_ahead(p.mountpoint, device=device_of(p)),
             )
         except RuntimeError as exc:
             raise MountError(f"mounting {request.mountpoint} failed (libfuse error {exc})") from None
@@ -429,75 +388,6 @@ def _mount_syscall(source: bytes, target: bytes, fstype: bytes, flags: int, data
     return 0 if call(source, target, fstype, flags, data) == 0 else int(_ctypes.get_errno())
 
 
-def serve_mounted(p: Plan, fd: int, lib: lowlevel.Library | None = None) -> int:
-    """The daemon of a mount made by `kernel_mount`: serve it until it is unmounted, opening
-    the union when a request first needs it (`bootstrap`: FUSE_INIT and what umount(8) and
-    podman ask of the mount point are answered without the core). The command has returned by
-    then; what could fail in opening the union, it checked before it mounted (`plan`,
-    `prepare_work_dir`); should opening fail all the same, the session ends.
-
-    Should the loop end with the mount still in place (a signal, or libfuse or the union
-    failing to start), unmount it, as libfuse does for the mounts it makes: a FUSE mount
-    without its daemon only answers ENOTCONN.
-    """
-    after_init = lambda: set_read_ahead(p.mountpoint, device=_device_of(p))  # noqa: E731
-    try:
-        from . import lowlevel
-
-        try:
-            lib = lib or lowlevel.Library()
-        except (OSError, AttributeError):  # libfuse 3 without the low-level API: mfusepy's
-            serve(_open_union(p), f"/dev/fd/{fd}", p.fuse_options, after_init=after_init)
-        else:
-            from . import bootstrap  # FUSE_INIT and the root answered before the core is imported
-
-            bootstrap.serve(lib, p.union, f"/dev/fd/{fd}", p.fuse_options, lambda: _open_union(p), after_init)
-    except BaseException:  # nobody to tell: the mount is undone below
-        pass
-    try:
-        os.close(fd)  # the kernel ends the connection: nothing can wait on it any more
-    except OSError:
-        pass
-    rest_while_unmounted(p.mountpoint)
-    from .mountinfo import mounts
-
-    left = next((m for m in reversed(mounts()) if m.mountpoint == p.mountpoint), None)
-    if left is not None and left.fstype == FSTYPE and left.source == p.source:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).umount2(os.fsencode(p.mountpoint), MNT_DETACH)
-    return 0
-
-
-UNMOUNT_REST_SECONDS = 0.002
-
-
-def rest_while_unmounted(mountpoint: str, seconds: float = UNMOUNT_REST_SECONDS) -> bool:
-    """Once an unmount has ended the session, sleep `seconds` before cleaning up and exiting;
-    True if it slept (the mount point no longer leads to our mount: a stat of it succeeds, or
-    fails otherwise, as when podman has removed the directory), False if the mount is still
-    there (the closed connection answers ENOTCONN).
-
-    Why: the unmounter (umount(8), podman) returns from umount2 and then tears the mount down,
-    which is what ends our connection; the teardown unregisters the mount's backing device
-    with `synchronize_rcu_expedited`, so the unmounter waits until every other CPU has passed a
-    quiescent state. A daemon that cleans up and exits at once (reading mountinfo, freeing the
-    interpreter's memory) keeps its CPU in the kernel meanwhile: umount(8) exited 2.5-3.5 ms
-    after its umount2 against fuse-overlayfs's 0.3 ms (kernel tracepoints, bench/README.md).
-    Asleep, this CPU is quiescent at once; nobody waits for the daemon's exit."""
-    import errno
-
-    try:
-        os.stat(mountpoint)
-    except OSError as exc:
-        if exc.errno == errno.ENOTCONN:
-            return False
-    import time
-
-    time.sleep(seconds)
-    return True
-
-
 def _daemon(p: Plan, status_fd: int) -> int:
     """The child: detach, open the union, run FUSE, report readiness (or the error) on `status_fd`."""
     import gc
@@ -514,7 +404,7 @@ def _daemon(p: Plan, status_fd: int) -> int:
     errors = tempfile.TemporaryFile()
     os.dup2(errors.fileno(), 2)
     try:
-        union = _open_union(p)
+        union = open_union(p)
     except MountError as exc:
         os.write(status_fd, f"{exc}\n".encode())
         os.close(status_fd)
@@ -546,7 +436,7 @@ def _daemon(p: Plan, status_fd: int) -> int:
     return 1
 
 
-def _device_of(p: Plan) -> str | None:
+def device_of(p: Plan) -> str | None:
     """MAJ:MIN of the mount `p` made, from mountinfo: no request to the mount itself."""
     from .mountinfo import mounts
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 
+from .plan import AUFS, INIT, LOWER, OVERLAY, UPPER, Layer, Parsed
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -46,66 +48,11 @@ if TYPE_CHECKING:
         def encoding(self) -> str: ...
 
 
-# The values of options.Role, options.Dialect and options.Encoding (StrEnums: equal to these).
-UPPER, INIT, LOWER = "upper", "init", "lower"
-AUFS, OVERLAY = "aufs", "overlay"  # dialects, and encodings: `.wh.` files or 0/0 devices and xattrs
 AUFS_WORKDIR = ".wh..wh.work"  # the aufs dialect's work directory, inside the writable branch
 
 
 class OptionError(ValueError):
     """A union description that cannot be mounted; the message is one line."""
-
-
-class Layer:
-    """One layer directory as the options describe it (options.BranchSpec, in plain values)."""
-
-    __slots__ = ("path", "role", "label", "whiteouts")
-
-    def __init__(self, path: str, role: str, label: str, whiteouts: bool = True) -> None:
-        self.path = path  # absolute; symlinks resolved once `check_dirs` has run
-        self.role = role  # UPPER, INIT or LOWER
-        self.label = label  # what provenance shows; the path as the user wrote it
-        self.whiteouts = whiteouts  # aufs `ro` branches do not look for whiteouts (aufs(5) "ro")
-
-    def __repr__(self) -> str:
-        return f"Layer({self.path!r}, {self.role!r}, {self.label!r}, {self.whiteouts!r})"
-
-
-class Parsed:
-    """A union as the options describe it (options.UnionSpec, in plain values)."""
-
-    __slots__ = ("dialect", "branches", "workdir", "encoding", "readonly", "flags", "values")
-
-    def __init__(
-        self,
-        dialect: str,
-        branches: list[Layer],
-        workdir: str | None,
-        encoding: str,
-        readonly: bool,
-        flags: frozenset[str],
-        values: dict[str, str],
-    ) -> None:
-        self.dialect = dialect
-        self.branches = branches  # top first
-        self.workdir = workdir
-        self.encoding = encoding  # how new whiteouts and opaque marks are written
-        self.readonly = readonly
-        self.flags = flags  # options without a value
-        self.values = values  # options with one (a later value wins, as in mount(8))
-
-    @property
-    def upper(self) -> Layer | None:
-        return next((b for b in self.branches if b.role == UPPER), None)
-
-    def value(self, key: str, default: str | None = None) -> str | None:
-        return self.values.get(key, default)
-
-    @property
-    def maps_owners(self) -> bool:
-        """Do owners show otherwise than stored (options.features builds the maps)?"""
-        mapped = ("uidmapping", "gidmapping", "squash_to_uid", "squash_to_gid")
-        return "squash_to_root" in self.flags or any(key in self.values for key in mapped)
 
 
 def _split(text: str, separators: str, keep_escapes: bool) -> list[str]:

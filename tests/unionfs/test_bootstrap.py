@@ -272,7 +272,7 @@ def test_a_union_that_cannot_be_opened_ends_the_session(tmp_path):
     assert rec.last() == ("err", 5) and len(rec.replies) == 3
 
 
-# What the daemon imports before it answers FUSE_INIT (mount._serve_mounted, bootstrap).
+# What the daemon imports before it answers FUSE_INIT (early.serve_mounted, bootstrap).
 NOT_BEFORE_INIT = {
     "dataclasses", "inspect", "typing", "platform", "enum", "threading", "functools", "unionfs.options", "unionfs.union"
 }  # fmt: skip

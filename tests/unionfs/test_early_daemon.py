@@ -86,7 +86,7 @@ def test_the_daemon_rests_only_once_its_mount_is_gone(tmp_path: Path, monkeypatc
     unmount below."""
     import time
 
-    from unionfs.mount import UNMOUNT_REST_SECONDS, rest_while_unmounted
+    from unionfs.early import UNMOUNT_REST_SECONDS, rest_while_unmounted
 
     slept: list[float] = []
     monkeypatch.setattr(time, "sleep", slept.append)
@@ -115,13 +115,14 @@ def test_a_mount_forks_its_daemon_before_importing_the_checks():
     """The command knows it mounts from its argv (cli_mount) and forks then (early.py): what it
     has imported by that point is what the daemon starts from; the checks come after."""
     before_the_fork = _imports("import unionfs.cli, unionfs.cli_mount, unionfs.early")
-    assert {"unionfs.early", "unionfs.libfuse"} <= before_the_fork
+    assert {"unionfs.early", "unionfs.libfuse", "unionfs.plan"} <= before_the_fork
     assert not before_the_fork & {"unionfs.mount", "unionfs.mountopts", "unionfs.params", "unionfs.workdir"}
 
 
-def test_the_early_daemon_imports_no_option_table():
-    """What the daemon imports itself before it is handed the plan: the binding, then `mount`
-    and `mountopts` for the plan, not `params` (the command's option table) or the work dir."""
-    daemon = _imports("import unionfs.early, unionfs.bootstrap, unionfs.mount")
-    assert {"unionfs.mount", "unionfs.mountopts", "unionfs.lowlevel"} <= daemon
-    assert not daemon & {"unionfs.params", "unionfs.workdir", "unionfs.cli_mount"}
+def test_the_early_daemon_imports_neither_checks_nor_option_table():
+    """What the daemon imports itself before FUSE_INIT (early._early_daemon): the binding and
+    `bootstrap`; its plan comes in `plan`'s values, so not `mount`, `mountopts` (the parser),
+    `params` (the option table) or the work dir."""
+    daemon = _imports("import unionfs.early, unionfs.bootstrap, unionfs.lowlevel")
+    assert {"unionfs.plan", "unionfs.lowlevel", "unionfs.bootstrap"} <= daemon
+    assert not daemon & {"unionfs.mount", "unionfs.mountopts", "unionfs.params", "unionfs.workdir"}
