@@ -423,6 +423,9 @@ def _daemon(p: Plan, status_fd: int) -> int:
     except BaseException as exc:  # report, whatever it was: the parent is waiting
         failure = str(exc)
     if state["ready"]:
+        from .early import rest_while_unmounted
+
+        rest_while_unmounted(p.mountpoint)  # fusermount3 -u waits as umount(8) does (early.py)
         return 0
     errors.seek(0)
     lines = [line.strip() for line in errors.read().decode("utf-8", "replace").splitlines() if line.strip()]
