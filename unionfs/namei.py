@@ -6,8 +6,10 @@ is dropped and ends the merge, in both dialects: the kernel does so, and the OCI
 the aufs dialect is checked against agree (real aufs would skip it and merge on).
 
 The read-only layers (init and lowers) never change while the union is open, so their part
-of every lookup is cached: after the first walk, a lookup costs one lstat per component in
-the upper and nothing per read-only layer, however many there are.
+of every lookup is cached for directories (with each layer directory's listing): after the
+first walk, a lookup costs one lstat per component in the upper, nothing per read-only
+layer however many there are, and one lstat for a last component that a layer serves as
+a file (`Resolver._lower` says why files are not kept).
 """
 
 from __future__ import annotations
@@ -163,7 +165,8 @@ class Resolver:
     def __post_init__(self) -> None:
         self.upper = self.branches[0] if self.branches and self.branches[0].writable else None
         self.readonly = tuple(b for b in self.branches if not b.writable)
-        self._lower = lru_cache(maxsize=self.cache_size)(self._resolve_lower)
+        # The read-only layers' view of each directory (`_lower`), by path (and start layer).
+        self._lowers: dict[str | tuple[str, int], LowerResult] = {}
         self._listing = lru_cache(maxsize=self.cache_size // 8)(self._lower_listing)
         # One listing per read-only layer directory: a lookup probes dicts, not the disk.
         self._layer_dir = lru_cache(maxsize=self.cache_size // 8)(self._read_layer_dir)
@@ -182,6 +185,26 @@ class Resolver:
     def lower(self, path: str, start: int = 0) -> LowerResult:
         """The read-only layers' view of `path`, from read-only layer `start` down (cached)."""
         return self._lower(path, start)
+
+    def _lower(self, path: str, start: int) -> LowerResult:
+        """`lower`, with directories cached: they are the parents of every lookup below them,
+        and stay as they are while the union is open. Anything else (a file, an absent or
+        whited-out name) is resolved each time, in one lstat at most: a cache of every file
+        ever looked up would grow the daemon by ~1 KB per fresh lookup (an `os.stat_result`
+        and its fields, the records, the cache's own entry), and new memory costs a page
+        fault per 4 KB, ~5 µs each on a VM, more than the lstat it would save a second lookup
+        (the kernel keeps what a LOOKUP answers). Full, the cache starts again."""
+        key = path if start == 0 else (path, start)
+        lowers = self._lowers
+        found = lowers.get(key)
+        if found is None:
+            found = self._resolve_lower(path, start)
+            entries = found.entries
+            if entries and S_ISDIR(entries[0].st.st_mode):
+                if len(lowers) >= self.cache_size:
+                    lowers.clear()
+                lowers[key] = found
+        return found
 
     def _resolve_lower(self, path: str, start: int) -> LowerResult:
         if path == "/":

@@ -160,3 +160,27 @@ def test_many_layers_resolve_through_the_name_index_as_layer_by_layer(tmp_path, 
     every_layer, indexed = resolve(1000), resolve(0)
     assert indexed == every_layer
     assert sum(1 for r in every_layer if len(r) == 4 and r[1]) >= 20  # a good share exists
+
+
+def test_the_lower_cache_keeps_directories_not_files(tmp_path, dialect):
+    """The read-only layers' view of a directory is kept (every lookup below it starts there);
+    a file's, an absent or a whited-out name's is resolved again each time (a fresh lookup of
+    every file would otherwise grow the daemon by a kilobyte), with the same answer; a full
+    cache starts again and answers the same."""
+    from unionfs import namei
+
+    u = make_union(tmp_path, dialect, LOWERS, UPPER)
+    resolver = u.sb.resolver
+    lowers = resolver._lowers
+    first = {p: resolver.lower(p) for p in ("/d", "/d/sub", "/d/b", "/d/gone", "/d/nothing", "/only1", "/only0")}
+    assert {"/", "/d", "/d/sub", "/only1"} <= set(lowers)
+    assert not {"/d/b", "/d/gone", "/d/nothing", "/only0"} & set(lowers)
+    assert resolver.lower("/d") is first["/d"]  # the kept one
+    again = resolver.lower("/d/b")
+    assert again is not first["/d/b"] and again == first["/d/b"]
+    assert first["/d/b"].entries and not first["/d/nothing"].entries
+
+    small = namei.Resolver(u.sb.branches, resolver.dialect, wh_files=resolver.wh_files, cache_size=2)
+    for path, result in first.items():
+        assert small.lower(path) == result
+        assert len(small._lowers) <= 2
