@@ -399,11 +399,20 @@ class LowLevelOps:
             self.r.reply_entry(req, ctypes.byref(e))
             return
         st, lasting = found
-        nid = self._bind(node.path, st, lasting)
-        e = self._entry_of(nid, st)
+        # _bind and _entry_of, inlined: a fresh LOOKUP is the commonest request, and each
+        # Python call costs it more in the daemon, where every request starts cold, than here.
+        path = node.path
+        nid = self.table.bind(path, st.st_ino if lasting else ("path", path))  # self._key
+        if self.debug:
+            print(f"   layerfs: node {nid} = {path}", file=sys.stderr, flush=True)
+        e = ll.EntryParam()
+        c = self.caching
+        _pack_entry_of(e, nid, st if c.plain else self._shown(st), c.attr, c.entry)
         if S_ISDIR(st.st_mode):
             self._keep_resolved(nid, node, generation)
-        self.r.reply_entry(req, ctypes.byref(e))
+        # No copy-up invalidation can be pending here (a lookup copies nothing up, and the
+        # guard sent any an earlier request left): libfuse's reply, not Replies' wrapper.
+        self.lib.reply_entry(req, ctypes.byref(e))
 
     def mknod(self, req: int, parent: int, name: bytes, mode: int, rdev: int) -> None:
         path = self.table.child(parent, _fsdecode(name))
