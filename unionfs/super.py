@@ -174,7 +174,7 @@ class InodeNumbers:
 
     def number(self, st: os.stat_result) -> int:
         ino = st.st_ino
-        if not self.samefs:
+        if len(self.fsids) > 1:  # not samefs (without the property's call: once per lookup)
             ino = self._spread(st.st_dev, ino)
         return ino & 0xFFFFFFFF if self.ino32 else ino
 
