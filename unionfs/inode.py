@@ -118,7 +118,8 @@ def stat_of(sb: Super, entries: tuple[Entry, ...], lowers: tuple[Entry, ...], ro
         Stat,
         (
             mode,
-            inos.number(number_of),
+            # InodeNumbers.number, without the call where it changes nothing (one filesystem)
+            number_of.st_ino if len(inos.fsids) <= 1 and not inos.ino32 else inos.number(number_of),
             inos.dev,
             nlink,
             # IdMap.shown, without a call where the map is the identity (every mount without

@@ -177,10 +177,13 @@ def test_the_lower_cache_keeps_directories_not_files(tmp_path, dialect):
     assert not {"/d/b", "/d/gone", "/d/nothing", "/only0"} & set(lowers)
     assert resolver.lower("/d") is first["/d"]  # the kept one
     again = resolver.lower("/d/b")
-    assert again is not first["/d/b"] and again == first["/d/b"]
+    assert again is not first["/d/b"] and again == first["/d/b"]  # a file: nothing reads it
     assert first["/d/b"].entries and not first["/d/nothing"].entries
+
+    def same(result: namei.LowerResult) -> tuple:  # not the stats' atimes (a listing reads a directory)
+        return tuple((e.branch, e.real, e.st.st_ino, e.st.st_mode) for e in result.entries), result.whiteout
 
     small = namei.Resolver(u.sb.branches, resolver.dialect, wh_files=resolver.wh_files, cache_size=2)
     for path, result in first.items():
-        assert small.lower(path) == result
+        assert same(small.lower(path)) == same(result)
         assert len(small._lowers) <= 2
