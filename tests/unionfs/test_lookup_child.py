@@ -162,20 +162,22 @@ def test_many_layers_resolve_through_the_name_index_as_layer_by_layer(tmp_path, 
     assert sum(1 for r in every_layer if len(r) == 4 and r[1]) >= 20  # a good share exists
 
 
-def test_the_lower_cache_keeps_directories_not_files(tmp_path, dialect):
+def test_the_lower_cache_keeps_directories_and_the_last_few_other_names(tmp_path, dialect):
     """The read-only layers' view of a directory is kept (every lookup below it starts there);
-    a file's, an absent or a whited-out name's is resolved again each time (a fresh lookup of
-    every file would otherwise grow the daemon by a kilobyte), with the same answer; a full
-    cache starts again and answers the same."""
+    a file's, an absent or a whited-out name's only among the last `RECENT` ones (an OPEN
+    walks its path just after its LOOKUP; a fresh lookup of every file would otherwise grow
+    the daemon by a kilobyte), and resolved again, with the same answer, once gone; a full
+    cache of directories starts again and answers the same."""
     from unionfs import namei
 
     u = make_union(tmp_path, dialect, LOWERS, UPPER)
     resolver = u.sb.resolver
-    lowers = resolver._lowers
+    resolver.RECENT = 2
     first = {p: resolver.lower(p) for p in ("/d", "/d/sub", "/d/b", "/d/gone", "/d/nothing", "/only1", "/only0")}
-    assert {"/", "/d", "/d/sub", "/only1"} <= set(lowers)
-    assert not {"/d/b", "/d/gone", "/d/nothing", "/only0"} & set(lowers)
-    assert resolver.lower("/d") is first["/d"]  # the kept one
+    assert {"/", "/d", "/d/sub", "/only1"} <= set(resolver._lowers)
+    assert not {"/d/b", "/d/gone", "/d/nothing", "/only0"} & set(resolver._lowers)
+    assert list(resolver._recent) == ["/d/nothing", "/only0"]  # the last two, oldest first
+    assert resolver.lower("/d") is first["/d"] and resolver.lower("/only0") is first["/only0"]  # kept
     again = resolver.lower("/d/b")
     assert again is not first["/d/b"] and again == first["/d/b"]  # a file: nothing reads it
     assert first["/d/b"].entries and not first["/d/nothing"].entries
