@@ -134,8 +134,7 @@ class LowLevelOps:
     ) -> None:
         self.union = union
         # Union.lookup_child and Union.identity_of without their one-line wrappers: a fresh
-        # LOOKUP calls both, and in the daemon, where each request starts cold, a Python call
-        # costs ~1 µs (bench/README.md, 2026-11-30 18:10–19:35).
+        # LOOKUP, the commonest request, calls both (bench/README.md, 2026-11-30 18:10–19:35).
         self._lookup_child = union.sb.resolver.lookup_child
         self._identity_of = partial(identity_of, union.sb)
         self.debug = debug  # libfuse logs each request by node id; we say which path a node is
@@ -403,8 +402,8 @@ class LowLevelOps:
             self.r.reply_entry(req, ctypes.byref(e))
             return
         st, lasting = found
-        # _bind and _entry_of, inlined: a fresh LOOKUP is the commonest request, and each
-        # Python call costs it more in the daemon, where every request starts cold, than here.
+        # _bind and _entry_of, inlined: a fresh LOOKUP is the commonest request (a Python call
+        # less each; the figures in bench/README.md, 2026-11-30 18:10–19:35).
         path = node.path
         nid = self.table.bind(path, st.st_ino if lasting else ("path", path))  # self._key
         if self.debug:
