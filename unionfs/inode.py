@@ -112,15 +112,20 @@ def stat_of(sb: Super, entries: tuple[Entry, ...], lowers: tuple[Entry, ...], ro
             if origin is not None and origin.st_nlink == 1:
                 number_of = origin
     nlink = 1 if is_dir and (len(entries) > 1 or features.static_nlink) else st.st_nlink
+    uids, gids = features.uid_map, features.gid_map
+    inos = sb.inos
     return _new(
         Stat,
         (
             mode,
-            sb.inos.number(number_of),
-            sb.inos.dev,
+            # InodeNumbers.number, without the call where it changes nothing (one filesystem)
+            number_of.st_ino if len(inos.fsids) <= 1 and not inos.ino32 else inos.number(number_of),
+            inos.dev,
             nlink,
-            features.uid_map.shown(st.st_uid),
-            features.gid_map.shown(st.st_gid),
+            # IdMap.shown, without a call where the map is the identity (every mount without
+            # uidmapping=/gidmapping=/squash_*): a Stat is built for every lookup and getattr
+            st.st_uid if not uids.ranges and uids.squash is None else uids.shown(st.st_uid),
+            st.st_gid if not gids.ranges and gids.squash is None else gids.shown(st.st_gid),
             st.st_size,
             st.st_atime_ns,
             st.st_mtime_ns,

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from stat import S_ISDIR
 from typing import Any
 
@@ -33,7 +33,7 @@ from .bootstrap import session_options  # the one list of what libfuse parses, f
 from .dir_cookies import Listings, Page
 from .dirent import DIRENTPLUS_HEAD, PlusPacker, pack_dirents
 from .handles import HandleTable
-from .inode import Stat
+from .inode import Stat, identity_of
 from .inode_table import ROOT_ID, InodeTable
 from .listing import stat_entries
 from .namei import Node
@@ -133,6 +133,10 @@ class LowLevelOps:
         debug: bool = False,
     ) -> None:
         self.union = union
+        # Union.lookup_child and Union.identity_of without their one-line wrappers: a fresh
+        # LOOKUP, the commonest request, calls both (bench/README.md, 2026-11-30 18:10–19:35).
+        self._lookup_child = union.sb.resolver.lookup_child
+        self._identity_of = partial(identity_of, union.sb)
         self.debug = debug  # libfuse logs each request by node id; we say which path a node is
         self.caching = caching or Caching()
         self._plus = (self.caching, PlusPacker(self.caching.attr, self.caching.entry))  # READDIRPLUS records
@@ -383,12 +387,11 @@ class LowLevelOps:
     # -- names ---------------------------------------------------------------------------------
     def lookup(self, req: int, parent: int, name: bytes) -> None:
         generation = self._generation
-        union = self.union
         try:
             pnode = self._dirs_resolved.get(parent) or self._resolved_dir(parent)
-            node = union.lookup_child(pnode, name.decode(_FS_ENCODING, _FS_ERRORS))
+            node = self._lookup_child(pnode, name.decode(_FS_ENCODING, _FS_ERRORS))
             # an absent name is answered without raising and catching ENOENT
-            found = union.identity_of(node) if node.entries else None
+            found = self._identity_of(node) if node.entries else None
         except FileNotFoundError:
             found = None
         if found is None:
@@ -399,11 +402,20 @@ class LowLevelOps:
             self.r.reply_entry(req, ctypes.byref(e))
             return
         st, lasting = found
-        nid = self._bind(node.path, st, lasting)
-        e = self._entry_of(nid, st)
+        # _bind and _entry_of, inlined: a fresh LOOKUP is the commonest request (a Python call
+        # less each; the figures in bench/README.md, 2026-11-30 18:10–19:35).
+        path = node.path
+        nid = self.table.bind(path, st.st_ino if lasting else ("path", path))  # self._key
+        if self.debug:
+            print(f"   layerfs: node {nid} = {path}", file=sys.stderr, flush=True)
+        e = ll.EntryParam()
+        c = self.caching
+        _pack_entry_of(e, nid, st if c.plain else self._shown(st), c.attr, c.entry)
         if S_ISDIR(st.st_mode):
             self._keep_resolved(nid, node, generation)
-        self.r.reply_entry(req, ctypes.byref(e))
+        # No copy-up invalidation can be pending here (a lookup copies nothing up, and the
+        # guard sent any an earlier request left): libfuse's reply, not Replies' wrapper.
+        self.lib.reply_entry(req, ctypes.byref(e))
 
     def mknod(self, req: int, parent: int, name: bytes, mode: int, rdev: int) -> None:
         path = self.table.child(parent, _fsdecode(name))

@@ -168,13 +168,9 @@ class InodeNumbers:
             fsids.setdefault(os.stat(root).st_dev, len(fsids))
         return cls(next(iter(fsids), 0), fsids, xino, ino32)
 
-    @property
-    def samefs(self) -> bool:
-        return len(self.fsids) <= 1
-
     def number(self, st: os.stat_result) -> int:
         ino = st.st_ino
-        if not self.samefs:
+        if len(self.fsids) > 1:  # layers on several filesystems
             ino = self._spread(st.st_dev, ino)
         return ino & 0xFFFFFFFF if self.ino32 else ino
 

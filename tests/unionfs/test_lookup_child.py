@@ -160,3 +160,32 @@ def test_many_layers_resolve_through_the_name_index_as_layer_by_layer(tmp_path, 
     every_layer, indexed = resolve(1000), resolve(0)
     assert indexed == every_layer
     assert sum(1 for r in every_layer if len(r) == 4 and r[1]) >= 20  # a good share exists
+
+
+def test_the_lower_cache_keeps_directories_and_the_last_few_other_names(tmp_path, dialect):
+    """The read-only layers' view of a directory is kept (every lookup below it starts there);
+    a file's, an absent or a whited-out name's only among the last `RECENT` ones (an OPEN
+    walks its path just after its LOOKUP; a fresh lookup of every file would otherwise grow
+    the daemon by a kilobyte), and resolved again, with the same answer, once gone; a full
+    cache of directories starts again and answers the same."""
+    from unionfs import namei
+
+    u = make_union(tmp_path, dialect, LOWERS, UPPER)
+    resolver = u.sb.resolver
+    resolver.RECENT = 2
+    first = {p: resolver.lower(p) for p in ("/d", "/d/sub", "/d/b", "/d/gone", "/d/nothing", "/only1", "/only0")}
+    assert {"/", "/d", "/d/sub", "/only1"} <= set(resolver._lowers)
+    assert not {"/d/b", "/d/gone", "/d/nothing", "/only0"} & set(resolver._lowers)
+    assert list(resolver._recent) == ["/d/nothing", "/only0"]  # the last two, oldest first
+    assert resolver.lower("/d") is first["/d"] and resolver.lower("/only0") is first["/only0"]  # kept
+    again = resolver.lower("/d/b")
+    assert again is not first["/d/b"] and again == first["/d/b"]  # a file: nothing reads it
+    assert first["/d/b"].entries and not first["/d/nothing"].entries
+
+    def same(result: namei.LowerResult) -> tuple:  # not the stats' atimes (a listing reads a directory)
+        return tuple((e.branch, e.real, e.st.st_ino, e.st.st_mode) for e in result.entries), result.whiteout
+
+    small = namei.Resolver(u.sb.branches, resolver.dialect, wh_files=resolver.wh_files, cache_size=2)
+    for path, result in first.items():
+        assert same(small.lower(path)) == same(result)
+        assert len(small._lowers) <= 2
