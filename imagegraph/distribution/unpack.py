@@ -190,8 +190,9 @@ class Inflater:
         self._z: zlib._ZlibDecompressor | None = None
         self._between = False  # a gzip member ended: zeros, or another member, may follow
 
-    def pieces(self, data: bytes) -> Iterator[bytes]:
-        """The tar bytes that `data`, the blob's next bytes, gives."""
+    def pieces(self, data: bytes | memoryview) -> Iterator[bytes]:
+        """The tar bytes that `data`, the blob's next bytes, gives (`data` may be a view of a
+        buffer that is filled again once this returns: nothing here keeps it)."""
         if self._gzip is None:
             self._head += data
             if len(self._head) < 2:
@@ -200,12 +201,12 @@ class Inflater:
             self._gzip = data[:2] == GZIP_MAGIC
         if not self._gzip:
             if data:
-                yield data
+                yield bytes(data)  # kept by the reader as a piece of the tar
             return
         while data:
             if self._between or self._z is None:
                 if self._between:
-                    data = data.lstrip(b"\0")
+                    data = bytes(data).lstrip(b"\0")
                     if not data:
                         return
                 self._between = False
@@ -249,7 +250,7 @@ class LayerReader:
     Errors come out of the reads: the blob's own (a digest that does not match, a short body),
     and `UnpackError` for a gzip stream that breaks."""
 
-    def __init__(self, blob: Iterable[bytes], tee: BinaryIO | None = None) -> None:
+    def __init__(self, blob: Iterable[bytes | memoryview], tee: BinaryIO | None = None) -> None:
         self._blob = iter(blob)
         self._tee = tee
         self.hash = hashlib.sha256()

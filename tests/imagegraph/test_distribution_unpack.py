@@ -151,6 +151,32 @@ def test_inflate_across_out_chunks_and_blob_chunks(level: int, chunk: int) -> No
     assert bytes(got) == data and u.blob_size == len(blob)
 
 
+def reused(blob: bytes, chunk: int) -> Iterator[memoryview]:
+    """`blob` as a pull reads it: each chunk a view of one buffer, filled again for the next."""
+    buffer = bytearray(chunk)
+    for i in range(0, len(blob), chunk):
+        part = blob[i : i + chunk]
+        buffer[: len(part)] = part
+        yield memoryview(buffer)[: len(part)]
+    buffer[:] = b"\xff" * chunk  # what a reader kept of the last chunk would now be wrong
+
+
+@pytest.mark.parametrize("chunk", [1, 333, 4096])
+def test_chunks_read_into_one_buffer_are_not_kept(tmp_path: Path, chunk: int) -> None:
+    """Plain, gzip, and several gzip members with zeros between: the reader copies what it
+    keeps of a chunk (a plain tar's bytes, the start of the blob) before the buffer is reused."""
+    tar = our_tar(tmp_path)
+    half = len(tar) // 2
+    for blob in (tar, gzip.compress(tar), gzip.compress(tar[:half]) + b"\0" * 7 + gzip.compress(tar[half:])):
+        tee = io.BytesIO()
+        u = LayerReader(reused(blob, chunk), tee)
+        assert u.block_at(len(tar) - 2048, 1024) == tar[-2048:-1024]  # every piece made ahead
+        got = bytearray()
+        while piece := u.read(5000):
+            got += piece
+        assert bytes(got) == tar and tee.getvalue() == blob and u.headers is not None
+
+
 def test_read_view_is_the_piece_without_a_copy(tmp_path: Path) -> None:
     tar = our_tar(tmp_path)
     u = LayerReader(chunks(gzip.compress(tar), 100))
