@@ -259,7 +259,9 @@ class Turns:
             raise Cancelled()
 
     def ready(self, i: int) -> None:
-        self._ready[i].set()
+        event = self._ready[i]
+        if not event.is_set():  # asked at every chunk: set() takes a lock and notifies
+            event.set()
 
     def cancel(self) -> None:
         self.stop.set()
