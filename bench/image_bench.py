@@ -423,17 +423,21 @@ class Bench:
         ours: Callable[[int], Sample],
         theirs: Callable[[int], Sample],
         peers: Sequence[tuple[str, Callable[[int], Sample]]] = (),
+        rotate: bool = False,
     ) -> None:
         """Run both sides `repeat` times, interleaved; a failure drops the measure with a line.
         `peers` (system, run) are timed in the same turns: the floor (`pair.floor`, the part of
-        the work no implementation can skip) and the reference checkout's imagegraph."""
+        the work no implementation can skip) and the reference checkout's imagegraph. `rotate`:
+        each turn starts with the next system (run 1: imagegraph first, run 2: the yardstick,
+        …), for runs that do not depend on one another: the first of a turn pays for what the
+        last one left (writeback, freed inodes), so no system pays it every time."""
         self.pairs.append(pair)
         _progress(pair.label)
+        systems = [(IMAGEGRAPH, ours), (pair.yardstick, theirs), *peers]
         try:
             for i in range(self.repeat):
-                self.record(pair.key, IMAGEGRAPH, ours(i))
-                self.record(pair.key, pair.yardstick, theirs(i))
-                for system, run in peers:
+                start = i % len(systems) if rotate else 0
+                for system, run in systems[start:] + systems[:start]:
                     self.record(pair.key, system, run(i))
         except BenchError as exc:
             self.failed[pair.key] = str(exc)
@@ -630,26 +634,31 @@ def measure_push(bench: Bench, images: Images, fx: Fixture) -> None:
                 "skopeo copy",
             )
 
-    bench.pair(Pair(f"push-{fx.key}", f"push: {fx.label}", "skopeo copy", 1.0), ours, theirs)
+    bench.pair(Pair(f"push-{fx.key}", f"push: {fx.label}", "skopeo copy", 1.0), ours, theirs, rotate=True)
 
 
 def measure_pull(bench: Bench, images: Images, fx: Fixture) -> None:
+    """Every run's store (and skopeo's layout) is removed only after the last measure, as for
+    import: a pull creates the layers' files, and right after a pull's store was deleted on a
+    filesystem that does not reuse freed inodes at once, each new file cost many times more
+    (bench/README.md)."""
     ref = f"{images.registry}/bench/{fx.key}:latest"
+    runs = bench.scratch(f"pull-runs-{fx.key}")
 
     def ours(i: int) -> Sample:
-        root = bench.scratch("pull-root")
-        sample = run_step(ig(root, "pull", ref), bench.env, "imagegraph pull")
-        shutil.rmtree(root, ignore_errors=True)
-        return sample
+        return run_step(ig(runs / f"root-{i}", "pull", ref), bench.env, "imagegraph pull")
 
     def theirs(i: int) -> Sample:
-        dest = bench.scratch("pull-oci")
-        copy = _skopeo("--src-tls-verify=false", f"docker://{ref}", f"oci:{dest}:latest")
-        sample = run_step(copy, bench.env, "skopeo")
-        shutil.rmtree(dest, ignore_errors=True)
-        return sample
+        copy = _skopeo("--src-tls-verify=false", f"docker://{ref}", f"oci:{runs / f'oci-{i}'}:latest")
+        return run_step(copy, bench.env, "skopeo")
 
-    bench.pair(Pair(f"pull-{fx.key}", f"pull: {fx.label}", "skopeo copy", 1.0), ours, theirs)
+    def reference(i: int) -> Sample:
+        argv = ig(runs / f"ref-root-{i}", "pull", ref, python=bench.reference or "")
+        return run_step(argv, bench.env, f"{REFERENCE} pull")
+
+    pair = Pair(f"pull-{fx.key}", f"pull: {fx.label}", "skopeo copy", 1.0)
+    bench.pair(pair, ours, theirs, [(REFERENCE, reference)] if bench.reference else [], rotate=True)
+    bench.leftovers.append(runs)
 
 
 def measure_pull_mount(bench: Bench, images: Images, fx: Fixture) -> None:
@@ -938,7 +947,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--reference",
         metavar="PYTHON",
         help="another checkout's Python (its .venv/bin/python): its imagegraph is timed beside this one "
-        f"for import and commit, as {REFERENCE}",
+        f"for import, commit and pull, as {REFERENCE}",
     )
     parser.add_argument(
         "--workdir",

@@ -655,6 +655,12 @@ class _HashingReader:
         self.count += len(b)
         return b
 
+    def view_unhashed(self) -> Callable[[int], memoryview] | None:
+        """The stream's own `read_view` (unpack.LayerReader: up to n bytes of what it holds,
+        without a copy) when this reader has nothing to hash; else None."""
+        read_view: Callable[[int], memoryview] | None = getattr(self.raw, "read_view", None)
+        return None if self.hashing else read_view
+
     def readinto_unhashed(self, view: memoryview) -> int:
         """Read into `view`, counted but not hashed: the caller hashes it, in order."""
         raw_readinto = getattr(self.raw, "readinto", None)
@@ -688,6 +694,21 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _write_views(
+    read_view: Callable[[int], memoryview], reader: _HashingReader, out: int, size: int, short: str
+) -> None:
+    """`size` bytes from a stream that hands out views of what it holds, written to the fd `out`
+    as they come (a pull's big member: the inflater's output is written where it lies)."""
+    left = size
+    while left:
+        view = read_view(min(left, _CHUNK))
+        if not view:
+            raise ArchiveError(short)
+        write_all(out, view)
+        reader.count += len(view)
+        left -= len(view)
 
 
 class HashedCopy:
@@ -1058,8 +1079,12 @@ class Applier:
         stream.buf = ahead[len(head) :]
         write_all(out, head)
         short = f"broken tar archive: unexpected end of data in {_q(rel)}"
-        h = reader.hash if reader.hashing else None
-        self.copier.copy(reader.readinto_unhashed, out, m.size - len(head), h, short)
+        read_view = reader.view_unhashed()
+        if read_view is not None:
+            _write_views(read_view, reader, out, m.size - len(head), short)
+        else:
+            h = reader.hash if reader.hashing else None
+            self.copier.copy(reader.readinto_unhashed, out, m.size - len(head), h, short)
         stream.pos += m.size
         return True
 

@@ -372,10 +372,15 @@ class RegistryClient:
         size: int | None = None,
         on_chunk: Callable[[int], None] | None = None,
         what: str = "filesystem layer",
-    ) -> Generator[bytes, None, None]:
+        into: bytearray | None = None,
+    ) -> Generator[bytes | memoryview, None, None]:
         """Stream a blob, never more than its descriptor's `size`: a longer body is an error, so
         is a shorter one, and so is one that does not hash to `digest`. `what` names the blob
-        in the errors ("filesystem layer", "image config")."""
+        in the errors ("filesystem layer", "image config").
+
+        `into`: each chunk is read into this buffer and given as a view of it, good until the
+        next one is asked for (a pull's layers: no new megabyte to allocate and fault in for
+        every chunk); without it, each chunk is bytes of its own."""
         resp = self.request("GET", f"/v2/{repo}/blobs/{digest}", (repository_scope(repo),), stream=True)
         if resp.raw is None:
             self._raise_for(resp, "blob unknown: blob unknown to registry")
@@ -394,8 +399,13 @@ class RegistryClient:
         try:
             while True:
                 want_now = CHUNK if size is None or size < 0 else min(CHUNK, size - total + 1)
+                chunk: bytes | memoryview
                 try:
-                    chunk = resp.raw.read(want_now)
+                    if into is None:
+                        chunk = resp.raw.read(want_now)
+                    else:
+                        view = memoryview(into)[: min(want_now, len(into))]
+                        chunk = view[: resp.raw.readinto(view)]
                 except (OSError, http.client.HTTPException) as exc:
                     raise RegistryError(f"{what} {digest}: unexpected EOF") from exc
                 if not chunk:

@@ -35,7 +35,7 @@ from ..layerstore import LayerStore, StagedLayer
 from ..reference import InvalidReference, Reference, familiar_string, tag_name_only, with_digest, with_name, with_tag
 from ..refstore import RefNotFound
 from . import manifest as M
-from .client import RegistryClient
+from .client import CHUNK, RegistryClient
 from .credentials import get_auth
 from .errors import NotFound, RegistryError, Unauthorized, Unreachable
 from .localstore import LocalStore
@@ -259,7 +259,9 @@ class Turns:
             raise Cancelled()
 
     def ready(self, i: int) -> None:
-        self._ready[i].set()
+        event = self._ready[i]
+        if not event.is_set():  # asked at every chunk: set() takes a lock and notifies
+            event.set()
 
     def cancel(self) -> None:
         self.stop.set()
@@ -306,8 +308,9 @@ def _download(
             reported = done
             out.progress(sid, "Downloading", done, desc.size)
 
-    def chunks() -> Iterator[bytes]:
-        for chunk in client.iter_blob(ref.path, desc.digest, desc.size, on_chunk=report):
+    def chunks() -> Iterator[bytes | memoryview]:
+        buffer = bytearray(CHUNK)  # each chunk is read into it: the reader keeps none of it
+        for chunk in client.iter_blob(ref.path, desc.digest, desc.size, on_chunk=report, into=buffer):
             if turns.stop.is_set():
                 raise Cancelled()
             yield chunk

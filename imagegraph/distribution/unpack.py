@@ -177,16 +177,22 @@ class TarScan:
 class Inflater:
     """A layer blob's bytes in, its tar out, at most `OUT_CHUNK` at a time and only as the
     output is asked for: gunzipped when the blob starts with gzip's magic (several members, as
-    Go's reader takes them, and zeros after the last, as Python's does), as it is otherwise."""
+    Go's reader takes them, and zeros after the last, as Python's does), as it is otherwise.
+
+    zlib-ng's `_ZlibDecompressor` (the one Python's gzip module reads with since 3.12) keeps
+    the input it has not used yet itself: `decompressobj` copies it out as `unconsumed_tail`
+    after every `OUT_CHUNK` of output and is handed it back, and gathers each output in blocks
+    that it joins at the end, twice the CPU for the same bytes."""
 
     def __init__(self) -> None:
         self._head = b""
         self._gzip: bool | None = None
-        self._z: zlib._Decompress | None = None
+        self._z: zlib._ZlibDecompressor | None = None
         self._between = False  # a gzip member ended: zeros, or another member, may follow
 
-    def pieces(self, data: bytes) -> Iterator[bytes]:
-        """The tar bytes that `data`, the blob's next bytes, gives."""
+    def pieces(self, data: bytes | memoryview) -> Iterator[bytes]:
+        """The tar bytes that `data`, the blob's next bytes, gives (`data` may be a view of a
+        buffer that is filled again once this returns: nothing here keeps it)."""
         if self._gzip is None:
             self._head += data
             if len(self._head) < 2:
@@ -195,23 +201,26 @@ class Inflater:
             self._gzip = data[:2] == GZIP_MAGIC
         if not self._gzip:
             if data:
-                yield data
+                yield bytes(data)  # kept by the reader as a piece of the tar
             return
         while data:
             if self._between or self._z is None:
                 if self._between:
-                    data = data.lstrip(b"\0")
+                    data = bytes(data).lstrip(b"\0")
                     if not data:
                         return
                 self._between = False
-                self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._z = zlib._ZlibDecompressor(16 + zlib.MAX_WBITS)
             z = self._z
             try:
                 out = z.decompress(data, OUT_CHUNK)
                 if out:
                     yield out
-                while z.unconsumed_tail and not z.eof:
-                    out = z.decompress(z.unconsumed_tail, OUT_CHUNK)
+                # `needs_input` may be set with output still held when the input ran out
+                # exactly: it comes with the next chunk. At the blob's end nothing is held,
+                # since a member's 8-byte trailer is read only after its last output.
+                while not z.needs_input and not z.eof:
+                    out = z.decompress(b"", OUT_CHUNK)
                     if out:
                         yield out
             except _ZLIB_ERROR as exc:
@@ -241,7 +250,7 @@ class LayerReader:
     Errors come out of the reads: the blob's own (a digest that does not match, a short body),
     and `UnpackError` for a gzip stream that breaks."""
 
-    def __init__(self, blob: Iterable[bytes], tee: BinaryIO | None = None) -> None:
+    def __init__(self, blob: Iterable[bytes | memoryview], tee: BinaryIO | None = None) -> None:
         self._blob = iter(blob)
         self._tee = tee
         self.hash = hashlib.sha256()
@@ -300,6 +309,16 @@ class LayerReader:
             out = self._cur[self._pos : self._pos + n]
         self._pos += len(out)
         return out
+
+    def read_view(self, n: int) -> memoryview:
+        """Up to `n` bytes of the piece being read, as a view of it: no copy (a big member's
+        data goes from the inflater's output straight to its file). Empty at the end."""
+        while self._pos >= len(self._cur):
+            if not self._advance():
+                return memoryview(b"")
+        view = memoryview(self._cur)[self._pos : self._pos + n]
+        self._pos += len(view)
+        return view
 
     def readinto(self, view: memoryview) -> int:
         while self._pos >= len(self._cur):

@@ -136,6 +136,80 @@ def test_a_gzip_bomb_is_never_whole_in_memory() -> None:
     assert u.headers is None  # zeros are no tar that ends as ours does
 
 
+@pytest.mark.parametrize("level", [0, 1, 9])
+@pytest.mark.parametrize("chunk", [1 << 20, (1 << 20) + 1, 65536, 7])
+def test_inflate_across_out_chunks_and_blob_chunks(level: int, chunk: int) -> None:
+    """Output cut at `OUT_CHUNK` while input is left (zeros), or none is (random, stored at
+    level 0): every byte comes out, whichever chunk of the blob ends where."""
+    data = os.urandom((1 << 20) + 3) + b"\0" * (3 << 20) + os.urandom(5) + b"\0" * OUT_CHUNK
+    blob = gzip.compress(data, compresslevel=level)
+    u = LayerReader(chunks(blob, chunk))
+    got = bytearray()
+    while piece := u.read():
+        assert len(piece) <= OUT_CHUNK
+        got += piece
+    assert bytes(got) == data and u.blob_size == len(blob)
+
+
+def reused(blob: bytes, chunk: int) -> Iterator[memoryview]:
+    """`blob` as a pull reads it: each chunk a view of one buffer, filled again for the next."""
+    buffer = bytearray(chunk)
+    for i in range(0, len(blob), chunk):
+        part = blob[i : i + chunk]
+        buffer[: len(part)] = part
+        yield memoryview(buffer)[: len(part)]
+    buffer[:] = b"\xff" * chunk  # what a reader kept of the last chunk would now be wrong
+
+
+@pytest.mark.parametrize("chunk", [1, 333, 4096])
+def test_chunks_read_into_one_buffer_are_not_kept(tmp_path: Path, chunk: int) -> None:
+    """Plain, gzip, and several gzip members with zeros between: the reader copies what it
+    keeps of a chunk (a plain tar's bytes, the start of the blob) before the buffer is reused."""
+    tar = our_tar(tmp_path)
+    half = len(tar) // 2
+    for blob in (tar, gzip.compress(tar), gzip.compress(tar[:half]) + b"\0" * 7 + gzip.compress(tar[half:])):
+        tee = io.BytesIO()
+        u = LayerReader(reused(blob, chunk), tee)
+        assert u.block_at(len(tar) - 2048, 1024) == tar[-2048:-1024]  # every piece made ahead
+        got = bytearray()
+        while piece := u.read(5000):
+            got += piece
+        assert bytes(got) == tar and tee.getvalue() == blob and u.headers is not None
+
+
+def test_read_view_is_the_piece_without_a_copy(tmp_path: Path) -> None:
+    tar = our_tar(tmp_path)
+    u = LayerReader(chunks(gzip.compress(tar), 100))
+    first = u.read_view(10)
+    assert first.obj is u._cur and bytes(first) == tar[:10]
+    got = bytearray(first)
+    while view := u.read_view(333):
+        assert len(view) <= 333
+        got += view
+    assert bytes(got) == tar and not u.read_view(1)
+
+
+def test_big_members_are_written_from_the_readers_pieces(tmp_path: Path) -> None:
+    """A member over `archive.COPY_DIRECT` goes from the inflater's pieces to its file (no
+    buffer in between); its bytes, the DiffID and a short member's error are as before."""
+    src = tmp_path / "src"
+    src.mkdir()
+    big = os.urandom(3 << 20) + b"text" * (1 << 18)
+    (src / "big").write_bytes(big)
+    (src / "small").write_bytes(b"x" * 100)
+    tar = io.BytesIO()
+    written = archive.write_layer_tar(src, tar)
+    blob = gzip.compress(tar.getvalue(), compresslevel=1)
+    u = LayerReader(chunks(blob, 65536))
+    result = archive.apply_layer_tar(u, tmp_path / "out", diff_id=written.diff_id)
+    assert (tmp_path / "out" / "big").read_bytes() == big
+    assert u.diff_id == written.diff_id == result.diff_id
+    cut = tar.getvalue()[: len(tar.getvalue()) // 2]  # inside the big member's data
+    u = LayerReader(chunks(gzip.compress(cut), 65536))
+    with pytest.raises(archive.ArchiveError, match='unexpected end of data in "big"'):
+        archive.apply_layer_tar(u, tmp_path / "cut", diff_id="sha256:" + "0" * 64)
+
+
 def test_readinto_and_short_reads(tmp_path: Path) -> None:
     tar = our_tar(tmp_path)
     u = LayerReader(chunks(gzip.compress(tar), 100))
