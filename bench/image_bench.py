@@ -634,13 +634,14 @@ def measure_push(bench: Bench, images: Images, fx: Fixture) -> None:
 
 
 def measure_pull(bench: Bench, images: Images, fx: Fixture) -> None:
+    """Every run's store is removed only after the last measure, as import's: a pull of 20,000
+    files just after the last run's 20,000 were deleted took 4–6 times as long (bench/README.md)."""
     ref = f"{images.registry}/bench/{fx.key}:latest"
+    runs = bench.scratch(f"pull-runs-{fx.key}")
+    bench.leftovers.append(runs)
 
     def ours(i: int) -> Sample:
-        root = bench.scratch("pull-root")
-        sample = run_step(ig(root, "pull", ref), bench.env, "imagegraph pull")
-        shutil.rmtree(root, ignore_errors=True)
-        return sample
+        return run_step(ig(runs / f"root-{i}", "pull", ref), bench.env, "imagegraph pull")
 
     def theirs(i: int) -> Sample:
         dest = bench.scratch("pull-oci")
@@ -649,7 +650,12 @@ def measure_pull(bench: Bench, images: Images, fx: Fixture) -> None:
         shutil.rmtree(dest, ignore_errors=True)
         return sample
 
-    bench.pair(Pair(f"pull-{fx.key}", f"pull: {fx.label}", "skopeo copy", 1.0), ours, theirs)
+    def reference(i: int) -> Sample:
+        argv = ig(runs / f"ref-root-{i}", "pull", ref, python=bench.reference or "")
+        return run_step(argv, bench.env, f"{REFERENCE} pull")
+
+    peers = [(REFERENCE, reference)] if bench.reference else []
+    bench.pair(Pair(f"pull-{fx.key}", f"pull: {fx.label}", "skopeo copy", 1.0), ours, theirs, peers)
 
 
 def measure_pull_mount(bench: Bench, images: Images, fx: Fixture) -> None:
@@ -938,7 +944,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--reference",
         metavar="PYTHON",
         help="another checkout's Python (its .venv/bin/python): its imagegraph is timed beside this one "
-        f"for import and commit, as {REFERENCE}",
+        f"for import, commit and pull, as {REFERENCE}",
     )
     parser.add_argument(
         "--workdir",
@@ -992,7 +998,7 @@ def _chosen(args: argparse.Namespace, sizes: Sizes) -> tuple[list[str], list[Fix
 
 
 def run_all(bench: Bench, groups: list[str], trees: list[Fixture], chosen: list[Fixture]) -> None:
-    """Every measure, then the import and commit runs' stores and copies (kept to the end, so
+    """Every measure, then the import, commit and pull runs' stores and copies (kept to the end, so
     that their deletion slows no later measure that creates files)."""
     try:
         _run_measures(bench, groups, trees, chosen)
