@@ -1001,7 +1001,7 @@ def _chosen(args: argparse.Namespace, sizes: Sizes) -> tuple[list[str], list[Fix
 
 
 def run_all(bench: Bench, groups: list[str], trees: list[Fixture], chosen: list[Fixture]) -> None:
-    """Every measure, then the import and commit runs' stores and copies (kept to the end, so
+    """Every measure, then the import, commit and pull runs' stores and copies (kept to the end, so
     that their deletion slows no later measure that creates files)."""
     try:
         _run_measures(bench, groups, trees, chosen)

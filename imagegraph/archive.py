@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 import tarfile
 import tempfile
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -797,12 +798,72 @@ _SPECIAL_TYPES: tuple[bytes, ...] = (
 )
 
 
+# name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic, version, uname, gname,
+# devmajor, devminor, prefix (and 12 unused bytes): a USTAR header's fields.
+_HEADER_FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
+# Types whose header tarfile's frombuf reads with no rule of their own (not the old-style
+# regular file "\0", a GNU long name or link, or an old GNU sparse file).
+_PLAIN_HEADER_TYPES = frozenset(b"01234567xg")
+_TI = TypeVar("_TI", bound=tarfile.TarInfo)
+
+
+def _octal_number(field: bytes) -> int:
+    """tarfile's `nti` for a field in octal digits; ValueError for anything else (base-256)."""
+    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+
+
+def _plain_frombuf(cls: type[_TI], buf: bytes | bytearray, encoding: str, errors: str) -> _TI | None:
+    """tarfile's `TarInfo.frombuf` for the usual header (octal numbers, a valid unsigned
+    checksum, a type without a rule of its own) in one unpack: the same object, a third of its
+    time. None for any other header, which tarfile's own parser then reads (and refuses)."""
+    if len(buf) != BLOCK or buf[156] not in _PLAIN_HEADER_TYPES:
+        return None
+    name, mode, uid, gid, size, mtime, chk, kind, link, _, _, uname, gname, major, minor, prefix = (
+        _HEADER_FIELDS.unpack(buf)
+    )
+    try:
+        chksum = _octal_number(chk)
+        if chksum != 256 + sum(buf) - sum(chk):
+            return None  # a signed checksum, or a bad one: tarfile decides
+        obj = cls()
+        obj.name = name.split(b"\0", 1)[0].decode(encoding, errors)
+        obj.mode = _octal_number(mode)
+        obj.uid = _octal_number(uid)
+        obj.gid = _octal_number(gid)
+        obj.size = _octal_number(size)
+        obj.mtime = _octal_number(mtime)
+        obj.devmajor = _octal_number(major)
+        obj.devminor = _octal_number(minor)
+        obj.linkname = link.split(b"\0", 1)[0].decode(encoding, errors)
+        obj.uname = uname.split(b"\0", 1)[0].decode(encoding, errors)
+        obj.gname = gname.split(b"\0", 1)[0].decode(encoding, errors)
+        head = prefix.split(b"\0", 1)[0].decode(encoding, errors)
+    except ValueError:
+        return None
+    obj.chksum = chksum
+    obj.type = kind
+    if kind == tarfile.DIRTYPE:
+        obj.name = obj.name.rstrip("/")
+    if head:
+        obj.name = head + "/" + obj.name
+    return obj
+
+
 class BoundedTarInfo(tarfile.TarInfo):
     """Python's header parsing with Go's limits: tarfile reads a PAX or long-name header, and a
-    sparse map, whole into memory whatever size the archive declares; Go stops at 1 MiB.
+    sparse map, whole into memory whatever size the archive declares; Go stops at 1 MiB. The
+    usual header is parsed in one step (`_plain_frombuf`), the rest by tarfile.
 
     It overrides tarfile's private `_proc_*` steps, which the stubs do not know: `Any` stands
     for them below."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> BoundedTarInfo:
+        plain = _plain_frombuf(cls, buf, encoding, errors)
+        if plain is not None:
+            return plain
+        parsed: Any = super().frombuf(buf, encoding, errors)
+        return parsed
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo | None:
         if self.type in _SPECIAL_TYPES and self.size > MAX_SPECIAL:
@@ -972,19 +1033,36 @@ class Applier:
             elif self.encoding == ENCODING_OVERLAY:
                 self.whiteout(dfd, base[len(WHITEOUT_PREFIX) :], m)
                 return
-        try:
-            old = os.lstat(base, dir_fd=dfd)
-        except FileNotFoundError:
-            old = None
-        if old is not None and not (m.isdir() and stat.S_ISDIR(old.st_mode)):
-            fstree.remove_at(dfd, base)
-            old = None
         self.mode_set = False  # set by `regular` when it created the file with its mode
+        # Created without a look first (the layer is new: a name is rarely there already); the
+        # call that finds the name taken removes what is there (a folder for a folder stays)
+        # and runs again.
+        try:
+            old = self.create(dfd, base, rel, m, data_end)
+        except FileExistsError:
+            old = os.lstat(base, dir_fd=dfd)
+            if not (m.isdir() and stat.S_ISDIR(old.st_mode)):
+                fstree.remove_at(dfd, base)
+                old = self.create(dfd, base, rel, m, data_end)
         if m.isdir():
-            if old is None:
-                os.mkdir(base, 0o700, dir_fd=dfd)
             self.dirs.pop(rel, None)
             self.dirs[rel] = (int(m.mtime), m.mode & 0o7777)
+        self.seen.add(rel)
+        if m.islnk():
+            return
+        if self.as_root and not (old is None and (m.uid, m.gid) == self.own_ids):
+            os.chown(base, m.uid, m.gid, dir_fd=dfd, follow_symlinks=False)
+        if not m.issym() and not m.isdir() and not self.mode_set:
+            os.chmod(base, m.mode & 0o7777, dir_fd=dfd)
+        self.xattrs(dfd, base, m)
+        if not m.isdir():
+            os.utime(base, (m.mtime, m.mtime), dir_fd=dfd, follow_symlinks=False)
+
+    def create(self, dfd: int, base: str, rel: str, m: tarfile.TarInfo, data_end: int) -> os.stat_result | None:
+        """Make the entry `base` (FileExistsError if the name is taken; nothing is read from the
+        tar before the name is made); None: it was made new."""
+        if m.isdir():
+            os.mkdir(base, 0o700, dir_fd=dfd)
         elif m.isreg():
             self.regular(dfd, base, rel, m, data_end)
         elif m.issym():
@@ -1005,16 +1083,7 @@ class Applier:
             os.mkfifo(base, 0o600, dir_fd=dfd)
         else:
             raise ArchiveError(f"unsupported tar entry type {m.type!r} for {_q(rel)}")
-        self.seen.add(rel)
-        if m.islnk():
-            return
-        if self.as_root and not (old is None and (m.uid, m.gid) == self.own_ids):
-            os.chown(base, m.uid, m.gid, dir_fd=dfd, follow_symlinks=False)
-        if not m.issym() and not m.isdir() and not self.mode_set:
-            os.chmod(base, m.mode & 0o7777, dir_fd=dfd)
-        self.xattrs(dfd, base, m)
-        if not m.isdir():
-            os.utime(base, (m.mtime, m.mtime), dir_fd=dfd, follow_symlinks=False)
+        return None
 
     def whiteout(self, dfd: int, target: str, m: tarfile.TarInfo) -> None:
         """An OCI whiteout in the overlay encoding: a char device 0/0 in the deleted name's place."""
@@ -1043,12 +1112,22 @@ class Applier:
             mode & 0o777 if created == mode else 0o600,
             dir_fd=dfd,
         )
+        try:
+            direct = getattr(m, "sparse", None) is None and (
+                self.small_direct(m, fd, rel) if m.size < COPY_DIRECT else self.copy_direct(m, fd, rel)
+            )
+        except BaseException:
+            os.close(fd)
+            raise
+        if direct:
+            os.close(fd)
+            self.mode_set = created == mode
+            return
         with os.fdopen(fd, "wb") as out:
             if getattr(m, "sparse", None) is None:
-                if not (m.size >= COPY_DIRECT and self.copy_direct(m, out.fileno(), rel)):
-                    src = self.tf.extractfile(m)
-                    if src is not None:
-                        shutil.copyfileobj(src, out, _CHUNK)
+                src = self.tf.extractfile(m)
+                if src is not None:
+                    shutil.copyfileobj(src, out, _CHUNK)
                 self.mode_set = created == mode
                 return
             # A sparse member: only its data regions are written, the holes stay holes.
@@ -1063,6 +1142,24 @@ class Applier:
                     out.write(chunk)
                 tape += n
         self.mode_set = created == mode
+
+    def small_direct(self, m: tarfile.TarInfo, out: int, rel: str) -> bool:
+        """A small member's data and padding taken from tarfile's stream in one read (under
+        COPY_DIRECT, so at most 64 KiB in memory), not through an ExFileObject, its buffer and
+        a seek past the padding: most of a small file's extraction time. False where the
+        stream is not tarfile's plain one, where the member starts (then tarfile copies)."""
+        stream: Any = self.tf.fileobj  # tarfile's _Stream: `pos` read so far
+        if not 0 <= m.size < COPY_DIRECT or getattr(stream, "comptype", None) != "tar":
+            return False
+        if getattr(stream, "pos", None) != m.offset_data:
+            return False
+        if not m.size:
+            return True
+        data = stream.read(m.size + -m.size % BLOCK)  # the next header starts after the padding
+        if len(data) < m.size:
+            raise ArchiveError(f"broken tar archive: unexpected end of data in {_q(rel)}")
+        write_all(out, memoryview(data)[: m.size])
+        return True
 
     def copy_direct(self, m: tarfile.TarInfo, out: int, rel: str) -> bool:
         """A big member's data read from under tarfile's stream in 1 MiB reads into one buffer

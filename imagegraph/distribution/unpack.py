@@ -43,7 +43,7 @@ def _octal(field: bytes) -> int | None:
     digits = field.split(b"\0", 1)[0].strip(b" ")
     if not digits:
         return 0
-    if not all(48 <= c <= 55 for c in digits):
+    if digits.translate(None, b"01234567"):  # anything but octal digits (one pass in C)
         return None
     return int(digits, 8)
 

@@ -179,6 +179,64 @@ def test_the_one_step_header_covers_ordinary_files() -> None:
     assert archive._plain_ustar(e, b"d012/f01234", b"") == archive._encode_header(e, b"d012/f01234", b"")
 
 
+_TARINFO_FIELDS = (
+    "name", "mode", "uid", "gid", "size", "mtime", "chksum", "type", "linkname", "uname", "gname",
+    "devmajor", "devminor", "offset", "offset_data", "sparse", "pax_headers",
+)  # fmt: skip
+
+
+def _parsed(cls: type[tarfile.TarInfo], buf: bytes) -> tuple[object, ...] | str:
+    """What a header parser makes of a header: its fields, or the error's type."""
+    try:
+        info = cls.frombuf(buf, "utf-8", "surrogateescape")
+    except Exception as exc:  # every refusal tarfile has
+        return type(exc).__name__
+    return tuple(getattr(info, f) for f in _TARINFO_FIELDS) + (getattr(info, "_sparse_structs", None),)
+
+
+def _headers() -> st.SearchStrategy[bytes]:
+    """Headers Go's writer writes (ours), with some bytes overwritten (a checksum fixed or not)."""
+    entries = st.builds(
+        archive.TarEntry,
+        name=_NAMES.map(lambda n: n or "x"),
+        typeflag=st.sampled_from([b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"x", b"g", b"L", b"S", b"\0"]),
+        mode=_SMALL,
+        uid=_SMALL,
+        gid=_SMALL,
+        size=_LARGE,
+        mtime=_LARGE,
+        linkname=_NAMES,
+    )
+    edits = st.lists(st.tuples(st.integers(0, 511), st.binary(min_size=1, max_size=12)), max_size=3)
+
+    def build(e: archive.TarEntry, changes: list[tuple[int, bytes]], fix_checksum: bool) -> bytes:
+        block = bytearray(encode_header(e)[-512:])  # the entry's own block (after any PAX one)
+        for at, data in changes:
+            block[at : at + len(data)] = data
+            del block[512:]
+        if fix_checksum:
+            block[148:156] = b"%06o\0 " % (sum(block[:148]) + 256 + sum(block[156:]))
+        return bytes(block)
+
+    return st.builds(build, entries, edits, st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(buf=_headers())
+def test_the_quick_header_parser_reads_as_tarfile_reads(buf: bytes) -> None:
+    """BoundedTarInfo.frombuf gives tarfile's own result for any header: the quick parser for
+    the usual one, tarfile's for the rest (and tarfile's refusals)."""
+    assert _parsed(archive.BoundedTarInfo, buf) == _parsed(tarfile.TarInfo, buf)
+
+
+def test_the_quick_header_parser_takes_the_usual_header() -> None:
+    e = archive.TarEntry("d012/f01234", archive.TYPE_REG, 0o644, 0, 0, 3000, 1796022679)
+    assert archive._plain_frombuf(archive.BoundedTarInfo, encode_header(e), "utf-8", "surrogateescape") is not None
+    long = archive.TarEntry("d" * 50 + "/" + "x" * 80 + "/", archive.TYPE_DIR, 0o755)  # a ustar prefix
+    parsed = archive._plain_frombuf(archive.BoundedTarInfo, encode_header(long), "utf-8", "surrogateescape")
+    assert parsed is not None and parsed.name == long.name.rstrip("/")
+
+
 @needs_root
 def test_overlay_whiteouts_and_opaque_dirs_are_written_as_oci_files(tmp_path: Path) -> None:
     d = tmp_path / "d"
@@ -344,6 +402,56 @@ def test_apply_creates_missing_parents_and_sums_sizes(tmp_path: Path) -> None:
     assert res.size == 2
     # Python's tarfile pads to 10240: the DiffID is over every byte, padding included
     assert res.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_a_later_entry_replaces_an_earlier_one_of_the_same_name(tmp_path: Path) -> None:
+    """As tar -x and moby's applier: what holds the name goes (a folder with what it holds),
+    except a folder for a folder, which keeps its contents."""
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w", format=tarfile.PAX_FORMAT) as tf:
+
+        def add(name: str, kind: bytes, data: bytes = b"", link: str = "") -> None:
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.linkname, ti.size, ti.mode = kind, link, len(data), 0o640
+            tf.addfile(ti, io.BytesIO(data) if data else None)
+
+        add("f", tarfile.REGTYPE, b"first")
+        add("f", tarfile.REGTYPE, b"second")
+        add("d", tarfile.DIRTYPE)
+        add("d/kept", tarfile.REGTYPE, b"k")
+        add("d", tarfile.DIRTYPE)  # a folder for a folder: d/kept stays
+        add("x", tarfile.DIRTYPE)
+        add("x/gone", tarfile.REGTYPE, b"g")
+        add("x", tarfile.REGTYPE, b"now a file")  # the folder and what it holds go
+        add("s", tarfile.SYMTYPE, link="f")
+        add("s", tarfile.REGTYPE, b"no longer a link")
+        add("h", tarfile.REGTYPE, b"old")
+        add("h", tarfile.LNKTYPE, link="f")
+        add("y", tarfile.REGTYPE, b"y")
+        add("y", tarfile.DIRTYPE)
+    out = tmp_path / "out"
+    apply_layer_tar(io.BytesIO(b.getvalue()), out, "aufs")
+    assert (out / "f").read_bytes() == b"second"
+    assert (out / "d" / "kept").read_bytes() == b"k"
+    assert (out / "x").read_bytes() == b"now a file"
+    assert not (out / "s").is_symlink() and (out / "s").read_bytes() == b"no longer a link"
+    assert os.stat(out / "h").st_ino == os.stat(out / "f").st_ino
+    assert (out / "y").is_dir()
+    assert stat.S_IMODE(os.stat(out / "x").st_mode) == 0o640
+
+
+@pytest.mark.parametrize("cut", [512 + 100, 512 + 300, 512 + 511])
+def test_a_small_file_cut_short_is_a_broken_tar(tmp_path: Path, cut: int) -> None:
+    """Data (512 + 300: the header and 300 of its 400 bytes) or padding (the rest) missing."""
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        ti = tarfile.TarInfo("f")
+        ti.size = 400
+        tf.addfile(ti, io.BytesIO(b"z" * 400))
+    dest = tmp_path / "out"
+    with pytest.raises(ArchiveError, match="unexpected end of data"):
+        apply_layer_tar(io.BytesIO(b.getvalue()[:cut]), dest, "aufs")
+    assert not dest.exists()
 
 
 def test_an_ordinary_user_stores_the_kernels_marks_where_the_kernel_lets_them() -> None:
