@@ -1000,14 +1000,14 @@ def _chosen(args: argparse.Namespace, sizes: Sizes) -> tuple[list[str], list[Fix
     return groups, [fx for fx in chosen if fx.key != "image"], chosen
 
 
-def run_all(bench: Bench, groups: list[str], trees: list[Fixture], chosen: list[Fixture]) -> None:
-    """Every measure, then the import, commit and pull runs' stores and copies (kept to the end, so
-    that their deletion slows no later measure that creates files)."""
-    try:
-        _run_measures(bench, groups, trees, chosen)
-    finally:
-        for path in bench.leftovers:
-            shutil.rmtree(path, ignore_errors=True)
+def remove_leftovers(bench: Bench, runs: Path) -> None:
+    """The import, commit and pull runs' stores and copies, kept to the end so that their deletion
+    slows no later measure that creates files. Called after the tables are out: deleting a few
+    hundred thousand files can take minutes (a filesystem mounted with `discard`)."""
+    if bench.leftovers:
+        _progress("removing the runs' stores and copies")
+    for path in [*bench.leftovers, runs]:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _run_measures(bench: Bench, groups: list[str], trees: list[Fixture], chosen: list[Fixture]) -> None:
@@ -1058,38 +1058,11 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(workdir, sizes, repeat, _env(), base, reference=args.reference)
         try:
             with MountSet(str(workdir / "runs")):  # a mount left by pull + mount comes down, whatever happens
-                run_all(bench, groups, trees, chosen)
+                _run_measures(bench, groups, trees, chosen)
+            after = os.getloadavg()
+            print_results(args, bench, repeat, started, load, after)
         finally:
-            shutil.rmtree(workdir / "runs", ignore_errors=True)
-        after = os.getloadavg()
-        print(
-            f"{PROG}: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, {repeat} "
-            f"run{'s' * (repeat > 1)} per figure, {os.cpu_count()} CPUs, kernel {platform.release()}, "
-            f"imagegraph at {imagegraph_version()}, load average {load[0]:.1f} before, {after[0]:.1f} after",
-            flush=True,
-        )
-        print(report(bench), end="", flush=True)
-        if args.json:
-            save_json(
-                args.json,
-                {
-                    "date": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-                    "load": [load[0], after[0]],
-                    "versions": {
-                        "imagegraph": imagegraph_version(),
-                        "skopeo": _tool_version(["skopeo", "--version"]),
-                        "umoci": _tool_version(["umoci", "--version"]),
-                        "python": platform.python_version(),
-                    },
-                    "repeat": repeat,
-                    "sizes": asdict(sizes),
-                    "failed": bench.failed,
-                    "pairs": [dict(asdict(p), ratio=ratio(bench, p)) for p in bench.pairs],
-                    "figures": [
-                        dict(f.as_dict(), peak_rss=bench.rss[(f.measure, f.system)]) for f in bench.figures.values()
-                    ],
-                },
-            )
+            remove_leftovers(bench, workdir / "runs")
         return 1 if bench.failed else 0
     except BenchError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
@@ -1100,6 +1073,45 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print(f"{PROG}: terminated; every registry and daemon was stopped", file=sys.stderr)
         return 143
+
+
+def print_results(
+    args: argparse.Namespace,
+    bench: Bench,
+    repeat: int,
+    started: float,
+    load: tuple[float, float, float],
+    after: tuple[float, float, float],
+) -> None:
+    """The header line, the tables, and the JSON file if one was asked for."""
+    print(
+        f"{PROG}: {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))}, {repeat} "
+        f"run{'s' * (repeat > 1)} per figure, {os.cpu_count()} CPUs, kernel {platform.release()}, "
+        f"imagegraph at {imagegraph_version()}, load average {load[0]:.1f} before, {after[0]:.1f} after",
+        flush=True,
+    )
+    print(report(bench), end="", flush=True)
+    if args.json:
+        save_json(
+            args.json,
+            {
+                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                "load": [load[0], after[0]],
+                "versions": {
+                    "imagegraph": imagegraph_version(),
+                    "skopeo": _tool_version(["skopeo", "--version"]),
+                    "umoci": _tool_version(["umoci", "--version"]),
+                    "python": platform.python_version(),
+                },
+                "repeat": repeat,
+                "sizes": asdict(bench.sizes),
+                "failed": bench.failed,
+                "pairs": [dict(asdict(p), ratio=ratio(bench, p)) for p in bench.pairs],
+                "figures": [
+                    dict(f.as_dict(), peak_rss=bench.rss[(f.measure, f.system)]) for f in bench.figures.values()
+                ],
+            },
+        )
 
 
 if __name__ == "__main__":
