@@ -7,24 +7,16 @@ No measure is run here: the measures are replaced, the order of the rest is what
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .scripts import load_bench_script
 
 
 def _image_bench(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("image_bench_order", ROOT / "bench" / "image_bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "image_bench_order", module)  # dataclasses look it up
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script(monkeypatch, "image_bench.py", "image_bench_order")
 
 
 @pytest.mark.parametrize("fails", [False, True])

@@ -8,25 +8,17 @@ would look cheaper than it is. No mount here: the bench's commands are recorded,
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .scripts import load_bench_script
 
 
 def _union_bench(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("union_bench_ready", ROOT / "bench" / "union_bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "union_bench_ready", module)  # dataclasses look it up
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script(monkeypatch, "union_bench.py", "union_bench_ready")
 
 
 class _Mounts:
