@@ -1037,13 +1037,15 @@ class Applier:
         # Created without a look first (the layer is new: a name is rarely there already); the
         # call that finds the name taken removes what is there (a folder for a folder stays)
         # and runs again.
+        old: os.stat_result | None = None  # a folder kept in place of a folder, else made new
         try:
-            old = self.create(dfd, base, rel, m, data_end)
+            self.create(dfd, base, rel, m, data_end)
         except FileExistsError:
             old = os.lstat(base, dir_fd=dfd)
             if not (m.isdir() and stat.S_ISDIR(old.st_mode)):
                 fstree.remove_at(dfd, base)
-                old = self.create(dfd, base, rel, m, data_end)
+                self.create(dfd, base, rel, m, data_end)
+                old = None
         if m.isdir():
             self.dirs.pop(rel, None)
             self.dirs[rel] = (int(m.mtime), m.mode & 0o7777)
@@ -1058,9 +1060,9 @@ class Applier:
         if not m.isdir():
             os.utime(base, (m.mtime, m.mtime), dir_fd=dfd, follow_symlinks=False)
 
-    def create(self, dfd: int, base: str, rel: str, m: tarfile.TarInfo, data_end: int) -> os.stat_result | None:
+    def create(self, dfd: int, base: str, rel: str, m: tarfile.TarInfo, data_end: int) -> None:
         """Make the entry `base` (FileExistsError if the name is taken; nothing is read from the
-        tar before the name is made); None: it was made new."""
+        tar before the name is made)."""
         if m.isdir():
             os.mkdir(base, 0o700, dir_fd=dfd)
         elif m.isreg():
@@ -1083,7 +1085,6 @@ class Applier:
             os.mkfifo(base, 0o600, dir_fd=dfd)
         else:
             raise ArchiveError(f"unsupported tar entry type {m.type!r} for {_q(rel)}")
-        return None
 
     def whiteout(self, dfd: int, target: str, m: tarfile.TarInfo) -> None:
         """An OCI whiteout in the overlay encoding: a char device 0/0 in the deleted name's place."""
